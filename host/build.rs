@@ -1,0 +1,15 @@
+//! Builds the first-party plugins in `plugins/` as components; the binary embeds them.
+
+#[path = "build_guests.rs"]
+mod build_guests;
+
+use std::path::Path;
+
+fn main() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("host/ is inside the workspace");
+    build_guests::build_guest_workspace(
+        &root.join("plugins/Cargo.toml"),
+        &["web_fetch"],
+        &[&root.join("plugins"), &root.join("sdk/src"), &root.join("sdk/macros/src"), &root.join("wit")],
+    );
+}

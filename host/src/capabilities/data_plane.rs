@@ -1,0 +1,148 @@
+//! Capabilities that reach data: `connectors` (tool -> connector calls), `stream-sink`, and the
+//! `sql`, `kafka` and `vectors` interfaces. The contract declares the last three now; this
+//! host has no SQL sources, Kafka clusters or vector collections to offer yet, so a granted
+//! call reports `unavailable` and an ungranted one `denied`.
+
+use crate::runtime::bindings::GuestError;
+use crate::runtime::bindings::databot::plugin::{connectors, kafka, sql, stream_sink, vectors};
+
+use super::{StoreState, denied};
+
+/// Deepest chain of plugin-to-plugin calls (tool -> connector -> ...).
+pub const MAX_CALL_DEPTH: u8 = 4;
+
+impl StoreState {
+    fn check_named_grant(
+        &self,
+        granted: &[String],
+        capability: &str,
+        name: &str,
+    ) -> Result<(), GuestError> {
+        if granted.iter().any(|g| g == name) {
+            return Ok(());
+        }
+        let plugin = &self.grants.plugin;
+        Err(denied(
+            plugin,
+            &format!("use {capability} `{name}`"),
+            &format!("plugins.{plugin}.permissions.{capability}: [\"{name}\"]"),
+        ))
+    }
+}
+
+fn not_in_this_host(capability: &str, name: &str) -> GuestError {
+    GuestError::Unavailable(format!(
+        "{capability} `{name}` is granted but this host has no {capability} backend configured"
+    ))
+}
+
+impl connectors::Host for StoreState {
+    async fn execute(
+        &mut self,
+        name: String,
+        operation: String,
+        params: String,
+    ) -> wasmtime::Result<Result<String, GuestError>> {
+        if let Err(error) = self.check_named_grant(&self.grants.connectors, "connectors", &name) {
+            return Ok(Err(error));
+        }
+        if self.depth >= MAX_CALL_DEPTH {
+            return Ok(Err(GuestError::Failed(format!(
+                "plugin calls nest deeper than {MAX_CALL_DEPTH}; refusing to call connector `{name}`"
+            ))));
+        }
+        let router = self
+            .services
+            .connector_router
+            .read()
+            .clone();
+        let Some(router) = router else {
+            return Ok(Err(GuestError::Unavailable("the runtime is shutting down".into())));
+        };
+        Ok(router.execute(&name, &operation, &params, self.depth + 1).await)
+    }
+}
+
+impl sql::Host for StoreState {
+    async fn sources(&mut self) -> wasmtime::Result<Vec<String>> {
+        Ok(self.grants.sql.clone())
+    }
+
+    async fn query(
+        &mut self,
+        source: String,
+        _statement: String,
+        _params: String,
+    ) -> wasmtime::Result<Result<sql::QueryResult, GuestError>> {
+        Ok(self
+            .check_named_grant(&self.grants.sql, "sql", &source)
+            .and_then(|()| Err(not_in_this_host("sql", &source))))
+    }
+}
+
+impl kafka::Host for StoreState {
+    async fn admin(&mut self, cluster: String, _request: String) -> wasmtime::Result<Result<String, GuestError>> {
+        Ok(self
+            .check_named_grant(&self.grants.kafka, "kafka", &cluster)
+            .and_then(|()| Err(not_in_this_host("kafka", &cluster))))
+    }
+
+    async fn peek(
+        &mut self,
+        cluster: String,
+        _topic: String,
+        _partition: i32,
+        _count: u32,
+    ) -> wasmtime::Result<Result<String, GuestError>> {
+        Ok(self
+            .check_named_grant(&self.grants.kafka, "kafka", &cluster)
+            .and_then(|()| Err(not_in_this_host("kafka", &cluster))))
+    }
+
+    async fn produce(
+        &mut self,
+        cluster: String,
+        _topic: String,
+        _key: Option<String>,
+        _value: String,
+    ) -> wasmtime::Result<Result<String, GuestError>> {
+        Ok(self
+            .check_named_grant(&self.grants.kafka, "kafka", &cluster)
+            .and_then(|()| Err(not_in_this_host("kafka", &cluster))))
+    }
+}
+
+impl vectors::Host for StoreState {
+    async fn upsert(
+        &mut self,
+        collection: String,
+        _id: String,
+        _vector: Vec<f32>,
+        _payload: String,
+    ) -> wasmtime::Result<Result<(), GuestError>> {
+        Ok(self
+            .check_named_grant(&self.grants.vectors, "vectors", &collection)
+            .and_then(|()| Err(not_in_this_host("vectors", &collection))))
+    }
+
+    async fn search(
+        &mut self,
+        collection: String,
+        _vector: Vec<f32>,
+        _limit: u32,
+    ) -> wasmtime::Result<Result<Vec<vectors::Match>, GuestError>> {
+        Ok(self
+            .check_named_grant(&self.grants.vectors, "vectors", &collection)
+            .and_then(|()| Err(not_in_this_host("vectors", &collection))))
+    }
+}
+
+impl stream_sink::Host for StoreState {
+    async fn emit(&mut self, event: String) -> wasmtime::Result<()> {
+        if let Some(sink) = &self.sink {
+            // A listener that went away is not the plugin's fault; the event is dropped.
+            let _ = sink.send(event);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,147 @@
+//! Outgoing HTTP policy (`wasi:http` hook): allowlist by host and port, private networks
+//! blocked after DNS resolution unless granted, credentials injected for matching hosts.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
+
+use super::PluginGrants;
+
+type SendFuture = Box<
+    dyn Future<
+            Output = Result<
+                (
+                    http::Response<WasiBody>,
+                    Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+                ),
+                HttpError,
+            >,
+        > + Send,
+>;
+
+/// The egress hook of one call.
+pub struct EgressPolicy {
+    grants: Arc<PluginGrants>,
+    denials: Arc<Mutex<Vec<String>>>,
+}
+
+impl EgressPolicy {
+    pub fn new(grants: Arc<PluginGrants>) -> Self {
+        Self {
+            grants,
+            denials: Arc::default(),
+        }
+    }
+
+    pub fn denials(&self) -> Vec<String> {
+        self.denials.lock().clone()
+    }
+}
+
+/// Is this address on the public internet? Loopback, private, link-local (cloud metadata),
+/// CGNAT, unspecified, multicast, documentation and unique-local ranges are not.
+pub fn is_public_ip(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b))
+                || (a == 198 && (b == 18 || b == 19))
+                || a >= 240)
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public_ip(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80)
+        }
+    }
+}
+
+impl WasiHttpHooks for EgressPolicy {
+    fn send_request(
+        &mut self,
+        mut request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+    ) -> SendFuture {
+        let grants = self.grants.clone();
+        let denials = self.denials.clone();
+        Box::new(async move {
+            let uri = request.uri().clone();
+            let host = uri.host().unwrap_or_default().trim_matches(['[', ']']).to_owned();
+            let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
+            let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+            let plugin = &grants.plugin;
+            let deny = |reason: String| {
+                tracing::warn!(plugin = %plugin, %host, port, "egress denied: {reason}");
+                denials.lock().push(reason);
+                HttpError::HttpRequestDenied
+            };
+            if !grants.http_allow.iter().any(|p| p.matches(&host, port)) {
+                return Err(deny(format!(
+                    "egress to `{host}:{port}` is not allowed; add `\"{host}\"` to `plugins.{plugin}.permissions.http.allow`"
+                )));
+            }
+            if !grants.allow_private {
+                let addresses: Vec<IpAddr> = match host.parse::<IpAddr>() {
+                    Ok(ip) => vec![ip],
+                    Err(_) => match tokio::net::lookup_host((host.as_str(), port)).await {
+                        Ok(found) => found.map(|a| a.ip()).collect(),
+                        Err(_) => {
+                            return Err(HttpError::DnsError {
+                                rcode: Some("lookup failed".into()),
+                                info_code: None,
+                            });
+                        }
+                    },
+                };
+                if let Some(inside) = addresses.iter().find(|ip| !is_public_ip(**ip)) {
+                    return Err(deny(format!(
+                        "egress to `{host}:{port}` resolves to the non-public address {inside}; set `plugins.{plugin}.permissions.http.allow_private: true` to allow it"
+                    )));
+                }
+            }
+            for secret in grants.secrets.iter().filter(|s| s.host.matches(&host, port)) {
+                request
+                    .headers_mut()
+                    .insert(secret.header.clone(), secret.value.clone());
+            }
+            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            use http_body_util::BodyExt;
+            Ok((
+                response.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_public_addresses_are_recognised() {
+        for inside in ["127.0.0.1", "10.0.0.1", "169.254.169.254", "192.168.1.1", "172.16.0.1", "100.64.0.1", "0.0.0.0", "::1", "fe80::1", "fd00::1", "::ffff:127.0.0.1"] {
+            assert!(!is_public_ip(inside.parse().unwrap()), "{inside}");
+        }
+        for outside in ["93.184.216.34", "1.1.1.1", "2606:4700::1111"] {
+            assert!(is_public_ip(outside.parse().unwrap()), "{outside}");
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! Per-call memory cap. Records a refused growth so the runtime can report the budget breach
+//! instead of a bare trap.
+
+use wasmtime::ResourceLimiter;
+
+pub struct MemoryLimiter {
+    max_bytes: usize,
+    /// The size a refused `memory.grow` asked for.
+    pub(crate) refused_growth: Option<usize>,
+}
+
+impl MemoryLimiter {
+    pub fn new(max_bytes: usize) -> Self {
+        Self {
+            max_bytes,
+            refused_growth: None,
+        }
+    }
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max_bytes {
+            self.refused_growth = Some(desired);
+            // Trap instead of returning -1: guests abort on allocation failure anyway, and a
+            // trap here carries the reason.
+            return Err(wasmtime::Error::msg(format!(
+                "memory budget exceeded: growing to {desired} bytes, the cap is {} bytes",
+                self.max_bytes
+            )));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}

@@ -1,0 +1,140 @@
+//! Host capabilities: what a plugin can import, each checked against the operator's grants.
+//!
+//! Owns the per-call store state (`StoreState`), the grants derived from config
+//! (`PluginGrants`) and the implementations of every `databot:plugin` import. The runtime
+//! creates one `StoreState` per call; nothing here outlives a call except `HostServices`.
+
+mod data_plane;
+mod egress;
+mod grants;
+mod limits;
+mod logging;
+mod plugin_config;
+mod state;
+
+use std::sync::Arc;
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+pub use egress::{EgressPolicy, is_public_ip};
+pub use grants::PluginGrants;
+pub use limits::MemoryLimiter;
+pub use state::StateStore;
+
+use crate::runtime::bindings::GuestError;
+
+/// Bytes of guest stderr kept per call (panic messages end up here).
+const STDERR_CAPTURE_BYTES: usize = 16 * 1024;
+
+/// Host-wide services shared by every call.
+pub struct HostServices {
+    pub state: StateStore,
+    /// Lets `connectors.execute` call back into the runtime without a reference cycle.
+    pub connector_router: parking_lot::RwLock<Option<Arc<dyn ConnectorRouter>>>,
+}
+
+/// Runs a connector operation on behalf of a plugin (implemented by the runtime).
+#[async_trait::async_trait]
+pub trait ConnectorRouter: Send + Sync {
+    async fn execute(
+        &self,
+        connector: &str,
+        operation: &str,
+        params: &str,
+        depth: u8,
+    ) -> Result<String, GuestError>;
+}
+
+/// Everything one call into a plugin can reach.
+pub struct StoreState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    http: WasiHttpCtx,
+    egress: EgressPolicy,
+    pub(crate) limiter: MemoryLimiter,
+    pub(crate) grants: Arc<PluginGrants>,
+    pub(crate) services: Arc<HostServices>,
+    stderr: MemoryOutputPipe,
+    /// Nesting of plugin-to-plugin calls (tool -> connector), bounded.
+    pub(crate) depth: u8,
+    /// Events a provider streams; `None` when nobody listens.
+    pub(crate) sink: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+}
+
+impl StoreState {
+    pub fn new(
+        grants: Arc<PluginGrants>,
+        services: Arc<HostServices>,
+        memory_bytes: usize,
+        depth: u8,
+    ) -> anyhow::Result<Self> {
+        let stderr = MemoryOutputPipe::new(STDERR_CAPTURE_BYTES);
+        let mut builder = wasmtime_wasi::WasiCtxBuilder::new();
+        // No environment, no arguments, no sockets: egress goes through wasi:http only.
+        builder
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        grants.preopen(&mut builder)?;
+        Ok(Self {
+            wasi: builder.build(),
+            table: ResourceTable::new(),
+            http: WasiHttpCtx::new(),
+            egress: EgressPolicy::new(grants.clone()),
+            limiter: MemoryLimiter::new(memory_bytes),
+            grants,
+            services,
+            stderr,
+            depth,
+            sink: None,
+        })
+    }
+
+    /// What the guest wrote to stderr (a panic message, usually), trimmed.
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.contents())
+            .trim()
+            .to_owned()
+    }
+
+    /// Egress refusals during this call, with the config line that would allow each.
+    pub fn egress_denials(&self) -> Vec<String> {
+        self.egress.denials()
+    }
+
+    pub fn set_sink(&mut self, sink: tokio::sync::mpsc::UnboundedSender<String>) {
+        self.sink = Some(sink);
+    }
+}
+
+impl WasiView for StoreState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for StoreState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.egress,
+        }
+    }
+}
+
+impl crate::runtime::bindings::databot::plugin::types::Host for StoreState {}
+
+/// The error a plugin gets for a capability it was not granted.
+pub(crate) fn denied(plugin: &str, what: &str, grant: &str) -> GuestError {
+    GuestError::Denied(format!(
+        "plugin `{plugin}` may not {what}; the operator can grant it with `{grant}` in the databot config"
+    ))
+}

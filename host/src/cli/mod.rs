@@ -1,0 +1,172 @@
+//! The `databot` command line: argument parsing and dispatch to the subcommands.
+
+mod plugin;
+mod scaffold;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+use crate::runtime::Runtime;
+
+#[derive(Parser)]
+#[command(name = "databot", version, about = "Host for AI data agents whose tools, connectors, channels and providers are sandboxed WebAssembly components")]
+struct Cli {
+    /// Configuration file (YAML); without it the embedded default is used.
+    #[arg(long, short, global = true, env = "DATABOT_CONFIG")]
+    config: Option<PathBuf>,
+    /// Log filter, e.g. `info`, `debug`, `databot=debug,plugin=trace`.
+    #[arg(long, global = true, env = "DATABOT_LOG", default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Manage plugin components.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
+    /// Run tools.
+    #[command(subcommand)]
+    Tool(ToolCommand),
+    /// Check configuration files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Start the host: load plugins, watch the plugins folder, serve until interrupted.
+    Serve,
+}
+
+#[derive(Subcommand)]
+enum ToolCommand {
+    /// Call one tool through the full sandbox and print its JSON result.
+    Call {
+        /// Tool name (see `databot tool list`).
+        name: String,
+        /// Arguments as a JSON object.
+        #[arg(long, default_value = "{}")]
+        args: String,
+    },
+    /// List the tools of every loaded plugin.
+    List {
+        /// Print JSON (with input schemas) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate a configuration file; errors name the line and column.
+    Check {
+        /// The file to check.
+        file: PathBuf,
+    },
+    /// Print the embedded default configuration.
+    Default,
+}
+
+/// Parse arguments, run, and turn errors into a message and an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Config(ConfigCommand::Check { file }) => {
+            let config = Config::load(Some(&file))?;
+            println!("{}: ok ({} plugin section(s))", file.display(), config.plugins.len());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config(ConfigCommand::Default) => {
+            print!("{}", crate::config::EMBEDDED_DEFAULT);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plugin(command) => plugin::run(command, cli.config.as_deref()).await,
+        Command::Tool(ToolCommand::Call { name, args }) => {
+            let runtime = start_runtime(cli.config.as_deref()).await?;
+            match runtime.call_tool(&name, &args).await {
+                Ok(json) => {
+                    println!("{}", pretty(&json));
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    Ok(ExitCode::from(2))
+                }
+            }
+        }
+        Command::Tool(ToolCommand::List { json }) => {
+            let runtime = start_runtime(cli.config.as_deref()).await?;
+            let tools = runtime.tools();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&tools)?);
+            } else {
+                for tool in tools {
+                    let summary = tool.description.lines().next().unwrap_or_default();
+                    println!("{:<24} {:<16} {summary}", tool.name, tool.plugin);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve => serve(cli.config.as_deref()).await,
+    }
+}
+
+/// Load the configuration and every configured plugin.
+pub(crate) async fn start_runtime(config: Option<&std::path::Path>) -> anyhow::Result<Runtime> {
+    let config = Arc::new(Config::load(config)?);
+    let runtime = Runtime::new(config).context("starting the plugin runtime")?;
+    runtime.load_configured().await?;
+    Ok(runtime)
+}
+
+async fn serve(config: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+    let runtime = start_runtime(config).await?;
+    let _watcher = if runtime.config().runtime.watch {
+        Some(runtime.watch()?)
+    } else {
+        None
+    };
+    for status in runtime.status() {
+        tracing::info!(plugin = %status.name, state = %status.state, operations = ?status.operations, "plugin status");
+    }
+    tracing::info!("databot is serving; press Ctrl-C to stop");
+    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    tracing::info!("shutting down");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn pretty(json: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(json)
+        .and_then(|v| serde_json::to_string_pretty(&v))
+        .unwrap_or_else(|_| json.to_owned())
+}

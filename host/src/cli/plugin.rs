@@ -1,0 +1,190 @@
+//! `databot plugin list | inspect | new | build`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Subcommand, ValueEnum};
+
+use crate::config::Config;
+use crate::runtime::{PluginSource, Runtime, read_manifest};
+
+#[derive(Subcommand)]
+pub enum PluginCommand {
+    /// List loaded plugins, their state and circuit breaker, and files that were refused.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a component's manifest, digest and operations without installing it.
+    Inspect {
+        /// The `.wasm` file.
+        file: PathBuf,
+    },
+    /// Create a new plugin crate that builds to a working component.
+    New {
+        /// What the plugin is.
+        #[arg(long, value_enum, default_value = "tool")]
+        kind: Kind,
+        /// Plugin name (lowercase letters, digits, `_`).
+        name: String,
+        /// Folder to create the crate in (default: ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Build a plugin crate to a component and check its manifest.
+    Build {
+        /// The plugin crate's folder.
+        #[arg(default_value = ".")]
+        path: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Kind {
+    Tool,
+    Connector,
+    Provider,
+    Channel,
+}
+
+pub async fn run(command: PluginCommand, config: Option<&Path>) -> anyhow::Result<ExitCode> {
+    match command {
+        PluginCommand::List { json } => {
+            let runtime = super::start_runtime(config).await?;
+            let status = runtime.status();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                println!("{:<20} {:<10} {:<9} {:<9} {:<10} SOURCE", "NAME", "KIND", "VERSION", "STATE", "BREAKER");
+                for plugin in &status {
+                    println!(
+                        "{:<20} {:<10} {:<9} {:<9} {:<10} {}",
+                        plugin.name,
+                        plugin.kind.as_deref().unwrap_or("-"),
+                        plugin.version.as_deref().unwrap_or("-"),
+                        plugin.state,
+                        plugin.breaker.map(|b| format!("{b:?}").to_lowercase()).unwrap_or_else(|| "-".into()),
+                        plugin.source
+                    );
+                    if let Some(error) = &plugin.last_error {
+                        println!("    last error: {error}");
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        PluginCommand::Inspect { file } => inspect(&file, config).await,
+        PluginCommand::New { kind, name, dir } => {
+            let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
+            super::scaffold::create(kind, &name, &dir)?;
+            println!("created {} ({} plugin `{name}`)", dir.display(), kind_name(kind));
+            println!("build it with: databot plugin build {}", dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        PluginCommand::Build { path } => {
+            let wasm = build(&path)?;
+            let manifest = read_manifest(&std::fs::read(&wasm)?)
+                .with_context(|| format!("{} was built but is not a loadable plugin", wasm.display()))?;
+            println!("{} ({} {} v{})", wasm.display(), manifest.kind.as_str(), manifest.name, manifest.version);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+pub fn kind_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Tool => "tool",
+        Kind::Connector => "connector",
+        Kind::Provider => "provider",
+        Kind::Channel => "channel",
+    }
+}
+
+async fn inspect(file: &Path, config: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let manifest = read_manifest(&bytes).with_context(|| format!("{} is not a loadable plugin", file.display()))?;
+    let mut config = Config::load(config)?;
+    // Inspect only this file: nothing else is loaded and no cache is written.
+    config.runtime.builtin_plugins = false;
+    config.runtime.data_dir = std::env::temp_dir().join(format!("databot-inspect-{}", std::process::id()));
+    let data_dir = config.runtime.data_dir.clone();
+    let runtime = Runtime::new(Arc::new(config))?;
+    let loaded = runtime.load_bytes(bytes, PluginSource::File(file.to_owned())).await;
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let revision = loaded?;
+    let report = serde_json::json!({
+        "manifest": manifest,
+        "sha256": revision.digest,
+        "operations": revision.operations.iter().map(|op| serde_json::json!({
+            "name": op.name,
+            "description": op.description,
+            "input_schema": serde_json::from_str::<serde_json::Value>(&op.input_schema).unwrap_or_default(),
+        })).collect::<Vec<_>>(),
+        "imports": component_imports(&runtime, &revision),
+    });
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn component_imports(runtime: &Runtime, revision: &crate::runtime::Revision) -> Vec<String> {
+    let component_type = revision.pre.component().component_type();
+    component_type.imports(runtime.engine()).map(|(name, _)| name.to_owned()).collect()
+}
+
+/// `cargo build --release --target wasm32-wasip2` in a plugin crate; returns the component.
+pub fn build(path: &Path) -> anyhow::Result<PathBuf> {
+    let manifest_path = path.join("Cargo.toml");
+    let manifest_text = std::fs::read_to_string(&manifest_path)
+        .with_context(|| format!("{} is not a plugin crate (no Cargo.toml)", path.display()))?;
+    let package: toml_name::Package = toml_name::read(&manifest_text)
+        .with_context(|| format!("reading the package name from {}", manifest_path.display()))?;
+    let status = std::process::Command::new("cargo")
+        .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
+        .arg(&manifest_path)
+        .status()
+        .context("running cargo")?;
+    if !status.success() {
+        bail!("cargo build failed (is the target installed? `rustup target add wasm32-wasip2`)");
+    }
+    let metadata = std::process::Command::new("cargo")
+        .args(["metadata", "--format-version", "1", "--no-deps", "--manifest-path"])
+        .arg(&manifest_path)
+        .output()
+        .context("running cargo metadata")?;
+    let metadata: serde_json::Value = serde_json::from_slice(&metadata.stdout).context("parsing cargo metadata")?;
+    let target_dir = metadata["target_directory"].as_str().context("cargo metadata has no target_directory")?;
+    let wasm = PathBuf::from(target_dir)
+        .join("wasm32-wasip2/release")
+        .join(format!("{}.wasm", package.name.replace('-', "_")));
+    if !wasm.exists() {
+        bail!("cargo finished but {} is missing; is the crate a `cdylib`?", wasm.display());
+    }
+    Ok(wasm)
+}
+
+/// Just enough TOML reading to find `[package] name`.
+mod toml_name {
+    pub struct Package {
+        pub name: String,
+    }
+
+    pub fn read(text: &str) -> anyhow::Result<Package> {
+        let mut in_package = false;
+        for line in text.lines().map(str::trim) {
+            if line.starts_with('[') {
+                in_package = line == "[package]";
+            } else if in_package
+                && let Some(value) = line.strip_prefix("name")
+                && let Some(value) = value.trim_start().strip_prefix('=')
+            {
+                return Ok(Package {
+                    name: value.trim().trim_matches('"').to_owned(),
+                });
+            }
+        }
+        anyhow::bail!("no `name` in the [package] section")
+    }
+}

@@ -1,0 +1,196 @@
+//! The operator's configuration: YAML with `${VAR}` substitution, strict keys, typed sections.
+//!
+//! Owns parsing, validation and the defaults embedded in the binary. Every error names the
+//! file, line and column. Secrets stay in memory only: nothing here ever writes config back.
+
+mod substitute;
+mod types;
+
+use std::path::{Path, PathBuf};
+
+pub use substitute::substitute_env;
+pub use types::*;
+
+/// The configuration the binary runs with when no file is given.
+pub const EMBEDDED_DEFAULT: &str = include_str!("../../../config/databot.yaml");
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{origin}:{line}:{column}: {message}")]
+    Invalid {
+        origin: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{origin}: {message}")]
+    Semantic { origin: String, message: String },
+}
+
+impl Config {
+    /// Load a file, or the embedded default when `path` is `None`.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        match path {
+            None => Self::parse(EMBEDDED_DEFAULT, "<embedded default>", |name| {
+                std::env::var(name).ok()
+            }),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                let mut config = Self::parse(&text, &path.display().to_string(), |name| {
+                    std::env::var(name).ok()
+                })?;
+                config.base_dir = path.parent().map(Path::to_owned).unwrap_or_default();
+                Ok(config)
+            }
+        }
+    }
+
+    /// Parse YAML text; `lookup` resolves `${VAR}` placeholders.
+    pub fn parse(
+        text: &str,
+        origin: &str,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let resolved = substitute_env(text, origin, lookup)?;
+        let config: Config = if resolved.trim().is_empty() {
+            Config::default()
+        } else {
+            serde_yaml::from_str(&resolved).map_err(|error| {
+                let (line, column) = error
+                    .location()
+                    .map_or((0, 0), |loc| (loc.line(), loc.column()));
+                ConfigError::Invalid {
+                    origin: origin.to_owned(),
+                    line,
+                    column,
+                    message: error.to_string(),
+                }
+            })?
+        };
+        config.validate(origin)?;
+        Ok(config)
+    }
+
+    fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        let semantic = |message: String| ConfigError::Semantic {
+            origin: origin.to_owned(),
+            message,
+        };
+        self.runtime
+            .budgets
+            .validate()
+            .map_err(|e| semantic(format!("runtime.budgets: {e}")))?;
+        for (name, plugin) in &self.plugins {
+            if let Some(budgets) = &plugin.budgets {
+                budgets
+                    .validate()
+                    .map_err(|e| semantic(format!("plugins.{name}.budgets: {e}")))?;
+            }
+            for pattern in &plugin.permissions.http.allow {
+                HostPattern::parse(pattern).map_err(|e| {
+                    semantic(format!("plugins.{name}.permissions.http.allow: {e}"))
+                })?;
+            }
+            for secret in &plugin.permissions.http.secrets {
+                HostPattern::parse(&secret.host).map_err(|e| {
+                    semantic(format!("plugins.{name}.permissions.http.secrets.host: {e}"))
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolve a path from the config relative to the config file's folder.
+    pub fn resolve_path(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_owned()
+        } else {
+            self.base_dir.join(path)
+        }
+    }
+
+    /// The plugin section for `name`, or the deny-everything default.
+    pub fn plugin(&self, name: &str) -> PluginConfig {
+        self.plugins.get(name).cloned().unwrap_or_default()
+    }
+
+    /// The effective budgets of a plugin: its own settings over the runtime defaults.
+    pub fn budgets_for(&self, name: &str) -> Budgets {
+        let defaults = &self.runtime.budgets;
+        match self.plugins.get(name).and_then(|p| p.budgets.as_ref()) {
+            None => defaults.clone(),
+            Some(own) => own.over(defaults),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, "test.yaml", |name| {
+            (name == "TOKEN").then(|| "s3cret".to_owned())
+        })
+    }
+
+    #[test]
+    fn embedded_default_parses() {
+        let config = Config::load(None).expect("embedded default");
+        assert!(config.runtime.watch);
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_with_line_and_column() {
+        let error = parse("runtime:\n  watch: true\n  wach: false\n").unwrap_err();
+        let text = error.to_string();
+        assert!(text.starts_with("test.yaml:3:"), "{text}");
+        assert!(text.contains("unknown field `wach`"), "{text}");
+    }
+
+    #[test]
+    fn wrong_type_is_an_error_with_line() {
+        let error = parse("runtime:\n  budgets:\n    timeout_ms: soon\n").unwrap_err();
+        assert!(error.to_string().starts_with("test.yaml:3:"), "{error}");
+    }
+
+    #[test]
+    fn variables_are_substituted_and_secrets_redacted_in_debug() {
+        let config = parse(
+            "plugins:\n  api:\n    permissions:\n      http:\n        allow: [api.example.com]\n        secrets:\n          - host: api.example.com\n            header: authorization\n            value: \"Bearer ${TOKEN}\"\n",
+        )
+        .unwrap();
+        let secret = &config.plugins["api"].permissions.http.secrets[0];
+        assert_eq!(secret.value.expose(), "Bearer s3cret");
+        assert!(!format!("{config:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn budgets_are_validated() {
+        let error = parse("runtime:\n  budgets:\n    memory_mb: 0\n").unwrap_err();
+        assert!(error.to_string().contains("memory_mb"), "{error}");
+    }
+
+    #[test]
+    fn plugin_budgets_override_defaults_field_by_field() {
+        let config = parse("runtime:\n  budgets:\n    timeout_ms: 100\nplugins:\n  a:\n    budgets:\n      memory_mb: 8\n").unwrap();
+        let budgets = config.budgets_for("a");
+        assert_eq!(budgets.timeout_ms, 100);
+        assert_eq!(budgets.memory_mb, 8);
+    }
+
+    #[test]
+    fn bad_host_pattern_is_refused() {
+        let error = parse("plugins:\n  a:\n    permissions:\n      http:\n        allow: [\"exa mple.com\"]\n").unwrap_err();
+        assert!(error.to_string().contains("plugins.a.permissions.http.allow"), "{error}");
+    }
+}

@@ -1,0 +1,353 @@
+//! Typed configuration sections. Every section rejects unknown keys.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
+    /// Per-plugin settings, keyed by plugin name. A plugin without a section gets no grants.
+    #[serde(default)]
+    pub plugins: BTreeMap<String, PluginConfig>,
+    /// Folder of the config file; relative paths resolve against it.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Folder the host loads `.wasm` plugins from (and watches, when `watch` is on).
+    #[serde(default = "default_plugins_dir")]
+    pub plugins_dir: PathBuf,
+    /// Load first-party plugins built into the binary (`web_fetch`).
+    #[serde(default = "yes")]
+    pub builtin_plugins: bool,
+    /// Watch `plugins_dir` and hot-swap changed components.
+    #[serde(default = "yes")]
+    pub watch: bool,
+    /// Where compiled artifacts and plugin state live.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Default budgets for every plugin call.
+    #[serde(default)]
+    pub budgets: Budgets,
+    #[serde(default)]
+    pub circuit_breaker: BreakerConfig,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            plugins_dir: default_plugins_dir(),
+            builtin_plugins: true,
+            watch: true,
+            data_dir: default_data_dir(),
+            budgets: Budgets::default(),
+            circuit_breaker: BreakerConfig::default(),
+        }
+    }
+}
+
+fn default_plugins_dir() -> PathBuf {
+    PathBuf::from("plugins")
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from(".databot")
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Limits applied to every call into a plugin.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Budgets {
+    /// Wall-clock deadline of one call, in milliseconds.
+    pub timeout_ms: u64,
+    /// Linear memory cap of one instance, in MiB.
+    pub memory_mb: u64,
+    /// Calls of one plugin running at the same time; more wait for a slot up to the deadline.
+    pub max_concurrency: u32,
+    /// Largest result a call may return, in bytes.
+    pub max_output_bytes: u64,
+}
+
+impl Default for Budgets {
+    fn default() -> Self {
+        Self {
+            timeout_ms: 10_000,
+            memory_mb: 64,
+            max_concurrency: 16,
+            max_output_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// Hard ceilings: the pooling allocator reserves memory slots of `MAX_MEMORY_MB`.
+pub const MAX_MEMORY_MB: u64 = 1024;
+pub const MAX_TIMEOUT_MS: u64 = 600_000;
+
+impl Budgets {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.timeout_ms == 0 || self.timeout_ms > MAX_TIMEOUT_MS {
+            return Err(format!("timeout_ms must be between 1 and {MAX_TIMEOUT_MS}"));
+        }
+        if self.memory_mb == 0 || self.memory_mb > MAX_MEMORY_MB {
+            return Err(format!("memory_mb must be between 1 and {MAX_MEMORY_MB}"));
+        }
+        if self.max_concurrency == 0 {
+            return Err("max_concurrency must be at least 1".into());
+        }
+        if self.max_output_bytes == 0 {
+            return Err("max_output_bytes must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// A plugin's own budget settings; unset fields take the runtime defaults.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetOverrides {
+    pub timeout_ms: Option<u64>,
+    pub memory_mb: Option<u64>,
+    pub max_concurrency: Option<u32>,
+    pub max_output_bytes: Option<u64>,
+}
+
+impl BudgetOverrides {
+    pub fn over(&self, defaults: &Budgets) -> Budgets {
+        Budgets {
+            timeout_ms: self.timeout_ms.unwrap_or(defaults.timeout_ms),
+            memory_mb: self.memory_mb.unwrap_or(defaults.memory_mb),
+            max_concurrency: self.max_concurrency.unwrap_or(defaults.max_concurrency),
+            max_output_bytes: self.max_output_bytes.unwrap_or(defaults.max_output_bytes),
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        self.over(&Budgets::default()).validate()
+    }
+}
+
+/// When repeated failures stop calls to a plugin for a while.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BreakerConfig {
+    /// Consecutive failed calls (traps, timeouts, budget breaches) that open the breaker.
+    pub failure_threshold: u32,
+    /// How long an open breaker refuses calls before letting one through to probe.
+    pub open_seconds: u64,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        Self {
+            failure_threshold: 5,
+            open_seconds: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// Load this component file in addition to the plugins folder.
+    pub path: Option<PathBuf>,
+    /// Set to false to keep a plugin from loading.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    pub budgets: Option<BudgetOverrides>,
+    #[serde(default)]
+    pub permissions: Permissions,
+    /// Values the plugin reads through the `config` capability.
+    #[serde(default)]
+    pub config: BTreeMap<String, serde_json::Value>,
+}
+
+/// What the operator grants one plugin. Everything is denied unless listed here.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Permissions {
+    #[serde(default)]
+    pub http: HttpPermissions,
+    #[serde(default)]
+    pub filesystem: Vec<FsGrant>,
+    /// Connector instances this plugin may call through `connectors.execute`.
+    #[serde(default)]
+    pub connectors: Vec<String>,
+    /// Per-plugin key-value state.
+    #[serde(default)]
+    pub state: bool,
+    /// Named SQL sources (the data-plane capability).
+    #[serde(default)]
+    pub sql: Vec<String>,
+    /// Named Kafka clusters (the data-plane capability).
+    #[serde(default)]
+    pub kafka: Vec<String>,
+    /// Vector collections (the RAG capability).
+    #[serde(default)]
+    pub vectors: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpPermissions {
+    /// Hosts the plugin may reach: `example.com`, `*.example.com`, `example.com:8443`,
+    /// `127.0.0.1:8080`. Empty means no egress.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// Allow destinations that resolve to loopback, private, link-local or other
+    /// non-public addresses. Off by default, so a public name pointing inside is refused.
+    #[serde(default)]
+    pub allow_private: bool,
+    /// Headers the host adds to requests for a host (credentials the guest never sees).
+    #[serde(default)]
+    pub secrets: Vec<SecretHeader>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretHeader {
+    /// Host pattern the header is sent to (same syntax as `allow`).
+    pub host: String,
+    /// Header name, e.g. `authorization`.
+    pub header: String,
+    /// Header value, usually `"Bearer ${TOKEN}"`.
+    pub value: Secret,
+}
+
+/// A secret value: never printed, never written back.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FsGrant {
+    /// Folder on the host.
+    pub host: PathBuf,
+    /// Where the plugin sees it, e.g. `/data`.
+    pub guest: String,
+    #[serde(default)]
+    pub mode: FsMode,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FsMode {
+    #[default]
+    Ro,
+    Rw,
+}
+
+/// One egress allowlist entry, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPattern {
+    /// `Some("example.com")` for `*.example.com`.
+    pub wildcard_suffix: Option<String>,
+    pub host: String,
+    pub port: Option<u16>,
+}
+
+impl HostPattern {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim().to_ascii_lowercase();
+        let (host, port) = match text.rsplit_once(':') {
+            Some((host, port)) if !host.contains(':') => {
+                let port = port
+                    .parse::<u16>()
+                    .map_err(|_| format!("`{text}`: port `{port}` is not a number"))?;
+                (host.to_owned(), Some(port))
+            }
+            _ => (text.clone(), None),
+        };
+        let valid = |h: &str| {
+            !h.is_empty()
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_')
+        };
+        if let Some(suffix) = host.strip_prefix("*.") {
+            if !valid(suffix) {
+                return Err(format!("`{text}` is not a host pattern"));
+            }
+            return Ok(Self {
+                wildcard_suffix: Some(suffix.to_owned()),
+                host,
+                port,
+            });
+        }
+        if host == "*" {
+            return Ok(Self {
+                wildcard_suffix: Some(String::new()),
+                host,
+                port,
+            });
+        }
+        if !valid(&host) {
+            return Err(format!(
+                "`{text}` is not a host pattern (expected `host`, `*.domain` or `host:port`)"
+            ));
+        }
+        Ok(Self {
+            wildcard_suffix: None,
+            host,
+            port,
+        })
+    }
+
+    /// Does `host:port` match? Without a port in the pattern, any port matches.
+    pub fn matches(&self, host: &str, port: u16) -> bool {
+        if self.port.is_some_and(|p| p != port) {
+            return false;
+        }
+        let host = host.to_ascii_lowercase();
+        match &self.wildcard_suffix {
+            Some(suffix) if suffix.is_empty() => true,
+            Some(suffix) => host.len() > suffix.len() && host.ends_with(&format!(".{suffix}")),
+            None => host == self.host,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_patterns_match_as_documented() {
+        let exact = HostPattern::parse("example.com").unwrap();
+        assert!(exact.matches("example.com", 443));
+        assert!(exact.matches("EXAMPLE.com", 80));
+        assert!(!exact.matches("api.example.com", 443));
+        let wildcard = HostPattern::parse("*.example.com").unwrap();
+        assert!(wildcard.matches("api.example.com", 443));
+        assert!(!wildcard.matches("example.com", 443));
+        assert!(!wildcard.matches("badexample.com", 443));
+        let with_port = HostPattern::parse("127.0.0.1:8080").unwrap();
+        assert!(with_port.matches("127.0.0.1", 8080));
+        assert!(!with_port.matches("127.0.0.1", 8081));
+        assert!(HostPattern::parse("exa mple.com").is_err());
+        assert!(HostPattern::parse("host:99999").is_err());
+    }
+}

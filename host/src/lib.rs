@@ -1,0 +1,12 @@
+//! databot host library: the plugin runtime, the capabilities it grants, configuration and CLI.
+//!
+//! Layers, top to bottom (a module may call the ones below it, never above):
+//! - `cli`: the `databot` command line;
+//! - `runtime`: loading, validating, hot-swapping and calling plugin components under budgets;
+//! - `capabilities`: the host functions a plugin may import, each checked against its grants;
+//! - `config`: the operator's YAML configuration.
+
+pub mod capabilities;
+pub mod cli;
+pub mod config;
+pub mod runtime;

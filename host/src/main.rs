@@ -1,0 +1,5 @@
+//! The `databot` command line entry point.
+
+fn main() -> std::process::ExitCode {
+    databot::cli::main()
+}

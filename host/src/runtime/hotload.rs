@@ -1,0 +1,78 @@
+//! Hot loading: watch the plugins folder and load, swap or unload components as files come,
+//! change and go. Events are debounced per file; compiles happen off the event thread.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use notify::{RecursiveMode, Watcher};
+
+use super::Runtime;
+
+/// Quiet time after the last event for a file before it is (re)loaded.
+const DEBOUNCE: Duration = Duration::from_millis(40);
+
+/// Keeps the watcher alive; dropping it stops hot loading.
+pub struct HotLoader {
+    _watcher: notify::RecommendedWatcher,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for HotLoader {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Runtime {
+    /// Start watching the plugins folder (created if missing).
+    pub fn watch(&self) -> anyhow::Result<HotLoader> {
+        let folder = self.plugins_dir();
+        std::fs::create_dir_all(&folder).with_context(|| format!("creating {}", folder.display()))?;
+        let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<PathBuf>();
+        let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
+            Ok(event) => {
+                for path in event.paths {
+                    if path.extension().is_some_and(|e| e == "wasm") {
+                        let _ = sender.send(path);
+                    }
+                }
+            }
+            Err(error) => tracing::warn!("plugin folder watch error: {error}"),
+        })
+        .context("starting the plugin folder watcher")?;
+        watcher
+            .watch(&folder, RecursiveMode::NonRecursive)
+            .with_context(|| format!("watching {}", folder.display()))?;
+        tracing::info!(folder = %folder.display(), "watching for plugin changes");
+        let runtime = self.clone();
+        let task = tokio::spawn(async move {
+            let mut pending: HashMap<PathBuf, tokio::time::Instant> = HashMap::new();
+            loop {
+                let next_due = pending.values().min().copied();
+                tokio::select! {
+                    path = receiver.recv() => match path {
+                        Some(path) => { pending.insert(path, tokio::time::Instant::now() + DEBOUNCE); }
+                        None => break,
+                    },
+                    () = async { if let Some(due) = next_due { tokio::time::sleep_until(due).await } else { std::future::pending().await } } => {
+                        let now = tokio::time::Instant::now();
+                        let due: Vec<PathBuf> = pending.iter().filter(|(_, at)| **at <= now).map(|(p, _)| p.clone()).collect();
+                        for path in due {
+                            pending.remove(&path);
+                            // One file at a time, so an older revision never lands after a newer one.
+                            if path.is_file() {
+                                // Errors are recorded in status and logged by load_file.
+                                let _ = runtime.load_file(&path).await;
+                            } else {
+                                runtime.unload_file(&path);
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        Ok(HotLoader { _watcher: watcher, task })
+    }
+}

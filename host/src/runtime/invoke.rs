@@ -1,0 +1,254 @@
+//! One call into a plugin: admission (circuit breaker, concurrency), a fresh store and
+//! instance with the plugin's grants and budgets, the guest call, and the mapping of every
+//! way it can go wrong to a `CallError`. The host never panics on guest misbehaviour.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use wasmtime::Store;
+
+use super::bindings::{Health, OperationSpec};
+use super::error::{CallError, ErrorKind};
+use super::revision::{KindExports, Revision};
+use super::{PluginSlot, RuntimeInner, engine};
+use crate::capabilities::{PluginGrants, StoreState};
+use crate::config::Budgets;
+
+/// Time allowed beyond the deadline for host-side awaits (HTTP in flight) to unwind.
+const HOST_GRACE: Duration = Duration::from_millis(50);
+
+pub(super) enum Operation<'a> {
+    ToolCall { tool: &'a str, arguments: &'a String },
+    ConnectorExecute { operation: &'a str, params: &'a String },
+}
+
+enum Outcome {
+    Json(String),
+    Operations(Vec<OperationSpec>),
+    Health(Health),
+}
+
+enum Request<'a> {
+    Run(Operation<'a>),
+    Describe,
+    Health,
+}
+
+/// Run an operation under the plugin's budgets.
+pub(super) async fn call(
+    inner: &Arc<RuntimeInner>,
+    slot: &Arc<PluginSlot>,
+    revision: Arc<Revision>,
+    operation: Operation<'_>,
+    depth: u8,
+) -> Result<String, CallError> {
+    match admitted_call(inner, slot, &revision, Request::Run(operation), depth).await? {
+        Outcome::Json(json) => Ok(json),
+        _ => Err(CallError::new(ErrorKind::Failed, "unexpected outcome")),
+    }
+}
+
+/// Ask a connector for its health.
+pub(super) async fn health(
+    inner: &Arc<RuntimeInner>,
+    slot: &Arc<PluginSlot>,
+    revision: Arc<Revision>,
+) -> Result<Health, CallError> {
+    match admitted_call(inner, slot, &revision, Request::Health, 0).await? {
+        Outcome::Health(health) => Ok(health),
+        _ => Err(CallError::new(ErrorKind::Failed, "unexpected outcome")),
+    }
+}
+
+/// Ask a freshly loaded revision for its tools or operations (before it is installed).
+pub(super) async fn describe(
+    inner: &Arc<RuntimeInner>,
+    revision: &Revision,
+    grants: &Arc<PluginGrants>,
+    budgets: &Budgets,
+) -> Result<Vec<OperationSpec>, CallError> {
+    match run_in_fresh_instance(inner, revision, grants, budgets, Request::Describe, 0).await? {
+        Outcome::Operations(operations) => Ok(operations),
+        _ => Err(CallError::new(ErrorKind::Failed, "unexpected outcome")),
+    }
+}
+
+async fn admitted_call(
+    inner: &Arc<RuntimeInner>,
+    slot: &Arc<PluginSlot>,
+    revision: &Revision,
+    request: Request<'_>,
+    depth: u8,
+) -> Result<Outcome, CallError> {
+    let plugin = &slot.name;
+    if let Err(remaining) = slot.breaker.admit() {
+        return Err(CallError::new(
+            ErrorKind::CircuitOpen,
+            format!(
+                "plugin `{plugin}` failed {} times in a row and is paused for {}s more; see `databot plugin list`",
+                slot.breaker.consecutive_failures(),
+                remaining.as_secs() + 1
+            ),
+        ));
+    }
+    let timeout = Duration::from_millis(slot.budgets.timeout_ms);
+    let started = Instant::now();
+    let permit = tokio::time::timeout(timeout, slot.concurrency.clone().acquire_owned()).await;
+    let _permit = match permit {
+        Ok(Ok(permit)) => permit,
+        _ => {
+            return Err(CallError::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "plugin `{plugin}` is busy: {} calls in flight for {} ms; raise plugins.{plugin}.budgets.max_concurrency",
+                    slot.budgets.max_concurrency, slot.budgets.timeout_ms
+                ),
+            ));
+        }
+    };
+    let mut budgets = slot.budgets.clone();
+    // Time spent waiting for a slot counts against the deadline.
+    budgets.timeout_ms = budgets.timeout_ms.saturating_sub(started.elapsed().as_millis() as u64).max(1);
+    slot.calls.fetch_add(1, Ordering::Relaxed);
+    let result = run_in_fresh_instance(inner, revision, &slot.grants, &budgets, request, depth).await;
+    let fault = result.as_ref().err().is_some_and(|e| e.kind.is_plugin_fault());
+    if fault {
+        slot.failures.fetch_add(1, Ordering::Relaxed);
+    }
+    slot.breaker.record(fault);
+    result
+}
+
+async fn run_in_fresh_instance(
+    inner: &Arc<RuntimeInner>,
+    revision: &Revision,
+    grants: &Arc<PluginGrants>,
+    budgets: &Budgets,
+    request: Request<'_>,
+    depth: u8,
+) -> Result<Outcome, CallError> {
+    let plugin = revision.manifest.name.as_str();
+    let memory_bytes = usize::try_from(budgets.memory_mb * 1024 * 1024).unwrap_or(usize::MAX);
+    let state = StoreState::new(grants.clone(), inner.services.clone(), memory_bytes, depth)
+        .map_err(|e| CallError::new(ErrorKind::Failed, format!("{e:#}")))?;
+    let mut store = Store::new(&inner.engine, state);
+    store.limiter(|state| &mut state.limiter);
+    let timeout = Duration::from_millis(budgets.timeout_ms);
+    store.set_epoch_deadline(engine::deadline_ticks(timeout));
+    store.epoch_deadline_trap();
+
+    let guest = guest_call(&mut store, revision, request);
+    let result = tokio::time::timeout(timeout + HOST_GRACE, guest).await;
+    let outcome = match result {
+        Err(_elapsed) => Err(deadline_error(plugin, budgets)),
+        Ok(Err(trap)) => Err(trap_error(plugin, budgets, &store, trap)),
+        Ok(Ok(Err(guest_error))) => {
+            let mut error = CallError::from(guest_error);
+            let denials = store.data().egress_denials();
+            if !denials.is_empty() {
+                error.message = format!("{} (host: {})", error.message, denials.join("; "));
+            }
+            Err(error)
+        }
+        Ok(Ok(Ok(outcome))) => Ok(outcome),
+    }?;
+    if let Outcome::Json(json) = &outcome
+        && json.len() as u64 > budgets.max_output_bytes
+    {
+        return Err(CallError::new(
+            ErrorKind::OutputTooLarge,
+            format!(
+                "plugin `{plugin}` returned {} bytes, over its {}-byte output budget (plugins.{plugin}.budgets.max_output_bytes)",
+                json.len(),
+                budgets.max_output_bytes
+            ),
+        ));
+    }
+    if let Outcome::Json(json) = &outcome
+        && let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(json)
+    {
+        return Err(CallError::new(
+            ErrorKind::Failed,
+            format!("plugin `{plugin}` returned a result that is not JSON: {e}"),
+        ));
+    }
+    Ok(outcome)
+}
+
+type GuestResult = wasmtime::Result<Result<Outcome, super::bindings::GuestError>>;
+
+async fn guest_call(store: &mut Store<StoreState>, revision: &Revision, request: Request<'_>) -> GuestResult {
+    let instance = revision.pre.instantiate_async(&mut *store).await?;
+    match (&revision.exports, request) {
+        (KindExports::Tool(indices), Request::Describe) => {
+            let guest = indices.load(&mut *store, &instance)?;
+            Ok(Ok(Outcome::Operations(guest.call_list_tools(&mut *store).await?)))
+        }
+        (KindExports::Tool(indices), Request::Run(Operation::ToolCall { tool, arguments })) => {
+            let guest = indices.load(&mut *store, &instance)?;
+            Ok(guest.call_call(&mut *store, &tool.to_owned(), arguments).await?.map(Outcome::Json))
+        }
+        (KindExports::Connector(indices), Request::Describe) => {
+            let guest = indices.load(&mut *store, &instance)?;
+            Ok(Ok(Outcome::Operations(guest.call_capabilities(&mut *store).await?)))
+        }
+        (KindExports::Connector(indices), Request::Health) => {
+            let guest = indices.load(&mut *store, &instance)?;
+            Ok(Ok(Outcome::Health(guest.call_check_health(&mut *store).await?)))
+        }
+        (KindExports::Connector(indices), Request::Run(Operation::ConnectorExecute { operation, params })) => {
+            let guest = indices.load(&mut *store, &instance)?;
+            Ok(guest.call_execute(&mut *store, &operation.to_owned(), params).await?.map(Outcome::Json))
+        }
+        _ => Ok(Err(super::bindings::GuestError::InvalidInput(format!(
+            "plugin `{}` of kind `{}` does not offer this operation",
+            revision.manifest.name,
+            revision.manifest.kind.as_str()
+        )))),
+    }
+}
+
+fn deadline_error(plugin: &str, budgets: &Budgets) -> CallError {
+    CallError::new(
+        ErrorKind::Timeout,
+        format!(
+            "plugin `{plugin}` was stopped at its {} ms deadline (plugins.{plugin}.budgets.timeout_ms)",
+            budgets.timeout_ms
+        ),
+    )
+}
+
+fn trap_error(plugin: &str, budgets: &Budgets, store: &Store<StoreState>, error: wasmtime::Error) -> CallError {
+    let state = store.data();
+    if let Some(desired) = state.limiter.refused_growth {
+        return CallError::new(
+            ErrorKind::MemoryExceeded,
+            format!(
+                "plugin `{plugin}` tried to grow its memory to {} MiB, over its {} MiB budget (plugins.{plugin}.budgets.memory_mb)",
+                desired.div_ceil(1024 * 1024),
+                budgets.memory_mb
+            ),
+        );
+    }
+    let stderr = state.stderr_text();
+    let said = if stderr.is_empty() {
+        String::new()
+    } else {
+        format!("; the plugin wrote: {}", last_lines(&stderr, 5))
+    };
+    match error.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::Interrupt) => deadline_error(plugin, budgets),
+        Some(wasmtime::Trap::StackOverflow) => CallError::new(
+            ErrorKind::Trap,
+            format!("plugin `{plugin}` overflowed its stack (runaway recursion){said}"),
+        ),
+        Some(trap) => CallError::new(ErrorKind::Trap, format!("plugin `{plugin}` trapped: {trap}{said}")),
+        None => CallError::new(ErrorKind::Trap, format!("plugin `{plugin}` failed: {error:#}{said}")),
+    }
+}
+
+fn last_lines(text: &str, count: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(count)..].join(" | ")
+}

@@ -1,0 +1,128 @@
+//! The plugin manifest embedded in a component's `databot-manifest` custom section, and the
+//! checks that refuse what is not a loadable plugin before anything is compiled.
+
+use serde::{Deserialize, Serialize};
+
+/// The contract this host speaks (`databot:plugin` WIT package version).
+pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const MANIFEST_SECTION: &str = "databot-manifest";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PluginKind {
+    Tool,
+    Connector,
+    Provider,
+    Channel,
+}
+
+impl PluginKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tool => "tool",
+            Self::Connector => "connector",
+            Self::Provider => "provider",
+            Self::Channel => "channel",
+        }
+    }
+
+    /// The interface a component of this kind must export.
+    pub fn export_interface(self) -> String {
+        format!("databot:plugin/{}-handler@{CONTRACT_VERSION}", self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub name: String,
+    pub version: String,
+    pub kind: PluginKind,
+    pub contract: String,
+    pub description: String,
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+}
+
+/// Why a file is not a loadable plugin.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("not a WebAssembly file (it does not start with the `\\0asm` magic bytes)")]
+    NotWasm,
+    #[error("this is a core WebAssembly module, not a component; build it for wasm32-wasip2 (or wrap it with `wasm-tools component new`)")]
+    CoreModule,
+    #[error("the file is damaged or truncated: {0}")]
+    Malformed(String),
+    #[error("no `databot-manifest` section: build the plugin with databot-sdk and its `manifest!` macro")]
+    Missing,
+    #[error("the manifest is not valid: {0}")]
+    Invalid(String),
+    #[error("built against contract databot:plugin@{found}, but this host speaks databot:plugin@{CONTRACT_VERSION}; rebuild it with a databot-sdk of the {expected} line")]
+    ContractMismatch { found: String, expected: String },
+}
+
+/// The compatibility line of a semver version: the major, or `0.minor` for 0.x.
+pub fn compatibility_line(version: &str) -> Option<String> {
+    let mut parts = version.split('.');
+    let major: u64 = parts.next()?.parse().ok()?;
+    let minor: u64 = parts.next()?.parse().ok()?;
+    if major == 0 {
+        Some(format!("0.{minor}"))
+    } else {
+        Some(major.to_string())
+    }
+}
+
+/// Read and check the manifest of component bytes without compiling or running them.
+pub fn read_manifest(bytes: &[u8]) -> Result<Manifest, ManifestError> {
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        return Err(ManifestError::NotWasm);
+    }
+    if !wasmparser::Parser::is_component(bytes) {
+        if wasmparser::Parser::is_core_wasm(bytes) {
+            return Err(ManifestError::CoreModule);
+        }
+        return Err(ManifestError::Malformed("unknown WebAssembly encoding".into()));
+    }
+    let mut found = None;
+    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+        let payload = payload.map_err(|e| ManifestError::Malformed(e.to_string()))?;
+        if let wasmparser::Payload::CustomSection(section) = payload
+            && section.name() == MANIFEST_SECTION
+            && found.is_none()
+        {
+            found = Some(section.data().to_vec());
+        }
+    }
+    let data = found.ok_or(ManifestError::Missing)?;
+    let manifest: Manifest =
+        serde_json::from_slice(&data).map_err(|e| ManifestError::Invalid(e.to_string()))?;
+    let expected = compatibility_line(CONTRACT_VERSION).unwrap_or_default();
+    match compatibility_line(&manifest.contract) {
+        Some(line) if line == expected => Ok(manifest),
+        _ => Err(ManifestError::ContractMismatch {
+            found: manifest.contract,
+            expected,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compatibility_lines() {
+        assert_eq!(compatibility_line("0.1.0").as_deref(), Some("0.1"));
+        assert_eq!(compatibility_line("0.1.7").as_deref(), Some("0.1"));
+        assert_eq!(compatibility_line("2.3.0").as_deref(), Some("2"));
+        assert_eq!(compatibility_line("x"), None);
+    }
+
+    #[test]
+    fn refuses_non_wasm_and_core_modules() {
+        assert!(matches!(read_manifest(b"hello world"), Err(ManifestError::NotWasm)));
+        let core = [0, b'a', b's', b'm', 1, 0, 0, 0];
+        assert!(matches!(read_manifest(&core), Err(ManifestError::CoreModule)));
+    }
+}

@@ -1,0 +1,132 @@
+//! One loaded revision of a plugin: compiled, linked (`InstancePre`), its exports resolved and
+//! its operations' argument validators compiled. Built off the hot path, then swapped in.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use anyhow::{Context, anyhow};
+use serde::Serialize;
+use wasmtime::component::InstancePre;
+
+use super::bindings::{OperationSpec, channel_handler, connector_handler, provider_handler, tool_handler};
+use super::cache::CompileSource;
+use super::manifest::{Manifest, PluginKind};
+use crate::capabilities::StoreState;
+
+/// Where a revision's bytes came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PluginSource {
+    File(PathBuf),
+    Builtin,
+}
+
+impl std::fmt::Display for PluginSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::File(path) => write!(f, "{}", path.display()),
+            Self::Builtin => f.write_str("<built in>"),
+        }
+    }
+}
+
+/// The export indices of the plugin's kind, resolved once per revision.
+pub enum KindExports {
+    Tool(tool_handler::GuestIndices),
+    Connector(connector_handler::GuestIndices),
+    Provider(provider_handler::GuestIndices),
+    Channel(channel_handler::GuestIndices),
+}
+
+pub struct Revision {
+    pub manifest: Manifest,
+    pub digest: String,
+    pub source: PluginSource,
+    pub loaded_at: SystemTime,
+    pub compiled_from: CompileSource,
+    pub pre: InstancePre<StoreState>,
+    pub exports: KindExports,
+    /// Tools (for tool plugins) or operations (for connectors), filled by `describe`.
+    pub operations: Vec<OperationSpec>,
+    validators: HashMap<String, jsonschema::Validator>,
+}
+
+impl Revision {
+    pub fn new(
+        manifest: Manifest,
+        digest: String,
+        source: PluginSource,
+        compiled_from: CompileSource,
+        pre: InstancePre<StoreState>,
+    ) -> anyhow::Result<Self> {
+        let wanted = manifest.kind.export_interface();
+        let missing = |e: wasmtime::Error| {
+            anyhow!("the manifest says kind `{}`, but the component does not export `{wanted}`: {e}", manifest.kind.as_str())
+        };
+        let exports = match manifest.kind {
+            PluginKind::Tool => KindExports::Tool(tool_handler::GuestIndices::new(&pre).map_err(missing)?),
+            PluginKind::Connector => {
+                KindExports::Connector(connector_handler::GuestIndices::new(&pre).map_err(missing)?)
+            }
+            PluginKind::Provider => {
+                KindExports::Provider(provider_handler::GuestIndices::new(&pre).map_err(missing)?)
+            }
+            PluginKind::Channel => KindExports::Channel(channel_handler::GuestIndices::new(&pre).map_err(missing)?),
+        };
+        Ok(Self {
+            manifest,
+            digest,
+            source,
+            loaded_at: SystemTime::now(),
+            compiled_from,
+            pre,
+            exports,
+            operations: Vec::new(),
+            validators: HashMap::new(),
+        })
+    }
+
+    /// Record the operations the plugin described and compile their argument schemas.
+    pub fn set_operations(&mut self, operations: Vec<OperationSpec>) -> anyhow::Result<()> {
+        let mut validators = HashMap::new();
+        for operation in &operations {
+            if operation.name.is_empty() {
+                anyhow::bail!("an operation has an empty name");
+            }
+            let schema: serde_json::Value = serde_json::from_str(&operation.input_schema)
+                .with_context(|| format!("the input schema of `{}` is not JSON", operation.name))?;
+            let validator = jsonschema::validator_for(&schema)
+                .map_err(|e| anyhow!("the input schema of `{}` is not a valid JSON Schema: {e}", operation.name))?;
+            if validators.insert(operation.name.clone(), validator).is_some() {
+                anyhow::bail!("operation `{}` is declared twice", operation.name);
+            }
+        }
+        self.operations = operations;
+        self.validators = validators;
+        Ok(())
+    }
+
+    pub fn operation(&self, name: &str) -> Option<&OperationSpec> {
+        self.operations.iter().find(|o| o.name == name)
+    }
+
+    /// Check arguments against the operation's schema; the message lists every violation.
+    pub fn validate_arguments(&self, operation: &str, arguments: &serde_json::Value) -> Result<(), String> {
+        let Some(validator) = self.validators.get(operation) else {
+            return Ok(());
+        };
+        let problems: Vec<String> = validator
+            .iter_errors(arguments)
+            .map(|e| {
+                let at = e.instance_path().to_string();
+                if at.is_empty() { e.to_string() } else { format!("{at}: {e}") }
+            })
+            .collect();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("arguments of `{operation}` do not match its schema: {}", problems.join("; ")))
+        }
+    }
+}

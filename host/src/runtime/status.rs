@@ -1,0 +1,74 @@
+//! What `databot plugin list` and the status endpoints show about loaded and refused plugins.
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+
+use serde::Serialize;
+
+use super::{BreakerState, PluginSlot};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ToolInfo {
+    pub name: String,
+    pub plugin: String,
+    pub description: String,
+    pub input_schema: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginStatus {
+    pub name: String,
+    pub kind: Option<String>,
+    pub version: Option<String>,
+    pub source: String,
+    pub digest: Option<String>,
+    /// `ready`, `degraded` (a newer revision was refused; the old one serves) or `refused`.
+    pub state: String,
+    pub breaker: Option<BreakerState>,
+    pub operations: Vec<String>,
+    pub revisions: u64,
+    pub calls: u64,
+    pub failures: u64,
+    pub last_error: Option<String>,
+}
+
+impl PluginStatus {
+    pub(super) fn of_slot(slot: &PluginSlot) -> Self {
+        let revision = slot.current();
+        let last_error = slot.last_error.lock().clone();
+        Self {
+            name: slot.name.clone(),
+            kind: Some(revision.manifest.kind.as_str().to_owned()),
+            version: Some(revision.manifest.version.clone()),
+            source: revision.source.to_string(),
+            digest: Some(revision.digest.clone()),
+            state: if last_error.is_some() { "degraded" } else { "ready" }.to_owned(),
+            breaker: Some(slot.breaker.state()),
+            operations: revision.operations.iter().map(|o| o.name.clone()).collect(),
+            revisions: slot.revisions.load(Ordering::Relaxed),
+            calls: slot.calls.load(Ordering::Relaxed),
+            failures: slot.failures.load(Ordering::Relaxed),
+            last_error,
+        }
+    }
+
+    pub(super) fn rejected(path: &Path, reason: &str) -> Self {
+        Self {
+            name: path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            kind: None,
+            version: None,
+            source: path.display().to_string(),
+            digest: None,
+            state: "refused".to_owned(),
+            breaker: None,
+            operations: Vec::new(),
+            revisions: 0,
+            calls: 0,
+            failures: 0,
+            last_error: Some(reason.to_owned()),
+        }
+    }
+}

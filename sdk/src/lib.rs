@@ -1,0 +1,261 @@
+//! databot-sdk: write databot plugins in Rust.
+//!
+//! A plugin is one WebAssembly component built for `wasm32-wasip2`. This crate owns the guest
+//! side of the contract in `wit/databot.wit`: the generated bindings, the host capabilities as
+//! plain Rust functions, the plugin manifest macro and the `tools!` macro that turns typed Rust
+//! functions into tools whose argument JSON Schema is derived from the argument type.
+//!
+//! ```ignore
+//! use databot_sdk::prelude::*;
+//!
+//! databot_sdk::manifest! {
+//!     name: "greeter",
+//!     kind: "tool",
+//!     description: "Says hello.",
+//!     capabilities: [],
+//! }
+//!
+//! #[derive(Deserialize, JsonSchema)]
+//! struct GreetArgs {
+//!     /// Who to greet.
+//!     name: String,
+//! }
+//!
+//! databot_sdk::tools! {
+//!     /// Greet someone by name.
+//!     fn greet(args: GreetArgs) -> Result<String, PluginError> {
+//!         Ok(format!("hello, {}", args.name))
+//!     }
+//! }
+//! ```
+
+#![allow(clippy::too_many_arguments)]
+
+/// Bindings of every capability the host can grant (generated from the `capabilities` world).
+pub mod wit {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "capabilities",
+        generate_all,
+    });
+}
+
+/// World-specific export bindings. Each reuses the capability bindings above.
+pub mod worlds {
+    /// The `tool` world.
+    pub mod tool {
+        wit_bindgen::generate!({
+            path: "../wit",
+            world: "tool",
+            with: {
+                "databot:plugin/types@0.1.0": crate::wit::databot::plugin::types,
+                "databot:plugin/logging@0.1.0": crate::wit::databot::plugin::logging,
+                "databot:plugin/config@0.1.0": crate::wit::databot::plugin::config,
+                "databot:plugin/state@0.1.0": crate::wit::databot::plugin::state,
+                "databot:plugin/connectors@0.1.0": crate::wit::databot::plugin::connectors,
+                "databot:plugin/sql@0.1.0": crate::wit::databot::plugin::sql,
+                "databot:plugin/kafka@0.1.0": crate::wit::databot::plugin::kafka,
+                "databot:plugin/vectors@0.1.0": crate::wit::databot::plugin::vectors,
+            },
+            pub_export_macro: true,
+            export_macro_name: "export_tool_world",
+            default_bindings_module: "databot_sdk::worlds::tool",
+        });
+    }
+
+    /// The `connector` world.
+    pub mod connector {
+        wit_bindgen::generate!({
+            path: "../wit",
+            world: "connector",
+            with: {
+                "databot:plugin/types@0.1.0": crate::wit::databot::plugin::types,
+                "databot:plugin/logging@0.1.0": crate::wit::databot::plugin::logging,
+                "databot:plugin/config@0.1.0": crate::wit::databot::plugin::config,
+                "databot:plugin/state@0.1.0": crate::wit::databot::plugin::state,
+                "databot:plugin/sql@0.1.0": crate::wit::databot::plugin::sql,
+                "databot:plugin/kafka@0.1.0": crate::wit::databot::plugin::kafka,
+                "databot:plugin/vectors@0.1.0": crate::wit::databot::plugin::vectors,
+            },
+            pub_export_macro: true,
+            export_macro_name: "export_connector_world",
+            default_bindings_module: "databot_sdk::worlds::connector",
+        });
+    }
+
+    /// The `provider` world.
+    pub mod provider {
+        wit_bindgen::generate!({
+            path: "../wit",
+            world: "provider",
+            with: {
+                "databot:plugin/types@0.1.0": crate::wit::databot::plugin::types,
+                "databot:plugin/logging@0.1.0": crate::wit::databot::plugin::logging,
+                "databot:plugin/config@0.1.0": crate::wit::databot::plugin::config,
+                "databot:plugin/state@0.1.0": crate::wit::databot::plugin::state,
+                "databot:plugin/stream-sink@0.1.0": crate::wit::databot::plugin::stream_sink,
+            },
+            pub_export_macro: true,
+            export_macro_name: "export_provider_world",
+            default_bindings_module: "databot_sdk::worlds::provider",
+        });
+    }
+
+    /// The `channel` world.
+    pub mod channel {
+        wit_bindgen::generate!({
+            path: "../wit",
+            world: "channel",
+            with: {
+                "databot:plugin/types@0.1.0": crate::wit::databot::plugin::types,
+                "databot:plugin/logging@0.1.0": crate::wit::databot::plugin::logging,
+                "databot:plugin/config@0.1.0": crate::wit::databot::plugin::config,
+                "databot:plugin/state@0.1.0": crate::wit::databot::plugin::state,
+            },
+            pub_export_macro: true,
+            export_macro_name: "export_channel_world",
+            default_bindings_module: "databot_sdk::worlds::channel",
+        });
+    }
+}
+
+pub use databot_sdk_macros::manifest;
+pub use wit::databot::plugin::types::{
+    Error as PluginError, Health, HealthStatus, OperationSpec,
+};
+pub use wit::databot::plugin::{config, connectors, kafka, sql, state, stream_sink, vectors};
+
+/// The contract version this SDK builds against (the `databot:plugin` WIT package version).
+pub const CONTRACT_VERSION: &str = "0.1.0";
+
+/// What most plugins need in scope.
+pub mod prelude {
+    pub use crate::log;
+    pub use crate::{PluginError, json_schema_of};
+    pub use schemars::JsonSchema;
+    pub use serde::{Deserialize, Serialize};
+    pub use serde_json::{Value, json};
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use schemars;
+    pub use serde_json;
+}
+
+/// Logging through the host (attributed to this plugin, filtered by the host's log level).
+pub mod log {
+    use crate::wit::databot::plugin::logging::{Level, log};
+
+    pub fn trace(message: &str) {
+        log(Level::Trace, message);
+    }
+    pub fn debug(message: &str) {
+        log(Level::Debug, message);
+    }
+    pub fn info(message: &str) {
+        log(Level::Info, message);
+    }
+    pub fn warn(message: &str) {
+        log(Level::Warn, message);
+    }
+    pub fn error(message: &str) {
+        log(Level::Error, message);
+    }
+}
+
+/// The JSON Schema of a Rust type, as JSON text (draft 2020-12, as schemars generates it).
+pub fn json_schema_of<T: schemars::JsonSchema>() -> String {
+    serde_json::to_string(&schemars::schema_for!(T)).unwrap_or_else(|_| "{}".to_owned())
+}
+
+/// A typed configuration value set by the operator (`plugins.NAME.config.KEY`).
+pub fn config_value<T: serde::de::DeserializeOwned>(key: &str) -> Result<Option<T>, PluginError> {
+    match config::get(key) {
+        None => Ok(None),
+        Some(text) => serde_json::from_str(&text).map(Some).map_err(|e| {
+            PluginError::InvalidInput(format!("config value `{key}` has the wrong shape: {e}"))
+        }),
+    }
+}
+
+/// Join the lines of a doc comment into a tool description.
+#[doc(hidden)]
+pub fn __description(lines: &[&str]) -> String {
+    lines
+        .iter()
+        .map(|line| line.trim())
+        .collect::<Vec<_>>()
+        .join("\n")
+        .trim()
+        .to_owned()
+}
+
+/// Decode the arguments of a tool call into its typed argument struct.
+#[doc(hidden)]
+pub fn __decode_arguments<T: serde::de::DeserializeOwned>(
+    tool: &str,
+    arguments: &str,
+) -> Result<T, PluginError> {
+    serde_json::from_str(arguments)
+        .map_err(|e| PluginError::InvalidInput(format!("arguments of `{tool}`: {e}")))
+}
+
+/// Encode the result of a tool call as JSON text.
+#[doc(hidden)]
+pub fn __encode_result<T: serde::Serialize>(tool: &str, value: &T) -> Result<String, PluginError> {
+    serde_json::to_string(value)
+        .map_err(|e| PluginError::Failed(format!("result of `{tool}` is not JSON: {e}")))
+}
+
+/// Declare the tools of a tool plugin as typed Rust functions and export them.
+///
+/// Each function takes one argument whose type implements `Deserialize + JsonSchema` and
+/// returns `Result<T, PluginError>` with `T: Serialize`. The doc comment becomes the tool's
+/// description; the JSON Schema of the argument type is what the host validates calls against.
+#[macro_export]
+macro_rules! tools {
+    ($(
+        $(#[doc = $doc:literal])*
+        fn $name:ident ($arg:ident : $arg_ty:ty) -> $ret:ty $body:block
+    )+) => {
+        $(
+            $(#[doc = $doc])*
+            fn $name($arg: $arg_ty) -> $ret $body
+        )+
+
+        struct __DatabotTools;
+
+        impl $crate::worlds::tool::exports::databot::plugin::tool_handler::Guest for __DatabotTools {
+            fn list_tools() -> ::std::vec::Vec<$crate::OperationSpec> {
+                ::std::vec![$(
+                    $crate::OperationSpec {
+                        name: ::std::string::String::from(stringify!($name)),
+                        description: $crate::__description(&[$($doc),*]),
+                        input_schema: $crate::json_schema_of::<$arg_ty>(),
+                    }
+                ),+]
+            }
+
+            fn call(
+                name: ::std::string::String,
+                arguments: ::std::string::String,
+            ) -> ::std::result::Result<::std::string::String, $crate::PluginError> {
+                match name.as_str() {
+                    $(
+                        stringify!($name) => {
+                            let args = $crate::__decode_arguments::<$arg_ty>(&name, &arguments)?;
+                            let value = $name(args)?;
+                            $crate::__encode_result(&name, &value)
+                        }
+                    )+
+                    other => ::std::result::Result::Err($crate::PluginError::NotFound(
+                        ::std::format!("this plugin has no tool named `{other}`"),
+                    )),
+                }
+            }
+        }
+
+        $crate::worlds::tool::export_tool_world!(__DatabotTools);
+    };
+}
