@@ -1,1 +1,98 @@
+//! Helpers shared by the end-to-end tests: fixture components, throwaway hosts, a tiny HTTP
+//! server on loopback.
 
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use databot::config::Config;
+use databot::runtime::Runtime;
+
+/// A guest component built from `tests/fixtures` (or `web_fetch` from `plugins/`).
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("DATABOT_FIXTURES")).join(format!("{name}.wasm"))
+}
+
+/// A host in a temporary folder with `plugins` copied into its plugins folder.
+pub struct TestHost {
+    pub runtime: Runtime,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestHost {
+    /// `config_yaml` may use `{dir}` for the temporary folder.
+    pub async fn start(config_yaml: &str, plugins: &[&str]) -> anyhow::Result<Self> {
+        Self::start_with(config_yaml, plugins, |_| Ok(())).await
+    }
+
+    /// Like `start`, with `setup` run on the temporary folder before the host starts.
+    pub async fn start_with(
+        config_yaml: &str,
+        plugins: &[&str],
+        setup: impl FnOnce(&Path) -> std::io::Result<()>,
+    ) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        setup(dir.path())?;
+        let plugins_dir = dir.path().join("plugins");
+        std::fs::create_dir_all(&plugins_dir)?;
+        for plugin in plugins {
+            std::fs::copy(fixture(plugin), plugins_dir.join(format!("{plugin}.wasm")))?;
+        }
+        let yaml = format!(
+            "runtime:\n  plugins_dir: {plugins}\n  data_dir: {data}\n  builtin_plugins: false\n{rest}",
+            plugins = plugins_dir.display(),
+            data = dir.path().join("data").display(),
+            rest = config_yaml.replace("{dir}", &dir.path().display().to_string()),
+        );
+        let config = Config::parse(&yaml, "test.yaml", |_| None)?;
+        let runtime = Runtime::new(Arc::new(config))?;
+        runtime.load_configured().await?;
+        Ok(Self { runtime, dir })
+    }
+
+    pub fn plugins_dir(&self) -> PathBuf {
+        self.dir.path().join("plugins")
+    }
+}
+
+/// Serve `body` with `content_type` to every request on a loopback port; returns the port.
+pub async fn serve_http(body: &'static str, content_type: &'static str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buffer = vec![0u8; 8192];
+                let _ = socket.read(&mut buffer).await;
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    port
+}
+
+/// Append a custom section to a component: same behaviour, different bytes (a new revision).
+pub fn with_marker(bytes: &[u8], marker: &str) -> Vec<u8> {
+    let name = b"databot-test-marker";
+    let mut payload = vec![u8::try_from(name.len()).expect("short name")];
+    payload.extend_from_slice(name);
+    payload.extend_from_slice(marker.as_bytes());
+    let mut out = bytes.to_vec();
+    out.push(0);
+    let mut size = payload.len();
+    loop {
+        let byte = (size & 0x7f) as u8;
+        size >>= 7;
+        if size == 0 {
+            out.push(byte);
+            break;
+        }
+        out.push(byte | 0x80);
+    }
+    out.extend_from_slice(&payload);
+    out
+}

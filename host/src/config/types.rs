@@ -157,7 +157,7 @@ impl Default for BreakerConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginConfig {
     /// Load this component file in addition to the plugins folder.
@@ -171,6 +171,18 @@ pub struct PluginConfig {
     /// Values the plugin reads through the `config` capability.
     #[serde(default)]
     pub config: BTreeMap<String, serde_json::Value>,
+}
+
+impl Default for PluginConfig {
+    fn default() -> Self {
+        Self {
+            path: None,
+            enabled: true,
+            budgets: None,
+            permissions: Permissions::default(),
+            config: BTreeMap::new(),
+        }
+    }
 }
 
 /// What the operator grants one plugin. Everything is denied unless listed here.

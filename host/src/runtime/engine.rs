@@ -86,12 +86,6 @@ impl Drop for EpochTicker {
     }
 }
 
-/// Epoch ticks for a deadline (rounded up, plus the tick in progress).
-pub fn deadline_ticks(timeout: Duration) -> u64 {
-    let tick = EPOCH_TICK.as_micros().max(1);
-    u64::try_from(timeout.as_micros().div_ceil(tick)).unwrap_or(u64::MAX) + 1
-}
-
 /// A stable identity of the engine's code generation settings, for the compile cache.
 pub fn engine_fingerprint(engine: &Engine) -> String {
     use std::hash::{Hash, Hasher};

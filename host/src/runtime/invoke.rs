@@ -11,7 +11,7 @@ use wasmtime::Store;
 use super::bindings::{Health, OperationSpec};
 use super::error::{CallError, ErrorKind};
 use super::revision::{KindExports, Revision};
-use super::{PluginSlot, RuntimeInner, engine};
+use super::{PluginSlot, RuntimeInner};
 use crate::capabilities::{PluginGrants, StoreState};
 use crate::config::Budgets;
 
@@ -135,8 +135,17 @@ async fn run_in_fresh_instance(
     let mut store = Store::new(&inner.engine, state);
     store.limiter(|state| &mut state.limiter);
     let timeout = Duration::from_millis(budgets.timeout_ms);
-    store.set_epoch_deadline(engine::deadline_ticks(timeout));
-    store.epoch_deadline_trap();
+    // Every epoch tick the guest yields to the async runtime (a spinning guest never holds a
+    // worker thread) and is interrupted once its deadline has passed.
+    let deadline = Instant::now() + timeout;
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        if Instant::now() >= deadline {
+            Ok(wasmtime::UpdateDeadline::Interrupt)
+        } else {
+            Ok(wasmtime::UpdateDeadline::Yield(1))
+        }
+    });
 
     let guest = guest_call(&mut store, revision, request);
     let result = tokio::time::timeout(timeout + HOST_GRACE, guest).await;
@@ -242,6 +251,12 @@ fn trap_error(plugin: &str, budgets: &Budgets, store: &Store<StoreState>, error:
         Some(wasmtime::Trap::StackOverflow) => CallError::new(
             ErrorKind::Trap,
             format!("plugin `{plugin}` overflowed its stack (runaway recursion){said}"),
+        ),
+        Some(wasmtime::Trap::MemoryOutOfBounds) => CallError::new(
+            ErrorKind::Trap,
+            format!(
+                "plugin `{plugin}` trapped: out of bounds memory access (in Rust and C guests usually a stack overflow from runaway recursion){said}"
+            ),
         ),
         Some(trap) => CallError::new(ErrorKind::Trap, format!("plugin `{plugin}` trapped: {trap}{said}")),
         None => CallError::new(ErrorKind::Trap, format!("plugin `{plugin}` failed: {error:#}{said}")),
