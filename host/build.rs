@@ -6,10 +6,17 @@ mod build_guests;
 use std::path::Path;
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("host/ is inside the workspace");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ is inside the workspace");
     build_guests::build_guest_workspace(
         &root.join("plugins/Cargo.toml"),
         &["web_fetch"],
-        &[&root.join("plugins"), &root.join("sdk/src"), &root.join("sdk/macros/src"), &root.join("wit")],
+        &[
+            &root.join("plugins"),
+            &root.join("sdk/src"),
+            &root.join("sdk/macros/src"),
+            &root.join("wit"),
+        ],
     );
 }

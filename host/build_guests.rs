@@ -9,17 +9,30 @@ pub fn build_guest_workspace(manifest: &Path, packages: &[&str], watch: &[&Path]
     for path in watch {
         println!("cargo:rerun-if-changed={}", path.display());
     }
+    ensure_wasm_target();
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let workspace_root = manifest.parent().expect("manifest has a folder");
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| out_dir.ancestors().nth(4).expect("OUT_DIR is inside the target dir").to_owned())
+        .unwrap_or_else(|| {
+            out_dir
+                .ancestors()
+                .nth(4)
+                .expect("OUT_DIR is inside the target dir")
+                .to_owned()
+        })
         .join("guests");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
     command
         .current_dir(workspace_root)
-        .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--manifest-path",
+        ])
         .arg(manifest)
         .arg("--target-dir")
         .arg(&target_dir);
@@ -39,7 +52,9 @@ pub fn build_guest_workspace(manifest: &Path, packages: &[&str], watch: &[&Path]
     ] {
         command.env_remove(var);
     }
-    let status = command.status().expect("running cargo for the wasm32-wasip2 guests");
+    let status = command
+        .status()
+        .expect("running cargo for the wasm32-wasip2 guests");
     assert!(
         status.success(),
         "building the guests in {} failed; is the wasm32-wasip2 target installed (`rustup target add wasm32-wasip2`)?",
@@ -54,4 +69,23 @@ pub fn build_guest_workspace(manifest: &Path, packages: &[&str], watch: &[&Path]
             .unwrap_or_else(|e| panic!("copying {}: {e}", built.display()));
     }
     guests
+}
+
+/// `rust-toolchain.toml` names the target, but rustup installs it on its own only when
+/// auto-install is on; add it here (idempotent) so a fresh checkout builds with one command.
+fn ensure_wasm_target() {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l.trim() == "wasm32-wasip2")
+        })
+        .unwrap_or(true);
+    if !installed {
+        let _ = Command::new("rustup")
+            .args(["target", "add", "wasm32-wasip2"])
+            .status();
+    }
 }

@@ -11,7 +11,12 @@ fn main() {
     let guests = build_guests::build_guest_workspace(
         &root.join("fixtures/Cargo.toml"),
         &["hostile", "echo", "echo_connector", "other_major"],
-        &[&root.join("fixtures"), &workspace.join("sdk/src"), &workspace.join("sdk/macros/src"), &workspace.join("wit")],
+        &[
+            &root.join("fixtures"),
+            &workspace.join("sdk/src"),
+            &workspace.join("sdk/macros/src"),
+            &workspace.join("wit"),
+        ],
     );
     println!("cargo:rustc-env=DATABOT_FIXTURES={}", guests.display());
 }

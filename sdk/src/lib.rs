@@ -120,9 +120,7 @@ pub mod worlds {
 }
 
 pub use databot_sdk_macros::manifest;
-pub use wit::databot::plugin::types::{
-    Error as PluginError, Health, HealthStatus, OperationSpec,
-};
+pub use wit::databot::plugin::types::{Error as PluginError, Health, HealthStatus, OperationSpec};
 pub use wit::databot::plugin::{config, connectors, kafka, sql, state, stream_sink, vectors};
 
 /// The contract version this SDK builds against (the `databot:plugin` WIT package version).

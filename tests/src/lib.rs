@@ -57,7 +57,9 @@ impl TestHost {
 /// Serve `body` with `content_type` to every request on a loopback port; returns the port.
 pub async fn serve_http(body: &'static str, content_type: &'static str) -> u16 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let port = listener.local_addr().expect("addr").port();
     tokio::spawn(async move {
         while let Ok((mut socket, _)) = listener.accept().await {

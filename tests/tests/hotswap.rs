@@ -8,7 +8,10 @@ use std::time::Duration;
 use databot::runtime::RuntimeEvent;
 use databot_e2e::{TestHost, fixture, with_marker};
 
-async fn wait_for(events: &mut tokio::sync::broadcast::Receiver<RuntimeEvent>, want: impl Fn(&RuntimeEvent) -> bool) -> RuntimeEvent {
+async fn wait_for(
+    events: &mut tokio::sync::broadcast::Receiver<RuntimeEvent>,
+    want: impl Fn(&RuntimeEvent) -> bool,
+) -> RuntimeEvent {
     tokio::time::timeout(Duration::from_secs(30), async {
         loop {
             match events.recv().await {
@@ -60,7 +63,11 @@ async fn hundred_swaps_under_load_lose_no_call() {
         let bytes = &revisions[swap % 2];
         let digest = databot::runtime::cache::sha256_hex(bytes);
         install(&host, "echo", bytes);
-        wait_for(&mut events, |e| matches!(e, RuntimeEvent::Loaded { digest: d, .. } if *d == digest)).await;
+        wait_for(
+            &mut events,
+            |e| matches!(e, RuntimeEvent::Loaded { digest: d, .. } if *d == digest),
+        )
+        .await;
     }
     stop.store(true, Ordering::Relaxed);
     for caller in callers {
@@ -68,7 +75,10 @@ async fn hundred_swaps_under_load_lose_no_call() {
     }
     assert!(calls.load(Ordering::Relaxed) > 100);
     let slot = host.runtime.plugin("echo").unwrap();
-    assert_eq!(slot.current().digest, databot::runtime::cache::sha256_hex(&revisions[1]));
+    assert_eq!(
+        slot.current().digest,
+        databot::runtime::cache::sha256_hex(&revisions[1])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,7 +86,13 @@ async fn broken_revision_keeps_the_old_one_serving() {
     let host = TestHost::start("", &["echo"]).await.unwrap();
     let _watcher = host.runtime.watch().unwrap();
     let mut events = host.runtime.subscribe();
-    let before = host.runtime.plugin("echo").unwrap().current().digest.clone();
+    let before = host
+        .runtime
+        .plugin("echo")
+        .unwrap()
+        .current()
+        .digest
+        .clone();
     let original = std::fs::read(fixture("echo")).unwrap();
     install(&host, "echo", &original[..original.len() / 3]);
     wait_for(&mut events, |e| matches!(e, RuntimeEvent::Rejected { .. })).await;
@@ -84,14 +100,25 @@ async fn broken_revision_keeps_the_old_one_serving() {
     let echo = status.iter().find(|s| s.name == "echo").unwrap();
     assert_eq!(echo.state, "degraded");
     assert!(echo.last_error.as_deref().unwrap().contains("truncated"));
-    assert_eq!(host.runtime.plugin("echo").unwrap().current().digest, before);
-    assert!(host.runtime.call_tool("echo", r#"{"text":"x"}"#).await.is_ok());
+    assert_eq!(
+        host.runtime.plugin("echo").unwrap().current().digest,
+        before
+    );
+    assert!(
+        host.runtime
+            .call_tool("echo", r#"{"text":"x"}"#)
+            .await
+            .is_ok()
+    );
 
     // A good revision afterwards clears the error.
     install(&host, "echo", &with_marker(&original, "fixed"));
     wait_for(&mut events, |e| matches!(e, RuntimeEvent::Loaded { .. })).await;
     let status = host.runtime.status();
-    assert_eq!(status.iter().find(|s| s.name == "echo").unwrap().state, "ready");
+    assert_eq!(
+        status.iter().find(|s| s.name == "echo").unwrap().state,
+        "ready"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -100,23 +127,46 @@ async fn new_files_load_and_removed_files_unload() {
     let _watcher = host.runtime.watch().unwrap();
     let mut events = host.runtime.subscribe();
     install(&host, "echo", &std::fs::read(fixture("echo")).unwrap());
-    wait_for(&mut events, |e| matches!(e, RuntimeEvent::Loaded { plugin, .. } if plugin == "echo")).await;
-    assert!(host.runtime.call_tool("echo", r#"{"text":"x"}"#).await.is_ok());
+    wait_for(
+        &mut events,
+        |e| matches!(e, RuntimeEvent::Loaded { plugin, .. } if plugin == "echo"),
+    )
+    .await;
+    assert!(
+        host.runtime
+            .call_tool("echo", r#"{"text":"x"}"#)
+            .await
+            .is_ok()
+    );
     std::fs::remove_file(host.plugins_dir().join("echo.wasm")).unwrap();
-    wait_for(&mut events, |e| matches!(e, RuntimeEvent::Removed { plugin } if plugin == "echo")).await;
-    assert!(host.runtime.call_tool("echo", r#"{"text":"x"}"#).await.is_err());
+    wait_for(
+        &mut events,
+        |e| matches!(e, RuntimeEvent::Removed { plugin } if plugin == "echo"),
+    )
+    .await;
+    assert!(
+        host.runtime
+            .call_tool("echo", r#"{"text":"x"}"#)
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_in_flight_finish_on_the_old_revision() {
-    let host = TestHost::start("  budgets:\n    timeout_ms: 400\n", &["hostile"]).await.unwrap();
+    let host = TestHost::start("  budgets:\n    timeout_ms: 400\n", &["hostile"])
+        .await
+        .unwrap();
     let runtime = host.runtime.clone();
     // A spinning call holds the old revision until its deadline.
     let in_flight = tokio::spawn(async move { runtime.call_tool("spin", "{}").await });
     tokio::time::sleep(Duration::from_millis(50)).await;
     let original = std::fs::read(fixture("hostile")).unwrap();
     host.runtime
-        .load_bytes(with_marker(&original, "new"), databot::runtime::PluginSource::File(host.plugins_dir().join("hostile.wasm")))
+        .load_bytes(
+            with_marker(&original, "new"),
+            databot::runtime::PluginSource::File(host.plugins_dir().join("hostile.wasm")),
+        )
         .await
         .unwrap();
     let error = in_flight.await.unwrap().unwrap_err();

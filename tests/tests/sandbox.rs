@@ -85,7 +85,10 @@ async fn infinite_loop_is_stopped_at_the_deadline() {
     let elapsed = started.elapsed();
     assert_eq!(error.kind, ErrorKind::Timeout, "{error}");
     assert!(error.message.contains("500 ms deadline"), "{error}");
-    assert!(elapsed < Duration::from_millis(500 + 100 + 150), "stopped after {elapsed:?}");
+    assert!(
+        elapsed < Duration::from_millis(500 + 100 + 150),
+        "stopped after {elapsed:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -95,7 +98,13 @@ async fn memory_growth_past_the_cap_is_refused() {
     assert_eq!(error.kind, ErrorKind::MemoryExceeded, "{error}");
     assert!(error.message.contains("32 MiB budget"), "{error}");
     // Under the cap it works.
-    assert_eq!(host.runtime.call_tool("grow_memory", r#"{"amount": 4}"#).await.unwrap(), "4");
+    assert_eq!(
+        host.runtime
+            .call_tool("grow_memory", r#"{"amount": 4}"#)
+            .await
+            .unwrap(),
+        "4"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -128,7 +137,12 @@ async fn oversized_output_is_refused() {
     let error = contained(&host, "big_output", r#"{"amount": 200000}"#).await;
     assert_eq!(error.kind, ErrorKind::OutputTooLarge, "{error}");
     assert!(error.message.contains("max_output_bytes"), "{error}");
-    assert!(host.runtime.call_tool("big_output", r#"{"amount": 10}"#).await.is_ok());
+    assert!(
+        host.runtime
+            .call_tool("big_output", r#"{"amount": 10}"#)
+            .await
+            .is_ok()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -137,7 +151,12 @@ async fn http_to_a_host_not_granted_is_denied_with_the_config_line() {
     let error = contained(&host, "http_get", r#"{"target": "http://example.com/"}"#).await;
     assert_eq!(error.kind, ErrorKind::Denied, "{error}");
     assert!(error.message.contains("HttpRequestDenied"), "{error}");
-    assert!(error.message.contains("plugins.hostile.permissions.http.allow"), "{error}");
+    assert!(
+        error
+            .message
+            .contains("plugins.hostile.permissions.http.allow"),
+        "{error}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -151,7 +170,10 @@ async fn http_to_private_addresses_is_denied_without_allow_private() {
     ] {
         let error = hostile(&host, "http_get", &format!(r#"{{"target": "{target}"}}"#)).await;
         assert_eq!(error.kind, ErrorKind::Denied, "{target}: {error}");
-        assert!(error.message.contains("allow_private: true"), "{target}: {error}");
+        assert!(
+            error.message.contains("allow_private: true"),
+            "{target}: {error}"
+        );
     }
 }
 
@@ -159,11 +181,19 @@ async fn http_to_private_addresses_is_denied_without_allow_private() {
 async fn filesystem_is_confined_to_the_preopen() {
     let host = host().await;
     assert_eq!(
-        host.runtime.call_tool("read_file", r#"{"target": "/data/ok.txt"}"#).await.unwrap(),
+        host.runtime
+            .call_tool("read_file", r#"{"target": "/data/ok.txt"}"#)
+            .await
+            .unwrap(),
         "\"inside\""
     );
     let outside = host.dir.path().join("secret.txt").display().to_string();
-    for target in ["/data/../secret.txt", "/data/../../etc/passwd", "/etc/passwd", outside.as_str()] {
+    for target in [
+        "/data/../secret.txt",
+        "/data/../../etc/passwd",
+        "/etc/passwd",
+        outside.as_str(),
+    ] {
         let error = hostile(&host, "read_file", &format!(r#"{{"target": "{target}"}}"#)).await;
         assert_eq!(error.kind, ErrorKind::Denied, "{target}: {error}");
     }
@@ -188,10 +218,18 @@ async fn connectors_not_granted_are_denied_and_granted_ones_work() {
     let host = host().await;
     let error = hostile(&host, "call_connector", r#"{"target": "echo_connector"}"#).await;
     assert_eq!(error.kind, ErrorKind::Denied, "{error}");
-    assert!(error.message.contains(r#"plugins.hostile.permissions.connectors: ["echo_connector"]"#), "{error}");
+    assert!(
+        error
+            .message
+            .contains(r#"plugins.hostile.permissions.connectors: ["echo_connector"]"#),
+        "{error}"
+    );
     let output = host
         .runtime
-        .call_tool("ping_connector", r#"{"connector": "echo_connector", "text": "hi"}"#)
+        .call_tool(
+            "ping_connector",
+            r#"{"connector": "echo_connector", "text": "hi"}"#,
+        )
         .await
         .unwrap();
     assert_eq!(output, r#"{"pong":"hi"}"#);
@@ -210,25 +248,62 @@ async fn arguments_are_validated_against_the_schema_before_the_call() {
         assert_eq!(error.kind, ErrorKind::InvalidInput, "{args}: {error}");
         assert!(error.message.contains(expect), "{args}: {error}");
     }
-    let error = host.runtime.call_tool("no_such_tool", "{}").await.unwrap_err();
+    let error = host
+        .runtime
+        .call_tool("no_such_tool", "{}")
+        .await
+        .unwrap_err();
     assert_eq!(error.kind, ErrorKind::NotFound);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn state_and_config_capabilities_work_when_granted() {
     let host = host().await;
-    assert_eq!(host.runtime.call_tool("counter", r#"{"key": "a"}"#).await.unwrap(), "1");
-    assert_eq!(host.runtime.call_tool("counter", r#"{"key": "a"}"#).await.unwrap(), "2");
-    assert_eq!(host.runtime.call_tool("read_config", r#"{"key": "greeting"}"#).await.unwrap(), "\"hello\"");
-    assert_eq!(host.runtime.call_tool("read_config", r#"{"key": "missing"}"#).await.unwrap(), "null");
+    assert_eq!(
+        host.runtime
+            .call_tool("counter", r#"{"key": "a"}"#)
+            .await
+            .unwrap(),
+        "1"
+    );
+    assert_eq!(
+        host.runtime
+            .call_tool("counter", r#"{"key": "a"}"#)
+            .await
+            .unwrap(),
+        "2"
+    );
+    assert_eq!(
+        host.runtime
+            .call_tool("read_config", r#"{"key": "greeting"}"#)
+            .await
+            .unwrap(),
+        "\"hello\""
+    );
+    assert_eq!(
+        host.runtime
+            .call_tool("read_config", r#"{"key": "missing"}"#)
+            .await
+            .unwrap(),
+        "null"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn state_is_denied_without_a_grant() {
     let host = TestHost::start("", &["echo"]).await.unwrap();
-    let error = host.runtime.call_tool("counter", r#"{"key": "a"}"#).await.unwrap_err();
+    let error = host
+        .runtime
+        .call_tool("counter", r#"{"key": "a"}"#)
+        .await
+        .unwrap_err();
     assert_eq!(error.kind, ErrorKind::Denied, "{error}");
-    assert!(error.message.contains("plugins.echo.permissions.state: true"), "{error}");
+    assert!(
+        error
+            .message
+            .contains("plugins.echo.permissions.state: true"),
+        "{error}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -238,7 +313,10 @@ async fn a_missing_preopen_folder_refuses_the_plugin_with_the_reason() {
     let hostile = status.iter().find(|s| s.name == "hostile").expect("listed");
     assert_eq!(hostile.state, "refused");
     let reason = hostile.last_error.as_deref().unwrap();
-    assert!(reason.contains("plugins.hostile.permissions.filesystem"), "{reason}");
+    assert!(
+        reason.contains("plugins.hostile.permissions.filesystem"),
+        "{reason}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -256,7 +334,15 @@ async fn repeated_faults_open_the_circuit_breaker() {
     assert_eq!(error.kind, ErrorKind::CircuitOpen, "{error}");
     let status = host.runtime.status();
     let hostile_status = status.iter().find(|s| s.name == "hostile").unwrap();
-    assert_eq!(hostile_status.breaker, Some(databot::runtime::BreakerState::Open));
+    assert_eq!(
+        hostile_status.breaker,
+        Some(databot::runtime::BreakerState::Open)
+    );
     // Other plugins are not affected.
-    assert!(host.runtime.call_tool("echo", r#"{"text": "ok"}"#).await.is_ok());
+    assert!(
+        host.runtime
+            .call_tool("echo", r#"{"text": "ok"}"#)
+            .await
+            .is_ok()
+    );
 }

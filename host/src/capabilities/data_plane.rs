@@ -51,15 +51,15 @@ impl connectors::Host for StoreState {
                 "plugin calls nest deeper than {MAX_CALL_DEPTH}; refusing to call connector `{name}`"
             ))));
         }
-        let router = self
-            .services
-            .connector_router
-            .read()
-            .clone();
+        let router = self.services.connector_router.read().clone();
         let Some(router) = router else {
-            return Ok(Err(GuestError::Unavailable("the runtime is shutting down".into())));
+            return Ok(Err(GuestError::Unavailable(
+                "the runtime is shutting down".into(),
+            )));
         };
-        Ok(router.execute(&name, &operation, &params, self.depth + 1).await)
+        Ok(router
+            .execute(&name, &operation, &params, self.depth + 1)
+            .await)
     }
 }
 
@@ -81,7 +81,11 @@ impl sql::Host for StoreState {
 }
 
 impl kafka::Host for StoreState {
-    async fn admin(&mut self, cluster: String, _request: String) -> wasmtime::Result<Result<String, GuestError>> {
+    async fn admin(
+        &mut self,
+        cluster: String,
+        _request: String,
+    ) -> wasmtime::Result<Result<String, GuestError>> {
         Ok(self
             .check_named_grant(&self.grants.kafka, "kafka", &cluster)
             .and_then(|()| Err(not_in_this_host("kafka", &cluster))))

@@ -83,7 +83,11 @@ impl WasiHttpHooks for EgressPolicy {
         let denials = self.denials.clone();
         Box::new(async move {
             let uri = request.uri().clone();
-            let host = uri.host().unwrap_or_default().trim_matches(['[', ']']).to_owned();
+            let host = uri
+                .host()
+                .unwrap_or_default()
+                .trim_matches(['[', ']'])
+                .to_owned();
             let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
             let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
             let plugin = &grants.plugin;
@@ -116,7 +120,11 @@ impl WasiHttpHooks for EgressPolicy {
                     )));
                 }
             }
-            for secret in grants.secrets.iter().filter(|s| s.host.matches(&host, port)) {
+            for secret in grants
+                .secrets
+                .iter()
+                .filter(|s| s.host.matches(&host, port))
+            {
                 request
                     .headers_mut()
                     .insert(secret.header.clone(), secret.value.clone());
@@ -137,7 +145,19 @@ mod tests {
 
     #[test]
     fn non_public_addresses_are_recognised() {
-        for inside in ["127.0.0.1", "10.0.0.1", "169.254.169.254", "192.168.1.1", "172.16.0.1", "100.64.0.1", "0.0.0.0", "::1", "fe80::1", "fd00::1", "::ffff:127.0.0.1"] {
+        for inside in [
+            "127.0.0.1",
+            "10.0.0.1",
+            "169.254.169.254",
+            "192.168.1.1",
+            "172.16.0.1",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+        ] {
             assert!(!is_public_ip(inside.parse().unwrap()), "{inside}");
         }
         for outside in ["93.184.216.34", "1.1.1.1", "2606:4700::1111"] {

@@ -33,7 +33,9 @@ impl StateStore {
     }
 
     fn file(&self, plugin: &str) -> Option<PathBuf> {
-        self.folder.as_ref().map(|f| f.join(format!("{plugin}.json")))
+        self.folder
+            .as_ref()
+            .map(|f| f.join(format!("{plugin}.json")))
     }
 
     fn with_plugin<R>(&self, plugin: &str, f: impl FnOnce(&mut PluginState) -> R) -> R {
@@ -131,7 +133,11 @@ impl Host for StoreState {
             .map(|plugin| self.services.state.get(plugin, &key)))
     }
 
-    async fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), GuestError>> {
+    async fn set(
+        &mut self,
+        key: String,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), GuestError>> {
         Ok(self
             .state_grant()
             .and_then(|plugin| self.services.state.set(plugin, key, value)))
@@ -143,7 +149,10 @@ impl Host for StoreState {
             .and_then(|plugin| self.services.state.delete(plugin, &key)))
     }
 
-    async fn list_keys(&mut self, prefix: String) -> wasmtime::Result<Result<Vec<String>, GuestError>> {
+    async fn list_keys(
+        &mut self,
+        prefix: String,
+    ) -> wasmtime::Result<Result<Vec<String>, GuestError>> {
         Ok(self
             .state_grant()
             .map(|plugin| self.services.state.keys(plugin, &prefix)))
@@ -169,7 +178,11 @@ mod tests {
     fn oversized_values_are_refused_and_nothing_is_lost() {
         let store = StateStore::new(None);
         store.set("p", "k".into(), b"v".to_vec()).unwrap();
-        assert!(store.set("p", "k".into(), vec![0; MAX_VALUE_BYTES + 1]).is_err());
+        assert!(
+            store
+                .set("p", "k".into(), vec![0; MAX_VALUE_BYTES + 1])
+                .is_err()
+        );
         assert_eq!(store.get("p", "k"), Some(b"v".to_vec()));
     }
 }

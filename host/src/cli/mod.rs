@@ -14,7 +14,11 @@ use crate::config::Config;
 use crate::runtime::Runtime;
 
 #[derive(Parser)]
-#[command(name = "databot", version, about = "Host for AI data agents whose tools, connectors, channels and providers are sandboxed WebAssembly components")]
+#[command(
+    name = "databot",
+    version,
+    about = "Host for AI data agents whose tools, connectors, channels and providers are sandboxed WebAssembly components"
+)]
 struct Cli {
     /// Configuration file (YAML); without it the embedded default is used.
     #[arg(long, short, global = true, env = "DATABOT_CONFIG")]
@@ -74,7 +78,10 @@ enum ConfigCommand {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");
@@ -103,7 +110,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Config(ConfigCommand::Check { file }) => {
             let config = Config::load(Some(&file))?;
-            println!("{}: ok ({} plugin section(s))", file.display(), config.plugins.len());
+            println!(
+                "{}: ok ({} plugin section(s))",
+                file.display(),
+                config.plugins.len()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Config(ConfigCommand::Default) => {
@@ -160,7 +171,9 @@ async fn serve(config: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
         tracing::info!(plugin = %status.name, state = %status.state, operations = ?status.operations, "plugin status");
     }
     tracing::info!("databot is serving; press Ctrl-C to stop");
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
     tracing::info!("shutting down");
     Ok(ExitCode::SUCCESS)
 }

@@ -58,7 +58,10 @@ pub async fn run(command: PluginCommand, config: Option<&Path>) -> anyhow::Resul
             if json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {
-                println!("{:<20} {:<10} {:<9} {:<9} {:<10} SOURCE", "NAME", "KIND", "VERSION", "STATE", "BREAKER");
+                println!(
+                    "{:<20} {:<10} {:<9} {:<9} {:<10} SOURCE",
+                    "NAME", "KIND", "VERSION", "STATE", "BREAKER"
+                );
                 for plugin in &status {
                     println!(
                         "{:<20} {:<10} {:<9} {:<9} {:<10} {}",
@@ -66,7 +69,10 @@ pub async fn run(command: PluginCommand, config: Option<&Path>) -> anyhow::Resul
                         plugin.kind.as_deref().unwrap_or("-"),
                         plugin.version.as_deref().unwrap_or("-"),
                         plugin.state,
-                        plugin.breaker.map(|b| format!("{b:?}").to_lowercase()).unwrap_or_else(|| "-".into()),
+                        plugin
+                            .breaker
+                            .map(|b| format!("{b:?}").to_lowercase())
+                            .unwrap_or_else(|| "-".into()),
                         plugin.source
                     );
                     if let Some(error) = &plugin.last_error {
@@ -80,15 +86,26 @@ pub async fn run(command: PluginCommand, config: Option<&Path>) -> anyhow::Resul
         PluginCommand::New { kind, name, dir } => {
             let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
             super::scaffold::create(kind, &name, &dir)?;
-            println!("created {} ({} plugin `{name}`)", dir.display(), kind_name(kind));
+            println!(
+                "created {} ({} plugin `{name}`)",
+                dir.display(),
+                kind_name(kind)
+            );
             println!("build it with: databot plugin build {}", dir.display());
             Ok(ExitCode::SUCCESS)
         }
         PluginCommand::Build { path } => {
             let wasm = build(&path)?;
-            let manifest = read_manifest(&std::fs::read(&wasm)?)
-                .with_context(|| format!("{} was built but is not a loadable plugin", wasm.display()))?;
-            println!("{} ({} {} v{})", wasm.display(), manifest.kind.as_str(), manifest.name, manifest.version);
+            let manifest = read_manifest(&std::fs::read(&wasm)?).with_context(|| {
+                format!("{} was built but is not a loadable plugin", wasm.display())
+            })?;
+            println!(
+                "{} ({} {} v{})",
+                wasm.display(),
+                manifest.kind.as_str(),
+                manifest.name,
+                manifest.version
+            );
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -105,14 +122,18 @@ pub fn kind_name(kind: Kind) -> &'static str {
 
 async fn inspect(file: &Path, config: Option<&Path>) -> anyhow::Result<ExitCode> {
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    let manifest = read_manifest(&bytes).with_context(|| format!("{} is not a loadable plugin", file.display()))?;
+    let manifest = read_manifest(&bytes)
+        .with_context(|| format!("{} is not a loadable plugin", file.display()))?;
     let mut config = Config::load(config)?;
     // Inspect only this file: nothing else is loaded and no cache is written.
     config.runtime.builtin_plugins = false;
-    config.runtime.data_dir = std::env::temp_dir().join(format!("databot-inspect-{}", std::process::id()));
+    config.runtime.data_dir =
+        std::env::temp_dir().join(format!("databot-inspect-{}", std::process::id()));
     let data_dir = config.runtime.data_dir.clone();
     let runtime = Runtime::new(Arc::new(config))?;
-    let loaded = runtime.load_bytes(bytes, PluginSource::File(file.to_owned())).await;
+    let loaded = runtime
+        .load_bytes(bytes, PluginSource::File(file.to_owned()))
+        .await;
     let _ = std::fs::remove_dir_all(&data_dir);
     let revision = loaded?;
     let report = serde_json::json!({
@@ -131,7 +152,10 @@ async fn inspect(file: &Path, config: Option<&Path>) -> anyhow::Result<ExitCode>
 
 fn component_imports(runtime: &Runtime, revision: &crate::runtime::Revision) -> Vec<String> {
     let component_type = revision.pre.component().component_type();
-    component_type.imports(runtime.engine()).map(|(name, _)| name.to_owned()).collect()
+    component_type
+        .imports(runtime.engine())
+        .map(|(name, _)| name.to_owned())
+        .collect()
 }
 
 /// `cargo build --release --target wasm32-wasip2` in a plugin crate; returns the component.
@@ -142,7 +166,13 @@ pub fn build(path: &Path) -> anyhow::Result<PathBuf> {
     let package: toml_name::Package = toml_name::read(&manifest_text)
         .with_context(|| format!("reading the package name from {}", manifest_path.display()))?;
     let status = std::process::Command::new("cargo")
-        .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--manifest-path",
+        ])
         .arg(&manifest_path)
         .status()
         .context("running cargo")?;
@@ -150,17 +180,29 @@ pub fn build(path: &Path) -> anyhow::Result<PathBuf> {
         bail!("cargo build failed (is the target installed? `rustup target add wasm32-wasip2`)");
     }
     let metadata = std::process::Command::new("cargo")
-        .args(["metadata", "--format-version", "1", "--no-deps", "--manifest-path"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--manifest-path",
+        ])
         .arg(&manifest_path)
         .output()
         .context("running cargo metadata")?;
-    let metadata: serde_json::Value = serde_json::from_slice(&metadata.stdout).context("parsing cargo metadata")?;
-    let target_dir = metadata["target_directory"].as_str().context("cargo metadata has no target_directory")?;
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&metadata.stdout).context("parsing cargo metadata")?;
+    let target_dir = metadata["target_directory"]
+        .as_str()
+        .context("cargo metadata has no target_directory")?;
     let wasm = PathBuf::from(target_dir)
         .join("wasm32-wasip2/release")
         .join(format!("{}.wasm", package.name.replace('-', "_")));
     if !wasm.exists() {
-        bail!("cargo finished but {} is missing; is the crate a `cdylib`?", wasm.display());
+        bail!(
+            "cargo finished but {} is missing; is the crate a `cdylib`?",
+            wasm.display()
+        );
     }
     Ok(wasm)
 }

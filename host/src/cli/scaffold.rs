@@ -10,19 +10,27 @@ use super::plugin::{Kind, kind_name};
 fn sdk_dependency() -> String {
     let source_sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk");
     match source_sdk.canonicalize() {
-        Ok(path) => format!("databot-sdk = {{ path = {:?} }}", path.display().to_string()),
+        Ok(path) => format!(
+            "databot-sdk = {{ path = {:?} }}",
+            path.display().to_string()
+        ),
         Err(_) => format!("databot-sdk = \"{}\"", env!("CARGO_PKG_VERSION")),
     }
 }
 
 pub fn create(kind: Kind, name: &str, dir: &Path) -> anyhow::Result<()> {
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
         bail!("plugin name `{name}` must be lowercase letters, digits and `_`");
     }
     if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
         bail!("{} exists and is not empty", dir.display());
     }
-    std::fs::create_dir_all(dir.join("src")).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::create_dir_all(dir.join("src"))
+        .with_context(|| format!("creating {}", dir.display()))?;
     let cargo_toml = format!(
         r#"[package]
 name = "{name}"

@@ -96,9 +96,8 @@ impl Config {
                     .map_err(|e| semantic(format!("plugins.{name}.budgets: {e}")))?;
             }
             for pattern in &plugin.permissions.http.allow {
-                HostPattern::parse(pattern).map_err(|e| {
-                    semantic(format!("plugins.{name}.permissions.http.allow: {e}"))
-                })?;
+                HostPattern::parse(pattern)
+                    .map_err(|e| semantic(format!("plugins.{name}.permissions.http.allow: {e}")))?;
             }
             for secret in &plugin.permissions.http.secrets {
                 HostPattern::parse(&secret.host).map_err(|e| {
@@ -190,7 +189,15 @@ mod tests {
 
     #[test]
     fn bad_host_pattern_is_refused() {
-        let error = parse("plugins:\n  a:\n    permissions:\n      http:\n        allow: [\"exa mple.com\"]\n").unwrap_err();
-        assert!(error.to_string().contains("plugins.a.permissions.http.allow"), "{error}");
+        let error = parse(
+            "plugins:\n  a:\n    permissions:\n      http:\n        allow: [\"exa mple.com\"]\n",
+        )
+        .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("plugins.a.permissions.http.allow"),
+            "{error}"
+        );
     }
 }

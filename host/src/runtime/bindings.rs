@@ -11,4 +11,6 @@ wasmtime::component::bindgen!({
 });
 
 pub use databot::plugin::types::{Error as GuestError, Health, HealthStatus, OperationSpec};
-pub use exports::databot::plugin::{channel_handler, connector_handler, provider_handler, tool_handler};
+pub use exports::databot::plugin::{
+    channel_handler, connector_handler, provider_handler, tool_handler,
+};

@@ -89,7 +89,10 @@ mod tests {
 
     #[test]
     fn opens_after_threshold_and_probes_after_cooldown() {
-        let breaker = CircuitBreaker::new(&BreakerConfig { failure_threshold: 2, open_seconds: 0 });
+        let breaker = CircuitBreaker::new(&BreakerConfig {
+            failure_threshold: 2,
+            open_seconds: 0,
+        });
         breaker.record(true);
         assert_eq!(breaker.state(), BreakerState::Closed);
         breaker.record(true);
@@ -104,7 +107,10 @@ mod tests {
 
     #[test]
     fn stays_open_during_cooldown() {
-        let breaker = CircuitBreaker::new(&BreakerConfig { failure_threshold: 1, open_seconds: 60 });
+        let breaker = CircuitBreaker::new(&BreakerConfig {
+            failure_threshold: 1,
+            open_seconds: 60,
+        });
         breaker.record(true);
         assert_eq!(breaker.state(), BreakerState::Open);
         assert!(breaker.admit().is_err());

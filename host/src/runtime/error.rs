@@ -93,9 +93,10 @@ impl From<CallError> for GuestError {
             ErrorKind::NotFound => Self::NotFound(message),
             ErrorKind::Unavailable | ErrorKind::CircuitOpen => Self::Unavailable(message),
             ErrorKind::Timeout => Self::Timeout(message),
-            ErrorKind::Failed | ErrorKind::Trap | ErrorKind::MemoryExceeded | ErrorKind::OutputTooLarge => {
-                Self::Failed(message)
-            }
+            ErrorKind::Failed
+            | ErrorKind::Trap
+            | ErrorKind::MemoryExceeded
+            | ErrorKind::OutputTooLarge => Self::Failed(message),
         }
     }
 }

@@ -29,19 +29,21 @@ impl Runtime {
     /// Start watching the plugins folder (created if missing).
     pub fn watch(&self) -> anyhow::Result<HotLoader> {
         let folder = self.plugins_dir();
-        std::fs::create_dir_all(&folder).with_context(|| format!("creating {}", folder.display()))?;
+        std::fs::create_dir_all(&folder)
+            .with_context(|| format!("creating {}", folder.display()))?;
         let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<PathBuf>();
-        let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
-            Ok(event) => {
-                for path in event.paths {
-                    if path.extension().is_some_and(|e| e == "wasm") {
-                        let _ = sender.send(path);
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
+                Ok(event) => {
+                    for path in event.paths {
+                        if path.extension().is_some_and(|e| e == "wasm") {
+                            let _ = sender.send(path);
+                        }
                     }
                 }
-            }
-            Err(error) => tracing::warn!("plugin folder watch error: {error}"),
-        })
-        .context("starting the plugin folder watcher")?;
+                Err(error) => tracing::warn!("plugin folder watch error: {error}"),
+            })
+            .context("starting the plugin folder watcher")?;
         watcher
             .watch(&folder, RecursiveMode::NonRecursive)
             .with_context(|| format!("watching {}", folder.display()))?;
@@ -73,6 +75,9 @@ impl Runtime {
                 }
             }
         });
-        Ok(HotLoader { _watcher: watcher, task })
+        Ok(HotLoader {
+            _watcher: watcher,
+            task,
+        })
     }
 }

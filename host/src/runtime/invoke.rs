@@ -19,8 +19,14 @@ use crate::config::Budgets;
 const HOST_GRACE: Duration = Duration::from_millis(50);
 
 pub(super) enum Operation<'a> {
-    ToolCall { tool: &'a str, arguments: &'a String },
-    ConnectorExecute { operation: &'a str, params: &'a String },
+    ToolCall {
+        tool: &'a str,
+        arguments: &'a String,
+    },
+    ConnectorExecute {
+        operation: &'a str,
+        params: &'a String,
+    },
 }
 
 enum Outcome {
@@ -109,10 +115,17 @@ async fn admitted_call(
     };
     let mut budgets = slot.budgets.clone();
     // Time spent waiting for a slot counts against the deadline.
-    budgets.timeout_ms = budgets.timeout_ms.saturating_sub(started.elapsed().as_millis() as u64).max(1);
+    budgets.timeout_ms = budgets
+        .timeout_ms
+        .saturating_sub(started.elapsed().as_millis() as u64)
+        .max(1);
     slot.calls.fetch_add(1, Ordering::Relaxed);
-    let result = run_in_fresh_instance(inner, revision, &slot.grants, &budgets, request, depth).await;
-    let fault = result.as_ref().err().is_some_and(|e| e.kind.is_plugin_fault());
+    let result =
+        run_in_fresh_instance(inner, revision, &slot.grants, &budgets, request, depth).await;
+    let fault = result
+        .as_ref()
+        .err()
+        .is_some_and(|e| e.kind.is_plugin_fault());
     if fault {
         slot.failures.fetch_add(1, Ordering::Relaxed);
     }
@@ -187,28 +200,47 @@ async fn run_in_fresh_instance(
 
 type GuestResult = wasmtime::Result<Result<Outcome, super::bindings::GuestError>>;
 
-async fn guest_call(store: &mut Store<StoreState>, revision: &Revision, request: Request<'_>) -> GuestResult {
+async fn guest_call(
+    store: &mut Store<StoreState>,
+    revision: &Revision,
+    request: Request<'_>,
+) -> GuestResult {
     let instance = revision.pre.instantiate_async(&mut *store).await?;
     match (&revision.exports, request) {
         (KindExports::Tool(indices), Request::Describe) => {
             let guest = indices.load(&mut *store, &instance)?;
-            Ok(Ok(Outcome::Operations(guest.call_list_tools(&mut *store).await?)))
+            Ok(Ok(Outcome::Operations(
+                guest.call_list_tools(&mut *store).await?,
+            )))
         }
         (KindExports::Tool(indices), Request::Run(Operation::ToolCall { tool, arguments })) => {
             let guest = indices.load(&mut *store, &instance)?;
-            Ok(guest.call_call(&mut *store, &tool.to_owned(), arguments).await?.map(Outcome::Json))
+            Ok(guest
+                .call_call(&mut *store, &tool.to_owned(), arguments)
+                .await?
+                .map(Outcome::Json))
         }
         (KindExports::Connector(indices), Request::Describe) => {
             let guest = indices.load(&mut *store, &instance)?;
-            Ok(Ok(Outcome::Operations(guest.call_capabilities(&mut *store).await?)))
+            Ok(Ok(Outcome::Operations(
+                guest.call_capabilities(&mut *store).await?,
+            )))
         }
         (KindExports::Connector(indices), Request::Health) => {
             let guest = indices.load(&mut *store, &instance)?;
-            Ok(Ok(Outcome::Health(guest.call_check_health(&mut *store).await?)))
+            Ok(Ok(Outcome::Health(
+                guest.call_check_health(&mut *store).await?,
+            )))
         }
-        (KindExports::Connector(indices), Request::Run(Operation::ConnectorExecute { operation, params })) => {
+        (
+            KindExports::Connector(indices),
+            Request::Run(Operation::ConnectorExecute { operation, params }),
+        ) => {
             let guest = indices.load(&mut *store, &instance)?;
-            Ok(guest.call_execute(&mut *store, &operation.to_owned(), params).await?.map(Outcome::Json))
+            Ok(guest
+                .call_execute(&mut *store, &operation.to_owned(), params)
+                .await?
+                .map(Outcome::Json))
         }
         _ => Ok(Err(super::bindings::GuestError::InvalidInput(format!(
             "plugin `{}` of kind `{}` does not offer this operation",
@@ -228,7 +260,12 @@ fn deadline_error(plugin: &str, budgets: &Budgets) -> CallError {
     )
 }
 
-fn trap_error(plugin: &str, budgets: &Budgets, store: &Store<StoreState>, error: wasmtime::Error) -> CallError {
+fn trap_error(
+    plugin: &str,
+    budgets: &Budgets,
+    store: &Store<StoreState>,
+    error: wasmtime::Error,
+) -> CallError {
     let state = store.data();
     if let Some(desired) = state.limiter.refused_growth {
         return CallError::new(
@@ -258,8 +295,14 @@ fn trap_error(plugin: &str, budgets: &Budgets, store: &Store<StoreState>, error:
                 "plugin `{plugin}` trapped: out of bounds memory access (in Rust and C guests usually a stack overflow from runaway recursion){said}"
             ),
         ),
-        Some(trap) => CallError::new(ErrorKind::Trap, format!("plugin `{plugin}` trapped: {trap}{said}")),
-        None => CallError::new(ErrorKind::Trap, format!("plugin `{plugin}` failed: {error:#}{said}")),
+        Some(trap) => CallError::new(
+            ErrorKind::Trap,
+            format!("plugin `{plugin}` trapped: {trap}{said}"),
+        ),
+        None => CallError::new(
+            ErrorKind::Trap,
+            format!("plugin `{plugin}` failed: {error:#}{said}"),
+        ),
     }
 }
 

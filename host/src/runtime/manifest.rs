@@ -28,7 +28,10 @@ impl PluginKind {
 
     /// The interface a component of this kind must export.
     pub fn export_interface(self) -> String {
-        format!("databot:plugin/{}-handler@{CONTRACT_VERSION}", self.as_str())
+        format!(
+            "databot:plugin/{}-handler@{CONTRACT_VERSION}",
+            self.as_str()
+        )
     }
 }
 
@@ -49,15 +52,21 @@ pub struct Manifest {
 pub enum ManifestError {
     #[error("not a WebAssembly file (it does not start with the `\\0asm` magic bytes)")]
     NotWasm,
-    #[error("this is a core WebAssembly module, not a component; build it for wasm32-wasip2 (or wrap it with `wasm-tools component new`)")]
+    #[error(
+        "this is a core WebAssembly module, not a component; build it for wasm32-wasip2 (or wrap it with `wasm-tools component new`)"
+    )]
     CoreModule,
     #[error("the file is damaged or truncated: {0}")]
     Malformed(String),
-    #[error("no `databot-manifest` section: build the plugin with databot-sdk and its `manifest!` macro")]
+    #[error(
+        "no `databot-manifest` section: build the plugin with databot-sdk and its `manifest!` macro"
+    )]
     Missing,
     #[error("the manifest is not valid: {0}")]
     Invalid(String),
-    #[error("built against contract databot:plugin@{found}, but this host speaks databot:plugin@{CONTRACT_VERSION}; rebuild it with a databot-sdk of the {expected} line")]
+    #[error(
+        "built against contract databot:plugin@{found}, but this host speaks databot:plugin@{CONTRACT_VERSION}; rebuild it with a databot-sdk of the {expected} line"
+    )]
     ContractMismatch { found: String, expected: String },
 }
 
@@ -82,7 +91,9 @@ pub fn read_manifest(bytes: &[u8]) -> Result<Manifest, ManifestError> {
         if wasmparser::Parser::is_core_wasm(bytes) {
             return Err(ManifestError::CoreModule);
         }
-        return Err(ManifestError::Malformed("unknown WebAssembly encoding".into()));
+        return Err(ManifestError::Malformed(
+            "unknown WebAssembly encoding".into(),
+        ));
     }
     let mut found = None;
     for payload in wasmparser::Parser::new(0).parse_all(bytes) {
@@ -121,8 +132,14 @@ mod tests {
 
     #[test]
     fn refuses_non_wasm_and_core_modules() {
-        assert!(matches!(read_manifest(b"hello world"), Err(ManifestError::NotWasm)));
+        assert!(matches!(
+            read_manifest(b"hello world"),
+            Err(ManifestError::NotWasm)
+        ));
         let core = [0, b'a', b's', b'm', 1, 0, 0, 0];
-        assert!(matches!(read_manifest(&core), Err(ManifestError::CoreModule)));
+        assert!(matches!(
+            read_manifest(&core),
+            Err(ManifestError::CoreModule)
+        ));
     }
 }

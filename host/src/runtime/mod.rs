@@ -96,7 +96,8 @@ impl Runtime {
     pub fn new(config: Arc<Config>) -> anyhow::Result<Self> {
         let engine = engine::build_engine()?;
         let mut linker = Linker::<StoreState>::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| anyhow!("linking WASI: {e:#}"))?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| anyhow!("linking WASI: {e:#}"))?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(|e| anyhow!("linking wasi:http: {e:#}"))?;
         bindings::Host_::add_to_linker::<StoreState, wasmtime::component::HasSelf<StoreState>>(
@@ -179,7 +180,9 @@ impl Runtime {
 
     /// The watched plugins folder.
     pub fn plugins_dir(&self) -> PathBuf {
-        self.inner.config.resolve_path(&self.inner.config.runtime.plugins_dir)
+        self.inner
+            .config
+            .resolve_path(&self.inner.config.runtime.plugins_dir)
     }
 
     fn plugin_files_in_folder(&self) -> anyhow::Result<Vec<PathBuf>> {
@@ -202,7 +205,10 @@ impl Runtime {
     /// the reason is kept for `plugin list`.
     pub async fn load_file(&self, path: &Path) -> anyhow::Result<Arc<Revision>> {
         let result = match tokio::fs::read(path).await {
-            Ok(bytes) => self.load_bytes(bytes, PluginSource::File(path.to_owned())).await,
+            Ok(bytes) => {
+                self.load_bytes(bytes, PluginSource::File(path.to_owned()))
+                    .await
+            }
             Err(e) => Err(anyhow!("cannot read: {e}")),
         };
         match &result {
@@ -216,7 +222,10 @@ impl Runtime {
                 match owner {
                     Some(slot) => *slot.last_error.lock() = Some(reason.clone()),
                     None => {
-                        self.inner.rejected_files.lock().insert(path.to_owned(), reason.clone());
+                        self.inner
+                            .rejected_files
+                            .lock()
+                            .insert(path.to_owned(), reason.clone());
                     }
                 }
                 let _ = self.inner.events.send(RuntimeEvent::Rejected {
@@ -251,13 +260,19 @@ impl Runtime {
         if removed.is_some() {
             self.inner.tools.write().retain(|_, plugin| plugin != name);
             tracing::info!(plugin = name, "plugin unloaded");
-            let _ = self.inner.events.send(RuntimeEvent::Removed { plugin: name.to_owned() });
+            let _ = self.inner.events.send(RuntimeEvent::Removed {
+                plugin: name.to_owned(),
+            });
         }
         removed.is_some()
     }
 
     /// Check, compile, link and describe a component, then swap it in.
-    pub async fn load_bytes(&self, bytes: Vec<u8>, source: PluginSource) -> anyhow::Result<Arc<Revision>> {
+    pub async fn load_bytes(
+        &self,
+        bytes: Vec<u8>,
+        source: PluginSource,
+    ) -> anyhow::Result<Arc<Revision>> {
         let manifest = read_manifest(&bytes)?;
         let name = manifest.name.clone();
         let plugin_config = self.inner.config.plugin(&name);
@@ -287,11 +302,9 @@ impl Runtime {
         .await
         .context("compile task failed")?
         .context("the component does not compile")?;
-        let pre = self
-            .inner
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| anyhow!("the component needs imports this host does not provide: {e:#}"))?;
+        let pre = self.inner.linker.instantiate_pre(&component).map_err(|e| {
+            anyhow!("the component needs imports this host does not provide: {e:#}")
+        })?;
         let mut revision = Revision::new(manifest, digest, source, compiled_from, pre)?;
         let grants = Arc::new(PluginGrants::from_config(&self.inner.config, &name)?);
         let budgets = self.inner.config.budgets_for(&name);
@@ -307,7 +320,12 @@ impl Runtime {
         self.install(revision, grants, budgets)
     }
 
-    fn install(&self, revision: Revision, grants: Arc<PluginGrants>, budgets: Budgets) -> anyhow::Result<Arc<Revision>> {
+    fn install(
+        &self,
+        revision: Revision,
+        grants: Arc<PluginGrants>,
+        budgets: Budgets,
+    ) -> anyhow::Result<Arc<Revision>> {
         let name = revision.manifest.name.clone();
         let revision = Arc::new(revision);
         let mut plugins = self.inner.plugins.write();
@@ -317,7 +335,10 @@ impl Runtime {
                 if let Some(owner) = tools.get(&operation.name)
                     && *owner != name
                 {
-                    anyhow::bail!("tool `{}` is already provided by plugin `{owner}`", operation.name);
+                    anyhow::bail!(
+                        "tool `{}` is already provided by plugin `{owner}`",
+                        operation.name
+                    );
                 }
             }
         }
@@ -399,10 +420,16 @@ impl Runtime {
     /// Call a tool by name with JSON arguments (validated against its schema first).
     pub async fn call_tool(&self, tool: &str, arguments: &str) -> Result<String, CallError> {
         let plugin = self.inner.tools.read().get(tool).cloned().ok_or_else(|| {
-            CallError::new(ErrorKind::NotFound, format!("no loaded plugin provides a tool named `{tool}`"))
+            CallError::new(
+                ErrorKind::NotFound,
+                format!("no loaded plugin provides a tool named `{tool}`"),
+            )
         })?;
         let slot = self.plugin(&plugin).ok_or_else(|| {
-            CallError::new(ErrorKind::NotFound, format!("plugin `{plugin}` was unloaded"))
+            CallError::new(
+                ErrorKind::NotFound,
+                format!("plugin `{plugin}` was unloaded"),
+            )
         })?;
         let revision = slot.current();
         let arguments = parse_arguments(tool, arguments)?;
@@ -410,11 +437,26 @@ impl Runtime {
             .validate_arguments(tool, &arguments)
             .map_err(|m| CallError::new(ErrorKind::InvalidInput, m))?;
         let arguments = arguments.to_string();
-        invoke::call(&self.inner, &slot, revision, Operation::ToolCall { tool, arguments: &arguments }, 0).await
+        invoke::call(
+            &self.inner,
+            &slot,
+            revision,
+            Operation::ToolCall {
+                tool,
+                arguments: &arguments,
+            },
+            0,
+        )
+        .await
     }
 
     /// Run a connector operation (the CLI, the agent and `connectors.execute` use this).
-    pub async fn execute_connector(&self, connector: &str, operation: &str, params: &str) -> Result<String, CallError> {
+    pub async fn execute_connector(
+        &self,
+        connector: &str,
+        operation: &str,
+        params: &str,
+    ) -> Result<String, CallError> {
         execute_connector(&self.inner, connector, operation, params, 0).await
     }
 
@@ -447,7 +489,10 @@ impl Runtime {
 
 fn parse_arguments(tool: &str, arguments: &str) -> Result<serde_json::Value, CallError> {
     let value: serde_json::Value = serde_json::from_str(arguments).map_err(|e| {
-        CallError::new(ErrorKind::InvalidInput, format!("arguments of `{tool}` are not valid JSON: {e}"))
+        CallError::new(
+            ErrorKind::InvalidInput,
+            format!("arguments of `{tool}` are not valid JSON: {e}"),
+        )
     })?;
     if !value.is_object() {
         return Err(CallError::new(
@@ -459,9 +504,17 @@ fn parse_arguments(tool: &str, arguments: &str) -> Result<serde_json::Value, Cal
 }
 
 fn connector_slot(inner: &RuntimeInner, connector: &str) -> Result<Arc<PluginSlot>, CallError> {
-    let slot = inner.plugins.read().get(connector).cloned().ok_or_else(|| {
-        CallError::new(ErrorKind::NotFound, format!("no connector named `{connector}` is loaded"))
-    })?;
+    let slot = inner
+        .plugins
+        .read()
+        .get(connector)
+        .cloned()
+        .ok_or_else(|| {
+            CallError::new(
+                ErrorKind::NotFound,
+                format!("no connector named `{connector}` is loaded"),
+            )
+        })?;
     if slot.current().manifest.kind != PluginKind::Connector {
         return Err(CallError::new(
             ErrorKind::InvalidInput,
@@ -491,7 +544,17 @@ async fn execute_connector(
         .validate_arguments(operation, &value)
         .map_err(|m| CallError::new(ErrorKind::InvalidInput, m))?;
     let params = value.to_string();
-    invoke::call(inner, &slot, revision, Operation::ConnectorExecute { operation, params: &params }, depth).await
+    invoke::call(
+        inner,
+        &slot,
+        revision,
+        Operation::ConnectorExecute {
+            operation,
+            params: &params,
+        },
+        depth,
+    )
+    .await
 }
 
 /// `connectors.execute` from inside a plugin.
@@ -506,10 +569,9 @@ impl ConnectorRouter for RouterHandle {
         params: &str,
         depth: u8,
     ) -> Result<String, bindings::GuestError> {
-        let inner = self
-            .0
-            .upgrade()
-            .ok_or_else(|| bindings::GuestError::Unavailable("the runtime is shutting down".into()))?;
+        let inner = self.0.upgrade().ok_or_else(|| {
+            bindings::GuestError::Unavailable("the runtime is shutting down".into())
+        })?;
         execute_connector(&inner, connector, operation, params, depth)
             .await
             .map_err(Into::into)

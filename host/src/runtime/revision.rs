@@ -9,7 +9,9 @@ use anyhow::{Context, anyhow};
 use serde::Serialize;
 use wasmtime::component::InstancePre;
 
-use super::bindings::{OperationSpec, channel_handler, connector_handler, provider_handler, tool_handler};
+use super::bindings::{
+    OperationSpec, channel_handler, connector_handler, provider_handler, tool_handler,
+};
 use super::cache::CompileSource;
 use super::manifest::{Manifest, PluginKind};
 use crate::capabilities::StoreState;
@@ -62,17 +64,24 @@ impl Revision {
     ) -> anyhow::Result<Self> {
         let wanted = manifest.kind.export_interface();
         let missing = |e: wasmtime::Error| {
-            anyhow!("the manifest says kind `{}`, but the component does not export `{wanted}`: {e}", manifest.kind.as_str())
+            anyhow!(
+                "the manifest says kind `{}`, but the component does not export `{wanted}`: {e}",
+                manifest.kind.as_str()
+            )
         };
         let exports = match manifest.kind {
-            PluginKind::Tool => KindExports::Tool(tool_handler::GuestIndices::new(&pre).map_err(missing)?),
+            PluginKind::Tool => {
+                KindExports::Tool(tool_handler::GuestIndices::new(&pre).map_err(missing)?)
+            }
             PluginKind::Connector => {
                 KindExports::Connector(connector_handler::GuestIndices::new(&pre).map_err(missing)?)
             }
             PluginKind::Provider => {
                 KindExports::Provider(provider_handler::GuestIndices::new(&pre).map_err(missing)?)
             }
-            PluginKind::Channel => KindExports::Channel(channel_handler::GuestIndices::new(&pre).map_err(missing)?),
+            PluginKind::Channel => {
+                KindExports::Channel(channel_handler::GuestIndices::new(&pre).map_err(missing)?)
+            }
         };
         Ok(Self {
             manifest,
@@ -96,9 +105,16 @@ impl Revision {
             }
             let schema: serde_json::Value = serde_json::from_str(&operation.input_schema)
                 .with_context(|| format!("the input schema of `{}` is not JSON", operation.name))?;
-            let validator = jsonschema::validator_for(&schema)
-                .map_err(|e| anyhow!("the input schema of `{}` is not a valid JSON Schema: {e}", operation.name))?;
-            if validators.insert(operation.name.clone(), validator).is_some() {
+            let validator = jsonschema::validator_for(&schema).map_err(|e| {
+                anyhow!(
+                    "the input schema of `{}` is not a valid JSON Schema: {e}",
+                    operation.name
+                )
+            })?;
+            if validators
+                .insert(operation.name.clone(), validator)
+                .is_some()
+            {
                 anyhow::bail!("operation `{}` is declared twice", operation.name);
             }
         }
@@ -112,7 +128,11 @@ impl Revision {
     }
 
     /// Check arguments against the operation's schema; the message lists every violation.
-    pub fn validate_arguments(&self, operation: &str, arguments: &serde_json::Value) -> Result<(), String> {
+    pub fn validate_arguments(
+        &self,
+        operation: &str,
+        arguments: &serde_json::Value,
+    ) -> Result<(), String> {
         let Some(validator) = self.validators.get(operation) else {
             return Ok(());
         };
@@ -120,13 +140,20 @@ impl Revision {
             .iter_errors(arguments)
             .map(|e| {
                 let at = e.instance_path().to_string();
-                if at.is_empty() { e.to_string() } else { format!("{at}: {e}") }
+                if at.is_empty() {
+                    e.to_string()
+                } else {
+                    format!("{at}: {e}")
+                }
             })
             .collect();
         if problems.is_empty() {
             Ok(())
         } else {
-            Err(format!("arguments of `{operation}` do not match its schema: {}", problems.join("; ")))
+            Err(format!(
+                "arguments of `{operation}` do not match its schema: {}",
+                problems.join("; ")
+            ))
         }
     }
 }

@@ -42,7 +42,12 @@ impl PluginStatus {
             version: Some(revision.manifest.version.clone()),
             source: revision.source.to_string(),
             digest: Some(revision.digest.clone()),
-            state: if last_error.is_some() { "degraded" } else { "ready" }.to_owned(),
+            state: if last_error.is_some() {
+                "degraded"
+            } else {
+                "ready"
+            }
+            .to_owned(),
             breaker: Some(slot.breaker.state()),
             operations: revision.operations.iter().map(|o| o.name.clone()).collect(),
             revisions: slot.revisions.load(Ordering::Relaxed),

@@ -8,8 +8,28 @@ pub struct Page {
 
 const SKIPPED: [&str; 6] = ["script", "style", "noscript", "template", "svg", "head"];
 const BLOCKS: [&str; 22] = [
-    "p", "div", "br", "li", "ul", "ol", "tr", "table", "section", "article", "header", "footer",
-    "h1", "h2", "h3", "h4", "h5", "h6", "pre", "blockquote", "hr", "main",
+    "p",
+    "div",
+    "br",
+    "li",
+    "ul",
+    "ol",
+    "tr",
+    "table",
+    "section",
+    "article",
+    "header",
+    "footer",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "pre",
+    "blockquote",
+    "hr",
+    "main",
 ];
 
 pub fn html_to_text(html: &str) -> Page {

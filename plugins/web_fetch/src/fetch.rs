@@ -67,13 +67,16 @@ pub fn get(raw_url: &str, max_bytes: u64, timeout_ms: u64) -> Result<Response, P
         .body()
         .map_err(|()| PluginError::Failed("request body already taken".into()))?;
     OutgoingBody::finish(body, None).map_err(|e| http_error(raw_url, e))?;
-    let pending = outgoing_handler::handle(request, Some(options)).map_err(|e| http_error(raw_url, e))?;
+    let pending =
+        outgoing_handler::handle(request, Some(options)).map_err(|e| http_error(raw_url, e))?;
     pending.subscribe().block();
     let response = match pending.get() {
         Some(Ok(Ok(response))) => response,
         Some(Ok(Err(code))) => return Err(http_error(raw_url, code)),
         Some(Err(())) | None => {
-            return Err(PluginError::Failed("the HTTP response was not available".into()));
+            return Err(PluginError::Failed(
+                "the HTTP response was not available".into(),
+            ));
         }
     };
 
@@ -88,7 +91,12 @@ pub fn get(raw_url: &str, max_bytes: u64, timeout_ms: u64) -> Result<Response, P
         .map_err(|()| PluginError::Failed("response body already taken".into()))?;
     let (body, truncated) = read_capped(&incoming, max_bytes)?;
     drop(incoming);
-    Ok(Response { status, content_type, body, truncated })
+    Ok(Response {
+        status,
+        content_type,
+        body,
+        truncated,
+    })
 }
 
 fn read_capped(incoming: &IncomingBody, max_bytes: u64) -> Result<(Vec<u8>, bool), PluginError> {
@@ -121,10 +129,19 @@ fn http_error(url: &str, code: ErrorCode) -> PluginError {
         ErrorCode::HttpRequestDenied => PluginError::Denied(format!(
             "the host does not allow this plugin to connect to `{url}`; the operator can add the host to `plugins.web_fetch.permissions.http.allow`"
         )),
-        ErrorCode::ConnectionTimeout | ErrorCode::ConnectionReadTimeout | ErrorCode::HttpResponseTimeout => {
+        ErrorCode::ConnectionTimeout
+        | ErrorCode::ConnectionReadTimeout
+        | ErrorCode::HttpResponseTimeout => {
             PluginError::Timeout(format!("`{url}` did not answer in time ({code:?})"))
         }
-        ErrorCode::DnsTimeout | ErrorCode::DnsError(_) | ErrorCode::ConnectionRefused | ErrorCode::DestinationNotFound | ErrorCode::DestinationUnavailable | ErrorCode::ConnectionTerminated | ErrorCode::TlsProtocolError | ErrorCode::TlsCertificateError => {
+        ErrorCode::DnsTimeout
+        | ErrorCode::DnsError(_)
+        | ErrorCode::ConnectionRefused
+        | ErrorCode::DestinationNotFound
+        | ErrorCode::DestinationUnavailable
+        | ErrorCode::ConnectionTerminated
+        | ErrorCode::TlsProtocolError
+        | ErrorCode::TlsCertificateError => {
             PluginError::Unavailable(format!("cannot reach `{url}`: {code:?}"))
         }
         other => PluginError::Failed(format!("fetching `{url}` failed: {other:?}")),
