@@ -1,7 +1,7 @@
 //! The `databot` command line: argument parsing and dispatch to the subcommands.
 
-mod plugin;
-mod scaffold;
+pub mod plugin;
+pub mod scaffold;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,9 +23,10 @@ struct Cli {
     /// Configuration file (YAML); without it the embedded default is used.
     #[arg(long, short, global = true, env = "DATABOT_CONFIG")]
     config: Option<PathBuf>,
-    /// Log filter, e.g. `info`, `debug`, `databot=debug,plugin=trace`.
-    #[arg(long, global = true, env = "DATABOT_LOG", default_value = "info")]
-    log: String,
+    /// Log filter, e.g. `info`, `debug`, `databot=debug,plugin=trace` (default: `info` for
+    /// `serve`, `warn` otherwise).
+    #[arg(long, global = true, env = "DATABOT_LOG")]
+    log: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -77,7 +78,12 @@ enum ConfigCommand {
 /// Parse arguments, run, and turn errors into a message and an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.log);
+    let default_log = if matches!(cli.command, Command::Serve) {
+        "info"
+    } else {
+        "warn"
+    };
+    init_logging(cli.log.as_deref().unwrap_or(default_log));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -165,7 +165,8 @@ pub fn build(path: &Path) -> anyhow::Result<PathBuf> {
         .with_context(|| format!("{} is not a plugin crate (no Cargo.toml)", path.display()))?;
     let package: toml_name::Package = toml_name::read(&manifest_text)
         .with_context(|| format!("reading the package name from {}", manifest_path.display()))?;
-    let status = std::process::Command::new("cargo")
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = std::process::Command::new(&cargo)
         .args([
             "build",
             "--release",
@@ -179,7 +180,7 @@ pub fn build(path: &Path) -> anyhow::Result<PathBuf> {
     if !status.success() {
         bail!("cargo build failed (is the target installed? `rustup target add wasm32-wasip2`)");
     }
-    let metadata = std::process::Command::new("cargo")
+    let metadata = std::process::Command::new(&cargo)
         .args([
             "metadata",
             "--format-version",
