@@ -17,9 +17,9 @@ pub fn substitute_env(
         while let Some(dollar) = rest.find('$') {
             out.push_str(&rest[..dollar]);
             let after = &rest[dollar..];
-            if after.starts_with("$${") {
+            if let Some(escaped) = after.strip_prefix("$${") {
                 out.push_str("${");
-                rest = &after[3..];
+                rest = escaped;
                 continue;
             }
             if !after.starts_with("${") {

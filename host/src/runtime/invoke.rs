@@ -216,7 +216,7 @@ async fn guest_call(
         (KindExports::Tool(indices), Request::Run(Operation::ToolCall { tool, arguments })) => {
             let guest = indices.load(&mut *store, &instance)?;
             Ok(guest
-                .call_call(&mut *store, &tool.to_owned(), arguments)
+                .call_call(&mut *store, tool, arguments)
                 .await?
                 .map(Outcome::Json))
         }
@@ -238,7 +238,7 @@ async fn guest_call(
         ) => {
             let guest = indices.load(&mut *store, &instance)?;
             Ok(guest
-                .call_execute(&mut *store, &operation.to_owned(), params)
+                .call_execute(&mut *store, operation, params)
                 .await?
                 .map(Outcome::Json))
         }
