@@ -70,8 +70,17 @@ async fn start(dir: &std::path::Path) -> (Runtime, Duration) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    if std::env::args().any(|a| a == "--list") {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--list") {
         println!("lifecycle: benchmark");
+        return;
+    }
+    // Child mode: one warm start in a fresh process, then report resident memory.
+    if let Some(index) = args.iter().position(|a| a == "--rss-of") {
+        let dir = std::path::PathBuf::from(&args[index + 1]);
+        let (_runtime, _) = start(&dir).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        println!("{:.1}", resident_mb());
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -88,9 +97,14 @@ async fn main() {
         drop(runtime);
     }
 
+    let child = std::process::Command::new(std::env::current_exe().unwrap())
+        .arg("--rss-of")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let rss = String::from_utf8_lossy(&child.stdout).trim().to_owned();
+
     let (runtime, _) = start(dir.path()).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let rss = resident_mb();
 
     let _watcher = runtime.watch().unwrap();
     let mut events = runtime.subscribe();
@@ -118,7 +132,7 @@ async fn main() {
         "start, {PLUGINS} plugins, warm cache: median {:?} over {RUNS} runs",
         median(warm)
     );
-    println!("resident memory with {PLUGINS} idle plugins: {rss:.1} MB");
+    println!("resident memory with {PLUGINS} idle plugins (fresh process, warm cache): {rss} MB");
     println!(
         "hot swap, file landed -> new revision callable: median {:?} over {RUNS} runs",
         median(swaps)
