@@ -1,0 +1,71 @@
+//! The built-in `web_fetch` tool through the real sandbox: text extraction, byte cap, allowlist.
+
+use databot::runtime::{ErrorKind, PluginSource, builtin::BUILTIN_PLUGINS};
+use databot_e2e::{TestHost, serve_http};
+
+const PAGE: &str = "<html><head><title>T &amp; x</title><script>bad()</script></head><body><h1>Hello</h1><p>World &lt;3</p></body></html>";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_fetch_extracts_text_caps_bytes_and_respects_the_allowlist() {
+    let port = serve_http(PAGE, "text/html").await;
+    let config = format!(
+        "plugins:\n  web_fetch:\n    permissions:\n      http:\n        allow: [\"127.0.0.1:{port}\"]\n        allow_private: true\n"
+    );
+    let host = TestHost::start(&config, &[]).await.unwrap();
+    let (_, bytes) = BUILTIN_PLUGINS
+        .iter()
+        .find(|(name, _)| *name == "web_fetch")
+        .unwrap();
+    host.runtime
+        .load_bytes(bytes.to_vec(), PluginSource::Builtin)
+        .await
+        .unwrap();
+
+    let url = format!("http://127.0.0.1:{port}/page");
+    let output = host
+        .runtime
+        .call_tool("web_fetch", &format!(r#"{{"url": "{url}"}}"#))
+        .await
+        .unwrap();
+    let value: serde_json::Value = serde_json::from_str(&output).unwrap();
+    assert_eq!(value["status"], 200);
+    assert_eq!(value["title"], "T & x");
+    assert_eq!(value["text"], "Hello\nWorld <3");
+    assert_eq!(value["truncated"], false);
+
+    let output = host
+        .runtime
+        .call_tool(
+            "web_fetch",
+            &format!(r#"{{"url": "{url}", "max_bytes": 10}}"#),
+        )
+        .await
+        .unwrap();
+    let value: serde_json::Value = serde_json::from_str(&output).unwrap();
+    assert_eq!(value["bytes_read"], 10);
+    assert_eq!(value["truncated"], true);
+
+    let other = serve_http("nope", "text/plain").await;
+    let error = host
+        .runtime
+        .call_tool(
+            "web_fetch",
+            &format!(r#"{{"url": "http://127.0.0.1:{other}/"}}"#),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind, ErrorKind::Denied, "{error}");
+    assert!(
+        error
+            .message
+            .contains("plugins.web_fetch.permissions.http.allow"),
+        "{error}"
+    );
+
+    let error = host
+        .runtime
+        .call_tool("web_fetch", r#"{"url": "ftp://x/"}"#)
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind, ErrorKind::InvalidInput, "{error}");
+}
