@@ -69,6 +69,11 @@ impl CircuitBreaker {
         }
     }
 
+    /// An admitted call did not run (no concurrency slot): let the next call probe instead.
+    pub fn abandon_probe(&self) {
+        self.inner.lock().probing = false;
+    }
+
     pub fn state(&self) -> BreakerState {
         let inner = self.inner.lock();
         match inner.opened_at {
@@ -102,6 +107,19 @@ mod tests {
         assert!(breaker.admit().is_err());
         breaker.record(false);
         assert_eq!(breaker.state(), BreakerState::Closed);
+        assert!(breaker.admit().is_ok());
+    }
+
+    #[test]
+    fn an_abandoned_probe_lets_the_next_call_probe() {
+        let breaker = CircuitBreaker::new(&BreakerConfig {
+            failure_threshold: 1,
+            open_seconds: 0,
+        });
+        breaker.record(true);
+        assert!(breaker.admit().is_ok());
+        assert!(breaker.admit().is_err());
+        breaker.abandon_probe();
         assert!(breaker.admit().is_ok());
     }
 

@@ -65,7 +65,10 @@ impl CompileCache {
         let artifact = engine.precompile_component(bytes)?;
         std::fs::create_dir_all(folder)
             .with_context(|| format!("creating compile cache {}", folder.display()))?;
-        let temporary = path.with_extension(format!("tmp{}", std::process::id()));
+        // Unique per process and per compile: two loads of the same bytes may race here.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let unique = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let temporary = path.with_extension(format!("tmp{}-{unique}", std::process::id()));
         std::fs::write(&temporary, &artifact)
             .and_then(|()| std::fs::rename(&temporary, &path))
             .with_context(|| format!("writing {}", path.display()))?;

@@ -100,10 +100,16 @@ async fn admitted_call(
     }
     let timeout = Duration::from_millis(slot.budgets.timeout_ms);
     let started = Instant::now();
-    let permit = tokio::time::timeout(timeout, slot.concurrency.clone().acquire_owned()).await;
+    // Fast path without a timer when a slot is free.
+    let permit = match slot.concurrency.clone().try_acquire_owned() {
+        Ok(permit) => Ok(Ok(permit)),
+        Err(_) => tokio::time::timeout(timeout, slot.concurrency.clone().acquire_owned()).await,
+    };
     let _permit = match permit {
         Ok(Ok(permit)) => permit,
         _ => {
+            // A probe that never ran must not keep the breaker half-open forever.
+            slot.breaker.abandon_probe();
             return Err(CallError::new(
                 ErrorKind::Unavailable,
                 format!(

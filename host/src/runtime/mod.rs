@@ -432,11 +432,12 @@ impl Runtime {
             )
         })?;
         let revision = slot.current();
-        let arguments = parse_arguments(tool, arguments)?;
+        let parsed = parse_arguments(tool, arguments)?;
         revision
-            .validate_arguments(tool, &arguments)
+            .validate_arguments(tool, &parsed)
             .map_err(|m| CallError::new(ErrorKind::InvalidInput, m))?;
-        let arguments = arguments.to_string();
+        // The text that was validated is what the guest gets (no re-serialisation).
+        let arguments = arguments.to_owned();
         invoke::call(
             &self.inner,
             &slot,
@@ -543,7 +544,7 @@ async fn execute_connector(
     revision
         .validate_arguments(operation, &value)
         .map_err(|m| CallError::new(ErrorKind::InvalidInput, m))?;
-    let params = value.to_string();
+    let params = params.to_owned();
     invoke::call(
         inner,
         &slot,
