@@ -56,16 +56,26 @@ impl TestHost {
 
 /// Serve `body` with `content_type` to every request on a loopback port; returns the port.
 pub async fn serve_http(body: &'static str, content_type: &'static str) -> u16 {
+    serve_http_with(move |_| (content_type, body.to_owned())).await
+}
+
+/// Serve the answer of `respond(request head)` to every request; returns the port.
+pub async fn serve_http_with(
+    respond: impl Fn(&str) -> (&'static str, String) + Send + Sync + 'static,
+) -> u16 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let port = listener.local_addr().expect("addr").port();
+    let respond = std::sync::Arc::new(respond);
     tokio::spawn(async move {
         while let Ok((mut socket, _)) = listener.accept().await {
+            let respond = respond.clone();
             tokio::spawn(async move {
                 let mut buffer = vec![0u8; 8192];
-                let _ = socket.read(&mut buffer).await;
+                let read = socket.read(&mut buffer).await.unwrap_or(0);
+                let (content_type, body) = respond(&String::from_utf8_lossy(&buffer[..read]));
                 let response = format!(
                     "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                     body.len()

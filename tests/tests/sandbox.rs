@@ -17,7 +17,7 @@ plugins:
       max_output_bytes: 65536
     permissions:
       http:
-        allow: ["allowed.invalid", "127.0.0.1", "169.254.169.254", "10.0.0.1"]
+        allow: ["allowed.invalid", "localhost", "127.0.0.1", "169.254.169.254", "10.0.0.1"]
       filesystem:
         - { host: "{dir}/granted", guest: /data, mode: ro }
   echo:
@@ -165,6 +165,8 @@ async fn http_to_private_addresses_is_denied_without_allow_private() {
     let port = serve_http("secret", "text/plain").await;
     for target in [
         format!("http://127.0.0.1:{port}/"),
+        // A name is checked after DNS resolution, not by its spelling.
+        format!("http://localhost:{port}/"),
         "http://169.254.169.254/latest/meta-data/".to_owned(),
         "http://10.0.0.1/".to_owned(),
     ] {

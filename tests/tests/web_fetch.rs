@@ -69,3 +69,43 @@ async fn web_fetch_extracts_text_caps_bytes_and_respects_the_allowlist() {
         .unwrap_err();
     assert_eq!(error.kind, ErrorKind::InvalidInput, "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_are_injected_by_the_host_only_for_their_host() {
+    let echo_headers = || databot_e2e::serve_http_with(|head| ("text/plain", head.to_owned()));
+    let (granted, other) = (echo_headers().await, echo_headers().await);
+    let config = format!(
+        "plugins:\n  web_fetch:\n    permissions:\n      http:\n        allow: [\"127.0.0.1\"]\n        allow_private: true\n        secrets:\n          - host: \"127.0.0.1:{granted}\"\n            header: authorization\n            value: \"Bearer s3cret-token\"\n"
+    );
+    let host = TestHost::start(&config, &[]).await.unwrap();
+    let (_, bytes) = BUILTIN_PLUGINS
+        .iter()
+        .find(|(name, _)| *name == "web_fetch")
+        .unwrap();
+    host.runtime
+        .load_bytes(bytes.to_vec(), PluginSource::Builtin)
+        .await
+        .unwrap();
+
+    let fetch = |port: u16| {
+        let runtime = host.runtime.clone();
+        async move {
+            let output = runtime
+                .call_tool(
+                    "web_fetch",
+                    &format!(r#"{{"url": "http://127.0.0.1:{port}/x", "raw": true}}"#),
+                )
+                .await
+                .unwrap();
+            let value: serde_json::Value = serde_json::from_str(&output).unwrap();
+            value["text"].as_str().unwrap().to_ascii_lowercase()
+        }
+    };
+    let seen = fetch(granted).await;
+    assert!(
+        seen.contains("authorization: bearer s3cret-token"),
+        "{seen}"
+    );
+    let seen = fetch(other).await;
+    assert!(!seen.contains("authorization"), "{seen}");
+}

@@ -1,7 +1,10 @@
 //! Outgoing HTTP policy (`wasi:http` hook): allowlist by host and port, private networks
-//! blocked after DNS resolution unless granted, credentials injected for matching hosts.
+//! blocked after DNS resolution unless granted, credentials injected for matching hosts, and
+//! the connection made to the vetted addresses only (`pinned`).
 
-use std::net::IpAddr;
+mod pinned;
+
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -10,15 +13,8 @@ use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpH
 use super::PluginGrants;
 
 type SendFuture = Box<
-    dyn Future<
-            Output = Result<
-                (
-                    http::Response<WasiBody>,
-                    Box<dyn Future<Output = Result<(), HttpError>> + Send>,
-                ),
-                HttpError,
-            >,
-        > + Send,
+    dyn Future<Output = Result<(http::Response<WasiBody>, pinned::ConnectionTask), HttpError>>
+        + Send,
 >;
 
 /// The egress hook of one call.
@@ -62,12 +58,20 @@ pub fn is_public_ip(ip: IpAddr) -> bool {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_public_ip(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
+            let segments = v6.segments();
+            // NAT64 (64:ff9b::/96) reaches the embedded IPv4 address.
+            if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                let [a, b] = segments[6].to_be_bytes();
+                let [c, d] = segments[7].to_be_bytes();
+                return is_public_ip(IpAddr::V4(std::net::Ipv4Addr::new(a, b, c, d)));
+            }
+            let first = segments[0];
             !(v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
                 || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80)
+                || (first & 0xffc0) == 0xfe80
+                || (first == 0x2001 && segments[1] == 0x0db8))
         }
     }
 }
@@ -101,24 +105,25 @@ impl WasiHttpHooks for EgressPolicy {
                     "egress to `{host}:{port}` is not allowed; add `\"{host}\"` to `plugins.{plugin}.permissions.http.allow`"
                 )));
             }
-            if !grants.allow_private {
-                let addresses: Vec<IpAddr> = match host.parse::<IpAddr>() {
-                    Ok(ip) => vec![ip],
-                    Err(_) => match tokio::net::lookup_host((host.as_str(), port)).await {
-                        Ok(found) => found.map(|a| a.ip()).collect(),
-                        Err(_) => {
-                            return Err(HttpError::DnsError {
-                                rcode: Some("lookup failed".into()),
-                                info_code: None,
-                            });
-                        }
-                    },
-                };
-                if let Some(inside) = addresses.iter().find(|ip| !is_public_ip(**ip)) {
-                    return Err(deny(format!(
-                        "egress to `{host}:{port}` resolves to the non-public address {inside}; set `plugins.{plugin}.permissions.http.allow_private: true` to allow it"
-                    )));
-                }
+            let addresses: Vec<SocketAddr> = match host.parse::<IpAddr>() {
+                Ok(ip) => vec![SocketAddr::new(ip, port)],
+                Err(_) => match tokio::net::lookup_host((host.as_str(), port)).await {
+                    Ok(found) => found.collect(),
+                    Err(_) => {
+                        return Err(HttpError::DnsError {
+                            rcode: Some("lookup failed".into()),
+                            info_code: None,
+                        });
+                    }
+                },
+            };
+            if !grants.allow_private
+                && let Some(inside) = addresses.iter().find(|a| !is_public_ip(a.ip()))
+            {
+                return Err(deny(format!(
+                    "egress to `{host}:{port}` resolves to the non-public address {}; set `plugins.{plugin}.permissions.http.allow_private: true` to allow it",
+                    inside.ip()
+                )));
             }
             for secret in grants
                 .secrets
@@ -129,12 +134,7 @@ impl WasiHttpHooks for EgressPolicy {
                     .headers_mut()
                     .insert(secret.header.clone(), secret.value.clone());
             }
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
-            use http_body_util::BodyExt;
-            Ok((
-                response.map(BodyExt::boxed_unsync),
-                Box::new(io) as Box<dyn Future<Output = Result<(), HttpError>> + Send>,
-            ))
+            pinned::send(request, options, &addresses, &host, https).await
         })
     }
 }

@@ -1,0 +1,128 @@
+//! Send one HTTP/1.1 request to addresses the egress policy already vetted.
+//!
+//! The stock wasi:http client resolves the host name again when it connects, so a DNS answer
+//! that changes between the policy check and the connection (rebinding) could reach a private
+//! address. Connecting to the vetted socket addresses closes that gap; TLS still verifies the
+//! certificate against the requested host name.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use wasmtime_wasi_http::io::TokioIo;
+use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody};
+
+/// Used when the guest sets no timeout; the call's deadline still applies on top.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+trait Stream: AsyncRead + AsyncWrite + Send + Sync + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Sync + Unpin + 'static> Stream for T {}
+
+pub type ConnectionTask = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
+
+fn tls_config() -> Arc<rustls::ClientConfig> {
+    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let roots = rustls::RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.into(),
+            };
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map(|builder| {
+                    builder
+                        .with_root_certificates(roots.clone())
+                        .with_no_client_auth()
+                });
+            match config {
+                Ok(config) => Arc::new(config),
+                Err(error) => {
+                    tracing::error!("TLS configuration failed ({error}); using defaults");
+                    Arc::new(
+                        rustls::ClientConfig::builder()
+                            .with_root_certificates(roots)
+                            .with_no_client_auth(),
+                    )
+                }
+            }
+        })
+        .clone()
+}
+
+async fn connect_any(addresses: &[SocketAddr], timeout: Duration) -> Result<TcpStream, HttpError> {
+    let mut last_error = None;
+    for address in addresses {
+        match tokio::time::timeout(timeout, TcpStream::connect(address)).await {
+            Ok(Ok(stream)) => return Ok(stream),
+            Ok(Err(error)) => last_error = Some(HttpError::Connect(error)),
+            Err(_) => last_error = Some(HttpError::ConnectionTimeout),
+        }
+    }
+    Err(last_error.unwrap_or(HttpError::DestinationNotFound))
+}
+
+/// Connect to one of `addresses`, speak TLS for `host` when `tls`, send `request`.
+pub async fn send(
+    mut request: http::Request<WasiBody>,
+    options: Option<RequestOptions>,
+    addresses: &[SocketAddr],
+    host: &str,
+    tls: bool,
+) -> Result<(http::Response<WasiBody>, ConnectionTask), HttpError> {
+    let connect_timeout = options
+        .and_then(|o| o.connect_timeout)
+        .unwrap_or(DEFAULT_TIMEOUT);
+    let first_byte_timeout = options
+        .and_then(|o| o.first_byte_timeout)
+        .unwrap_or(DEFAULT_TIMEOUT);
+    let tcp = connect_any(addresses, connect_timeout).await?;
+    let stream: Box<dyn Stream> = if tls {
+        let server_name = match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => rustls::pki_types::ServerName::from(ip),
+            Err(_) => rustls::pki_types::ServerName::try_from(host.to_owned())
+                .map_err(|_| HttpError::HttpRequestUriInvalid)?,
+        };
+        let connector = tokio_rustls::TlsConnector::from(tls_config());
+        let tls_stream = tokio::time::timeout(connect_timeout, connector.connect(server_name, tcp))
+            .await
+            .map_err(|_| HttpError::ConnectionTimeout)?
+            .map_err(HttpError::Tls)?;
+        Box::new(tls_stream)
+    } else {
+        Box::new(tcp)
+    };
+    let (mut sender, connection) = tokio::time::timeout(
+        connect_timeout,
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)),
+    )
+    .await
+    .map_err(|_| HttpError::ConnectionTimeout)??;
+    let driver = tokio::spawn(connection);
+
+    let path = request
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    *request.uri_mut() = http::Uri::builder()
+        .path_and_query(path)
+        .build()
+        .map_err(|_| HttpError::HttpRequestUriInvalid)?;
+
+    let response = tokio::time::timeout(first_byte_timeout, sender.send_request(request))
+        .await
+        .map_err(|_| HttpError::ConnectionReadTimeout)??;
+    let response = response.map(|body| body.map_err(HttpError::from).boxed_unsync());
+    let task: ConnectionTask = Box::new(async move {
+        match driver.await {
+            Ok(result) => result.map_err(HttpError::from),
+            // The connection task was cancelled with the runtime; nothing to report.
+            Err(_) => Ok(()),
+        }
+    });
+    Ok((response, task))
+}
