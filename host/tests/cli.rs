@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use databot::runtime::builtin::BUILTIN_PLUGINS;
+use databot::runtime::builtin::builtin_bytes;
 
 fn databot() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_databot"));
@@ -15,11 +15,7 @@ fn databot() -> Command {
 }
 
 fn web_fetch_bytes() -> &'static [u8] {
-    BUILTIN_PLUGINS
-        .iter()
-        .find(|(name, _)| *name == "web_fetch")
-        .map(|(_, bytes)| *bytes)
-        .expect("web_fetch is built in")
+    builtin_bytes("web_fetch").expect("web_fetch is built in")
 }
 
 fn isolated_config(dir: &std::path::Path) -> std::path::PathBuf {

@@ -49,6 +49,15 @@ impl TestHost {
         Ok(Self { runtime, dir })
     }
 
+    /// Load a plugin built into the binary (e.g. `web_fetch`).
+    pub async fn load_builtin(&self, name: &str) {
+        let bytes = databot::runtime::builtin::builtin_bytes(name).expect("a built-in plugin");
+        self.runtime
+            .load_bytes(bytes.to_vec(), databot::runtime::PluginSource::Builtin)
+            .await
+            .expect("the built-in plugin loads");
+    }
+
     pub fn plugins_dir(&self) -> PathBuf {
         self.dir.path().join("plugins")
     }

@@ -1,6 +1,6 @@
 //! The built-in `web_fetch` tool through the real sandbox: text extraction, byte cap, allowlist.
 
-use databot::runtime::{ErrorKind, PluginSource, builtin::BUILTIN_PLUGINS};
+use databot::runtime::ErrorKind;
 use databot_e2e::{TestHost, serve_http};
 
 const PAGE: &str = "<html><head><title>T &amp; x</title><script>bad()</script></head><body><h1>Hello</h1><p>World &lt;3</p></body></html>";
@@ -12,14 +12,7 @@ async fn web_fetch_extracts_text_caps_bytes_and_respects_the_allowlist() {
         "plugins:\n  web_fetch:\n    permissions:\n      http:\n        allow: [\"127.0.0.1:{port}\"]\n        allow_private: true\n"
     );
     let host = TestHost::start(&config, &[]).await.unwrap();
-    let (_, bytes) = BUILTIN_PLUGINS
-        .iter()
-        .find(|(name, _)| *name == "web_fetch")
-        .unwrap();
-    host.runtime
-        .load_bytes(bytes.to_vec(), PluginSource::Builtin)
-        .await
-        .unwrap();
+    host.load_builtin("web_fetch").await;
 
     let url = format!("http://127.0.0.1:{port}/page");
     let output = host
@@ -78,14 +71,7 @@ async fn secrets_are_injected_by_the_host_only_for_their_host() {
         "plugins:\n  web_fetch:\n    permissions:\n      http:\n        allow: [\"127.0.0.1\"]\n        allow_private: true\n        secrets:\n          - host: \"127.0.0.1:{granted}\"\n            header: authorization\n            value: \"Bearer s3cret-token\"\n"
     );
     let host = TestHost::start(&config, &[]).await.unwrap();
-    let (_, bytes) = BUILTIN_PLUGINS
-        .iter()
-        .find(|(name, _)| *name == "web_fetch")
-        .unwrap();
-    host.runtime
-        .load_bytes(bytes.to_vec(), PluginSource::Builtin)
-        .await
-        .unwrap();
+    host.load_builtin("web_fetch").await;
 
     let fetch = |port: u16| {
         let runtime = host.runtime.clone();
@@ -108,4 +94,31 @@ async fn secrets_are_injected_by_the_host_only_for_their_host() {
     );
     let seen = fetch(other).await;
     assert!(!seen.contains("authorization"), "{seen}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_never_answers_is_a_timeout() {
+    // Accepts connections and never writes a byte.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let config = format!(
+        "plugins:\n  web_fetch:\n    permissions:\n      http:\n        allow: [\"127.0.0.1:{port}\"]\n        allow_private: true\n"
+    );
+    let host = TestHost::start(&config, &[]).await.unwrap();
+    host.load_builtin("web_fetch").await;
+    let error = host
+        .runtime
+        .call_tool(
+            "web_fetch",
+            &format!(r#"{{"url": "http://127.0.0.1:{port}/", "timeout_ms": 300}}"#),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind, ErrorKind::Timeout, "{error}");
 }

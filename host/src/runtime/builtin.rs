@@ -5,3 +5,11 @@ pub const BUILTIN_PLUGINS: &[(&str, &[u8])] = &[(
     "web_fetch",
     include_bytes!(concat!(env!("OUT_DIR"), "/guests/web_fetch.wasm")),
 )];
+
+/// The component bytes of a built-in plugin.
+pub fn builtin_bytes(name: &str) -> Option<&'static [u8]> {
+    BUILTIN_PLUGINS
+        .iter()
+        .find(|(builtin, _)| *builtin == name)
+        .map(|(_, bytes)| *bytes)
+}
