@@ -10,7 +10,7 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use databot::plugin::types::{Error as GuestError, Health, HealthStatus, OperationSpec};
+pub use self::databot::plugin::types::{Error as GuestError, Health, HealthStatus, OperationSpec};
 pub use exports::databot::plugin::{
     channel_handler, connector_handler, provider_handler, tool_handler,
 };
