@@ -8,6 +8,12 @@ cd "$(dirname "$0")/.."
 toolchain=$(sed -n 's/^channel = "\(.*\)"/\1/p' rust-toolchain.toml)
 rustup toolchain install "$toolchain" --profile minimal --component rustfmt,clippy --target wasm32-wasip2 >/dev/null
 
+# Services the end-to-end tests talk to: PostgreSQL (sessions). Start it when it is down.
+if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n 1)" main start
+  for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+fi
+
 cargo fmt --all --check
 cargo fmt --manifest-path plugins/Cargo.toml --all --check
 cargo fmt --manifest-path tests/fixtures/Cargo.toml --all --check

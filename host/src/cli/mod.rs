@@ -1,5 +1,6 @@
 //! The `databot` command line: argument parsing and dispatch to the subcommands.
 
+mod chat;
 pub mod plugin;
 pub mod scaffold;
 
@@ -44,6 +45,15 @@ enum Command {
     Config(ConfigCommand),
     /// Start the host: load plugins, watch the plugins folder, serve until interrupted.
     Serve,
+    /// Talk to the agent: a REPL with streamed answers, or one message with `-m`.
+    Chat {
+        /// Send this one message, print the answer and exit.
+        #[arg(short, long)]
+        message: Option<String>,
+        /// Conversation to continue (session key `cli:NAME`).
+        #[arg(long, default_value = "default")]
+        session: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -156,6 +166,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve => serve(cli.config.as_deref()).await,
+        Command::Chat { message, session } => {
+            chat::run(cli.config.as_deref(), message, &session).await
+        }
     }
 }
 

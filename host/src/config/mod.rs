@@ -89,6 +89,9 @@ impl Config {
             .budgets
             .validate()
             .map_err(|e| semantic(format!("runtime.budgets: {e}")))?;
+        if self.agent.max_iterations == 0 {
+            return Err(semantic("agent.max_iterations must be at least 1".into()));
+        }
         for (name, plugin) in &self.plugins {
             if let Some(budgets) = &plugin.budgets {
                 budgets
@@ -114,6 +117,19 @@ impl Config {
             path.to_owned()
         } else {
             self.base_dir.join(path)
+        }
+    }
+
+    /// The session store URL: configured, or a SQLite file in the data dir.
+    pub fn sessions_url(&self) -> String {
+        match &self.agent.sessions_url {
+            Some(url) => url.clone(),
+            None => format!(
+                "sqlite://{}",
+                self.resolve_path(&self.runtime.data_dir)
+                    .join("sessions.db")
+                    .display()
+            ),
         }
     }
 

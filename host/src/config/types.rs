@@ -11,6 +11,8 @@ use serde::Deserialize;
 pub struct Config {
     #[serde(default)]
     pub runtime: RuntimeConfig,
+    #[serde(default)]
+    pub agent: AgentConfig,
     /// Per-plugin settings, keyed by plugin name. A plugin without a section gets no grants.
     #[serde(default)]
     pub plugins: BTreeMap<String, PluginConfig>,
@@ -64,6 +66,43 @@ fn default_data_dir() -> PathBuf {
 
 fn yes() -> bool {
     true
+}
+
+/// The agent loop: which provider plugin answers, and the limits of one turn.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentConfig {
+    /// Name of the provider plugin (`offline` needs no key and no network).
+    pub provider: String,
+    /// Model name passed to the provider; `None` lets the provider choose.
+    pub model: Option<String>,
+    /// Replaces the built-in system prompt.
+    pub system_prompt: Option<String>,
+    /// Rounds of tool calls in one turn before the agent gives up.
+    pub max_iterations: u32,
+    /// Longest tool output given back to the model; longer ones are cut with a notice.
+    pub max_tool_output_bytes: usize,
+    /// Token budget of the context (system prompt, memory, history, message).
+    pub context_tokens: usize,
+    /// Memories shown in the system prompt, newest first.
+    pub memory_items: usize,
+    /// Session store: `sqlite://PATH` or `postgres://...`; default `sqlite://DATA_DIR/sessions.db`.
+    pub sessions_url: Option<String>,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            provider: "offline".to_owned(),
+            model: None,
+            system_prompt: None,
+            max_iterations: 10,
+            max_tool_output_bytes: 16 * 1024,
+            context_tokens: 16_000,
+            memory_items: 50,
+            sessions_url: None,
+        }
+    }
 }
 
 /// Limits applied to every call into a plugin.

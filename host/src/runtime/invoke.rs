@@ -23,6 +23,11 @@ pub(super) enum Operation<'a> {
         tool: &'a str,
         arguments: &'a String,
     },
+    /// A chat completion; with a sink, the provider streams events into it as they arrive.
+    ProviderChat {
+        request: &'a String,
+        sink: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+    },
     ConnectorExecute {
         operation: &'a str,
         params: &'a String,
@@ -152,6 +157,12 @@ async fn run_in_fresh_instance(
     let state = StoreState::new(grants.clone(), inner.services.clone(), memory_bytes, depth)
         .map_err(|e| CallError::new(ErrorKind::Failed, format!("{e:#}")))?;
     let mut store = Store::new(&inner.engine, state);
+    if let Request::Run(Operation::ProviderChat {
+        sink: Some(sink), ..
+    }) = &request
+    {
+        store.data_mut().set_sink(sink.clone());
+    }
     store.limiter(|state| &mut state.limiter);
     let timeout = Duration::from_millis(budgets.timeout_ms);
     // Every epoch tick the guest yields to the async runtime (a spinning guest never holds a
@@ -247,6 +258,18 @@ async fn guest_call(
                 .call_execute(&mut *store, operation, params)
                 .await?
                 .map(Outcome::Json))
+        }
+        (
+            KindExports::Provider(indices),
+            Request::Run(Operation::ProviderChat { request, sink }),
+        ) => {
+            let guest = indices.load(&mut *store, &instance)?;
+            let result = if sink.is_some() {
+                guest.call_chat_stream(&mut *store, request).await?
+            } else {
+                guest.call_chat(&mut *store, request).await?
+            };
+            Ok(result.map(Outcome::Json))
         }
         _ => Ok(Err(super::bindings::GuestError::InvalidInput(format!(
             "plugin `{}` of kind `{}` does not offer this operation",

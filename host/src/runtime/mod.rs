@@ -461,6 +461,41 @@ impl Runtime {
         execute_connector(&self.inner, connector, operation, params, 0).await
     }
 
+    /// One chat completion from a provider plugin (`request` in the host's chat format). With
+    /// `sink`, streamed events arrive there while the call runs.
+    pub async fn provider_chat(
+        &self,
+        provider: &str,
+        request: &str,
+        sink: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+    ) -> Result<String, CallError> {
+        let slot = self.plugin(provider).ok_or_else(|| {
+            CallError::new(
+                ErrorKind::NotFound,
+                format!("no provider named `{provider}` is loaded"),
+            )
+        })?;
+        let revision = slot.current();
+        if revision.manifest.kind != PluginKind::Provider {
+            return Err(CallError::new(
+                ErrorKind::InvalidInput,
+                format!("plugin `{provider}` is not a provider"),
+            ));
+        }
+        let request = request.to_owned();
+        invoke::call(
+            &self.inner,
+            &slot,
+            revision,
+            Operation::ProviderChat {
+                request: &request,
+                sink,
+            },
+            0,
+        )
+        .await
+    }
+
     /// Health of a connector plugin.
     pub async fn connector_health(&self, connector: &str) -> Result<bindings::Health, CallError> {
         let slot = connector_slot(&self.inner, connector)?;

@@ -1,0 +1,104 @@
+//! Builds the messages of one model call: system prompt with persistent memory, as much
+//! history as fits the context budget (newest first, never starting on an orphaned tool
+//! result), then the new user message.
+
+use super::chat::{ChatMessage, Role};
+
+pub const DEFAULT_SYSTEM_PROMPT: &str = "You are databot, an assistant for data platform \
+operations: databases, pipelines, data quality, catalogs and streaming. Use the tools you are \
+given; prefer read-only operations; show query results as tables; say what you did and why; \
+warn before anything expensive or destructive. Be concise and technical; answer in markdown.";
+
+pub fn build(
+    system_prompt: &str,
+    memories: &[(String, String)],
+    history: &[ChatMessage],
+    user: &str,
+    context_tokens: usize,
+) -> Vec<ChatMessage> {
+    let mut system = system_prompt.to_owned();
+    if !memories.is_empty() {
+        system.push_str("\n\n## Persistent memory\n");
+        for (key, value) in memories {
+            system.push_str(&format!("- {key}: {value}\n"));
+        }
+    }
+    let system = ChatMessage::text(Role::System, system);
+    let user = ChatMessage::text(Role::User, user);
+    let mut budget =
+        context_tokens.saturating_sub(system.estimated_tokens() + user.estimated_tokens());
+    let mut kept = 0;
+    for message in history.iter().rev() {
+        let cost = message.estimated_tokens();
+        if cost > budget {
+            break;
+        }
+        budget -= cost;
+        kept += 1;
+    }
+    let mut start = history.len() - kept;
+    // A tool result without the assistant message that asked for it confuses every API.
+    while start < history.len() && history[start].role == Role::Tool {
+        start += 1;
+    }
+    let mut messages = Vec::with_capacity(history.len() - start + 2);
+    messages.push(system);
+    messages.extend_from_slice(&history[start..]);
+    messages.push(user);
+    messages
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::chat::ToolCall;
+
+    #[test]
+    fn history_is_trimmed_to_the_budget_from_the_oldest() {
+        let history: Vec<ChatMessage> = (0..100)
+            .map(|i| {
+                ChatMessage::text(
+                    Role::User,
+                    format!("message number {i} {}", "x".repeat(100)),
+                )
+            })
+            .collect();
+        let messages = build("sys", &[], &history, "now", 300);
+        assert!(messages.len() < 20, "{}", messages.len());
+        assert_eq!(messages[0].role, Role::System);
+        assert_eq!(messages.last().unwrap().content.as_deref(), Some("now"));
+        assert!(
+            messages[messages.len() - 2]
+                .content
+                .as_deref()
+                .unwrap()
+                .contains("number 99")
+        );
+    }
+
+    #[test]
+    fn never_starts_on_an_orphaned_tool_result() {
+        let call = ToolCall {
+            id: "1".into(),
+            name: "t".into(),
+            arguments: serde_json::json!({}),
+        };
+        let mut assistant = ChatMessage::text(Role::Assistant, "x".repeat(400));
+        assistant.tool_calls.push(call.clone());
+        let history = vec![assistant, ChatMessage::tool_result(&call, "ok".into())];
+        let messages = build("sys", &[], &history, "now", 60);
+        assert!(messages.iter().all(|m| m.role != Role::Tool));
+    }
+
+    #[test]
+    fn memories_are_in_the_system_prompt() {
+        let messages = build("sys", &[("db".into(), "postgres".into())], &[], "hi", 1000);
+        assert!(
+            messages[0]
+                .content
+                .as_deref()
+                .unwrap()
+                .contains("- db: postgres")
+        );
+    }
+}

@@ -1,0 +1,295 @@
+//! The agent loop: one turn of a conversation. Builds the context, asks the provider plugin,
+//! runs the tool calls it asks for (arguments validated by the runtime, independent calls in
+//! parallel, errors fed back to the model, outputs capped), repeats up to the iteration limit,
+//! and persists the whole exchange with its token usage.
+//!
+//! Cancellation: dropping the future of `Agent::turn` stops it, including guest calls in flight;
+//! nothing of a cancelled turn is persisted.
+
+pub mod chat;
+pub mod context;
+mod handler;
+mod memory_tool;
+pub mod sessions;
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use tokio::sync::mpsc::UnboundedSender;
+
+use self::chat::{ChatMessage, ChatRequest, ChatResponse, Role, ToolCall, ToolDefinition, Usage};
+use self::sessions::SessionStore;
+use crate::config::AgentConfig;
+use crate::runtime::{CallError, Runtime};
+
+/// What a turn reports while it runs (the gateway turns these into SSE events).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum TurnEvent {
+    Delta {
+        text: String,
+    },
+    ToolStart {
+        name: String,
+        arguments: serde_json::Value,
+    },
+    ToolResult {
+        name: String,
+        ok: bool,
+        output: String,
+    },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TurnOutcome {
+    pub content: String,
+    pub usage: Usage,
+    pub iterations: u32,
+    pub tool_calls: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("the provider `{provider}` failed: {error}")]
+    Provider { provider: String, error: CallError },
+    #[error("the provider `{provider}` answered something that is not a chat response: {message}")]
+    BadResponse { provider: String, message: String },
+    #[error("session store: {0:#}")]
+    Sessions(anyhow::Error),
+}
+
+pub struct Agent {
+    runtime: Runtime,
+    sessions: Arc<SessionStore>,
+    settings: AgentConfig,
+}
+
+impl Agent {
+    pub fn new(runtime: Runtime, sessions: Arc<SessionStore>, settings: AgentConfig) -> Self {
+        Self {
+            runtime,
+            sessions,
+            settings,
+        }
+    }
+
+    /// The provider plugin this agent talks to.
+    pub fn provider(&self) -> &str {
+        &self.settings.provider
+    }
+
+    pub fn sessions(&self) -> &SessionStore {
+        &self.sessions
+    }
+
+    /// Tools offered to the model: every loaded tool plugin's tools plus the memory tool.
+    fn tool_definitions(&self) -> Vec<ToolDefinition> {
+        let mut tools: Vec<ToolDefinition> = self
+            .runtime
+            .tools()
+            .into_iter()
+            .map(|tool| ToolDefinition {
+                name: tool.name,
+                description: tool.description,
+                input_schema: tool.input_schema,
+            })
+            .collect();
+        tools.push(memory_tool::definition());
+        tools
+    }
+
+    /// Run one turn of the conversation `session_key` for the user's message.
+    pub async fn turn(
+        &self,
+        session_key: &str,
+        user: &str,
+        events: Option<UnboundedSender<TurnEvent>>,
+    ) -> Result<TurnOutcome, AgentError> {
+        let _writer = self.sessions.lock(session_key).await;
+        let history = self
+            .sessions
+            .history(session_key)
+            .await
+            .map_err(AgentError::Sessions)?;
+        let memories = self
+            .sessions
+            .memories(self.settings.memory_items)
+            .await
+            .map_err(AgentError::Sessions)?;
+        let system_prompt = self
+            .settings
+            .system_prompt
+            .as_deref()
+            .unwrap_or(context::DEFAULT_SYSTEM_PROMPT);
+        let mut messages = context::build(
+            system_prompt,
+            &memories,
+            &history,
+            user,
+            self.settings.context_tokens,
+        );
+        let first_new = messages.len() - 1;
+        let tools = self.tool_definitions();
+        let mut usage = Usage::default();
+        let mut tool_calls = 0;
+        let mut iterations = 0;
+        let content = loop {
+            if iterations >= self.settings.max_iterations {
+                break format!(
+                    "I stopped after {iterations} rounds of tool calls without a final answer (agent.max_iterations)."
+                );
+            }
+            iterations += 1;
+            let response = self
+                .ask_provider(&messages, &tools, events.as_ref())
+                .await?;
+            usage += response.usage;
+            if response.tool_calls.is_empty() {
+                let content = response.content.unwrap_or_default();
+                messages.push(ChatMessage::text(Role::Assistant, content.clone()));
+                break content;
+            }
+            let mut assistant =
+                ChatMessage::text(Role::Assistant, response.content.unwrap_or_default());
+            assistant.tool_calls = response.tool_calls.clone();
+            messages.push(assistant);
+            tool_calls += response.tool_calls.len() as u32;
+            let results = futures::future::join_all(
+                response
+                    .tool_calls
+                    .iter()
+                    .map(|call| self.run_tool(call, events.as_ref())),
+            )
+            .await;
+            for (call, output) in response.tool_calls.iter().zip(results) {
+                messages.push(ChatMessage::tool_result(call, output));
+            }
+        };
+        self.sessions
+            .append(session_key, &messages[first_new..], usage)
+            .await
+            .map_err(AgentError::Sessions)?;
+        Ok(TurnOutcome {
+            content,
+            usage,
+            iterations,
+            tool_calls,
+        })
+    }
+
+    async fn ask_provider(
+        &self,
+        messages: &[ChatMessage],
+        tools: &[ToolDefinition],
+        events: Option<&UnboundedSender<TurnEvent>>,
+    ) -> Result<ChatResponse, AgentError> {
+        let provider = &self.settings.provider;
+        let request = ChatRequest {
+            model: self.settings.model.as_deref(),
+            messages,
+            tools,
+        };
+        let request = serde_json::to_string(&request).map_err(|e| AgentError::BadResponse {
+            provider: provider.clone(),
+            message: e.to_string(),
+        })?;
+        let (sink, forwarder) = match events {
+            None => (None, None),
+            Some(events) => {
+                let (sink, mut stream) = tokio::sync::mpsc::unbounded_channel::<String>();
+                let events = events.clone();
+                let forwarder = tokio::spawn(async move {
+                    while let Some(event) = stream.recv().await {
+                        let Ok(event) = serde_json::from_str::<serde_json::Value>(&event) else {
+                            continue;
+                        };
+                        if event["type"] == "delta"
+                            && let Some(text) = event["text"].as_str()
+                        {
+                            let _ = events.send(TurnEvent::Delta {
+                                text: text.to_owned(),
+                            });
+                        }
+                    }
+                });
+                (Some(sink), Some(forwarder))
+            }
+        };
+        let result = self.runtime.provider_chat(provider, &request, sink).await;
+        if let Some(forwarder) = forwarder {
+            // The sink closed with the call; the forwarder drains what is left and ends.
+            let _ = forwarder.await;
+        }
+        let text = result.map_err(|error| AgentError::Provider {
+            provider: provider.clone(),
+            error,
+        })?;
+        serde_json::from_str(&text).map_err(|e| AgentError::BadResponse {
+            provider: provider.clone(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Run one tool call; failures become text the model can read and act on.
+    async fn run_tool(
+        &self,
+        call: &ToolCall,
+        events: Option<&UnboundedSender<TurnEvent>>,
+    ) -> String {
+        if let Some(events) = events {
+            let _ = events.send(TurnEvent::ToolStart {
+                name: call.name.clone(),
+                arguments: call.arguments.clone(),
+            });
+        }
+        let result = if call.name == memory_tool::NAME {
+            memory_tool::run(&self.sessions, &call.arguments).await
+        } else {
+            self.runtime
+                .call_tool(&call.name, &call.arguments.to_string())
+                .await
+                .map_err(|e| e.to_string())
+        };
+        let ok = result.is_ok();
+        let output = match result {
+            Ok(output) => truncate(output, self.settings.max_tool_output_bytes),
+            Err(error) => format!("error: {error}"),
+        };
+        if let Some(events) = events {
+            let _ = events.send(TurnEvent::ToolResult {
+                name: call.name.clone(),
+                ok,
+                output: output.clone(),
+            });
+        }
+        output
+    }
+}
+
+/// Cut a tool output to `limit` bytes with a notice the model can see.
+fn truncate(output: String, limit: usize) -> String {
+    if output.len() <= limit {
+        return output;
+    }
+    let cut = output.floor_char_boundary(limit);
+    format!(
+        "{}\n[output truncated: {} of {} bytes shown (agent.max_tool_output_bytes)]",
+        &output[..cut],
+        cut,
+        output.len()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::truncate;
+
+    #[test]
+    fn truncation_keeps_utf8_and_says_so() {
+        let text = "é".repeat(100);
+        let cut = truncate(text.clone(), 11);
+        assert!(cut.starts_with(&"é".repeat(5)));
+        assert!(cut.contains("output truncated: 10 of 200 bytes"));
+        assert_eq!(truncate("short".into(), 100), "short");
+    }
+}

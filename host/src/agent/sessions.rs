@@ -1,0 +1,204 @@
+//! Sessions and memory in SQL (sqlx): SQLite by default (WAL), PostgreSQL when configured.
+//!
+//! A session is keyed `channel:chat_id` and holds every message of the conversation, tool
+//! calls and results included, plus its token usage. Memory is a key-value table the agent
+//! writes through the `memory` tool. One writer per session at a time (`lock`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use anyhow::Context;
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, Row};
+
+use super::chat::{ChatMessage, Usage};
+
+pub struct SessionStore {
+    pool: AnyPool,
+    locks: parking_lot::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+const SCHEMA: [&str; 3] = [
+    "CREATE TABLE IF NOT EXISTS databot_messages (
+        session_key TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        message TEXT NOT NULL,
+        PRIMARY KEY (session_key, seq))",
+    "CREATE TABLE IF NOT EXISTS databot_usage (
+        session_key TEXT PRIMARY KEY,
+        prompt_tokens BIGINT NOT NULL,
+        completion_tokens BIGINT NOT NULL,
+        total_tokens BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS databot_memory (
+        memory_key TEXT PRIMARY KEY,
+        memory_value TEXT NOT NULL,
+        updated_at BIGINT NOT NULL)",
+];
+
+impl SessionStore {
+    /// Connect (`sqlite://path`, `postgres://...`) and create the tables if missing.
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        install_default_drivers();
+        let url = if let Some(path) = url.strip_prefix("sqlite://") {
+            if let Some(parent) = std::path::Path::new(path).parent()
+                && !parent.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("creating {}", parent.display()))?;
+            }
+            format!("sqlite://{path}?mode=rwc")
+        } else {
+            url.to_owned()
+        };
+        let sqlite = url.starts_with("sqlite:");
+        let pool = AnyPoolOptions::new()
+            .max_connections(if sqlite { 1 } else { 8 })
+            .connect(&url)
+            .await
+            .with_context(|| format!("connecting to the session store {}", redact(&url)))?;
+        if sqlite {
+            sqlx::query("PRAGMA journal_mode=WAL")
+                .execute(&pool)
+                .await?;
+        }
+        for statement in SCHEMA {
+            sqlx::query(statement).execute(&pool).await?;
+        }
+        Ok(Self {
+            pool,
+            locks: parking_lot::Mutex::default(),
+        })
+    }
+
+    /// Hold this while reading, running and writing a turn: one writer per session.
+    pub async fn lock(&self, session_key: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = self
+            .locks
+            .lock()
+            .entry(session_key.to_owned())
+            .or_default()
+            .clone();
+        lock.lock_owned().await
+    }
+
+    pub async fn history(&self, session_key: &str) -> anyhow::Result<Vec<ChatMessage>> {
+        let rows =
+            sqlx::query("SELECT message FROM databot_messages WHERE session_key = $1 ORDER BY seq")
+                .bind(session_key)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|row| {
+                let text: String = row.try_get(0)?;
+                serde_json::from_str(&text).context("a stored message is not valid JSON")
+            })
+            .collect()
+    }
+
+    /// Append messages and add usage, in one transaction.
+    pub async fn append(
+        &self,
+        session_key: &str,
+        messages: &[ChatMessage],
+        usage: Usage,
+    ) -> anyhow::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let next: i64 = sqlx::query(
+            "SELECT COALESCE(MAX(seq), 0) FROM databot_messages WHERE session_key = $1",
+        )
+        .bind(session_key)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get(0)?;
+        for (offset, message) in messages.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO databot_messages (session_key, seq, message) VALUES ($1, $2, $3)",
+            )
+            .bind(session_key)
+            .bind(next + 1 + offset as i64)
+            .bind(serde_json::to_string(message)?)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "INSERT INTO databot_usage (session_key, prompt_tokens, completion_tokens, total_tokens)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (session_key) DO UPDATE SET
+               prompt_tokens = databot_usage.prompt_tokens + excluded.prompt_tokens,
+               completion_tokens = databot_usage.completion_tokens + excluded.completion_tokens,
+               total_tokens = databot_usage.total_tokens + excluded.total_tokens",
+        )
+        .bind(session_key)
+        .bind(usage.prompt_tokens as i64)
+        .bind(usage.completion_tokens as i64)
+        .bind(usage.total_tokens as i64)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn usage(&self, session_key: &str) -> anyhow::Result<Usage> {
+        let row = sqlx::query(
+            "SELECT prompt_tokens, completion_tokens, total_tokens FROM databot_usage WHERE session_key = $1",
+        )
+        .bind(session_key)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            None => Usage::default(),
+            Some(row) => Usage {
+                prompt_tokens: row.try_get::<i64, _>(0)? as u64,
+                completion_tokens: row.try_get::<i64, _>(1)? as u64,
+                total_tokens: row.try_get::<i64, _>(2)? as u64,
+            },
+        })
+    }
+
+    pub async fn remember(&self, key: &str, value: &str) -> anyhow::Result<()> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        sqlx::query(
+            "INSERT INTO databot_memory (memory_key, memory_value, updated_at) VALUES ($1, $2, $3)
+             ON CONFLICT (memory_key) DO UPDATE SET memory_value = excluded.memory_value, updated_at = excluded.updated_at",
+        )
+        .bind(key)
+        .bind(value)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn forget(&self, key: &str) -> anyhow::Result<bool> {
+        let result = sqlx::query("DELETE FROM databot_memory WHERE memory_key = $1")
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    /// The most recently updated memories, newest first.
+    pub async fn memories(&self, limit: usize) -> anyhow::Result<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT memory_key, memory_value FROM databot_memory ORDER BY updated_at DESC, memory_key LIMIT $1",
+        )
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect()
+    }
+}
+
+/// A connection URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://…@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}

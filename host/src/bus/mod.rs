@@ -1,0 +1,112 @@
+//! The message bus: how channels, the gateway and the CLI hand messages to the agent.
+//!
+//! `Bus` is the seam a distributed backend (Kafka, partitioned by conversation) will implement;
+//! `MemoryBus` is the in-process one. Guarantees: messages of one conversation
+//! (`channel:chat_id`) are handled in order, one at a time; different conversations run
+//! concurrently; queues are bounded and a full bus answers `BusError::Busy` instead of
+//! dropping or blocking forever; nobody has to drain anything for the bus to keep working.
+
+mod memory;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+pub use memory::{BusLimits, MemoryBus};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InboundMessage {
+    pub channel: String,
+    pub chat_id: String,
+    pub sender_id: String,
+    pub content: String,
+    /// The sender wants stream events (deltas, tool progress).
+    #[serde(default)]
+    pub stream: bool,
+    #[serde(default)]
+    pub thread_id: Option<String>,
+}
+
+impl InboundMessage {
+    /// The conversation this message belongs to.
+    pub fn session_key(&self) -> String {
+        format!("{}:{}", self.channel, self.chat_id)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboundMessage {
+    pub channel: String,
+    pub chat_id: String,
+    pub content: String,
+    #[serde(default)]
+    pub thread_id: Option<String>,
+    /// The turn failed; `content` says why in words fit for the user.
+    #[serde(default)]
+    pub failed: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamEventKind {
+    Delta,
+    ToolStart,
+    ToolResult,
+    Done,
+    Error,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StreamEvent {
+    pub kind: StreamEventKind,
+    pub data: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_name: Option<String>,
+}
+
+/// What a submitter gets back: the reply when the turn ends, and its stream events.
+#[derive(Debug)]
+pub struct Delivery {
+    pub reply: oneshot::Receiver<OutboundMessage>,
+    pub events: mpsc::Receiver<StreamEvent>,
+}
+
+/// Where a handler sends stream events. Never blocks: when the receiver is gone or too slow,
+/// events are dropped (the reply still carries the whole answer) and counted.
+#[derive(Clone)]
+pub struct EventSink {
+    sender: mpsc::Sender<StreamEvent>,
+    dropped: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl EventSink {
+    pub fn emit(&self, event: StreamEvent) {
+        if self.sender.try_send(event).is_err() {
+            self.dropped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BusError {
+    #[error("the bus is full ({pending} messages pending); retry later")]
+    Busy { pending: usize },
+    #[error(
+        "conversation `{session}` already has {pending} messages waiting; wait for the replies"
+    )]
+    ConversationBusy { session: String, pending: usize },
+    #[error("the bus is shutting down")]
+    Closed,
+}
+
+/// Handles one message of a conversation (the agent, in production).
+#[async_trait::async_trait]
+pub trait MessageHandler: Send + Sync + 'static {
+    async fn handle(&self, message: InboundMessage, events: EventSink) -> OutboundMessage;
+}
+
+#[async_trait::async_trait]
+pub trait Bus: Send + Sync {
+    /// Accept a message for its conversation. Waits for room up to the bus's publish timeout.
+    async fn submit(&self, message: InboundMessage) -> Result<Delivery, BusError>;
+}

@@ -1,0 +1,103 @@
+//! `databot chat`: a REPL with streamed tokens and visible tool progress, or one message.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::io::AsyncBufReadExt;
+
+use crate::agent::sessions::SessionStore;
+use crate::agent::{Agent, TurnEvent};
+
+pub async fn run(
+    config: Option<&Path>,
+    message: Option<String>,
+    session: &str,
+) -> anyhow::Result<ExitCode> {
+    let runtime = super::start_runtime(config).await?;
+    let settings = runtime.config().agent.clone();
+    let sessions = SessionStore::connect(&runtime.config().sessions_url())
+        .await
+        .context("opening the session store")?;
+    let agent = Agent::new(runtime, Arc::new(sessions), settings);
+    let session_key = format!("cli:{session}");
+    if let Some(message) = message {
+        return Ok(if one_turn(&agent, &session_key, &message).await {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
+    eprintln!(
+        "databot chat: session `{session_key}`, provider `{}`. Ctrl-D to leave.",
+        agent_provider(&agent)
+    );
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    loop {
+        eprint!("> ");
+        let _ = std::io::stderr().flush();
+        let Some(line) = lines.next_line().await.context("reading stdin")? else {
+            break;
+        };
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        if matches!(line, "/exit" | "/quit") {
+            break;
+        }
+        one_turn(&agent, &session_key, line).await;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn agent_provider(agent: &Agent) -> String {
+    agent.provider().to_owned()
+}
+
+/// Run one turn, printing deltas to stdout and tool progress to stderr. False on failure.
+async fn one_turn(agent: &Agent, session_key: &str, message: &str) -> bool {
+    let (events, mut received) = tokio::sync::mpsc::unbounded_channel();
+    let printer = tokio::spawn(async move {
+        let mut streamed = false;
+        while let Some(event) = received.recv().await {
+            match event {
+                TurnEvent::Delta { text } => {
+                    streamed = true;
+                    print!("{text}");
+                    let _ = std::io::stdout().flush();
+                }
+                TurnEvent::ToolStart { name, arguments } => eprintln!("[tool] {name} {arguments}"),
+                TurnEvent::ToolResult { name, ok, output } => {
+                    let summary: String = output.chars().take(120).collect();
+                    eprintln!(
+                        "[tool] {name} {}: {summary}",
+                        if ok { "ok" } else { "failed" }
+                    );
+                }
+            }
+        }
+        streamed
+    });
+    let outcome = agent.turn(session_key, message, Some(events)).await;
+    let streamed = printer.await.unwrap_or(false);
+    match outcome {
+        Ok(outcome) => {
+            if !streamed {
+                print!("{}", outcome.content);
+            }
+            println!();
+            eprintln!(
+                "[{} tokens, {} tool call(s), {} round(s)]",
+                outcome.usage.total_tokens, outcome.tool_calls, outcome.iterations
+            );
+            true
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            false
+        }
+    }
+}

@@ -1,0 +1,288 @@
+//! The agent loop end to end: the offline provider component, tool components, sessions and
+//! memory on SQLite and on the local PostgreSQL.
+
+use std::sync::Arc;
+
+use databot::agent::chat::Role;
+use databot::agent::sessions::SessionStore;
+use databot::agent::{Agent, TurnEvent};
+use databot::config::AgentConfig;
+use databot_e2e::TestHost;
+
+async fn agent_with(sessions_url: &str) -> (Agent, TestHost) {
+    let host = TestHost::start("", &["echo"]).await.unwrap();
+    host.load_builtin("offline").await;
+    let sessions = SessionStore::connect(sessions_url).await.unwrap();
+    let agent = Agent::new(
+        host.runtime.clone(),
+        Arc::new(sessions),
+        AgentConfig::default(),
+    );
+    (agent, host)
+}
+
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}-{nanos}-{}", std::process::id())
+}
+
+async fn a_turn_with_a_tool_call_is_answered_and_persisted(agent: &Agent) {
+    let session = unique("test:tool");
+    let (events, mut received) = tokio::sync::mpsc::unbounded_channel();
+    let outcome = agent
+        .turn(
+            &session,
+            r#"/echo {"text": "hello from the test"}"#,
+            Some(events),
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome.tool_calls, 1);
+    assert_eq!(outcome.iterations, 2);
+    assert!(
+        outcome.content.contains("`echo` returned"),
+        "{}",
+        outcome.content
+    );
+    assert!(
+        outcome.content.contains("hello from the test"),
+        "{}",
+        outcome.content
+    );
+    assert!(outcome.usage.total_tokens > 0);
+
+    let mut seen = Vec::new();
+    while let Ok(event) = received.try_recv() {
+        seen.push(event);
+    }
+    assert!(
+        matches!(&seen[0], TurnEvent::ToolStart { name, .. } if name == "echo"),
+        "{seen:?}"
+    );
+    assert!(
+        matches!(&seen[1], TurnEvent::ToolResult { ok: true, .. }),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter().any(|e| matches!(e, TurnEvent::Delta { .. })),
+        "{seen:?}"
+    );
+
+    let history = agent.sessions().history(&session).await.unwrap();
+    let roles: Vec<Role> = history.iter().map(|m| m.role.clone()).collect();
+    assert_eq!(
+        roles,
+        [Role::User, Role::Assistant, Role::Tool, Role::Assistant]
+    );
+    assert_eq!(history[1].tool_calls[0].name, "echo");
+    assert_eq!(
+        agent.sessions().usage(&session).await.unwrap(),
+        outcome.usage
+    );
+
+    // A second turn adds to the same session, and usage accumulates.
+    let second = agent.turn(&session, "anything", None).await.unwrap();
+    assert_eq!(agent.sessions().history(&session).await.unwrap().len(), 6);
+    assert_eq!(
+        agent.sessions().usage(&session).await.unwrap().total_tokens,
+        outcome.usage.total_tokens + second.usage.total_tokens
+    );
+}
+
+async fn tool_errors_are_fed_back_to_the_model(agent: &Agent) {
+    let session = unique("test:error");
+    let outcome = agent
+        .turn(&session, r#"/echo {"text": 5}"#, None)
+        .await
+        .unwrap();
+    assert!(
+        outcome.content.contains("error: invalid_input"),
+        "{}",
+        outcome.content
+    );
+    let history = agent.sessions().history(&session).await.unwrap();
+    assert!(
+        history[2]
+            .content
+            .as_deref()
+            .unwrap()
+            .contains("do not match its schema")
+    );
+}
+
+async fn memory_is_written_and_shown_to_later_turns(agent: &Agent) {
+    let key = unique("warehouse");
+    let session = unique("test:memory");
+    let remember =
+        format!(r#"/memory {{"action": "remember", "key": "{key}", "value": "postgres on 5432"}}"#);
+    agent.turn(&session, &remember, None).await.unwrap();
+    let memories = agent.sessions().memories(1000).await.unwrap();
+    assert!(memories.contains(&(key.clone(), "postgres on 5432".to_owned())));
+    let recall = agent
+        .turn(
+            &unique("test:other"),
+            r#"/memory {"action": "recall"}"#,
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(recall.content.contains(&key), "{}", recall.content);
+    let forget = format!(r#"/memory {{"action": "forget", "key": "{key}"}}"#);
+    agent.turn(&session, &forget, None).await.unwrap();
+    assert!(
+        !agent
+            .sessions()
+            .memories(1000)
+            .await
+            .unwrap()
+            .iter()
+            .any(|(k, _)| *k == key)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("sessions.db").display());
+    let (agent, _host) = agent_with(&url).await;
+    a_turn_with_a_tool_call_is_answered_and_persisted(&agent).await;
+    tool_errors_are_fed_back_to_the_model(&agent).await;
+    memory_is_written_and_shown_to_later_turns(&agent).await;
+
+    // Sessions survive a restart of the store.
+    let session = unique("test:restart");
+    agent
+        .turn(&session, "remember this turn", None)
+        .await
+        .unwrap();
+    let reopened = SessionStore::connect(&url).await.unwrap();
+    assert_eq!(reopened.history(&session).await.unwrap().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_on_postgresql() {
+    let url = std::env::var("DATABOT_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let (agent, _host) = agent_with(&url).await;
+    a_turn_with_a_tool_call_is_answered_and_persisted(&agent).await;
+    tool_errors_are_fed_back_to_the_model(&agent).await;
+    memory_is_written_and_shown_to_later_turns(&agent).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turns_of_one_session_are_serialised() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("sessions.db").display());
+    let (agent, _host) = agent_with(&url).await;
+    let agent = Arc::new(agent);
+    let session = unique("test:concurrent");
+    let turns = (0..8).map(|i| {
+        let agent = agent.clone();
+        let session = session.clone();
+        tokio::spawn(async move {
+            agent
+                .turn(&session, &format!("message {i}"), None)
+                .await
+                .unwrap()
+        })
+    });
+    for turn in turns {
+        turn.await.unwrap();
+    }
+    let history = agent.sessions().history(&session).await.unwrap();
+    assert_eq!(history.len(), 16);
+    // Every user message is directly followed by its own answer: no interleaving.
+    for pair in history.chunks(2) {
+        assert_eq!(pair[0].role, Role::User);
+        assert_eq!(pair[1].role, Role::Assistant);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_provider_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start("", &["echo"]).await.unwrap();
+    let sessions =
+        SessionStore::connect(&format!("sqlite://{}", dir.path().join("s.db").display()))
+            .await
+            .unwrap();
+    let settings = AgentConfig {
+        provider: "nope".into(),
+        ..AgentConfig::default()
+    };
+    let agent = Agent::new(host.runtime.clone(), Arc::new(sessions), settings);
+    let error = agent
+        .turn("test:x", "hi", None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("no provider named `nope` is loaded"),
+        "{error}"
+    );
+    // Nothing of a failed turn is persisted.
+    assert!(agent.sessions().history("test:x").await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conversations_through_the_bus_stream_and_keep_order() {
+    use databot::bus::{Bus, BusLimits, InboundMessage, MemoryBus, StreamEventKind};
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("sessions.db").display());
+    let (agent, _host) = agent_with(&url).await;
+    let agent = Arc::new(agent);
+    let bus = MemoryBus::new(agent.clone(), BusLimits::default());
+    let mut deliveries = Vec::new();
+    for n in 0..3 {
+        for chat in 0..20 {
+            let message = InboundMessage {
+                channel: "test".into(),
+                chat_id: format!("bus-{chat}"),
+                sender_id: "u".into(),
+                content: format!(r#"/echo {{"text": "chat {chat} message {n}"}}"#),
+                stream: true,
+                thread_id: None,
+            };
+            deliveries.push((chat, n, bus.submit(message).await.unwrap()));
+        }
+    }
+    for (chat, n, mut delivery) in deliveries {
+        let reply = delivery.reply.await.unwrap();
+        assert!(!reply.failed, "{}", reply.content);
+        assert!(
+            reply.content.contains(&format!("chat {chat} message {n}")),
+            "{}",
+            reply.content
+        );
+        let mut kinds = Vec::new();
+        while let Ok(event) = delivery.events.try_recv() {
+            kinds.push(event.kind);
+        }
+        assert_eq!(
+            kinds.first(),
+            Some(&StreamEventKind::ToolStart),
+            "{kinds:?}"
+        );
+        assert_eq!(kinds.last(), Some(&StreamEventKind::Done), "{kinds:?}");
+        assert!(kinds.contains(&StreamEventKind::Delta));
+    }
+    for chat in 0..20 {
+        let history = agent
+            .sessions()
+            .history(&format!("test:bus-{chat}"))
+            .await
+            .unwrap();
+        let users: Vec<String> = history
+            .iter()
+            .filter(|m| m.role == Role::User)
+            .map(|m| m.content.clone().unwrap())
+            .collect();
+        let expected: Vec<String> = (0..3)
+            .map(|n| format!(r#"/echo {{"text": "chat {chat} message {n}"}}"#))
+            .collect();
+        assert_eq!(users, expected);
+    }
+}
