@@ -31,6 +31,8 @@
 
 #![allow(clippy::too_many_arguments)]
 
+pub mod http;
+
 /// Bindings of every capability the host can grant (generated from the `capabilities` world).
 pub mod wit {
     wit_bindgen::generate!({
@@ -177,16 +179,25 @@ pub fn config_value<T: serde::de::DeserializeOwned>(key: &str) -> Result<Option<
     }
 }
 
-/// Join the lines of a doc comment into a tool description.
+/// Join the lines of a doc comment into a tool description: lines of a paragraph are joined
+/// with spaces, paragraphs with a blank line.
 #[doc(hidden)]
 pub fn __description(lines: &[&str]) -> String {
-    lines
-        .iter()
-        .map(|line| line.trim())
-        .collect::<Vec<_>>()
-        .join("\n")
-        .trim()
-        .to_owned()
+    let mut paragraphs: Vec<String> = vec![String::new()];
+    for line in lines.iter().map(|line| line.trim()) {
+        if line.is_empty() {
+            paragraphs.push(String::new());
+            continue;
+        }
+        if let Some(current) = paragraphs.last_mut() {
+            if !current.is_empty() {
+                current.push(' ');
+            }
+            current.push_str(line);
+        }
+    }
+    paragraphs.retain(|p| !p.is_empty());
+    paragraphs.join("\n\n")
 }
 
 /// Decode the arguments of a tool call into its typed argument struct.

@@ -1,0 +1,258 @@
+//! Translation between the host's chat format and the OpenAI chat-completions wire format,
+//! including the server-sent-events stream with tool calls split across chunks.
+
+use std::collections::BTreeMap;
+
+use databot_sdk::PluginError;
+use serde_json::{Value, json};
+
+/// The chat-completions request body for a host chat request.
+pub fn request_body(
+    host_request: &str,
+    default_model: &str,
+    stream: bool,
+) -> Result<Value, PluginError> {
+    let request: Value = serde_json::from_str(host_request)
+        .map_err(|e| PluginError::InvalidInput(format!("chat request is not JSON: {e}")))?;
+    let messages: Vec<Value> = request["messages"]
+        .as_array()
+        .ok_or_else(|| PluginError::InvalidInput("chat request has no `messages` array".into()))?
+        .iter()
+        .map(message)
+        .collect();
+    let tools: Vec<Value> = request["tools"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|tool| {
+            json!({
+                "type": "function",
+                "function": {
+                    "name": tool["name"],
+                    "description": tool["description"],
+                    "parameters": tool["input_schema"],
+                }
+            })
+        })
+        .collect();
+    let mut body = json!({
+        "model": request["model"].as_str().unwrap_or(default_model),
+        "messages": messages,
+    });
+    if !tools.is_empty() {
+        body["tools"] = Value::Array(tools);
+        body["tool_choice"] = json!("auto");
+    }
+    if stream {
+        body["stream"] = json!(true);
+        body["stream_options"] = json!({ "include_usage": true });
+    }
+    Ok(body)
+}
+
+fn message(message: &Value) -> Value {
+    match message["role"].as_str().unwrap_or("user") {
+        "tool" => json!({
+            "role": "tool",
+            "tool_call_id": message["tool_call_id"],
+            "content": message["content"].as_str().unwrap_or(""),
+        }),
+        "assistant" => {
+            let mut out = json!({ "role": "assistant", "content": message["content"] });
+            let calls: Vec<Value> = message["tool_calls"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|call| {
+                    json!({
+                        "id": call["id"],
+                        "type": "function",
+                        "function": { "name": call["name"], "arguments": call["arguments"].to_string() },
+                    })
+                })
+                .collect();
+            if !calls.is_empty() {
+                out["tool_calls"] = Value::Array(calls);
+            }
+            out
+        }
+        role => json!({ "role": role, "content": message["content"].as_str().unwrap_or("") }),
+    }
+}
+
+/// Tool-call arguments arrive as a JSON string; a model may produce invalid JSON.
+fn arguments(text: &str) -> Value {
+    if text.trim().is_empty() {
+        return json!({});
+    }
+    serde_json::from_str(text).unwrap_or_else(|_| json!({ "raw": text }))
+}
+
+fn usage(value: &Value) -> Value {
+    json!({
+        "prompt_tokens": value["prompt_tokens"].as_u64().unwrap_or(0),
+        "completion_tokens": value["completion_tokens"].as_u64().unwrap_or(0),
+        "total_tokens": value["total_tokens"].as_u64().unwrap_or(0),
+    })
+}
+
+/// A non-streamed completion in the host's format.
+pub fn parse_completion(text: &str) -> Result<Value, PluginError> {
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| PluginError::Failed(format!("the completion is not JSON: {e}")))?;
+    let message = &value["choices"][0]["message"];
+    if message.is_null() {
+        return Err(PluginError::Failed(format!(
+            "the completion has no choices: {text}"
+        )));
+    }
+    let tool_calls: Vec<Value> = message["tool_calls"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|call| {
+            json!({
+                "id": call["id"],
+                "name": call["function"]["name"],
+                "arguments": arguments(call["function"]["arguments"].as_str().unwrap_or("")),
+            })
+        })
+        .collect();
+    Ok(json!({
+        "content": message["content"],
+        "tool_calls": tool_calls,
+        "usage": usage(&value["usage"]),
+        "model": value["model"],
+        "finish_reason": value["choices"][0]["finish_reason"],
+    }))
+}
+
+#[derive(Default)]
+struct PartialCall {
+    id: String,
+    name: String,
+    arguments: String,
+}
+
+/// Accumulates an SSE stream of chat-completion chunks.
+#[derive(Default)]
+pub struct StreamState {
+    content: String,
+    calls: BTreeMap<u64, PartialCall>,
+    usage: Option<Value>,
+    model: Option<Value>,
+    finish_reason: Option<Value>,
+    malformed: u32,
+    chunks: u32,
+    done: bool,
+}
+
+impl StreamState {
+    /// Feed one SSE line; `emit` receives host stream events. True when the stream is done.
+    pub fn feed(&mut self, line: &str, mut emit: impl FnMut(Value)) -> bool {
+        let Some(data) = line.strip_prefix("data:") else {
+            return false; // comments, `event:` lines, blank separators
+        };
+        let data = data.trim();
+        if data == "[DONE]" {
+            self.done = true;
+            return true;
+        }
+        let chunk: Value = match serde_json::from_str(data) {
+            Ok(chunk) => chunk,
+            Err(_) => {
+                self.malformed += 1;
+                databot_sdk::log::warn(&format!("skipping a malformed stream chunk: {data:.200}"));
+                return false;
+            }
+        };
+        self.chunks += 1;
+        if self.model.is_none() && chunk["model"].is_string() {
+            self.model = Some(chunk["model"].clone());
+        }
+        if chunk["usage"].is_object() {
+            self.usage = Some(usage(&chunk["usage"]));
+        }
+        let choice = &chunk["choices"][0];
+        if let Some(text) = choice["delta"]["content"].as_str()
+            && !text.is_empty()
+        {
+            self.content.push_str(text);
+            emit(json!({ "type": "delta", "text": text }));
+        }
+        for call in choice["delta"]["tool_calls"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let index = call["index"].as_u64().unwrap_or(0);
+            let partial = self.calls.entry(index).or_default();
+            if let Some(id) = call["id"].as_str() {
+                partial.id = id.to_owned();
+            }
+            if let Some(name) = call["function"]["name"].as_str() {
+                partial.name.push_str(name);
+            }
+            if let Some(fragment) = call["function"]["arguments"].as_str() {
+                partial.arguments.push_str(fragment);
+            }
+        }
+        if !choice["finish_reason"].is_null() {
+            self.finish_reason = Some(choice["finish_reason"].clone());
+        }
+        false
+    }
+
+    /// The complete response. Tool calls are kept whatever the finish reason says.
+    pub fn finish(self) -> Result<Value, PluginError> {
+        if self.chunks == 0 {
+            return Err(PluginError::Failed(format!(
+                "the stream ended without a valid chunk ({} malformed)",
+                self.malformed
+            )));
+        }
+        if !self.done && self.finish_reason.is_none() {
+            return Err(PluginError::Unavailable(
+                "the stream ended before the model finished (no finish_reason, no [DONE])".into(),
+            ));
+        }
+        let tool_calls: Vec<Value> = self
+            .calls
+            .into_iter()
+            .filter(|(_, call)| !call.name.is_empty())
+            .map(|(index, call)| {
+                let id = if call.id.is_empty() {
+                    format!("call_{index}")
+                } else {
+                    call.id
+                };
+                json!({ "id": id, "name": call.name, "arguments": arguments(&call.arguments) })
+            })
+            .collect();
+        Ok(json!({
+            "content": if self.content.is_empty() { Value::Null } else { Value::String(self.content) },
+            "tool_calls": tool_calls,
+            "usage": self.usage.unwrap_or_else(|| usage(&Value::Null)),
+            "model": self.model,
+            "finish_reason": self.finish_reason,
+        }))
+    }
+}
+
+/// An error status from the API, with its message, as the right error kind.
+pub fn status_error(status: u16, body: &str) -> PluginError {
+    let detail = serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| body.chars().take(500).collect());
+    let message = format!("the API answered {status}: {detail}");
+    match status {
+        400 | 404 | 422 => PluginError::InvalidInput(message),
+        401 | 403 => PluginError::Denied(format!(
+            "{message} (is the API key configured as a secret header for this host?)"
+        )),
+        408 => PluginError::Timeout(message),
+        429 | 500..=599 => PluginError::Unavailable(message),
+        _ => PluginError::Failed(message),
+    }
+}
