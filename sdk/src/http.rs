@@ -61,6 +61,7 @@ impl Request {
 /// A response; the body is read on demand. Fields drop in order: stream, body, response.
 pub struct Response {
     pub status: u16,
+    url: String,
     headers: Vec<(String, Vec<u8>)>,
     stream: InputStream,
     _body: IncomingBody,
@@ -69,6 +70,21 @@ pub struct Response {
 }
 
 impl Response {
+    /// A failed body read, classified by its HTTP error code when the host gives one.
+    fn stream_error(&self, e: &wasip2::io::error::Error) -> PluginError {
+        if let Some(code) = wasip2::http::types::http_error_code(e) {
+            return error(&self.url, code);
+        }
+        // Hosts do not always attach a code to body errors; their text still says what it was.
+        let detail = e.to_debug_string();
+        let message = format!("reading the response from `{}` failed: {detail}", self.url);
+        if detail.contains("timeout") || detail.contains("timed out") {
+            PluginError::Timeout(message)
+        } else {
+            PluginError::Unavailable(message)
+        }
+    }
+
     /// First value of a header (case-insensitive name).
     pub fn header(&self, name: &str) -> Option<String> {
         self.headers
@@ -89,12 +105,7 @@ impl Response {
             match self.stream.blocking_read(remaining.min(64 * 1024)) {
                 Ok(chunk) => body.extend_from_slice(&chunk),
                 Err(StreamError::Closed) => return Ok((body, false)),
-                Err(StreamError::LastOperationFailed(e)) => {
-                    return Err(PluginError::Unavailable(format!(
-                        "reading the response body failed: {}",
-                        e.to_debug_string()
-                    )));
-                }
+                Err(StreamError::LastOperationFailed(e)) => return Err(self.stream_error(&e)),
             }
         }
     }
@@ -130,12 +141,7 @@ impl Response {
                     let rest = std::mem::take(&mut self.buffer);
                     return Ok(Some(String::from_utf8_lossy(&rest).into_owned()));
                 }
-                Err(StreamError::LastOperationFailed(e)) => {
-                    return Err(PluginError::Unavailable(format!(
-                        "reading the response stream failed: {}",
-                        e.to_debug_string()
-                    )));
-                }
+                Err(StreamError::LastOperationFailed(e)) => return Err(self.stream_error(&e)),
             }
         }
     }
@@ -162,6 +168,12 @@ pub fn send(request: &Request) -> Result<Response, PluginError> {
         return Err(PluginError::InvalidInput(format!("`{url}` has no host")));
     }
     let headers = Fields::new();
+    if let Some(body) = &request.body {
+        // A known length, so servers that do not take chunked bodies work too.
+        headers
+            .append("content-length", body.len().to_string().as_bytes())
+            .map_err(|e| PluginError::InvalidInput(format!("header `content-length`: {e:?}")))?;
+    }
     for (name, value) in &request.headers {
         headers
             .append(name, value.as_bytes())
@@ -234,6 +246,7 @@ pub fn send(request: &Request) -> Result<Response, PluginError> {
         .map_err(|()| PluginError::Failed("response body stream already taken".into()))?;
     Ok(Response {
         status,
+        url: url.clone(),
         headers,
         stream,
         _body: body,

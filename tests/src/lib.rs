@@ -117,3 +117,165 @@ pub fn with_marker(bytes: &[u8], marker: &str) -> Vec<u8> {
     out.extend_from_slice(&payload);
     out
 }
+
+/// A request seen by `serve_scripted`.
+#[derive(Debug, Clone)]
+pub struct SeenRequest {
+    pub method: String,
+    pub path: String,
+    /// Header names in lower case.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl SeenRequest {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).expect("the request body is JSON")
+    }
+}
+
+/// What `serve_scripted` answers: status, headers, and a body sent in chunks with a pause
+/// between them (for server-sent events and slow servers).
+#[derive(Debug, Clone)]
+pub struct ScriptedResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub chunks: Vec<String>,
+    pub pause: std::time::Duration,
+}
+
+impl ScriptedResponse {
+    pub fn json(status: u16, body: serde_json::Value) -> Self {
+        Self {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            chunks: vec![body.to_string()],
+            pause: std::time::Duration::ZERO,
+        }
+    }
+
+    pub fn sse(events: &[serde_json::Value]) -> Self {
+        let mut chunks: Vec<String> = events.iter().map(|e| format!("data: {e}\n\n")).collect();
+        chunks.push("data: [DONE]\n\n".into());
+        Self {
+            status: 200,
+            headers: vec![("content-type".into(), "text/event-stream".into())],
+            chunks,
+            pause: std::time::Duration::from_millis(2),
+        }
+    }
+}
+
+/// An HTTP/1.1 server on loopback that records every request and answers with `respond`
+/// (called with the request and how many requests came before it).
+pub async fn serve_scripted(
+    respond: impl Fn(&SeenRequest, usize) -> ScriptedResponse + Send + Sync + 'static,
+) -> (u16, std::sync::Arc<recorded::Requests>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let seen = std::sync::Arc::new(recorded::Requests::default());
+    let respond = std::sync::Arc::new(respond);
+    let recorder = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let respond = respond.clone();
+            let recorder = recorder.clone();
+            tokio::spawn(async move {
+                let mut raw = Vec::new();
+                let mut buffer = [0u8; 8192];
+                let head_end = loop {
+                    let Ok(read) = socket.read(&mut buffer).await else {
+                        return;
+                    };
+                    if read == 0 {
+                        return;
+                    }
+                    raw.extend_from_slice(&buffer[..read]);
+                    if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break end + 4;
+                    }
+                };
+                let head = String::from_utf8_lossy(&raw[..head_end]).into_owned();
+                let mut lines = head.split("\r\n");
+                let request_line = lines.next().unwrap_or_default().to_owned();
+                let headers: Vec<(String, String)> = lines
+                    .filter_map(|l| l.split_once(':'))
+                    .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+                    .collect();
+                let length: usize = headers
+                    .iter()
+                    .find(|(n, _)| n == "content-length")
+                    .and_then(|(_, v)| v.parse().ok())
+                    .unwrap_or(0);
+                while raw.len() < head_end + length {
+                    let Ok(read) = socket.read(&mut buffer).await else {
+                        return;
+                    };
+                    if read == 0 {
+                        break;
+                    }
+                    raw.extend_from_slice(&buffer[..read]);
+                }
+                let mut parts = request_line.split(' ');
+                let request = SeenRequest {
+                    method: parts.next().unwrap_or_default().to_owned(),
+                    path: parts.next().unwrap_or_default().to_owned(),
+                    headers,
+                    body: String::from_utf8_lossy(&raw[head_end..]).into_owned(),
+                };
+                let index = recorder.push(request.clone());
+                let response = respond(&request, index);
+                let mut head = format!("HTTP/1.1 {} X\r\nconnection: close\r\n", response.status);
+                for (name, value) in &response.headers {
+                    head.push_str(&format!("{name}: {value}\r\n"));
+                }
+                head.push_str("\r\n");
+                if socket.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                for chunk in &response.chunks {
+                    tokio::time::sleep(response.pause).await;
+                    if socket.write_all(chunk.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    let _ = socket.flush().await;
+                }
+            });
+        }
+    });
+    (port, seen)
+}
+
+/// Requests recorded by `serve_scripted`.
+pub mod recorded {
+    #[derive(Default)]
+    pub struct Requests(std::sync::Mutex<Vec<super::SeenRequest>>);
+
+    impl Requests {
+        pub(crate) fn push(&self, request: super::SeenRequest) -> usize {
+            let mut all = self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            all.push(request);
+            all.len() - 1
+        }
+
+        pub fn all(&self) -> Vec<super::SeenRequest> {
+            self.0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone()
+        }
+    }
+}

@@ -10,6 +10,10 @@ pub const BUILTIN_PLUGINS: &[(&str, &[u8])] = &[
         "offline",
         include_bytes!(concat!(env!("OUT_DIR"), "/guests/offline_provider.wasm")),
     ),
+    (
+        "openai",
+        include_bytes!(concat!(env!("OUT_DIR"), "/guests/openai_provider.wasm")),
+    ),
 ];
 
 /// The component bytes of a built-in plugin.

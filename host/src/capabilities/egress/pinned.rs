@@ -113,10 +113,21 @@ pub async fn send(
         .build()
         .map_err(|_| HttpError::HttpRequestUriInvalid)?;
 
+    let between_bytes_timeout = options
+        .and_then(|o| o.between_bytes_timeout)
+        .unwrap_or(DEFAULT_TIMEOUT)
+        .max(Duration::from_millis(1));
     let response = tokio::time::timeout(first_byte_timeout, sender.send_request(request))
         .await
         .map_err(|_| HttpError::ConnectionReadTimeout)??;
-    let response = response.map(|body| body.map_err(HttpError::from).boxed_unsync());
+    let response = response.map(|incoming| {
+        IdleTimeoutBody {
+            incoming,
+            idle: between_bytes_timeout,
+            timer: Box::pin(tokio::time::sleep(between_bytes_timeout)),
+        }
+        .boxed_unsync()
+    });
     let task: ConnectionTask = Box::new(async move {
         match driver.await {
             Ok(result) => result.map_err(HttpError::from),
@@ -125,4 +136,44 @@ pub async fn send(
         }
     });
     Ok((response, task))
+}
+
+/// A response body that fails with `ConnectionReadTimeout` when no bytes arrive for `idle`.
+struct IdleTimeoutBody {
+    incoming: hyper::body::Incoming,
+    idle: Duration,
+    timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl http_body::Body for IdleTimeoutBody {
+    type Data = bytes::Bytes;
+    type Error = HttpError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        use std::task::Poll;
+        match std::pin::Pin::new(&mut self.incoming).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                let deadline = tokio::time::Instant::now() + self.idle;
+                self.timer.as_mut().reset(deadline);
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(HttpError::from(error)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => match self.timer.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(HttpError::ConnectionReadTimeout))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.incoming.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.incoming.size_hint()
+    }
 }
