@@ -11,7 +11,12 @@ fn main() {
         .expect("host/ is inside the workspace");
     build_guests::build_guest_workspace(
         &root.join("plugins/Cargo.toml"),
-        &["web_fetch", "offline_provider", "openai_provider"],
+        &[
+            "web_fetch",
+            "offline_provider",
+            "openai_provider",
+            "anthropic_provider",
+        ],
         &[
             &root.join("plugins"),
             &root.join("sdk/src"),

@@ -276,6 +276,7 @@ impl Default for RetryPolicy {
 
 /// Is this status worth retrying (rate limited, overloaded, server error)?
 pub fn is_retryable(status: u16) -> bool {
+    // 529: Anthropic's "overloaded".
     status == 429 || status == 408 || (500..=599).contains(&status)
 }
 
@@ -320,6 +321,25 @@ pub fn send_with_retries(request: &Request, policy: RetryPolicy) -> Result<Respo
         ));
         drop(result);
         sleep(wait.min(policy.max_wait));
+    }
+}
+
+/// An error status of a JSON API as the right error kind, with the API's own message
+/// (`{"error": {"message": ...}}`, the shape OpenAI- and Anthropic-style APIs use).
+pub fn status_error(status: u16, body: &str) -> PluginError {
+    let detail = serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| body.chars().take(500).collect());
+    let message = format!("the API answered {status}: {detail}");
+    match status {
+        400 | 404 | 422 => PluginError::InvalidInput(message),
+        401 | 403 => PluginError::Denied(format!(
+            "{message} (is the API key configured as a secret header for this host?)"
+        )),
+        408 => PluginError::Timeout(message),
+        429 | 500..=599 => PluginError::Unavailable(message),
+        _ => PluginError::Failed(message),
     }
 }
 

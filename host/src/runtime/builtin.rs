@@ -14,6 +14,10 @@ pub const BUILTIN_PLUGINS: &[(&str, &[u8])] = &[
         "openai",
         include_bytes!(concat!(env!("OUT_DIR"), "/guests/openai_provider.wasm")),
     ),
+    (
+        "anthropic",
+        include_bytes!(concat!(env!("OUT_DIR"), "/guests/anthropic_provider.wasm")),
+    ),
 ];
 
 /// The component bytes of a built-in plugin.

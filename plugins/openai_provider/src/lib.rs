@@ -62,7 +62,7 @@ fn post(
     if response.status >= 400 {
         let status = response.status;
         let text = response.text(64 * 1024).unwrap_or_default();
-        return Err(wire::status_error(status, &text));
+        return Err(databot_sdk::http::status_error(status, &text));
     }
     Ok(response)
 }
@@ -78,7 +78,7 @@ impl Guest for OpenAi {
         let status = response.status;
         let text = response.text(MAX_RESPONSE_BYTES)?;
         if status >= 400 {
-            return Err(wire::status_error(status, &text));
+            return Err(databot_sdk::http::status_error(status, &text));
         }
         let value: Value =
             serde_json::from_str(&text).map_err(|e| PluginError::Failed(format!("models: {e}")))?;

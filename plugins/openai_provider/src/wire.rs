@@ -238,21 +238,3 @@ impl StreamState {
         }))
     }
 }
-
-/// An error status from the API, with its message, as the right error kind.
-pub fn status_error(status: u16, body: &str) -> PluginError {
-    let detail = serde_json::from_str::<Value>(body)
-        .ok()
-        .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
-        .unwrap_or_else(|| body.chars().take(500).collect());
-    let message = format!("the API answered {status}: {detail}");
-    match status {
-        400 | 404 | 422 => PluginError::InvalidInput(message),
-        401 | 403 => PluginError::Denied(format!(
-            "{message} (is the API key configured as a secret header for this host?)"
-        )),
-        408 => PluginError::Timeout(message),
-        429 | 500..=599 => PluginError::Unavailable(message),
-        _ => PluginError::Failed(message),
-    }
-}

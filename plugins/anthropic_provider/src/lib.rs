@@ -1,0 +1,142 @@
+//! `anthropic`: the Anthropic messages API with tool use and streaming.
+//!
+//! The API key never enters this plugin: the operator grants the API host and a secret header
+//! (`x-api-key: ${ANTHROPIC_API_KEY}`) that the host adds to each request. Rate limits (429)
+//! and overload (529) are retried with exponential backoff honouring `Retry-After`.
+
+mod wire;
+
+use std::time::Duration;
+
+use databot_sdk::http::{Request, RetryPolicy, send_with_retries, status_error};
+use databot_sdk::prelude::*;
+use databot_sdk::worlds::provider::exports::databot::plugin::provider_handler::Guest;
+use databot_sdk::{Health, HealthStatus};
+
+databot_sdk::manifest! {
+    name: "anthropic",
+    kind: "provider",
+    description: "Anthropic messages API with tool use and streaming.",
+    capabilities: ["http", "config", "stream-sink", "logging"],
+}
+
+const API_VERSION: &str = "2023-06-01";
+const MAX_RESPONSE_BYTES: u64 = 8 * 1024 * 1024;
+
+struct Settings {
+    base_url: String,
+    model: String,
+    max_tokens: u64,
+    retry: RetryPolicy,
+    timeout: Duration,
+}
+
+fn settings() -> Result<Settings, PluginError> {
+    let base_url = databot_sdk::config_value::<String>("base_url")?
+        .unwrap_or_else(|| "https://api.anthropic.com".to_owned());
+    Ok(Settings {
+        base_url: base_url.trim_end_matches('/').to_owned(),
+        model: databot_sdk::config_value::<String>("model")?
+            .unwrap_or_else(|| "claude-sonnet-4-5".to_owned()),
+        max_tokens: databot_sdk::config_value::<u64>("max_tokens")?.unwrap_or(4096),
+        retry: RetryPolicy {
+            retries: databot_sdk::config_value::<u32>("max_retries")?.unwrap_or(3),
+            base: Duration::from_millis(
+                databot_sdk::config_value::<u64>("retry_base_ms")?.unwrap_or(500),
+            ),
+            ..RetryPolicy::default()
+        },
+        timeout: Duration::from_millis(
+            databot_sdk::config_value::<u64>("timeout_ms")?.unwrap_or(120_000),
+        ),
+    })
+}
+
+fn messages_call(
+    settings: &Settings,
+    body: &Value,
+) -> Result<databot_sdk::http::Response, PluginError> {
+    let request = Request::post_json(format!("{}/v1/messages", settings.base_url), body)
+        .header("anthropic-version", API_VERSION)
+        .timeout(settings.timeout);
+    let response = send_with_retries(&request, settings.retry)?;
+    if response.status >= 400 {
+        let status = response.status;
+        let text = response.text(64 * 1024).unwrap_or_default();
+        return Err(status_error(status, &text));
+    }
+    Ok(response)
+}
+
+struct Anthropic;
+
+impl Guest for Anthropic {
+    fn models() -> Result<String, PluginError> {
+        let settings = settings()?;
+        let request = Request::get(format!("{}/v1/models", settings.base_url))
+            .header("anthropic-version", API_VERSION)
+            .timeout(settings.timeout);
+        let response = send_with_retries(&request, settings.retry)?;
+        let status = response.status;
+        let text = response.text(MAX_RESPONSE_BYTES)?;
+        if status >= 400 {
+            return Err(status_error(status, &text));
+        }
+        let value: Value =
+            serde_json::from_str(&text).map_err(|e| PluginError::Failed(format!("models: {e}")))?;
+        let names: Vec<Value> = value["data"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|m| m["id"].clone())
+            .collect();
+        Ok(Value::Array(names).to_string())
+    }
+
+    fn chat(request: String) -> Result<String, PluginError> {
+        let settings = settings()?;
+        let body = wire::request_body(&request, &settings.model, settings.max_tokens, false)?;
+        let text = messages_call(&settings, &body)?.text(MAX_RESPONSE_BYTES)?;
+        Ok(wire::parse_message(&text)?.to_string())
+    }
+
+    fn chat_stream(request: String) -> Result<String, PluginError> {
+        let settings = settings()?;
+        let body = wire::request_body(&request, &settings.model, settings.max_tokens, true)?;
+        let mut response = messages_call(&settings, &body)?;
+        let mut stream = wire::StreamState::default();
+        while let Some(line) = response.next_line()? {
+            if stream.feed(&line, |event| {
+                databot_sdk::stream_sink::emit(&event.to_string())
+            })? {
+                break;
+            }
+        }
+        Ok(stream.finish()?.to_string())
+    }
+
+    fn embed(_request: String) -> Result<String, PluginError> {
+        Err(PluginError::InvalidInput(
+            "Anthropic has no embeddings API; configure an OpenAI-compatible provider for embeddings".into(),
+        ))
+    }
+
+    fn check_health() -> Health {
+        match Self::models() {
+            Ok(_) => Health {
+                status: HealthStatus::Healthy,
+                message: "models endpoint answered".into(),
+            },
+            Err(PluginError::Denied(m)) => Health {
+                status: HealthStatus::NotConfigured,
+                message: m,
+            },
+            Err(e) => Health {
+                status: HealthStatus::Unreachable,
+                message: format!("{e:?}"),
+            },
+        }
+    }
+}
+
+databot_sdk::worlds::provider::export_provider_world!(Anthropic);
