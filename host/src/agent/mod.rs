@@ -10,6 +10,7 @@ pub mod chat;
 pub mod context;
 mod handler;
 mod memory_tool;
+pub mod router;
 pub mod sessions;
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use serde::Serialize;
 use tokio::sync::mpsc::UnboundedSender;
 
 use self::chat::{ChatMessage, ChatRequest, ChatResponse, Role, ToolCall, ToolDefinition, Usage};
+use self::router::Specialist;
 use self::sessions::SessionStore;
 use crate::config::AgentConfig;
 use crate::runtime::{CallError, Runtime};
@@ -43,6 +45,8 @@ pub enum TurnEvent {
 #[derive(Debug, Clone, Serialize)]
 pub struct TurnOutcome {
     pub content: String,
+    /// The specialist that answered (`None` with the router off).
+    pub specialist: Option<String>,
     pub usage: Usage,
     pub iterations: u32,
     pub tool_calls: u32,
@@ -62,14 +66,17 @@ pub struct Agent {
     runtime: Runtime,
     sessions: Arc<SessionStore>,
     settings: AgentConfig,
+    specialists: Vec<Specialist>,
 }
 
 impl Agent {
     pub fn new(runtime: Runtime, sessions: Arc<SessionStore>, settings: AgentConfig) -> Self {
+        let specialists = router::specialists(&settings.router.specialists);
         Self {
             runtime,
             sessions,
             settings,
+            specialists,
         }
     }
 
@@ -82,8 +89,9 @@ impl Agent {
         &self.sessions
     }
 
-    /// Tools offered to the model: every loaded tool plugin's tools plus the memory tool.
-    fn tool_definitions(&self) -> Vec<ToolDefinition> {
+    /// Tools offered to the model: every loaded tool plugin's tools plus the memory tool,
+    /// narrowed to the specialist's subset.
+    fn tool_definitions(&self, specialist: Option<&Specialist>) -> Vec<ToolDefinition> {
         let mut tools: Vec<ToolDefinition> = self
             .runtime
             .tools()
@@ -95,7 +103,61 @@ impl Agent {
             })
             .collect();
         tools.push(memory_tool::definition());
+        tools.retain(|tool| specialist.is_none_or(|s| s.allows(&tool.name)));
         tools
+    }
+
+    /// Pick the specialist for this message; the conversation's current one when in doubt.
+    async fn route(
+        &self,
+        session_key: &str,
+        user: &str,
+        usage: &mut Usage,
+    ) -> Result<Option<&Specialist>, AgentError> {
+        if !self.settings.router.enabled {
+            return Ok(None);
+        }
+        let current = self
+            .sessions
+            .route(session_key)
+            .await
+            .map_err(AgentError::Sessions)?;
+        let messages = [
+            ChatMessage::text(
+                Role::System,
+                router::router_prompt(&self.specialists, current.as_deref()),
+            ),
+            ChatMessage::text(Role::User, user),
+        ];
+        let choice = match self.ask_provider(&messages, &[], None).await {
+            Ok(response) => {
+                *usage += response.usage;
+                router::parse_choice(response.content.as_deref().unwrap_or(""), &self.specialists)
+            }
+            Err(error) => {
+                tracing::warn!(
+                    session = session_key,
+                    "routing failed, keeping the current specialist: {error}"
+                );
+                None
+            }
+        };
+        let name = choice
+            .or(current)
+            .unwrap_or_else(|| router::FALLBACK.to_owned());
+        let specialist = self
+            .specialists
+            .iter()
+            .find(|s| s.name == name)
+            .or_else(|| self.specialists.iter().find(|s| s.name == router::FALLBACK));
+        if let Some(specialist) = specialist {
+            self.sessions
+                .set_route(session_key, &specialist.name)
+                .await
+                .map_err(AgentError::Sessions)?;
+            tracing::debug!(session = session_key, specialist = %specialist.name, "routed");
+        }
+        Ok(specialist)
     }
 
     /// Run one turn of the conversation `session_key` for the user's message.
@@ -116,11 +178,14 @@ impl Agent {
             .memories(self.settings.memory_items)
             .await
             .map_err(AgentError::Sessions)?;
-        let system_prompt = self
-            .settings
-            .system_prompt
-            .as_deref()
-            .unwrap_or(context::DEFAULT_SYSTEM_PROMPT);
+        let mut usage = Usage::default();
+        let specialist = self.route(session_key, user, &mut usage).await?;
+        let system_prompt = match (specialist, self.settings.system_prompt.as_deref()) {
+            // The operator's prompt replaces the general one (and the single agent's).
+            (Some(s), Some(own)) if s.name == router::FALLBACK => own,
+            (Some(s), _) => s.system_prompt.as_str(),
+            (None, own) => own.unwrap_or(context::DEFAULT_SYSTEM_PROMPT),
+        };
         let mut messages = context::build(
             system_prompt,
             &memories,
@@ -129,8 +194,7 @@ impl Agent {
             self.settings.context_tokens,
         );
         let first_new = messages.len() - 1;
-        let tools = self.tool_definitions();
-        let mut usage = Usage::default();
+        let tools = self.tool_definitions(specialist);
         let mut tool_calls = 0;
         let mut iterations = 0;
         let content = loop {
@@ -158,7 +222,7 @@ impl Agent {
                 response
                     .tool_calls
                     .iter()
-                    .map(|call| self.run_tool(call, events.as_ref())),
+                    .map(|call| self.run_tool(call, specialist, events.as_ref())),
             )
             .await;
             for (call, output) in response.tool_calls.iter().zip(results) {
@@ -171,6 +235,7 @@ impl Agent {
             .map_err(AgentError::Sessions)?;
         Ok(TurnOutcome {
             content,
+            specialist: specialist.map(|s| s.name.clone()),
             usage,
             iterations,
             tool_calls,
@@ -234,6 +299,7 @@ impl Agent {
     async fn run_tool(
         &self,
         call: &ToolCall,
+        specialist: Option<&Specialist>,
         events: Option<&UnboundedSender<TurnEvent>>,
     ) -> String {
         if let Some(events) = events {
@@ -242,7 +308,14 @@ impl Agent {
                 arguments: call.arguments.clone(),
             });
         }
-        let result = if call.name == memory_tool::NAME {
+        let result = if let Some(specialist) = specialist.filter(|s| !s.allows(&call.name)) {
+            Err(format!(
+                "denied: tool `{}` is not among the `{}` specialist's tools ({})",
+                call.name,
+                specialist.name,
+                specialist.tools.join(", ")
+            ))
+        } else if call.name == memory_tool::NAME {
             memory_tool::run(&self.sessions, &call.arguments).await
         } else {
             self.runtime

@@ -18,7 +18,10 @@ pub struct SessionStore {
     locks: parking_lot::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
-const SCHEMA: [&str; 3] = [
+const SCHEMA: [&str; 4] = [
+    "CREATE TABLE IF NOT EXISTS databot_routes (
+        session_key TEXT PRIMARY KEY,
+        specialist TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS databot_messages (
         session_key TEXT NOT NULL,
         seq BIGINT NOT NULL,
@@ -153,6 +156,30 @@ impl SessionStore {
                 total_tokens: row.try_get::<i64, _>(2)? as u64,
             },
         })
+    }
+
+    /// The specialist currently handling a conversation.
+    pub async fn route(&self, session_key: &str) -> anyhow::Result<Option<String>> {
+        let row = sqlx::query("SELECT specialist FROM databot_routes WHERE session_key = $1")
+            .bind(session_key)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(row) => Some(row.try_get(0)?),
+            None => None,
+        })
+    }
+
+    pub async fn set_route(&self, session_key: &str, specialist: &str) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO databot_routes (session_key, specialist) VALUES ($1, $2)
+             ON CONFLICT (session_key) DO UPDATE SET specialist = excluded.specialist",
+        )
+        .bind(session_key)
+        .bind(specialist)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     pub async fn remember(&self, key: &str, value: &str) -> anyhow::Result<()> {

@@ -88,6 +88,36 @@ pub struct AgentConfig {
     pub memory_items: usize,
     /// Session store: `sqlite://PATH` or `postgres://...`; default `sqlite://DATA_DIR/sessions.db`.
     pub sessions_url: Option<String>,
+    pub router: RouterConfig,
+}
+
+/// Routing each message to a specialist (a system prompt and a tool subset).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouterConfig {
+    /// Off: one agent with every tool and `agent.system_prompt`.
+    pub enabled: bool,
+    /// Overrides of the six built-in specialists by name, or new ones.
+    pub specialists: Vec<SpecialistConfig>,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            specialists: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpecialistConfig {
+    pub name: String,
+    pub description: Option<String>,
+    pub system_prompt: Option<String>,
+    /// Tool names; an empty list means every tool.
+    pub tools: Option<Vec<String>>,
 }
 
 impl Default for AgentConfig {
@@ -101,6 +131,7 @@ impl Default for AgentConfig {
             context_tokens: 16_000,
             memory_items: 50,
             sessions_url: None,
+            router: RouterConfig::default(),
         }
     }
 }
