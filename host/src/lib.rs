@@ -2,6 +2,7 @@
 //!
 //! Layers, top to bottom (a module may call the ones below it, never above):
 //! - `cli`: the `databot` command line;
+//! - `gateway`: the HTTP API (messages, SSE, health, metrics, status) over the bus;
 //! - `agent`: the agent loop, sessions and memory (calls providers and tools via `runtime`;
 //!   implements the bus's `MessageHandler`);
 //! - `bus`: messages in and replies out, ordered per conversation, bounded;
@@ -14,4 +15,5 @@ pub mod bus;
 pub mod capabilities;
 pub mod cli;
 pub mod config;
+pub mod gateway;
 pub mod runtime;

@@ -22,7 +22,7 @@ fn isolated_config(dir: &std::path::Path) -> std::path::PathBuf {
     let path = dir.join("databot.yaml");
     std::fs::write(
         &path,
-        "runtime:\n  plugins_dir: plugins\n  data_dir: data\n  watch: true\n",
+        "runtime:\n  plugins_dir: plugins\n  data_dir: data\n  watch: true\ngateway:\n  bind: 127.0.0.1:0\n",
     )
     .unwrap();
     path

@@ -73,6 +73,12 @@ impl SessionStore {
         })
     }
 
+    /// Is the store reachable?
+    pub async fn ping(&self) -> anyhow::Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
     /// Hold this while reading, running and writing a turn: one writer per session.
     pub async fn lock(&self, session_key: &str) -> tokio::sync::OwnedMutexGuard<()> {
         let lock = self

@@ -43,7 +43,7 @@ enum Command {
     /// Check configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// Start the host: load plugins, watch the plugins folder, serve until interrupted.
+    /// Start the host: load and watch plugins, run the agent behind the HTTP gateway.
     Serve,
     /// Talk to the agent: a REPL with streamed answers, or one message with `-m`.
     Chat {
@@ -182,7 +182,10 @@ pub(crate) async fn start_runtime(config: Option<&std::path::Path>) -> anyhow::R
 
 async fn serve(config: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
     let runtime = start_runtime(config).await?;
-    let _watcher = if runtime.config().runtime.watch {
+    let config = runtime.config().clone();
+    // Fail before anything listens if the bind is not allowed.
+    crate::gateway::check_bind(&config.gateway)?;
+    let _watcher = if config.runtime.watch {
         Some(runtime.watch()?)
     } else {
         None
@@ -190,11 +193,33 @@ async fn serve(config: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
     for status in runtime.status() {
         tracing::info!(plugin = %status.name, state = %status.state, operations = ?status.operations, "plugin status");
     }
+    let sessions = Arc::new(
+        crate::agent::sessions::SessionStore::connect(&config.sessions_url())
+            .await
+            .context("opening the session store")?,
+    );
+    let agent = Arc::new(crate::agent::Agent::new(
+        runtime.clone(),
+        sessions.clone(),
+        config.agent.clone(),
+    ));
+    let bus: Arc<dyn crate::bus::Bus> = Arc::new(crate::bus::MemoryBus::new(
+        agent,
+        crate::bus::BusLimits::default(),
+    ));
+    let state = crate::gateway::GatewayState::new(
+        &config.gateway,
+        runtime,
+        bus,
+        sessions,
+        config.agent.provider.clone(),
+    );
     tracing::info!("databot is serving; press Ctrl-C to stop");
-    tokio::signal::ctrl_c()
-        .await
-        .context("waiting for Ctrl-C")?;
-    tracing::info!("shutting down");
+    crate::gateway::serve(state, &config.gateway, async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+    })
+    .await?;
     Ok(ExitCode::SUCCESS)
 }
 

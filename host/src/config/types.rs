@@ -13,6 +13,8 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     #[serde(default)]
     pub agent: AgentConfig,
+    #[serde(default)]
+    pub gateway: GatewayConfig,
     /// Per-plugin settings, keyed by plugin name. A plugin without a section gets no grants.
     #[serde(default)]
     pub plugins: BTreeMap<String, PluginConfig>,
@@ -89,6 +91,54 @@ pub struct AgentConfig {
     /// Session store: `sqlite://PATH` or `postgres://...`; default `sqlite://DATA_DIR/sessions.db`.
     pub sessions_url: Option<String>,
     pub router: RouterConfig,
+}
+
+/// The HTTP gateway of `databot serve`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    /// Address to listen on. Anything but loopback requires `api_keys`.
+    pub bind: String,
+    /// Accepted keys (`Authorization: Bearer KEY` or `X-API-Key: KEY`). Empty: no auth, and
+    /// only a loopback bind is allowed.
+    pub api_keys: Vec<Secret>,
+    pub rate_limit: RateLimitConfig,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+    /// Origins allowed by CORS; empty sends no CORS headers at all.
+    pub cors_origins: Vec<String>,
+    /// How long a message waits for its reply before the request answers 504.
+    pub reply_timeout_seconds: u64,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:8080".to_owned(),
+            api_keys: Vec::new(),
+            rate_limit: RateLimitConfig::default(),
+            max_body_bytes: 1024 * 1024,
+            cors_origins: Vec::new(),
+            reply_timeout_seconds: 300,
+        }
+    }
+}
+
+/// Requests per client (API key, or address without keys) in a sliding window.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    pub requests: u32,
+    pub window_seconds: u64,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            requests: 120,
+            window_seconds: 60,
+        }
+    }
 }
 
 /// Routing each message to a specialist (a system prompt and a tool subset).

@@ -1,0 +1,105 @@
+//! Prometheus metrics of the gateway: requests by route and status with latency sums, turns,
+//! and per-plugin calls, failures and breaker state from the runtime.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use crate::runtime::PluginStatus;
+
+#[derive(Default)]
+pub struct Metrics {
+    /// (route, status) -> (count, total seconds)
+    requests: Mutex<BTreeMap<(String, u16), (u64, f64)>>,
+    turns: AtomicU64,
+    failed_turns: AtomicU64,
+}
+
+/// Routes outside this list are counted as `other`, so metrics cannot be flooded with paths.
+const ROUTES: [&str; 8] = [
+    "/health",
+    "/ready",
+    "/metrics",
+    "/api/v1/message",
+    "/api/v1/stream",
+    "/api/v1/plugins",
+    "/api/v1/connectors",
+    "other",
+];
+
+impl Metrics {
+    pub fn record(&self, route: &str, status: u16, elapsed: Duration) {
+        let route = if ROUTES.contains(&route) {
+            route
+        } else {
+            "other"
+        };
+        let mut requests = self.requests.lock();
+        let entry = requests.entry((route.to_owned(), status)).or_default();
+        entry.0 += 1;
+        entry.1 += elapsed.as_secs_f64();
+    }
+
+    pub fn turn(&self, failed: bool) {
+        self.turns.fetch_add(1, Ordering::Relaxed);
+        if failed {
+            self.failed_turns.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn render(&self, plugins: &[PluginStatus]) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP databot_http_requests_total HTTP requests by route and status.\n# TYPE databot_http_requests_total counter\n");
+        let requests = self.requests.lock();
+        for ((route, status), (count, _)) in requests.iter() {
+            let _ = writeln!(
+                out,
+                "databot_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {count}"
+            );
+        }
+        out.push_str("# HELP databot_http_request_seconds_sum Time spent answering, by route.\n# TYPE databot_http_request_seconds_sum counter\n");
+        let mut by_route: BTreeMap<&str, f64> = BTreeMap::new();
+        for ((route, _), (_, seconds)) in requests.iter() {
+            *by_route.entry(route).or_default() += seconds;
+        }
+        for (route, seconds) in by_route {
+            let _ = writeln!(
+                out,
+                "databot_http_request_seconds_sum{{route=\"{route}\"}} {seconds:.6}"
+            );
+        }
+        drop(requests);
+        let _ = writeln!(
+            out,
+            "# HELP databot_turns_total Agent turns answered through the gateway.\n# TYPE databot_turns_total counter\ndatabot_turns_total {}\ndatabot_turns_failed_total {}",
+            self.turns.load(Ordering::Relaxed),
+            self.failed_turns.load(Ordering::Relaxed)
+        );
+        out.push_str("# HELP databot_plugin_calls_total Calls into each plugin.\n# TYPE databot_plugin_calls_total counter\n");
+        for plugin in plugins {
+            let _ = writeln!(
+                out,
+                "databot_plugin_calls_total{{plugin=\"{}\"}} {}",
+                plugin.name, plugin.calls
+            );
+            let _ = writeln!(
+                out,
+                "databot_plugin_failures_total{{plugin=\"{}\"}} {}",
+                plugin.name, plugin.failures
+            );
+            let open = plugin
+                .breaker
+                .is_some_and(|b| b != crate::runtime::BreakerState::Closed);
+            let _ = writeln!(
+                out,
+                "databot_plugin_breaker_open{{plugin=\"{}\"}} {}",
+                plugin.name,
+                u8::from(open)
+            );
+        }
+        out
+    }
+}
