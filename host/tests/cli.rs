@@ -140,3 +140,33 @@ fn serve_loads_and_hot_loads_plugins() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[test]
+fn chat_one_message_runs_a_tool_through_the_offline_provider() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = isolated_config(dir.path());
+    let output = databot()
+        .arg("--config")
+        .arg(&config)
+        .args([
+            "chat",
+            "-m",
+            r#"/memory {"action": "remember", "key": "k", "value": "v"}"#,
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("`memory` returned"), "{stdout}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("[tool] memory"), "{stderr}");
+    // The conversation and the memory are in the session store.
+    assert!(dir.path().join("data/sessions.db").exists());
+    let output = databot()
+        .arg("--config")
+        .arg(&config)
+        .args(["chat", "-m", r#"/memory {"action": "recall"}"#])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&output.stdout).contains(r#""k":"v""#));
+}

@@ -213,6 +213,9 @@ pub fn send(request: &Request) -> Result<Response, PluginError> {
     let body = outgoing
         .body()
         .map_err(|()| PluginError::Failed("request body already taken".into()))?;
+    // Send first, then write: the host buffers little of an outgoing body, so writing a large
+    // body before the request is on its way would wait for a reader that never comes.
+    let pending = outgoing_handler::handle(outgoing, Some(options)).map_err(|e| error(url, e))?;
     if let Some(bytes) = &request.body {
         let stream = body
             .write()
@@ -225,7 +228,6 @@ pub fn send(request: &Request) -> Result<Response, PluginError> {
         drop(stream);
     }
     OutgoingBody::finish(body, None).map_err(|e| error(url, e))?;
-    let pending = outgoing_handler::handle(outgoing, Some(options)).map_err(|e| error(url, e))?;
     pending.subscribe().block();
     let response = match pending.get() {
         Some(Ok(Ok(response))) => response,

@@ -286,3 +286,41 @@ async fn conversations_through_the_bus_stream_and_keep_order() {
         assert_eq!(users, expected);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_turn_persists_nothing_and_frees_the_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start("", &["echo", "hostile"]).await.unwrap();
+    host.load_builtin("offline").await;
+    let url = format!("sqlite://{}", dir.path().join("s.db").display());
+    let sessions = SessionStore::connect(&url).await.unwrap();
+    let agent = Agent::new(
+        host.runtime.clone(),
+        Arc::new(sessions),
+        AgentConfig::default(),
+    );
+    // The spinning tool would run for the whole 10 s deadline; the caller gives up first.
+    let cancelled = tokio::time::timeout(
+        std::time::Duration::from_millis(300),
+        agent.turn("test:cancel", "/spin {}", None),
+    )
+    .await;
+    assert!(cancelled.is_err(), "the turn was expected to be cancelled");
+    assert!(
+        agent
+            .sessions()
+            .history("test:cancel")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The session's lock was released with the dropped turn.
+    let next = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        agent.turn("test:cancel", r#"/echo {"text": "after"}"#, None),
+    )
+    .await
+    .expect("the session is free again")
+    .unwrap();
+    assert!(next.content.contains("after"));
+}

@@ -70,8 +70,13 @@ async fn a_full_turn_with_tool_use() {
         SessionStore::connect(&format!("sqlite://{}", dir.path().join("s.db").display()))
             .await
             .unwrap();
+    // Router off: this test is about the provider's wire format, not routing.
     let settings = AgentConfig {
         provider: "anthropic".into(),
+        router: databot::config::RouterConfig {
+            enabled: false,
+            specialists: Vec::new(),
+        },
         ..AgentConfig::default()
     };
     let agent = Agent::new(host.runtime.clone(), Arc::new(sessions), settings);

@@ -72,6 +72,11 @@ async fn a_full_turn_with_a_tool_call() {
             .unwrap();
     let settings = AgentConfig {
         provider: "openai".into(),
+        // Router off: these tests are about the provider's wire format.
+        router: databot::config::RouterConfig {
+            enabled: false,
+            specialists: Vec::new(),
+        },
         ..AgentConfig::default()
     };
     let agent = Agent::new(host.runtime.clone(), Arc::new(sessions), settings);
@@ -180,6 +185,11 @@ async fn streamed_turns_reach_the_caller_token_by_token() {
             .unwrap();
     let settings = AgentConfig {
         provider: "openai".into(),
+        // Router off: these tests are about the provider's wire format.
+        router: databot::config::RouterConfig {
+            enabled: false,
+            specialists: Vec::new(),
+        },
         ..AgentConfig::default()
     };
     let agent = Agent::new(host.runtime.clone(), Arc::new(sessions), settings);
@@ -281,4 +291,120 @@ async fn a_rejected_key_is_denied_with_a_hint() {
     assert!(error.message.contains("Incorrect API key"), "{error}");
     assert!(error.message.contains("secret header"), "{error}");
     assert_eq!(seen.all().len(), 1, "401 is not retried");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn independent_tool_calls_run_in_parallel() {
+    let (port, seen) = serve_scripted(|request: &SeenRequest, _| {
+        let messages = request.json()["messages"].as_array().unwrap().clone();
+        if messages.last().unwrap()["role"] == "tool" {
+            completion(json!({ "role": "assistant", "content": "both done" }))
+        } else {
+            completion(json!({ "role": "assistant", "content": null, "tool_calls": [
+                { "id": "a", "type": "function", "function": { "name": "spin", "arguments": "{}" } },
+                { "id": "b", "type": "function", "function": { "name": "spin", "arguments": "{}" } }
+            ] }))
+        }
+    })
+    .await;
+    // Only the spinning tool gets the short deadline.
+    let extra = "  hostile:\n    budgets:\n      timeout_ms: 1500\n";
+    let host = TestHost::start(&format!("{}{extra}", config(port, "")), &["hostile"])
+        .await
+        .unwrap();
+    host.load_builtin("openai").await;
+    let dir = tempfile::tempdir().unwrap();
+    let sessions =
+        SessionStore::connect(&format!("sqlite://{}", dir.path().join("s.db").display()))
+            .await
+            .unwrap();
+    let settings = AgentConfig {
+        provider: "openai".into(),
+        router: databot::config::RouterConfig {
+            enabled: false,
+            specialists: Vec::new(),
+        },
+        ..AgentConfig::default()
+    };
+    let agent = Agent::new(host.runtime.clone(), Arc::new(sessions), settings);
+    let started = std::time::Instant::now();
+    let outcome = agent
+        .turn("test:parallel", "spin twice", None)
+        .await
+        .unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(outcome.content, "both done");
+    // Two 1.5 s tool deadlines side by side (serially it would take 3 s or more).
+    assert!(
+        elapsed < std::time::Duration::from_millis(2800),
+        "{elapsed:?}"
+    );
+    let last = seen.all()[1].json();
+    let results: Vec<&Value> = last["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "tool")
+        .collect();
+    assert_eq!(results.len(), 2);
+    assert!(
+        results
+            .iter()
+            .all(|m| m["content"].as_str().unwrap().contains("deadline"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_that_never_stops_calling_tools_hits_the_iteration_limit() {
+    let (port, seen) = serve_scripted(|_, _| {
+        completion(json!({ "role": "assistant", "content": null, "tool_calls": [
+            { "id": "again", "type": "function", "function": { "name": "echo", "arguments": "{\"text\":\"loop\"}" } }
+        ] }))
+    })
+    .await;
+    let host = host(port, "").await;
+    let dir = tempfile::tempdir().unwrap();
+    let sessions =
+        SessionStore::connect(&format!("sqlite://{}", dir.path().join("s.db").display()))
+            .await
+            .unwrap();
+    let settings = AgentConfig {
+        provider: "openai".into(),
+        max_iterations: 3,
+        router: databot::config::RouterConfig {
+            enabled: false,
+            specialists: Vec::new(),
+        },
+        ..AgentConfig::default()
+    };
+    let agent = Agent::new(host.runtime.clone(), Arc::new(sessions), settings);
+    let outcome = agent.turn("test:loop", "go", None).await.unwrap();
+    assert_eq!(outcome.iterations, 3);
+    assert_eq!(outcome.tool_calls, 3);
+    assert!(
+        outcome.content.contains("agent.max_iterations"),
+        "{}",
+        outcome.content
+    );
+    assert_eq!(seen.all().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_request_bodies_are_sent_whole() {
+    // Regression: writing a body larger than the host's outgoing buffer before sending the
+    // request used to wait forever.
+    let (port, seen) =
+        serve_scripted(|_, _| completion(json!({ "role": "assistant", "content": "ok" }))).await;
+    let host = host(port, "").await;
+    let big = "x".repeat(300_000);
+    let request = json!({ "messages": [{ "role": "user", "content": big }] }).to_string();
+    host.runtime
+        .provider_chat("openai", &request, None)
+        .await
+        .unwrap();
+    let body = seen.all()[0].json();
+    assert_eq!(
+        body["messages"][0]["content"].as_str().unwrap().len(),
+        300_000
+    );
 }

@@ -54,16 +54,22 @@ impl SessionStore {
             url.to_owned()
         };
         let sqlite = url.starts_with("sqlite:");
-        let pool = AnyPoolOptions::new()
-            .max_connections(if sqlite { 1 } else { 8 })
+        let mut options = AnyPoolOptions::new().max_connections(if sqlite { 1 } else { 8 });
+        if sqlite {
+            // WAL with synchronous=NORMAL on every connection: never corrupt, and a commit
+            // costs no fsync (the last commits may be lost on power failure, not on a crash).
+            options = options.after_connect(|connection, _| {
+                Box::pin(async move {
+                    sqlx::Executor::execute(&mut *connection, "PRAGMA journal_mode=WAL").await?;
+                    sqlx::Executor::execute(&mut *connection, "PRAGMA synchronous=NORMAL").await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = options
             .connect(&url)
             .await
             .with_context(|| format!("connecting to the session store {}", redact(&url)))?;
-        if sqlite {
-            sqlx::query("PRAGMA journal_mode=WAL")
-                .execute(&pool)
-                .await?;
-        }
         for statement in SCHEMA {
             sqlx::query(statement).execute(&pool).await?;
         }
