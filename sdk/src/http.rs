@@ -345,6 +345,26 @@ pub fn status_error(status: u16, body: &str) -> PluginError {
     }
 }
 
+/// Health from a probe call (e.g. listing models): healthy when it worked, not configured when
+/// the host denied the connection or the API refused the key, unreachable otherwise.
+pub fn health_from<T>(probe: Result<T, PluginError>, healthy: &str) -> crate::Health {
+    use crate::{Health, HealthStatus};
+    match probe {
+        Ok(_) => Health {
+            status: HealthStatus::Healthy,
+            message: healthy.to_owned(),
+        },
+        Err(PluginError::Denied(message)) => Health {
+            status: HealthStatus::NotConfigured,
+            message,
+        },
+        Err(error) => Health {
+            status: HealthStatus::Unreachable,
+            message: format!("{error:?}"),
+        },
+    }
+}
+
 /// Block the plugin for `duration` (counts against its call deadline).
 pub fn sleep(duration: Duration) {
     let nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);

@@ -9,11 +9,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use databot::agent::Agent;
-use databot::agent::sessions::SessionStore;
-use databot::bus::{BusLimits, MemoryBus};
-use databot::config::{AgentConfig, Config, RouterConfig};
-use databot::gateway::{GatewayState, serve_on};
 use databot_e2e::{ScriptedResponse, TestHost, http_call, serve_scripted};
 use serde_json::json;
 
@@ -27,17 +22,6 @@ fn openai_config(port: u16) -> String {
     format!(
         "plugins:\n  openai:\n    permissions:\n      http:\n        allow: [\"127.0.0.1:{port}\"]\n        allow_private: true\n    config:\n      base_url: \"http://127.0.0.1:{port}/v1\"\n"
     )
-}
-
-fn single_agent(provider: &str) -> AgentConfig {
-    AgentConfig {
-        provider: provider.into(),
-        router: RouterConfig {
-            enabled: false,
-            specialists: Vec::new(),
-        },
-        ..AgentConfig::default()
-    }
 }
 
 async fn turn_overhead() {
@@ -55,17 +39,7 @@ async fn turn_overhead() {
         .await
         .unwrap();
     host.load_builtin("openai").await;
-    let sessions = SessionStore::connect(&format!(
-        "sqlite://{}",
-        host.dir.path().join("s.db").display()
-    ))
-    .await
-    .unwrap();
-    let agent = Agent::new(
-        host.runtime.clone(),
-        Arc::new(sessions),
-        single_agent("openai"),
-    );
+    let agent = host.agent("openai", false).await;
     // The provider's own time: the same two provider calls a turn makes, measured alone.
     let request =
         json!({ "messages": [{ "role": "user", "content": "go" }], "tools": [] }).to_string();
@@ -100,48 +74,15 @@ async fn turn_overhead() {
     );
 }
 
-async fn gateway_with(host: &TestHost, provider: &str, yaml: &str) -> u16 {
-    let config = Config::parse(yaml, "bench.yaml", |_| None).unwrap();
-    let sessions = Arc::new(
-        SessionStore::connect(&format!(
-            "sqlite://{}",
-            host.dir.path().join("gw.db").display()
-        ))
-        .await
-        .unwrap(),
-    );
-    let agent = Arc::new(Agent::new(
-        host.runtime.clone(),
-        sessions.clone(),
-        single_agent(provider),
-    ));
-    let bus = Arc::new(MemoryBus::new(agent, BusLimits::default()));
-    let state = GatewayState::new(
-        &config.gateway,
-        host.runtime.clone(),
-        bus,
-        sessions,
-        provider.into(),
-    );
-    // A backlog that holds 1,000 simultaneous connects.
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let listener = socket.listen(4096).unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let gateway = config.gateway.clone();
-    tokio::spawn(async move { serve_on(listener, state, &gateway, std::future::pending()).await });
-    port
-}
-
 async fn thousand_conversations() {
     let host = TestHost::start("", &["echo"]).await.unwrap();
     host.load_builtin("offline").await;
-    let port = gateway_with(
-        &host,
-        "offline",
-        "gateway:\n  rate_limit:\n    requests: 1000000\n",
-    )
-    .await;
+    let port = host
+        .start_gateway(
+            "offline",
+            "gateway:\n  rate_limit:\n    requests: 1000000\n",
+        )
+        .await;
     let started = Instant::now();
     let requests = (0..1000).map(|i| {
         tokio::spawn(async move {
@@ -209,7 +150,7 @@ async fn streaming_latency() {
         .await
         .unwrap();
     host.load_builtin("openai").await;
-    let port = gateway_with(&host, "openai", "").await;
+    let port = host.start_gateway("openai", "").await;
     // Read the SSE response as it arrives and stamp each delta.
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", port))

@@ -58,6 +58,66 @@ impl TestHost {
             .expect("the built-in plugin loads");
     }
 
+    /// A session store in this host's folder (`name` picks the file).
+    pub async fn sessions(&self, name: &str) -> Arc<databot::agent::sessions::SessionStore> {
+        let url = format!(
+            "sqlite://{}",
+            self.dir.path().join(format!("{name}.db")).display()
+        );
+        Arc::new(
+            databot::agent::sessions::SessionStore::connect(&url)
+                .await
+                .expect("the session store opens"),
+        )
+    }
+
+    /// An agent on this host's runtime talking to `provider`, with or without the router.
+    pub async fn agent(&self, provider: &str, router: bool) -> databot::agent::Agent {
+        let settings = databot::config::AgentConfig {
+            provider: provider.to_owned(),
+            router: databot::config::RouterConfig {
+                enabled: router,
+                specialists: Vec::new(),
+            },
+            ..databot::config::AgentConfig::default()
+        };
+        databot::agent::Agent::new(
+            self.runtime.clone(),
+            self.sessions("sessions").await,
+            settings,
+        )
+    }
+
+    /// The HTTP gateway over this host (agent on `provider`, router off, gateway settings
+    /// from `yaml`) on a loopback port with room for many simultaneous connects.
+    pub async fn start_gateway(&self, provider: &str, yaml: &str) -> u16 {
+        let config = Config::parse(yaml, "gateway.yaml", |_| None).expect("gateway config");
+        let agent = Arc::new(self.agent(provider, false).await);
+        let sessions = self.sessions("sessions").await;
+        let bus = Arc::new(databot::bus::MemoryBus::new(
+            agent,
+            databot::bus::BusLimits::default(),
+        ));
+        let state = databot::gateway::GatewayState::new(
+            &config.gateway,
+            self.runtime.clone(),
+            bus,
+            sessions,
+            provider.to_owned(),
+        );
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind("127.0.0.1:0".parse().expect("address"))
+            .expect("bind");
+        let listener = socket.listen(4096).expect("listen");
+        let port = listener.local_addr().expect("address").port();
+        let gateway = config.gateway.clone();
+        tokio::spawn(async move {
+            databot::gateway::serve_on(listener, state, &gateway, std::future::pending()).await
+        });
+        port
+    }
+
     pub fn plugins_dir(&self) -> PathBuf {
         self.dir.path().join("plugins")
     }

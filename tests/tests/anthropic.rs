@@ -1,11 +1,6 @@
 //! The Anthropic provider component against a local server speaking the messages API: tool
 //! use, the event stream with split tool input, 529 overload then success, stream errors.
 
-use std::sync::Arc;
-
-use databot::agent::Agent;
-use databot::agent::sessions::SessionStore;
-use databot::config::AgentConfig;
 use databot::runtime::ErrorKind;
 use databot_e2e::{ScriptedResponse, TestHost, serve_scripted};
 use serde_json::{Value, json};
@@ -65,21 +60,7 @@ async fn a_full_turn_with_tool_use() {
     })
     .await;
     let host = host(port).await;
-    let dir = tempfile::tempdir().unwrap();
-    let sessions =
-        SessionStore::connect(&format!("sqlite://{}", dir.path().join("s.db").display()))
-            .await
-            .unwrap();
-    // Router off: this test is about the provider's wire format, not routing.
-    let settings = AgentConfig {
-        provider: "anthropic".into(),
-        router: databot::config::RouterConfig {
-            enabled: false,
-            specialists: Vec::new(),
-        },
-        ..AgentConfig::default()
-    };
-    let agent = Agent::new(host.runtime.clone(), Arc::new(sessions), settings);
+    let agent = host.agent("anthropic", false).await;
     let outcome = agent
         .turn("test:claude", "echo something", None)
         .await

@@ -1,13 +1,8 @@
 //! The HTTP gateway end to end: messages and SSE through the bus and the agent, auth, rate
 //! limits, bad and oversized requests, bind safety, health, readiness, metrics, status.
 
-use std::sync::Arc;
-
-use databot::agent::Agent;
-use databot::agent::sessions::SessionStore;
-use databot::bus::{BusLimits, MemoryBus};
-use databot::config::{AgentConfig, GatewayConfig};
-use databot::gateway::{GatewayState, check_bind, serve_on};
+use databot::config::GatewayConfig;
+use databot::gateway::check_bind;
 use databot_e2e::{TestHost, http_call};
 
 struct Gateway {
@@ -16,36 +11,9 @@ struct Gateway {
 }
 
 async fn gateway(yaml: &str) -> Gateway {
-    let config = databot::config::Config::parse(yaml, "gateway.yaml", |_| None).unwrap();
     let host = TestHost::start("", &["echo"]).await.unwrap();
     host.load_builtin("offline").await;
-    let sessions = Arc::new(
-        SessionStore::connect(&format!(
-            "sqlite://{}",
-            host.dir.path().join("s.db").display()
-        ))
-        .await
-        .unwrap(),
-    );
-    let agent = Arc::new(Agent::new(
-        host.runtime.clone(),
-        sessions.clone(),
-        AgentConfig::default(),
-    ));
-    let bus = Arc::new(MemoryBus::new(agent, BusLimits::default()));
-    let state = GatewayState::new(
-        &config.gateway,
-        host.runtime.clone(),
-        bus,
-        sessions,
-        "offline".into(),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let gateway_config = config.gateway.clone();
-    tokio::spawn(async move {
-        serve_on(listener, state, &gateway_config, std::future::pending()).await
-    });
+    let port = host.start_gateway("offline", yaml).await;
     Gateway { port, _host: host }
 }
 

@@ -2,9 +2,7 @@
 //! chat-completions wire format: tool calls, SSE streaming with split tool calls and a
 //! malformed chunk, 429 then success, timeouts, bad keys; the key injected by the host.
 
-use std::sync::Arc;
 
-use databot::agent::sessions::SessionStore;
 use databot::agent::{Agent, TurnEvent};
 use databot::config::AgentConfig;
 use databot::runtime::ErrorKind;
@@ -65,21 +63,7 @@ async fn a_full_turn_with_a_tool_call() {
     })
     .await;
     let host = host(port, "").await;
-    let dir = tempfile::tempdir().unwrap();
-    let sessions =
-        SessionStore::connect(&format!("sqlite://{}", dir.path().join("s.db").display()))
-            .await
-            .unwrap();
-    let settings = AgentConfig {
-        provider: "openai".into(),
-        // Router off: these tests are about the provider's wire format.
-        router: databot::config::RouterConfig {
-            enabled: false,
-            specialists: Vec::new(),
-        },
-        ..AgentConfig::default()
-    };
-    let agent = Agent::new(host.runtime.clone(), Arc::new(sessions), settings);
+    let agent = host.agent("openai", false).await;
     let outcome = agent
         .turn("test:openai", "please echo", None)
         .await
@@ -178,21 +162,7 @@ async fn streamed_turns_reach_the_caller_token_by_token() {
     })
     .await;
     let host = host(port, "").await;
-    let dir = tempfile::tempdir().unwrap();
-    let sessions =
-        SessionStore::connect(&format!("sqlite://{}", dir.path().join("s.db").display()))
-            .await
-            .unwrap();
-    let settings = AgentConfig {
-        provider: "openai".into(),
-        // Router off: these tests are about the provider's wire format.
-        router: databot::config::RouterConfig {
-            enabled: false,
-            specialists: Vec::new(),
-        },
-        ..AgentConfig::default()
-    };
-    let agent = Agent::new(host.runtime.clone(), Arc::new(sessions), settings);
+    let agent = host.agent("openai", false).await;
     let (events, mut received) = tokio::sync::mpsc::unbounded_channel();
     let outcome = agent
         .turn("test:stream", "count", Some(events))
@@ -313,20 +283,7 @@ async fn independent_tool_calls_run_in_parallel() {
         .await
         .unwrap();
     host.load_builtin("openai").await;
-    let dir = tempfile::tempdir().unwrap();
-    let sessions =
-        SessionStore::connect(&format!("sqlite://{}", dir.path().join("s.db").display()))
-            .await
-            .unwrap();
-    let settings = AgentConfig {
-        provider: "openai".into(),
-        router: databot::config::RouterConfig {
-            enabled: false,
-            specialists: Vec::new(),
-        },
-        ..AgentConfig::default()
-    };
-    let agent = Agent::new(host.runtime.clone(), Arc::new(sessions), settings);
+    let agent = host.agent("openai", false).await;
     let started = std::time::Instant::now();
     let outcome = agent
         .turn("test:parallel", "spin twice", None)
@@ -363,11 +320,6 @@ async fn a_model_that_never_stops_calling_tools_hits_the_iteration_limit() {
     })
     .await;
     let host = host(port, "").await;
-    let dir = tempfile::tempdir().unwrap();
-    let sessions =
-        SessionStore::connect(&format!("sqlite://{}", dir.path().join("s.db").display()))
-            .await
-            .unwrap();
     let settings = AgentConfig {
         provider: "openai".into(),
         max_iterations: 3,
@@ -377,7 +329,7 @@ async fn a_model_that_never_stops_calling_tools_hits_the_iteration_limit() {
         },
         ..AgentConfig::default()
     };
-    let agent = Agent::new(host.runtime.clone(), Arc::new(sessions), settings);
+    let agent = Agent::new(host.runtime.clone(), host.sessions("loop").await, settings);
     let outcome = agent.turn("test:loop", "go", None).await.unwrap();
     assert_eq!(outcome.iterations, 3);
     assert_eq!(outcome.tool_calls, 3);

@@ -5,8 +5,6 @@
 use std::sync::{Arc, Mutex};
 
 use databot::agent::Agent;
-use databot::agent::sessions::SessionStore;
-use databot::config::{AgentConfig, RouterConfig};
 use databot_e2e::{ScriptedResponse, SeenRequest, TestHost, serve_scripted};
 use serde_json::{Value, json};
 
@@ -51,23 +49,8 @@ async fn setup(
     );
     let host = TestHost::start(&config, &["echo"]).await.unwrap();
     host.load_builtin("openai").await;
-    let dir = host.dir.path().join("s.db");
-    let sessions = SessionStore::connect(&format!("sqlite://{}", dir.display()))
-        .await
-        .unwrap();
-    let settings = AgentConfig {
-        provider: "openai".into(),
-        router: RouterConfig {
-            enabled: router_enabled,
-            specialists: Vec::new(),
-        },
-        ..AgentConfig::default()
-    };
-    (
-        Agent::new(host.runtime.clone(), Arc::new(sessions), settings),
-        host,
-        seen,
-    )
+    let agent = host.agent("openai", router_enabled).await;
+    (agent, host, seen)
 }
 
 fn offered_tools(request: &SeenRequest) -> Vec<String> {

@@ -8,10 +8,10 @@ mod wire;
 
 use std::time::Duration;
 
+use databot_sdk::Health;
 use databot_sdk::http::{Request, RetryPolicy, send_with_retries, status_error};
 use databot_sdk::prelude::*;
 use databot_sdk::worlds::provider::exports::databot::plugin::provider_handler::Guest;
-use databot_sdk::{Health, HealthStatus};
 
 databot_sdk::manifest! {
     name: "anthropic",
@@ -122,20 +122,7 @@ impl Guest for Anthropic {
     }
 
     fn check_health() -> Health {
-        match Self::models() {
-            Ok(_) => Health {
-                status: HealthStatus::Healthy,
-                message: "models endpoint answered".into(),
-            },
-            Err(PluginError::Denied(m)) => Health {
-                status: HealthStatus::NotConfigured,
-                message: m,
-            },
-            Err(e) => Health {
-                status: HealthStatus::Unreachable,
-                message: format!("{e:?}"),
-            },
-        }
+        databot_sdk::http::health_from(Self::models(), "models endpoint answered")
     }
 }
 

@@ -9,10 +9,10 @@ mod wire;
 
 use std::time::Duration;
 
+use databot_sdk::Health;
 use databot_sdk::http::{Request, RetryPolicy, send_with_retries};
 use databot_sdk::prelude::*;
 use databot_sdk::worlds::provider::exports::databot::plugin::provider_handler::Guest;
-use databot_sdk::{Health, HealthStatus};
 
 databot_sdk::manifest! {
     name: "openai",
@@ -138,20 +138,7 @@ impl Guest for OpenAi {
     }
 
     fn check_health() -> Health {
-        match Self::models() {
-            Ok(_) => Health {
-                status: HealthStatus::Healthy,
-                message: "models endpoint answered".into(),
-            },
-            Err(PluginError::Denied(m)) => Health {
-                status: HealthStatus::NotConfigured,
-                message: m,
-            },
-            Err(e) => Health {
-                status: HealthStatus::Unreachable,
-                message: format!("{e:?}"),
-            },
-        }
+        databot_sdk::http::health_from(Self::models(), "models endpoint answered")
     }
 }
 
