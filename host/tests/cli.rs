@@ -170,3 +170,32 @@ fn chat_one_message_runs_a_tool_through_the_offline_provider() {
         .unwrap();
     assert!(String::from_utf8_lossy(&output.stdout).contains(r#""k":"v""#));
 }
+
+#[test]
+fn chat_repl_answers_each_line_until_end_of_input() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let config = isolated_config(dir.path());
+    let mut child = databot()
+        .arg("--config")
+        .arg(&config)
+        .args(["chat", "--session", "repl"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(b"/memory {\"action\": \"remember\", \"key\": \"a\", \"value\": \"1\"}\n/memory {\"action\": \"recall\"}\n")
+        .unwrap();
+    drop(stdin);
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains(r#"{"remembered":"a"}"#), "{stdout}");
+    assert!(stdout.contains(r#"{"a":"1"}"#), "{stdout}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("session `cli:repl`"), "{stderr}");
+    assert_eq!(stderr.matches("[tool] memory ok").count(), 2, "{stderr}");
+}

@@ -2,7 +2,6 @@
 //! chat-completions wire format: tool calls, SSE streaming with split tool calls and a
 //! malformed chunk, 429 then success, timeouts, bad keys; the key injected by the host.
 
-
 use databot::agent::{Agent, TurnEvent};
 use databot::config::AgentConfig;
 use databot::runtime::ErrorKind;

@@ -32,7 +32,7 @@ pub async fn run(
     }
     eprintln!(
         "databot chat: session `{session_key}`, provider `{}`. Ctrl-D to leave.",
-        agent_provider(&agent)
+        agent.provider()
     );
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     loop {
@@ -51,10 +51,6 @@ pub async fn run(
         one_turn(&agent, &session_key, line).await;
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn agent_provider(agent: &Agent) -> String {
-    agent.provider().to_owned()
 }
 
 /// Run one turn, printing deltas to stdout and tool progress to stderr. False on failure.
