@@ -10,6 +10,7 @@ mod grants;
 mod limits;
 mod logging;
 mod plugin_config;
+pub mod sql_policy;
 mod state;
 
 use std::sync::Arc;
