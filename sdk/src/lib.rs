@@ -31,6 +31,7 @@
 
 #![allow(clippy::too_many_arguments)]
 
+pub mod api;
 pub mod http;
 
 /// Bindings of every capability the host can grant (generated from the `capabilities` world).
@@ -56,6 +57,7 @@ pub mod worlds {
                 "databot:plugin/state@0.1.0": crate::wit::databot::plugin::state,
                 "databot:plugin/connectors@0.1.0": crate::wit::databot::plugin::connectors,
                 "databot:plugin/sql@0.1.0": crate::wit::databot::plugin::sql,
+                "databot:plugin/shell@0.1.0": crate::wit::databot::plugin::shell,
                 "databot:plugin/kafka@0.1.0": crate::wit::databot::plugin::kafka,
                 "databot:plugin/vectors@0.1.0": crate::wit::databot::plugin::vectors,
             },
@@ -123,7 +125,9 @@ pub mod worlds {
 
 pub use databot_sdk_macros::manifest;
 pub use wit::databot::plugin::types::{Error as PluginError, Health, HealthStatus, OperationSpec};
-pub use wit::databot::plugin::{config, connectors, kafka, sql, state, stream_sink, vectors};
+pub use wit::databot::plugin::{
+    config, connectors, kafka, shell, sql, state, stream_sink, vectors,
+};
 
 /// The contract version this SDK builds against (the `databot:plugin` WIT package version).
 pub const CONTRACT_VERSION: &str = "0.1.0";
@@ -266,5 +270,76 @@ macro_rules! tools {
         }
 
         $crate::worlds::tool::export_tool_world!(__DatabotTools);
+    };
+}
+
+/// Declare the operations of a connector plugin as typed Rust functions and export them, with
+/// its health check.
+///
+/// ```ignore
+/// databot_sdk::connector! {
+///     health: check_health,
+///     /// List the batches.
+///     fn list_batches(args: ListArgs) -> Result<Value, PluginError> { ... }
+/// }
+/// fn check_health() -> databot_sdk::Health { ... }
+/// ```
+///
+/// As with `tools!`, the doc comment is the operation's description and the argument type's
+/// JSON Schema is what the host validates `params` against.
+#[macro_export]
+macro_rules! connector {
+    (
+        health: $health:path,
+        $(
+            $(#[doc = $doc:literal])*
+            fn $name:ident ($arg:ident : $arg_ty:ty) -> $ret:ty $body:block
+        )+
+    ) => {
+        $(
+            $(#[doc = $doc])*
+            fn $name($arg: $arg_ty) -> $ret $body
+        )+
+
+        struct __DatabotConnector;
+
+        impl $crate::worlds::connector::exports::databot::plugin::connector_handler::Guest for __DatabotConnector {
+            fn capabilities() -> ::std::vec::Vec<$crate::OperationSpec> {
+                ::std::vec![$(
+                    $crate::OperationSpec {
+                        name: ::std::string::String::from(stringify!($name)),
+                        description: $crate::__description(&[$($doc),*]),
+                        input_schema: $crate::json_schema_of::<$arg_ty>(),
+                    }
+                ),+]
+            }
+
+            fn check_health() -> $crate::Health {
+                $health()
+            }
+
+            fn execute(
+                operation: ::std::string::String,
+                params: ::std::string::String,
+            ) -> ::std::result::Result<::std::string::String, $crate::PluginError> {
+                match operation.as_str() {
+                    $(
+                        stringify!($name) => {
+                            let args = $crate::__decode_arguments::<$arg_ty>(&operation, &params)?;
+                            let value = $name(args)?;
+                            $crate::__encode_result(&operation, &value)
+                        }
+                    )+
+                    other => ::std::result::Result::Err($crate::PluginError::NotFound(
+                        ::std::format!(
+                            "this connector has no operation `{other}`; it offers: {}",
+                            [$(stringify!($name)),+].join(", ")
+                        ),
+                    )),
+                }
+            }
+        }
+
+        $crate::worlds::connector::export_connector_world!(__DatabotConnector);
     };
 }

@@ -1,10 +1,10 @@
-//! Capabilities that reach data: `connectors` (tool -> connector calls), `stream-sink`, and the
-//! `sql`, `kafka` and `vectors` interfaces. The contract declares the last three now; this
-//! host has no SQL sources, Kafka clusters or vector collections to offer yet, so a granted
-//! call reports `unavailable` and an ungranted one `denied`.
+//! Capabilities that reach data: `connectors` (tool -> connector calls), `stream-sink`, the
+//! named-grant check shared by `sql` (its own module), and the `kafka` and `vectors`
+//! interfaces. This host has no Kafka clusters or vector collections to offer yet, so a granted
+//! call to those reports `unavailable` and an ungranted one `denied`.
 
 use crate::runtime::bindings::GuestError;
-use crate::runtime::bindings::databot::plugin::{connectors, kafka, sql, stream_sink, vectors};
+use crate::runtime::bindings::databot::plugin::{connectors, kafka, stream_sink, vectors};
 
 use super::{StoreState, denied};
 
@@ -12,7 +12,7 @@ use super::{StoreState, denied};
 pub const MAX_CALL_DEPTH: u8 = 4;
 
 impl StoreState {
-    fn check_named_grant(
+    pub(crate) fn check_named_grant(
         &self,
         granted: &[String],
         capability: &str,
@@ -60,23 +60,6 @@ impl connectors::Host for StoreState {
         Ok(router
             .execute(&name, &operation, &params, self.depth + 1)
             .await)
-    }
-}
-
-impl sql::Host for StoreState {
-    async fn sources(&mut self) -> wasmtime::Result<Vec<String>> {
-        Ok(self.grants.sql.clone())
-    }
-
-    async fn query(
-        &mut self,
-        source: String,
-        _statement: String,
-        _params: String,
-    ) -> wasmtime::Result<Result<sql::QueryResult, GuestError>> {
-        Ok(self
-            .check_named_grant(&self.grants.sql, "sql", &source)
-            .and_then(|()| Err(not_in_this_host("sql", &source))))
     }
 }
 

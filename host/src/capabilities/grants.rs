@@ -7,7 +7,7 @@ use anyhow::Context;
 use http::{HeaderName, HeaderValue};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
-use crate::config::{Config, FsMode, HostPattern};
+use crate::config::{Config, EndpointAuth, EndpointConfig, FsMode, HostPattern};
 
 /// One header the host adds to requests for matching hosts.
 #[derive(Clone)]
@@ -31,12 +31,17 @@ pub struct PluginGrants {
     pub plugin: String,
     pub http_allow: Vec<HostPattern>,
     pub allow_private: bool,
+    /// Hosts that may resolve to non-public addresses (the plugin's named endpoints).
+    pub private_hosts: Vec<HostPattern>,
     pub secrets: Vec<SecretInjection>,
     pub preopens: Vec<Preopen>,
     pub connectors: Vec<String>,
     pub state: bool,
     pub sql: Vec<String>,
+    pub sql_write: Vec<String>,
     pub kafka: Vec<String>,
+    pub kafka_produce: Vec<String>,
+    pub shell: Option<crate::config::ShellGrant>,
     pub vectors: Vec<String>,
     pub config: BTreeMap<String, serde_json::Value>,
 }
@@ -72,6 +77,30 @@ impl PluginGrants {
             })
             .collect::<anyhow::Result<Vec<_>>>()
             .with_context(|| format!("plugins.{plugin}.permissions.http.secrets"))?;
+        let mut http_allow = http_allow;
+        let mut secrets = secrets;
+        let mut private_hosts = Vec::new();
+        let mut config_values = section.config.clone();
+        let mut endpoint_urls = serde_json::Map::new();
+        for (name, endpoint) in &section.endpoints {
+            let resolved = resolve_endpoint(endpoint)
+                .with_context(|| format!("plugins.{plugin}.endpoints.{name}"))?;
+            if endpoint.allow_private {
+                private_hosts.push(resolved.host.clone());
+            }
+            if let Some((header, value)) = resolved.auth {
+                secrets.push(SecretInjection {
+                    host: resolved.host.clone(),
+                    header,
+                    value,
+                });
+            }
+            http_allow.push(resolved.host);
+            endpoint_urls.insert(name.clone(), serde_json::Value::String(resolved.url));
+        }
+        if !endpoint_urls.is_empty() {
+            config_values.insert("endpoints".into(), serde_json::Value::Object(endpoint_urls));
+        }
         let preopens = permissions
             .filesystem
             .iter()
@@ -85,15 +114,27 @@ impl PluginGrants {
             plugin: plugin.to_owned(),
             http_allow,
             allow_private: permissions.http.allow_private,
+            private_hosts,
             secrets,
             preopens,
             connectors: permissions.connectors.clone(),
             state: permissions.state,
             sql: permissions.sql.clone(),
+            sql_write: permissions.sql_write.clone(),
             kafka: permissions.kafka.clone(),
+            kafka_produce: permissions.kafka_produce.clone(),
+            shell: permissions.shell.clone().map(|mut shell| {
+                shell.working_dir = shell.working_dir.map(|dir| config.resolve_path(&dir));
+                shell
+            }),
             vectors: permissions.vectors.clone(),
-            config: section.config.clone(),
+            config: config_values,
         })
+    }
+
+    /// May `host:port` resolve to a non-public address?
+    pub fn may_reach_private(&self, host: &str, port: u16) -> bool {
+        self.allow_private || self.private_hosts.iter().any(|p| p.matches(host, port))
     }
 
     /// Add the granted folders to a WASI context. Paths outside them do not exist for the
@@ -115,5 +156,148 @@ impl PluginGrants {
                 })?;
         }
         Ok(())
+    }
+}
+
+/// An endpoint turned into what egress needs: the exact host and port to allow, and the
+/// credential header to add.
+struct ResolvedEndpoint {
+    url: String,
+    host: HostPattern,
+    auth: Option<(HeaderName, HeaderValue)>,
+}
+
+fn resolve_endpoint(endpoint: &EndpointConfig) -> anyhow::Result<ResolvedEndpoint> {
+    let url = url::Url::parse(&endpoint.url)
+        .with_context(|| format!("`{}` is not a URL", endpoint.url))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        anyhow::bail!(
+            "`{}`: only http and https endpoints are supported",
+            endpoint.url
+        );
+    }
+    let host = url
+        .host_str()
+        .with_context(|| format!("`{}` has no host", endpoint.url))?
+        .trim_matches(['[', ']']);
+    let port = url
+        .port_or_known_default()
+        .with_context(|| format!("`{}` has no port", endpoint.url))?;
+    let host = HostPattern::parse(&format!("{host}:{port}")).map_err(anyhow::Error::msg)?;
+    let auth = endpoint.auth.as_ref().map(auth_header).transpose()?;
+    Ok(ResolvedEndpoint {
+        url: endpoint.url.trim_end_matches('/').to_owned(),
+        host,
+        auth,
+    })
+}
+
+fn auth_header(auth: &EndpointAuth) -> anyhow::Result<(HeaderName, HeaderValue)> {
+    use base64::Engine as _;
+    let (name, value) = match auth {
+        EndpointAuth::Basic { username, password } => {
+            let pair = format!("{username}:{}", password.expose());
+            (
+                http::header::AUTHORIZATION,
+                format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(pair)
+                ),
+            )
+        }
+        EndpointAuth::Bearer { token } => (
+            http::header::AUTHORIZATION,
+            format!("Bearer {}", token.expose()),
+        ),
+        EndpointAuth::ApiKey { header, key } => (
+            HeaderName::from_bytes(header.as_bytes())
+                .with_context(|| format!("header name `{header}`"))?,
+            key.expose().to_owned(),
+        ),
+    };
+    let mut value =
+        HeaderValue::from_str(&value).context("the credential is not a valid HTTP header value")?;
+    value.set_sensitive(true);
+    Ok((name, value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grants_for(yaml: &str) -> anyhow::Result<PluginGrants> {
+        let config = Config::parse(yaml, "test", |_| None)?;
+        PluginGrants::from_config(&config, "airflow")
+    }
+
+    #[test]
+    fn an_endpoint_grants_its_host_its_credentials_and_shows_only_its_url() -> anyhow::Result<()> {
+        let grants = grants_for(
+            r#"
+plugins:
+  airflow:
+    endpoints:
+      api:
+        url: http://airflow.internal:8080/
+        auth: {type: basic, username: admin, password: s3cret}
+"#,
+        )?;
+        assert!(
+            grants
+                .http_allow
+                .iter()
+                .any(|p| p.matches("airflow.internal", 8080))
+        );
+        assert!(
+            !grants
+                .http_allow
+                .iter()
+                .any(|p| p.matches("airflow.internal", 8081))
+        );
+        assert!(grants.may_reach_private("airflow.internal", 8080));
+        assert!(!grants.may_reach_private("other.internal", 8080));
+        let secret = &grants.secrets[0];
+        assert_eq!(secret.header, http::header::AUTHORIZATION);
+        assert_eq!(secret.value.to_str()?, "Basic YWRtaW46czNjcmV0");
+        assert_eq!(
+            grants.config["endpoints"],
+            serde_json::json!({"api": "http://airflow.internal:8080"})
+        );
+        assert!(
+            !grants
+                .config
+                .values()
+                .any(|v| v.to_string().contains("s3cret"))
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn api_key_and_bearer_credentials_use_their_headers() -> anyhow::Result<()> {
+        let grants = grants_for(
+            r#"
+plugins:
+  airflow:
+    endpoints:
+      a: {url: "https://a.example.com", auth: {type: bearer, token: t0k}}
+      b: {url: "https://b.example.com:9443", auth: {type: api_key, key: k3y}, allow_private: false}
+"#,
+        )?;
+        assert_eq!(grants.secrets[0].value.to_str()?, "Bearer t0k");
+        assert_eq!(grants.secrets[1].header.as_str(), "x-api-key");
+        assert!(grants.secrets[1].host.matches("b.example.com", 9443));
+        assert!(!grants.may_reach_private("b.example.com", 9443));
+        Ok(())
+    }
+
+    #[test]
+    fn a_bad_endpoint_names_its_config_line() {
+        let error =
+            grants_for("plugins:\n  airflow:\n    endpoints:\n      api: {url: \"ftp://x\"}\n")
+                .err()
+                .map(|e| format!("{e:#}"))
+                .unwrap_or_default();
+        assert!(error.contains("plugins.airflow.endpoints.api"), "{error}");
+        assert!(error.contains("only http and https"), "{error}");
     }
 }

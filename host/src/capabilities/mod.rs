@@ -10,7 +10,8 @@ mod grants;
 mod limits;
 mod logging;
 mod plugin_config;
-pub mod sql_policy;
+mod shell;
+pub mod sql;
 mod state;
 
 use std::sync::Arc;
@@ -33,6 +34,10 @@ const STDERR_CAPTURE_BYTES: usize = 16 * 1024;
 /// Host-wide services shared by every call.
 pub struct HostServices {
     pub state: StateStore,
+    /// SQL sources of `data.sql`.
+    pub sql: sql::SqlSources,
+    /// The host's data folder (default working folder of the `shell` capability).
+    pub data_dir: std::path::PathBuf,
     /// Lets `connectors.execute` call back into the runtime without a reference cycle.
     pub connector_router: parking_lot::RwLock<Option<Arc<dyn ConnectorRouter>>>,
 }

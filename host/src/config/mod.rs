@@ -3,11 +3,13 @@
 //! Owns parsing, validation and the defaults embedded in the binary. Every error names the
 //! file, line and column. Secrets stay in memory only: nothing here ever writes config back.
 
+mod data;
 mod substitute;
 mod types;
 
 use std::path::{Path, PathBuf};
 
+pub use data::*;
 pub use substitute::substitute_env;
 pub use types::*;
 

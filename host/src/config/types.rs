@@ -15,6 +15,9 @@ pub struct Config {
     pub agent: AgentConfig,
     #[serde(default)]
     pub gateway: GatewayConfig,
+    /// SQL sources and Kafka clusters the host connects to on the plugins' behalf.
+    #[serde(default)]
+    pub data: super::DataConfig,
     /// Per-plugin settings, keyed by plugin name. A plugin without a section gets no grants.
     #[serde(default)]
     pub plugins: BTreeMap<String, PluginConfig>,
@@ -282,6 +285,10 @@ impl Default for BreakerConfig {
 pub struct PluginConfig {
     /// Load this component file in addition to the plugins folder.
     pub path: Option<PathBuf>,
+    /// Run built-in plugin NAME under this section's name: another instance of it, with its
+    /// own config, endpoints and grants (a second Spark cluster, a second SQL connector).
+    #[serde(default)]
+    pub builtin: Option<String>,
     /// Set to false to keep a plugin from loading.
     #[serde(default = "yes")]
     pub enabled: bool,
@@ -291,18 +298,58 @@ pub struct PluginConfig {
     /// Values the plugin reads through the `config` capability.
     #[serde(default)]
     pub config: BTreeMap<String, serde_json::Value>,
+    /// HTTP services this plugin talks to, by name (`api`, `schema_registry`, ...). Each one is
+    /// granted as egress, and its credentials are added by the host to every request to it.
+    #[serde(default)]
+    pub endpoints: BTreeMap<String, EndpointConfig>,
 }
 
 impl Default for PluginConfig {
     fn default() -> Self {
         Self {
             path: None,
+            builtin: None,
             enabled: true,
             budgets: None,
             permissions: Permissions::default(),
             config: BTreeMap::new(),
+            endpoints: BTreeMap::new(),
         }
     }
+}
+
+/// One HTTP service a plugin uses: where it is and how to authenticate.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointConfig {
+    /// Base URL, e.g. `http://airflow.internal:8080`. The plugin sees it; credentials it never does.
+    pub url: String,
+    #[serde(default)]
+    pub auth: Option<EndpointAuth>,
+    /// An endpoint the operator names may be on a private network (the usual case for
+    /// Airflow, Livy or a schema registry). Set false to require public addresses.
+    #[serde(default = "yes")]
+    pub allow_private: bool,
+}
+
+/// Credentials the host adds to requests to an endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum EndpointAuth {
+    /// `Authorization: Basic base64(username:password)`.
+    Basic { username: String, password: Secret },
+    /// `Authorization: Bearer TOKEN`.
+    Bearer { token: Secret },
+    /// A key in a header of the service's choosing (default `X-API-Key`).
+    ApiKey {
+        #[serde(default = "default_api_key_header")]
+        header: String,
+        key: Secret,
+    },
+}
+
+fn default_api_key_header() -> String {
+    "X-API-Key".to_owned()
 }
 
 /// What the operator grants one plugin. Everything is denied unless listed here.
@@ -319,15 +366,49 @@ pub struct Permissions {
     /// Per-plugin key-value state.
     #[serde(default)]
     pub state: bool,
-    /// Named SQL sources (the data-plane capability).
+    /// SQL sources (`data.sql`) this plugin may read.
     #[serde(default)]
     pub sql: Vec<String>,
-    /// Named Kafka clusters (the data-plane capability).
+    /// SQL sources this plugin may also write (the source must be `writable` too).
+    #[serde(default)]
+    pub sql_write: Vec<String>,
+    /// Kafka clusters (`data.kafka`) this plugin may inspect and peek.
     #[serde(default)]
     pub kafka: Vec<String>,
+    /// Kafka clusters this plugin may produce to.
+    #[serde(default)]
+    pub kafka_produce: Vec<String>,
+    /// Programs this plugin may run through the `shell` capability (argv, never a shell).
+    #[serde(default)]
+    pub shell: Option<ShellGrant>,
     /// Vector collections (the RAG capability).
     #[serde(default)]
     pub vectors: Vec<String>,
+}
+
+/// The `shell` capability: off unless this names programs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShellGrant {
+    /// Program names or absolute paths that may run, e.g. `["git", "/usr/bin/dbt"]`. A name is
+    /// looked up in `PATH` by the host; nothing else can run.
+    pub allow: Vec<String>,
+    /// Working folder of every run (default: the data folder).
+    #[serde(default)]
+    pub working_dir: Option<PathBuf>,
+    /// Kill the program after this long.
+    #[serde(default = "default_shell_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Most bytes kept of stdout and of stderr each.
+    #[serde(default = "default_shell_output_bytes")]
+    pub max_output_bytes: usize,
+}
+
+fn default_shell_timeout_ms() -> u64 {
+    30_000
+}
+fn default_shell_output_bytes() -> usize {
+    64 * 1024
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

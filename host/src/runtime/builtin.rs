@@ -1,29 +1,40 @@
 //! First-party plugins compiled into the binary (built from `plugins/` by `host/build.rs`).
+//!
+//! The providers and `web_fetch` load whenever built-ins are on. The data plugins (connectors,
+//! data tools) load only when the config has a section for them, since each needs a source,
+//! an endpoint or a folder to be useful; `plugins.KEY.builtin: NAME` runs another instance of
+//! built-in NAME under the name KEY (a second Spark cluster, say).
 
-/// `(name, component bytes)` of every built-in plugin.
-pub const BUILTIN_PLUGINS: &[(&str, &[u8])] = &[
-    (
-        "web_fetch",
-        include_bytes!(concat!(env!("OUT_DIR"), "/guests/web_fetch.wasm")),
-    ),
-    (
-        "offline",
-        include_bytes!(concat!(env!("OUT_DIR"), "/guests/offline_provider.wasm")),
-    ),
-    (
-        "openai",
-        include_bytes!(concat!(env!("OUT_DIR"), "/guests/openai_provider.wasm")),
-    ),
-    (
-        "anthropic",
-        include_bytes!(concat!(env!("OUT_DIR"), "/guests/anthropic_provider.wasm")),
-    ),
+/// A plugin compiled into the binary.
+pub struct Builtin {
+    pub name: &'static str,
+    pub bytes: &'static [u8],
+    /// Load even without a `plugins.NAME` section.
+    pub on_by_default: bool,
+}
+
+macro_rules! builtin {
+    ($name:literal, $file:literal, $on:expr) => {
+        Builtin {
+            name: $name,
+            bytes: include_bytes!(concat!(env!("OUT_DIR"), "/guests/", $file, ".wasm")),
+            on_by_default: $on,
+        }
+    };
+}
+
+/// Every built-in plugin.
+pub const BUILTIN_PLUGINS: &[Builtin] = &[
+    builtin!("web_fetch", "web_fetch", true),
+    builtin!("offline", "offline_provider", true),
+    builtin!("openai", "openai_provider", true),
+    builtin!("anthropic", "anthropic_provider", true),
 ];
 
 /// The component bytes of a built-in plugin.
 pub fn builtin_bytes(name: &str) -> Option<&'static [u8]> {
     BUILTIN_PLUGINS
         .iter()
-        .find(|(builtin, _)| *builtin == name)
-        .map(|(_, bytes)| *bytes)
+        .find(|builtin| builtin.name == name)
+        .map(|builtin| builtin.bytes)
 }

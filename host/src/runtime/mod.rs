@@ -109,6 +109,8 @@ impl Runtime {
         let cache = CompileCache::new(&engine, Some(data_dir.join("cache")));
         let services = Arc::new(HostServices {
             state: StateStore::new(Some(data_dir.join("state"))),
+            sql: crate::capabilities::sql::SqlSources::from_config(&config)?,
+            data_dir: data_dir.clone(),
             connector_router: RwLock::new(None),
         });
         let (events, _) = broadcast::channel(256);
@@ -149,13 +151,38 @@ impl Runtime {
     pub async fn load_configured(&self) -> anyhow::Result<()> {
         let config = self.inner.config.clone();
         if config.runtime.builtin_plugins {
-            for (name, bytes) in builtin::BUILTIN_PLUGINS {
-                if !config.plugin(name).enabled {
+            for builtin in builtin::BUILTIN_PLUGINS {
+                let configured = config.plugins.contains_key(builtin.name);
+                if !(builtin.on_by_default || configured) || !config.plugin(builtin.name).enabled {
                     continue;
                 }
-                if let Err(error) = self.load_bytes(bytes.to_vec(), PluginSource::Builtin).await {
-                    tracing::error!(plugin = name, "built-in plugin failed to load: {error:#}");
+                if let Err(error) = self
+                    .load_instance(builtin.bytes.to_vec(), PluginSource::Builtin, None)
+                    .await
+                {
+                    tracing::error!(
+                        plugin = builtin.name,
+                        "built-in plugin failed to load: {error:#}"
+                    );
                 }
+            }
+        }
+        for (instance, section) in &config.plugins {
+            let Some(component) = section.builtin.as_deref().filter(|_| section.enabled) else {
+                continue;
+            };
+            let Some(bytes) = builtin::builtin_bytes(component) else {
+                tracing::error!(
+                    plugin = %instance,
+                    "plugins.{instance}.builtin: there is no built-in plugin `{component}`"
+                );
+                continue;
+            };
+            if let Err(error) = self
+                .load_instance(bytes.to_vec(), PluginSource::Builtin, Some(instance))
+                .await
+            {
+                tracing::error!(plugin = %instance, "instance of built-in `{component}` failed to load: {error:#}");
             }
         }
         let mut files: Vec<PathBuf> = config
@@ -273,7 +300,20 @@ impl Runtime {
         bytes: Vec<u8>,
         source: PluginSource,
     ) -> anyhow::Result<Arc<Revision>> {
-        let manifest = read_manifest(&bytes)?;
+        self.load_instance(bytes, source, None).await
+    }
+
+    /// As `load_bytes`, under the name `instance` instead of the manifest's when given.
+    pub async fn load_instance(
+        &self,
+        bytes: Vec<u8>,
+        source: PluginSource,
+        instance: Option<&str>,
+    ) -> anyhow::Result<Arc<Revision>> {
+        let mut manifest = read_manifest(&bytes)?;
+        if let Some(instance) = instance {
+            manifest.name = instance.to_owned();
+        }
         let name = manifest.name.clone();
         let plugin_config = self.inner.config.plugin(&name);
         if !plugin_config.enabled {

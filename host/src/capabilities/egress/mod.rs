@@ -117,7 +117,7 @@ impl WasiHttpHooks for EgressPolicy {
                     }
                 },
             };
-            if !grants.allow_private
+            if !grants.may_reach_private(&host, port)
                 && let Some(inside) = addresses.iter().find(|a| !is_public_ip(a.ip()))
             {
                 return Err(deny(format!(

@@ -5,8 +5,7 @@
 //!
 //! Read-only sources accept reads only (and run them in read-only transactions as well);
 //! writable sources accept reads and DML; session, transaction, administrative and file or
-//! program access statements are refused everywhere. The execution half (pools, read-only
-//! transactions, caps) arrives with the data-plane capability.
+//! program access statements are refused everywhere. `sql::execute` runs what this accepts.
 
 use std::ops::ControlFlow;
 

@@ -1,0 +1,347 @@
+//! Running one accepted statement on a source: a read-only transaction for reads (rolled back
+//! at the end whatever happened), the statement timeout set in the database and enforced by
+//! the host, parameters bound, rows converted and capped as they stream in.
+
+use std::time::{Duration, Instant};
+
+use futures::TryStreamExt;
+use serde_json::Value;
+use sqlx::{Column, Connection, Either, Executor, Statement, TypeInfo};
+
+use super::policy::{self, StatementClass};
+use super::rows::{self, RowCollector};
+use super::sources::{SourcePool, SqlSource};
+
+/// Extra time the host gives the database to report its own timeout before giving up itself.
+const HOST_TIMEOUT_SLACK: Duration = Duration::from_secs(2);
+
+/// The result of one statement.
+#[derive(Debug)]
+pub struct QueryOutcome {
+    pub columns: Vec<String>,
+    pub column_types: Vec<String>,
+    pub rows: Vec<Value>,
+    pub rows_affected: u64,
+    pub truncated: bool,
+    pub notice: Option<String>,
+    pub elapsed: Duration,
+}
+
+/// Why a statement did not run or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SqlError {
+    /// The safety policy refused it.
+    #[error("statement refused on source `{source_name}`: {reason}")]
+    Refused { source_name: String, reason: String },
+    #[error("{0}")]
+    InvalidParams(String),
+    /// The database rejected it (syntax, unknown table, bad parameter type...).
+    #[error("the database of source `{source_name}` rejected the statement: {message}")]
+    Database {
+        source_name: String,
+        message: String,
+    },
+    #[error("source `{source_name}` cannot be reached: {message}")]
+    Unavailable {
+        source_name: String,
+        message: String,
+    },
+    #[error("the statement on source `{source_name}` ran longer than {ms} ms and was stopped")]
+    Timeout { source_name: String, ms: u128 },
+}
+
+/// Check `statement` against the policy and run it with `params` (a JSON array).
+/// `may_write`: the calling plugin is granted writes on this source.
+pub async fn run(
+    source: &SqlSource,
+    statement: &str,
+    params: &[Value],
+    max_rows: Option<usize>,
+    may_write: bool,
+) -> Result<QueryOutcome, SqlError> {
+    let writable = source.writable && may_write;
+    let class = policy::check(source.dialect, statement, writable).map_err(|refusal| {
+        let mut reason = refusal.0;
+        if source.writable && !may_write && reason.contains("read-only") {
+            reason.push_str(&format!(
+                " (the source is writable, but this plugin is not granted writes: `permissions.sql_write: [\"{}\"]`)",
+                source.name
+            ));
+        }
+        SqlError::Refused {
+            source_name: source.name.clone(),
+            reason,
+        }
+    })?;
+    let limits = source.limits;
+    let max_rows = max_rows.map_or(limits.max_rows, |m| m.clamp(1, limits.max_rows));
+    let mut collector = RowCollector::new(max_rows, limits.max_bytes);
+    let started = Instant::now();
+    let work = async {
+        match source.pool() {
+            SourcePool::Postgres(pool) => {
+                run_postgres(pool, source, statement, params, class, &mut collector).await
+            }
+            SourcePool::Mysql(pool) => {
+                run_mysql(pool, source, statement, params, class, &mut collector).await
+            }
+            SourcePool::Sqlite(pool) => {
+                run_sqlite(pool, source, statement, params, class, &mut collector).await
+            }
+        }
+    };
+    let (columns, column_types, rows_affected) =
+        match tokio::time::timeout(limits.timeout + HOST_TIMEOUT_SLACK, work).await {
+            Ok(result) => result?,
+            Err(_) => {
+                return Err(SqlError::Timeout {
+                    source_name: source.name.clone(),
+                    ms: limits.timeout.as_millis(),
+                });
+            }
+        };
+    Ok(QueryOutcome {
+        columns,
+        column_types,
+        truncated: collector.cut.is_some(),
+        notice: collector.notice(),
+        rows: collector.rows,
+        rows_affected,
+        elapsed: started.elapsed(),
+    })
+}
+
+type Described = (Vec<String>, Vec<String>, u64);
+
+/// Bind JSON parameters in order: numbers as 64-bit integers or doubles, strings as text,
+/// null as a text NULL, arrays and objects as JSON text.
+macro_rules! bind_json {
+    ($query:expr, $params:expr) => {{
+        let mut query = $query;
+        for param in $params {
+            query = match param {
+                Value::Null => query.bind(None::<String>),
+                Value::Bool(b) => query.bind(*b),
+                Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+                    (Some(i), _) => query.bind(i),
+                    (None, Some(f)) => query.bind(f),
+                    (None, None) => query.bind(n.to_string()),
+                },
+                Value::String(s) => query.bind(s.clone()),
+                other => query.bind(other.to_string()),
+            };
+        }
+        query
+    }};
+}
+
+/// Prepare, bind, stream and collect on one connection already inside its transaction.
+macro_rules! stream_rows {
+    ($conn:expr, $source:expr, $statement:expr, $params:expr, $collector:expr, $to_json:path) => {{
+        let prepared = (&mut *$conn)
+            .prepare(sqlx::SqlSafeStr::into_sql_str(sqlx::AssertSqlSafe(
+                $statement.to_owned(),
+            )))
+            .await
+            .map_err(|e| classify($source, e))?;
+        let columns: Vec<String> = prepared
+            .columns()
+            .iter()
+            .map(|c| c.name().to_owned())
+            .collect();
+        let column_types: Vec<String> = prepared
+            .columns()
+            .iter()
+            .map(|c| c.type_info().name().to_owned())
+            .collect();
+        let query = bind_json!(prepared.query(), $params);
+        let mut affected = 0u64;
+        let mut complete = true;
+        {
+            let mut stream = (&mut *$conn).fetch_many(query);
+            while let Some(item) = stream.try_next().await.map_err(|e| classify($source, e))? {
+                match item {
+                    Either::Left(done) => affected += done.rows_affected(),
+                    Either::Right(row) => {
+                        let values = $to_json(&row, $collector);
+                        $collector.push(values);
+                        if !$collector.wants_more() {
+                            complete = false;
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        (columns, column_types, affected, complete)
+    }};
+}
+
+async fn run_postgres(
+    pool: &sqlx::PgPool,
+    source: &SqlSource,
+    statement: &str,
+    params: &[Value],
+    class: StatementClass,
+    collector: &mut RowCollector,
+) -> Result<Described, SqlError> {
+    let mut conn = pool.acquire().await.map_err(|e| classify(source, e))?;
+    let begin = match class {
+        StatementClass::Read => "BEGIN READ ONLY",
+        StatementClass::Write => "BEGIN",
+    };
+    let mut tx = (&mut *conn)
+        .begin_with(begin)
+        .await
+        .map_err(|e| classify(source, e))?;
+    let set_timeout = format!(
+        "SET LOCAL statement_timeout = {}",
+        source.limits.timeout.as_millis()
+    );
+    tx.execute(sqlx::AssertSqlSafe(set_timeout))
+        .await
+        .map_err(|e| classify(source, e))?;
+    let (columns, types, affected, complete) =
+        stream_rows!(tx, source, statement, params, collector, rows::postgres_row);
+    finish(tx, class, complete, source).await?;
+    if !complete {
+        // Leftover rows would have to be read off the wire before the connection is usable.
+        conn.close_on_drop();
+    }
+    Ok((columns, types, affected))
+}
+
+async fn run_mysql(
+    pool: &sqlx::MySqlPool,
+    source: &SqlSource,
+    statement: &str,
+    params: &[Value],
+    class: StatementClass,
+    collector: &mut RowCollector,
+) -> Result<Described, SqlError> {
+    let mut conn = pool.acquire().await.map_err(|e| classify(source, e))?;
+    let begin = match class {
+        StatementClass::Read => "START TRANSACTION READ ONLY",
+        StatementClass::Write => "START TRANSACTION",
+    };
+    let mut tx = (&mut *conn)
+        .begin_with(begin)
+        .await
+        .map_err(|e| classify(source, e))?;
+    let (columns, types, affected, complete) =
+        stream_rows!(tx, source, statement, params, collector, rows::mysql_row);
+    finish(tx, class, complete, source).await?;
+    if !complete {
+        conn.close_on_drop();
+    }
+    Ok((columns, types, affected))
+}
+
+async fn run_sqlite(
+    pool: &sqlx::SqlitePool,
+    source: &SqlSource,
+    statement: &str,
+    params: &[Value],
+    class: StatementClass,
+    collector: &mut RowCollector,
+) -> Result<Described, SqlError> {
+    let mut conn = pool.acquire().await.map_err(|e| classify(source, e))?;
+    // SQLite has no statement timeout; a progress handler interrupts the statement at the
+    // deadline. Setting it replaces the one a previous call left on this connection.
+    let deadline = Instant::now() + source.limits.timeout;
+    conn.lock_handle()
+        .await
+        .map_err(|e| classify(source, e))?
+        .set_progress_handler(1_000, move || Instant::now() < deadline);
+    let mut tx = (&mut *conn)
+        .begin_with("BEGIN")
+        .await
+        .map_err(|e| classify(source, e))?;
+    let (columns, types, affected, complete) =
+        stream_rows!(tx, source, statement, params, collector, rows::sqlite_row);
+    finish(tx, class, complete, source).await?;
+    Ok((columns, types, affected))
+}
+
+/// Reads always roll back; a write commits only when it ran to the end.
+async fn finish<DB: sqlx::Database>(
+    tx: sqlx::Transaction<'_, DB>,
+    class: StatementClass,
+    complete: bool,
+    source: &SqlSource,
+) -> Result<(), SqlError> {
+    match class {
+        StatementClass::Write if complete => tx.commit().await.map_err(|e| classify(source, e)),
+        StatementClass::Write => {
+            tx.rollback().await.map_err(|e| classify(source, e))?;
+            Err(SqlError::InvalidParams(format!(
+                "the write on source `{}` returned more rows than the caps allow, so it was rolled back; return fewer rows (drop or narrow RETURNING)",
+                source.name
+            )))
+        }
+        StatementClass::Read if complete => tx.rollback().await.map_err(|e| classify(source, e)),
+        // The connection is closed instead; the server ends the transaction.
+        StatementClass::Read => Ok(()),
+    }
+}
+
+/// A driver error as what it means for the caller.
+fn classify(source: &SqlSource, error: sqlx::Error) -> SqlError {
+    let source_name = source.name.clone();
+    match error {
+        sqlx::Error::Database(db) => {
+            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+            // PostgreSQL 57014 query_canceled (statement_timeout); MariaDB 70100
+            // max_statement_time; MySQL max_execution_time; SQLite SQLITE_INTERRUPT (9), raised
+            // by the deadline's progress handler.
+            let text = db.message();
+            let timed_out = code == "57014"
+                || code == "70100"
+                || text.contains("max_statement_time")
+                || text.contains("maximum statement execution time")
+                || (source.dialect == policy::SqlDialect::Sqlite
+                    && (code == "9" || text.contains("interrupted")));
+            if timed_out {
+                return SqlError::Timeout {
+                    source_name,
+                    ms: source.limits.timeout.as_millis(),
+                };
+            }
+            let mut message = db.message().to_owned();
+            if message.contains("read-only") || message.contains("READ ONLY") || code == "25006" {
+                message.push_str(" (reads run in read-only transactions)");
+            }
+            SqlError::Database {
+                source_name,
+                message,
+            }
+        }
+        sqlx::Error::PoolTimedOut => SqlError::Unavailable {
+            source_name,
+            message: "no connection could be made in time (is the database up?)".into(),
+        },
+        sqlx::Error::Io(e) => SqlError::Unavailable {
+            source_name,
+            message: e.to_string(),
+        },
+        sqlx::Error::Tls(e) => SqlError::Unavailable {
+            source_name,
+            message: format!("TLS: {e}"),
+        },
+        sqlx::Error::Protocol(e) => SqlError::Unavailable {
+            source_name,
+            message: format!("protocol: {e}"),
+        },
+        sqlx::Error::PoolClosed => SqlError::Unavailable {
+            source_name,
+            message: "the host is shutting down".into(),
+        },
+        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::Encode(_) => {
+            SqlError::InvalidParams(format!("source `{source_name}`: {error}"))
+        }
+        other => SqlError::Database {
+            source_name,
+            message: other.to_string(),
+        },
+    }
+}
