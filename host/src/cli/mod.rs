@@ -40,6 +40,9 @@ enum Command {
     /// Run tools.
     #[command(subcommand)]
     Tool(ToolCommand),
+    /// Inspect and call connectors.
+    #[command(subcommand)]
+    Connector(ConnectorCommand),
     /// Check configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -71,6 +74,26 @@ enum ToolCommand {
         /// Print JSON (with input schemas) instead of a table.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConnectorCommand {
+    /// Every connector with its health (checked in parallel) and operations.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run one connector operation through the full sandbox and print its JSON result.
+    Call {
+        /// Connector instance name (see `databot connector list`).
+        name: String,
+        /// Operation name.
+        operation: String,
+        /// Parameters as a JSON object.
+        #[arg(long, default_value = "{}")]
+        params: String,
     },
 }
 
@@ -164,6 +187,42 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Connector(ConnectorCommand::List { json }) => {
+            let runtime = start_runtime(cli.config.as_deref()).await?;
+            let connectors = runtime.connectors_health(crate::runtime::HEALTH_TTL).await;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&connectors)?);
+            } else {
+                for connector in connectors {
+                    println!(
+                        "{:<20} {:<15} {}\n{:<20} operations: {}",
+                        connector.name,
+                        connector.status,
+                        connector.message,
+                        "",
+                        connector.operations.join(", ")
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Connector(ConnectorCommand::Call {
+            name,
+            operation,
+            params,
+        }) => {
+            let runtime = start_runtime(cli.config.as_deref()).await?;
+            match runtime.execute_connector(&name, &operation, &params).await {
+                Ok(json) => {
+                    println!("{}", pretty(&json));
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    Ok(ExitCode::from(2))
+                }
+            }
         }
         Command::Serve => serve(cli.config.as_deref()).await,
         Command::Chat { message, session } => {

@@ -447,20 +447,11 @@ async fn plugins(State(state): State<Arc<GatewayState>>) -> Response {
 }
 
 async fn connectors(State(state): State<Arc<GatewayState>>) -> Response {
-    let mut out = Vec::new();
-    for status in state.runtime.status() {
-        if status.kind.as_deref() != Some("connector") {
-            continue;
-        }
-        let health = match state.runtime.connector_health(&status.name).await {
-            Ok(health) => {
-                json!({ "status": format!("{:?}", health.status).to_lowercase(), "message": health.message })
-            }
-            Err(error) => json!({ "status": "unreachable", "message": error.to_string() }),
-        };
-        out.push(json!({ "name": status.name, "health": health, "operations": status.operations }));
-    }
-    Json(json!({ "connectors": out })).into_response()
+    let connectors = state
+        .runtime
+        .connectors_health(crate::runtime::HEALTH_TTL)
+        .await;
+    Json(json!({ "connectors": connectors })).into_response()
 }
 
 async fn metrics_text(State(state): State<Arc<GatewayState>>) -> Response {

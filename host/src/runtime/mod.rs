@@ -12,6 +12,7 @@ pub mod builtin;
 pub mod cache;
 pub mod engine;
 pub mod error;
+mod health;
 pub mod hotload;
 mod invoke;
 pub mod manifest;
@@ -32,6 +33,7 @@ use wasmtime::component::Linker;
 
 pub use self::breaker::{BreakerState, CircuitBreaker};
 pub use self::error::{CallError, ErrorKind};
+pub use self::health::{ConnectorHealth, HEALTH_TTL};
 pub use self::manifest::{Manifest, PluginKind, read_manifest};
 pub use self::revision::{PluginSource, Revision};
 pub use self::status::{PluginStatus, ToolInfo};
@@ -82,6 +84,7 @@ pub(crate) struct RuntimeInner {
     /// Files that failed to load and never produced a revision, with the reason.
     rejected_files: Mutex<BTreeMap<PathBuf, String>>,
     events: broadcast::Sender<RuntimeEvent>,
+    health: health::HealthCache,
     _ticker: EpochTicker,
 }
 
@@ -125,6 +128,7 @@ impl Runtime {
             tools: RwLock::default(),
             rejected_files: Mutex::default(),
             events,
+            health: health::HealthCache::default(),
             _ticker: ticker,
         });
         let router: Arc<dyn ConnectorRouter> = Arc::new(RouterHandle(Arc::downgrade(&inner)));
@@ -612,7 +616,15 @@ async fn execute_connector(
     if revision.operation(operation).is_none() {
         return Err(CallError::new(
             ErrorKind::NotFound,
-            format!("connector `{connector}` has no operation `{operation}`"),
+            format!(
+                "connector `{connector}` has no operation `{operation}`; it offers: {}",
+                revision
+                    .operations
+                    .iter()
+                    .map(|o| o.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         ));
     }
     let value = parse_arguments(operation, params)?;

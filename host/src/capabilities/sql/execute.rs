@@ -8,6 +8,7 @@ use futures::TryStreamExt;
 use serde_json::Value;
 use sqlx::{Column, Connection, Either, Executor, Statement, TypeInfo};
 
+use super::bind;
 use super::policy::{self, StatementClass};
 use super::rows::{self, RowCollector};
 use super::sources::{SourcePool, SqlSource};
@@ -113,31 +114,9 @@ pub async fn run(
 
 type Described = (Vec<String>, Vec<String>, u64);
 
-/// Bind JSON parameters in order: numbers as 64-bit integers or doubles, strings as text,
-/// null as a text NULL, arrays and objects as JSON text.
-macro_rules! bind_json {
-    ($query:expr, $params:expr) => {{
-        let mut query = $query;
-        for param in $params {
-            query = match param {
-                Value::Null => query.bind(None::<String>),
-                Value::Bool(b) => query.bind(*b),
-                Value::Number(n) => match (n.as_i64(), n.as_f64()) {
-                    (Some(i), _) => query.bind(i),
-                    (None, Some(f)) => query.bind(f),
-                    (None, None) => query.bind(n.to_string()),
-                },
-                Value::String(s) => query.bind(s.clone()),
-                other => query.bind(other.to_string()),
-            };
-        }
-        query
-    }};
-}
-
 /// Prepare, bind, stream and collect on one connection already inside its transaction.
 macro_rules! stream_rows {
-    ($conn:expr, $source:expr, $statement:expr, $params:expr, $collector:expr, $to_json:path) => {{
+    ($conn:expr, $source:expr, $statement:expr, $params:expr, $collector:expr, $to_json:path, $bind:path) => {{
         let prepared = (&mut *$conn)
             .prepare(sqlx::SqlSafeStr::into_sql_str(sqlx::AssertSqlSafe(
                 $statement.to_owned(),
@@ -154,7 +133,7 @@ macro_rules! stream_rows {
             .iter()
             .map(|c| c.type_info().name().to_owned())
             .collect();
-        let query = bind_json!(prepared.query(), $params);
+        let query = $bind(prepared.query(), $params, &prepared)?;
         let mut affected = 0u64;
         let mut complete = true;
         {
@@ -201,8 +180,15 @@ async fn run_postgres(
     tx.execute(sqlx::AssertSqlSafe(set_timeout))
         .await
         .map_err(|e| classify(source, e))?;
-    let (columns, types, affected, complete) =
-        stream_rows!(tx, source, statement, params, collector, rows::postgres_row);
+    let (columns, types, affected, complete) = stream_rows!(
+        tx,
+        source,
+        statement,
+        params,
+        collector,
+        rows::postgres_row,
+        bind::postgres
+    );
     finish(tx, class, complete, source).await?;
     if !complete {
         // Leftover rows would have to be read off the wire before the connection is usable.
@@ -228,8 +214,15 @@ async fn run_mysql(
         .begin_with(begin)
         .await
         .map_err(|e| classify(source, e))?;
-    let (columns, types, affected, complete) =
-        stream_rows!(tx, source, statement, params, collector, rows::mysql_row);
+    let (columns, types, affected, complete) = stream_rows!(
+        tx,
+        source,
+        statement,
+        params,
+        collector,
+        rows::mysql_row,
+        bind::mysql
+    );
     finish(tx, class, complete, source).await?;
     if !complete {
         conn.close_on_drop();
@@ -257,8 +250,15 @@ async fn run_sqlite(
         .begin_with("BEGIN")
         .await
         .map_err(|e| classify(source, e))?;
-    let (columns, types, affected, complete) =
-        stream_rows!(tx, source, statement, params, collector, rows::sqlite_row);
+    let (columns, types, affected, complete) = stream_rows!(
+        tx,
+        source,
+        statement,
+        params,
+        collector,
+        rows::sqlite_row,
+        bind::sqlite
+    );
     finish(tx, class, complete, source).await?;
     Ok((columns, types, affected))
 }

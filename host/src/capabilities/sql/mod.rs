@@ -5,6 +5,7 @@
 //! it accepts in a transaction (read-only for reads) with the statement timeout and the row
 //! and byte caps; `rows` turns values into JSON; `sources` owns the pools and credentials.
 
+mod bind;
 mod execute;
 pub mod policy;
 mod rows;
@@ -100,5 +101,21 @@ impl sql::Host for StoreState {
             notice: outcome.notice,
             elapsed_ms: u64::try_from(outcome.elapsed.as_millis()).unwrap_or(u64::MAX),
         }))
+    }
+
+    async fn check(
+        &mut self,
+        dialect: String,
+        statement: String,
+        writable: bool,
+    ) -> wasmtime::Result<Result<bool, GuestError>> {
+        let Some(dialect) = policy::SqlDialect::parse(&dialect) else {
+            return Ok(Err(GuestError::InvalidInput(format!(
+                "unknown SQL dialect `{dialect}`: use postgres, mysql, sqlite or trino"
+            ))));
+        };
+        Ok(policy::check(dialect, &statement, writable)
+            .map(|class| class == policy::StatementClass::Write)
+            .map_err(|refusal| GuestError::Denied(format!("statement refused: {refusal}"))))
     }
 }

@@ -10,7 +10,7 @@
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{Expr, Query, Select, Statement, Visit, Visitor};
-use sqlparser::dialect::{Dialect, MySqlDialect, PostgreSqlDialect, SQLiteDialect};
+use sqlparser::dialect::{Dialect, GenericDialect, MySqlDialect, PostgreSqlDialect, SQLiteDialect};
 use sqlparser::parser::Parser;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -19,6 +19,8 @@ pub enum SqlDialect {
     Postgres,
     Mysql,
     Sqlite,
+    /// Trino and Presto (ANSI SQL with their extensions), reached over HTTP by a connector.
+    Trino,
 }
 
 impl SqlDialect {
@@ -27,6 +29,27 @@ impl SqlDialect {
             Self::Postgres => Box::new(PostgreSqlDialect {}),
             Self::Mysql => Box::new(MySqlDialect {}),
             Self::Sqlite => Box::new(SQLiteDialect {}),
+            Self::Trino => Box::new(GenericDialect {}),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Postgres => "postgres",
+            Self::Mysql => "mysql",
+            Self::Sqlite => "sqlite",
+            Self::Trino => "trino",
+        }
+    }
+
+    /// `postgres`, `mysql` (or `mariadb`), `sqlite`, `trino` (or `presto`).
+    pub fn parse(name: &str) -> Option<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "postgres" | "postgresql" => Some(Self::Postgres),
+            "mysql" | "mariadb" => Some(Self::Mysql),
+            "sqlite" => Some(Self::Sqlite),
+            "trino" | "presto" => Some(Self::Trino),
+            _ => None,
         }
     }
 }

@@ -194,10 +194,6 @@ impl SqlSource {
     }
 
     pub fn dialect_name(&self) -> &'static str {
-        match self.dialect {
-            SqlDialect::Postgres => "postgres",
-            SqlDialect::Mysql => "mysql",
-            SqlDialect::Sqlite => "sqlite",
-        }
+        self.dialect.name()
     }
 }
