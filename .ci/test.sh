@@ -8,14 +8,24 @@ cd "$(dirname "$0")/.."
 toolchain=$(sed -n 's/^channel = "\(.*\)"/\1/p' rust-toolchain.toml)
 rustup toolchain install "$toolchain" --profile minimal --component rustfmt,clippy --target wasm32-wasip2 >/dev/null
 
-# Services the end-to-end tests talk to: PostgreSQL (sessions). Start it when it is down.
+# Services the end-to-end tests talk to: PostgreSQL (sessions, SQL sources) and MariaDB (SQL
+# sources). Start each when it is down.
 if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
   pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n 1)" main start
   for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
 fi
+if ! mariadb-admin --host=127.0.0.1 --user=root ping >/dev/null 2>&1; then
+  start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
+  for _ in $(seq 1 30); do mariadb-admin --host=127.0.0.1 --user=root ping >/dev/null 2>&1 && break; sleep 1; done
+fi
+# The Kafka tests need a Kafka-protocol broker (tansu, memory storage, from PyPI).
+bash .ci/start-tansu.sh
 
 cargo fmt --all --check
 cargo fmt --manifest-path plugins/Cargo.toml --all --check
 cargo fmt --manifest-path tests/fixtures/Cargo.toml --all --check
 cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy --manifest-path plugins/Cargo.toml --workspace --target wasm32-wasip2 --target-dir target/guests -- -D warnings
 cargo test --workspace
+# The first-party plugins' own unit tests (pure logic: signing, pagination, graphs), run natively.
+cargo test --manifest-path plugins/Cargo.toml --workspace --lib --target "$(rustc -vV | sed -n 's/^host: //p')" --target-dir target/guests-native

@@ -47,7 +47,7 @@ impl Endpoint {
                 "no endpoint `{name}` is configured; the operator adds it as `plugins.<this plugin>.endpoints.{name}.url`"
             ))
         })?;
-        Ok(Self::new(name, &url)?.with_config_overrides()?)
+        Self::new(name, &url)?.with_config_overrides()
     }
 
     /// An endpoint at `base_url` (for tests and for URLs a service hands back).
@@ -140,6 +140,9 @@ impl Endpoint {
                 .headers
                 .push(("content-type".to_owned(), "application/json".to_owned()));
             request.body = Some(body.to_string().into_bytes());
+        } else if matches!(method, "POST" | "PUT" | "PATCH") {
+            // An explicit empty body (`Content-Length: 0`), which some servers require.
+            request.body = Some(Vec::new());
         }
         let response = http::send_with_retries(&request, self.retry)?;
         let status = response.status;

@@ -168,10 +168,16 @@ pub fn send(request: &Request) -> Result<Response, PluginError> {
         return Err(PluginError::InvalidInput(format!("`{url}` has no host")));
     }
     let headers = Fields::new();
-    if let Some(body) = &request.body {
-        // A known length, so servers that do not take chunked bodies work too.
+    // A known length, so servers that do not take chunked bodies work too; an empty body is
+    // declared empty (except on GET and HEAD, which carry none) rather than sent chunked.
+    let length = match &request.body {
+        Some(body) => Some(body.len()),
+        None if !matches!(request.method, "GET" | "HEAD") => Some(0),
+        None => None,
+    };
+    if let Some(length) = length {
         headers
-            .append("content-length", body.len().to_string().as_bytes())
+            .append("content-length", length.to_string().as_bytes())
             .map_err(|e| PluginError::InvalidInput(format!("header `content-length`: {e:?}")))?;
     }
     for (name, value) in &request.headers {

@@ -183,6 +183,49 @@ pub fn config_value<T: serde::de::DeserializeOwned>(key: &str) -> Result<Option<
     }
 }
 
+/// The connector instance a tool should call: `requested` when given (it must be in the list
+/// the operator configured), else the only one configured. The list is `config.connectors`,
+/// which defaults to the instances granted in `permissions.connectors`; `what` names the
+/// kind for messages ("SQL", "Spark").
+pub fn pick_connector(requested: Option<&str>, what: &str) -> Result<String, PluginError> {
+    let configured: Vec<String> = config_value("connectors")?.unwrap_or_default();
+    match requested {
+        Some(name) if configured.iter().any(|c| c == name) => Ok(name.to_owned()),
+        Some(name) => Err(PluginError::NotFound(format!(
+            "no {what} connection `{name}`; available: {}",
+            if configured.is_empty() {
+                "none configured".to_owned()
+            } else {
+                configured.join(", ")
+            }
+        ))),
+        None => match configured.as_slice() {
+            [only] => Ok(only.clone()),
+            [] => Err(PluginError::Denied(format!(
+                "no {what} connection is configured for this tool; the operator lists connector instances in `config.connectors` and grants them in `permissions.connectors`"
+            ))),
+            several => Err(PluginError::InvalidInput(format!(
+                "several {what} connections exist ({}); name one with `connection`",
+                several.join(", ")
+            ))),
+        },
+    }
+}
+
+/// Call a connector operation with typed params and decode its JSON result.
+pub fn call_connector<T: serde::de::DeserializeOwned>(
+    connector: &str,
+    operation: &str,
+    params: &serde_json::Value,
+) -> Result<T, PluginError> {
+    let text = connectors::execute(connector, operation, &params.to_string())?;
+    serde_json::from_str(&text).map_err(|e| {
+        PluginError::Failed(format!(
+            "connector `{connector}` answered `{operation}` with unexpected JSON: {e}"
+        ))
+    })
+}
+
 /// Join the lines of a doc comment into a tool description: lines of a paragraph are joined
 /// with spaces, paragraphs with a blank line.
 #[doc(hidden)]
@@ -214,11 +257,34 @@ pub fn __decode_arguments<T: serde::de::DeserializeOwned>(
         .map_err(|e| PluginError::InvalidInput(format!("arguments of `{tool}`: {e}")))
 }
 
+/// JSON text that is already encoded, returned by a tool or operation as it is (a large
+/// result passed through from a connector or the host, which need not be parsed again).
+/// The host still checks that every result is JSON.
+#[derive(Debug, Clone)]
+pub struct RawJson(pub String);
+
+/// What a tool or operation may return: anything `Serialize`, or `RawJson`.
+pub trait IntoResultJson {
+    fn into_result_json(self, name: &str) -> Result<String, PluginError>;
+}
+
+impl<T: serde::Serialize> IntoResultJson for T {
+    fn into_result_json(self, name: &str) -> Result<String, PluginError> {
+        serde_json::to_string(&self)
+            .map_err(|e| PluginError::Failed(format!("result of `{name}` is not JSON: {e}")))
+    }
+}
+
+impl IntoResultJson for RawJson {
+    fn into_result_json(self, _name: &str) -> Result<String, PluginError> {
+        Ok(self.0)
+    }
+}
+
 /// Encode the result of a tool call as JSON text.
 #[doc(hidden)]
-pub fn __encode_result<T: serde::Serialize>(tool: &str, value: &T) -> Result<String, PluginError> {
-    serde_json::to_string(value)
-        .map_err(|e| PluginError::Failed(format!("result of `{tool}` is not JSON: {e}")))
+pub fn __encode_result<T: IntoResultJson>(tool: &str, value: T) -> Result<String, PluginError> {
+    value.into_result_json(tool)
 }
 
 /// Declare the tools of a tool plugin as typed Rust functions and export them.
@@ -259,7 +325,7 @@ macro_rules! tools {
                         stringify!($name) => {
                             let args = $crate::__decode_arguments::<$arg_ty>(&name, &arguments)?;
                             let value = $name(args)?;
-                            $crate::__encode_result(&name, &value)
+                            $crate::__encode_result(&name, value)
                         }
                     )+
                     other => ::std::result::Result::Err($crate::PluginError::NotFound(
@@ -327,7 +393,7 @@ macro_rules! connector {
                         stringify!($name) => {
                             let args = $crate::__decode_arguments::<$arg_ty>(&operation, &params)?;
                             let value = $name(args)?;
-                            $crate::__encode_result(&operation, &value)
+                            $crate::__encode_result(&operation, value)
                         }
                     )+
                     other => ::std::result::Result::Err($crate::PluginError::NotFound(

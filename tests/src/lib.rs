@@ -49,6 +49,30 @@ impl TestHost {
         Ok(Self { runtime, dir })
     }
 
+    /// Run a connector operation with JSON params: the decoded result, or the call's error.
+    pub async fn connector(
+        &self,
+        connector: &str,
+        operation: &str,
+        params: serde_json::Value,
+    ) -> Result<serde_json::Value, databot::runtime::CallError> {
+        let text = self
+            .runtime
+            .execute_connector(connector, operation, &params.to_string())
+            .await?;
+        Ok(serde_json::from_str(&text).expect("connector results are JSON"))
+    }
+
+    /// Call a tool with JSON arguments: the decoded result, or the call's error.
+    pub async fn tool(
+        &self,
+        tool: &str,
+        args: serde_json::Value,
+    ) -> Result<serde_json::Value, databot::runtime::CallError> {
+        let text = self.runtime.call_tool(tool, &args.to_string()).await?;
+        Ok(serde_json::from_str(&text).expect("tool results are JSON"))
+    }
+
     /// Load a plugin built into the binary (e.g. `web_fetch`).
     pub async fn load_builtin(&self, name: &str) {
         let bytes = databot::runtime::builtin::builtin_bytes(name).expect("a built-in plugin");

@@ -96,14 +96,16 @@ impl Agent {
             .runtime
             .tools()
             .into_iter()
+            .filter(|tool| specialist.is_none_or(|s| s.allows(&tool.name, Some(&tool.plugin))))
             .map(|tool| ToolDefinition {
                 name: tool.name,
                 description: tool.description,
                 input_schema: tool.input_schema,
             })
             .collect();
-        tools.push(memory_tool::definition());
-        tools.retain(|tool| specialist.is_none_or(|s| s.allows(&tool.name)));
+        if specialist.is_none_or(|s| s.allows(memory_tool::NAME, None)) {
+            tools.push(memory_tool::definition());
+        }
         tools
     }
 
@@ -308,7 +310,10 @@ impl Agent {
                 arguments: call.arguments.clone(),
             });
         }
-        let result = if let Some(specialist) = specialist.filter(|s| !s.allows(&call.name)) {
+        let plugin = self.runtime.tool_plugin(&call.name);
+        let result = if let Some(specialist) =
+            specialist.filter(|s| !s.allows(&call.name, plugin.as_deref()))
+        {
             Err(format!(
                 "denied: tool `{}` is not among the `{}` specialist's tools ({})",
                 call.name,

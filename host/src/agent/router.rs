@@ -20,8 +20,14 @@ pub struct Specialist {
 }
 
 impl Specialist {
-    pub fn allows(&self, tool: &str) -> bool {
-        self.tools.is_empty() || self.tools.iter().any(|t| t == tool)
+    /// May this specialist use `tool` (provided by `plugin`)? Its list names tools or whole
+    /// plugins (`sql` allows every tool of the `sql` plugin); an empty list allows all.
+    pub fn allows(&self, tool: &str, plugin: Option<&str>) -> bool {
+        self.tools.is_empty()
+            || self
+                .tools
+                .iter()
+                .any(|t| t == tool || Some(t.as_str()) == plugin)
     }
 }
 
@@ -206,10 +212,9 @@ mod tests {
         let sql = all.iter().find(|s| s.name == "sql").unwrap();
         assert_eq!(sql.system_prompt, "custom");
         assert_eq!(sql.tools, ["sql", "memory"]);
-        assert!(
-            all.iter()
-                .any(|s| s.name == "finance" && s.allows("sql") && !s.allows("kafka"))
-        );
+        assert!(all.iter().any(|s| s.name == "finance"
+            && s.allows("sql_query", Some("sql"))
+            && !s.allows("kafka_list_topics", Some("kafka"))));
     }
 
     #[test]

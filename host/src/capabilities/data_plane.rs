@@ -1,10 +1,10 @@
 //! Capabilities that reach data: `connectors` (tool -> connector calls), `stream-sink`, the
-//! named-grant check shared by `sql` (its own module), and the `kafka` and `vectors`
-//! interfaces. This host has no Kafka clusters or vector collections to offer yet, so a granted
-//! call to those reports `unavailable` and an ungranted one `denied`.
+//! named-grant check shared by `sql` and `kafka` (their own modules), and the `vectors`
+//! interface. This host has no vector collections to offer yet, so a granted call to it
+//! reports `unavailable` and an ungranted one `denied`.
 
 use crate::runtime::bindings::GuestError;
-use crate::runtime::bindings::databot::plugin::{connectors, kafka, stream_sink, vectors};
+use crate::runtime::bindings::databot::plugin::{connectors, stream_sink, vectors};
 
 use super::{StoreState, denied};
 
@@ -60,42 +60,6 @@ impl connectors::Host for StoreState {
         Ok(router
             .execute(&name, &operation, &params, self.depth + 1)
             .await)
-    }
-}
-
-impl kafka::Host for StoreState {
-    async fn admin(
-        &mut self,
-        cluster: String,
-        _request: String,
-    ) -> wasmtime::Result<Result<String, GuestError>> {
-        Ok(self
-            .check_named_grant(&self.grants.kafka, "kafka", &cluster)
-            .and_then(|()| Err(not_in_this_host("kafka", &cluster))))
-    }
-
-    async fn peek(
-        &mut self,
-        cluster: String,
-        _topic: String,
-        _partition: i32,
-        _count: u32,
-    ) -> wasmtime::Result<Result<String, GuestError>> {
-        Ok(self
-            .check_named_grant(&self.grants.kafka, "kafka", &cluster)
-            .and_then(|()| Err(not_in_this_host("kafka", &cluster))))
-    }
-
-    async fn produce(
-        &mut self,
-        cluster: String,
-        _topic: String,
-        _key: Option<String>,
-        _value: String,
-    ) -> wasmtime::Result<Result<String, GuestError>> {
-        Ok(self
-            .check_named_grant(&self.grants.kafka, "kafka", &cluster)
-            .and_then(|()| Err(not_in_this_host("kafka", &cluster))))
     }
 }
 

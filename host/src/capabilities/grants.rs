@@ -98,6 +98,13 @@ impl PluginGrants {
             http_allow.push(resolved.host);
             endpoint_urls.insert(name.clone(), serde_json::Value::String(resolved.url));
         }
+        // Tools pick their connector from `config.connectors`; by default, the granted ones.
+        if !permissions.connectors.is_empty() && !config_values.contains_key("connectors") {
+            config_values.insert(
+                "connectors".into(),
+                serde_json::json!(permissions.connectors),
+            );
+        }
         if !endpoint_urls.is_empty() {
             config_values.insert("endpoints".into(), serde_json::Value::Object(endpoint_urls));
         }

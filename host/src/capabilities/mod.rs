@@ -7,6 +7,7 @@
 mod data_plane;
 mod egress;
 mod grants;
+pub mod kafka;
 mod limits;
 mod logging;
 mod plugin_config;
@@ -36,6 +37,8 @@ pub struct HostServices {
     pub state: StateStore,
     /// SQL sources of `data.sql`.
     pub sql: sql::SqlSources,
+    /// Kafka clusters of `data.kafka`.
+    pub kafka: kafka::KafkaClusters,
     /// The host's data folder (default working folder of the `shell` capability).
     pub data_dir: std::path::PathBuf,
     /// Lets `connectors.execute` call back into the runtime without a reference cycle.

@@ -252,6 +252,14 @@ async fn serve(config: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
     for status in runtime.status() {
         tracing::info!(plugin = %status.name, state = %status.state, operations = ?status.operations, "plugin status");
     }
+    // Connect every connector in parallel in the background: their health is cached (and
+    // logged) before the first status request, and a slow service does not delay serving.
+    let warming = runtime.clone();
+    tokio::spawn(async move {
+        for health in warming.connectors_health(crate::runtime::HEALTH_TTL).await {
+            tracing::info!(connector = %health.name, status = %health.status, "{}", health.message);
+        }
+    });
     let sessions = Arc::new(
         crate::agent::sessions::SessionStore::connect(&config.sessions_url())
             .await

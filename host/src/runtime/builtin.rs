@@ -29,6 +29,21 @@ pub const BUILTIN_PLUGINS: &[Builtin] = &[
     builtin!("offline", "offline_provider", true),
     builtin!("openai", "openai_provider", true),
     builtin!("anthropic", "anthropic_provider", true),
+    builtin!("sql_connector", "sql_connector", false),
+    builtin!("sql", "sql_tool", false),
+    builtin!("data_quality", "data_quality_tool", false),
+    builtin!("filesystem", "filesystem_tool", false),
+    builtin!("shell", "shell_tool", false),
+    builtin!("rest", "rest_connector", false),
+    builtin!("spark_connector", "spark_connector", false),
+    builtin!("spark", "spark_tool", false),
+    builtin!("airflow", "airflow_tool", false),
+    builtin!("catalog_connector", "catalog_connector", false),
+    builtin!("catalog", "catalog_tool", false),
+    builtin!("kafka_connector", "kafka_connector", false),
+    builtin!("kafka", "kafka_tool", false),
+    builtin!("lineage", "lineage_tool", false),
+    builtin!("web_search", "web_search_tool", false),
 ];
 
 /// The component bytes of a built-in plugin.

@@ -113,6 +113,7 @@ impl Runtime {
         let services = Arc::new(HostServices {
             state: StateStore::new(Some(data_dir.join("state"))),
             sql: crate::capabilities::sql::SqlSources::from_config(&config)?,
+            kafka: crate::capabilities::kafka::KafkaClusters::from_config(&config),
             data_dir: data_dir.clone(),
             connector_router: RwLock::new(None),
         });
@@ -433,6 +434,11 @@ impl Runtime {
 
     pub fn plugin(&self, name: &str) -> Option<Arc<PluginSlot>> {
         self.inner.plugins.read().get(name).cloned()
+    }
+
+    /// The plugin that provides `tool`, if one does.
+    pub fn tool_plugin(&self, tool: &str) -> Option<String> {
+        self.inner.tools.read().get(tool).cloned()
     }
 
     /// Every tool currently callable, with its plugin and schema.

@@ -2,17 +2,21 @@
 //! transactions and caps apply) or a Trino/Presto coordinator over HTTP (checked against the
 //! same host policy before it is sent).
 
+use databot_sdk::RawJson;
 use databot_sdk::prelude::*;
 use databot_sdk::sql;
 
 use crate::trino::Trino;
 
-/// One statement's result, the same shape whatever ran it.
+/// One statement's result, the same shape whatever ran it. `rows` is the JSON array of
+/// arrays exactly as the host produced it: passed through, never parsed, unless a catalog
+/// operation needs the values (`records`).
 #[derive(Debug, Serialize)]
 pub struct QueryOutput {
     pub columns: Vec<String>,
     pub column_types: Vec<String>,
-    pub rows: Vec<Vec<Value>>,
+    #[serde(skip)]
+    pub rows: String,
     pub row_count: usize,
     pub rows_affected: u64,
     pub truncated: bool,
@@ -32,9 +36,22 @@ impl QueryOutput {
         Ok(self)
     }
 
+    /// The rows, parsed.
+    pub fn parsed_rows(&self) -> Vec<Vec<Value>> {
+        serde_json::from_str(&self.rows).unwrap_or_default()
+    }
+
+    /// The whole result as JSON, with the rows spliced in as they came (not re-encoded).
+    pub fn into_json(self) -> Result<RawJson, PluginError> {
+        let meta = serde_json::to_string(&self)
+            .map_err(|e| PluginError::Failed(format!("encoding the result: {e}")))?;
+        // `meta` is a non-empty object (it always has `columns`): `{"columns":...}`.
+        Ok(RawJson(format!("{{\"rows\":{},{}", self.rows, &meta[1..])))
+    }
+
     /// The rows as objects keyed by column name (for catalog queries).
     pub fn records(&self) -> Vec<serde_json::Map<String, Value>> {
-        self.rows
+        self.parsed_rows()
             .iter()
             .map(|row| {
                 self.columns
@@ -137,11 +154,9 @@ impl Backend {
             Self::Host { source, .. } => {
                 let params = Value::Array(params.to_vec()).to_string();
                 let result = sql::query(source, statement, &params, max_rows)?;
-                let rows: Vec<Vec<Value>> = serde_json::from_str(&result.rows).map_err(|e| {
-                    PluginError::Failed(format!("the host sent rows that are not JSON: {e}"))
-                })?;
+                let rows = result.rows;
                 Ok(QueryOutput {
-                    row_count: rows.len(),
+                    row_count: result.row_count as usize,
                     columns: result.columns,
                     column_types: result.column_types,
                     rows,

@@ -107,7 +107,7 @@ fn truthy(record: &serde_json::Map<String, Value>, key: &str) -> bool {
 fn names(backend: &Backend, statement: &str, params: &[Value]) -> Result<Vec<String>, PluginError> {
     let result = backend.run(statement, params, None)?.complete("names")?;
     Ok(result
-        .rows
+        .parsed_rows()
         .into_iter()
         .filter_map(|row| row.into_iter().next())
         .filter_map(|v| v.as_str().map(str::to_owned))

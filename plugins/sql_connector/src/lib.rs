@@ -14,8 +14,9 @@ mod trino;
 use databot_sdk::prelude::*;
 use databot_sdk::{Health, HealthStatus};
 
-use backend::{Backend, QueryOutput};
+use backend::Backend;
 use catalog::{TableDescription, TableSummary};
+use databot_sdk::RawJson;
 
 databot_sdk::manifest! {
     name: "sql_connector",
@@ -162,8 +163,8 @@ databot_sdk::connector! {
 
     /// Run one SQL statement with bound parameters. Reads run read-only; writes only where
     /// the operator allows them. Results are capped; a `notice` says when rows were cut.
-    fn query(args: QueryArgs) -> Result<QueryOutput, PluginError> {
-        Backend::from_config()?.run(&args.statement, &args.params, args.max_rows)
+    fn query(args: QueryArgs) -> Result<RawJson, PluginError> {
+        Backend::from_config()?.run(&args.statement, &args.params, args.max_rows)?.into_json()
     }
 
     /// Which source this connector uses, its dialect and whether it accepts writes.
@@ -221,7 +222,7 @@ databot_sdk::connector! {
     }
 
     /// The first rows of a table, to see what its values look like.
-    fn sample(args: SampleArgs) -> Result<QueryOutput, PluginError> {
+    fn sample(args: SampleArgs) -> Result<RawJson, PluginError> {
         let backend = Backend::from_config()?;
         let limit = args.limit.unwrap_or(10).clamp(1, 1000);
         let schema = match args.schema {
@@ -230,6 +231,8 @@ databot_sdk::connector! {
             None => Some(catalog::default_schema(&backend)?),
         };
         let table = catalog::qualified(&backend, schema.as_deref(), &args.table);
-        backend.run(&format!("SELECT * FROM {table} LIMIT {limit}"), &[], Some(limit))
+        backend
+            .run(&format!("SELECT * FROM {table} LIMIT {limit}"), &[], Some(limit))?
+            .into_json()
     }
 }

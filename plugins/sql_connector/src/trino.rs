@@ -6,8 +6,6 @@
 //! parameters travel as a prepared statement (`X-Trino-Prepared-Statement` + `EXECUTE ...
 //! USING`), as literals the coordinator parses, never spliced into the statement text.
 
-use std::time::Duration;
-
 use databot_sdk::api::{Endpoint, segment};
 use databot_sdk::prelude::*;
 use databot_sdk::sql;
@@ -16,8 +14,6 @@ use crate::backend::QueryOutput;
 
 /// Default row cap when the operator sets none.
 const DEFAULT_MAX_ROWS: u32 = 10_000;
-/// Longest wait between polls of a running query.
-const MAX_POLL_WAIT: Duration = Duration::from_millis(500);
 
 pub struct Trino {
     endpoint: Endpoint,
@@ -42,13 +38,19 @@ impl Trino {
                 )));
             }
         };
+        let max_rows = databot_sdk::config_value("max_rows")?.unwrap_or(DEFAULT_MAX_ROWS);
+        if max_rows == 0 {
+            return Err(PluginError::InvalidInput(
+                "config.max_rows is 0: the operator sets it to at least 1 (or removes it for the default of 10000)".into(),
+            ));
+        }
         Ok(Self {
             endpoint: Endpoint::from_config("trino")?,
             user: databot_sdk::config_value("trino_user")?.unwrap_or_else(|| "databot".into()),
             catalog: databot_sdk::config_value("catalog")?,
             schema: databot_sdk::config_value("schema")?,
             header_prefix,
-            max_rows: databot_sdk::config_value("max_rows")?.unwrap_or(DEFAULT_MAX_ROWS),
+            max_rows,
             writable: databot_sdk::config_value("writable")?.unwrap_or(false),
         })
     }
@@ -94,18 +96,21 @@ impl Trino {
             format!("EXECUTE databot_statement USING {}", literals.join(", "))
         };
         let started = std::time::Instant::now();
-        let mut page = post_statement(&endpoint, &text)?;
+        let mut page = query_results(
+            post_statement(&endpoint, &text)?,
+            &endpoint.url("/v1/statement", &[]),
+        )?;
+        let mut rows: Vec<Vec<Value>> = Vec::new();
         let mut output = QueryOutput {
             columns: Vec::new(),
             column_types: Vec::new(),
-            rows: Vec::new(),
+            rows: String::new(),
             row_count: 0,
             rows_affected: 0,
             truncated: false,
             notice: None,
             elapsed_ms: 0,
         };
-        let mut wait = Duration::from_millis(20);
         loop {
             if let Some(error) = page.get("error") {
                 return Err(trino_error(error));
@@ -126,13 +131,11 @@ impl Trino {
                 output.rows_affected = count;
             }
             for row in page["data"].as_array().into_iter().flatten() {
-                if output.rows.len() >= cap {
+                if rows.len() >= cap {
                     output.truncated = true;
                     break;
                 }
-                output
-                    .rows
-                    .push(row.as_array().cloned().unwrap_or_default());
+                rows.push(row.as_array().cloned().unwrap_or_default());
             }
             let Some(next) = page["nextUri"].as_str().map(str::to_owned) else {
                 break;
@@ -142,18 +145,18 @@ impl Trino {
                 let _ = endpoint_for(&endpoint, &next)?.send("DELETE", "", &[], None, "*/*");
                 break;
             }
-            if page["data"].is_null() {
-                databot_sdk::http::sleep(wait);
-                wait = (wait * 2).min(MAX_POLL_WAIT);
-            }
-            page = endpoint_for(&endpoint, &next)?.get("", &[])?;
+            // No pause between pages: the coordinator holds a `nextUri` request until it has
+            // data or progress to report.
+            page = query_results(endpoint_for(&endpoint, &next)?.get("", &[])?, &next)?;
         }
         if output.truncated {
             output.notice = Some(format!(
                 "result truncated: more than {cap} rows (the connector's row cap); showing the first {cap}. Add a LIMIT, filter or aggregate to see the rest"
             ));
         }
-        output.row_count = output.rows.len();
+        output.row_count = rows.len();
+        output.rows = serde_json::to_string(&rows)
+            .map_err(|e| PluginError::Failed(format!("encoding rows: {e}")))?;
         output.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         Ok(output)
     }
@@ -191,11 +194,41 @@ fn post_statement(endpoint: &Endpoint, text: &str) -> Result<Value, PluginError>
     Ok(value)
 }
 
+/// A page of the protocol (a `QueryResults` object, which always has the query `id`), or an
+/// error: anything else (an HTML page from a proxy, another service's JSON) must not pass for
+/// an empty result.
+fn query_results(page: Value, url: &str) -> Result<Value, PluginError> {
+    if page.get("id").and_then(Value::as_str).is_some() {
+        if page.get("error").is_none() && page["stats"]["state"] == "FAILED" {
+            return Err(PluginError::Failed(format!(
+                "the Trino query {} failed without saying why; its infoUri has the details",
+                page["id"]
+            )));
+        }
+        return Ok(page);
+    }
+    let mut sample = match &page {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    };
+    if sample.len() > 200 {
+        let mut end = 200;
+        while !sample.is_char_boundary(end) {
+            end -= 1;
+        }
+        sample.truncate(end);
+        sample.push('…');
+    }
+    Err(PluginError::Failed(format!(
+        "{url} answered with something that is not a Trino client protocol response (no query `id`): {sample}; check that `endpoints.trino.url` is the coordinator's base URL"
+    )))
+}
+
 /// An endpoint whose base is the coordinator's `nextUri` (same host, so the same grants and
 /// credentials apply), keeping the session headers.
 fn endpoint_for(endpoint: &Endpoint, uri: &str) -> Result<Endpoint, PluginError> {
     let configured_host = host_of(&endpoint.base_url);
-    if host_of(uri) != configured_host {
+    if !host_of(uri).eq_ignore_ascii_case(configured_host) {
         return Err(PluginError::Failed(format!(
             "the coordinator pointed to `{uri}`, outside the configured endpoint {}",
             endpoint.base_url

@@ -13,7 +13,7 @@ use syn::{Ident, LitStr, Token, bracketed};
 /// The contract version written into manifests; kept equal to `databot_sdk::CONTRACT_VERSION`.
 const CONTRACT_VERSION: &str = "0.1.0";
 const KINDS: [&str; 4] = ["tool", "connector", "provider", "channel"];
-const CAPABILITIES: [&str; 10] = [
+const CAPABILITIES: [&str; 11] = [
     "logging",
     "config",
     "state",
@@ -24,6 +24,7 @@ const CAPABILITIES: [&str; 10] = [
     "http",
     "filesystem",
     "stream-sink",
+    "shell",
 ];
 
 struct ManifestInput {

@@ -21,7 +21,9 @@ const HOST_TIMEOUT_SLACK: Duration = Duration::from_secs(2);
 pub struct QueryOutcome {
     pub columns: Vec<String>,
     pub column_types: Vec<String>,
-    pub rows: Vec<Value>,
+    /// The rows as one JSON array of arrays.
+    pub rows: String,
+    pub row_count: usize,
     pub rows_affected: u64,
     pub truncated: bool,
     pub notice: Option<String>,
@@ -106,7 +108,8 @@ pub async fn run(
         column_types,
         truncated: collector.cut.is_some(),
         notice: collector.notice(),
-        rows: collector.rows,
+        rows: collector.finish(),
+        row_count: collector.row_count,
         rows_affected,
         elapsed: started.elapsed(),
     })
@@ -169,7 +172,7 @@ async fn run_postgres(
         StatementClass::Read => "BEGIN READ ONLY",
         StatementClass::Write => "BEGIN",
     };
-    let mut tx = (&mut *conn)
+    let mut tx = (*conn)
         .begin_with(begin)
         .await
         .map_err(|e| classify(source, e))?;
@@ -210,7 +213,7 @@ async fn run_mysql(
         StatementClass::Read => "START TRANSACTION READ ONLY",
         StatementClass::Write => "START TRANSACTION",
     };
-    let mut tx = (&mut *conn)
+    let mut tx = (*conn)
         .begin_with(begin)
         .await
         .map_err(|e| classify(source, e))?;
@@ -246,7 +249,7 @@ async fn run_sqlite(
         .await
         .map_err(|e| classify(source, e))?
         .set_progress_handler(1_000, move || Instant::now() < deadline);
-    let mut tx = (&mut *conn)
+    let mut tx = (*conn)
         .begin_with("BEGIN")
         .await
         .map_err(|e| classify(source, e))?;

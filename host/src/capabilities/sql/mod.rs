@@ -87,15 +87,17 @@ impl sql::Host for StoreState {
             plugin = %self.grants.plugin,
             %source,
             db.system = found.dialect_name(),
-            rows = outcome.rows.len(),
+            rows = outcome.row_count,
             truncated = outcome.truncated,
             "sql call"
         );
-        let rows = serde_json::Value::Array(outcome.rows).to_string();
+        let row_count = u32::try_from(outcome.row_count).unwrap_or(u32::MAX);
+        let rows = outcome.rows;
         Ok(Ok(sql::QueryResult {
             columns: outcome.columns,
             column_types: outcome.column_types,
             rows,
+            row_count,
             rows_affected: outcome.rows_affected,
             truncated: outcome.truncated,
             notice: outcome.notice,

@@ -14,12 +14,16 @@ use sqlx::{Decode, Row, TypeInfo, ValueRef};
 /// Largest integer a JSON number carries exactly.
 const MAX_SAFE_INTEGER: i64 = (1 << 53) - 1;
 
-/// Rows kept so far and why collection stopped early, if it did.
+/// Rows kept so far, already encoded as one JSON array, and why collection stopped early, if
+/// it did. Each row is encoded once, straight into the result, so the byte cap is exact and
+/// memory holds the result text only.
 pub struct RowCollector {
     max_rows: usize,
     max_bytes: usize,
-    pub rows: Vec<Value>,
-    bytes: usize,
+    /// `[row,row,...` (closed by `finish`).
+    json: Vec<u8>,
+    scratch: Vec<u8>,
+    pub row_count: usize,
     pub cut: Option<Cut>,
     /// Column types shown as `null` because this host cannot decode them.
     pub undecodable: Vec<String>,
@@ -37,8 +41,9 @@ impl RowCollector {
         Self {
             max_rows,
             max_bytes,
-            rows: Vec::new(),
-            bytes: 0,
+            json: vec![b'['],
+            scratch: Vec::new(),
+            row_count: 0,
             cut: None,
             undecodable: Vec::new(),
         }
@@ -52,17 +57,23 @@ impl RowCollector {
     /// Offer one row. A row past the row cap, or one that would cross the byte cap, is not
     /// kept and ends collection.
     pub fn push(&mut self, row: Vec<Value>) {
-        if self.rows.len() >= self.max_rows {
+        if self.row_count >= self.max_rows {
             self.cut = Some(Cut::Rows(self.max_rows));
             return;
         }
-        let size = encoded_len(&row);
-        if self.bytes + size > self.max_bytes {
+        self.scratch.clear();
+        // Writing JSON values to memory cannot fail.
+        let _ = serde_json::to_writer(&mut self.scratch, &row);
+        // The array's brackets and separators count too: the text that is returned.
+        if self.json.len() + self.scratch.len() + 1 > self.max_bytes {
             self.cut = Some(Cut::Bytes(self.max_bytes));
             return;
         }
-        self.bytes += size;
-        self.rows.push(Value::Array(row));
+        if self.row_count > 0 {
+            self.json.push(b',');
+        }
+        self.json.extend_from_slice(&self.scratch);
+        self.row_count += 1;
     }
 
     pub fn note_undecodable(&mut self, type_name: &str) {
@@ -77,11 +88,11 @@ impl RowCollector {
         match self.cut {
             Some(Cut::Rows(max)) => parts.push(format!(
                 "result truncated: more than {max} rows (the source's row cap); showing the first {}. Add a LIMIT, filter or aggregate to see the rest",
-                self.rows.len()
+                self.row_count
             )),
             Some(Cut::Bytes(max)) => parts.push(format!(
                 "result truncated: the rows exceed {max} bytes (the source's byte cap); showing the first {}. Select fewer or narrower columns",
-                self.rows.len()
+                self.row_count
             )),
             None => {}
         }
@@ -93,24 +104,15 @@ impl RowCollector {
         }
         (!parts.is_empty()).then(|| parts.join("; "))
     }
-}
 
-/// Bytes a row takes as JSON, counted without building the text.
-fn encoded_len(row: &[Value]) -> usize {
-    struct Counter(usize);
-    impl std::io::Write for Counter {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
+    /// The rows as one JSON array (text).
+    pub fn finish(&mut self) -> String {
+        let mut json = std::mem::replace(&mut self.json, vec![b'[']);
+        json.push(b']');
+        // Only serde_json wrote here, and it writes UTF-8.
+        String::from_utf8(json)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
     }
-    let mut counter = Counter(0);
-    // Writing JSON values to a counter cannot fail.
-    let _ = serde_json::to_writer(&mut counter, row);
-    counter.0 + 1
 }
 
 fn integer(value: i64) -> Value {
@@ -320,8 +322,9 @@ mod tests {
             }
             collector.push(vec![json!(i)]);
         }
-        assert_eq!(collector.rows.len(), 2);
+        assert_eq!(collector.row_count, 2);
         assert_eq!(collector.cut, Some(Cut::Rows(2)));
+        assert_eq!(collector.finish(), "[[0],[1]]");
         assert!(
             collector
                 .notice()
@@ -334,7 +337,8 @@ mod tests {
         let mut collector = RowCollector::new(100, 20);
         collector.push(vec![json!("0123456789")]);
         collector.push(vec![json!("0123456789")]);
-        assert_eq!(collector.rows.len(), 1);
+        assert_eq!(collector.row_count, 1);
+        assert!(collector.finish().len() <= 20);
         assert_eq!(collector.cut, Some(Cut::Bytes(20)));
     }
 

@@ -1,0 +1,139 @@
+//! The `kafka` capability: clusters of `data.kafka`, reached by name through the host's
+//! librdkafka clients (`client.rs`). `admin` answers metadata, topic, consumer-group and lag
+//! requests; `peek` reads the last messages of a partition; `produce` is a separate grant
+//! (`permissions.kafka_produce`).
+//!
+//! Admin requests are JSON objects: `{"op": "list_topics", "include_internal": false}`,
+//! `{"op": "describe_topic", "topic": "t"}`, `{"op": "list_consumer_groups"}`,
+//! `{"op": "consumer_group_lag", "group": "g", "topics": ["t"]}`.
+
+mod client;
+
+pub use client::{KafkaCluster, KafkaClusters, KafkaError};
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use crate::runtime::bindings::GuestError;
+use crate::runtime::bindings::databot::plugin::kafka;
+
+use super::StoreState;
+
+impl From<KafkaError> for GuestError {
+    fn from(error: KafkaError) -> Self {
+        let message = error.to_string();
+        match error {
+            KafkaError::InvalidInput(_) => GuestError::InvalidInput(message),
+            KafkaError::NotFound(_) => GuestError::NotFound(message),
+            KafkaError::Unavailable { .. } => GuestError::Unavailable(message),
+            KafkaError::Failed { .. } => GuestError::Failed(message),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+enum AdminRequest {
+    ListTopics {
+        #[serde(default)]
+        include_internal: bool,
+    },
+    DescribeTopic {
+        topic: String,
+    },
+    ListConsumerGroups {},
+    ConsumerGroupLag {
+        group: String,
+        #[serde(default)]
+        topics: Option<Vec<String>>,
+    },
+}
+
+/// Run blocking librdkafka work off the async workers.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, KafkaError> + Send + 'static,
+) -> Result<T, GuestError> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result.map_err(GuestError::from),
+        Err(error) => Err(GuestError::Failed(format!(
+            "the Kafka call failed: {error}"
+        ))),
+    }
+}
+
+impl StoreState {
+    fn kafka_cluster(
+        &self,
+        granted: &[String],
+        capability: &str,
+        cluster: &str,
+    ) -> Result<Arc<KafkaCluster>, GuestError> {
+        self.check_named_grant(granted, capability, cluster)?;
+        self.services.kafka.get(cluster).ok_or_else(|| {
+            GuestError::NotFound(format!(
+                "no Kafka cluster `{cluster}` is configured; the operator defines it under `data.kafka.{cluster}`"
+            ))
+        })
+    }
+}
+
+impl kafka::Host for StoreState {
+    async fn admin(
+        &mut self,
+        cluster: String,
+        request: String,
+    ) -> wasmtime::Result<Result<String, GuestError>> {
+        let found = match self.kafka_cluster(&self.grants.kafka, "kafka", &cluster) {
+            Ok(found) => found,
+            Err(error) => return Ok(Err(error)),
+        };
+        let request: AdminRequest = match serde_json::from_str(&request) {
+            Ok(request) => request,
+            Err(e) => {
+                return Ok(Err(GuestError::InvalidInput(format!(
+                    "kafka admin request: {e}; ops: list_topics, describe_topic {{topic}}, list_consumer_groups, consumer_group_lag {{group, topics?}}"
+                ))));
+            }
+        };
+        let answer = blocking(move || match request {
+            AdminRequest::ListTopics { include_internal } => found.list_topics(include_internal),
+            AdminRequest::DescribeTopic { topic } => found.describe_topic(&topic),
+            AdminRequest::ListConsumerGroups {} => found.list_groups(),
+            AdminRequest::ConsumerGroupLag { group, topics } => found.group_lag(&group, topics),
+        })
+        .await;
+        Ok(answer.map(|value| value.to_string()))
+    }
+
+    async fn peek(
+        &mut self,
+        cluster: String,
+        topic: String,
+        partition: i32,
+        count: u32,
+    ) -> wasmtime::Result<Result<String, GuestError>> {
+        let found = match self.kafka_cluster(&self.grants.kafka, "kafka", &cluster) {
+            Ok(found) => found,
+            Err(error) => return Ok(Err(error)),
+        };
+        let answer = blocking(move || found.peek(&topic, partition, count)).await;
+        Ok(answer.map(|value| value.to_string()))
+    }
+
+    async fn produce(
+        &mut self,
+        cluster: String,
+        topic: String,
+        key: Option<String>,
+        value: String,
+    ) -> wasmtime::Result<Result<String, GuestError>> {
+        let found = match self.kafka_cluster(&self.grants.kafka_produce, "kafka_produce", &cluster)
+        {
+            Ok(found) => found,
+            Err(error) => return Ok(Err(error)),
+        };
+        let answer = found.produce(&topic, key.as_deref(), &value).await;
+        Ok(answer.map(|v| v.to_string()).map_err(GuestError::from))
+    }
+}
