@@ -270,6 +270,10 @@ pub fn endpoint_url(name: &str) -> Result<Option<String>, PluginError> {
 /// Percent-encode one path segment (`/`, `?`, `#`, spaces and non-ASCII included), so a
 /// user-supplied name can never change the path.
 pub fn segment(text: &str) -> String {
+    // `.` and `..` are path operators even when encoded nowhere else: encode their dots.
+    if text == "." || text == ".." {
+        return text.replace('.', "%2E");
+    }
     let mut out = String::with_capacity(text.len());
     for byte in text.bytes() {
         if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
@@ -376,6 +380,8 @@ mod tests {
         assert_eq!(segment("a/../b?c#d e"), "a%2F..%2Fb%3Fc%23d%20e");
         assert_eq!(segment("plain_name-1.2~"), "plain_name-1.2~");
         assert_eq!(segment("ü"), "%C3%BC");
+        assert_eq!(segment(".."), "%2E%2E");
+        assert_eq!(segment("."), "%2E");
     }
 
     #[test]

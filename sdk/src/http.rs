@@ -270,6 +270,9 @@ pub struct RetryPolicy {
     pub base: Duration,
     /// Longest wait between attempts, whatever `Retry-After` says.
     pub max_wait: Duration,
+    /// Retry POST and PATCH like GET: only for requests without side effects the server could
+    /// already have applied (an LLM completion, a search, a read API over POST).
+    pub retry_posts: bool,
 }
 
 impl Default for RetryPolicy {
@@ -278,7 +281,16 @@ impl Default for RetryPolicy {
             retries: 3,
             base: Duration::from_millis(500),
             max_wait: Duration::from_secs(30),
+            retry_posts: false,
         }
+    }
+}
+
+impl RetryPolicy {
+    /// This policy, also retrying POST and PATCH (see `retry_posts`).
+    pub fn for_side_effect_free_posts(mut self) -> Self {
+        self.retry_posts = true;
+        self
     }
 }
 
@@ -288,38 +300,52 @@ pub fn is_retryable(status: u16) -> bool {
     status == 429 || status == 408 || (500..=599).contains(&status)
 }
 
-/// The wait a response asks for: `retry-after-ms`, or `Retry-After` in seconds.
+/// The wait a response asks for: `retry-after-ms`, or `Retry-After` in seconds. Nonsense
+/// (negative, infinite, absurdly large) is ignored rather than trusted.
 pub fn retry_after(response: &Response) -> Option<Duration> {
+    let seconds = |value: f64| Duration::try_from_secs_f64(value.max(0.0)).ok();
     if let Some(ms) = response
         .header("retry-after-ms")
         .and_then(|v| v.trim().parse::<f64>().ok())
     {
-        return Some(Duration::from_secs_f64(ms.max(0.0) / 1000.0));
+        return seconds(ms / 1000.0);
     }
     response
         .header("retry-after")
         .and_then(|v| v.trim().parse::<f64>().ok())
-        .map(|s| Duration::from_secs_f64(s.max(0.0)))
+        .and_then(seconds)
 }
 
-/// Send with retries on retryable statuses and connection failures. Returns the last response
-/// (which may still be an error status) or the last transport error.
+/// May this request be sent again after a failure? Idempotent methods may; POST and PATCH
+/// only when the server said it did not act (429 Too Many Requests, 503 Unavailable, 529
+/// Overloaded), never after a transport error, which may have come after the server acted.
+fn may_retry(method: &str, policy: RetryPolicy, outcome: &Result<Response, PluginError>) -> bool {
+    let idempotent =
+        policy.retry_posts || matches!(method, "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS");
+    match outcome {
+        Ok(response) if is_retryable(response.status) => {
+            idempotent || matches!(response.status, 429 | 503 | 529)
+        }
+        Err(PluginError::Unavailable(_)) | Err(PluginError::Timeout(_)) => idempotent,
+        _ => false,
+    }
+}
+
+/// Send with retries on retryable statuses and connection failures (see `may_retry` for
+/// which requests are retried). Returns the last response (which may still be an error
+/// status) or the last transport error.
 pub fn send_with_retries(request: &Request, policy: RetryPolicy) -> Result<Response, PluginError> {
     let mut attempt = 0;
     loop {
         let result = send(request);
-        let wait = match &result {
-            Ok(response) if is_retryable(response.status) => {
-                retry_after(response).unwrap_or(policy.base * 2u32.saturating_pow(attempt))
-            }
-            Err(PluginError::Unavailable(_)) | Err(PluginError::Timeout(_)) => {
-                policy.base * 2u32.saturating_pow(attempt)
-            }
-            _ => return result,
-        };
-        if attempt >= policy.retries {
+        if !may_retry(request.method, policy, &result) || attempt >= policy.retries {
             return result;
         }
+        let backoff = policy.base * 2u32.saturating_pow(attempt);
+        let wait = match &result {
+            Ok(response) => retry_after(response).unwrap_or(backoff),
+            Err(_) => backoff,
+        };
         attempt += 1;
         crate::log::warn(&format!(
             "{} {} failed (attempt {attempt}); retrying in {} ms",

@@ -15,6 +15,10 @@ pub struct SecretInjection {
     pub host: HostPattern,
     pub header: HeaderName,
     pub value: HeaderValue,
+    /// For an endpoint's credentials: `Some(true)` only over https, `Some(false)` only over
+    /// http (as its URL says), so a plugin cannot get them sent in clear text by switching
+    /// the scheme on the same port. `None`: as the operator's `http.secrets` entry says.
+    pub https: Option<bool>,
 }
 
 /// One folder made visible to the plugin.
@@ -64,6 +68,7 @@ impl PluginGrants {
             .iter()
             .map(|secret| {
                 Ok(SecretInjection {
+                    https: None,
                     host: HostPattern::parse(&secret.host).map_err(anyhow::Error::msg)?,
                     header: HeaderName::from_bytes(secret.header.as_bytes())
                         .with_context(|| format!("header name `{}`", secret.header))?,
@@ -93,6 +98,7 @@ impl PluginGrants {
                     host: resolved.host.clone(),
                     header,
                     value,
+                    https: Some(resolved.https),
                 });
             }
             http_allow.push(resolved.host);
@@ -170,6 +176,7 @@ impl PluginGrants {
 /// credential header to add.
 struct ResolvedEndpoint {
     url: String,
+    https: bool,
     host: HostPattern,
     auth: Option<(HeaderName, HeaderValue)>,
 }
@@ -183,6 +190,12 @@ fn resolve_endpoint(endpoint: &EndpointConfig) -> anyhow::Result<ResolvedEndpoin
             endpoint.url
         );
     }
+    if !url.username().is_empty() || url.password().is_some() {
+        anyhow::bail!(
+            "`{}`: put credentials under `auth`, not in the URL (the plugin sees the URL)",
+            endpoint.url
+        );
+    }
     let host = url
         .host_str()
         .with_context(|| format!("`{}` has no host", endpoint.url))?
@@ -193,6 +206,7 @@ fn resolve_endpoint(endpoint: &EndpointConfig) -> anyhow::Result<ResolvedEndpoin
     let host = HostPattern::parse(&format!("{host}:{port}")).map_err(anyhow::Error::msg)?;
     let auth = endpoint.auth.as_ref().map(auth_header).transpose()?;
     Ok(ResolvedEndpoint {
+        https: url.scheme() == "https",
         url: endpoint.url.trim_end_matches('/').to_owned(),
         host,
         auth,
@@ -291,6 +305,7 @@ plugins:
 "#,
         )?;
         assert_eq!(grants.secrets[0].value.to_str()?, "Bearer t0k");
+        assert_eq!(grants.secrets[0].https, Some(true));
         assert_eq!(grants.secrets[1].header.as_str(), "x-api-key");
         assert!(grants.secrets[1].host.matches("b.example.com", 9443));
         assert!(!grants.may_reach_private("b.example.com", 9443));
@@ -306,5 +321,12 @@ plugins:
                 .unwrap_or_default();
         assert!(error.contains("plugins.airflow.endpoints.api"), "{error}");
         assert!(error.contains("only http and https"), "{error}");
+        let error = grants_for(
+            "plugins:\n  airflow:\n    endpoints:\n      api: {url: \"http://u:p@x:8080\"}\n",
+        )
+        .err()
+        .map(|e| format!("{e:#}"))
+        .unwrap_or_default();
+        assert!(error.contains("not in the URL"), "{error}");
     }
 }

@@ -75,10 +75,20 @@ async fn run_allowed(
             "`{program}` is allowed but not installed on this host"
         ))
     })?;
-    let working_dir = grant
-        .working_dir
-        .clone()
-        .unwrap_or_else(|| data_dir.to_owned());
+    // Default: a folder of its own, not the host's data folder (state, compile cache).
+    let working_dir = match &grant.working_dir {
+        Some(dir) => dir.clone(),
+        None => {
+            let dir = data_dir.join("shell").join(plugin);
+            std::fs::create_dir_all(&dir).map_err(|e| {
+                GuestError::Failed(format!(
+                    "creating the working folder {}: {e}",
+                    dir.display()
+                ))
+            })?;
+            dir
+        }
+    };
     let mut command = tokio::process::Command::new(&executable);
     command
         .args(args)
@@ -93,6 +103,8 @@ async fn run_allowed(
         })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        // Its own process group, so a timeout kills whatever it started as well.
+        .process_group(0)
         .kill_on_drop(true);
     let mut child = command.spawn().map_err(|e| {
         GuestError::Failed(format!(
@@ -100,21 +112,32 @@ async fn run_allowed(
             working_dir.display()
         ))
     })?;
-    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        // A program that exits without reading its input is not an error of ours.
-        let _ = pipe.write_all(text.as_bytes()).await;
-    }
     let limit = grant.max_output_bytes;
+    let input = child.stdin.take();
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
     let timeout = Duration::from_millis(grant.timeout_ms.max(1));
+    let process_group = child.id();
     let finished = tokio::time::timeout(timeout, async {
-        let (out, err) = tokio::join!(read_capped(stdout, limit), read_capped(stderr, limit));
+        // Input is written while output is read: a program that answers as it reads would
+        // otherwise block on a full output pipe while its input is still being written.
+        let write_input = async {
+            if let (Some(text), Some(mut pipe)) = (stdin, input) {
+                // A program that exits without reading its input is not an error of ours.
+                let _ = pipe.write_all(text.as_bytes()).await;
+            }
+        };
+        let (_, out, err) = tokio::join!(
+            write_input,
+            read_capped(stdout, limit),
+            read_capped(stderr, limit)
+        );
         let status = child.wait().await;
         (out, err, status)
     })
     .await;
     let Ok(((stdout, out_cut), (stderr, err_cut), status)) = finished else {
+        kill_group(process_group);
         return Err(GuestError::Timeout(format!(
             "`{program}` ran longer than {} ms and was killed",
             timeout.as_millis()
@@ -128,6 +151,20 @@ async fn run_allowed(
         stderr,
         truncated: out_cut || err_cut,
     })
+}
+
+/// Kill the process group a timed-out program leads (its children included).
+fn kill_group(leader: Option<u32>) {
+    let Some(pid) = leader
+        .and_then(|pid| i32::try_from(pid).ok())
+        .filter(|pid| *pid > 0)
+    else {
+        return;
+    };
+    // SAFETY: killpg only sends a signal; the group was created for this program alone.
+    unsafe {
+        libc::killpg(pid, libc::SIGKILL);
+    }
 }
 
 /// An absolute path as it is; a bare name looked up in the fixed `PATH`.

@@ -44,6 +44,8 @@ fn settings() -> Result<Settings, PluginError> {
             base: Duration::from_millis(
                 databot_sdk::config_value::<u64>("retry_base_ms")?.unwrap_or(500),
             ),
+            // A completion changes nothing on the server: safe to send again.
+            retry_posts: true,
             ..RetryPolicy::default()
         },
         timeout: Duration::from_millis(

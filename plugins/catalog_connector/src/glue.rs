@@ -140,7 +140,8 @@ impl Glue {
             body: Some(payload),
             timeout: self.timeout,
         };
-        let response = send_with_retries(&request, self.retry)?;
+        // Glue calls made here only read: safe to send again.
+        let response = send_with_retries(&request, self.retry.for_side_effect_free_posts())?;
         let status = response.status;
         let text = response.text(databot_sdk::api::DEFAULT_MAX_RESPONSE_BYTES)?;
         let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));

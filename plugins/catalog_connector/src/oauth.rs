@@ -133,7 +133,8 @@ fn fetch(api: &Endpoint, client: &Client) -> Result<(String, u64), PluginError> 
         body: Some(form.into_bytes()),
         timeout: api.timeout,
     };
-    let response = send_with_retries(&request, api.retry)?;
+    // A token request changes nothing on the server: safe to send again.
+    let response = send_with_retries(&request, api.retry.for_side_effect_free_posts())?;
     let status = response.status;
     let text = response.text(1024 * 1024)?;
     let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));

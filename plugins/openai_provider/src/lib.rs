@@ -45,6 +45,8 @@ fn settings() -> Result<Settings, PluginError> {
         retry: RetryPolicy {
             retries,
             base: Duration::from_millis(base_ms),
+            // A completion changes nothing on the server: safe to send again.
+            retry_posts: true,
             ..RetryPolicy::default()
         },
         timeout: Duration::from_millis(timeout_ms),

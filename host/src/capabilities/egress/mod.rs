@@ -128,7 +128,7 @@ impl WasiHttpHooks for EgressPolicy {
             for secret in grants
                 .secrets
                 .iter()
-                .filter(|s| s.host.matches(&host, port))
+                .filter(|s| s.host.matches(&host, port) && s.https.is_none_or(|h| h == https))
             {
                 request
                     .headers_mut()

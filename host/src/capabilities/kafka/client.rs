@@ -126,19 +126,11 @@ impl KafkaCluster {
     }
 
     fn group_consumer(&self, group: &str) -> Result<Arc<BaseConsumer>, KafkaError> {
-        let mut groups = self.groups.lock();
-        if let Some((used, consumer)) = groups.get_mut(group) {
+        if let Some((used, consumer)) = self.groups.lock().get_mut(group) {
             *used = Instant::now();
             return Ok(consumer.clone());
         }
-        if groups.len() >= MAX_GROUP_CLIENTS
-            && let Some(oldest) = groups
-                .iter()
-                .min_by_key(|(_, (used, _))| *used)
-                .map(|(name, _)| name.clone())
-        {
-            groups.remove(&oldest);
-        }
+        // Made and dropped outside the lock: destroying a client joins its threads.
         let consumer: BaseConsumer = self
             .client_config()
             .set("group.id", group)
@@ -146,7 +138,21 @@ impl KafkaCluster {
             .create()
             .map_err(|e| self.failed(format!("creating the client: {e}")))?;
         let consumer = Arc::new(consumer);
-        groups.insert(group.to_owned(), (Instant::now(), consumer.clone()));
+        let evicted = {
+            let mut groups = self.groups.lock();
+            let evicted = if groups.len() >= MAX_GROUP_CLIENTS {
+                groups
+                    .iter()
+                    .min_by_key(|(_, (used, _))| *used)
+                    .map(|(name, _)| name.clone())
+                    .and_then(|oldest| groups.remove(&oldest))
+            } else {
+                None
+            };
+            groups.insert(group.to_owned(), (Instant::now(), consumer.clone()));
+            evicted
+        };
+        drop(evicted);
         Ok(consumer)
     }
 

@@ -80,29 +80,37 @@ pub async fn run(
     let max_rows = max_rows.map_or(limits.max_rows, |m| m.clamp(1, limits.max_rows));
     let mut collector = RowCollector::new(max_rows, limits.max_bytes);
     let started = Instant::now();
-    let work = async {
-        match source.pool() {
-            SourcePool::Postgres(pool) => {
-                run_postgres(pool, source, statement, params, class, &mut collector).await
+    let deadline = limits.timeout + HOST_TIMEOUT_SLACK;
+    // The connection is taken outside the deadline, so that a statement the host gives up on
+    // closes its connection instead of going back to the pool still busy.
+    macro_rules! on_connection {
+        ($pool:expr, $runner:ident) => {{
+            let mut conn = $pool.acquire().await.map_err(|e| unavailable(source, e))?;
+            let work = $runner(&mut conn, source, statement, params, class, &mut collector);
+            match tokio::time::timeout(deadline, work).await {
+                Ok(Ok((described, complete))) => {
+                    if !complete {
+                        // Leftover rows would have to be read off the wire first.
+                        conn.close_on_drop();
+                    }
+                    described
+                }
+                Ok(Err(error)) => return Err(error),
+                Err(_) => {
+                    conn.close_on_drop();
+                    return Err(SqlError::Timeout {
+                        source_name: source.name.clone(),
+                        ms: limits.timeout.as_millis(),
+                    });
+                }
             }
-            SourcePool::Mysql(pool) => {
-                run_mysql(pool, source, statement, params, class, &mut collector).await
-            }
-            SourcePool::Sqlite(pool) => {
-                run_sqlite(pool, source, statement, params, class, &mut collector).await
-            }
-        }
+        }};
+    }
+    let (columns, column_types, rows_affected) = match source.pool() {
+        SourcePool::Postgres(pool) => on_connection!(pool, run_postgres),
+        SourcePool::Mysql(pool) => on_connection!(pool, run_mysql),
+        SourcePool::Sqlite(pool) => on_connection!(pool, run_sqlite),
     };
-    let (columns, column_types, rows_affected) =
-        match tokio::time::timeout(limits.timeout + HOST_TIMEOUT_SLACK, work).await {
-            Ok(result) => result?,
-            Err(_) => {
-                return Err(SqlError::Timeout {
-                    source_name: source.name.clone(),
-                    ms: limits.timeout.as_millis(),
-                });
-            }
-        };
     Ok(QueryOutcome {
         columns,
         column_types,
@@ -115,7 +123,9 @@ pub async fn run(
     })
 }
 
+/// Columns, column types, rows affected; and whether the result was read to its end.
 type Described = (Vec<String>, Vec<String>, u64);
+type Ran = (Described, bool);
 
 /// Prepare, bind, stream and collect on one connection already inside its transaction.
 macro_rules! stream_rows {
@@ -160,14 +170,13 @@ macro_rules! stream_rows {
 }
 
 async fn run_postgres(
-    pool: &sqlx::PgPool,
+    conn: &mut sqlx::pool::PoolConnection<sqlx::Postgres>,
     source: &SqlSource,
     statement: &str,
     params: &[Value],
     class: StatementClass,
     collector: &mut RowCollector,
-) -> Result<Described, SqlError> {
-    let mut conn = pool.acquire().await.map_err(|e| classify(source, e))?;
+) -> Result<Ran, SqlError> {
     let begin = match class {
         StatementClass::Read => "BEGIN READ ONLY",
         StatementClass::Write => "BEGIN",
@@ -193,22 +202,17 @@ async fn run_postgres(
         bind::postgres
     );
     finish(tx, class, complete, source).await?;
-    if !complete {
-        // Leftover rows would have to be read off the wire before the connection is usable.
-        conn.close_on_drop();
-    }
-    Ok((columns, types, affected))
+    Ok(((columns, types, affected), complete))
 }
 
 async fn run_mysql(
-    pool: &sqlx::MySqlPool,
+    conn: &mut sqlx::pool::PoolConnection<sqlx::MySql>,
     source: &SqlSource,
     statement: &str,
     params: &[Value],
     class: StatementClass,
     collector: &mut RowCollector,
-) -> Result<Described, SqlError> {
-    let mut conn = pool.acquire().await.map_err(|e| classify(source, e))?;
+) -> Result<Ran, SqlError> {
     let begin = match class {
         StatementClass::Read => "START TRANSACTION READ ONLY",
         StatementClass::Write => "START TRANSACTION",
@@ -227,21 +231,29 @@ async fn run_mysql(
         bind::mysql
     );
     finish(tx, class, complete, source).await?;
-    if !complete {
-        conn.close_on_drop();
-    }
-    Ok((columns, types, affected))
+    Ok(((columns, types, affected), complete))
 }
 
 async fn run_sqlite(
-    pool: &sqlx::SqlitePool,
+    conn: &mut sqlx::pool::PoolConnection<sqlx::Sqlite>,
     source: &SqlSource,
     statement: &str,
     params: &[Value],
     class: StatementClass,
     collector: &mut RowCollector,
-) -> Result<Described, SqlError> {
-    let mut conn = pool.acquire().await.map_err(|e| classify(source, e))?;
+) -> Result<Ran, SqlError> {
+    // On a writable source, reads still run with `query_only` on (read-only sources open
+    // read-only connections with it always on).
+    if source.writable {
+        let query_only = match class {
+            StatementClass::Read => "PRAGMA query_only = 1",
+            StatementClass::Write => "PRAGMA query_only = 0",
+        };
+        (**conn)
+            .execute(query_only)
+            .await
+            .map_err(|e| classify(source, e))?;
+    }
     // SQLite has no statement timeout; a progress handler interrupts the statement at the
     // deadline. Setting it replaces the one a previous call left on this connection.
     let deadline = Instant::now() + source.limits.timeout;
@@ -263,7 +275,8 @@ async fn run_sqlite(
         bind::sqlite
     );
     finish(tx, class, complete, source).await?;
-    Ok((columns, types, affected))
+    // Nothing is left on the wire of an embedded database: the connection stays usable.
+    Ok(((columns, types, affected), true))
 }
 
 /// Reads always roll back; a write commits only when it ran to the end.
@@ -285,6 +298,22 @@ async fn finish<DB: sqlx::Database>(
         StatementClass::Read if complete => tx.rollback().await.map_err(|e| classify(source, e)),
         // The connection is closed instead; the server ends the transaction.
         StatementClass::Read => Ok(()),
+    }
+}
+
+/// A failure to get a connection: whatever the database said, the source is unavailable
+/// (a wrong password or an unknown database is the operator's to fix, not the statement's).
+fn unavailable(source: &SqlSource, error: sqlx::Error) -> SqlError {
+    let message = match &error {
+        sqlx::Error::PoolTimedOut => {
+            "no connection could be made in time (is the database up?)".to_owned()
+        }
+        sqlx::Error::PoolClosed => "the host is shutting down".to_owned(),
+        other => other.to_string(),
+    };
+    SqlError::Unavailable {
+        source_name: source.name.clone(),
+        message,
     }
 }
 

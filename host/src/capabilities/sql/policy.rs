@@ -9,7 +9,7 @@
 
 use std::ops::ControlFlow;
 
-use sqlparser::ast::{Expr, Query, Select, Statement, Visit, Visitor};
+use sqlparser::ast::{Expr, ObjectName, Query, Select, Statement, TableFactor, Visit, Visitor};
 use sqlparser::dialect::{Dialect, GenericDialect, MySqlDialect, PostgreSqlDialect, SQLiteDialect};
 use sqlparser::parser::Parser;
 
@@ -99,6 +99,8 @@ const DENIED_FUNCTIONS: &[&str] = &[
     "load_file",
     "get_lock",
     "release_lock",
+    "release_all_locks",
+    "is_free_lock",
     "sys_exec",
     "sys_eval",
     // SQLite: extensions, files.
@@ -108,12 +110,100 @@ const DENIED_FUNCTIONS: &[&str] = &[
     "edit",
 ];
 
+/// Name prefixes refused like `DENIED_FUNCTIONS`: whole families (advisory locks, which
+/// outlive the transaction on a pooled connection; dblink, which writes through another
+/// connection; large objects; XML exports that run arbitrary queries).
+const DENIED_PREFIXES: &[&str] = &["pg_advisory", "pg_try_advisory", "dblink", "lo_"];
+const DENIED_SUFFIXES: &[&str] = &["_to_xml", "_to_xmlschema", "_to_xml_and_xmlschema"];
+
+fn is_denied_function(name: &str) -> bool {
+    DENIED_FUNCTIONS.contains(&name)
+        || DENIED_PREFIXES.iter().any(|p| name.starts_with(p))
+        || DENIED_SUFFIXES.iter().any(|s| name.ends_with(s))
+}
+
+/// The last part of a (possibly qualified, quoted) function name, lower-cased.
+fn function_name(name: &ObjectName) -> String {
+    name.0
+        .last()
+        .map(|part| {
+            part.to_string()
+                .trim_matches(['"', '`'])
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_default()
+}
+
+fn refuse_function(name: &str) -> ControlFlow<Refusal> {
+    ControlFlow::Break(Refusal(format!(
+        "the function `{name}` is not allowed: it acts on the server, its files or other sessions"
+    )))
+}
+
+/// MySQL and MariaDB run the text of `/*! ... */` and `/*M! ... */` comments, and obey
+/// optimizer hints in `/*+ ... */` (which can lift the statement timeout); the parser sees
+/// them differently from the server, so a statement that contains one is refused.
+fn mysql_executable_comment(statement: &str) -> Option<&'static str> {
+    let bytes = statement.as_bytes();
+    let mut quote: Option<u8> = None;
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        match quote {
+            Some(q) => {
+                if c == b'\\' && q != b'`' {
+                    i += 1;
+                } else if c == q {
+                    quote = None;
+                }
+            }
+            None => match c {
+                b'\'' | b'"' | b'`' => quote = Some(c),
+                b'#' => {
+                    while i < bytes.len() && bytes[i] != b'\n' {
+                        i += 1;
+                    }
+                }
+                b'-' if bytes.get(i + 1) == Some(&b'-') => {
+                    while i < bytes.len() && bytes[i] != b'\n' {
+                        i += 1;
+                    }
+                }
+                b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                    match (bytes.get(i + 2), bytes.get(i + 3)) {
+                        (Some(b'!'), _) => return Some("/*! ... */"),
+                        (Some(b'M' | b'm'), Some(b'!')) => return Some("/*M! ... */"),
+                        (Some(b'+'), _) => return Some("/*+ ... */ (optimizer hints)"),
+                        _ => {}
+                    }
+                    // Skip an ordinary comment to its end.
+                    i += 2;
+                    while i + 1 < bytes.len() && !(bytes[i] == b'*' && bytes[i + 1] == b'/') {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+                _ => {}
+            },
+        }
+        i += 1;
+    }
+    None
+}
+
 /// Parse and classify one statement for a source.
 pub fn check(
     dialect: SqlDialect,
     statement: &str,
     writable: bool,
 ) -> Result<StatementClass, Refusal> {
+    if dialect == SqlDialect::Mysql
+        && let Some(comment) = mysql_executable_comment(statement)
+    {
+        return Err(Refusal(format!(
+            "{comment} comments are not allowed: MySQL and MariaDB execute or obey their contents; remove the comment"
+        )));
+    }
     let parsed = Parser::parse_sql(dialect.parser_dialect().as_ref(), statement).map_err(|e| {
         Refusal(format!(
             "the statement could not be parsed as {dialect:?} SQL: {e}"
@@ -168,10 +258,14 @@ impl Visitor for Walker {
             | Statement::ShowCreate { .. }
             | Statement::ExplainTable { .. }
             | Statement::Explain { .. } => ControlFlow::Continue(()),
-            // Only the read forms of PRAGMA (`PRAGMA table_info('t')`, `PRAGMA x`); `PRAGMA x = 1` writes.
+            // Only reading PRAGMAs: the introspection calls (`PRAGMA table_info('t')`) and
+            // settings read without a value (`PRAGMA user_version`); some value-less PRAGMAs
+            // act (`optimize`, `wal_checkpoint`), so those are listed, not guessed.
             Statement::Pragma { value, is_eq, .. } => {
                 if *is_eq || value.is_some() && !is_read_pragma_call(statement) {
                     refuse("a PRAGMA that sets a value")
+                } else if value.is_none() && !is_read_pragma_setting(statement) {
+                    refuse("this PRAGMA (it is not one of the read-only ones)")
                 } else {
                     ControlFlow::Continue(())
                 }
@@ -233,24 +327,64 @@ impl Visitor for Walker {
 
     fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<Refusal> {
         if let Expr::Function(function) = expr {
-            let name = function
-                .name
-                .0
-                .last()
-                .map(|part| {
-                    part.to_string()
-                        .trim_matches(['"', '`'])
-                        .to_ascii_lowercase()
-                })
-                .unwrap_or_default();
-            if DENIED_FUNCTIONS.contains(&name.as_str()) {
-                return ControlFlow::Break(Refusal(format!(
-                    "the function `{name}` is not allowed: it acts on the server, its files or other sessions"
-                )));
+            let name = function_name(&function.name);
+            if is_denied_function(&name) {
+                return refuse_function(&name);
             }
         }
         ControlFlow::Continue(())
     }
+
+    /// Functions called in FROM (`SELECT * FROM pg_read_file(...)`) are table factors, not
+    /// expressions.
+    fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<Refusal> {
+        let name = match factor {
+            TableFactor::Table {
+                name,
+                args: Some(_),
+                ..
+            }
+            | TableFactor::Function { name, .. } => function_name(name),
+            _ => return ControlFlow::Continue(()),
+        };
+        if is_denied_function(&name) {
+            return refuse_function(&name);
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// PRAGMAs that, without a value, only report a setting or list something.
+fn is_read_pragma_setting(statement: &Statement) -> bool {
+    let Statement::Pragma { name, .. } = statement else {
+        return false;
+    };
+    let name = name.to_string().to_ascii_lowercase();
+    let pragma = name.rsplit('.').next().unwrap_or(&name);
+    matches!(
+        pragma,
+        "application_id"
+            | "auto_vacuum"
+            | "cache_size"
+            | "collation_list"
+            | "compile_options"
+            | "data_version"
+            | "database_list"
+            | "encoding"
+            | "foreign_keys"
+            | "freelist_count"
+            | "function_list"
+            | "journal_mode"
+            | "module_list"
+            | "page_count"
+            | "page_size"
+            | "pragma_list"
+            | "query_only"
+            | "schema_version"
+            | "synchronous"
+            | "table_list"
+            | "user_version"
+    )
 }
 
 /// The introspection PRAGMAs that take an argument and only read.
@@ -326,6 +460,43 @@ mod tests {
             (&ALL, "SELECT 1 /* it's fine; */; DELETE FROM users -- '"),
             (&ALL, "SELECT '1'';DROP TABLE users;--'; DELETE FROM t"),
             (&ALL, "COMMIT; DROP TABLE users"),
+            (
+                &[SqlDialect::Postgres],
+                "SELECT * FROM pg_read_file('/etc/passwd')",
+            ),
+            (
+                &[SqlDialect::Postgres],
+                "SELECT * FROM pg_catalog.pg_ls_dir('.')",
+            ),
+            (
+                &[SqlDialect::Postgres],
+                "SELECT * FROM dblink('host=x', 'DELETE FROM t') AS t(a int)",
+            ),
+            (&[SqlDialect::Postgres], "SELECT pg_try_advisory_lock(1)"),
+            (
+                &[SqlDialect::Postgres],
+                "SELECT * FROM pg_advisory_lock_shared(1)",
+            ),
+            (
+                &[SqlDialect::Postgres],
+                "SELECT query_to_xml_and_xmlschema('select 1', true, true, '')",
+            ),
+            (&[SqlDialect::Mysql], "SELECT 1 /*M!, GET_LOCK('x', 0) */"),
+            (
+                &[SqlDialect::Mysql],
+                "SELECT 1 /*!50000 INTO OUTFILE '/tmp/x' */",
+            ),
+            (
+                &[SqlDialect::Mysql],
+                "SELECT /*+ MAX_EXECUTION_TIME(100000000) */ 1",
+            ),
+            (
+                &[SqlDialect::Mysql],
+                "/*M! SET STATEMENT max_statement_time=0 FOR */ SELECT 1",
+            ),
+            (&[SqlDialect::Sqlite], "PRAGMA optimize"),
+            (&[SqlDialect::Sqlite], "PRAGMA wal_checkpoint"),
+            (&[SqlDialect::Sqlite], "PRAGMA incremental_vacuum"),
             (&ALL, "COMMIT"),
             (&ALL, "BEGIN"),
             (
@@ -444,9 +615,32 @@ mod tests {
 
     #[test]
     fn read_pragmas_are_accepted_on_sqlite() {
-        assert_eq!(
-            check(SqlDialect::Sqlite, "PRAGMA table_info('users')", false),
-            Ok(StatementClass::Read)
-        );
+        for sql in [
+            "PRAGMA table_info('users')",
+            "PRAGMA user_version",
+            "PRAGMA foreign_keys",
+        ] {
+            assert_eq!(
+                check(SqlDialect::Sqlite, sql, false),
+                Ok(StatementClass::Read),
+                "{sql}"
+            );
+        }
+    }
+
+    #[test]
+    fn comment_markers_inside_strings_and_plain_comments_are_fine_on_mysql() {
+        for sql in [
+            "SELECT '/*! not a comment */' AS x",
+            "SELECT 1 /* an ordinary comment */",
+            "SELECT `/*+` FROM t",
+            "SELECT 'it''s /*M! */' -- /*! in a line comment\n",
+        ] {
+            assert_eq!(
+                check(SqlDialect::Mysql, sql, false),
+                Ok(StatementClass::Read),
+                "{sql}"
+            );
+        }
     }
 }

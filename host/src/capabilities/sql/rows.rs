@@ -57,6 +57,9 @@ impl RowCollector {
     /// Offer one row. A row past the row cap, or one that would cross the byte cap, is not
     /// kept and ends collection.
     pub fn push(&mut self, row: Vec<Value>) {
+        if self.cut.is_some() {
+            return;
+        }
         if self.row_count >= self.max_rows {
             self.cut = Some(Cut::Rows(self.max_rows));
             return;
@@ -65,7 +68,8 @@ impl RowCollector {
         // Writing JSON values to memory cannot fail.
         let _ = serde_json::to_writer(&mut self.scratch, &row);
         // The array's brackets and separators count too: the text that is returned.
-        if self.json.len() + self.scratch.len() + 1 > self.max_bytes {
+        let separator = usize::from(self.row_count > 0);
+        if self.json.len() + separator + self.scratch.len() + 1 > self.max_bytes {
             self.cut = Some(Cut::Bytes(self.max_bytes));
             return;
         }
@@ -74,6 +78,17 @@ impl RowCollector {
         }
         self.json.extend_from_slice(&self.scratch);
         self.row_count += 1;
+    }
+
+    /// Before decoding a value of `raw_len` bytes: would it fit at all? Its JSON is at least
+    /// as long as the raw value (escaping and base64 only add), so a value that alone passes
+    /// the byte cap ends collection here, before it is copied into memory again.
+    pub fn admits_value(&mut self, raw_len: usize) -> bool {
+        if self.json.len() + raw_len > self.max_bytes {
+            self.cut = Some(Cut::Bytes(self.max_bytes));
+            return false;
+        }
+        true
     }
 
     pub fn note_undecodable(&mut self, type_name: &str) {
@@ -159,6 +174,9 @@ pub fn postgres_row(row: &PgRow, collector: &mut RowCollector) -> Vec<Value> {
             if raw.is_null() {
                 return Value::Null;
             }
+            if !collector.admits_value(raw.as_bytes().map_or(0, <[u8]>::len)) {
+                return Value::Null;
+            }
             let info = raw.type_info().into_owned();
             let mut type_info = info.clone();
             while let PgTypeKind::Domain(base) = type_info.kind() {
@@ -188,10 +206,11 @@ fn postgres_value(type_name: &str, raw: sqlx::postgres::PgValueRef<'_>) -> Decod
         "FLOAT4" => float(f64::from(<f32 as Decode<Pg>>::decode(raw)?)),
         "FLOAT8" => float(<f64 as Decode<Pg>>::decode(raw)?),
         "NUMERIC" => Value::String(<rust_decimal::Decimal as Decode<Pg>>::decode(raw)?.to_string()),
-        "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" | "CITEXT" | "UNKNOWN" => {
+        // sqlx names `bpchar` (CHAR(n)) "CHAR" and the one-byte internal `"char"` "\"CHAR\"".
+        "TEXT" | "VARCHAR" | "CHAR" | "BPCHAR" | "NAME" | "CITEXT" | "UNKNOWN" => {
             Value::String(<String as Decode<Pg>>::decode(raw)?)
         }
-        "\"CHAR\"" | "CHAR" => {
+        "\"CHAR\"" => {
             Value::String(char::from(<i8 as Decode<Pg>>::decode(raw)?.to_ne_bytes()[0]).to_string())
         }
         "JSON" | "JSONB" => <serde_json::Value as Decode<Pg>>::decode(raw)?,
@@ -207,7 +226,7 @@ fn postgres_value(type_name: &str, raw: sqlx::postgres::PgValueRef<'_>) -> Decod
             Value::String(<chrono::DateTime<chrono::Utc> as Decode<Pg>>::decode(raw)?.to_rfc3339())
         }
         "BYTEA" => bytes(<Vec<u8> as Decode<Pg>>::decode(raw)?),
-        "TEXT[]" | "VARCHAR[]" | "NAME[]" | "BPCHAR[]" => Value::from(
+        "TEXT[]" | "VARCHAR[]" | "NAME[]" | "CHAR[]" | "BPCHAR[]" => Value::from(
             <Vec<Option<String>> as Decode<Pg>>::decode(raw)?
                 .into_iter()
                 .map(|v| v.map_or(Value::Null, Value::String))
@@ -240,6 +259,11 @@ pub fn mysql_row(row: &MySqlRow, collector: &mut RowCollector) -> Vec<Value> {
                 return Value::Null;
             };
             if raw.is_null() {
+                return Value::Null;
+            }
+            let raw_len =
+                <&[u8] as Decode<sqlx::MySql>>::decode(raw.clone()).map_or(0, <[u8]>::len);
+            if !collector.admits_value(raw_len) {
                 return Value::Null;
             }
             let info = raw.type_info().into_owned();
@@ -340,6 +364,16 @@ mod tests {
         assert_eq!(collector.row_count, 1);
         assert!(collector.finish().len() <= 20);
         assert_eq!(collector.cut, Some(Cut::Bytes(20)));
+    }
+
+    #[test]
+    fn a_value_larger_than_the_cap_stops_collection_before_it_is_decoded() {
+        let mut collector = RowCollector::new(100, 64);
+        collector.push(vec![json!(1)]);
+        assert!(!collector.admits_value(1 << 20));
+        collector.push(vec![json!("would not fit")]);
+        assert_eq!(collector.row_count, 1);
+        assert_eq!(collector.cut, Some(Cut::Bytes(64)));
     }
 
     #[test]
