@@ -140,9 +140,6 @@ impl Endpoint {
                 .headers
                 .push(("content-type".to_owned(), "application/json".to_owned()));
             request.body = Some(body.to_string().into_bytes());
-        } else if matches!(method, "POST" | "PUT" | "PATCH") {
-            // An explicit empty body (`Content-Length: 0`), which some servers require.
-            request.body = Some(Vec::new());
         }
         let response = http::send_with_retries(&request, self.retry)?;
         let status = response.status;

@@ -183,32 +183,29 @@ pub fn config_value<T: serde::de::DeserializeOwned>(key: &str) -> Result<Option<
     }
 }
 
-/// The connector instance a tool should call: `requested` when given (it must be in the list
-/// the operator configured), else the only one configured. The list is `config.connectors`,
-/// which defaults to the instances granted in `permissions.connectors`; `what` names the
-/// kind for messages ("SQL", "Spark").
-pub fn pick_connector(requested: Option<&str>, what: &str) -> Result<String, PluginError> {
+/// The connector instance a tool should call: `requested` when the caller named one (the host
+/// checks it against `permissions.connectors` when it is called), else the only one in
+/// `config.connectors`, which defaults to the instances granted in `permissions.connectors`.
+/// `what` names the kind for messages ("SQL", "Spark"); `argument` is the tool's argument
+/// that names a connector (`connection`, `connector`).
+pub fn pick_connector(
+    requested: Option<&str>,
+    what: &str,
+    argument: &str,
+) -> Result<String, PluginError> {
+    if let Some(name) = requested.map(str::trim).filter(|n| !n.is_empty()) {
+        return Ok(name.to_owned());
+    }
     let configured: Vec<String> = config_value("connectors")?.unwrap_or_default();
-    match requested {
-        Some(name) if configured.iter().any(|c| c == name) => Ok(name.to_owned()),
-        Some(name) => Err(PluginError::NotFound(format!(
-            "no {what} connection `{name}`; available: {}",
-            if configured.is_empty() {
-                "none configured".to_owned()
-            } else {
-                configured.join(", ")
-            }
+    match configured.as_slice() {
+        [only] => Ok(only.clone()),
+        [] => Err(PluginError::InvalidInput(format!(
+            "no {what} connector to use: pass `{argument}`, or have the operator grant exactly one in `permissions.connectors` of this tool (or list it in `config.connectors`)"
         ))),
-        None => match configured.as_slice() {
-            [only] => Ok(only.clone()),
-            [] => Err(PluginError::Denied(format!(
-                "no {what} connection is configured for this tool; the operator lists connector instances in `config.connectors` and grants them in `permissions.connectors`"
-            ))),
-            several => Err(PluginError::InvalidInput(format!(
-                "several {what} connections exist ({}); name one with `connection`",
-                several.join(", ")
-            ))),
-        },
+        several => Err(PluginError::InvalidInput(format!(
+            "several {what} connectors are available ({}); pass `{argument}` with one of them",
+            several.join(", ")
+        ))),
     }
 }
 

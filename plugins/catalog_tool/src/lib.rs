@@ -17,9 +17,6 @@ databot_sdk::manifest! {
     capabilities: ["connectors", "config", "logging"],
 }
 
-/// The built-in connector's instance name, used when the tool's config lists none.
-const DEFAULT_CONNECTOR: &str = "catalog_connector";
-
 catalog_args! {
     /// Catalog connector instance to use (default: the only one this tool is configured with).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -31,7 +28,7 @@ fn run<T: Serialize>(
     connector: Option<&str>,
     args: &T,
 ) -> Result<Value, PluginError> {
-    let name = resolve::connector(connector, DEFAULT_CONNECTOR)?;
+    let name = resolve::connector(connector, "catalog")?;
     resolve::execute(&name, operation, args)
 }
 

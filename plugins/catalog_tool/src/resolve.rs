@@ -1,38 +1,22 @@
-//! Which connector instance a delegating tool calls: the `connector` argument when given,
-//! else the only name in the tool's config `connectors` list, else the built-in's default
-//! instance name when the operator listed none. The host still checks each call against
-//! `permissions.connectors`, so a name here grants nothing by itself.
+//! Which connector instance a delegating tool calls and the call itself, over the SDK's
+//! `pick_connector` and `call_connector` (shared by the `catalog` and `kafka` tools).
 
 use databot_sdk::PluginError;
 use serde_json::Value;
 
-/// The instance to call. `default_name` is the built-in connector's own name.
-pub fn connector(explicit: Option<&str>, default_name: &str) -> Result<String, PluginError> {
-    let listed = databot_sdk::config_value::<Vec<String>>("connectors")?;
-    if let Some(name) = explicit.map(str::trim).filter(|n| !n.is_empty()) {
-        if let Some(listed) = &listed
-            && !listed.iter().any(|l| l == name)
-        {
-            return Err(PluginError::InvalidInput(format!(
-                "connector `{name}` is not one of this tool's connectors ({}); pick one of those or ask the operator to add it to `config.connectors` and `permissions.connectors`",
-                listed.join(", ")
-            )));
-        }
-        return Ok(name.to_owned());
+/// The instance to call: the `connector` argument, else the only one this tool may use. A
+/// named connector outside the tool's list is refused here, with the list, so the model can
+/// correct itself.
+pub fn connector(explicit: Option<&str>, what: &str) -> Result<String, PluginError> {
+    let name = databot_sdk::pick_connector(explicit, what, "connector")?;
+    let listed: Vec<String> = databot_sdk::config_value("connectors")?.unwrap_or_default();
+    if !listed.is_empty() && !listed.contains(&name) {
+        return Err(PluginError::InvalidInput(format!(
+            "connector `{name}` is not one of this tool's connectors ({}); pick one of those or ask the operator to add it to `permissions.connectors`",
+            listed.join(", ")
+        )));
     }
-    match listed {
-        None => Ok(default_name.to_owned()),
-        Some(listed) => match listed.as_slice() {
-            [only] => Ok(only.clone()),
-            [] => Err(PluginError::NotFound(format!(
-                "no {default_name} instance is configured for this tool; the operator lists one in this tool's `config.connectors` and `permissions.connectors`"
-            ))),
-            many => Err(PluginError::InvalidInput(format!(
-                "several connectors are configured ({}); pass `connector` to pick one",
-                many.join(", ")
-            ))),
-        },
-    }
+    Ok(name)
 }
 
 /// Run `operation` of `connector` with `params` (a serialisable argument struct; its
@@ -47,10 +31,5 @@ pub fn execute<T: serde::Serialize>(
     if let Some(map) = params.as_object_mut() {
         map.remove("connector");
     }
-    let text = databot_sdk::connectors::execute(connector, operation, &params.to_string())?;
-    serde_json::from_str(&text).map_err(|e| {
-        PluginError::Failed(format!(
-            "connector `{connector}` answered `{operation}` with something that is not JSON: {e}"
-        ))
-    })
+    databot_sdk::call_connector(connector, operation, &params)
 }

@@ -114,7 +114,7 @@ struct Target {
 
 impl Target {
     fn resolve(requested: Option<&str>) -> Result<Self, PluginError> {
-        let connection = pick_connector(requested, "SQL")?;
+        let connection = pick_connector(requested, "SQL", "connection")?;
         let info: Value = call_connector(&connection, "info", &json!({}))?;
         let dialect = info["dialect"].as_str().unwrap_or("postgres").to_owned();
         Ok(Self {

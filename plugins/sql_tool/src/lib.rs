@@ -89,7 +89,7 @@ struct Connection {
 }
 
 fn connection(requested: Option<&str>) -> Result<String, PluginError> {
-    pick_connector(requested, "SQL")
+    pick_connector(requested, "SQL", "connection")
 }
 
 /// Drop `None` fields so the connector's strict schema sees only what was given.
