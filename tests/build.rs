@@ -10,7 +10,13 @@ fn main() {
     let workspace = root.parent().expect("tests/ is inside the workspace");
     let guests = build_guests::build_guest_workspace(
         &root.join("fixtures/Cargo.toml"),
-        &["hostile", "echo", "echo_connector", "other_major"],
+        &[
+            "hostile",
+            "echo",
+            "echo_connector",
+            "other_major",
+            "vectors_user",
+        ],
         &[
             &root.join("fixtures"),
             &workspace.join("sdk/src"),

@@ -1,6 +1,8 @@
 //! Helpers shared by the end-to-end tests: fixture components, throwaway hosts, a tiny HTTP
 //! server on loopback.
 
+pub mod otlp;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -429,4 +431,84 @@ fn dechunk(mut body: &[u8]) -> Vec<u8> {
         body = rest[size..].strip_prefix(b"\r\n").unwrap_or(&rest[size..]);
     }
     out
+}
+
+/// Create the SQLite database at `path` (if needed) and run the set-up script `sql` in it. For
+/// synchronous set-up code such as `TestHost::start_with`'s closure: it runs on a thread of
+/// its own with its own runtime.
+pub fn sqlite_setup(path: &Path, sql: &str) -> std::io::Result<()> {
+    use sqlx::Connection;
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let sql = sql.to_owned();
+    std::thread::spawn(move || -> std::io::Result<()> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(async {
+            let mut connection = sqlx::SqliteConnection::connect(&url)
+                .await
+                .map_err(std::io::Error::other)?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut connection)
+                .await
+                .map_err(std::io::Error::other)?;
+            Ok(())
+        })
+    })
+    .join()
+    .map_err(|_| std::io::Error::other("the SQLite set-up thread panicked"))?
+}
+
+/// The live PostgreSQL of every machine of this project (trust auth, database `test`).
+pub const POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// A name no other test run uses at the same time: `PREFIX_PID_NANOS` (a valid SQL
+/// identifier when `prefix` is one).
+pub fn unique_name(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{prefix}_{}_{nanos}", std::process::id())
+}
+
+/// Run set-up statements on the live PostgreSQL, in order; a failing one panics naming it.
+pub async fn postgres_exec(statements: &[String]) {
+    use sqlx::Connection;
+    let mut connection = sqlx::PgConnection::connect(POSTGRES_URL)
+        .await
+        .expect("PostgreSQL at 127.0.0.1:5432");
+    for statement in statements {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statement.clone()))
+            .execute(&mut connection)
+            .await
+            .unwrap_or_else(|e| panic!("{statement}: {e}"));
+    }
+}
+
+/// A host with `plugins` (fixtures) and the built-in `sql` tool over a SQLite `sql_connector`
+/// instance named `lite`, whose table `items` holds 3 rows (`(1,'a'), (2,'b'), (3,'c')`).
+pub async fn sqlite_items_host(plugins: &[&str]) -> TestHost {
+    let yaml = r#"data:
+  sql:
+    lite: {url: "sqlite://{dir}/data.db"}
+plugins:
+  lite:
+    builtin: sql_connector
+    config: {source: lite}
+    permissions: {sql: [lite]}
+  sql:
+    config: {connectors: [lite]}
+    permissions: {connectors: [lite]}
+"#;
+    let host = TestHost::start_with(yaml, plugins, |dir| {
+        sqlite_setup(
+            &dir.join("data.db"),
+            "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO items VALUES (1, 'a'), (2, 'b'), (3, 'c');",
+        )
+    })
+    .await
+    .expect("host starts");
+    host.load_builtin("sql").await;
+    host
 }

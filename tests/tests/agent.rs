@@ -245,6 +245,7 @@ async fn conversations_through_the_bus_stream_and_keep_order() {
                 content: format!(r#"/echo {{"text": "chat {chat} message {n}"}}"#),
                 stream: true,
                 thread_id: None,
+                trace_context: Vec::new(),
             };
             deliveries.push((chat, n, bus.submit(message).await.unwrap()));
         }

@@ -66,21 +66,10 @@ plugins:
     );
     let host = TestHost::start_with(&yaml, &[], |dir| {
         let path = dir.join("local.db");
-        std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread().enable_all().build().map(|rt| {
-                rt.block_on(async {
-                    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=rwc", path.display()))
-                        .await
-                        .expect("sqlite");
-                    sqlx::raw_sql("CREATE TABLE loads (id INTEGER PRIMARY KEY, loaded_at TEXT); INSERT INTO loads VALUES (1, datetime('now', '-2 hours')), (2, datetime('now', '-1 hours')), (2 + 1, NULL);")
-                        .execute(&mut conn)
-                        .await
-                        .expect("sqlite setup");
-                })
-            })
-        })
-        .join()
-        .map_err(|_| std::io::Error::other("sqlite setup thread"))?
+        databot_e2e::sqlite_setup(
+            &path,
+            "CREATE TABLE loads (id INTEGER PRIMARY KEY, loaded_at TEXT); INSERT INTO loads VALUES (1, datetime('now', '-2 hours')), (2, datetime('now', '-1 hours')), (2 + 1, NULL);",
+        )
     })
     .await
     .expect("host starts");

@@ -12,16 +12,8 @@ use databot_e2e::TestHost;
 use serde_json::{Value, json};
 use sqlx::Connection;
 
-const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/test";
+const PG_ADMIN: &str = databot_e2e::POSTGRES_URL;
 const MY_ADMIN: &str = "mysql://root@127.0.0.1:3306/test";
-
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!("{prefix}_{}_{nanos}", std::process::id())
-}
 
 /// The same two tables in each database: `items` (3 rows) and `orders` referencing it.
 async fn create_postgres(schema: &str) {
@@ -155,8 +147,8 @@ struct Fixture {
 }
 
 async fn start() -> Fixture {
-    let pg_schema = unique("databot_e2e");
-    let my_db = unique("databot_e2e");
+    let pg_schema = databot_e2e::unique_name("databot_e2e");
+    let my_db = databot_e2e::unique_name("databot_e2e");
     create_postgres(&pg_schema).await;
     create_mariadb(&my_db).await;
     let sources = [

@@ -42,7 +42,12 @@ impl MessageHandler for Agent {
             }
         });
         let outcome = self
-            .turn(&session, &message.content, Some(turn_events))
+            .turn_in_trace(
+                &session,
+                &message.content,
+                Some(turn_events),
+                &message.trace_context,
+            )
             .await;
         let _ = forwarder.await;
         let (content, failed) = match outcome {

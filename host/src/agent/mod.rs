@@ -62,11 +62,24 @@ pub enum AgentError {
     Sessions(anyhow::Error),
 }
 
+impl AgentError {
+    /// A stable name for metrics and the turn span's `error.type`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Provider { error, .. } => error.kind.as_str(),
+            Self::BadResponse { .. } => "bad_response",
+            Self::Sessions(_) => "sessions",
+        }
+    }
+}
+
 pub struct Agent {
     runtime: Runtime,
     sessions: Arc<SessionStore>,
     settings: AgentConfig,
     specialists: Vec<Specialist>,
+    /// Knowledge base searched before each turn and fed with completed turns.
+    rag: Option<Arc<crate::rag::Rag>>,
 }
 
 impl Agent {
@@ -77,7 +90,14 @@ impl Agent {
             sessions,
             settings,
             specialists,
+            rag: None,
         }
+    }
+
+    /// Enrich prompts from (and remember turns in) this knowledge base.
+    pub fn with_rag(mut self, rag: Arc<crate::rag::Rag>) -> Self {
+        self.rag = Some(rag);
+        self
     }
 
     /// The provider plugin this agent talks to.
@@ -169,6 +189,63 @@ impl Agent {
         user: &str,
         events: Option<UnboundedSender<TurnEvent>>,
     ) -> Result<TurnOutcome, AgentError> {
+        self.turn_in_trace(session_key, user, events, &[]).await
+    }
+
+    /// `turn` in an `agent.turn` span that joins the caller's W3C trace context
+    /// (`traceparent` / `tracestate` pairs, e.g. from HTTP headers carried over the bus).
+    pub async fn turn_in_trace(
+        &self,
+        session_key: &str,
+        user: &str,
+        events: Option<UnboundedSender<TurnEvent>>,
+        trace_context: &[(String, String)],
+    ) -> Result<TurnOutcome, AgentError> {
+        use tracing::Instrument;
+        use tracing::field::Empty;
+        let span = tracing::info_span!(
+            "agent.turn",
+            databot.session = session_key,
+            databot.provider = %self.settings.provider,
+            databot.specialist = Empty,
+            databot.turn.iterations = Empty,
+            databot.turn.tool_calls = Empty,
+            gen_ai.usage.input_tokens = Empty,
+            gen_ai.usage.output_tokens = Empty,
+            otel.status_code = Empty,
+            error.type = Empty,
+        );
+        crate::telemetry::propagation::set_remote_parent(&span, |key| {
+            crate::telemetry::propagation::lookup(trace_context, key)
+        });
+        let result = self
+            .run_turn(session_key, user, events)
+            .instrument(span.clone())
+            .await;
+        match &result {
+            Ok(outcome) => {
+                span.record("databot.turn.iterations", i64::from(outcome.iterations));
+                span.record("databot.turn.tool_calls", i64::from(outcome.tool_calls));
+                span.record(
+                    "gen_ai.usage.input_tokens",
+                    crate::telemetry::spans::int(outcome.usage.prompt_tokens),
+                );
+                span.record(
+                    "gen_ai.usage.output_tokens",
+                    crate::telemetry::spans::int(outcome.usage.completion_tokens),
+                );
+            }
+            Err(error) => crate::telemetry::spans::record_error(&span, error.kind()),
+        }
+        result
+    }
+
+    async fn run_turn(
+        &self,
+        session_key: &str,
+        user: &str,
+        events: Option<UnboundedSender<TurnEvent>>,
+    ) -> Result<TurnOutcome, AgentError> {
         let _writer = self.sessions.lock(session_key).await;
         let history = self
             .sessions
@@ -181,13 +258,27 @@ impl Agent {
             .await
             .map_err(AgentError::Sessions)?;
         let mut usage = Usage::default();
-        let specialist = self.route(session_key, user, &mut usage).await?;
+        let route_span = if self.settings.router.enabled {
+            tracing::info_span!("agent.route", databot.specialist = tracing::field::Empty)
+        } else {
+            tracing::Span::none()
+        };
+        let specialist = tracing::Instrument::instrument(
+            self.route(session_key, user, &mut usage),
+            route_span.clone(),
+        )
+        .await?;
+        if let Some(specialist) = specialist {
+            route_span.record("databot.specialist", specialist.name.as_str());
+            tracing::Span::current().record("databot.specialist", specialist.name.as_str());
+        }
         let system_prompt = match (specialist, self.settings.system_prompt.as_deref()) {
             // The operator's prompt replaces the general one (and the single agent's).
             (Some(s), Some(own)) if s.name == router::FALLBACK => own,
             (Some(s), _) => s.system_prompt.as_str(),
             (None, own) => own.unwrap_or(context::DEFAULT_SYSTEM_PROMPT),
         };
+        let knowledge = self.knowledge(session_key, user).await;
         let mut messages = context::build(
             system_prompt,
             &memories,
@@ -195,6 +286,13 @@ impl Agent {
             user,
             self.settings.context_tokens,
         );
+        if let Some(knowledge) = knowledge {
+            // Just before the user's message; not stored with the conversation.
+            messages.insert(
+                messages.len() - 1,
+                ChatMessage::text(Role::System, knowledge),
+            );
+        }
         let first_new = messages.len() - 1;
         let tools = self.tool_definitions(specialist);
         let mut tool_calls = 0;
@@ -235,6 +333,7 @@ impl Agent {
             .append(session_key, &messages[first_new..], usage)
             .await
             .map_err(AgentError::Sessions)?;
+        self.remember(session_key, user, &content);
         Ok(TurnOutcome {
             content,
             specialist: specialist.map(|s| s.name.clone()),
@@ -242,6 +341,37 @@ impl Agent {
             iterations,
             tool_calls,
         })
+    }
+
+    /// Knowledge-base context for this message; retrieval failures are logged, never fatal.
+    async fn knowledge(&self, session_key: &str, user: &str) -> Option<String> {
+        let rag = self.rag.as_ref()?;
+        match rag.context_for(session_key, user).await {
+            Ok(context) => context,
+            Err(error) => {
+                tracing::warn!(
+                    session = session_key,
+                    "knowledge base search failed, answering without it: {error}"
+                );
+                None
+            }
+        }
+    }
+
+    /// Keep the finished turn in the knowledge base, in the background.
+    fn remember(&self, session_key: &str, user: &str, answer: &str) {
+        let Some(rag) = self.rag.clone() else {
+            return;
+        };
+        if !rag.settings().ingest_conversations {
+            return;
+        }
+        let (session, user, answer) = (session_key.to_owned(), user.to_owned(), answer.to_owned());
+        tokio::spawn(async move {
+            if let Err(error) = rag.remember_turn(&session, &user, &answer).await {
+                tracing::warn!(session = %session, "keeping the turn in the knowledge base failed: {error}");
+            }
+        });
     }
 
     async fn ask_provider(
@@ -282,19 +412,49 @@ impl Agent {
                 (Some(sink), Some(forwarder))
             }
         };
-        let result = self.runtime.provider_chat(provider, &request, sink).await;
+        let span = provider_span(provider, self.settings.model.as_deref());
+        let started = std::time::Instant::now();
+        let result = tracing::Instrument::instrument(
+            self.runtime.provider_chat(provider, &request, sink),
+            span.clone(),
+        )
+        .await;
         if let Some(forwarder) = forwarder {
             // The sink closed with the call; the forwarder drains what is left and ends.
             let _ = forwarder.await;
         }
-        let text = result.map_err(|error| AgentError::Provider {
-            provider: provider.clone(),
-            error,
+        let text = result.map_err(|error| {
+            crate::telemetry::spans::record_error(&span, error.kind.as_str());
+            AgentError::Provider {
+                provider: provider.clone(),
+                error,
+            }
         })?;
-        serde_json::from_str(&text).map_err(|e| AgentError::BadResponse {
-            provider: provider.clone(),
-            message: e.to_string(),
-        })
+        let response: ChatResponse = serde_json::from_str(&text).map_err(|e| {
+            crate::telemetry::spans::record_error(&span, "bad_response");
+            AgentError::BadResponse {
+                provider: provider.clone(),
+                message: e.to_string(),
+            }
+        })?;
+        self.runtime.metrics().provider_call(
+            provider,
+            started.elapsed(),
+            response.usage.prompt_tokens,
+            response.usage.completion_tokens,
+        );
+        if let Some(model) = &response.model {
+            span.record("gen_ai.response.model", model.as_str());
+        }
+        span.record(
+            "gen_ai.usage.input_tokens",
+            crate::telemetry::spans::int(response.usage.prompt_tokens),
+        );
+        span.record(
+            "gen_ai.usage.output_tokens",
+            crate::telemetry::spans::int(response.usage.completion_tokens),
+        );
+        Ok(response)
     }
 
     /// Run one tool call; failures become text the model can read and act on.
@@ -342,6 +502,29 @@ impl Agent {
         }
         output
     }
+}
+
+/// The span of one provider call, after the GenAI semantic conventions (`chat {model}`).
+fn provider_span(provider: &str, model: Option<&str>) -> tracing::Span {
+    use tracing::field::Empty;
+    let span = tracing::info_span!(
+        "chat",
+        otel.name = Empty,
+        otel.kind = "client",
+        gen_ai.operation.name = "chat",
+        gen_ai.provider.name = provider,
+        gen_ai.system = provider,
+        gen_ai.request.model = model,
+        gen_ai.response.model = Empty,
+        gen_ai.usage.input_tokens = Empty,
+        gen_ai.usage.output_tokens = Empty,
+        otel.status_code = Empty,
+        error.type = Empty,
+    );
+    if !span.is_disabled() {
+        span.record("otel.name", format!("chat {}", model.unwrap_or(provider)));
+    }
+    span
 }
 
 /// Cut a tool output to `limit` bytes with a notice the model can see.

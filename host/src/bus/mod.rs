@@ -24,6 +24,10 @@ pub struct InboundMessage {
     pub stream: bool,
     #[serde(default)]
     pub thread_id: Option<String>,
+    /// W3C trace context of the sender (`traceparent`, `tracestate`), so the turn that answers
+    /// joins the sender's trace (see `telemetry::propagation`). Empty when there is none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trace_context: Vec<(String, String)>,
 }
 
 impl InboundMessage {

@@ -1,7 +1,7 @@
 //! Capabilities that reach data: `connectors` (tool -> connector calls), `stream-sink`, the
 //! named-grant check shared by `sql` and `kafka` (their own modules), and the `vectors`
-//! interface. This host has no vector collections to offer yet, so a granted call to it
-//! reports `unavailable` and an ungranted one `denied`.
+//! interface: granted collections are embedded vector stores in the plugin's own namespace
+//! (`crate::rag::plugin_vectors`); an ungranted one is `denied`.
 
 use crate::runtime::bindings::GuestError;
 use crate::runtime::bindings::databot::plugin::{connectors, stream_sink, vectors};
@@ -28,12 +28,6 @@ impl StoreState {
             &format!("plugins.{plugin}.permissions.{capability}: [\"{name}\"]"),
         ))
     }
-}
-
-fn not_in_this_host(capability: &str, name: &str) -> GuestError {
-    GuestError::Unavailable(format!(
-        "{capability} `{name}` is granted but this host has no {capability} backend configured"
-    ))
 }
 
 impl connectors::Host for StoreState {
@@ -63,28 +57,65 @@ impl connectors::Host for StoreState {
     }
 }
 
+/// Granted collections live in the plugin's own namespace (`crate::rag::plugin_vectors`).
 impl vectors::Host for StoreState {
     async fn upsert(
         &mut self,
         collection: String,
-        _id: String,
-        _vector: Vec<f32>,
-        _payload: String,
+        id: String,
+        vector: Vec<f32>,
+        payload: String,
     ) -> wasmtime::Result<Result<(), GuestError>> {
+        if let Err(error) = crate::rag::plugin_vectors::check_collection_name(&collection)
+            .and_then(|()| self.check_named_grant(&self.grants.vectors, "vectors", &collection))
+        {
+            return Ok(Err(error));
+        }
         Ok(self
-            .check_named_grant(&self.grants.vectors, "vectors", &collection)
-            .and_then(|()| Err(not_in_this_host("vectors", &collection))))
+            .services
+            .vectors
+            .upsert(
+                &self.services.data_dir,
+                &self.grants.plugin,
+                &collection,
+                id,
+                vector,
+                payload,
+            )
+            .await)
     }
 
     async fn search(
         &mut self,
         collection: String,
-        _vector: Vec<f32>,
-        _limit: u32,
+        vector: Vec<f32>,
+        limit: u32,
     ) -> wasmtime::Result<Result<Vec<vectors::Match>, GuestError>> {
-        Ok(self
-            .check_named_grant(&self.grants.vectors, "vectors", &collection)
-            .and_then(|()| Err(not_in_this_host("vectors", &collection))))
+        if let Err(error) = crate::rag::plugin_vectors::check_collection_name(&collection)
+            .and_then(|()| self.check_named_grant(&self.grants.vectors, "vectors", &collection))
+        {
+            return Ok(Err(error));
+        }
+        let hits = self
+            .services
+            .vectors
+            .search(
+                &self.services.data_dir,
+                &self.grants.plugin,
+                &collection,
+                vector,
+                limit,
+            )
+            .await;
+        Ok(hits.map(|hits| {
+            hits.into_iter()
+                .map(|m| vectors::Match {
+                    id: m.id,
+                    score: m.score,
+                    payload: m.payload,
+                })
+                .collect()
+        }))
     }
 }
 

@@ -7,6 +7,8 @@ pub struct MemoryLimiter {
     max_bytes: usize,
     /// The size a refused `memory.grow` asked for.
     pub(crate) refused_growth: Option<usize>,
+    /// The largest size a linear memory was allowed to reach (the call's memory peak).
+    pub(crate) peak_bytes: usize,
 }
 
 impl MemoryLimiter {
@@ -14,6 +16,7 @@ impl MemoryLimiter {
         Self {
             max_bytes,
             refused_growth: None,
+            peak_bytes: 0,
         }
     }
 }
@@ -34,6 +37,7 @@ impl ResourceLimiter for MemoryLimiter {
                 self.max_bytes
             )));
         }
+        self.peak_bytes = self.peak_bytes.max(desired);
         Ok(true)
     }
 

@@ -41,6 +41,8 @@ pub struct HostServices {
     pub kafka: kafka::KafkaClusters,
     /// The host's data folder (default working folder of the `shell` capability).
     pub data_dir: std::path::PathBuf,
+    /// The plugins' open `vectors` collections (closed with the runtime).
+    pub vectors: crate::rag::plugin_vectors::PluginCollections,
     /// Lets `connectors.execute` call back into the runtime without a reference cycle.
     pub connector_router: parking_lot::RwLock<Option<Arc<dyn ConnectorRouter>>>,
 }

@@ -21,7 +21,11 @@ pub async fn run(
     let sessions = SessionStore::connect(&runtime.config().sessions_url())
         .await
         .context("opening the session store")?;
-    let agent = Agent::new(runtime, Arc::new(sessions), settings);
+    let knowledge = super::rag::open_for_chat(&runtime);
+    let mut agent = Agent::new(runtime, Arc::new(sessions), settings);
+    if let Some(knowledge) = knowledge {
+        agent = agent.with_rag(knowledge);
+    }
     let session_key = format!("cli:{session}");
     if let Some(message) = message {
         return Ok(if one_turn(&agent, &session_key, &message).await {

@@ -2,6 +2,7 @@
 
 mod chat;
 pub mod plugin;
+pub mod rag;
 pub mod scaffold;
 
 use std::path::PathBuf;
@@ -46,8 +47,14 @@ enum Command {
     /// Check configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// The knowledge base: ingest schemas and documents, search, stats.
+    #[command(subcommand)]
+    Rag(rag::RagCommand),
     /// Start the host: load and watch plugins, run the agent behind the HTTP gateway.
     Serve,
+    /// Serve the tools and connector resources to one MCP client over stdin/stdout (for
+    /// Claude Desktop, Cursor and other MCP hosts). Logs go to stderr.
+    Mcp,
     /// Talk to the agent: a REPL with streamed answers, or one message with `-m`.
     Chat {
         /// Send this one message, print the answer and exit.
@@ -116,7 +123,7 @@ pub fn main() -> ExitCode {
     } else {
         "warn"
     };
-    init_logging(cli.log.as_deref().unwrap_or(default_log));
+    let log_filter = cli.log.clone().unwrap_or_else(|| default_log.to_owned());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -127,23 +134,35 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    // Telemetry comes from the config, so read it before anything logs. A config that does not
+    // load is reported by the command itself; logging then starts without export.
+    let telemetry = match &cli.command {
+        Command::Config(_) => crate::config::TelemetryConfig::default(),
+        _ => Config::load(cli.config.as_deref())
+            .map(|config| config.telemetry)
+            .unwrap_or_default(),
+    };
+    // The gRPC exporter's connection runs on this runtime.
+    let guard = {
+        let _entered = runtime.enter();
+        match crate::telemetry::init(&telemetry, &log_filter) {
+            Ok(guard) => guard,
+            Err(error) => {
+                eprintln!("error: {error}");
+                return ExitCode::FAILURE;
+            }
+        }
+    };
+    let code = match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-fn init_logging(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+    };
+    // Flush spans while the runtime (and the exporter's connection on it) still runs.
+    guard.shutdown();
+    code
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -225,6 +244,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Serve => serve(cli.config.as_deref()).await,
+        Command::Rag(command) => rag::run(command, cli.config.as_deref()).await,
+        Command::Mcp => {
+            let runtime = start_runtime(cli.config.as_deref()).await?;
+            // Hot loads reach the client as `notifications/tools/list_changed`.
+            let _watcher = if runtime.config().runtime.watch {
+                Some(runtime.watch()?)
+            } else {
+                None
+            };
+            crate::mcp::serve_stdio(runtime).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Chat { message, session } => {
             chat::run(cli.config.as_deref(), message, &session).await
         }
@@ -265,11 +296,12 @@ async fn serve(config: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
             .await
             .context("opening the session store")?,
     );
-    let agent = Arc::new(crate::agent::Agent::new(
-        runtime.clone(),
-        sessions.clone(),
-        config.agent.clone(),
-    ));
+    let mut agent =
+        crate::agent::Agent::new(runtime.clone(), sessions.clone(), config.agent.clone());
+    if let Some(knowledge) = rag::start_for_serve(&runtime) {
+        agent = agent.with_rag(knowledge);
+    }
+    let agent = Arc::new(agent);
     let bus: Arc<dyn crate::bus::Bus> = Arc::new(crate::bus::MemoryBus::new(
         agent,
         crate::bus::BusLimits::default(),

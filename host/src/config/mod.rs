@@ -4,13 +4,19 @@
 //! file, line and column. Secrets stay in memory only: nothing here ever writes config back.
 
 mod data;
+mod mcp;
+mod rag;
 mod substitute;
+mod telemetry;
 mod types;
 
 use std::path::{Path, PathBuf};
 
 pub use data::*;
+pub use mcp::*;
+pub use rag::*;
 pub use substitute::substitute_env;
+pub use telemetry::*;
 pub use types::*;
 
 /// The configuration the binary runs with when no file is given.
@@ -91,6 +97,7 @@ impl Config {
             .budgets
             .validate()
             .map_err(|e| semantic(format!("runtime.budgets: {e}")))?;
+        self.rag.validate().map_err(semantic)?;
         if self.agent.max_iterations == 0 {
             return Err(semantic("agent.max_iterations must be at least 1".into()));
         }

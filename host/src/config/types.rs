@@ -21,6 +21,15 @@ pub struct Config {
     /// Per-plugin settings, keyed by plugin name. A plugin without a section gets no grants.
     #[serde(default)]
     pub plugins: BTreeMap<String, PluginConfig>,
+    /// Retrieval-augmented generation: knowledge base, embeddings, ingestion.
+    #[serde(default)]
+    pub rag: super::RagConfig,
+    /// The MCP server: stdio (`databot mcp`) and `/mcp` on the gateway.
+    #[serde(default)]
+    pub mcp: super::McpConfig,
+    /// OpenTelemetry trace export; off unless an endpoint is configured (here or `OTEL_*`).
+    #[serde(default)]
+    pub telemetry: super::TelemetryConfig,
     /// Folder of the config file; relative paths resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,

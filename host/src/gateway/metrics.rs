@@ -1,5 +1,7 @@
-//! Prometheus metrics of the gateway: requests by route and status with latency sums, turns,
-//! and per-plugin calls, failures and breaker state from the runtime.
+//! Prometheus metrics of the gateway: requests by route and status with latency sums and
+//! histograms, turns, per-plugin calls, failures and breaker state from the runtime's status,
+//! and the runtime's own registry (`telemetry::metrics`: calls by outcome, latencies, budgets
+//! hit, tokens).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -9,17 +11,21 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use crate::runtime::PluginStatus;
+use crate::telemetry::RuntimeMetrics;
+use crate::telemetry::metrics::Histogram;
 
 #[derive(Default)]
 pub struct Metrics {
     /// (route, status) -> (count, total seconds)
     requests: Mutex<BTreeMap<(String, u16), (u64, f64)>>,
+    /// route -> latency histogram
+    latency: Mutex<BTreeMap<&'static str, Histogram>>,
     turns: AtomicU64,
     failed_turns: AtomicU64,
 }
 
 /// Routes outside this list are counted as `other`, so metrics cannot be flooded with paths.
-const ROUTES: [&str; 8] = [
+const ROUTES: [&str; 9] = [
     "/health",
     "/ready",
     "/metrics",
@@ -27,16 +33,22 @@ const ROUTES: [&str; 8] = [
     "/api/v1/stream",
     "/api/v1/plugins",
     "/api/v1/connectors",
+    "/mcp",
     "other",
 ];
 
 impl Metrics {
     pub fn record(&self, route: &str, status: u16, elapsed: Duration) {
-        let route = if ROUTES.contains(&route) {
-            route
-        } else {
-            "other"
-        };
+        let route = ROUTES
+            .iter()
+            .copied()
+            .find(|known| *known == route)
+            .unwrap_or("other");
+        self.latency
+            .lock()
+            .entry(route)
+            .or_default()
+            .observe(elapsed);
         let mut requests = self.requests.lock();
         let entry = requests.entry((route.to_owned(), status)).or_default();
         entry.0 += 1;
@@ -50,7 +62,7 @@ impl Metrics {
         }
     }
 
-    pub fn render(&self, plugins: &[PluginStatus]) -> String {
+    pub fn render(&self, plugins: &[PluginStatus], runtime: &RuntimeMetrics) -> String {
         let mut out = String::new();
         out.push_str("# HELP databot_http_requests_total HTTP requests by route and status.\n# TYPE databot_http_requests_total counter\n");
         let requests = self.requests.lock();
@@ -72,6 +84,14 @@ impl Metrics {
             );
         }
         drop(requests);
+        out.push_str("# HELP databot_http_request_duration_seconds Time spent answering, by route.\n# TYPE databot_http_request_duration_seconds histogram\n");
+        for (route, histogram) in self.latency.lock().iter() {
+            histogram.render(
+                &mut out,
+                "databot_http_request_duration_seconds",
+                &format!("route=\"{route}\""),
+            );
+        }
         let _ = writeln!(
             out,
             "# HELP databot_turns_total Agent turns answered through the gateway.\n# TYPE databot_turns_total counter\ndatabot_turns_total {}\ndatabot_turns_failed_total {}",
@@ -100,6 +120,7 @@ impl Metrics {
                 u8::from(open)
             );
         }
+        runtime.render(&mut out);
         out
     }
 }

@@ -45,6 +45,8 @@ pub struct GatewayState {
     limiter: RateLimiter,
     metrics: Metrics,
     reply_timeout: Duration,
+    /// Ends the MCP sessions on `/mcp` when the gateway shuts down.
+    mcp_shutdown: tokio_util::sync::CancellationToken,
 }
 
 impl GatewayState {
@@ -67,6 +69,7 @@ impl GatewayState {
             ),
             metrics: Metrics::default(),
             reply_timeout: Duration::from_secs(config.reply_timeout_seconds.max(1)),
+            mcp_shutdown: tokio_util::sync::CancellationToken::new(),
         })
     }
 }
@@ -118,8 +121,17 @@ pub fn router(state: Arc<GatewayState>, config: &GatewayConfig) -> anyhow::Resul
         .route("/api/v1/stream", post(stream))
         .route("/api/v1/plugins", get(plugins))
         .route("/api/v1/connectors", get(connectors))
-        .route("/metrics", get(metrics_text))
-        .layer(middleware::from_fn_with_state(state.clone(), guard));
+        .route("/metrics", get(metrics_text));
+    // MCP over Streamable HTTP, behind the same keys and limits (Host/Origin checked too).
+    let protected = if state.runtime.config().mcp.http {
+        protected.route_service(
+            "/mcp",
+            crate::mcp::http::service(&state.runtime, config, state.mcp_shutdown.clone()),
+        )
+    } else {
+        protected
+    };
+    let protected = protected.layer(middleware::from_fn_with_state(state.clone(), guard));
     let mut app = Router::new()
         .route("/health", get(|| async { Json(json!({ "status": "ok" })) }))
         .route("/ready", get(ready))
@@ -141,12 +153,16 @@ pub fn router(state: Arc<GatewayState>, config: &GatewayConfig) -> anyhow::Resul
         app = app.layer(
             tower_http::cors::CorsLayer::new()
                 .allow_origin(origins)
-                .allow_methods([http::Method::GET, http::Method::POST])
+                .allow_methods([http::Method::GET, http::Method::POST, http::Method::DELETE])
                 .allow_headers([
                     header::AUTHORIZATION,
                     header::CONTENT_TYPE,
                     "x-api-key".parse()?,
-                ]),
+                    "mcp-session-id".parse()?,
+                    "mcp-protocol-version".parse()?,
+                    "last-event-id".parse()?,
+                ])
+                .expose_headers(["mcp-session-id".parse::<http::HeaderName>()?]),
         );
     }
     Ok(app)
@@ -174,12 +190,17 @@ pub async fn serve_on(
     config: &GatewayConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let mcp_shutdown = state.mcp_shutdown.clone();
     let app = router(state, config)?;
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown)
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        // Open MCP streams would otherwise hold the graceful shutdown forever.
+        mcp_shutdown.cancel();
+    })
     .await
     .context("serving the gateway")
 }
@@ -320,6 +341,7 @@ fn parse_message(body: BodyResult, stream: bool) -> Result<InboundMessage, ApiEr
         content: request.content,
         stream,
         thread_id: None,
+        trace_context: Vec::new(),
     })
 }
 
@@ -345,11 +367,23 @@ fn bus_error(error: BusError) -> ApiError {
     }
 }
 
+/// The caller's W3C trace context (`traceparent`, `tracestate` headers), for the turn's span.
+fn trace_context(headers: &http::HeaderMap) -> Vec<(String, String)> {
+    crate::telemetry::propagation::carrier(|key| {
+        headers
+            .get(key)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned)
+    })
+}
+
 async fn message(
     State(state): State<Arc<GatewayState>>,
+    headers: http::HeaderMap,
     body: BodyResult,
 ) -> Result<Response, ApiError> {
-    let inbound = parse_message(body, false)?;
+    let mut inbound = parse_message(body, false)?;
+    inbound.trace_context = trace_context(&headers);
     let chat_id = inbound.chat_id.clone();
     let delivery = state.bus.submit(inbound).await.map_err(bus_error)?;
     let reply = tokio::time::timeout(state.reply_timeout, delivery.reply)
@@ -383,9 +417,11 @@ async fn message(
 
 async fn stream(
     State(state): State<Arc<GatewayState>>,
+    headers: http::HeaderMap,
     body: BodyResult,
 ) -> Result<Response, ApiError> {
-    let inbound = parse_message(body, true)?;
+    let mut inbound = parse_message(body, true)?;
+    inbound.trace_context = trace_context(&headers);
     let chat_id = inbound.chat_id.clone();
     let delivery = state.bus.submit(inbound).await.map_err(bus_error)?;
     let metrics_state = state.clone();
@@ -455,6 +491,8 @@ async fn connectors(State(state): State<Arc<GatewayState>>) -> Response {
 }
 
 async fn metrics_text(State(state): State<Arc<GatewayState>>) -> Response {
-    let text = state.metrics.render(&state.runtime.status());
+    let text = state
+        .metrics
+        .render(&state.runtime.status(), state.runtime.metrics());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

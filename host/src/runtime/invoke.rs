@@ -32,6 +32,8 @@ pub(super) enum Operation<'a> {
         operation: &'a str,
         params: &'a String,
     },
+    /// Embeddings for a list of texts.
+    ProviderEmbed { request: &'a String },
 }
 
 enum Outcome {
@@ -85,7 +87,103 @@ pub(super) async fn describe(
     }
 }
 
+impl Request<'_> {
+    /// The metrics label of this request and, for tools and connectors, what it calls.
+    fn label(&self) -> (&'static str, Option<&str>) {
+        match self {
+            Self::Run(Operation::ToolCall { tool, .. }) => ("tool", Some(tool)),
+            Self::Run(Operation::ConnectorExecute { operation, .. }) => {
+                ("connector", Some(operation))
+            }
+            Self::Run(Operation::ProviderChat { .. }) => ("provider_chat", None),
+            Self::Run(Operation::ProviderEmbed { .. }) => ("provider_embed", None),
+            Self::Describe => ("describe", None),
+            Self::Health => ("health", None),
+        }
+    }
+}
+
+/// The span of one plugin call; tool calls follow the GenAI `execute_tool` convention. Every
+/// known value is given at creation (one pass) and only what the call produces is recorded
+/// later (memory peak, bytes out, outcome): this span is on every call, so it stays lean. The
+/// call's duration is the span's own.
+fn call_span(
+    plugin: &str,
+    revision: &Revision,
+    operation: &str,
+    target: Option<&str>,
+) -> tracing::Span {
+    use tracing::field::Empty;
+    match (operation, target) {
+        ("tool", Some(tool)) => tracing::info_span!(
+            "plugin.call",
+            otel.name = %format_args!("execute_tool {tool}"),
+            gen_ai.operation.name = "execute_tool",
+            gen_ai.tool.name = tool,
+            databot.plugin.name = plugin,
+            databot.plugin.digest = revision.digest.as_str(),
+            databot.guest.memory_peak_bytes = Empty,
+            databot.output.bytes = Empty,
+            databot.call.outcome = Empty,
+            otel.status_code = Empty,
+            error.type = Empty,
+        ),
+        _ => tracing::info_span!(
+            "plugin.call",
+            otel.name = %format_args!("{operation} {plugin}{}{}", if target.is_some() { "." } else { "" }, target.unwrap_or("")),
+            databot.plugin.name = plugin,
+            databot.plugin.kind = revision.manifest.kind.as_str(),
+            databot.plugin.digest = revision.digest.as_str(),
+            databot.operation.name = target,
+            databot.guest.memory_peak_bytes = Empty,
+            databot.output.bytes = Empty,
+            databot.call.outcome = Empty,
+            otel.status_code = Empty,
+            error.type = Empty,
+        ),
+    }
+}
+
+/// `admitted_call_untraced` in its span, with its metrics.
 async fn admitted_call(
+    inner: &Arc<RuntimeInner>,
+    slot: &Arc<PluginSlot>,
+    revision: &Revision,
+    request: Request<'_>,
+    depth: u8,
+) -> Result<Outcome, CallError> {
+    use tracing::Instrument;
+    let (operation, target) = request.label();
+    let span = call_span(&slot.name, revision, operation, target);
+    let started = Instant::now();
+    let result = admitted_call_untraced(inner, slot, revision, request, depth)
+        .instrument(span.clone())
+        .await;
+    let elapsed = started.elapsed();
+    let outcome = match &result {
+        Ok(_) => crate::telemetry::spans::OUTCOME_OK,
+        Err(error) => error.kind.as_str(),
+    };
+    inner
+        .metrics
+        .plugin_call(&slot.name, operation, outcome, elapsed);
+    if !span.is_disabled() {
+        span.record("databot.call.outcome", outcome);
+        match &result {
+            Ok(Outcome::Json(json)) => {
+                span.record(
+                    "databot.output.bytes",
+                    crate::telemetry::spans::int(json.len()),
+                );
+            }
+            Ok(_) => {}
+            Err(error) => crate::telemetry::spans::record_error(&span, error.kind.as_str()),
+        }
+    }
+    result
+}
+
+async fn admitted_call_untraced(
     inner: &Arc<RuntimeInner>,
     slot: &Arc<PluginSlot>,
     revision: &Revision,
@@ -115,6 +213,9 @@ async fn admitted_call(
         _ => {
             // A probe that never ran must not keep the breaker half-open forever.
             slot.breaker.abandon_probe();
+            inner
+                .metrics
+                .budget_hit(plugin, crate::telemetry::Budget::Concurrency);
             return Err(CallError::new(
                 ErrorKind::Unavailable,
                 format!(
@@ -179,6 +280,13 @@ async fn run_in_fresh_instance(
 
     let guest = guest_call(&mut store, revision, request);
     let result = tokio::time::timeout(timeout + HOST_GRACE, guest).await;
+    tracing::Span::current().record(
+        "databot.guest.memory_peak_bytes",
+        crate::telemetry::spans::int(store.data().limiter.peak_bytes),
+    );
+    // A deadline or a trap is the host enforcing a budget (a guest reporting its own upstream
+    // timeout is not).
+    let host_stopped = matches!(result, Err(_) | Ok(Err(_)));
     let outcome = match result {
         Err(_elapsed) => Err(deadline_error(plugin, budgets)),
         Ok(Err(trap)) => Err(trap_error(plugin, budgets, &store, trap)),
@@ -191,10 +299,26 @@ async fn run_in_fresh_instance(
             Err(error)
         }
         Ok(Ok(Ok(outcome))) => Ok(outcome),
-    }?;
+    };
+    if let Err(error) = &outcome
+        && host_stopped
+    {
+        let budget = match error.kind {
+            ErrorKind::Timeout => Some(crate::telemetry::Budget::Timeout),
+            ErrorKind::MemoryExceeded => Some(crate::telemetry::Budget::Memory),
+            _ => None,
+        };
+        if let Some(budget) = budget {
+            inner.metrics.budget_hit(plugin, budget);
+        }
+    }
+    let outcome = outcome?;
     if let Outcome::Json(json) = &outcome
         && json.len() as u64 > budgets.max_output_bytes
     {
+        inner
+            .metrics
+            .budget_hit(plugin, crate::telemetry::Budget::Output);
         return Err(CallError::new(
             ErrorKind::OutputTooLarge,
             format!(
@@ -270,6 +394,13 @@ async fn guest_call(
                 guest.call_chat(&mut *store, request).await?
             };
             Ok(result.map(Outcome::Json))
+        }
+        (KindExports::Provider(indices), Request::Run(Operation::ProviderEmbed { request })) => {
+            let guest = indices.load(&mut *store, &instance)?;
+            Ok(guest
+                .call_embed(&mut *store, request)
+                .await?
+                .map(Outcome::Json))
         }
         _ => Ok(Err(super::bindings::GuestError::InvalidInput(format!(
             "plugin `{}` of kind `{}` does not offer this operation",

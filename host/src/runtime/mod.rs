@@ -85,6 +85,8 @@ pub(crate) struct RuntimeInner {
     rejected_files: Mutex<BTreeMap<PathBuf, String>>,
     events: broadcast::Sender<RuntimeEvent>,
     health: health::HealthCache,
+    /// Calls, latencies, budgets hit, tokens (rendered on the gateway's `/metrics`).
+    metrics: Arc<crate::telemetry::RuntimeMetrics>,
     _ticker: EpochTicker,
 }
 
@@ -115,6 +117,7 @@ impl Runtime {
             sql: crate::capabilities::sql::SqlSources::from_config(&config)?,
             kafka: crate::capabilities::kafka::KafkaClusters::from_config(&config),
             data_dir: data_dir.clone(),
+            vectors: Default::default(),
             connector_router: RwLock::new(None),
         });
         let (events, _) = broadcast::channel(256);
@@ -130,6 +133,7 @@ impl Runtime {
             rejected_files: Mutex::default(),
             events,
             health: health::HealthCache::default(),
+            metrics: Arc::default(),
             _ticker: ticker,
         });
         let router: Arc<dyn ConnectorRouter> = Arc::new(RouterHandle(Arc::downgrade(&inner)));
@@ -144,6 +148,11 @@ impl Runtime {
 
     pub fn engine(&self) -> &Engine {
         &self.inner.engine
+    }
+
+    /// The runtime's metrics registry (plugin calls, latencies, budgets hit, tokens).
+    pub fn metrics(&self) -> &Arc<crate::telemetry::RuntimeMetrics> {
+        &self.inner.metrics
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<RuntimeEvent> {
@@ -315,6 +324,33 @@ impl Runtime {
         source: PluginSource,
         instance: Option<&str>,
     ) -> anyhow::Result<Arc<Revision>> {
+        use tracing::field::Empty;
+        let span = tracing::info_span!(
+            "plugin.load",
+            databot.plugin.source = %source,
+            databot.plugin.name = Empty,
+            databot.plugin.kind = Empty,
+            databot.plugin.digest = Empty,
+            otel.status_code = Empty,
+            error.type = Empty,
+        );
+        let result = tracing::Instrument::instrument(
+            self.load_instance_untraced(bytes, source, instance),
+            span.clone(),
+        )
+        .await;
+        if result.is_err() {
+            crate::telemetry::spans::record_error(&span, "refused");
+        }
+        result
+    }
+
+    async fn load_instance_untraced(
+        &self,
+        bytes: Vec<u8>,
+        source: PluginSource,
+        instance: Option<&str>,
+    ) -> anyhow::Result<Arc<Revision>> {
         let mut manifest = read_manifest(&bytes)?;
         if let Some(instance) = instance {
             manifest.name = instance.to_owned();
@@ -325,6 +361,10 @@ impl Runtime {
             anyhow::bail!("plugin `{name}` is disabled in config (plugins.{name}.enabled: false)");
         }
         let digest = sha256_hex(&bytes);
+        let load_span = tracing::Span::current();
+        load_span.record("databot.plugin.name", name.as_str());
+        load_span.record("databot.plugin.kind", manifest.kind.as_str());
+        load_span.record("databot.plugin.digest", digest.as_str());
         if let Some(slot) = self.inner.plugins.read().get(&name) {
             let current = slot.current();
             if current.digest == digest && current.source == source {
@@ -341,24 +381,60 @@ impl Runtime {
         }
         let inner = self.inner.clone();
         let compile_digest = digest.clone();
-        let (component, compiled_from) = tokio::task::spawn_blocking(move || {
-            inner.cache.load(&inner.engine, &compile_digest, &bytes)
-        })
-        .await
-        .context("compile task failed")?
-        .context("the component does not compile")?;
-        let pre = self.inner.linker.instantiate_pre(&component).map_err(|e| {
-            anyhow!("the component needs imports this host does not provide: {e:#}")
-        })?;
+        let compile_span = tracing::info_span!(
+            "plugin.compile",
+            databot.plugin.name = %name,
+            databot.plugin.digest = %digest,
+            databot.compile.cache = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+        );
+        let compiled = tracing::Instrument::instrument(
+            async {
+                let (component, compiled_from) = tokio::task::spawn_blocking(move || {
+                    inner.cache.load(&inner.engine, &compile_digest, &bytes)
+                })
+                .await
+                .context("compile task failed")?
+                .context("the component does not compile")?;
+                let pre = self.inner.linker.instantiate_pre(&component).map_err(|e| {
+                    anyhow!("the component needs imports this host does not provide: {e:#}")
+                })?;
+                anyhow::Ok((pre, compiled_from))
+            },
+            compile_span.clone(),
+        )
+        .await;
+        let (pre, compiled_from) = match compiled {
+            Ok(compiled) => compiled,
+            Err(error) => {
+                crate::telemetry::spans::record_error(&compile_span, "compile");
+                return Err(error);
+            }
+        };
+        compile_span.record(
+            "databot.compile.cache",
+            if compiled_from == cache::CompileSource::Cache {
+                "hit"
+            } else {
+                "miss"
+            },
+        );
         let mut revision = Revision::new(manifest, digest, source, compiled_from, pre)?;
         let grants = Arc::new(PluginGrants::from_config(&self.inner.config, &name)?);
         let budgets = self.inner.config.budgets_for(&name);
         let operations = match revision.manifest.kind {
-            PluginKind::Tool | PluginKind::Connector => {
-                invoke::describe(&self.inner, &revision, &grants, &budgets)
-                    .await
-                    .map_err(|e| anyhow!("describing its operations failed: {e}"))?
-            }
+            PluginKind::Tool | PluginKind::Connector => tracing::Instrument::instrument(
+                invoke::describe(&self.inner, &revision, &grants, &budgets),
+                tracing::info_span!(
+                    "plugin.instantiate",
+                    databot.plugin.name = %name,
+                    databot.plugin.digest = %revision.digest,
+                    databot.plugin.operation = "describe",
+                ),
+            )
+            .await
+            .map_err(|e| anyhow!("describing its operations failed: {e}"))?,
             PluginKind::Provider | PluginKind::Channel => Vec::new(),
         };
         revision.set_operations(operations)?;
@@ -395,6 +471,13 @@ impl Runtime {
         }
         match plugins.get(&name) {
             Some(slot) => {
+                let _swap = tracing::info_span!(
+                    "plugin.swap",
+                    databot.plugin.name = %name,
+                    databot.plugin.digest.old = %slot.current().digest,
+                    databot.plugin.digest = %revision.digest,
+                )
+                .entered();
                 slot.current.store(revision.clone());
                 *slot.last_error.lock() = None;
                 slot.revisions.fetch_add(1, Ordering::Relaxed);
@@ -519,6 +602,23 @@ impl Runtime {
         request: &str,
         sink: Option<tokio::sync::mpsc::UnboundedSender<String>>,
     ) -> Result<String, CallError> {
+        let (slot, revision) = self.provider_slot(provider)?;
+        let request = request.to_owned();
+        invoke::call(
+            &self.inner,
+            &slot,
+            revision,
+            Operation::ProviderChat {
+                request: &request,
+                sink,
+            },
+            0,
+        )
+        .await
+    }
+
+    /// The loaded provider plugin named `provider` and its current revision.
+    fn provider_slot(&self, provider: &str) -> Result<(Arc<PluginSlot>, Arc<Revision>), CallError> {
         let slot = self.plugin(provider).ok_or_else(|| {
             CallError::new(
                 ErrorKind::NotFound,
@@ -532,15 +632,19 @@ impl Runtime {
                 format!("plugin `{provider}` is not a provider"),
             ));
         }
+        Ok((slot, revision))
+    }
+
+    /// Embeddings from a provider plugin: `request` is `{"model"?, "input": [texts]}`, the
+    /// answer `{"model", "embeddings": [[f32]], "usage"?}`.
+    pub async fn provider_embed(&self, provider: &str, request: &str) -> Result<String, CallError> {
+        let (slot, revision) = self.provider_slot(provider)?;
         let request = request.to_owned();
         invoke::call(
             &self.inner,
             &slot,
             revision,
-            Operation::ProviderChat {
-                request: &request,
-                sink,
-            },
+            Operation::ProviderEmbed { request: &request },
             0,
         )
         .await

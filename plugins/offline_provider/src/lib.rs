@@ -5,6 +5,8 @@
 //! That is enough to run databot end to end on a fresh machine and to test the agent loop
 //! deterministically.
 
+mod embedding;
+
 use databot_sdk::prelude::*;
 use databot_sdk::worlds::provider::exports::databot::plugin::provider_handler::Guest;
 use databot_sdk::{Health, HealthStatus};
@@ -201,9 +203,12 @@ impl Guest for Offline {
             .ok_or_else(|| {
                 PluginError::InvalidInput("embed request needs `input`: [texts]".into())
             })?;
-        // Hashed bag of words: deterministic, offline, good enough for keyword-like retrieval.
-        let vectors: Vec<Vec<f32>> = texts.iter().map(|t| hashed_embedding(t, 256)).collect();
-        Ok(json!({ "model": MODEL, "embeddings": vectors }).to_string())
+        // Hashed features: deterministic, offline, good enough for keyword-like retrieval.
+        let vectors: Vec<Vec<f32>> = texts
+            .iter()
+            .map(|t| embedding::embed(t, embedding::DIMENSIONS))
+            .collect();
+        Ok(json!({ "model": embedding::MODEL, "embeddings": vectors }).to_string())
     }
 
     fn check_health() -> Health {
@@ -212,26 +217,6 @@ impl Guest for Offline {
             message: "offline provider: no model, always available".into(),
         }
     }
-}
-
-fn hashed_embedding(text: &str, dimensions: usize) -> Vec<f32> {
-    let mut vector = vec![0f32; dimensions];
-    for word in text
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-    {
-        let mut hash: u64 = 0xcbf29ce484222325;
-        for byte in word.to_lowercase().bytes() {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(0x100000001b3);
-        }
-        vector[(hash % dimensions as u64) as usize] += 1.0;
-    }
-    let norm = vector.iter().map(|v| v * v).sum::<f32>().sqrt();
-    if norm > 0.0 {
-        vector.iter_mut().for_each(|v| *v /= norm);
-    }
-    vector
 }
 
 databot_sdk::worlds::provider::export_provider_world!(Offline);

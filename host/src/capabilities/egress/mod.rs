@@ -85,7 +85,9 @@ impl WasiHttpHooks for EgressPolicy {
     ) -> SendFuture {
         let grants = self.grants.clone();
         let denials = self.denials.clone();
-        Box::new(async move {
+        let span = egress_span(&grants.plugin, request.method().as_str(), request.uri());
+        let traced = span.clone();
+        let work = async move {
             let uri = request.uri().clone();
             let host = uri
                 .host()
@@ -135,8 +137,48 @@ impl WasiHttpHooks for EgressPolicy {
                     .insert(secret.header.clone(), secret.value.clone());
             }
             pinned::send(request, options, &addresses, &host, https).await
+        };
+        Box::new(async move {
+            let result = tracing::Instrument::instrument(work, traced.clone()).await;
+            match &result {
+                Ok((response, _)) => {
+                    traced.record(
+                        "http.response.status_code",
+                        i64::from(response.status().as_u16()),
+                    );
+                    if response.status().is_server_error() {
+                        traced.record("otel.status_code", "ERROR");
+                    }
+                }
+                Err(error) => {
+                    let debug = format!("{error:?}");
+                    let kind = debug.split(['(', ' ', '{']).next().unwrap_or_default();
+                    crate::telemetry::spans::record_error(&traced, kind);
+                }
+            }
+            result
         })
     }
+}
+
+/// The client span of one outgoing HTTP request (OpenTelemetry HTTP conventions; the URL's
+/// path and query are left out, they may carry secrets).
+fn egress_span(plugin: &str, method: &str, uri: &http::Uri) -> tracing::Span {
+    use tracing::field::Empty;
+    let host = uri.host().unwrap_or_default();
+    tracing::info_span!(
+        "http.client",
+        otel.name = method,
+        otel.kind = "client",
+        http.request.method = method,
+        server.address = host,
+        server.port = uri.port_u16().map(i64::from),
+        url.scheme = uri.scheme_str(),
+        databot.plugin.name = plugin,
+        http.response.status_code = Empty,
+        otel.status_code = Empty,
+        error.type = Empty,
+    )
 }
 
 #[cfg(test)]

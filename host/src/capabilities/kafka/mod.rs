@@ -62,6 +62,45 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
+/// The client span of one Kafka request (OpenTelemetry messaging conventions).
+fn kafka_span(plugin: &str, cluster: &str, operation: &str, topic: Option<&str>) -> tracing::Span {
+    use tracing::field::Empty;
+    let span = tracing::info_span!(
+        "kafka",
+        otel.name = Empty,
+        otel.kind = "client",
+        messaging.system = "kafka",
+        messaging.operation.name = operation,
+        messaging.destination.name = topic,
+        databot.kafka.cluster = cluster,
+        databot.plugin.name = plugin,
+        otel.status_code = Empty,
+        error.type = Empty,
+    );
+    if !span.is_disabled() {
+        span.record(
+            "otel.name",
+            match topic {
+                Some(topic) => format!("{operation} {topic}"),
+                None => format!("{operation} {cluster}"),
+            },
+        );
+    }
+    span
+}
+
+/// Await `work` in `span`, marking the span failed on an error.
+async fn traced<T>(
+    span: tracing::Span,
+    work: impl Future<Output = Result<T, GuestError>>,
+) -> Result<T, GuestError> {
+    let result = tracing::Instrument::instrument(work, span.clone()).await;
+    if result.is_err() {
+        crate::telemetry::spans::record_error(&span, "kafka");
+    }
+    result
+}
+
 impl StoreState {
     fn kafka_cluster(
         &self,
@@ -96,12 +135,24 @@ impl kafka::Host for StoreState {
                 ))));
             }
         };
-        let answer = blocking(move || match request {
-            AdminRequest::ListTopics { include_internal } => found.list_topics(include_internal),
-            AdminRequest::DescribeTopic { topic } => found.describe_topic(&topic),
-            AdminRequest::ListConsumerGroups {} => found.list_groups(),
-            AdminRequest::ConsumerGroupLag { group, topics } => found.group_lag(&group, topics),
-        })
+        let (operation, topic) = match &request {
+            AdminRequest::ListTopics { .. } => ("list_topics", None),
+            AdminRequest::DescribeTopic { topic } => ("describe_topic", Some(topic.clone())),
+            AdminRequest::ListConsumerGroups {} => ("list_consumer_groups", None),
+            AdminRequest::ConsumerGroupLag { .. } => ("consumer_group_lag", None),
+        };
+        let span = kafka_span(&self.grants.plugin, &cluster, operation, topic.as_deref());
+        let answer = traced(
+            span,
+            blocking(move || match request {
+                AdminRequest::ListTopics { include_internal } => {
+                    found.list_topics(include_internal)
+                }
+                AdminRequest::DescribeTopic { topic } => found.describe_topic(&topic),
+                AdminRequest::ListConsumerGroups {} => found.list_groups(),
+                AdminRequest::ConsumerGroupLag { group, topics } => found.group_lag(&group, topics),
+            }),
+        )
         .await;
         Ok(answer.map(|value| value.to_string()))
     }
@@ -117,7 +168,8 @@ impl kafka::Host for StoreState {
             Ok(found) => found,
             Err(error) => return Ok(Err(error)),
         };
-        let answer = blocking(move || found.peek(&topic, partition, count)).await;
+        let span = kafka_span(&self.grants.plugin, &cluster, "receive", Some(&topic));
+        let answer = traced(span, blocking(move || found.peek(&topic, partition, count))).await;
         Ok(answer.map(|value| value.to_string()))
     }
 
@@ -133,7 +185,14 @@ impl kafka::Host for StoreState {
             Ok(found) => found,
             Err(error) => return Ok(Err(error)),
         };
-        let answer = found.produce(&topic, key.as_deref(), &value).await;
-        Ok(answer.map(|v| v.to_string()).map_err(GuestError::from))
+        let span = kafka_span(&self.grants.plugin, &cluster, "send", Some(&topic));
+        let answer = traced(span, async {
+            found
+                .produce(&topic, key.as_deref(), &value)
+                .await
+                .map_err(GuestError::from)
+        })
+        .await;
+        Ok(answer.map(|v| v.to_string()))
     }
 }

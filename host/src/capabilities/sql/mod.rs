@@ -33,6 +33,40 @@ impl From<SqlError> for GuestError {
     }
 }
 
+/// The client span of one SQL statement (OpenTelemetry database conventions).
+fn sql_span(plugin: &str, source: &str, dialect: &str, statement: &str) -> tracing::Span {
+    use tracing::field::Empty;
+    let span = tracing::info_span!(
+        "sql",
+        otel.name = Empty,
+        otel.kind = "client",
+        db.system.name = crate::telemetry::spans::db_system(dialect),
+        db.operation.name = Empty,
+        databot.sql.source = source,
+        databot.plugin.name = plugin,
+        db.response.returned_rows = Empty,
+        databot.sql.truncated = Empty,
+        otel.status_code = Empty,
+        error.type = Empty,
+    );
+    if !span.is_disabled() {
+        let operation = crate::telemetry::spans::db_operation(statement);
+        span.record("otel.name", format!("{operation} {source}").trim());
+        span.record("db.operation.name", operation);
+    }
+    span
+}
+
+fn sql_error_type(error: &SqlError) -> &'static str {
+    match error {
+        SqlError::Refused { .. } => "refused",
+        SqlError::InvalidParams(_) => "invalid_params",
+        SqlError::Database { .. } => "database",
+        SqlError::Unavailable { .. } => "unavailable",
+        SqlError::Timeout { .. } => "timeout",
+    }
+}
+
 impl sql::Host for StoreState {
     async fn sources(&mut self) -> wasmtime::Result<Vec<sql::SourceInfo>> {
         Ok(self
@@ -76,13 +110,32 @@ impl sql::Host for StoreState {
         };
         let may_write = self.grants.sql_write.contains(&source);
         let max_rows = max_rows.map(|m| usize::try_from(m).unwrap_or(usize::MAX));
-        let outcome = match run(&found, &statement, &params, max_rows, may_write).await {
+        let span = sql_span(
+            &self.grants.plugin,
+            &source,
+            found.dialect_name(),
+            &statement,
+        );
+        // sqlx's SQLite worker keeps the span current at each command until its next command;
+        // run the driver without the host's spans so no span of this call outlives it.
+        let outcome = match tracing::instrument::WithSubscriber::with_subscriber(
+            run(&found, &statement, &params, max_rows, may_write),
+            tracing::subscriber::NoSubscriber::default(),
+        )
+        .await
+        {
             Ok(outcome) => outcome,
             Err(error) => {
+                crate::telemetry::spans::record_error(&span, sql_error_type(&error));
                 tracing::debug!(plugin = %self.grants.plugin, %source, "sql call failed: {error}");
                 return Ok(Err(error.into()));
             }
         };
+        span.record(
+            "db.response.returned_rows",
+            crate::telemetry::spans::int(outcome.row_count),
+        );
+        span.record("databot.sql.truncated", outcome.truncated);
         tracing::debug!(
             plugin = %self.grants.plugin,
             %source,

@@ -1,0 +1,242 @@
+//! Retrieval-augmented generation: a knowledge base of database schemas, documents and past
+//! conversations that the agent searches before answering.
+//!
+//! Submodules: `store` (the vector store contract), `embedded` (the default in-process store
+//! persisted to one file), `qdrant` (a Qdrant server), `embed` (embeddings through a provider
+//! component's `embed`), `chunking` (documents into overlapping chunks), `ingest` (schemas,
+//! docs, conversations), `plugin_vectors` (the `vectors` capability's per-plugin
+//! collections). `Rag` ties them together for the agent, the CLI and `serve`.
+
+pub mod chunking;
+pub mod embed;
+pub mod embedded;
+pub mod ingest;
+pub mod plugin_vectors;
+pub mod qdrant;
+pub mod store;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+pub use self::embed::{EmbedError, Embedder};
+pub use self::embedded::EmbeddedStore;
+pub use self::ingest::{ConnectorReport, DocsReport, SchemaReport};
+pub use self::qdrant::QdrantStore;
+pub use self::store::{Chunk, Match, StoreError, StoreStats, VectorStore};
+
+use crate::config::{RagConfig, RagStoreKind};
+use crate::runtime::Runtime;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RagError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Embed(#[from] EmbedError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("retrieval is switched off (rag.enabled: false)")]
+    Disabled,
+}
+
+/// The knowledge base: an embedder and a store, with the operator's settings.
+pub struct Rag {
+    runtime: Runtime,
+    settings: RagConfig,
+    embedder: Embedder,
+    store: Arc<dyn VectorStore>,
+}
+
+/// What `databot rag stats` shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct RagStats {
+    #[serde(flatten)]
+    pub store: StoreStats,
+    /// Provider plugin that computes embeddings.
+    pub provider: String,
+}
+
+impl Rag {
+    /// The knowledge base the runtime's configuration describes (`rag` section), for
+    /// reading and writing.
+    pub fn open(runtime: &Runtime) -> Result<Self, RagError> {
+        Self::open_with(runtime, false)
+    }
+
+    /// As `open`, for searching only: an embedded store another process owns (a running
+    /// `serve`) can be read.
+    pub fn open_read_only(runtime: &Runtime) -> Result<Self, RagError> {
+        Self::open_with(runtime, true)
+    }
+
+    fn open_with(runtime: &Runtime, read_only: bool) -> Result<Self, RagError> {
+        let settings = runtime.config().rag.clone();
+        if !settings.enabled {
+            return Err(RagError::Disabled);
+        }
+        let store: Arc<dyn VectorStore> = match (settings.store, read_only) {
+            (RagStoreKind::Embedded, false) => Arc::new(EmbeddedStore::open(&store_path(runtime))?),
+            (RagStoreKind::Embedded, true) => {
+                Arc::new(EmbeddedStore::open_read_only(&store_path(runtime))?)
+            }
+            (RagStoreKind::Qdrant, _) => Arc::new(QdrantStore::connect(&settings.qdrant)?),
+        };
+        Ok(Self::with_store(runtime.clone(), settings, store))
+    }
+
+    /// A knowledge base over an explicit store (tests, benchmarks).
+    pub fn with_store(runtime: Runtime, settings: RagConfig, store: Arc<dyn VectorStore>) -> Self {
+        let provider = settings
+            .provider
+            .clone()
+            .unwrap_or_else(|| runtime.config().agent.provider.clone());
+        let embedder = Embedder::new(
+            runtime.clone(),
+            provider,
+            settings.model.clone(),
+            settings.embed_batch,
+        );
+        Self {
+            runtime,
+            settings,
+            embedder,
+            store,
+        }
+    }
+
+    /// The same knowledge base, with finished turns no longer kept (`rag.ingest_conversations`
+    /// off): for a read-only store.
+    pub fn without_conversation_memory(mut self) -> Self {
+        self.settings.ingest_conversations = false;
+        self
+    }
+
+    pub fn settings(&self) -> &RagConfig {
+        &self.settings
+    }
+
+    pub fn store(&self) -> &Arc<dyn VectorStore> {
+        &self.store
+    }
+
+    pub fn embedder(&self) -> &Embedder {
+        &self.embedder
+    }
+
+    /// The `k` chunks most similar to `query`, best first (no score threshold).
+    pub async fn search(
+        &self,
+        query: &str,
+        k: usize,
+        kind: Option<&str>,
+    ) -> Result<Vec<Match>, RagError> {
+        let (vector, _) = self.embedder.embed_one(query).await?;
+        Ok(self.store.search(&vector, k, kind).await?)
+    }
+
+    /// Context for a prompt: the top `rag.top_k` matches scoring at least `rag.min_score`
+    /// (leaving out this conversation's own turns, which are in its history already), each
+    /// marked with its source, within `rag.max_context_chars`. `None` when nothing is relevant.
+    pub async fn context_for(
+        &self,
+        session: &str,
+        query: &str,
+    ) -> Result<Option<String>, RagError> {
+        if self.settings.top_k == 0 || query.trim().is_empty() {
+            return Ok(None);
+        }
+        let own = format!("conversation:{session}");
+        let matches: Vec<Match> = self
+            .search(query, self.settings.top_k * 2, None)
+            .await?
+            .into_iter()
+            .filter(|m| m.score >= self.settings.min_score && m.source != own)
+            .take(self.settings.top_k)
+            .collect();
+        Ok(format_context(&matches, self.settings.max_context_chars))
+    }
+
+    pub async fn stats(&self) -> Result<RagStats, RagError> {
+        Ok(RagStats {
+            store: self.store.stats().await?,
+            provider: self.embedder.provider().to_owned(),
+        })
+    }
+}
+
+/// The embedded store's file: `rag.path`, or `DATA_DIR/rag/knowledge.bin`.
+pub fn store_path(runtime: &Runtime) -> PathBuf {
+    let config = runtime.config();
+    match &config.rag.path {
+        Some(path) => config.resolve_path(path),
+        None => config
+            .resolve_path(&config.runtime.data_dir)
+            .join("rag")
+            .join("knowledge.bin"),
+    }
+}
+
+/// Header of the context message the agent adds.
+pub const CONTEXT_HEADER: &str = "Context from the knowledge base (use it only if relevant to the question; cite the source in brackets when you use it):";
+
+/// Matches as one system message, best first, within `budget` characters: a match that does
+/// not fit is cut when more than 100 characters remain, otherwise left out.
+pub fn format_context(matches: &[Match], budget: usize) -> Option<String> {
+    let mut out = String::from(CONTEXT_HEADER);
+    let mut used = 0;
+    let mut added = 0;
+    for m in matches {
+        let head = format!("\n\n[source: {}] (score {:.2})\n", m.source, m.score);
+        let remaining = budget.saturating_sub(used + head.len());
+        if remaining < 100 && remaining < m.text.len() {
+            break;
+        }
+        let text = if m.text.len() > remaining {
+            format!("{} ...", ingest::truncate(&m.text, remaining))
+        } else {
+            m.text.clone()
+        };
+        used += head.len() + text.len();
+        out.push_str(&head);
+        out.push_str(&text);
+        added += 1;
+    }
+    (added > 0).then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hit(source: &str, text: &str, score: f32) -> Match {
+        Match {
+            id: source.into(),
+            source: source.into(),
+            text: text.into(),
+            score,
+            metadata: Default::default(),
+        }
+    }
+
+    #[test]
+    fn context_marks_sources_and_keeps_the_budget() {
+        let matches = [
+            hit("schema:pg/public.orders", &"o".repeat(300), 0.8),
+            hit("doc:a.md#chunk0", &"d".repeat(300), 0.5),
+            hit("doc:b.md#chunk0", &"b".repeat(300), 0.4),
+        ];
+        let text = format_context(&matches, 500).unwrap();
+        assert!(text.starts_with(CONTEXT_HEADER));
+        assert!(text.contains("[source: schema:pg/public.orders] (score 0.80)"));
+        assert!(text.contains("[source: doc:a.md#chunk0]"));
+        assert!(text.contains(" ..."), "the second is cut");
+        assert!(!text.contains("doc:b.md"));
+        assert!(text.len() <= CONTEXT_HEADER.len() + 500 + 4);
+        assert!(format_context(&[], 500).is_none());
+    }
+}

@@ -1,0 +1,284 @@
+//! Runtime metrics owned by each `Runtime` (`Runtime::metrics()`): plugin calls by plugin,
+//! operation and outcome, call and provider latency histograms, budgets hit, and tokens in and
+//! out. The gateway renders them in Prometheus text format on `/metrics`.
+//!
+//! Recording is a short mutex-protected map update per call (calls take tens of microseconds
+//! at least), independent of whether OpenTelemetry export is on.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+/// Upper bounds (seconds) of the latency histogram buckets.
+pub const LATENCY_BUCKETS: [f64; 15] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// A cumulative latency histogram with the fixed `LATENCY_BUCKETS`.
+#[derive(Debug, Clone, Default)]
+pub struct Histogram {
+    /// Observations at or below each bound (not cumulative here; summed when rendered).
+    buckets: [u64; LATENCY_BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+impl Histogram {
+    pub fn observe(&mut self, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        if let Some(index) = LATENCY_BUCKETS.iter().position(|bound| seconds <= *bound) {
+            self.buckets[index] += 1;
+        }
+        self.count += 1;
+        self.sum += seconds;
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Append the `_bucket`, `_sum` and `_count` lines of `name` with `labels` (`a="b",...`).
+    pub fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let separator = if labels.is_empty() { "" } else { "," };
+        let mut cumulative = 0;
+        for (bound, count) in LATENCY_BUCKETS.iter().zip(self.buckets) {
+            cumulative += count;
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{separator}le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{separator}le=\"+Inf\"}} {}",
+            self.count
+        );
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {:.6}", self.sum);
+        let _ = writeln!(out, "{name}_count{{{labels}}} {}", self.count);
+    }
+}
+
+/// Which budget stopped a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Budget {
+    /// The deadline (epoch interruption or the host's timer).
+    Timeout,
+    /// Linear memory growth past `memory_mb`.
+    Memory,
+    /// A result over `max_output_bytes`.
+    Output,
+    /// No concurrency slot within the deadline.
+    Concurrency,
+}
+
+impl Budget {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Timeout => "timeout",
+            Self::Memory => "memory",
+            Self::Output => "output",
+            Self::Concurrency => "concurrency",
+        }
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    /// (plugin, operation, outcome) -> calls
+    calls: BTreeMap<(String, &'static str, String), u64>,
+    /// (plugin, operation) -> latency
+    latency: BTreeMap<(String, &'static str), Histogram>,
+    /// (plugin, budget) -> times hit
+    budgets: BTreeMap<(String, Budget), u64>,
+    /// provider -> chat latency as the agent saw it
+    provider_latency: BTreeMap<String, Histogram>,
+    /// (provider, "input" | "output") -> tokens
+    tokens: BTreeMap<(String, &'static str), u64>,
+}
+
+/// The runtime's metrics registry.
+#[derive(Default)]
+pub struct RuntimeMetrics {
+    inner: Mutex<Inner>,
+}
+
+impl RuntimeMetrics {
+    /// One plugin call finished: `outcome` is `ok` or the error kind.
+    pub fn plugin_call(
+        &self,
+        plugin: &str,
+        operation: &'static str,
+        outcome: &str,
+        elapsed: Duration,
+    ) {
+        let mut inner = self.inner.lock();
+        *inner
+            .calls
+            .entry((plugin.to_owned(), operation, outcome.to_owned()))
+            .or_default() += 1;
+        inner
+            .latency
+            .entry((plugin.to_owned(), operation))
+            .or_default()
+            .observe(elapsed);
+    }
+
+    pub fn budget_hit(&self, plugin: &str, budget: Budget) {
+        *self
+            .inner
+            .lock()
+            .budgets
+            .entry((plugin.to_owned(), budget))
+            .or_default() += 1;
+    }
+
+    /// One provider chat completion as the agent saw it, with the tokens it reported.
+    pub fn provider_call(&self, provider: &str, elapsed: Duration, input: u64, output: u64) {
+        let mut inner = self.inner.lock();
+        inner
+            .provider_latency
+            .entry(provider.to_owned())
+            .or_default()
+            .observe(elapsed);
+        *inner
+            .tokens
+            .entry((provider.to_owned(), "input"))
+            .or_default() += input;
+        *inner
+            .tokens
+            .entry((provider.to_owned(), "output"))
+            .or_default() += output;
+    }
+
+    /// Calls of `plugin` that ended with `outcome` (for tests and status).
+    pub fn calls(&self, plugin: &str, outcome: &str) -> u64 {
+        self.inner
+            .lock()
+            .calls
+            .iter()
+            .filter(|((p, _, o), _)| p == plugin && o == outcome)
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// Times `plugin` hit `budget`.
+    pub fn budgets_hit(&self, plugin: &str, budget: Budget) -> u64 {
+        self.inner
+            .lock()
+            .budgets
+            .get(&(plugin.to_owned(), budget))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Append every series in Prometheus text format.
+    pub fn render(&self, out: &mut String) {
+        let inner = self.inner.lock();
+        out.push_str("# HELP databot_plugin_invocations_total Plugin calls by plugin, operation and outcome (ok or the error kind).\n# TYPE databot_plugin_invocations_total counter\n");
+        for ((plugin, operation, outcome), count) in &inner.calls {
+            let _ = writeln!(
+                out,
+                "databot_plugin_invocations_total{{plugin=\"{}\",operation=\"{operation}\",outcome=\"{}\"}} {count}",
+                escape(plugin),
+                escape(outcome)
+            );
+        }
+        out.push_str("# HELP databot_plugin_errors_total Failed plugin calls by error kind.\n# TYPE databot_plugin_errors_total counter\n");
+        let mut errors: BTreeMap<&str, u64> = BTreeMap::new();
+        for ((_, _, outcome), count) in &inner.calls {
+            if outcome != crate::telemetry::spans::OUTCOME_OK {
+                *errors.entry(outcome).or_default() += count;
+            }
+        }
+        for (kind, count) in errors {
+            let _ = writeln!(
+                out,
+                "databot_plugin_errors_total{{kind=\"{}\"}} {count}",
+                escape(kind)
+            );
+        }
+        out.push_str("# HELP databot_plugin_call_duration_seconds Plugin call latency, admission to result.\n# TYPE databot_plugin_call_duration_seconds histogram\n");
+        for ((plugin, operation), histogram) in &inner.latency {
+            histogram.render(
+                out,
+                "databot_plugin_call_duration_seconds",
+                &format!("plugin=\"{}\",operation=\"{operation}\"", escape(plugin)),
+            );
+        }
+        out.push_str("# HELP databot_budget_exceeded_total Calls stopped by a budget (timeout, memory, output, concurrency).\n# TYPE databot_budget_exceeded_total counter\n");
+        for ((plugin, budget), count) in &inner.budgets {
+            let _ = writeln!(
+                out,
+                "databot_budget_exceeded_total{{plugin=\"{}\",budget=\"{}\"}} {count}",
+                escape(plugin),
+                budget.as_str()
+            );
+        }
+        out.push_str("# HELP databot_provider_call_duration_seconds Provider chat completions as the agent saw them.\n# TYPE databot_provider_call_duration_seconds histogram\n");
+        for (provider, histogram) in &inner.provider_latency {
+            histogram.render(
+                out,
+                "databot_provider_call_duration_seconds",
+                &format!("provider=\"{}\"", escape(provider)),
+            );
+        }
+        out.push_str("# HELP databot_gen_ai_tokens_total Tokens reported by providers, by direction.\n# TYPE databot_gen_ai_tokens_total counter\n");
+        for ((provider, direction), count) in &inner.tokens {
+            let _ = writeln!(
+                out,
+                "databot_gen_ai_tokens_total{{provider=\"{}\",type=\"{direction}\"}} {count}",
+                escape(provider)
+            );
+        }
+    }
+}
+
+/// Escape a Prometheus label value.
+pub fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histograms_are_cumulative_and_labels_escaped() {
+        let metrics = RuntimeMetrics::default();
+        metrics.plugin_call("echo", "tool", "ok", Duration::from_millis(2));
+        metrics.plugin_call("echo", "tool", "ok", Duration::from_millis(200));
+        metrics.plugin_call("e\"vil", "tool", "timeout", Duration::from_secs(100));
+        metrics.budget_hit("e\"vil", Budget::Timeout);
+        metrics.provider_call("offline", Duration::from_millis(3), 10, 4);
+        let mut out = String::new();
+        metrics.render(&mut out);
+        assert!(out.contains("databot_plugin_invocations_total{plugin=\"echo\",operation=\"tool\",outcome=\"ok\"} 2"), "{out}");
+        assert!(out.contains("databot_plugin_call_duration_seconds_bucket{plugin=\"echo\",operation=\"tool\",le=\"0.0025\"} 1"), "{out}");
+        assert!(out.contains("databot_plugin_call_duration_seconds_bucket{plugin=\"echo\",operation=\"tool\",le=\"0.25\"} 2"), "{out}");
+        assert!(out.contains("databot_plugin_call_duration_seconds_bucket{plugin=\"e\\\"vil\",operation=\"tool\",le=\"60\"} 0"), "{out}");
+        assert!(out.contains("databot_plugin_call_duration_seconds_bucket{plugin=\"e\\\"vil\",operation=\"tool\",le=\"+Inf\"} 1"), "{out}");
+        assert!(
+            out.contains("databot_plugin_errors_total{kind=\"timeout\"} 1"),
+            "{out}"
+        );
+        assert!(
+            out.contains("databot_budget_exceeded_total{plugin=\"e\\\"vil\",budget=\"timeout\"} 1"),
+            "{out}"
+        );
+        assert!(
+            out.contains("databot_gen_ai_tokens_total{provider=\"offline\",type=\"input\"} 10"),
+            "{out}"
+        );
+        assert!(
+            out.contains("databot_provider_call_duration_seconds_count{provider=\"offline\"} 1"),
+            "{out}"
+        );
+        assert_eq!(metrics.calls("echo", "ok"), 2);
+        assert_eq!(metrics.budgets_hit("e\"vil", Budget::Timeout), 1);
+    }
+}

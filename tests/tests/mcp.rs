@@ -1,0 +1,586 @@
+//! The MCP server end to end, driven by the official Python SDK (`mcp`, installed by
+//! `.ci/python-deps.sh` when missing): over stdio (`databot mcp` as a child process) and over
+//! Streamable HTTP on the gateway. Tools with their schemas, tool errors that leave the session
+//! working (bad arguments, a trapping plugin), connector and health resources, unknown
+//! resources, `list_changed` after a hot load and a removal, API keys and Origin/Host checks,
+//! gateway shutdown with open MCP streams, W3C trace context from `_meta`.
+
+use std::path::Path;
+use std::sync::Once;
+use std::time::Duration;
+
+use databot_e2e::{TestHost, fixture, http_call};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const KEY: &str = "mcp-test-key";
+
+/// Plugin settings shared by both transports (the runtime part of the config).
+const PLUGINS: &str = r#"
+plugins:
+  echo:
+    permissions:
+      state: true
+      connectors: [echo_connector]
+  hostile:
+    budgets:
+      timeout_ms: 2000
+"#;
+
+/// Make sure `import mcp` works, installing the SDK once if it does not.
+fn ensure_python_sdk() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let importable = || {
+            std::process::Command::new("python3")
+                .args(["-c", "import mcp"])
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if importable() {
+            return;
+        }
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.ci/python-deps.sh");
+        let status = std::process::Command::new("bash")
+            .arg(&script)
+            .status()
+            .expect("bash runs .ci/python-deps.sh");
+        assert!(
+            status.success() && importable(),
+            "the Python MCP SDK is needed: `bash .ci/python-deps.sh` failed"
+        );
+    });
+}
+
+/// Run `tests/mcp/client.py` with `settings`; its JSON report, which must show no failure.
+async fn python_client(settings: Value) -> Value {
+    let report = python_client_report(settings).await;
+    assert!(
+        report.get("fatal").is_none(),
+        "the client failed: {report:#}"
+    );
+    report
+}
+
+/// Run `tests/mcp/client.py` with `settings`; its JSON report (`fatal` when it gave up).
+async fn python_client_report(settings: Value) -> Value {
+    ensure_python_sdk();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("mcp/client.py");
+    let run = tokio::process::Command::new("python3")
+        .arg(&script)
+        .arg(settings.to_string())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(240), run)
+        .await
+        .expect("the MCP client finishes within 4 minutes")
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let report: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "the client printed no JSON ({e}): {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    report
+}
+
+/// What both transports must show for the plugins `echo` and `echo_connector`.
+fn assert_session(out: &Value) {
+    assert_eq!(out["server"], "databot", "{out:#}");
+    // Only notifications reached the client's handler: no unparsable output, no stray errors.
+    let notifications = out["notifications"].as_array().expect("notifications");
+    assert!(
+        notifications
+            .iter()
+            .all(|n| n.as_str().is_some_and(|n| n.starts_with("notifications/"))),
+        "{notifications:?}"
+    );
+    assert_eq!(out["tools_list_changed"], true, "{out:#}");
+    assert_eq!(out["resources"], true, "{out:#}");
+
+    // Every tool with its description and JSON Schema.
+    let tools = out["tools"].as_object().expect("a tool map");
+    for name in ["echo", "counter", "read_config", "ping_connector"] {
+        assert!(tools.contains_key(name), "{name} missing: {out:#}");
+    }
+    let echo = &tools["echo"];
+    assert_eq!(echo["description"], "Return the text.");
+    assert_eq!(echo["input_schema"]["type"], "object");
+    assert_eq!(
+        echo["input_schema"]["properties"]["text"]["type"], "string",
+        "{echo:#}"
+    );
+    assert!(
+        echo["input_schema"]["required"]
+            .as_array()
+            .is_some_and(|r| r.contains(&json!("text"))),
+        "{echo:#}"
+    );
+
+    // A call: text content plus structured content.
+    let call = &out["echo"];
+    assert_eq!(call["is_error"], false, "{call:#}");
+    assert_eq!(call["structured"]["text"], "hi from mcp", "{call:#}");
+    let text: Value = serde_json::from_str(call["text"].as_str().unwrap()).unwrap();
+    assert_eq!(text["text"], "hi from mcp");
+
+    // Bad calls are tool errors with a readable reason, and the session goes on.
+    for (case, needle) in [
+        ("missing_argument", "text"),
+        ("wrong_type", "invalid_input"),
+        ("unknown_tool", "no_such_tool"),
+    ] {
+        let result = &out[case];
+        assert_eq!(result["is_error"], true, "{case}: {result:#}");
+        let message = result["text"].as_str().unwrap_or_default();
+        assert!(message.contains(needle), "{case}: {message}");
+    }
+    assert!(
+        out["missing_argument"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("invalid_input")
+    );
+    assert_eq!(out["echo_after_errors"]["is_error"], false, "{out:#}");
+    assert_eq!(out["echo_after_errors"]["structured"]["text"], "still here");
+
+    // Resources: the health overview and one per connector.
+    let resources = out["resources_list"].as_object().expect("a resource map");
+    let health = &resources["databot://health"];
+    assert_eq!(health["mime_type"], "application/json");
+    let connector = &resources["connector://echo_connector"];
+    assert_eq!(connector["name"], "echo_connector");
+    assert!(
+        connector["description"].as_str().unwrap().contains("ping"),
+        "{connector:#}"
+    );
+    assert_eq!(resources.len(), 2, "{resources:?}");
+
+    let health = &out["health"]["json"];
+    let connectors = health["connectors"].as_array().expect("connectors");
+    assert_eq!(connectors.len(), 1, "{health:#}");
+    assert_eq!(connectors[0]["name"], "echo_connector");
+    assert_eq!(connectors[0]["status"], "healthy");
+    let plugins: Vec<&str> = health["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert!(plugins.contains(&"echo") && plugins.contains(&"echo_connector"));
+
+    let read = &out["connector"];
+    assert_eq!(read["uri"], "connector://echo_connector");
+    assert_eq!(read["mime_type"], "application/json");
+    assert_eq!(
+        read["json"],
+        json!({"name": "echo_connector", "status": "healthy", "message": "ok", "operations": ["ping"]})
+    );
+
+    // Unknown resources are MCP errors, not crashes.
+    for case in ["unknown_connector", "unknown_uri"] {
+        let error = &out[case];
+        assert!(error["exception"].is_string(), "{case}: {error:#}");
+        assert!(
+            error["message"].as_str().unwrap().contains("no resource"),
+            "{case}: {error:#}"
+        );
+    }
+}
+
+/// Hot load of `hostile`, its crashing tools, then its removal.
+fn assert_hot_reload(out: &Value) {
+    assert_eq!(out["list_changed_after_load"], true, "{out:#}");
+    assert!(
+        out["tools_after_load"]
+            .as_object()
+            .is_some_and(|t| t.contains_key("trap") && t.contains_key("echo")),
+        "{out:#}"
+    );
+    for case in ["trap", "panic"] {
+        let result = &out[case];
+        assert_eq!(result["is_error"], true, "{case}: {result:#}");
+        assert!(
+            result["text"].as_str().unwrap().contains("trap"),
+            "{case}: {result:#}"
+        );
+    }
+    assert_eq!(out["echo_after_trap"]["is_error"], false, "{out:#}");
+    assert_eq!(out["echo_after_trap"]["structured"]["text"], "survived");
+    assert_eq!(out["list_changed_after_remove"], true, "{out:#}");
+    let after = out["tools_after_remove"].as_object().expect("tools");
+    assert!(
+        !after.contains_key("trap") && after.contains_key("echo"),
+        "{out:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdio_serves_tools_resources_errors_and_list_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    for plugin in ["echo", "echo_connector"] {
+        std::fs::copy(fixture(plugin), plugins.join(format!("{plugin}.wasm"))).unwrap();
+    }
+    let config = dir.path().join("databot.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "runtime:\n  plugins_dir: {}\n  data_dir: {}\n  builtin_plugins: false\n  watch: true\n{PLUGINS}",
+            plugins.display(),
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let errlog = dir.path().join("stderr.log");
+    let out = python_client(json!({
+        "transport": "stdio",
+        "command": env!("CARGO_BIN_EXE_databot_cli"),
+        // Debug logging on purpose: logs must go to stderr, never into the protocol.
+        "args": ["--config", config, "--log", "debug", "mcp"],
+        "cwd": dir.path(),
+        "errlog": errlog,
+        "plugins_dir": plugins,
+        "hot_plugin": fixture("hostile"),
+    }))
+    .await;
+    let log = std::fs::read_to_string(&errlog).unwrap_or_default();
+    assert!(out["protocol_version"].is_string(), "{out:#}\n{log}");
+    assert_session(&out);
+    assert_hot_reload(&out);
+    assert!(log.contains("plugin loaded"), "logs go to stderr: {log}");
+}
+
+/// A gateway with keys over a watched host with `echo` and `echo_connector`.
+async fn gateway(mcp_yaml: &str) -> (TestHost, u16, databot::runtime::hotload::HotLoader) {
+    let host = TestHost::start(
+        &format!("  watch: true\n{PLUGINS}{mcp_yaml}"),
+        &["echo", "echo_connector"],
+    )
+    .await
+    .unwrap();
+    host.load_builtin("offline").await;
+    let watcher = host.runtime.watch().unwrap();
+    let port = host
+        .start_gateway(
+            "offline",
+            &format!(
+                "gateway:\n  api_keys: [\"{KEY}\"]\n  rate_limit:\n    requests: 100000\n  cors_origins: [\"https://app.example.com:443\"]\n"
+            ),
+        )
+        .await;
+    (host, port, watcher)
+}
+
+const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}}"#;
+const ACCEPT: (&str, &str) = ("accept", "application/json, text/event-stream");
+const JSON_BODY: (&str, &str) = ("content-type", "application/json");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_serves_the_same_session_behind_the_api_keys() {
+    let (host, port, _watcher) = gateway("").await;
+    let bearer = format!("Bearer {KEY}");
+    let out = python_client(json!({
+        "transport": "http",
+        "url": format!("http://127.0.0.1:{port}/mcp"),
+        "headers": { "Authorization": bearer },
+        "plugins_dir": host.plugins_dir(),
+        "hot_plugin": fixture("hostile"),
+    }))
+    .await;
+    assert_session(&out);
+    assert_hot_reload(&out);
+
+    // The same client without a key, or with a wrong one, does not get in.
+    for headers in [json!({}), json!({ "Authorization": "Bearer wrong" })] {
+        let refused = python_client_report(json!({
+            "transport": "http",
+            "url": format!("http://127.0.0.1:{port}/mcp"),
+            "headers": headers,
+        }))
+        .await;
+        assert!(refused["fatal"].is_string(), "{refused:#}");
+        assert_eq!(refused["http_statuses"], json!([401]), "{refused:#}");
+        assert!(refused.get("tools").is_none(), "{refused:#}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_checks_keys_origin_and_host() {
+    let (_host, port, _watcher) = gateway("mcp:\n  allowed_hosts: [\"bot.example.com\"]\n  allowed_origins: [\"https://ide.example.com:443\"]\n").await;
+    let bearer = format!("Bearer {KEY}");
+    let auth = ("authorization", bearer.as_str());
+
+    let (status, _, body) = http_call(port, "POST", "/mcp", &[JSON_BODY, ACCEPT], INITIALIZE).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("missing_api_key"), "{body}");
+    let (status, _, _) = http_call(
+        port,
+        "POST",
+        "/mcp",
+        &[JSON_BODY, ACCEPT, ("authorization", "Bearer nope")],
+        INITIALIZE,
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, headers, body) = http_call(
+        port,
+        "POST",
+        "/mcp",
+        &[JSON_BODY, ACCEPT, ("x-api-key", KEY)],
+        INITIALIZE,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        headers.iter().any(|(n, _)| n == "mcp-session-id"),
+        "{headers:?}"
+    );
+    assert!(body.contains("databot"), "{body}");
+
+    // DNS rebinding: a foreign Origin is refused even with a valid key; loopback, CORS and
+    // configured origins pass.
+    for (origin, expected) in [
+        ("http://evil.example", 403),
+        ("https://app.example.com.evil.example", 403),
+        ("null", 403),
+        ("http://localhost:5173", 200),
+        ("http://127.0.0.1:9999", 200),
+        ("https://app.example.com", 200),
+        ("https://ide.example.com", 200),
+    ] {
+        let (status, _, body) = http_call(
+            port,
+            "POST",
+            "/mcp",
+            &[JSON_BODY, ACCEPT, auth, ("origin", origin)],
+            INITIALIZE,
+        )
+        .await;
+        assert_eq!(status, expected, "origin {origin}: {body}");
+    }
+
+    // Host: loopback and configured names pass, any other is refused.
+    for (host_header, expected) in [
+        ("evil.example", 403),
+        (&*format!("evil.example:{port}"), 403),
+        ("bot.example.com", 200),
+        (&*format!("localhost:{port}"), 200),
+    ] {
+        let status = post_with_host(port, host_header, &bearer).await;
+        assert_eq!(status, expected, "host {host_header}");
+    }
+
+    // Other routes are unaffected by the MCP checks.
+    let (status, _, _) = http_call(
+        port,
+        "GET",
+        "/health",
+        &[("origin", "http://evil.example")],
+        "",
+    )
+    .await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_mcp_can_be_switched_off() {
+    let (_host, port, _watcher) = gateway("mcp:\n  http: false\n").await;
+    let bearer = format!("Bearer {KEY}");
+    let (status, _, _) = http_call(
+        port,
+        "POST",
+        "/mcp",
+        &[JSON_BODY, ACCEPT, ("authorization", &bearer)],
+        INITIALIZE,
+    )
+    .await;
+    assert_eq!(status, 404);
+}
+
+/// POST an initialize with a chosen `Host` header; the status code.
+async fn post_with_host(port: u16, host: &str, bearer: &str) -> u16 {
+    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let request = format!(
+        "POST /mcp HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\ncontent-type: application/json\r\naccept: application/json, text/event-stream\r\nauthorization: {bearer}\r\ncontent-length: {}\r\n\r\n{INITIALIZE}",
+        INITIALIZE.len()
+    );
+    socket.write_all(request.as_bytes()).await.unwrap();
+    let mut head = vec![0u8; 64];
+    let read = socket.read(&mut head).await.unwrap();
+    String::from_utf8_lossy(&head[..read])
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_shutdown_ends_open_mcp_streams() {
+    use std::sync::Arc;
+
+    let host = TestHost::start("", &["echo"]).await.unwrap();
+    host.load_builtin("offline").await;
+    let config = databot::config::Config::parse("", "gateway.yaml", |_| None).unwrap();
+    let sessions = host.sessions("sessions").await;
+    let agent = Arc::new(host.agent("offline", false).await);
+    let bus = Arc::new(databot::bus::MemoryBus::new(
+        agent,
+        databot::bus::BusLimits::default(),
+    ));
+    let state = databot::gateway::GatewayState::new(
+        &config.gateway,
+        host.runtime.clone(),
+        bus,
+        sessions,
+        "offline".to_owned(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let gateway = config.gateway.clone();
+    let server = tokio::spawn(async move {
+        databot::gateway::serve_on(listener, state, &gateway, async {
+            let _ = stopped.await;
+        })
+        .await
+    });
+
+    // A session with its server-to-client event stream open.
+    let (status, headers, body) =
+        http_call(port, "POST", "/mcp", &[JSON_BODY, ACCEPT], INITIALIZE).await;
+    assert_eq!(status, 200, "{body}");
+    let session = headers
+        .iter()
+        .find(|(n, _)| n == "mcp-session-id")
+        .map(|(_, v)| v.clone())
+        .expect("a session id");
+    let initialized = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+    let (status, _, _) = http_call(
+        port,
+        "POST",
+        "/mcp",
+        &[JSON_BODY, ACCEPT, ("mcp-session-id", &session)],
+        initialized,
+    )
+    .await;
+    assert_eq!(status, 202);
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let request = format!(
+        "GET /mcp HTTP/1.1\r\nhost: 127.0.0.1\r\naccept: text/event-stream\r\nmcp-session-id: {session}\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = vec![0u8; 256];
+    let read = stream.read(&mut head).await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&head[..read]).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&head[..read])
+    );
+
+    // The stream is open; shutting down must not wait for it forever.
+    stop.send(()).unwrap();
+    let finished = tokio::time::timeout(Duration::from_secs(10), server).await;
+    assert!(
+        matches!(finished, Ok(Ok(Ok(())))),
+        "the gateway did not shut down with an MCP stream open: {finished:?}"
+    );
+}
+
+/// The W3C trace context in a `tools/call` request's `_meta` parents the `mcp.tools/call` span,
+/// and the runtime's spans of that call sit below it (exported to a real OTLP receiver).
+#[tokio::test(flavor = "current_thread")]
+async fn meta_traceparent_parents_the_tool_call_span() {
+    use databot::config::{OtlpProtocol, TelemetryConfig};
+    use databot_e2e::otlp::OtlpReceiver;
+
+    const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const PARENT_ID: &str = "00f067aa0ba902b7";
+
+    let receiver = OtlpReceiver::http().await;
+    let settings = TelemetryConfig {
+        endpoint: Some(receiver.endpoint.clone()),
+        protocol: Some(OtlpProtocol::HttpProtobuf),
+        ..TelemetryConfig::default()
+    }
+    .resolve(|_| None)
+    .expect("valid settings")
+    .expect("export on");
+    let (subscriber, provider) =
+        databot::telemetry::subscriber(Some(&settings), "warn").expect("exporter builds");
+    // Current-thread runtime: every task of this test runs under this subscriber.
+    let _default = tracing::subscriber::set_default(subscriber);
+    let guard = databot::telemetry::guard(provider);
+
+    let host = TestHost::start("", &["echo"]).await.unwrap();
+    host.load_builtin("offline").await;
+    let port = host.start_gateway("offline", "").await;
+    let (status, headers, body) =
+        http_call(port, "POST", "/mcp", &[JSON_BODY, ACCEPT], INITIALIZE).await;
+    assert_eq!(status, 200, "{body}");
+    let session = headers
+        .iter()
+        .find(|(n, _)| n == "mcp-session-id")
+        .map(|(_, v)| v.clone())
+        .expect("a session id");
+    let session_header = ("mcp-session-id", session.as_str());
+    let initialized = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+    let (status, _, _) = http_call(
+        port,
+        "POST",
+        "/mcp",
+        &[JSON_BODY, ACCEPT, session_header],
+        initialized,
+    )
+    .await;
+    assert_eq!(status, 202);
+    let call = json!({
+        "jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {
+            "name": "echo",
+            "arguments": {"text": "traced"},
+            "_meta": {"traceparent": format!("00-{TRACE_ID}-{PARENT_ID}-01")}
+        }
+    });
+    let (status, _, body) = http_call(
+        port,
+        "POST",
+        "/mcp",
+        &[JSON_BODY, ACCEPT, session_header],
+        &call.to_string(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("traced"), "{body}");
+
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::task::spawn_blocking(move || guard.force_flush())
+        .await
+        .expect("flush task")
+        .expect("flush");
+    let spans = receiver
+        .wait_for(Duration::from_secs(10), |spans| {
+            spans.iter().any(|s| s.name == "mcp.tools/call")
+        })
+        .await;
+    let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
+    let span = spans
+        .iter()
+        .find(|s| s.name == "mcp.tools/call")
+        .unwrap_or_else(|| panic!("no mcp.tools/call span in {names:?}"));
+    assert_eq!(span.trace_id, TRACE_ID, "{span:?}");
+    assert_eq!(span.parent_span_id, PARENT_ID, "{span:?}");
+    assert_eq!(span.str_attr("tool"), Some("echo"), "{span:?}");
+    assert!(
+        spans
+            .iter()
+            .any(|s| s.parent_span_id == span.span_id && s.trace_id == TRACE_ID),
+        "the runtime's spans of the call are children of mcp.tools/call: {spans:#?}"
+    );
+}
