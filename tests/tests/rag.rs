@@ -301,9 +301,31 @@ async fn turns_are_remembered_and_found_in_later_conversations() {
     assert_eq!(hits[0].source, "conversation:test:first");
     assert!(hits[0].text.starts_with("User: /echo"), "{}", hits[0].text);
     assert!(hits[0].text.contains("Assistant:"));
-    // Another conversation gets it as context; the same conversation does not (its history
-    // has it already).
-    let other = rag
+    // By default a conversation gets only its own older turns back: another user's
+    // conversation never sees them.
+    let own = rag
+        .context_for("test:first", "warehouse password rotation")
+        .await
+        .unwrap()
+        .expect("its own remembered turn");
+    assert!(own.contains("[source: conversation:test:first]"), "{own}");
+    assert!(
+        rag.context_for("test:second", "warehouse password rotation")
+            .await
+            .unwrap()
+            .is_none_or(|text| !text.contains("conversation:test:first")),
+        "turns leak into another conversation"
+    );
+    // With `rag.share_conversations`, every conversation may get them.
+    let sharing = Rag::with_store(
+        host.runtime.clone(),
+        databot::config::RagConfig {
+            share_conversations: true,
+            ..rag.settings().clone()
+        },
+        rag.store().clone(),
+    );
+    let other = sharing
         .context_for("test:second", "warehouse password rotation")
         .await
         .unwrap()
@@ -311,12 +333,6 @@ async fn turns_are_remembered_and_found_in_later_conversations() {
     assert!(
         other.contains("[source: conversation:test:first]"),
         "{other}"
-    );
-    assert!(
-        rag.context_for("test:first", "warehouse password rotation")
-            .await
-            .unwrap()
-            .is_none()
     );
 
     // Switched off: nothing is captured.
@@ -477,8 +493,9 @@ rag:
     let messages = chat["messages"].as_array().unwrap();
     let last = messages.last().unwrap();
     assert_eq!(last["role"], "user");
+    // Retrieved text is data: a user-side message just before the question, never system.
     let context = &messages[messages.len() - 2];
-    assert_eq!(context["role"], "system");
+    assert_eq!(context["role"], "user");
     let text = context["content"].as_str().unwrap();
     assert!(text.starts_with(databot::rag::CONTEXT_HEADER), "{text}");
     assert!(text.contains("[source: doc:orders.md#chunk0]"), "{text}");

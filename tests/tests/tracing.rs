@@ -476,25 +476,28 @@ fn bad_settings_are_refused_at_startup() {
         ("endpoint: \"ftp://collector:21\"", "http://"),
         ("endpoint: http://c:4317\nsample_ratio: 1.5", "sample_ratio"),
     ] {
-        let config: TelemetryConfig = serde_yaml_from(yaml);
-        let error = databot::telemetry::init(&config, "warn")
-            .err()
-            .unwrap_or_else(|| panic!("{yaml} should be refused"));
+        // In the YAML: refused when the configuration loads (`databot config check` too).
+        let error = databot::config::Config::parse(
+            &format!(
+                "telemetry:\n{}",
+                yaml.lines().map(|l| format!("  {l}\n")).collect::<String>()
+            ),
+            "t.yaml",
+            |_| None,
+        )
+        .err()
+        .unwrap_or_else(|| panic!("{yaml} should be refused"));
         assert!(error.to_string().contains(expected), "{error}");
     }
-}
-
-fn serde_yaml_from(yaml: &str) -> TelemetryConfig {
-    let config = databot::config::Config::parse(
-        &format!(
-            "telemetry:\n{}",
-            yaml.lines().map(|l| format!("  {l}\n")).collect::<String>()
-        ),
-        "t.yaml",
-        |_| None,
-    )
-    .expect("parses");
-    config.telemetry
+    // Settings that reach `init` another way (a config built in code) are refused there too.
+    let config = TelemetryConfig {
+        endpoint: Some("localhost:4317".into()),
+        ..TelemetryConfig::default()
+    };
+    let error = databot::telemetry::init(&config, "warn")
+        .err()
+        .unwrap_or_else(|| panic!("a URL without a scheme should be refused"));
+    assert!(error.to_string().contains("telemetry.endpoint"), "{error}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

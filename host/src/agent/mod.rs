@@ -278,20 +278,20 @@ impl Agent {
             (Some(s), _) => s.system_prompt.as_str(),
             (None, own) => own.unwrap_or(context::DEFAULT_SYSTEM_PROMPT),
         };
-        let knowledge = self.knowledge(session_key, user).await;
-        let mut messages = context::build(
-            system_prompt,
-            &memories,
-            &history,
-            user,
-            self.settings.context_tokens,
-        );
+        // Retrieved text is data, not instructions: it goes in as a user-side message just
+        // before the user's own (never as a system message), and is not stored with the
+        // conversation. Its size comes out of the history's token budget.
+        let knowledge = self
+            .knowledge(session_key, user)
+            .await
+            .map(|text| ChatMessage::text(Role::User, text));
+        let history_budget = self
+            .settings
+            .context_tokens
+            .saturating_sub(knowledge.as_ref().map_or(0, ChatMessage::estimated_tokens));
+        let mut messages = context::build(system_prompt, &memories, &history, user, history_budget);
         if let Some(knowledge) = knowledge {
-            // Just before the user's message; not stored with the conversation.
-            messages.insert(
-                messages.len() - 1,
-                ChatMessage::text(Role::System, knowledge),
-            );
+            messages.insert(messages.len() - 1, knowledge);
         }
         let first_new = messages.len() - 1;
         let tools = self.tool_definitions(specialist);
@@ -367,11 +367,12 @@ impl Agent {
             return;
         }
         let (session, user, answer) = (session_key.to_owned(), user.to_owned(), answer.to_owned());
-        tokio::spawn(async move {
+        // In the turn's trace: the embedding call is part of answering this message.
+        tokio::spawn(tracing::Instrument::in_current_span(async move {
             if let Err(error) = rag.remember_turn(&session, &user, &answer).await {
                 tracing::warn!(session = %session, "keeping the turn in the knowledge base failed: {error}");
             }
-        });
+        }));
     }
 
     async fn ask_provider(

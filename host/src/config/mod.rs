@@ -98,6 +98,8 @@ impl Config {
             .validate()
             .map_err(|e| semantic(format!("runtime.budgets: {e}")))?;
         self.rag.validate().map_err(semantic)?;
+        // The YAML alone (the `OTEL_*` variables are checked again at start-up).
+        self.telemetry.resolve(|_| None).map_err(semantic)?;
         if self.agent.max_iterations == 0 {
             return Err(semantic("agent.max_iterations must be at least 1".into()));
         }

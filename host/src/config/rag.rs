@@ -57,6 +57,11 @@ pub struct RagConfig {
     /// Keep each completed agent turn (question + final answer) in the knowledge base.
     #[serde(default = "yes")]
     pub ingest_conversations: bool,
+    /// Offer one conversation's remembered turns to the others. Off (the default), a
+    /// conversation only gets its own older turns back: conversations of different users never
+    /// see each other's questions and answers.
+    #[serde(default)]
+    pub share_conversations: bool,
     /// Texts per embedding request.
     #[serde(default = "default_embed_batch")]
     pub embed_batch: usize,
@@ -81,6 +86,7 @@ impl Default for RagConfig {
             ingest_schemas_on_start: true,
             schemas: BTreeMap::new(),
             ingest_conversations: true,
+            share_conversations: false,
             embed_batch: default_embed_batch(),
         }
     }

@@ -191,11 +191,22 @@ impl rmcp::ServerHandler for DatabotMcp {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let span = tracing::info_span!("mcp.tools/call", tool = %request.name);
-        // rmcp moves the request's `_meta` into the context; look in both.
+        // rmcp moves the request's `_meta` into the context; look in both, then in the HTTP
+        // headers of the request over Streamable HTTP (where instrumented clients put it).
         let request_meta = request.meta.as_ref().map(|m| &m.0.0);
+        let http_headers = context
+            .extensions
+            .get::<http::request::Parts>()
+            .map(|parts| &parts.headers);
         crate::telemetry::propagation::set_remote_parent(&span, |key| {
             meta_value(&context.meta.0.0, key)
                 .or_else(|| request_meta.and_then(|m| meta_value(m, key)))
+                .or_else(|| {
+                    http_headers
+                        .and_then(|headers| headers.get(key))
+                        .and_then(|value| value.to_str().ok())
+                        .map(str::to_owned)
+                })
         });
         let result = self
             .call(&request.name, request.arguments.as_ref())

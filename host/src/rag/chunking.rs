@@ -166,7 +166,7 @@ fn windows(text: &str, size: usize, overlap: usize) -> Vec<&str> {
     let mut out = Vec::new();
     let mut start = 0;
     while start < text.len() {
-        let mut end = floor_boundary(text, (start + size).min(text.len()));
+        let mut end = text.floor_char_boundary((start + size).min(text.len()));
         if end < text.len()
             && let Some(space) = text[start..end].rfind(char::is_whitespace)
             && space > size / 2
@@ -174,17 +174,17 @@ fn windows(text: &str, size: usize, overlap: usize) -> Vec<&str> {
             end = start + space;
         }
         if end <= start {
-            end = ceil_boundary(text, start + 1);
+            end = text.ceil_char_boundary(start + 1);
         }
         out.push(text[start..end].trim());
         if end >= text.len() {
             break;
         }
-        let next = floor_boundary(text, end.saturating_sub(overlap));
+        let next = text.floor_char_boundary(end.saturating_sub(overlap));
         // Start the overlap at a word when possible; always move forward.
         let next = text[next..end]
             .find(char::is_whitespace)
-            .map_or(next, |i| ceil_boundary(text, next + i + 1));
+            .map_or(next, |i| text.ceil_char_boundary(next + i + 1));
         start = if next > start { next } else { end };
     }
     out.retain(|piece| !piece.is_empty());
@@ -199,26 +199,12 @@ fn tail(text: &str, overlap: usize) -> &str {
     if text.len() <= overlap {
         return text;
     }
-    let start = ceil_boundary(text, text.len() - overlap);
+    let start = text.ceil_char_boundary(text.len() - overlap);
     let piece = &text[start..];
     match piece.find(char::is_whitespace) {
         Some(i) if i + 1 < piece.len() => piece[i..].trim_start(),
         _ => piece,
     }
-}
-
-fn floor_boundary(text: &str, mut at: usize) -> usize {
-    while at > 0 && !text.is_char_boundary(at) {
-        at -= 1;
-    }
-    at
-}
-
-fn ceil_boundary(text: &str, mut at: usize) -> usize {
-    while at < text.len() && !text.is_char_boundary(at) {
-        at += 1;
-    }
-    at.min(text.len())
 }
 
 #[cfg(test)]

@@ -511,6 +511,8 @@ impl EmbeddedStore {
         if k == 0 || inner.dim == 0 || vector.len() != inner.dim {
             return Vec::new();
         }
+        // Never more than there are chunks (`k` may come from a user).
+        let k = k.min(inner.chunks.len());
         // Best `k` so far, sorted by descending score.
         let mut best: Vec<(f32, usize)> = Vec::with_capacity(k + 1);
         for (row, values) in inner.matrix.chunks_exact(inner.dim).enumerate() {
@@ -705,8 +707,10 @@ fn encode(inner: &Inner) -> Vec<u8> {
         model: inner.model.clone(),
         chunks: inner.chunks.clone(),
     };
-    // Serialising plain strings and maps cannot fail.
-    let header = serde_json::to_vec(&header).unwrap_or_default();
+    // Proven invariant: the header is strings and `serde_json::Value` maps (string keys, no
+    // NaN), which always serialise. Never write an empty header in its place: that would be
+    // a valid-looking snapshot without its chunks.
+    let header = serde_json::to_vec(&header).expect("a store header always serialises");
     let mut out = Vec::with_capacity(32 + header.len() + inner.matrix.len() * 4 + 32);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());

@@ -395,10 +395,25 @@ impl Rag {
         group: &str,
         relative: &str,
     ) -> Result<FileOutcome, RagError> {
+        // Sized before it is read: one huge file must not be loaded to be refused.
+        let size = tokio::fs::metadata(path)
+            .await
+            .map_err(|source| RagError::Io {
+                path: path.to_owned(),
+                source,
+            })?
+            .len();
+        if size > self.settings.max_doc_bytes {
+            return Ok(FileOutcome::Skipped(format!(
+                "{size} bytes, over rag.max_doc_bytes ({})",
+                self.settings.max_doc_bytes
+            )));
+        }
         let bytes = tokio::fs::read(path).await.map_err(|source| RagError::Io {
             path: path.to_owned(),
             source,
         })?;
+        // The file may have grown between the two looks.
         if bytes.len() as u64 > self.settings.max_doc_bytes {
             return Ok(FileOutcome::Skipped(format!(
                 "{} bytes, over rag.max_doc_bytes ({})",
@@ -475,7 +490,7 @@ impl Rag {
         }
         let limit = self.settings.chunk_chars * 2;
         let text = truncate(&format!("User: {user}\nAssistant: {answer}"), limit).to_owned();
-        let group = format!("conversation:{session}");
+        let group = format!("{}{session}", super::CONVERSATION_PREFIX);
         let hash = sha256_hex(text.as_bytes());
         let mut metadata = serde_json::Map::new();
         metadata.insert("session".into(), session.into());
@@ -510,14 +525,7 @@ fn embedding_text(chunk: &Chunk) -> String {
 
 /// `text` cut to at most `max` bytes at a char boundary.
 pub(crate) fn truncate(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
+    &text[..text.floor_char_boundary(max)]
 }
 
 /// Document files under `root` (or `root` itself when it is a file), with their path

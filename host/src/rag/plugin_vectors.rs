@@ -15,11 +15,11 @@ use super::store::{Chunk, VectorStore};
 use crate::runtime::bindings::GuestError;
 
 /// Longest vector a plugin may store.
-pub const MAX_DIM: usize = 8192;
+pub const MAX_DIM: usize = 4096;
 /// Largest payload of one point, in bytes of JSON.
-pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
+pub const MAX_PAYLOAD_BYTES: usize = 16 * 1024;
 /// Most points one collection holds.
-pub const MAX_POINTS: usize = 100_000;
+pub const MAX_POINTS: usize = 20_000;
 /// Most matches one search returns.
 pub const MAX_LIMIT: u32 = 100;
 
@@ -54,17 +54,17 @@ pub fn check_collection_name(collection: &str) -> Result<(), GuestError> {
 
 fn collection_path(data_dir: &Path, plugin: &str, collection: &str) -> Result<PathBuf, GuestError> {
     check_collection_name(collection)?;
-    // Instance names are plugin names (checked by the manifest rules); be strict anyway.
-    let plugin: String = plugin
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    // One folder per exact plugin name: a name outside [A-Za-z0-9_-] is hex-encoded behind a
+    // `~` (which no plain name holds), so two different names never share a folder.
+    let plain = !plugin.is_empty()
+        && plugin
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    let plugin = if plain {
+        plugin.to_owned()
+    } else {
+        format!("~{}", hex::encode(plugin.as_bytes()))
+    };
     Ok(data_dir
         .join("rag")
         .join("plugins")
@@ -194,6 +194,24 @@ fn checked_vector(mut vector: Vec<f32>) -> Result<Vec<f32>, GuestError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn different_plugin_names_never_share_a_folder() {
+        let root = Path::new("/data");
+        let path = |plugin: &str| collection_path(root, plugin, "notes").unwrap();
+        assert_eq!(
+            path("rag_user"),
+            root.join("rag/plugins/rag_user/notes.bin")
+        );
+        assert_ne!(path("a.b"), path("a_b"));
+        assert_ne!(path("a/b"), path("a_b"));
+        assert_eq!(path("a.b"), root.join("rag/plugins/~612e62/notes.bin"));
+        assert!(path("../x").starts_with("/data/rag/plugins/"));
+        assert_eq!(
+            path("../x").components().count(),
+            path("a_b").components().count()
+        );
+    }
 
     #[tokio::test]
     async fn collections_are_per_plugin_checked_and_persisted() {

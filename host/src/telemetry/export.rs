@@ -27,6 +27,22 @@ pub enum ExportError {
     },
 }
 
+/// The endpoint as logs and errors show it: without user information or query (credentials
+/// belong in `headers`, but an operator may have put them in the URL).
+pub fn redacted_endpoint(endpoint: &str) -> String {
+    match url::Url::parse(endpoint) {
+        Ok(mut url) => {
+            if !url.username().is_empty() || url.password().is_some() {
+                let _ = url.set_username("");
+                let _ = url.set_password(None);
+            }
+            url.set_query(None);
+            url.to_string()
+        }
+        Err(_) => "(an endpoint that is not a URL)".to_owned(),
+    }
+}
+
 /// Build the tracer provider that batches spans to the configured endpoint. Needs a Tokio
 /// runtime context for gRPC (the channel's worker runs on it). Connecting is lazy: an
 /// unreachable collector is not an error here; failed exports are logged and dropped.
@@ -34,7 +50,7 @@ pub fn tracer_provider(settings: &ResolvedTelemetry) -> Result<SdkTracerProvider
     let timeout = Duration::from_millis(settings.timeout_ms);
     let build_error = |source| ExportError::Build {
         protocol: settings.protocol.as_str(),
-        endpoint: settings.endpoint.clone(),
+        endpoint: redacted_endpoint(&settings.endpoint),
         source,
     };
     let exporter = match settings.protocol {
@@ -103,5 +119,20 @@ fn sampler(setting: SamplerSetting) -> Sampler {
             ratio,
             parent_based: true,
         } => Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn credentials_and_queries_never_reach_logs() {
+        assert_eq!(
+            super::redacted_endpoint("https://user:secret@otel.example.com:4318/v1/traces?token=x"),
+            "https://otel.example.com:4318/v1/traces"
+        );
+        assert_eq!(
+            super::redacted_endpoint("http://127.0.0.1:4317"),
+            "http://127.0.0.1:4317/"
+        );
     }
 }

@@ -136,7 +136,7 @@ pub fn init(config: &TelemetryConfig, log_filter: &str) -> Result<TelemetryGuard
     }
     if let Some(settings) = &settings {
         tracing::info!(
-            endpoint = %settings.endpoint,
+            endpoint = %export::redacted_endpoint(&settings.endpoint),
             protocol = settings.protocol.as_str(),
             service = %settings.service_name,
             "exporting traces over OTLP"
