@@ -17,7 +17,7 @@
 //! current-thread runtime, so each case measures exactly its own subscriber; the receiver and
 //! the exporter's connection run on a separate background runtime.
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 use databot::config::{OtlpProtocol, TelemetryConfig};
 use databot_e2e::TestHost;
 use databot_e2e::otlp::OtlpReceiver;
@@ -106,5 +106,77 @@ fn tracing_overhead(c: &mut Criterion) {
     group.finish();
 }
 
+/// Export off and on measured in alternation on one host, so drift (other load, the SQLite
+/// worker's scheduling) hits both sides alike: `ROUNDS` rounds, each a batch of calls under
+/// each subscriber (the order alternating), and the median over rounds of each batch's mean
+/// per call. Prints the overhead of each call.
+fn paired(quick: bool) {
+    use std::time::{Duration, Instant};
+    const ROUNDS: usize = 41;
+    let background = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("background runtime");
+    let calls = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("call runtime");
+    let receiver = background.block_on(OtlpReceiver::grpc()).count_only();
+    let settings = TelemetryConfig {
+        endpoint: Some(receiver.endpoint.clone()),
+        protocol: Some(OtlpProtocol::Grpc),
+        ..TelemetryConfig::default()
+    }
+    .resolve(|_| None)
+    .expect("settings")
+    .expect("export on");
+    let (off, _) = databot::telemetry::subscriber(None, "info").expect("subscriber");
+    let (on, provider) = {
+        let _entered = background.enter();
+        databot::telemetry::subscriber(Some(&settings), "info").expect("exporter")
+    };
+    let guard = databot::telemetry::guard(provider);
+    let off = tracing::Dispatch::new(off);
+    let on = tracing::Dispatch::new(on);
+    let host = calls.block_on(host());
+    let rounds = if quick { 1 } else { ROUNDS };
+    for (tool, args, batch) in [("echo", ECHO_ARGS, 2000), ("sql_query", SQL_ARGS, 100)] {
+        let batch = if quick { 2 } else { batch };
+        let mut timings: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
+        for round in 0..rounds {
+            for side in [round % 2, 1 - round % 2] {
+                let dispatch = if side == 0 { &off } else { &on };
+                let per_call = tracing::dispatcher::with_default(dispatch, || {
+                    calls.block_on(async {
+                        let started = Instant::now();
+                        for _ in 0..batch {
+                            host.runtime.call_tool(tool, args).await.expect("call");
+                        }
+                        started.elapsed() / batch
+                    })
+                });
+                timings[side].push(per_call);
+            }
+        }
+        let [mut off_times, mut on_times] = timings;
+        off_times.sort();
+        on_times.sort();
+        let (off_p50, on_p50) = (off_times[off_times.len() / 2], on_times[on_times.len() / 2]);
+        println!(
+            "paired {tool}: export off p50 {off_p50:?}, export on p50 {on_p50:?}: overhead {:+.1}% ({rounds} rounds of {batch} calls each side)",
+            (on_p50.as_secs_f64() / off_p50.as_secs_f64() - 1.0) * 100.0
+        );
+    }
+    guard.force_flush().expect("flush");
+    assert!(receiver.span_count() > 0, "the receiver got the spans");
+}
+
 criterion_group!(benches, tracing_overhead);
-criterion_main!(benches);
+
+fn main() {
+    // `-- --test` (criterion's smoke mode): one short round, to check the benchmark runs.
+    paired(std::env::args().any(|a| a == "--test"));
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -410,6 +410,11 @@ impl EmbeddedStore {
         self.len() == 0
     }
 
+    /// Whether a chunk with this id is stored.
+    pub fn contains(&self, id: &str) -> bool {
+        self.inner.read().index.contains_key(id)
+    }
+
     fn location(&self) -> String {
         self.path
             .as_ref()

@@ -116,7 +116,8 @@ impl PluginCollections {
             ));
         }
         let store = self.open(&path, collection)?;
-        if store.len() >= MAX_POINTS {
+        // A full collection still takes replacements of the points it holds.
+        if store.len() >= MAX_POINTS && !store.contains(&id) {
             return Err(GuestError::Failed(format!(
                 "collection `{collection}` is full ({MAX_POINTS} points)"
             )));
@@ -211,6 +212,37 @@ mod tests {
             path("../x").components().count(),
             path("a_b").components().count()
         );
+    }
+
+    #[tokio::test]
+    async fn a_full_collection_refuses_new_points_but_takes_replacements() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path();
+        let collections = PluginCollections::default();
+        let path = collection_path(data, "p1", "full").unwrap();
+        let store = collections.open(&path, "full").unwrap();
+        let chunks = (0..MAX_POINTS)
+            .map(|n| Chunk {
+                id: format!("id{n}"),
+                source: "plugin:p1/full".into(),
+                group: "full".into(),
+                hash: String::new(),
+                text: String::new(),
+                metadata: Default::default(),
+                vector: vec![1.0, 0.0],
+            })
+            .collect();
+        store.upsert(chunks, "plugin").await.unwrap();
+        let upsert = |id: &str| {
+            collections.upsert(data, "p1", "full", id.into(), vec![0.0, 1.0], "{}".into())
+        };
+        let error = upsert("new").await.unwrap_err();
+        assert!(
+            matches!(&error, GuestError::Failed(m) if m.contains("is full")),
+            "{error:?}"
+        );
+        upsert("id7").await.unwrap();
+        assert_eq!(store.len(), MAX_POINTS);
     }
 
     #[tokio::test]
