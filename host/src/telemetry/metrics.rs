@@ -2,8 +2,9 @@
 //! operation and outcome, call and provider latency histograms, budgets hit, and tokens in and
 //! out. The gateway renders them in Prometheus text format on `/metrics`.
 //!
-//! Recording is a short mutex-protected map update per call (calls take tens of microseconds
-//! at least), independent of whether OpenTelemetry export is on.
+//! Recording is a short mutex-protected map update per call, independent of whether
+//! OpenTelemetry export is on; it allocates only the first time a plugin is seen (labels
+//! other than the plugin name are `&'static str`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -84,18 +85,40 @@ impl Budget {
     }
 }
 
+/// One plugin's series.
+#[derive(Default)]
+struct PluginSeries {
+    /// (operation, outcome) -> calls
+    calls: BTreeMap<(&'static str, &'static str), u64>,
+    /// operation -> latency
+    latency: BTreeMap<&'static str, Histogram>,
+    /// budget -> times hit
+    budgets: BTreeMap<Budget, u64>,
+}
+
 #[derive(Default)]
 struct Inner {
-    /// (plugin, operation, outcome) -> calls
-    calls: BTreeMap<(String, &'static str, String), u64>,
-    /// (plugin, operation) -> latency
-    latency: BTreeMap<(String, &'static str), Histogram>,
-    /// (plugin, budget) -> times hit
-    budgets: BTreeMap<(String, Budget), u64>,
+    /// plugin -> its series
+    plugins: BTreeMap<String, PluginSeries>,
     /// provider -> chat latency as the agent saw it
     provider_latency: BTreeMap<String, Histogram>,
     /// (provider, "input" | "output") -> tokens
     tokens: BTreeMap<(String, &'static str), u64>,
+}
+
+impl Inner {
+    /// The series of `plugin`, created on its first call.
+    fn series(&mut self, plugin: &str) -> &mut PluginSeries {
+        if !self.plugins.contains_key(plugin) {
+            self.plugins
+                .insert(plugin.to_owned(), PluginSeries::default());
+        }
+        // Proven invariant: inserted just above when missing (`entry` would allocate the key
+        // on every call).
+        self.plugins
+            .get_mut(plugin)
+            .expect("the plugin's series was just inserted")
+    }
 }
 
 /// The runtime's metrics registry.
@@ -110,17 +133,15 @@ impl RuntimeMetrics {
         &self,
         plugin: &str,
         operation: &'static str,
-        outcome: &str,
+        outcome: &'static str,
         elapsed: Duration,
     ) {
         let mut inner = self.inner.lock();
-        *inner
-            .calls
-            .entry((plugin.to_owned(), operation, outcome.to_owned()))
-            .or_default() += 1;
-        inner
+        let series = inner.series(plugin);
+        *series.calls.entry((operation, outcome)).or_default() += 1;
+        series
             .latency
-            .entry((plugin.to_owned(), operation))
+            .entry(operation)
             .or_default()
             .observe(elapsed);
     }
@@ -129,8 +150,9 @@ impl RuntimeMetrics {
         *self
             .inner
             .lock()
+            .series(plugin)
             .budgets
-            .entry((plugin.to_owned(), budget))
+            .entry(budget)
             .or_default() += 1;
     }
 
@@ -154,22 +176,23 @@ impl RuntimeMetrics {
 
     /// Calls of `plugin` that ended with `outcome` (for tests and status).
     pub fn calls(&self, plugin: &str, outcome: &str) -> u64 {
-        self.inner
-            .lock()
-            .calls
-            .iter()
-            .filter(|((p, _, o), _)| p == plugin && o == outcome)
-            .map(|(_, n)| n)
-            .sum()
+        self.inner.lock().plugins.get(plugin).map_or(0, |series| {
+            series
+                .calls
+                .iter()
+                .filter(|((_, o), _)| *o == outcome)
+                .map(|(_, n)| n)
+                .sum()
+        })
     }
 
     /// Times `plugin` hit `budget`.
     pub fn budgets_hit(&self, plugin: &str, budget: Budget) -> u64 {
         self.inner
             .lock()
-            .budgets
-            .get(&(plugin.to_owned(), budget))
-            .copied()
+            .plugins
+            .get(plugin)
+            .and_then(|series| series.budgets.get(&budget).copied())
             .unwrap_or(0)
     }
 
@@ -177,18 +200,20 @@ impl RuntimeMetrics {
     pub fn render(&self, out: &mut String) {
         let inner = self.inner.lock();
         out.push_str("# HELP databot_plugin_invocations_total Plugin calls by plugin, operation and outcome (ok or the error kind).\n# TYPE databot_plugin_invocations_total counter\n");
-        for ((plugin, operation, outcome), count) in &inner.calls {
-            let _ = writeln!(
-                out,
-                "databot_plugin_invocations_total{{plugin=\"{}\",operation=\"{operation}\",outcome=\"{}\"}} {count}",
-                escape(plugin),
-                escape(outcome)
-            );
+        for (plugin, series) in &inner.plugins {
+            for ((operation, outcome), count) in &series.calls {
+                let _ = writeln!(
+                    out,
+                    "databot_plugin_invocations_total{{plugin=\"{}\",operation=\"{operation}\",outcome=\"{}\"}} {count}",
+                    escape(plugin),
+                    escape(outcome)
+                );
+            }
         }
         out.push_str("# HELP databot_plugin_errors_total Failed plugin calls by error kind.\n# TYPE databot_plugin_errors_total counter\n");
         let mut errors: BTreeMap<&str, u64> = BTreeMap::new();
-        for ((_, _, outcome), count) in &inner.calls {
-            if outcome != crate::telemetry::spans::OUTCOME_OK {
+        for ((_, outcome), count) in inner.plugins.values().flat_map(|s| &s.calls) {
+            if *outcome != crate::telemetry::spans::OUTCOME_OK {
                 *errors.entry(outcome).or_default() += count;
             }
         }
@@ -200,21 +225,25 @@ impl RuntimeMetrics {
             );
         }
         out.push_str("# HELP databot_plugin_call_duration_seconds Plugin call latency, admission to result.\n# TYPE databot_plugin_call_duration_seconds histogram\n");
-        for ((plugin, operation), histogram) in &inner.latency {
-            histogram.render(
-                out,
-                "databot_plugin_call_duration_seconds",
-                &format!("plugin=\"{}\",operation=\"{operation}\"", escape(plugin)),
-            );
+        for (plugin, series) in &inner.plugins {
+            for (operation, histogram) in &series.latency {
+                histogram.render(
+                    out,
+                    "databot_plugin_call_duration_seconds",
+                    &format!("plugin=\"{}\",operation=\"{operation}\"", escape(plugin)),
+                );
+            }
         }
         out.push_str("# HELP databot_budget_exceeded_total Calls stopped by a budget (timeout, memory, output, concurrency).\n# TYPE databot_budget_exceeded_total counter\n");
-        for ((plugin, budget), count) in &inner.budgets {
-            let _ = writeln!(
-                out,
-                "databot_budget_exceeded_total{{plugin=\"{}\",budget=\"{}\"}} {count}",
-                escape(plugin),
-                budget.as_str()
-            );
+        for (plugin, series) in &inner.plugins {
+            for (budget, count) in &series.budgets {
+                let _ = writeln!(
+                    out,
+                    "databot_budget_exceeded_total{{plugin=\"{}\",budget=\"{}\"}} {count}",
+                    escape(plugin),
+                    budget.as_str()
+                );
+            }
         }
         out.push_str("# HELP databot_provider_call_duration_seconds Provider chat completions as the agent saw them.\n# TYPE databot_provider_call_duration_seconds histogram\n");
         for (provider, histogram) in &inner.provider_latency {
