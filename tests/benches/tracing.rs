@@ -13,7 +13,7 @@
 //! the spans without keeping them, so its own work stays small and what is measured is the
 //! host's cost of building and exporting spans.
 //!
-//! The subscriber is installed per thread (`set_default`) and the calls run on a
+//! The subscriber is chosen per thread (`dispatcher::with_default`) and the calls run on a
 //! current-thread runtime, so each case measures exactly its own subscriber; the receiver and
 //! the exporter's connection run on a separate background runtime.
 
@@ -31,88 +31,19 @@ async fn host() -> TestHost {
     databot_e2e::sqlite_items_host(&["echo"]).await
 }
 
-fn tracing_overhead(c: &mut Criterion) {
-    let background = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("background runtime");
-    let calls = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("call runtime");
-    let receiver = background.block_on(OtlpReceiver::grpc()).count_only();
-    let mut group = c.benchmark_group("tracing_tool_call");
-
-    {
-        let (subscriber, provider) =
-            databot::telemetry::subscriber(None, "info").expect("subscriber");
-        assert!(provider.is_none());
-        let _default = tracing::subscriber::set_default(subscriber);
-        let host = calls.block_on(host());
-        group.bench_function("echo_export_off", |b| {
-            b.to_async(&calls).iter(|| async {
-                host.runtime
-                    .call_tool("echo", ECHO_ARGS)
-                    .await
-                    .expect("call")
-            })
-        });
-        group.bench_function("sql_export_off", |b| {
-            b.to_async(&calls).iter(|| async {
-                host.runtime
-                    .call_tool("sql_query", SQL_ARGS)
-                    .await
-                    .expect("call")
-            })
-        });
-    }
-
-    {
-        let settings = TelemetryConfig {
-            endpoint: Some(receiver.endpoint.clone()),
-            protocol: Some(OtlpProtocol::Grpc),
-            ..TelemetryConfig::default()
-        }
-        .resolve(|_| None)
-        .expect("settings")
-        .expect("export on");
-        let (subscriber, provider) = {
-            let _entered = background.enter();
-            databot::telemetry::subscriber(Some(&settings), "info").expect("exporter")
-        };
-        let guard = databot::telemetry::guard(provider);
-        let _default = tracing::subscriber::set_default(subscriber);
-        let host = calls.block_on(host());
-        group.bench_function("echo_export_on_grpc", |b| {
-            b.to_async(&calls).iter(|| async {
-                host.runtime
-                    .call_tool("echo", ECHO_ARGS)
-                    .await
-                    .expect("call")
-            })
-        });
-        group.bench_function("sql_export_on_grpc", |b| {
-            b.to_async(&calls).iter(|| async {
-                host.runtime
-                    .call_tool("sql_query", SQL_ARGS)
-                    .await
-                    .expect("call")
-            })
-        });
-        guard.force_flush().expect("flush");
-        assert!(receiver.span_count() > 0, "the receiver got the spans");
-    }
-    group.finish();
+/// The two runtimes, the receiver, and the two subscribers (export off, export on).
+struct Setup {
+    /// Runs the receiver and the exporter's connection.
+    background: tokio::runtime::Runtime,
+    /// Runs the measured calls.
+    calls: tokio::runtime::Runtime,
+    receiver: OtlpReceiver,
+    off: tracing::Dispatch,
+    on: tracing::Dispatch,
+    guard: databot::telemetry::TelemetryGuard,
 }
 
-/// Export off and on measured in alternation on one host, so drift (other load, the SQLite
-/// worker's scheduling) hits both sides alike: `ROUNDS` rounds, each a batch of calls under
-/// each subscriber (the order alternating), and the median over rounds of each batch's mean
-/// per call. Prints the overhead of each call.
-fn paired(quick: bool) {
-    use std::time::{Duration, Instant};
-    const ROUNDS: usize = 41;
+fn setup() -> Setup {
     let background = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -131,24 +62,71 @@ fn paired(quick: bool) {
     .resolve(|_| None)
     .expect("settings")
     .expect("export on");
-    let (off, _) = databot::telemetry::subscriber(None, "info").expect("subscriber");
+    let (off, no_provider) = databot::telemetry::subscriber(None, "info").expect("subscriber");
+    assert!(no_provider.is_none());
     let (on, provider) = {
         let _entered = background.enter();
         databot::telemetry::subscriber(Some(&settings), "info").expect("exporter")
     };
-    let guard = databot::telemetry::guard(provider);
-    let off = tracing::Dispatch::new(off);
-    let on = tracing::Dispatch::new(on);
-    let host = calls.block_on(host());
+    Setup {
+        guard: databot::telemetry::guard(provider),
+        off: tracing::Dispatch::new(off),
+        on: tracing::Dispatch::new(on),
+        background,
+        calls,
+        receiver,
+    }
+}
+
+impl Setup {
+    /// Flush what is queued and check the receiver got spans at all.
+    fn finish(self) {
+        self.guard.force_flush().expect("flush");
+        assert!(self.receiver.span_count() > 0, "the receiver got the spans");
+        drop(self.background);
+    }
+}
+
+const CALLS: [(&str, &str); 2] = [("echo", ECHO_ARGS), ("sql_query", SQL_ARGS)];
+
+/// Criterion, one case after the other: a host per subscriber, each call under each.
+fn tracing_overhead(c: &mut Criterion) {
+    let setup = setup();
+    let mut group = c.benchmark_group("tracing_tool_call");
+    for (side, dispatch) in [("off", &setup.off), ("on_grpc", &setup.on)] {
+        tracing::dispatcher::with_default(dispatch, || {
+            let host = setup.calls.block_on(host());
+            for (tool, args) in CALLS {
+                let name = format!("{}_export_{side}", tool.trim_end_matches("_query"));
+                group.bench_function(name, |b| {
+                    b.to_async(&setup.calls)
+                        .iter(|| async { host.runtime.call_tool(tool, args).await.expect("call") })
+                });
+            }
+        });
+    }
+    group.finish();
+    setup.finish();
+}
+
+/// Export off and on measured in alternation on one host, so drift (other load, the SQLite
+/// worker's scheduling) hits both sides alike: `ROUNDS` rounds, each a batch of calls under
+/// each subscriber (the order alternating), and the median over rounds of each batch's mean
+/// per call. Prints the overhead of each call.
+fn paired(quick: bool) {
+    use std::time::{Duration, Instant};
+    const ROUNDS: usize = 41;
+    let setup = setup();
+    let host = setup.calls.block_on(host());
     let rounds = if quick { 1 } else { ROUNDS };
-    for (tool, args, batch) in [("echo", ECHO_ARGS, 2000), ("sql_query", SQL_ARGS, 100)] {
+    for ((tool, args), batch) in CALLS.into_iter().zip([2000, 100]) {
         let batch = if quick { 2 } else { batch };
         let mut timings: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
         for round in 0..rounds {
             for side in [round % 2, 1 - round % 2] {
-                let dispatch = if side == 0 { &off } else { &on };
+                let dispatch = if side == 0 { &setup.off } else { &setup.on };
                 let per_call = tracing::dispatcher::with_default(dispatch, || {
-                    calls.block_on(async {
+                    setup.calls.block_on(async {
                         let started = Instant::now();
                         for _ in 0..batch {
                             host.runtime.call_tool(tool, args).await.expect("call");
@@ -168,8 +146,8 @@ fn paired(quick: bool) {
             (on_p50.as_secs_f64() / off_p50.as_secs_f64() - 1.0) * 100.0
         );
     }
-    guard.force_flush().expect("flush");
-    assert!(receiver.span_count() > 0, "the receiver got the spans");
+    drop(host);
+    setup.finish();
 }
 
 criterion_group!(benches, tracing_overhead);
