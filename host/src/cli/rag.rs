@@ -221,10 +221,10 @@ pub fn start_for_serve(runtime: &Runtime) -> Option<Arc<Rag>> {
                 if !offers_schemas {
                     continue;
                 }
-                match watcher.ingest_schemas().await {
+                match watcher.ingest_connector(&plugin).await {
                     Ok(report) => tracing::info!(
                         connector = %plugin,
-                        report = ?report.connectors.get(&plugin),
+                        ?report,
                         "schemas of a newly loaded connector ingested"
                     ),
                     Err(error) => {

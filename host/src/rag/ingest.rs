@@ -180,7 +180,9 @@ impl Rag {
         Ok(report)
     }
 
-    async fn ingest_connector(&self, connector: &str) -> Result<ConnectorReport, RagError> {
+    /// Ingest the schemas of one connector (one just loaded or swapped), replacing its
+    /// previous tables.
+    pub async fn ingest_connector(&self, connector: &str) -> Result<ConnectorReport, RagError> {
         let mut report = ConnectorReport::default();
         let schemas: Vec<Option<String>> = match self.settings.schemas.get(connector) {
             Some(list) if !list.is_empty() => list.iter().cloned().map(Some).collect(),
