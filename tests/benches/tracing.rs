@@ -1,6 +1,8 @@
 //! Tracing overhead on a tool call: the same call through the full path with OpenTelemetry
-//! export off (log formatter only, as `databot serve` runs by default) and on (batch exporter
-//! over gRPC to the in-test OTLP receiver). Target: export on costs <= 10%.
+//! export off (log formatter only, as `databot serve` runs by default) and on: the batch
+//! exporter over gRPC to the in-test OTLP receiver (which decodes every export), and over
+//! HTTP/protobuf to a receiver that takes the bytes without decoding them (a collector on
+//! another machine). Target: export on costs <= 10%.
 //!
 //! Two calls:
 //! - `echo`: the smallest possible tool call (one span, about 10 µs in all): the worst case,
@@ -9,9 +11,11 @@
 //!   `sql_connector` and the host's `sql` capability (three nested spans: tool, connector,
 //!   statement).
 //!
-//! The receiver runs in this process on the same 2 cores; it decodes each export and counts
-//! the spans without keeping them, so its own work stays small and what is measured is the
-//! host's cost of building and exporting spans.
+//! The receivers run in this process on the same 2 cores. The gRPC one decodes each export
+//! and counts the spans: its decoding competes with the measured call for the machine (memory
+//! bandwidth above all; instantiating a component is mostly copying), so the gRPC rows are an
+//! upper bound. The HTTP one only reads the bytes, so those rows are the host's own cost of
+//! building, encoding and sending spans.
 //!
 //! The subscriber is chosen per thread (`dispatcher::with_default`) and the calls run on a
 //! current-thread runtime, so each case measures exactly its own subscriber; the receiver and
@@ -31,16 +35,17 @@ async fn host() -> TestHost {
     databot_e2e::sqlite_items_host(&["echo"]).await
 }
 
-/// The two runtimes, the receiver, and the two subscribers (export off, export on).
+/// The two runtimes, the receivers, and the subscribers (export off, gRPC, HTTP).
 struct Setup {
-    /// Runs the receiver and the exporter's connection.
+    /// Runs the receivers and the gRPC exporter's connection.
     background: tokio::runtime::Runtime,
     /// Runs the measured calls.
     calls: tokio::runtime::Runtime,
-    receiver: OtlpReceiver,
-    off: tracing::Dispatch,
-    on: tracing::Dispatch,
-    guard: databot::telemetry::TelemetryGuard,
+    grpc_receiver: OtlpReceiver,
+    http_receiver: OtlpReceiver,
+    /// `(label, subscriber)`: export off first.
+    sides: Vec<(&'static str, tracing::Dispatch)>,
+    guards: Vec<databot::telemetry::TelemetryGuard>,
 }
 
 fn setup() -> Setup {
@@ -53,36 +58,60 @@ fn setup() -> Setup {
         .enable_all()
         .build()
         .expect("call runtime");
-    let receiver = background.block_on(OtlpReceiver::grpc()).count_only();
-    let settings = TelemetryConfig {
-        endpoint: Some(receiver.endpoint.clone()),
-        protocol: Some(OtlpProtocol::Grpc),
-        ..TelemetryConfig::default()
-    }
-    .resolve(|_| None)
-    .expect("settings")
-    .expect("export on");
+    let grpc_receiver = background.block_on(OtlpReceiver::grpc()).count_only();
+    let http_receiver = background.block_on(OtlpReceiver::http()).discard();
     let (off, no_provider) = databot::telemetry::subscriber(None, "info").expect("subscriber");
     assert!(no_provider.is_none());
-    let (on, provider) = {
-        let _entered = background.enter();
-        databot::telemetry::subscriber(Some(&settings), "info").expect("exporter")
-    };
+    let mut sides = vec![("off", tracing::Dispatch::new(off))];
+    let mut guards = Vec::new();
+    for (label, protocol, endpoint) in [
+        ("on_grpc", OtlpProtocol::Grpc, &grpc_receiver.endpoint),
+        (
+            "on_http",
+            OtlpProtocol::HttpProtobuf,
+            &http_receiver.endpoint,
+        ),
+    ] {
+        let settings = TelemetryConfig {
+            endpoint: Some(endpoint.clone()),
+            protocol: Some(protocol),
+            ..TelemetryConfig::default()
+        }
+        .resolve(|_| None)
+        .expect("settings")
+        .expect("export on");
+        let (on, provider) = {
+            let _entered = background.enter();
+            databot::telemetry::subscriber(Some(&settings), "info").expect("exporter")
+        };
+        sides.push((label, tracing::Dispatch::new(on)));
+        guards.push(databot::telemetry::guard(provider));
+    }
     Setup {
-        guard: databot::telemetry::guard(provider),
-        off: tracing::Dispatch::new(off),
-        on: tracing::Dispatch::new(on),
         background,
         calls,
-        receiver,
+        grpc_receiver,
+        http_receiver,
+        sides,
+        guards,
     }
 }
 
 impl Setup {
     /// Flush what is queued and check the receiver got spans at all.
     fn finish(self) {
-        self.guard.force_flush().expect("flush");
-        assert!(self.receiver.span_count() > 0, "the receiver got the spans");
+        for guard in &self.guards {
+            guard.force_flush().expect("flush");
+        }
+        assert!(
+            self.grpc_receiver.span_count() > 0,
+            "the gRPC receiver got spans"
+        );
+        assert!(
+            self.http_receiver.bytes() > 0,
+            "the HTTP receiver got spans"
+        );
+        drop(self.guards);
         drop(self.background);
     }
 }
@@ -93,7 +122,7 @@ const CALLS: [(&str, &str); 2] = [("echo", ECHO_ARGS), ("sql_query", SQL_ARGS)];
 fn tracing_overhead(c: &mut Criterion) {
     let setup = setup();
     let mut group = c.benchmark_group("tracing_tool_call");
-    for (side, dispatch) in [("off", &setup.off), ("on_grpc", &setup.on)] {
+    for (side, dispatch) in &setup.sides {
         tracing::dispatcher::with_default(dispatch, || {
             let host = setup.calls.block_on(host());
             for (tool, args) in CALLS {
@@ -110,44 +139,84 @@ fn tracing_overhead(c: &mut Criterion) {
 }
 
 /// Export off and on measured in alternation on one host, so drift (other load, the SQLite
-/// worker's scheduling) hits both sides alike: `ROUNDS` rounds, each a batch of calls under
-/// each subscriber (the order alternating), and the median over rounds of each batch's mean
-/// per call. Prints the overhead of each call.
+/// worker's scheduling) hits every side alike: `ROUNDS` rounds, each a batch of calls under
+/// each subscriber (the order rotating), and the median over rounds of each batch's mean per
+/// call. Prints the overhead of each export side over export off, for each call.
 fn paired(quick: bool) {
     use std::time::{Duration, Instant};
     const ROUNDS: usize = 41;
     let setup = setup();
     let host = setup.calls.block_on(host());
     let rounds = if quick { 1 } else { ROUNDS };
+    let sides = setup.sides.len();
     for ((tool, args), batch) in CALLS.into_iter().zip([2000, 100]) {
         let batch = if quick { 2 } else { batch };
-        let mut timings: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
+        let mut timings: Vec<Vec<Duration>> = vec![Vec::new(); sides];
+        let mut cpu_times: Vec<Vec<Duration>> = vec![Vec::new(); sides];
         for round in 0..rounds {
-            for side in [round % 2, 1 - round % 2] {
-                let dispatch = if side == 0 { &setup.off } else { &setup.on };
-                let per_call = tracing::dispatcher::with_default(dispatch, || {
-                    setup.calls.block_on(async {
-                        let started = Instant::now();
-                        for _ in 0..batch {
-                            host.runtime.call_tool(tool, args).await.expect("call");
-                        }
-                        started.elapsed() / batch
-                    })
-                });
+            for turn in 0..sides {
+                let side = (round + turn) % sides;
+                let (per_call, cpu_per_call) =
+                    tracing::dispatcher::with_default(&setup.sides[side].1, || {
+                        setup.calls.block_on(async {
+                            let (started, cpu_started) = (Instant::now(), thread_cpu_time());
+                            for _ in 0..batch {
+                                host.runtime.call_tool(tool, args).await.expect("call");
+                            }
+                            (
+                                started.elapsed() / batch,
+                                thread_cpu_time().saturating_sub(cpu_started) / batch,
+                            )
+                        })
+                    });
                 timings[side].push(per_call);
+                cpu_times[side].push(cpu_per_call);
             }
         }
-        let [mut off_times, mut on_times] = timings;
-        off_times.sort();
-        on_times.sort();
-        let (off_p50, on_p50) = (off_times[off_times.len() / 2], on_times[on_times.len() / 2]);
-        println!(
-            "paired {tool}: export off p50 {off_p50:?}, export on p50 {on_p50:?}: overhead {:+.1}% ({rounds} rounds of {batch} calls each side)",
-            (on_p50.as_secs_f64() / off_p50.as_secs_f64() - 1.0) * 100.0
-        );
+        let medians = medians_of(&mut timings);
+        let cpu_medians = medians_of(&mut cpu_times);
+        let overhead = |m: &[Duration], side: usize| {
+            (m[side].as_secs_f64() / m[0].as_secs_f64() - 1.0) * 100.0
+        };
+        for side in 1..sides {
+            println!(
+                "paired {tool}: export off p50 {:?}, {} p50 {:?}: overhead {:+.1}%; calling thread's CPU {:?} -> {:?}: {:+.1}% ({rounds} rounds of {batch} calls each side)",
+                medians[0],
+                setup.sides[side].0,
+                medians[side],
+                overhead(&medians, side),
+                cpu_medians[0],
+                cpu_medians[side],
+                overhead(&cpu_medians, side),
+            );
+        }
     }
     drop(host);
     setup.finish();
+}
+
+/// The median of each side's measurements.
+fn medians_of(times: &mut [Vec<std::time::Duration>]) -> Vec<std::time::Duration> {
+    times
+        .iter_mut()
+        .map(|times| {
+            times.sort();
+            times[times.len() / 2]
+        })
+        .collect()
+}
+
+/// CPU time this thread has used: the calls' own cost, without what the exporter and the
+/// receiver on the other core take from the machine.
+fn thread_cpu_time() -> std::time::Duration {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid, writable timespec; CLOCK_THREAD_CPUTIME_ID always exists on Linux.
+    let status = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    assert_eq!(status, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
+    std::time::Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
 }
 
 criterion_group!(benches, tracing_overhead);

@@ -2,6 +2,8 @@
 //! server on loopback.
 
 pub mod otlp;
+pub mod python;
+pub mod qdrant;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

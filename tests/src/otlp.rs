@@ -59,6 +59,10 @@ struct Collected {
     counted: usize,
     /// Count spans without keeping them (benchmarks: the collector's work stays small).
     count_only: bool,
+    /// HTTP: read each export's bytes and answer, decoding nothing (a collector elsewhere).
+    discard: bool,
+    /// Bytes of export bodies received (discarding or not).
+    bytes: usize,
 }
 
 type Store = Arc<Mutex<Collected>>;
@@ -218,6 +222,17 @@ impl OtlpReceiver {
                     if !protobuf {
                         return (StatusCode::UNSUPPORTED_MEDIA_TYPE, Vec::new());
                     }
+                    {
+                        let mut guard = store.lock().unwrap_or_else(PoisonError::into_inner);
+                        guard.bytes += body.len();
+                        if guard.discard {
+                            guard.requests += 1;
+                            let answer = ExportTraceServiceResponse {
+                                partial_success: None,
+                            };
+                            return (StatusCode::OK, answer.encode_to_vec());
+                        }
+                    }
                     match ExportTraceServiceRequest::decode(body) {
                         Ok(request) => {
                             record(&store, request);
@@ -273,6 +288,25 @@ impl OtlpReceiver {
             .unwrap_or_else(PoisonError::into_inner)
             .count_only = true;
         self
+    }
+
+    /// HTTP only: from now on, take each export's bytes and answer without decoding them, the
+    /// least a collector can do; what a benchmark then measures is the host's own cost of
+    /// building, encoding and sending spans (a real collector runs on another machine).
+    pub fn discard(self) -> Self {
+        self.store
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .discard = true;
+        self
+    }
+
+    /// Bytes of export request bodies received over HTTP.
+    pub fn bytes(&self) -> usize {
+        self.store
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .bytes
     }
 
     /// Wait until `done(spans)` holds (or `timeout` passes) and return the spans.

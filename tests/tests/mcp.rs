@@ -6,7 +6,6 @@
 //! gateway shutdown with open MCP streams, W3C trace context from `_meta`.
 
 use std::path::Path;
-use std::sync::Once;
 use std::time::Duration;
 
 use databot_e2e::{TestHost, fixture, http_call};
@@ -27,31 +26,6 @@ plugins:
       timeout_ms: 2000
 "#;
 
-/// Make sure `import mcp` works, installing the SDK once if it does not.
-fn ensure_python_sdk() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let importable = || {
-            std::process::Command::new("python3")
-                .args(["-c", "import mcp"])
-                .status()
-                .is_ok_and(|s| s.success())
-        };
-        if importable() {
-            return;
-        }
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.ci/python-deps.sh");
-        let status = std::process::Command::new("bash")
-            .arg(&script)
-            .status()
-            .expect("bash runs .ci/python-deps.sh");
-        assert!(
-            status.success() && importable(),
-            "the Python MCP SDK is needed: `bash .ci/python-deps.sh` failed"
-        );
-    });
-}
-
 /// Run `tests/mcp/client.py` with `settings`; its JSON report, which must show no failure.
 async fn python_client(settings: Value) -> Value {
     let report = python_client_report(settings).await;
@@ -64,7 +38,7 @@ async fn python_client(settings: Value) -> Value {
 
 /// Run `tests/mcp/client.py` with `settings`; its JSON report (`fatal` when it gave up).
 async fn python_client_report(settings: Value) -> Value {
-    ensure_python_sdk();
+    databot_e2e::python::ensure_packages();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("mcp/client.py");
     let run = tokio::process::Command::new("python3")
         .arg(&script)

@@ -589,3 +589,50 @@ plugins:
         1
     );
 }
+
+/// A failed plugin call is exported with error status and `error.type`; a successful one under
+/// the caller's own span (a `tracing` span the host did not make) is that span's child.
+#[tokio::test(flavor = "current_thread")]
+async fn failed_calls_are_marked_and_calls_nest_under_the_callers_span() {
+    let receiver = OtlpReceiver::http().await;
+    let (guard, _default) = export_to(&receiver.endpoint, OtlpProtocol::HttpProtobuf, None, None);
+    let host = TestHost::start(
+        "  budgets:\n    timeout_ms: 300\n  circuit_breaker:\n    failure_threshold: 1000\n",
+        &["hostile", "echo"],
+    )
+    .await
+    .expect("host starts");
+    let spin = host
+        .runtime
+        .call_tool("spin", "{}")
+        .await
+        .expect_err("spins");
+    assert_eq!(spin.kind, databot::runtime::ErrorKind::Timeout);
+    let caller = tracing::info_span!(target: "databot::test", "caller");
+    tracing::Instrument::instrument(
+        host.runtime.call_tool("echo", r#"{"text": "x"}"#),
+        caller.clone(),
+    )
+    .await
+    .expect("echo answers");
+    drop(caller);
+    flush(guard).await.expect("flush");
+
+    let spans = receiver
+        .wait_for(Duration::from_secs(10), |spans| {
+            spans.iter().any(|s| s.name == "execute_tool echo")
+                && spans.iter().any(|s| s.name == "caller")
+        })
+        .await;
+    let spin = one(&spans, "execute_tool spin");
+    assert_eq!(spin.status_code, 2, "{spin:?}");
+    assert_eq!(spin.str_attr("error.type"), Some("timeout"));
+    assert_eq!(spin.str_attr("databot.call.outcome"), Some("timeout"));
+    assert!(spin.parent_span_id.is_empty(), "a root span: {spin:?}");
+    let caller = one(&spans, "caller");
+    let echo = one(&spans, "execute_tool echo");
+    assert_eq!(echo.parent_span_id, caller.span_id);
+    assert_eq!(echo.trace_id, caller.trace_id);
+    assert_eq!(echo.status_code, 0, "{echo:?}");
+    assert!(echo.end_ns >= echo.start_ns);
+}

@@ -52,7 +52,7 @@ impl connectors::Host for StoreState {
             )));
         };
         Ok(router
-            .execute(&name, &operation, &params, self.depth + 1)
+            .execute(&name, &operation, &params, self.depth + 1, &self.trace)
             .await)
     }
 }

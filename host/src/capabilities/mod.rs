@@ -56,6 +56,7 @@ pub trait ConnectorRouter: Send + Sync {
         operation: &str,
         params: &str,
         depth: u8,
+        trace: &opentelemetry::Context,
     ) -> Result<String, GuestError>;
 }
 
@@ -73,6 +74,9 @@ pub struct StoreState {
     pub(crate) depth: u8,
     /// Events a provider streams; `None` when nobody listens.
     pub(crate) sink: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+    /// The trace context of the call this store serves (empty with export off): the parent
+    /// of the spans the host makes on the plugin's behalf and of nested calls.
+    pub(crate) trace: opentelemetry::Context,
 }
 
 impl StoreState {
@@ -102,6 +106,7 @@ impl StoreState {
             stderr,
             depth,
             sink: None,
+            trace: opentelemetry::Context::new(),
         })
     }
 
@@ -119,6 +124,12 @@ impl StoreState {
 
     pub fn set_sink(&mut self, sink: tokio::sync::mpsc::UnboundedSender<String>) {
         self.sink = Some(sink);
+    }
+
+    /// The trace context of the call this store serves (see `telemetry::CallSpan`).
+    pub fn set_trace_context(&mut self, trace: opentelemetry::Context) {
+        self.egress.trace = trace.clone();
+        self.trace = trace;
     }
 }
 

@@ -14,6 +14,7 @@ use super::revision::{KindExports, Revision};
 use super::{PluginSlot, RuntimeInner};
 use crate::capabilities::{PluginGrants, StoreState};
 use crate::config::Budgets;
+use crate::telemetry::CallSpan;
 
 /// Time allowed beyond the deadline for host-side awaits (HTTP in flight) to unwind.
 const HOST_GRACE: Duration = Duration::from_millis(50);
@@ -55,8 +56,18 @@ pub(super) async fn call(
     revision: Arc<Revision>,
     operation: Operation<'_>,
     depth: u8,
+    parent: Option<&opentelemetry::Context>,
 ) -> Result<String, CallError> {
-    match admitted_call(inner, slot, &revision, Request::Run(operation), depth).await? {
+    match admitted_call(
+        inner,
+        slot,
+        &revision,
+        Request::Run(operation),
+        depth,
+        parent,
+    )
+    .await?
+    {
         Outcome::Json(json) => Ok(json),
         _ => Err(CallError::new(ErrorKind::Failed, "unexpected outcome")),
     }
@@ -68,7 +79,7 @@ pub(super) async fn health(
     slot: &Arc<PluginSlot>,
     revision: Arc<Revision>,
 ) -> Result<Health, CallError> {
-    match admitted_call(inner, slot, &revision, Request::Health, 0).await? {
+    match admitted_call(inner, slot, &revision, Request::Health, 0, None).await? {
         Outcome::Health(health) => Ok(health),
         _ => Err(CallError::new(ErrorKind::Failed, "unexpected outcome")),
     }
@@ -81,7 +92,9 @@ pub(super) async fn describe(
     grants: &Arc<PluginGrants>,
     budgets: &Budgets,
 ) -> Result<Vec<OperationSpec>, CallError> {
-    match run_in_fresh_instance(inner, revision, grants, budgets, Request::Describe, 0).await? {
+    match run_in_fresh_instance(inner, revision, grants, budgets, Request::Describe, 0, None)
+        .await?
+    {
         Outcome::Operations(operations) => Ok(operations),
         _ => Err(CallError::new(ErrorKind::Failed, "unexpected outcome")),
     }
@@ -104,44 +117,51 @@ impl Request<'_> {
 }
 
 /// The span of one plugin call; tool calls follow the GenAI `execute_tool` convention. Every
-/// known value is given at creation (one pass) and only what the call produces is recorded
-/// later (memory peak, bytes out, outcome): this span is on every call, so it stays lean. The
-/// call's duration is the span's own.
+/// known value is given at creation and only what the call produces is added later (memory
+/// peak, bytes out, outcome). The call's duration is the span's own. Built only with export on.
 fn call_span(
+    parent: Option<&opentelemetry::Context>,
     plugin: &str,
     revision: &Revision,
     operation: &str,
     target: Option<&str>,
-) -> tracing::Span {
-    use tracing::field::Empty;
-    match (operation, target) {
-        ("tool", Some(tool)) => tracing::info_span!(
-            "plugin.call",
-            otel.name = %format_args!("execute_tool {tool}"),
-            gen_ai.operation.name = "execute_tool",
-            gen_ai.tool.name = tool,
-            databot.plugin.name = plugin,
-            databot.plugin.digest = revision.digest.as_str(),
-            databot.guest.memory_peak_bytes = Empty,
-            databot.output.bytes = Empty,
-            databot.call.outcome = Empty,
-            otel.status_code = Empty,
-            error.type = Empty,
-        ),
-        _ => tracing::info_span!(
-            "plugin.call",
-            otel.name = %format_args!("{operation} {plugin}{}{}", if target.is_some() { "." } else { "" }, target.unwrap_or("")),
-            databot.plugin.name = plugin,
-            databot.plugin.kind = revision.manifest.kind.as_str(),
-            databot.plugin.digest = revision.digest.as_str(),
-            databot.operation.name = target,
-            databot.guest.memory_peak_bytes = Empty,
-            databot.output.bytes = Empty,
-            databot.call.outcome = Empty,
-            otel.status_code = Empty,
-            error.type = Empty,
-        ),
-    }
+) -> CallSpan {
+    use opentelemetry::KeyValue;
+    CallSpan::start(
+        parent,
+        || match (operation, target) {
+            ("tool", Some(tool)) => format!("execute_tool {tool}"),
+            (_, Some(target)) => format!("{operation} {plugin}.{target}"),
+            (_, None) => format!("{operation} {plugin}"),
+        },
+        || {
+            let mut attributes = Vec::with_capacity(8);
+            if let ("tool", Some(tool)) = (operation, target) {
+                attributes.push(KeyValue::new("gen_ai.operation.name", "execute_tool"));
+                attributes.push(KeyValue::new(
+                    "gen_ai.tool.name",
+                    revision.span_operation(tool),
+                ));
+            } else {
+                attributes.push(KeyValue::new(
+                    "databot.plugin.kind",
+                    revision.manifest.kind.as_str(),
+                ));
+                if let Some(target) = target {
+                    attributes.push(KeyValue::new(
+                        "databot.operation.name",
+                        revision.span_operation(target),
+                    ));
+                }
+            }
+            attributes.push(KeyValue::new("databot.plugin.name", plugin.to_owned()));
+            attributes.push(KeyValue::new(
+                "databot.plugin.digest",
+                revision.span_digest(),
+            ));
+            attributes
+        },
+    )
 }
 
 /// `admitted_call_untraced` in its span, with its metrics.
@@ -151,14 +171,13 @@ async fn admitted_call(
     revision: &Revision,
     request: Request<'_>,
     depth: u8,
+    parent: Option<&opentelemetry::Context>,
 ) -> Result<Outcome, CallError> {
-    use tracing::Instrument;
+    use opentelemetry::KeyValue;
     let (operation, target) = request.label();
-    let span = call_span(&slot.name, revision, operation, target);
+    let mut span = call_span(parent, &slot.name, revision, operation, target);
     let started = Instant::now();
-    let result = admitted_call_untraced(inner, slot, revision, request, depth)
-        .instrument(span.clone())
-        .await;
+    let result = admitted_call_untraced(inner, slot, revision, request, depth, &mut span).await;
     let elapsed = started.elapsed();
     let outcome = match &result {
         Ok(_) => crate::telemetry::spans::OUTCOME_OK,
@@ -167,17 +186,15 @@ async fn admitted_call(
     inner
         .metrics
         .plugin_call(&slot.name, operation, outcome, elapsed);
-    if !span.is_disabled() {
-        span.record("databot.call.outcome", outcome);
+    if span.is_recording() {
+        span.set_attribute(KeyValue::new("databot.call.outcome", outcome));
         match &result {
-            Ok(Outcome::Json(json)) => {
-                span.record(
-                    "databot.output.bytes",
-                    crate::telemetry::spans::int(json.len()),
-                );
-            }
+            Ok(Outcome::Json(json)) => span.set_attribute(KeyValue::new(
+                "databot.output.bytes",
+                crate::telemetry::spans::int(json.len()),
+            )),
             Ok(_) => {}
-            Err(error) => crate::telemetry::spans::record_error(&span, error.kind.as_str()),
+            Err(error) => span.fail(error.kind.as_str()),
         }
     }
     result
@@ -189,6 +206,7 @@ async fn admitted_call_untraced(
     revision: &Revision,
     request: Request<'_>,
     depth: u8,
+    span: &mut CallSpan,
 ) -> Result<Outcome, CallError> {
     let plugin = &slot.name;
     if let Err(remaining) = slot.breaker.admit() {
@@ -232,8 +250,16 @@ async fn admitted_call_untraced(
         .saturating_sub(started.elapsed().as_millis() as u64)
         .max(1);
     slot.calls.fetch_add(1, Ordering::Relaxed);
-    let result =
-        run_in_fresh_instance(inner, revision, &slot.grants, &budgets, request, depth).await;
+    let result = run_in_fresh_instance(
+        inner,
+        revision,
+        &slot.grants,
+        &budgets,
+        request,
+        depth,
+        Some(span),
+    )
+    .await;
     let fault = result
         .as_ref()
         .err()
@@ -252,12 +278,18 @@ async fn run_in_fresh_instance(
     budgets: &Budgets,
     request: Request<'_>,
     depth: u8,
+    mut span: Option<&mut CallSpan>,
 ) -> Result<Outcome, CallError> {
     let plugin = revision.manifest.name.as_str();
     let memory_bytes = usize::try_from(budgets.memory_mb * 1024 * 1024).unwrap_or(usize::MAX);
     let state = StoreState::new(grants.clone(), inner.services.clone(), memory_bytes, depth)
         .map_err(|e| CallError::new(ErrorKind::Failed, format!("{e:#}")))?;
     let mut store = Store::new(&inner.engine, state);
+    if let Some(span) = &span
+        && span.is_recording()
+    {
+        store.data_mut().set_trace_context(span.context());
+    }
     if let Request::Run(Operation::ProviderChat {
         sink: Some(sink), ..
     }) = &request
@@ -280,10 +312,14 @@ async fn run_in_fresh_instance(
 
     let guest = guest_call(&mut store, revision, request);
     let result = tokio::time::timeout(timeout + HOST_GRACE, guest).await;
-    tracing::Span::current().record(
-        "databot.guest.memory_peak_bytes",
-        crate::telemetry::spans::int(store.data().limiter.peak_bytes),
-    );
+    if let Some(span) = &mut span
+        && span.is_recording()
+    {
+        span.set_attribute(opentelemetry::KeyValue::new(
+            "databot.guest.memory_peak_bytes",
+            crate::telemetry::spans::int(store.data().limiter.peak_bytes),
+        ));
+    }
     // A deadline or a trap is the host enforcing a budget (a guest reporting its own upstream
     // timeout is not).
     let host_stopped = matches!(result, Err(_) | Ok(Err(_)));

@@ -580,6 +580,7 @@ impl Runtime {
                 arguments: &arguments,
             },
             0,
+            None,
         )
         .await
     }
@@ -591,7 +592,7 @@ impl Runtime {
         operation: &str,
         params: &str,
     ) -> Result<String, CallError> {
-        execute_connector(&self.inner, connector, operation, params, 0).await
+        execute_connector(&self.inner, connector, operation, params, 0, None).await
     }
 
     /// One chat completion from a provider plugin (`request` in the host's chat format). With
@@ -613,6 +614,7 @@ impl Runtime {
                 sink,
             },
             0,
+            None,
         )
         .await
     }
@@ -646,6 +648,7 @@ impl Runtime {
             revision,
             Operation::ProviderEmbed { request: &request },
             0,
+            None,
         )
         .await
     }
@@ -720,6 +723,7 @@ async fn execute_connector(
     operation: &str,
     params: &str,
     depth: u8,
+    parent: Option<&opentelemetry::Context>,
 ) -> Result<String, CallError> {
     let slot = connector_slot(inner, connector)?;
     let revision = slot.current();
@@ -751,6 +755,7 @@ async fn execute_connector(
             params: &params,
         },
         depth,
+        parent,
     )
     .await
 }
@@ -766,11 +771,12 @@ impl ConnectorRouter for RouterHandle {
         operation: &str,
         params: &str,
         depth: u8,
+        trace: &opentelemetry::Context,
     ) -> Result<String, bindings::GuestError> {
         let inner = self.0.upgrade().ok_or_else(|| {
             bindings::GuestError::Unavailable("the runtime is shutting down".into())
         })?;
-        execute_connector(&inner, connector, operation, params, depth)
+        execute_connector(&inner, connector, operation, params, depth, Some(trace))
             .await
             .map_err(Into::into)
     }

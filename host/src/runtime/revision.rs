@@ -52,6 +52,10 @@ pub struct Revision {
     /// Tools (for tool plugins) or operations (for connectors), filled by `describe`.
     pub operations: Vec<OperationSpec>,
     validators: HashMap<String, jsonschema::Validator>,
+    /// The digest and operation names as shared span attribute values: a call span clones a
+    /// reference instead of copying the strings (`runtime::invoke::call_span`).
+    span_digest: opentelemetry::StringValue,
+    span_operations: HashMap<String, opentelemetry::StringValue>,
 }
 
 impl Revision {
@@ -85,6 +89,8 @@ impl Revision {
         };
         Ok(Self {
             manifest,
+            span_digest: std::sync::Arc::<str>::from(digest.as_str()).into(),
+            span_operations: HashMap::new(),
             digest,
             source,
             loaded_at: SystemTime::now(),
@@ -118,9 +124,29 @@ impl Revision {
                 anyhow::bail!("operation `{}` is declared twice", operation.name);
             }
         }
+        self.span_operations = operations
+            .iter()
+            .map(|o| {
+                let value = std::sync::Arc::<str>::from(o.name.as_str()).into();
+                (o.name.clone(), value)
+            })
+            .collect();
         self.operations = operations;
         self.validators = validators;
         Ok(())
+    }
+
+    /// The digest as a span attribute value (shared, not copied).
+    pub fn span_digest(&self) -> opentelemetry::StringValue {
+        self.span_digest.clone()
+    }
+
+    /// An operation's name as a span attribute value (shared when the plugin declared it).
+    pub fn span_operation(&self, name: &str) -> opentelemetry::StringValue {
+        self.span_operations
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| name.to_owned().into())
     }
 
     pub fn operation(&self, name: &str) -> Option<&OperationSpec> {

@@ -2,13 +2,15 @@
 //! OTLP export when configured), span names and attributes, W3C trace-context propagation, and
 //! the runtime's Prometheus metrics registry.
 //!
-//! Submodules: `export` (OTLP exporter and tracer provider), `spans` (names, attribute helpers),
-//! `propagation` (`traceparent` in and out), `metrics` (counters and histograms).
+//! Submodules: `export` (OTLP exporter and tracer provider), `call_span` (the plugin-call span,
+//! made on the OpenTelemetry SDK directly), `spans` (names, attribute helpers), `propagation`
+//! (`traceparent` in and out), `metrics` (counters and histograms).
 //!
 //! With no endpoint configured there is no OpenTelemetry layer at all: the log formatter takes
 //! events only, so no layer is interested in spans and they are not built; nothing is exported
 //! or attempted.
 
+pub mod call_span;
 pub mod export;
 pub mod metrics;
 pub mod propagation;
@@ -22,6 +24,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::{EnvFilter, Layer};
 
+pub use self::call_span::{CallSpan, child_span};
 pub use self::export::ExportError;
 pub use self::metrics::{Budget, RuntimeMetrics};
 use crate::config::{ResolvedTelemetry, TelemetryConfig};
@@ -117,7 +120,13 @@ pub fn subscriber(
         .with_filter(filter.and(filter_fn(|metadata| metadata.is_event())));
     let provider = settings.map(export::tracer_provider).transpose()?;
     let otel = provider.as_ref().map(otel_layer);
-    let subscriber = tracing_subscriber::registry().with(fmt).with(otel);
+    let tracer = provider
+        .as_ref()
+        .map(|provider| call_span::export_tracer_layer(provider.tracer("databot")));
+    let subscriber = tracing_subscriber::registry()
+        .with(fmt)
+        .with(otel)
+        .with(tracer);
     Ok((Box::new(subscriber), provider))
 }
 

@@ -21,6 +21,8 @@ type SendFuture = Box<
 pub struct EgressPolicy {
     grants: Arc<PluginGrants>,
     denials: Arc<Mutex<Vec<String>>>,
+    /// The trace context of the call (parent of the request spans).
+    pub(crate) trace: opentelemetry::Context,
 }
 
 impl EgressPolicy {
@@ -28,6 +30,7 @@ impl EgressPolicy {
         Self {
             grants,
             denials: Arc::default(),
+            trace: opentelemetry::Context::new(),
         }
     }
 
@@ -85,7 +88,10 @@ impl WasiHttpHooks for EgressPolicy {
     ) -> SendFuture {
         let grants = self.grants.clone();
         let denials = self.denials.clone();
-        let span = egress_span(&grants.plugin, request.method().as_str(), request.uri());
+        let span = crate::telemetry::child_span(
+            egress_span(&grants.plugin, request.method().as_str(), request.uri()),
+            &self.trace,
+        );
         let traced = span.clone();
         let work = async move {
             let uri = request.uri().clone();

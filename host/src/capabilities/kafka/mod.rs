@@ -63,7 +63,13 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// The client span of one Kafka request (OpenTelemetry messaging conventions).
-fn kafka_span(plugin: &str, cluster: &str, operation: &str, topic: Option<&str>) -> tracing::Span {
+fn kafka_span(
+    trace: &opentelemetry::Context,
+    plugin: &str,
+    cluster: &str,
+    operation: &str,
+    topic: Option<&str>,
+) -> tracing::Span {
     use tracing::field::Empty;
     let span = tracing::info_span!(
         "kafka",
@@ -77,6 +83,7 @@ fn kafka_span(plugin: &str, cluster: &str, operation: &str, topic: Option<&str>)
         otel.status_code = Empty,
         error.type = Empty,
     );
+    let span = crate::telemetry::child_span(span, trace);
     if !span.is_disabled() {
         span.record(
             "otel.name",
@@ -141,7 +148,13 @@ impl kafka::Host for StoreState {
             AdminRequest::ListConsumerGroups {} => ("list_consumer_groups", None),
             AdminRequest::ConsumerGroupLag { .. } => ("consumer_group_lag", None),
         };
-        let span = kafka_span(&self.grants.plugin, &cluster, operation, topic.as_deref());
+        let span = kafka_span(
+            &self.trace,
+            &self.grants.plugin,
+            &cluster,
+            operation,
+            topic.as_deref(),
+        );
         let answer = traced(
             span,
             blocking(move || match request {
@@ -168,7 +181,13 @@ impl kafka::Host for StoreState {
             Ok(found) => found,
             Err(error) => return Ok(Err(error)),
         };
-        let span = kafka_span(&self.grants.plugin, &cluster, "receive", Some(&topic));
+        let span = kafka_span(
+            &self.trace,
+            &self.grants.plugin,
+            &cluster,
+            "receive",
+            Some(&topic),
+        );
         let answer = traced(span, blocking(move || found.peek(&topic, partition, count))).await;
         Ok(answer.map(|value| value.to_string()))
     }
@@ -185,7 +204,13 @@ impl kafka::Host for StoreState {
             Ok(found) => found,
             Err(error) => return Ok(Err(error)),
         };
-        let span = kafka_span(&self.grants.plugin, &cluster, "send", Some(&topic));
+        let span = kafka_span(
+            &self.trace,
+            &self.grants.plugin,
+            &cluster,
+            "send",
+            Some(&topic),
+        );
         let answer = traced(span, async {
             found
                 .produce(&topic, key.as_deref(), &value)

@@ -34,7 +34,13 @@ impl From<SqlError> for GuestError {
 }
 
 /// The client span of one SQL statement (OpenTelemetry database conventions).
-fn sql_span(plugin: &str, source: &str, dialect: &str, statement: &str) -> tracing::Span {
+fn sql_span(
+    trace: &opentelemetry::Context,
+    plugin: &str,
+    source: &str,
+    dialect: &str,
+    statement: &str,
+) -> tracing::Span {
     use tracing::field::Empty;
     let span = tracing::info_span!(
         "sql",
@@ -49,6 +55,7 @@ fn sql_span(plugin: &str, source: &str, dialect: &str, statement: &str) -> traci
         otel.status_code = Empty,
         error.type = Empty,
     );
+    let span = crate::telemetry::child_span(span, trace);
     if !span.is_disabled() {
         let operation = crate::telemetry::spans::db_operation(statement);
         span.record("otel.name", format!("{operation} {source}").trim());
@@ -111,6 +118,7 @@ impl sql::Host for StoreState {
         let may_write = self.grants.sql_write.contains(&source);
         let max_rows = max_rows.map(|m| usize::try_from(m).unwrap_or(usize::MAX));
         let span = sql_span(
+            &self.trace,
             &self.grants.plugin,
             &source,
             found.dialect_name(),
