@@ -52,7 +52,13 @@ impl connectors::Host for StoreState {
             )));
         };
         Ok(router
-            .execute(&name, &operation, &params, self.depth + 1, &self.trace)
+            .execute(
+                &name,
+                &operation,
+                &params,
+                self.depth + 1,
+                &self.trace.context(),
+            )
             .await)
     }
 }

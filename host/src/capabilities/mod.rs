@@ -76,7 +76,7 @@ pub struct StoreState {
     pub(crate) sink: Option<tokio::sync::mpsc::UnboundedSender<String>>,
     /// The trace context of the call this store serves (empty with export off): the parent
     /// of the spans the host makes on the plugin's behalf and of nested calls.
-    pub(crate) trace: opentelemetry::Context,
+    pub(crate) trace: crate::telemetry::CallTrace,
 }
 
 impl StoreState {
@@ -106,7 +106,7 @@ impl StoreState {
             stderr,
             depth,
             sink: None,
-            trace: opentelemetry::Context::new(),
+            trace: crate::telemetry::CallTrace::default(),
         })
     }
 
@@ -127,7 +127,7 @@ impl StoreState {
     }
 
     /// The trace context of the call this store serves (see `telemetry::CallSpan`).
-    pub fn set_trace_context(&mut self, trace: opentelemetry::Context) {
+    pub fn set_trace_context(&mut self, trace: crate::telemetry::CallTrace) {
         self.egress.trace = trace.clone();
         self.trace = trace;
     }

@@ -288,7 +288,7 @@ async fn run_in_fresh_instance(
     if let Some(span) = &span
         && span.is_recording()
     {
-        store.data_mut().set_trace_context(span.context());
+        store.data_mut().set_trace_context(span.trace());
     }
     if let Request::Run(Operation::ProviderChat {
         sink: Some(sink), ..

@@ -93,8 +93,27 @@ pub struct CallSpan {
 
 struct Recording {
     span: SdkSpan,
-    /// The context children of this call get: the parent's, with this span as current.
-    context: Context,
+    parent: Context,
+}
+
+/// A call's trace context as the plugin's store keeps it: turned into a `Context` (which
+/// allocates) only when something inside the call needs one. Empty outside a traced call.
+#[derive(Clone, Default)]
+pub struct CallTrace(Option<(Context, SpanContext)>);
+
+impl CallTrace {
+    /// Whether there is a traced call to be the parent of anything.
+    pub fn is_traced(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// The context children of the call get: the call's parent, with the call as current span.
+    pub fn context(&self) -> Context {
+        match &self.0 {
+            Some((parent, span)) => parent.with_span(RecordedElsewhere(span.clone())),
+            None => Context::new(),
+        }
+    }
 }
 
 impl CallSpan {
@@ -118,8 +137,7 @@ impl CallSpan {
                 .with_kind(SpanKind::Internal)
                 .with_attributes(attributes())
                 .start_with_context(tracer, &parent);
-            let context = parent.with_span(RecordedElsewhere(span.span_context().clone()));
-            Recording { span, context }
+            Recording { span, parent }
         });
         Self { recording }
     }
@@ -131,11 +149,12 @@ impl CallSpan {
 
     /// The trace context for what this call does (nested calls, capability spans); empty with
     /// export off.
-    pub fn context(&self) -> Context {
-        self.recording
-            .as_ref()
-            .map(|r| r.context.clone())
-            .unwrap_or_default()
+    pub fn trace(&self) -> CallTrace {
+        CallTrace(
+            self.recording
+                .as_ref()
+                .map(|r| (r.parent.clone(), r.span.span_context().clone())),
+        )
     }
 
     pub fn set_attribute(&mut self, attribute: KeyValue) {
@@ -156,11 +175,11 @@ impl CallSpan {
 }
 
 /// Make a host `tracing` span done on a plugin's behalf (SQL, Kafka, HTTP) a child of the call
-/// in `context`; a no-op with export off or outside a traced call.
-pub fn child_span(span: tracing::Span, context: &Context) -> tracing::Span {
-    if !span.is_disabled() && context.span().span_context().is_valid() {
+/// traced by `trace`; a no-op with export off or outside a traced call.
+pub fn child_span(span: tracing::Span, trace: &CallTrace) -> tracing::Span {
+    if !span.is_disabled() && trace.is_traced() {
         // Only fails when the span has started already, which a span just made has not.
-        let _ = span.set_parent(context.clone());
+        let _ = span.set_parent(trace.context());
     }
     span
 }

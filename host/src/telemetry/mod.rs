@@ -24,7 +24,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::{EnvFilter, Layer};
 
-pub use self::call_span::{CallSpan, child_span};
+pub use self::call_span::{CallSpan, CallTrace, child_span};
 pub use self::export::ExportError;
 pub use self::metrics::{Budget, RuntimeMetrics};
 use crate::config::{ResolvedTelemetry, TelemetryConfig};

@@ -22,7 +22,7 @@ pub struct EgressPolicy {
     grants: Arc<PluginGrants>,
     denials: Arc<Mutex<Vec<String>>>,
     /// The trace context of the call (parent of the request spans).
-    pub(crate) trace: opentelemetry::Context,
+    pub(crate) trace: crate::telemetry::CallTrace,
 }
 
 impl EgressPolicy {
@@ -30,7 +30,7 @@ impl EgressPolicy {
         Self {
             grants,
             denials: Arc::default(),
-            trace: opentelemetry::Context::new(),
+            trace: crate::telemetry::CallTrace::default(),
         }
     }
 

@@ -64,7 +64,7 @@ async fn blocking<T: Send + 'static>(
 
 /// The client span of one Kafka request (OpenTelemetry messaging conventions).
 fn kafka_span(
-    trace: &opentelemetry::Context,
+    trace: &crate::telemetry::CallTrace,
     plugin: &str,
     cluster: &str,
     operation: &str,

@@ -35,7 +35,7 @@ impl From<SqlError> for GuestError {
 
 /// The client span of one SQL statement (OpenTelemetry database conventions).
 fn sql_span(
-    trace: &opentelemetry::Context,
+    trace: &crate::telemetry::CallTrace,
     plugin: &str,
     source: &str,
     dialect: &str,
