@@ -142,7 +142,8 @@ impl CallSpan {
         Self { recording }
     }
 
-    /// Whether this span is exported (attributes are worth computing).
+    /// Whether export is on for this call, so attributes are worth computing (the sampler may
+    /// still drop the span; its children then follow the parent's decision).
     pub fn is_recording(&self) -> bool {
         self.recording.is_some()
     }

@@ -5,6 +5,8 @@
 //! recorded), so with export off and logs at `warn` they cost a disabled-callsite check.
 //! `otel.name` renames the exported span (`chat {model}`, `execute_tool {name}`);
 //! `otel.status_code = "ERROR"` marks a failed operation, `error.type` says how it failed.
+//! The plugin call's span (`execute_tool {name}`, `connector NAME.OP`, ...) is the exception:
+//! it is made on the OpenTelemetry SDK directly (`telemetry::call_span`).
 
 /// The agent's turn: one user message answered.
 pub const AGENT_TURN: &str = "agent.turn";
@@ -12,9 +14,6 @@ pub const AGENT_TURN: &str = "agent.turn";
 pub const AGENT_ROUTE: &str = "agent.route";
 /// A provider chat completion (exported as `chat {model}`).
 pub const PROVIDER_CHAT: &str = "chat";
-/// A plugin call (tool, connector operation, provider); tools are exported as
-/// `execute_tool {name}`.
-pub const PLUGIN_CALL: &str = "plugin.call";
 /// Compiling or loading a component from the cache, and linking it.
 pub const PLUGIN_COMPILE: &str = "plugin.compile";
 /// Loading a component: manifest, compile, instantiate, swap in (the parent of the next three).
