@@ -57,7 +57,7 @@ impl connectors::Host for StoreState {
                 &operation,
                 &params,
                 self.depth + 1,
-                &self.trace.context(),
+                &self.trace().context(),
             )
             .await)
     }

@@ -74,9 +74,6 @@ pub struct StoreState {
     pub(crate) depth: u8,
     /// Events a provider streams; `None` when nobody listens.
     pub(crate) sink: Option<tokio::sync::mpsc::UnboundedSender<String>>,
-    /// The trace context of the call this store serves (empty with export off): the parent
-    /// of the spans the host makes on the plugin's behalf and of nested calls.
-    pub(crate) trace: crate::telemetry::CallTrace,
 }
 
 impl StoreState {
@@ -106,7 +103,6 @@ impl StoreState {
             stderr,
             depth,
             sink: None,
-            trace: crate::telemetry::CallTrace::default(),
         })
     }
 
@@ -126,10 +122,17 @@ impl StoreState {
         self.sink = Some(sink);
     }
 
-    /// The trace context of the call this store serves (see `telemetry::CallSpan`).
+    /// The trace context of the call this store serves (see `telemetry::CallSpan`). It lives
+    /// in the egress policy, which wasi:http hands only itself; the other capabilities read it
+    /// through `trace`.
     pub fn set_trace_context(&mut self, trace: crate::telemetry::CallTrace) {
-        self.egress.trace = trace.clone();
-        self.trace = trace;
+        self.egress.trace = trace;
+    }
+
+    /// The trace context of the call this store serves (empty with export off): the parent of
+    /// the spans the host makes on the plugin's behalf and of nested calls.
+    pub(crate) fn trace(&self) -> &crate::telemetry::CallTrace {
+        &self.egress.trace
     }
 }
 

@@ -149,7 +149,7 @@ impl kafka::Host for StoreState {
             AdminRequest::ConsumerGroupLag { .. } => ("consumer_group_lag", None),
         };
         let span = kafka_span(
-            &self.trace,
+            self.trace(),
             &self.grants.plugin,
             &cluster,
             operation,
@@ -182,7 +182,7 @@ impl kafka::Host for StoreState {
             Err(error) => return Ok(Err(error)),
         };
         let span = kafka_span(
-            &self.trace,
+            self.trace(),
             &self.grants.plugin,
             &cluster,
             "receive",
@@ -205,7 +205,7 @@ impl kafka::Host for StoreState {
             Err(error) => return Ok(Err(error)),
         };
         let span = kafka_span(
-            &self.trace,
+            self.trace(),
             &self.grants.plugin,
             &cluster,
             "send",

@@ -118,7 +118,7 @@ impl sql::Host for StoreState {
         let may_write = self.grants.sql_write.contains(&source);
         let max_rows = max_rows.map(|m| usize::try_from(m).unwrap_or(usize::MAX));
         let span = sql_span(
-            &self.trace,
+            self.trace(),
             &self.grants.plugin,
             &source,
             found.dialect_name(),
