@@ -12,10 +12,19 @@
 //!   statement).
 //!
 //! The receivers run in this process on the same 2 cores. The gRPC one decodes each export
-//! and counts the spans: its decoding competes with the measured call for the machine (memory
-//! bandwidth above all; instantiating a component is mostly copying), so the gRPC rows are an
-//! upper bound. The HTTP one only reads the bytes, so those rows are the host's own cost of
+//! and counts the spans: its decoding competes with the measured call for the two cores (the
+//! scheduler at times runs it on the caller's core, whose caches it then evicts), so the gRPC
+//! rows are an upper bound. The HTTP one only reads the bytes, so those rows are the host's own cost of
 //! building, encoding and sending spans.
+//!
+//! A third export side sends both pipelines to an exporter that drops every batch: the host's
+//! own cost of spans (ids, sampling, queueing, the worker's conversion) without encoding,
+//! network or receiver.
+//!
+//! Environment: `DATABOT_BENCH_PIN=1` pins the calling thread to CPU 0 and every other thread
+//! to CPU 1 in the paired measurement (the scheduler then never runs the exporters or the
+//! receivers on the caller's core); `DATABOT_BENCH_PROFILE_SIDE=off|on_grpc|on_http|
+//! on_null_exporter` runs only 2,000 `echo` calls under that side, for a profiler.
 //!
 //! The subscriber is chosen per thread (`dispatcher::with_default`) and the calls run on a
 //! current-thread runtime, so each case measures exactly its own subscriber; the receiver and
@@ -60,8 +69,8 @@ fn setup() -> Setup {
         .expect("call runtime");
     let grpc_receiver = background.block_on(OtlpReceiver::grpc()).count_only();
     let http_receiver = background.block_on(OtlpReceiver::http()).discard();
-    let (off, no_provider) = databot::telemetry::subscriber(None, "info").expect("subscriber");
-    assert!(no_provider.is_none());
+    let (off, no_export) = databot::telemetry::subscriber(None, "info").expect("subscriber");
+    assert!(no_export.endpoint().is_none());
     let mut sides = vec![("off", tracing::Dispatch::new(off))];
     let mut guards = Vec::new();
     for (label, protocol, endpoint) in [
@@ -80,13 +89,29 @@ fn setup() -> Setup {
         .resolve(|_| None)
         .expect("settings")
         .expect("export on");
-        let (on, provider) = {
+        let (on, guard) = {
             let _entered = background.enter();
             databot::telemetry::subscriber(Some(&settings), "info").expect("exporter")
         };
         sides.push((label, tracing::Dispatch::new(on)));
-        guards.push(databot::telemetry::guard(provider));
+        guards.push(guard);
     }
+    // The host's own cost: spans built, queued and batched, then dropped by the exporter.
+    let null = databot::telemetry::Pipelines::new(
+        NullExporter,
+        NullExporter,
+        databot::config::SamplerSetting::ParentBasedAlwaysOn,
+        opentelemetry_sdk::Resource::builder_empty().build(),
+    )
+    .expect("pipelines");
+    sides.push((
+        "on_null_exporter",
+        tracing::Dispatch::new(databot::telemetry::subscriber_with_export(
+            Some(&null),
+            "info",
+        )),
+    ));
+    guards.push(databot::telemetry::guard(null));
     Setup {
         background,
         calls,
@@ -113,6 +138,20 @@ impl Setup {
         );
         drop(self.guards);
         drop(self.background);
+    }
+}
+
+/// An exporter that drops every batch: what export costs the host before encoding and sending.
+#[derive(Debug)]
+struct NullExporter;
+
+impl opentelemetry_sdk::trace::SpanExporter for NullExporter {
+    async fn export(
+        &self,
+        batch: Vec<opentelemetry_sdk::trace::SpanData>,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        drop(batch);
+        Ok(())
     }
 }
 
@@ -149,6 +188,7 @@ fn paired(quick: bool) {
     let host = setup.calls.block_on(host());
     let rounds = if quick { 1 } else { ROUNDS };
     let sides = setup.sides.len();
+    let pin = std::env::var_os("DATABOT_BENCH_PIN").is_some();
     for ((tool, args), batch) in CALLS.into_iter().zip([2000, 100]) {
         let batch = if quick { 2 } else { batch };
         let mut timings: Vec<Vec<Duration>> = vec![Vec::new(); sides];
@@ -156,6 +196,9 @@ fn paired(quick: bool) {
         for round in 0..rounds {
             for turn in 0..sides {
                 let side = (round + turn) % sides;
+                if pin {
+                    pin_threads();
+                }
                 let (per_call, cpu_per_call) =
                     tracing::dispatcher::with_default(&setup.sides[side].1, || {
                         setup.calls.block_on(async {
@@ -195,6 +238,35 @@ fn paired(quick: bool) {
     setup.finish();
 }
 
+/// `DATABOT_BENCH_PIN`: the calling thread alone on CPU 0, every other thread of the process
+/// (exporters, receivers, SQLite workers) on CPU 1, so the scheduler never puts export work
+/// on the caller's core.
+fn pin_threads() {
+    fn pin(tid: libc::pid_t, cpu: usize) {
+        // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET and sched_setaffinity only
+        // read and write that set.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut set);
+            libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set);
+        }
+    }
+    // SAFETY: gettid has no preconditions.
+    let me = unsafe { libc::gettid() };
+    pin(me, 0);
+    for task in std::fs::read_dir("/proc/self/task").expect("threads") {
+        let tid: libc::pid_t = task
+            .expect("thread")
+            .file_name()
+            .to_string_lossy()
+            .parse()
+            .expect("thread id");
+        if tid != me {
+            pin(tid, 1);
+        }
+    }
+}
+
 /// The median of each side's measurements.
 fn medians_of(times: &mut [Vec<std::time::Duration>]) -> Vec<std::time::Duration> {
     times
@@ -221,7 +293,35 @@ fn thread_cpu_time() -> std::time::Duration {
 
 criterion_group!(benches, tracing_overhead);
 
+/// `DATABOT_BENCH_PROFILE_SIDE=LABEL`: only `echo` calls under that side, for a profiler
+/// (`valgrind --tool=callgrind --toggle-collect='*call_tool*'` counts each side's instructions).
+fn profile_side(label: &str) {
+    let setup = setup();
+    let host = setup.calls.block_on(host());
+    let (_, dispatch) = setup
+        .sides
+        .iter()
+        .find(|(side, _)| *side == label)
+        .expect("a side of the benchmark");
+    tracing::dispatcher::with_default(dispatch, || {
+        setup.calls.block_on(async {
+            for _ in 0..2000 {
+                host.runtime
+                    .call_tool("echo", ECHO_ARGS)
+                    .await
+                    .expect("call");
+            }
+        })
+    });
+    drop(host);
+    setup.finish();
+}
+
 fn main() {
+    if let Ok(side) = std::env::var("DATABOT_BENCH_PROFILE_SIDE") {
+        profile_side(&side);
+        return;
+    }
     // `-- --test` (criterion's smoke mode): one short round, to check the benchmark runs.
     paired(std::env::args().any(|a| a == "--test"));
     benches();

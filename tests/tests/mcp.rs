@@ -486,11 +486,10 @@ async fn meta_traceparent_parents_the_tool_call_span() {
     .resolve(|_| None)
     .expect("valid settings")
     .expect("export on");
-    let (subscriber, provider) =
+    let (subscriber, guard) =
         databot::telemetry::subscriber(Some(&settings), "warn").expect("exporter builds");
     // Current-thread runtime: every task of this test runs under this subscriber.
     let _default = tracing::subscriber::set_default(subscriber);
-    let guard = databot::telemetry::guard(provider);
 
     let host = TestHost::start("", &["echo"]).await.unwrap();
     host.load_builtin("offline").await;

@@ -39,11 +39,11 @@ fn export_to(
         .resolve(|_| None)
         .expect("valid settings")
         .expect("export on");
-    let (subscriber, provider) =
+    let (subscriber, guard) =
         databot::telemetry::subscriber(Some(&settings), "warn").expect("exporter builds");
-    assert!(provider.is_some());
+    assert!(guard.endpoint().is_some());
     let default = tracing::subscriber::set_default(subscriber);
-    (databot::telemetry::guard(provider), default)
+    (guard, default)
 }
 
 /// Flush on the blocking pool (the gRPC connection lives on this test's runtime).
@@ -404,8 +404,8 @@ async fn http_export_carries_a_direct_turn_and_a_hot_swap() {
 async fn without_configuration_nothing_is_exported_and_everything_works() {
     // Nothing in YAML and nothing in the environment: export is off.
     assert_eq!(TelemetryConfig::default().resolve(|_| None), Ok(None));
-    let (subscriber, provider) = databot::telemetry::subscriber(None, "warn").expect("subscriber");
-    assert!(provider.is_none());
+    let (subscriber, guard) = databot::telemetry::subscriber(None, "warn").expect("subscriber");
+    assert!(guard.endpoint().is_none());
     let _default = tracing::subscriber::set_default(subscriber);
     let host = data_host().await;
     let agent = host.agent("offline", false).await;
@@ -421,9 +421,7 @@ async fn without_configuration_nothing_is_exported_and_everything_works() {
     // No OpenTelemetry layer: spans carry no trace context to propagate.
     let span = tracing::info_span!("probe");
     assert!(databot::telemetry::propagation::current_context(&span).is_empty());
-    flush(databot::telemetry::guard(provider))
-        .await
-        .expect("nothing to flush");
+    flush(guard).await.expect("nothing to flush");
 }
 
 #[tokio::test(flavor = "current_thread")]

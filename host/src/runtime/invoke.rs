@@ -14,7 +14,7 @@ use super::revision::{KindExports, Revision};
 use super::{PluginSlot, RuntimeInner};
 use crate::capabilities::{PluginGrants, StoreState};
 use crate::config::Budgets;
-use crate::telemetry::CallSpan;
+use crate::telemetry::{CallIdentity, CallSpan};
 
 /// Time allowed beyond the deadline for host-side awaits (HTTP in flight) to unwind.
 const HOST_GRACE: Duration = Duration::from_millis(50);
@@ -116,52 +116,23 @@ impl Request<'_> {
     }
 }
 
-/// The span of one plugin call; tool calls follow the GenAI `execute_tool` convention. Every
-/// known value is given at creation and only what the call produces is added later (memory
+/// The span of one plugin call (tool calls follow the GenAI `execute_tool` convention): what
+/// is known at the start is given here, what the call produces is added as it ends (memory
 /// peak, bytes out, outcome). The call's duration is the span's own. Built only with export on.
 fn call_span(
     parent: Option<&opentelemetry::Context>,
-    plugin: &str,
+    slot: &PluginSlot,
     revision: &Revision,
-    operation: &str,
+    operation: &'static str,
     target: Option<&str>,
 ) -> CallSpan {
-    use opentelemetry::KeyValue;
-    CallSpan::start(
-        parent,
-        || match (operation, target) {
-            ("tool", Some(tool)) => format!("execute_tool {tool}"),
-            (_, Some(target)) => format!("{operation} {plugin}.{target}"),
-            (_, None) => format!("{operation} {plugin}"),
-        },
-        || {
-            let mut attributes = Vec::with_capacity(8);
-            if let ("tool", Some(tool)) = (operation, target) {
-                attributes.push(KeyValue::new("gen_ai.operation.name", "execute_tool"));
-                attributes.push(KeyValue::new(
-                    "gen_ai.tool.name",
-                    revision.span_operation(tool),
-                ));
-            } else {
-                attributes.push(KeyValue::new(
-                    "databot.plugin.kind",
-                    revision.manifest.kind.as_str(),
-                ));
-                if let Some(target) = target {
-                    attributes.push(KeyValue::new(
-                        "databot.operation.name",
-                        revision.span_operation(target),
-                    ));
-                }
-            }
-            attributes.push(KeyValue::new("databot.plugin.name", plugin.to_owned()));
-            attributes.push(KeyValue::new(
-                "databot.plugin.digest",
-                revision.span_digest(),
-            ));
-            attributes
-        },
-    )
+    CallSpan::start(parent, || CallIdentity {
+        operation,
+        plugin: slot.span_name.clone(),
+        plugin_kind: revision.manifest.kind.as_str(),
+        target: target.map(|target| revision.span_operation(target)),
+        digest: revision.span_digest(),
+    })
 }
 
 /// `admitted_call_untraced` in its span, with its metrics.
@@ -173,9 +144,8 @@ async fn admitted_call(
     depth: u8,
     parent: Option<&opentelemetry::Context>,
 ) -> Result<Outcome, CallError> {
-    use opentelemetry::KeyValue;
     let (operation, target) = request.label();
-    let mut span = call_span(parent, &slot.name, revision, operation, target);
+    let mut span = call_span(parent, slot, revision, operation, target);
     let started = Instant::now();
     let result = admitted_call_untraced(inner, slot, revision, request, depth, &mut span).await;
     let elapsed = started.elapsed();
@@ -187,12 +157,9 @@ async fn admitted_call(
         .metrics
         .plugin_call(&slot.name, operation, outcome, elapsed);
     if span.is_recording() {
-        span.set_attribute(KeyValue::new("databot.call.outcome", outcome));
+        span.set_outcome(outcome);
         match &result {
-            Ok(Outcome::Json(json)) => span.set_attribute(KeyValue::new(
-                "databot.output.bytes",
-                crate::telemetry::spans::int(json.len()),
-            )),
+            Ok(Outcome::Json(json)) => span.set_output_bytes(json.len()),
             Ok(_) => {}
             Err(error) => span.fail(error.kind.as_str()),
         }
@@ -315,10 +282,7 @@ async fn run_in_fresh_instance(
     if let Some(span) = &mut span
         && span.is_recording()
     {
-        span.set_attribute(opentelemetry::KeyValue::new(
-            "databot.guest.memory_peak_bytes",
-            crate::telemetry::spans::int(store.data().limiter.peak_bytes),
-        ));
+        span.set_memory_peak(store.data().limiter.peak_bytes);
     }
     // A deadline or a trap is the host enforcing a budget (a guest reporting its own upstream
     // timeout is not).

@@ -55,6 +55,8 @@ pub enum RuntimeEvent {
 /// One plugin name and everything that survives its revisions.
 pub struct PluginSlot {
     pub name: String,
+    /// `name` as a shared span attribute value (a call span clones a reference).
+    span_name: opentelemetry::StringValue,
     current: ArcSwap<Revision>,
     grants: Arc<PluginGrants>,
     budgets: Budgets,
@@ -485,6 +487,7 @@ impl Runtime {
             None => {
                 let slot = PluginSlot {
                     name: name.clone(),
+                    span_name: Arc::<str>::from(name.as_str()).into(),
                     current: ArcSwap::new(revision.clone()),
                     concurrency: Arc::new(Semaphore::new(budgets.max_concurrency as usize)),
                     grants,

@@ -1,12 +1,13 @@
-//! The span of one plugin call, made directly with the OpenTelemetry SDK rather than through a
-//! `tracing` span and `tracing-opentelemetry`: a plugin call is the host's hottest path (a
-//! small tool call is about ten microseconds in all), and the direct span costs well under
-//! half as much (no registry slot, no per-poll enter/exit bookkeeping, attributes built once).
+//! The span of one plugin call, recorded by the host's own call-span pipeline
+//! (`telemetry::call_export`) rather than as a `tracing` span or an SDK span: a plugin call is
+//! the host's hottest path (a small tool call is about ten microseconds in all), and on the
+//! calling thread this costs ids, a sampler decision, two clock reads and one queued record,
+//! with no allocation.
 //!
 //! One source of truth for "is export on": the current `tracing` dispatcher. The export stack
 //! built by `telemetry::subscriber` carries an `ExportTracer` layer (enabled for nothing, so it
-//! sees no callsite) that hands out the tracer; with export off there is none and a call span
-//! is a no-op that allocates nothing.
+//! sees no callsite) that hands out the call-span pipeline; with export off there is none and
+//! a call span is a no-op that allocates nothing.
 //!
 //! Parenting: a call's parent is the caller's trace context (a nested call's, passed down
 //! through the calling plugin's store) or else the current `tracing` span. While the call
@@ -14,42 +15,37 @@
 //! the plugin (SQL, Kafka, HTTP egress) and nested plugin calls sit under it (`child_span`).
 
 use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::SystemTime;
 
-use opentelemetry::trace::{
-    Span as _, SpanContext, SpanKind, Status, TraceContextExt as _, Tracer as _,
-};
+use opentelemetry::trace::{SpanContext, SpanId, Status, TraceContextExt as _};
 use opentelemetry::{Context, KeyValue};
-use opentelemetry_sdk::trace::{SdkTracer, Span as SdkSpan};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::Layer;
 
-/// The tracer of the export stack, found by downcasting the current dispatcher.
-pub struct ExportTracer(pub(super) SdkTracer);
+pub use super::call_export::CallIdentity;
+use super::call_export::{CallExport, CallRecord, CallResult};
+
+/// The call-span pipeline of the export stack, found by downcasting the current dispatcher.
+pub struct ExportTracer(pub(super) Arc<CallExport>);
 
 impl<S: tracing::Subscriber> Layer<S> for ExportTracer {}
 
 /// `ExportTracer` as a layer that takes part in no callsite (a per-layer filter that is always
 /// off): it costs nothing per span or event and only answers the downcast.
-pub fn export_tracer_layer<S>(tracer: SdkTracer) -> impl Layer<S> + Send + Sync + 'static
+pub fn export_tracer_layer<S>(calls: Arc<CallExport>) -> impl Layer<S> + Send + Sync + 'static
 where
     S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
 {
-    ExportTracer(tracer).with_filter(tracing_subscriber::filter::LevelFilter::OFF)
+    ExportTracer(calls).with_filter(tracing_subscriber::filter::LevelFilter::OFF)
 }
 
-/// Whether the current dispatcher exports spans.
-fn export_on() -> bool {
-    tracing::dispatcher::get_default(|dispatch| dispatch.is::<ExportTracer>())
-}
-
-/// Run `f` with the export tracer of the current dispatcher, when export is on. Nothing in `f`
-/// may use the dispatcher (`tracing::Span::current()` there would see none: `get_default` does
-/// not nest).
-fn with_tracer<T>(f: impl FnOnce(&SdkTracer) -> T) -> Option<T> {
-    let mut f = Some(f);
+/// The call-span pipeline of the current dispatcher, when export is on.
+fn current_export() -> Option<Arc<CallExport>> {
     tracing::dispatcher::get_default(|dispatch| {
-        let tracer = dispatch.downcast_ref::<ExportTracer>()?;
-        f.take().map(|f| f(&tracer.0))
+        dispatch
+            .downcast_ref::<ExportTracer>()
+            .map(|tracer| tracer.0.clone())
     })
 }
 
@@ -85,15 +81,23 @@ impl opentelemetry::trace::Span for RecordedElsewhere {
     fn end_with_timestamp(&mut self, _timestamp: std::time::SystemTime) {}
 }
 
-/// The span of one plugin call; ends (and is exported) when dropped. With export off it holds
-/// nothing and every method returns at once.
+/// The span of one plugin call; ends (and is queued for export) when dropped. With export off
+/// it holds nothing and every method returns at once.
 pub struct CallSpan {
     recording: Option<Recording>,
 }
 
 struct Recording {
-    span: SdkSpan,
+    export: Arc<CallExport>,
     parent: Context,
+    context: SpanContext,
+    parent_span_id: SpanId,
+    parent_is_remote: bool,
+    /// Only sampled calls are queued; unsampled ones still pass their context on.
+    sampled: bool,
+    start: SystemTime,
+    identity: CallIdentity,
+    result: CallResult,
 }
 
 /// A call's trace context as the plugin's store keeps it: turned into a `Context` (which
@@ -117,32 +121,34 @@ impl CallTrace {
 }
 
 impl CallSpan {
-    /// Start a call span named `name()` with `attributes()` (both built only when export is
-    /// on), under `parent` or, without one, under the current `tracing` span.
-    pub fn start(
-        parent: Option<&Context>,
-        name: impl FnOnce() -> String,
-        attributes: impl FnOnce() -> Vec<KeyValue>,
-    ) -> Self {
-        if !export_on() {
+    /// Start the span of the call `identity()` describes (built only when export is on),
+    /// under `parent` or, without one, under the current `tracing` span.
+    pub fn start(parent: Option<&Context>, identity: impl FnOnce() -> CallIdentity) -> Self {
+        let Some(export) = current_export() else {
             return Self { recording: None };
-        }
+        };
         let parent = match parent {
             Some(parent) => parent.clone(),
             None => tracing::Span::current().context(),
         };
-        let recording = with_tracer(|tracer| {
-            let span = tracer
-                .span_builder(name())
-                .with_kind(SpanKind::Internal)
-                .with_attributes(attributes())
-                .start_with_context(tracer, &parent);
-            Recording { span, parent }
-        });
+        let identity = identity();
+        let recording = export
+            .begin(&parent, identity.operation)
+            .map(|begun| Recording {
+                export,
+                parent,
+                context: begun.context,
+                parent_span_id: begun.parent_span_id,
+                parent_is_remote: begun.parent_is_remote,
+                sampled: begun.sampled,
+                start: SystemTime::now(),
+                identity,
+                result: CallResult::default(),
+            });
         Self { recording }
     }
 
-    /// Whether export is on for this call, so attributes are worth computing (the sampler may
+    /// Whether export is on for this call, so results are worth recording (the sampler may
     /// still drop the span; its children then follow the parent's decision).
     pub fn is_recording(&self) -> bool {
         self.recording.is_some()
@@ -154,23 +160,54 @@ impl CallSpan {
         CallTrace(
             self.recording
                 .as_ref()
-                .map(|r| (r.parent.clone(), r.span.span_context().clone())),
+                .map(|r| (r.parent.clone(), r.context.clone())),
         )
     }
 
-    pub fn set_attribute(&mut self, attribute: KeyValue) {
+    /// The guest's peak linear memory during the call.
+    pub fn set_memory_peak(&mut self, bytes: usize) {
         if let Some(recording) = &mut self.recording {
-            recording.span.set_attribute(attribute);
+            recording.result.memory_peak_bytes = Some(super::spans::int(bytes));
         }
     }
 
-    /// Mark the call failed, `kind` saying how (`error.type`).
+    /// How the call ended: `ok` or its error kind.
+    pub fn set_outcome(&mut self, outcome: &'static str) {
+        if let Some(recording) = &mut self.recording {
+            recording.result.outcome = Some(outcome);
+        }
+    }
+
+    /// The size of what the call returned.
+    pub fn set_output_bytes(&mut self, bytes: usize) {
+        if let Some(recording) = &mut self.recording {
+            recording.result.output_bytes = Some(super::spans::int(bytes));
+        }
+    }
+
+    /// Mark the call failed, `kind` saying how (`error.type`, error status).
     pub fn fail(&mut self, kind: &'static str) {
         if let Some(recording) = &mut self.recording {
-            recording.span.set_status(Status::error(kind));
-            recording
-                .span
-                .set_attribute(KeyValue::new("error.type", kind));
+            recording.result.error = Some(kind);
+        }
+    }
+}
+
+impl Drop for CallSpan {
+    fn drop(&mut self) {
+        if let Some(recording) = self.recording.take()
+            && recording.sampled
+        {
+            let end = SystemTime::now();
+            recording.export.submit(CallRecord {
+                context: recording.context,
+                parent_span_id: recording.parent_span_id,
+                parent_is_remote: recording.parent_is_remote,
+                start: recording.start,
+                end,
+                identity: recording.identity,
+                result: recording.result,
+            });
         }
     }
 }

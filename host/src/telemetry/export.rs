@@ -1,6 +1,8 @@
-//! The OTLP span exporter and the tracer provider around it: gRPC (tonic) or HTTP/protobuf
-//! (blocking reqwest client, which is safe on the batch processor's own thread), a batch
-//! processor, the sampler and the resource (`service.name`, `service.version`).
+//! The OTLP span exporters and what is built around them: gRPC (tonic) or HTTP/protobuf
+//! (blocking reqwest client, which is safe on the exporters' own threads), the sampler and the
+//! resource (`service.name`, `service.version`), and the two export pipelines: the tracer
+//! provider with its batch processor for the host's `tracing` spans, and the call-span
+//! pipeline (`call_export`) for plugin calls, each with its own exporter to the same endpoint.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -10,6 +12,7 @@ use opentelemetry_otlp::{SpanExporter, WithExportConfig, WithHttpConfig, WithTon
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 
+use super::call_export::CallExport;
 use crate::config::{OtlpProtocol, ResolvedTelemetry, SamplerSetting};
 
 /// Why export could not be set up.
@@ -25,6 +28,8 @@ pub enum ExportError {
         endpoint: String,
         source: opentelemetry_otlp::ExporterBuildError,
     },
+    #[error("telemetry: the call-span exporter thread cannot be started: {0}")]
+    Thread(std::io::Error),
 }
 
 /// The endpoint as logs and errors show it: without user information or query (credentials
@@ -43,17 +48,71 @@ pub fn redacted_endpoint(endpoint: &str) -> String {
     }
 }
 
-/// Build the tracer provider that batches spans to the configured endpoint. Needs a Tokio
-/// runtime context for gRPC (the channel's worker runs on it). Connecting is lazy: an
-/// unreachable collector is not an error here; failed exports are logged and dropped.
-pub fn tracer_provider(settings: &ResolvedTelemetry) -> Result<SdkTracerProvider, ExportError> {
+/// The export pipelines of one endpoint: the tracer provider behind the `tracing` layer and
+/// the call-span pipeline behind `CallSpan`.
+pub struct Pipelines {
+    pub(super) provider: SdkTracerProvider,
+    pub(super) calls: std::sync::Arc<CallExport>,
+}
+
+impl Pipelines {
+    /// Pipelines over two exporters to the same place (`spans` for the provider's batch
+    /// processor, `calls` for the call-span worker), both sampling by `sampler`.
+    pub fn new<E: opentelemetry_sdk::trace::SpanExporter + 'static>(
+        spans: E,
+        calls: E,
+        sampler: SamplerSetting,
+        resource: Resource,
+    ) -> Result<Self, ExportError> {
+        let calls = CallExport::start(calls, self::sampler(sampler), &resource)
+            .map_err(ExportError::Thread)?;
+        let provider = SdkTracerProvider::builder()
+            .with_batch_exporter(spans)
+            .with_sampler(self::sampler(sampler))
+            .with_resource(resource)
+            .build();
+        Ok(Self {
+            provider,
+            calls: std::sync::Arc::new(calls),
+        })
+    }
+
+    /// Export every finished span now (blocks until the exporters answered or timed out).
+    pub fn force_flush(&self) -> Result<(), String> {
+        let calls = self.calls.force_flush();
+        let spans = self.provider.force_flush().map_err(|e| e.to_string());
+        calls.and(spans)
+    }
+
+    /// Flush and stop both pipelines.
+    pub fn shutdown(&self) -> Result<(), String> {
+        let calls = self.calls.shutdown();
+        let spans = self.provider.shutdown().map_err(|e| e.to_string());
+        calls.and(spans)
+    }
+}
+
+/// Build the pipelines that export to the configured endpoint. Needs a Tokio runtime context
+/// for gRPC (the channels' workers run on it). Connecting is lazy: an unreachable collector is
+/// not an error here; failed exports are logged and dropped.
+pub fn pipelines(settings: &ResolvedTelemetry) -> Result<Pipelines, ExportError> {
+    Pipelines::new(
+        span_exporter(settings)?,
+        span_exporter(settings)?,
+        settings.sampler,
+        resource(settings),
+    )
+}
+
+/// An OTLP exporter to the configured endpoint.
+fn span_exporter(settings: &ResolvedTelemetry) -> Result<SpanExporter, ExportError> {
     let timeout = Duration::from_millis(settings.timeout_ms);
     let build_error = |source| ExportError::Build {
         protocol: settings.protocol.as_str(),
         endpoint: redacted_endpoint(&settings.endpoint),
         source,
     };
-    let exporter = match settings.protocol {
+    Ok(match settings.protocol {
         OtlpProtocol::Grpc => {
             let mut headers = http::HeaderMap::new();
             for (name, value) in &settings.headers {
@@ -93,16 +152,15 @@ pub fn tracer_provider(settings: &ResolvedTelemetry) -> Result<SdkTracerProvider
             )
             .build()
             .map_err(build_error)?,
-    };
-    let resource = Resource::builder_empty()
+    })
+}
+
+/// The resource every exported span carries.
+fn resource(settings: &ResolvedTelemetry) -> Resource {
+    Resource::builder_empty()
         .with_service_name(settings.service_name.clone())
         .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
-        .build();
-    Ok(SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
-        .with_sampler(sampler(settings.sampler))
-        .with_resource(resource)
-        .build())
+        .build()
 }
 
 fn sampler(setting: SamplerSetting) -> Sampler {

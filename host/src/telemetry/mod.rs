@@ -2,14 +2,16 @@
 //! OTLP export when configured), span names and attributes, W3C trace-context propagation, and
 //! the runtime's Prometheus metrics registry.
 //!
-//! Submodules: `export` (OTLP exporter and tracer provider), `call_span` (the plugin-call span,
-//! made on the OpenTelemetry SDK directly), `spans` (names, attribute helpers), `propagation`
-//! (`traceparent` in and out), `metrics` (counters and histograms).
+//! Submodules: `export` (OTLP exporters and the two export pipelines), `call_span` (the
+//! plugin-call span) and `call_export` (its allocation-free pipeline), `spans` (names,
+//! attribute helpers), `propagation` (`traceparent` in and out), `metrics` (counters and
+//! histograms).
 //!
 //! With no endpoint configured there is no OpenTelemetry layer at all: the log formatter takes
 //! events only, so no layer is interested in spans and they are not built; nothing is exported
 //! or attempted.
 
+mod call_export;
 pub mod call_span;
 pub mod export;
 pub mod metrics;
@@ -18,6 +20,8 @@ pub mod spans;
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
+
+pub use self::call_export::CallIdentity;
 use tracing::Subscriber;
 use tracing_subscriber::filter::{FilterExt, Targets, filter_fn};
 use tracing_subscriber::layer::SubscriberExt;
@@ -25,16 +29,16 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::{EnvFilter, Layer};
 
 pub use self::call_span::{CallSpan, CallTrace, child_span};
-pub use self::export::ExportError;
+pub use self::export::{ExportError, Pipelines};
 pub use self::metrics::{Budget, RuntimeMetrics};
 use crate::config::{ResolvedTelemetry, TelemetryConfig};
 
-/// Keeps export running; flushes and shuts the exporter down when dropped (or on `shutdown`).
+/// Keeps export running; flushes and shuts the exporters down when dropped (or on `shutdown`).
 /// Drop it outside async code, or while the Tokio runtime that built it is still running
-/// (the gRPC exporter's connection lives there).
+/// (the gRPC exporters' connections live there).
 #[must_use = "dropping the guard stops trace export"]
 pub struct TelemetryGuard {
-    provider: Option<SdkTracerProvider>,
+    export: Option<Pipelines>,
     endpoint: Option<String>,
 }
 
@@ -42,7 +46,7 @@ impl TelemetryGuard {
     /// A guard that exports nothing.
     pub fn disabled() -> Self {
         Self {
-            provider: None,
+            export: None,
             endpoint: None,
         }
     }
@@ -52,22 +56,22 @@ impl TelemetryGuard {
         self.endpoint.as_deref()
     }
 
-    /// Export every finished span now (blocks until the exporter answered or timed out).
+    /// Export every finished span now (blocks until the exporters answered or timed out).
     pub fn force_flush(&self) -> Result<(), String> {
-        match &self.provider {
-            Some(provider) => provider.force_flush().map_err(|e| e.to_string()),
+        match &self.export {
+            Some(export) => export.force_flush(),
             None => Ok(()),
         }
     }
 
-    /// Flush and stop the exporter.
+    /// Flush and stop the exporters.
     pub fn shutdown(mut self) {
         self.stop();
     }
 
     fn stop(&mut self) {
-        if let Some(provider) = self.provider.take()
-            && let Err(error) = provider.shutdown()
+        if let Some(export) = self.export.take()
+            && let Err(error) = export.shutdown()
         {
             tracing::warn!("trace export did not shut down cleanly: {error}");
         }
@@ -105,12 +109,30 @@ where
 }
 
 /// A subscriber: the stderr log formatter under `log_filter` (an `EnvFilter` directive, e.g.
-/// `info` or `databot=debug`), plus the export layer when `settings` is given. Returns the
-/// provider to flush. Tests install it with `tracing::subscriber::set_default`.
+/// `info` or `databot=debug`), plus the export layers when `settings` is given, and the guard
+/// that flushes them. Tests install it with `tracing::subscriber::set_default`.
 pub fn subscriber(
     settings: Option<&ResolvedTelemetry>,
     log_filter: &str,
-) -> Result<(Box<dyn Subscriber + Send + Sync>, Option<SdkTracerProvider>), ExportError> {
+) -> Result<(Box<dyn Subscriber + Send + Sync>, TelemetryGuard), ExportError> {
+    let export = settings.map(export::pipelines).transpose()?;
+    let subscriber = subscriber_with_export(export.as_ref(), log_filter);
+    Ok((
+        subscriber,
+        TelemetryGuard {
+            export,
+            endpoint: settings.map(|s| s.endpoint.clone()),
+        },
+    ))
+}
+
+/// The subscriber of `subscriber`, exporting through already built pipelines (or not at all):
+/// for an embedding program or a benchmark with exporters of its own. Keep `export` in a
+/// guard (`guard`) to flush it.
+pub fn subscriber_with_export(
+    export: Option<&Pipelines>,
+    log_filter: &str,
+) -> Box<dyn Subscriber + Send + Sync> {
     let filter = EnvFilter::try_new(log_filter).unwrap_or_else(|_| EnvFilter::new("info"));
     // The log formatter takes events only: log lines stay as they were, and with export off
     // no layer wants the spans, so they are never even built.
@@ -118,16 +140,22 @@ pub fn subscriber(
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_filter(filter.and(filter_fn(|metadata| metadata.is_event())));
-    let provider = settings.map(export::tracer_provider).transpose()?;
-    let otel = provider.as_ref().map(otel_layer);
-    let tracer = provider
-        .as_ref()
-        .map(|provider| call_span::export_tracer_layer(provider.tracer("databot")));
-    let subscriber = tracing_subscriber::registry()
-        .with(fmt)
-        .with(otel)
-        .with(tracer);
-    Ok((Box::new(subscriber), provider))
+    let otel = export.map(|export| otel_layer(&export.provider));
+    let calls = export.map(|export| call_span::export_tracer_layer(export.calls.clone()));
+    Box::new(
+        tracing_subscriber::registry()
+            .with(fmt)
+            .with(otel)
+            .with(calls),
+    )
+}
+
+/// A guard over pipelines built by the caller (`subscriber_with_export`).
+pub fn guard(export: Pipelines) -> TelemetryGuard {
+    TelemetryGuard {
+        export: Some(export),
+        endpoint: None,
+    }
 }
 
 /// Resolve `config` against the process environment and install the global subscriber.
@@ -138,9 +166,10 @@ pub fn init(config: &TelemetryConfig, log_filter: &str) -> Result<TelemetryGuard
     let settings = config
         .resolve(|name| std::env::var(name).ok())
         .map_err(ExportError::Config)?;
-    let (subscriber, provider) = subscriber(settings.as_ref(), log_filter)?;
+    let (subscriber, guard) = subscriber(settings.as_ref(), log_filter)?;
     if tracing::subscriber::set_global_default(subscriber).is_err() {
-        // Someone (a test harness, an embedding program) installed one already: keep theirs.
+        // Someone (a test harness, an embedding program) installed one already: keep theirs
+        // (dropping `guard` stops the pipelines built for nothing).
         return Ok(TelemetryGuard::disabled());
     }
     if let Some(settings) = &settings {
@@ -151,16 +180,5 @@ pub fn init(config: &TelemetryConfig, log_filter: &str) -> Result<TelemetryGuard
             "exporting traces over OTLP"
         );
     }
-    Ok(TelemetryGuard {
-        provider,
-        endpoint: settings.map(|s| s.endpoint),
-    })
-}
-
-/// A guard for a provider built by `subscriber` (tests flush through it).
-pub fn guard(provider: Option<SdkTracerProvider>) -> TelemetryGuard {
-    TelemetryGuard {
-        provider,
-        endpoint: None,
-    }
+    Ok(guard)
 }
