@@ -12,7 +12,10 @@
 //! The worker follows the SDK's batch processor: records go into a bounded queue nobody
 //! blocks on (so queueing never wakes a thread); the worker wakes on a control message (a full
 //! batch, a flush, shutdown) or when the schedule delay has passed. A full queue drops the
-//! record and counts it; the count is logged at the next export.
+//! record and counts it; the count is logged at the next export. Queue size, batch size and
+//! delay follow the same `OTEL_BSP_*` variables as the SDK's processor, with its defaults.
+//! Flush and shutdown wait 5 s at most for the worker (the SDK's own limit), and an export
+//! takes only what was queued when it began, so a steady stream of calls cannot starve it.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
@@ -30,20 +33,63 @@ use opentelemetry_sdk::trace::{
     SpanEvents, SpanExporter, SpanLinks,
 };
 
-/// Records waiting for export at most (the SDK's default `OTEL_BSP_MAX_QUEUE_SIZE`).
-const MAX_QUEUE: usize = 2048;
-/// Records in one export at most (the SDK's default `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`).
-const MAX_BATCH: usize = 512;
-/// Export what is queued at least this often (the SDK's default `OTEL_BSP_SCHEDULE_DELAY`).
-const SCHEDULE_DELAY: Duration = Duration::from_secs(5);
-/// How long a flush or shutdown waits for the worker.
-const WAIT_FOR_WORKER: Duration = Duration::from_secs(30);
+/// How long a flush or shutdown waits for the worker (as the SDK's batch processor does).
+const WAIT_FOR_WORKER: Duration = Duration::from_secs(5);
+
+/// Queue and batch sizes and the schedule delay: `OTEL_BSP_MAX_QUEUE_SIZE`,
+/// `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` and `OTEL_BSP_SCHEDULE_DELAY` (milliseconds), with the
+/// SDK's defaults (2,048, 512, 5 s); a batch is never larger than the queue.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BatchSettings {
+    pub max_queue: usize,
+    pub max_batch: usize,
+    pub schedule_delay: Duration,
+}
+
+impl Default for BatchSettings {
+    fn default() -> Self {
+        Self {
+            max_queue: 2048,
+            max_batch: 512,
+            schedule_delay: Duration::from_secs(5),
+        }
+    }
+}
+
+impl BatchSettings {
+    /// The settings from `variable` (the process environment in the host); a value that is
+    /// not a positive whole number is ignored, as the SDK ignores it.
+    pub fn from_env(variable: impl Fn(&str) -> Option<String>) -> Self {
+        let number = |name: &str| {
+            variable(name)
+                .and_then(|value| value.trim().parse::<u64>().ok())
+                .filter(|value| *value > 0)
+        };
+        let defaults = Self::default();
+        let max_queue = number("OTEL_BSP_MAX_QUEUE_SIZE")
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(defaults.max_queue);
+        let max_batch = number("OTEL_BSP_MAX_EXPORT_BATCH_SIZE")
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(defaults.max_batch)
+            .min(max_queue);
+        let schedule_delay = number("OTEL_BSP_SCHEDULE_DELAY")
+            .map(Duration::from_millis)
+            .unwrap_or(defaults.schedule_delay);
+        Self {
+            max_queue,
+            max_batch,
+            schedule_delay,
+        }
+    }
+}
 
 /// What a plugin call is, known when it starts. Every string is shared or `'static`, so
 /// making one allocates nothing.
 #[derive(Clone, Debug)]
 pub struct CallIdentity {
-    /// `tool`, `connector`, `provider_chat`, `provider_embed`, `health` (the metrics label).
+    /// `tool`, `connector`, `provider_chat`, `provider_embed`, `health`, `describe` (the
+    /// metrics label).
     pub operation: &'static str,
     /// The plugin's name (its slot: a built-in's instance name).
     pub plugin: StringValue,
@@ -89,7 +135,11 @@ enum Control {
     /// A batch is full.
     Export,
     Flush(SyncSender<Result<(), String>>),
-    Shutdown(SyncSender<Result<(), String>>),
+    /// Export what is queued (starting no batch after the deadline), then stop.
+    Shutdown {
+        reply: SyncSender<Result<(), String>>,
+        deadline: Instant,
+    },
 }
 
 /// Counters shared by the callers and the worker.
@@ -104,6 +154,7 @@ struct Shared {
 pub struct CallExport {
     sampler: Sampler,
     ids: RandomIdGenerator,
+    max_batch: usize,
     records: SyncSender<CallRecord>,
     control: SyncSender<Control>,
     shared: Arc<Shared>,
@@ -126,18 +177,27 @@ impl CallExport {
         mut exporter: E,
         sampler: Sampler,
         resource: &Resource,
+        settings: BatchSettings,
     ) -> std::io::Result<Self> {
         exporter.set_resource(resource);
-        let (records, record_queue) = sync_channel(MAX_QUEUE);
+        let (records, record_queue) = sync_channel(settings.max_queue);
         let (control, control_queue) = sync_channel(64);
         let shared = Arc::new(Shared::default());
-        let worker_shared = shared.clone();
+        let worker = Worker {
+            exporter,
+            records: record_queue,
+            shared: shared.clone(),
+            settings,
+            // The same scope as the `tracing` spans' tracer, so a backend groups them together.
+            scope: InstrumentationScope::builder("databot").build(),
+        };
         let worker = std::thread::Builder::new()
             .name("databot-call-spans".to_owned())
-            .spawn(move || Worker::new(exporter, record_queue, worker_shared).run(control_queue))?;
+            .spawn(move || worker.run(control_queue))?;
         Ok(Self {
             sampler,
             ids: RandomIdGenerator::default(),
+            max_batch: settings.max_batch,
             records,
             control,
             shared,
@@ -200,7 +260,7 @@ impl CallExport {
         let queued = self.shared.queued.fetch_add(1, Ordering::AcqRel) + 1;
         match self.records.try_send(record) {
             Ok(()) => {
-                if queued >= MAX_BATCH
+                if queued >= self.max_batch
                     && !self.shared.export_requested.swap(true, Ordering::AcqRel)
                     && self.control.try_send(Control::Export).is_err()
                 {
@@ -217,44 +277,74 @@ impl CallExport {
         }
     }
 
-    /// Export everything queued now; waits for the exporter's answer.
+    /// Export everything queued now; waits for the exporter's answer (5 s at most).
     pub fn force_flush(&self) -> Result<(), String> {
         if self.shut_down.load(Ordering::Acquire) {
             return Ok(());
         }
         let (reply, answer) = sync_channel(1);
-        self.control
-            .send(Control::Flush(reply))
-            .map_err(|_| "the call-span exporter has stopped".to_owned())?;
-        answer
-            .recv_timeout(WAIT_FOR_WORKER)
-            .map_err(|_| "the call-span exporter did not answer the flush in time".to_owned())?
+        self.send_control(Control::Flush(reply))?;
+        Self::await_worker(&answer, "flush")
     }
 
-    /// Export what is queued, shut the exporter down and stop the worker. Later calls are not
-    /// recorded; a second shutdown does nothing.
+    /// Export what is queued, shut the exporter down and stop the worker, within 5 s: past
+    /// that the worker starts no further batch and is left to finish on its own. Later calls
+    /// are not recorded; a second shutdown does nothing.
     pub fn shutdown(&self) -> Result<(), String> {
         if self.shut_down.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
         let (reply, answer) = sync_channel(1);
-        let result = match self.control.send(Control::Shutdown(reply)) {
-            Ok(()) => answer
-                .recv_timeout(WAIT_FOR_WORKER)
-                .map_err(|_| "the call-span exporter did not shut down in time".to_owned())?,
-            Err(_) => Err("the call-span exporter had stopped".to_owned()),
-        };
+        let deadline = Instant::now() + WAIT_FOR_WORKER;
+        self.send_control(Control::Shutdown { reply, deadline })?;
+        let result = Self::await_worker(&answer, "shutdown");
         let worker = self
             .worker
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
+        // Joined only once it has answered (or died): a worker stuck in an export is left.
         if let Some(worker) = worker
+            && (result.is_ok() || worker.is_finished())
             && worker.join().is_err()
         {
             return Err("the call-span exporter's thread panicked".to_owned());
         }
         result
+    }
+
+    /// Hand the worker a control message without ever blocking (its queue holds 64).
+    fn send_control(&self, message: Control) -> Result<(), String> {
+        self.control.try_send(message).map_err(|error| match error {
+            TrySendError::Full(_) => {
+                "the call-span exporter is busy with earlier requests".to_owned()
+            }
+            TrySendError::Disconnected(_) => "the call-span exporter has stopped".to_owned(),
+        })
+    }
+
+    /// The worker's answer to a flush or shutdown.
+    fn await_worker(answer: &Receiver<Result<(), String>>, request: &str) -> Result<(), String> {
+        match answer.recv_timeout(WAIT_FOR_WORKER) {
+            Ok(result) => result,
+            Err(RecvTimeoutError::Timeout) => Err(format!(
+                "the call-span exporter did not finish the {request} within {} s",
+                WAIT_FOR_WORKER.as_secs()
+            )),
+            Err(RecvTimeoutError::Disconnected) => Err(format!(
+                "the call-span exporter stopped before the {request} (it was shut down)"
+            )),
+        }
+    }
+}
+
+impl Drop for CallExport {
+    /// The last holder gone without a shutdown (an embedder that kept no guard): export what
+    /// is queued before returning, as the SDK's provider does when dropped.
+    fn drop(&mut self) {
+        if let Err(error) = self.shutdown() {
+            tracing::warn!("plugin-call spans were not all exported: {error}");
+        }
     }
 }
 
@@ -263,45 +353,39 @@ struct Worker<E> {
     exporter: E,
     records: Receiver<CallRecord>,
     shared: Arc<Shared>,
+    settings: BatchSettings,
     scope: InstrumentationScope,
 }
 
 impl<E: SpanExporter> Worker<E> {
-    fn new(exporter: E, records: Receiver<CallRecord>, shared: Arc<Shared>) -> Self {
-        Self {
-            exporter,
-            records,
-            shared,
-            // The same scope as the `tracing` spans' tracer, so a backend groups them together.
-            scope: InstrumentationScope::builder("databot").build(),
-        }
-    }
-
     fn run(mut self, control: Receiver<Control>) {
         let mut last_export = Instant::now();
         loop {
-            let wait = SCHEDULE_DELAY.saturating_sub(last_export.elapsed());
+            let wait = self
+                .settings
+                .schedule_delay
+                .saturating_sub(last_export.elapsed());
             match control.recv_timeout(wait) {
                 Ok(Control::Export) => {
                     self.shared.export_requested.store(false, Ordering::Release);
-                    let _ = self.export_queued();
+                    let _ = self.export_queued(None);
                     last_export = Instant::now();
                 }
                 Ok(Control::Flush(reply)) => {
-                    let _ = reply.send(self.export_queued());
+                    let _ = reply.send(self.export_queued(None));
                     last_export = Instant::now();
                 }
-                Ok(Control::Shutdown(reply)) => {
-                    let _ = reply.send(self.finish());
+                Ok(Control::Shutdown { reply, deadline }) => {
+                    let _ = reply.send(self.finish(deadline));
                     return;
                 }
                 Err(RecvTimeoutError::Timeout) => {
-                    let _ = self.export_queued();
+                    let _ = self.export_queued(None);
                     last_export = Instant::now();
                 }
                 // Every sender is gone (the subscriber was dropped without a shutdown).
                 Err(RecvTimeoutError::Disconnected) => {
-                    let _ = self.finish();
+                    let _ = self.finish(Instant::now() + WAIT_FOR_WORKER);
                     return;
                 }
             }
@@ -309,15 +393,17 @@ impl<E: SpanExporter> Worker<E> {
     }
 
     /// Export what is queued, then shut the exporter down.
-    fn finish(&mut self) -> Result<(), String> {
-        let exported = self.export_queued();
+    fn finish(&mut self, deadline: Instant) -> Result<(), String> {
+        let exported = self.export_queued(Some(deadline));
         let shut = self.exporter.shutdown().map_err(|e| e.to_string());
         exported.and(shut)
     }
 
-    /// Export every queued record, in batches of at most `MAX_BATCH`. Failures are logged
-    /// (the spans are dropped: a collector that is down must not grow the host's memory).
-    fn export_queued(&mut self) -> Result<(), String> {
+    /// Export the records queued when this began (not those queued meanwhile, so calls that
+    /// keep coming cannot hold a flush forever), in batches of at most `max_batch`, starting
+    /// none after `deadline`. Failures are logged and the spans dropped: a collector that is
+    /// down must not grow the host's memory.
+    fn export_queued(&mut self, deadline: Option<Instant>) -> Result<(), String> {
         let dropped = self.shared.dropped.swap(0, Ordering::Relaxed);
         if dropped > 0 {
             tracing::warn!(
@@ -325,28 +411,32 @@ impl<E: SpanExporter> Worker<E> {
                 "plugin-call spans were dropped: the export queue was full (the collector is slow or unreachable)"
             );
         }
+        let mut remaining = self.shared.queued.load(Ordering::Acquire);
         let mut outcome = Ok(());
-        loop {
+        while remaining > 0 {
+            if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                return Err(format!(
+                    "{remaining} plugin-call spans were not exported before the deadline"
+                ));
+            }
             let batch: Vec<SpanData> = self
                 .records
                 .try_iter()
-                .take(MAX_BATCH)
+                .take(remaining.min(self.settings.max_batch))
                 .map(|record| span_data(record, &self.scope))
                 .collect();
             if batch.is_empty() {
-                return outcome;
+                break;
             }
-            let full = batch.len() == MAX_BATCH;
-            self.shared.queued.fetch_sub(batch.len(), Ordering::AcqRel);
             let count = batch.len();
+            remaining -= count;
+            self.shared.queued.fetch_sub(count, Ordering::AcqRel);
             if let Err(error) = futures::executor::block_on(self.exporter.export(batch)) {
                 tracing::warn!(spans = count, "exporting plugin-call spans failed: {error}");
                 outcome = Err(error.to_string());
             }
-            if !full {
-                return outcome;
-            }
         }
+        outcome
     }
 }
 
@@ -442,7 +532,21 @@ mod tests {
         }
     }
 
-    use super::{CallExport, CallIdentity, CallRecord, CallResult};
+    use super::{BatchSettings, CallExport, CallIdentity, CallRecord, CallResult};
+
+    fn start<E: opentelemetry_sdk::trace::SpanExporter + 'static>(
+        exporter: E,
+        sampler: Sampler,
+        settings: BatchSettings,
+    ) -> CallExport {
+        CallExport::start(
+            exporter,
+            sampler,
+            &Resource::builder_empty().build(),
+            settings,
+        )
+        .expect("worker")
+    }
 
     fn identity(operation: &'static str, target: Option<&str>) -> CallIdentity {
         CallIdentity {
@@ -479,12 +583,7 @@ mod tests {
     #[test]
     fn records_become_named_spans_with_their_attributes_under_their_parent() {
         let memory = InMemorySpanExporter::default();
-        let export = CallExport::start(
-            memory.clone(),
-            Sampler::AlwaysOn,
-            &Resource::builder_empty().build(),
-        )
-        .expect("worker");
+        let export = start(memory.clone(), Sampler::AlwaysOn, BatchSettings::default());
         let root = export.begin(&Context::new(), "tool").expect("root");
         // A caller's context as propagation hands it over (`traceparent`): remote.
         let parent =
@@ -570,13 +669,11 @@ mod tests {
 
     #[test]
     fn the_sampler_decides_and_unsampled_calls_carry_the_decision() {
-        let memory = InMemorySpanExporter::default();
-        let export = CallExport::start(
-            memory.clone(),
+        let export = start(
+            InMemorySpanExporter::default(),
             Sampler::ParentBased(Box::new(Sampler::AlwaysOff)),
-            &Resource::builder_empty().build(),
-        )
-        .expect("worker");
+            BatchSettings::default(),
+        );
         let begun = export.begin(&Context::new(), "tool").expect("begun");
         assert!(!begun.sampled);
         assert!(!begun.context.is_sampled());
@@ -611,12 +708,13 @@ mod tests {
     fn a_full_queue_drops_and_counts_instead_of_blocking() {
         use std::sync::atomic::Ordering;
         let exporter = GatedExporter::default();
-        let export = CallExport::start(
-            exporter.clone(),
-            Sampler::AlwaysOn,
-            &Resource::builder_empty().build(),
-        )
-        .expect("worker");
+        let settings = BatchSettings {
+            max_queue: 64,
+            max_batch: 16,
+            // Only full batches and the flush wake the worker.
+            schedule_delay: std::time::Duration::from_secs(3600),
+        };
+        let export = start(exporter.clone(), Sampler::AlwaysOn, settings);
         let submit = |count: usize| {
             for _ in 0..count {
                 finish(
@@ -628,7 +726,7 @@ mod tests {
             }
         };
         // A full batch wakes the worker, which takes it and then waits at the gate.
-        submit(super::MAX_BATCH);
+        submit(settings.max_batch);
         let waited = std::time::Instant::now();
         while !exporter.entered.load(Ordering::SeqCst) {
             assert!(
@@ -637,9 +735,9 @@ mod tests {
             );
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
-        // The queue takes MAX_QUEUE more; the next ten are dropped, counted, and the caller
+        // The queue takes `max_queue` more; the next ten are dropped, counted, and the caller
         // was never blocked (this thread is the caller).
-        submit(super::MAX_QUEUE + 10);
+        submit(settings.max_queue + 10);
         assert_eq!(export.shared.dropped.load(Ordering::SeqCst), 10);
         let (open, opened) = &*exporter.gate;
         *open.lock().expect("gate") = true;
@@ -647,7 +745,7 @@ mod tests {
         export.force_flush().expect("flushed");
         assert_eq!(
             exporter.spans.load(Ordering::SeqCst),
-            super::MAX_BATCH + super::MAX_QUEUE
+            settings.max_batch + settings.max_queue
         );
         assert_eq!(export.shared.queued.load(Ordering::SeqCst), 0);
         assert_eq!(
@@ -656,5 +754,48 @@ mod tests {
             "logged and reset"
         );
         export.shutdown().expect("shut down");
+    }
+
+    #[test]
+    fn dropping_the_last_holder_exports_what_is_queued() {
+        let memory = InMemorySpanExporter::default();
+        let export = start(memory.clone(), Sampler::AlwaysOn, BatchSettings::default());
+        for _ in 0..3 {
+            finish(
+                &export,
+                &Context::new(),
+                identity("health", None),
+                CallResult::default(),
+            );
+        }
+        drop(export);
+        assert_eq!(memory.get_finished_spans().expect("spans").len(), 3);
+    }
+
+    #[test]
+    fn batch_settings_follow_the_sdks_variables() {
+        let from = |pairs: &'static [(&'static str, &'static str)]| {
+            BatchSettings::from_env(move |name| {
+                pairs
+                    .iter()
+                    .find(|(key, _)| *key == name)
+                    .map(|(_, value)| (*value).to_owned())
+            })
+        };
+        assert_eq!(from(&[]), BatchSettings::default());
+        let set = from(&[
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "100"),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "500"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "250"),
+        ]);
+        assert_eq!(set.max_queue, 100);
+        assert_eq!(set.max_batch, 100, "a batch is never larger than the queue");
+        assert_eq!(set.schedule_delay, std::time::Duration::from_millis(250));
+        let bad = from(&[
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "0"),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "many"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "-5"),
+        ]);
+        assert_eq!(bad, BatchSettings::default());
     }
 }

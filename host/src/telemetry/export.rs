@@ -12,7 +12,7 @@ use opentelemetry_otlp::{SpanExporter, WithExportConfig, WithHttpConfig, WithTon
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 
-use super::call_export::CallExport;
+use super::call_export::{BatchSettings, CallExport};
 use crate::config::{OtlpProtocol, ResolvedTelemetry, SamplerSetting};
 
 /// Why export could not be set up.
@@ -29,7 +29,7 @@ pub enum ExportError {
         source: opentelemetry_otlp::ExporterBuildError,
     },
     #[error("telemetry: the call-span exporter thread cannot be started: {0}")]
-    Thread(std::io::Error),
+    Thread(#[source] std::io::Error),
 }
 
 /// The endpoint as logs and errors show it: without user information or query (credentials
@@ -64,8 +64,13 @@ impl Pipelines {
         sampler: SamplerSetting,
         resource: Resource,
     ) -> Result<Self, ExportError> {
-        let calls = CallExport::start(calls, self::sampler(sampler), &resource)
-            .map_err(ExportError::Thread)?;
+        let calls = CallExport::start(
+            calls,
+            self::sampler(sampler),
+            &resource,
+            BatchSettings::from_env(|name| std::env::var(name).ok()),
+        )
+        .map_err(ExportError::Thread)?;
         let provider = SdkTracerProvider::builder()
             .with_batch_exporter(spans)
             .with_sampler(self::sampler(sampler))
@@ -84,11 +89,16 @@ impl Pipelines {
         calls.and(spans)
     }
 
-    /// Flush and stop both pipelines.
+    /// Flush and stop both pipelines, side by side: each waits 5 s at most for its exporter.
     pub fn shutdown(&self) -> Result<(), String> {
-        let calls = self.calls.shutdown();
-        let spans = self.provider.shutdown().map_err(|e| e.to_string());
-        calls.and(spans)
+        std::thread::scope(|scope| {
+            let calls = scope.spawn(|| self.calls.shutdown());
+            let spans = self.provider.shutdown().map_err(|e| e.to_string());
+            let calls = calls
+                .join()
+                .unwrap_or_else(|_| Err("the call-span shutdown panicked".to_owned()));
+            calls.and(spans)
+        })
     }
 }
 

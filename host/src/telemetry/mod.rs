@@ -110,7 +110,9 @@ where
 
 /// A subscriber: the stderr log formatter under `log_filter` (an `EnvFilter` directive, e.g.
 /// `info` or `databot=debug`), plus the export layers when `settings` is given, and the guard
-/// that flushes them. Tests install it with `tracing::subscriber::set_default`.
+/// that flushes them. Keep the guard as long as spans should be exported: dropping it (even
+/// as `let (subscriber, _) = ...`) flushes and stops export. Tests install the subscriber with
+/// `tracing::subscriber::set_default`.
 pub fn subscriber(
     settings: Option<&ResolvedTelemetry>,
     log_filter: &str,

@@ -6,7 +6,7 @@
 //! `otel.name` renames the exported span (`chat {model}`, `execute_tool {name}`);
 //! `otel.status_code = "ERROR"` marks a failed operation, `error.type` says how it failed.
 //! The plugin call's span (`execute_tool {name}`, `connector NAME.OP`, ...) is the exception:
-//! it is made on the OpenTelemetry SDK directly (`telemetry::call_span`).
+//! it has an export pipeline of its own (`telemetry::call_span`, `telemetry::call_export`).
 
 /// The agent's turn: one user message answered.
 pub const AGENT_TURN: &str = "agent.turn";
