@@ -92,11 +92,17 @@ impl Pipelines {
     /// Flush and stop both pipelines, side by side: each waits 5 s at most for its exporter.
     pub fn shutdown(&self) -> Result<(), String> {
         std::thread::scope(|scope| {
-            let calls = scope.spawn(|| self.calls.shutdown());
+            // Without a thread to spare, one after the other.
+            let calls = std::thread::Builder::new()
+                .name("databot-span-shutdown".to_owned())
+                .spawn_scoped(scope, || self.calls.shutdown());
             let spans = self.provider.shutdown().map_err(|e| e.to_string());
-            let calls = calls
-                .join()
-                .unwrap_or_else(|_| Err("the call-span shutdown panicked".to_owned()));
+            let calls = match calls {
+                Ok(calls) => calls
+                    .join()
+                    .unwrap_or_else(|_| Err("the call-span shutdown panicked".to_owned())),
+                Err(_) => self.calls.shutdown(),
+            };
             calls.and(spans)
         })
     }
