@@ -101,6 +101,7 @@ fn setup() -> Setup {
         NullExporter,
         NullExporter,
         databot::config::SamplerSetting::ParentBasedAlwaysOn,
+        databot::config::ExportBatch::default(),
         opentelemetry_sdk::Resource::builder_empty().build(),
     )
     .expect("pipelines");

@@ -77,6 +77,55 @@ pub struct ResolvedTelemetry {
     pub headers: BTreeMap<String, String>,
     pub sampler: SamplerSetting,
     pub timeout_ms: u64,
+    pub batch: ExportBatch,
+}
+
+/// How finished spans are batched for export, the same for both export pipelines (the
+/// `tracing` spans' and the plugin calls'): `OTEL_BSP_MAX_QUEUE_SIZE`,
+/// `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` and `OTEL_BSP_SCHEDULE_DELAY` (milliseconds), with the
+/// OpenTelemetry SDK's defaults (2,048, 512, 5 s). A value that is not a positive whole number
+/// is ignored, as the SDK ignores it; a batch is never larger than the queue.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ExportBatch {
+    pub max_queue: usize,
+    pub max_batch: usize,
+    pub schedule_delay: std::time::Duration,
+}
+
+impl Default for ExportBatch {
+    fn default() -> Self {
+        Self {
+            max_queue: 2048,
+            max_batch: 512,
+            schedule_delay: std::time::Duration::from_secs(5),
+        }
+    }
+}
+
+impl ExportBatch {
+    fn from_env(env: impl Fn(&str) -> Option<String>) -> Self {
+        let number = |name: &str| {
+            env(name)
+                .and_then(|value| value.trim().parse::<u64>().ok())
+                .filter(|value| *value > 0)
+        };
+        let defaults = Self::default();
+        let max_queue = number("OTEL_BSP_MAX_QUEUE_SIZE")
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(defaults.max_queue);
+        let max_batch = number("OTEL_BSP_MAX_EXPORT_BATCH_SIZE")
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(defaults.max_batch)
+            .min(max_queue);
+        let schedule_delay = number("OTEL_BSP_SCHEDULE_DELAY")
+            .map(std::time::Duration::from_millis)
+            .unwrap_or(defaults.schedule_delay);
+        Self {
+            max_queue,
+            max_batch,
+            schedule_delay,
+        }
+    }
 }
 
 /// Which traces are recorded and exported.
@@ -195,6 +244,7 @@ impl TelemetryConfig {
             headers,
             sampler,
             timeout_ms: self.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS).max(1),
+            batch: ExportBatch::from_env(env),
         }))
     }
 }
@@ -361,5 +411,33 @@ mod tests {
         );
         assert!(serde_yaml::from_str::<TelemetryConfig>("endpont: x").is_err());
         assert!(serde_yaml::from_str::<TelemetryConfig>("protocol: http").is_err());
+    }
+
+    #[test]
+    fn export_batching_follows_the_sdks_variables() {
+        use super::ExportBatch;
+        let from = |pairs: &'static [(&'static str, &'static str)]| {
+            ExportBatch::from_env(move |name| {
+                pairs
+                    .iter()
+                    .find(|(key, _)| *key == name)
+                    .map(|(_, value)| (*value).to_owned())
+            })
+        };
+        assert_eq!(from(&[]), ExportBatch::default());
+        let set = from(&[
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "100"),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "500"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "250"),
+        ]);
+        assert_eq!(set.max_queue, 100);
+        assert_eq!(set.max_batch, 100, "a batch is never larger than the queue");
+        assert_eq!(set.schedule_delay, std::time::Duration::from_millis(250));
+        let bad = from(&[
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "0"),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "many"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "-5"),
+        ]);
+        assert_eq!(bad, ExportBatch::default());
     }
 }

@@ -13,7 +13,7 @@
 //! blocks on (so queueing never wakes a thread); the worker wakes on a control message (a full
 //! batch, a flush, shutdown) or when the schedule delay has passed. A full queue drops the
 //! record and counts it; the count is logged at the next export. Queue size, batch size and
-//! delay follow the same `OTEL_BSP_*` variables as the SDK's processor, with its defaults.
+//! delay are the tracer provider's too (`config::ExportBatch`, from the `OTEL_BSP_*` variables).
 //! Flush and shutdown wait 5 s at most for the worker (the SDK's own limit), and an export
 //! takes only what was queued when it began, so a steady stream of calls cannot starve it.
 
@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::config::ExportBatch;
 use opentelemetry::trace::{
     SpanContext, SpanId, SpanKind, Status, TraceContextExt as _, TraceFlags,
 };
@@ -35,54 +36,6 @@ use opentelemetry_sdk::trace::{
 
 /// How long a flush or shutdown waits for the worker (as the SDK's batch processor does).
 const WAIT_FOR_WORKER: Duration = Duration::from_secs(5);
-
-/// Queue and batch sizes and the schedule delay: `OTEL_BSP_MAX_QUEUE_SIZE`,
-/// `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` and `OTEL_BSP_SCHEDULE_DELAY` (milliseconds), with the
-/// SDK's defaults (2,048, 512, 5 s); a batch is never larger than the queue.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct BatchSettings {
-    pub max_queue: usize,
-    pub max_batch: usize,
-    pub schedule_delay: Duration,
-}
-
-impl Default for BatchSettings {
-    fn default() -> Self {
-        Self {
-            max_queue: 2048,
-            max_batch: 512,
-            schedule_delay: Duration::from_secs(5),
-        }
-    }
-}
-
-impl BatchSettings {
-    /// The settings from `variable` (the process environment in the host); a value that is
-    /// not a positive whole number is ignored, as the SDK ignores it.
-    pub fn from_env(variable: impl Fn(&str) -> Option<String>) -> Self {
-        let number = |name: &str| {
-            variable(name)
-                .and_then(|value| value.trim().parse::<u64>().ok())
-                .filter(|value| *value > 0)
-        };
-        let defaults = Self::default();
-        let max_queue = number("OTEL_BSP_MAX_QUEUE_SIZE")
-            .and_then(|n| usize::try_from(n).ok())
-            .unwrap_or(defaults.max_queue);
-        let max_batch = number("OTEL_BSP_MAX_EXPORT_BATCH_SIZE")
-            .and_then(|n| usize::try_from(n).ok())
-            .unwrap_or(defaults.max_batch)
-            .min(max_queue);
-        let schedule_delay = number("OTEL_BSP_SCHEDULE_DELAY")
-            .map(Duration::from_millis)
-            .unwrap_or(defaults.schedule_delay);
-        Self {
-            max_queue,
-            max_batch,
-            schedule_delay,
-        }
-    }
-}
 
 /// What a plugin call is, known when it starts. Every string is shared or `'static`, so
 /// making one allocates nothing.
@@ -177,7 +130,7 @@ impl CallExport {
         mut exporter: E,
         sampler: Sampler,
         resource: &Resource,
-        settings: BatchSettings,
+        settings: ExportBatch,
     ) -> std::io::Result<Self> {
         exporter.set_resource(resource);
         let (records, record_queue) = sync_channel(settings.max_queue);
@@ -353,7 +306,7 @@ struct Worker<E> {
     exporter: E,
     records: Receiver<CallRecord>,
     shared: Arc<Shared>,
-    settings: BatchSettings,
+    settings: ExportBatch,
     scope: InstrumentationScope,
 }
 
@@ -532,12 +485,12 @@ mod tests {
         }
     }
 
-    use super::{BatchSettings, CallExport, CallIdentity, CallRecord, CallResult};
+    use super::{CallExport, CallIdentity, CallRecord, CallResult, ExportBatch};
 
     fn start<E: opentelemetry_sdk::trace::SpanExporter + 'static>(
         exporter: E,
         sampler: Sampler,
-        settings: BatchSettings,
+        settings: ExportBatch,
     ) -> CallExport {
         CallExport::start(
             exporter,
@@ -583,7 +536,7 @@ mod tests {
     #[test]
     fn records_become_named_spans_with_their_attributes_under_their_parent() {
         let memory = InMemorySpanExporter::default();
-        let export = start(memory.clone(), Sampler::AlwaysOn, BatchSettings::default());
+        let export = start(memory.clone(), Sampler::AlwaysOn, ExportBatch::default());
         let root = export.begin(&Context::new(), "tool").expect("root");
         // A caller's context as propagation hands it over (`traceparent`): remote.
         let parent =
@@ -672,7 +625,7 @@ mod tests {
         let export = start(
             InMemorySpanExporter::default(),
             Sampler::ParentBased(Box::new(Sampler::AlwaysOff)),
-            BatchSettings::default(),
+            ExportBatch::default(),
         );
         let begun = export.begin(&Context::new(), "tool").expect("begun");
         assert!(!begun.sampled);
@@ -708,7 +661,7 @@ mod tests {
     fn a_full_queue_drops_and_counts_instead_of_blocking() {
         use std::sync::atomic::Ordering;
         let exporter = GatedExporter::default();
-        let settings = BatchSettings {
+        let settings = ExportBatch {
             max_queue: 64,
             max_batch: 16,
             // Only full batches and the flush wake the worker.
@@ -759,7 +712,7 @@ mod tests {
     #[test]
     fn dropping_the_last_holder_exports_what_is_queued() {
         let memory = InMemorySpanExporter::default();
-        let export = start(memory.clone(), Sampler::AlwaysOn, BatchSettings::default());
+        let export = start(memory.clone(), Sampler::AlwaysOn, ExportBatch::default());
         for _ in 0..3 {
             finish(
                 &export,
@@ -770,32 +723,5 @@ mod tests {
         }
         drop(export);
         assert_eq!(memory.get_finished_spans().expect("spans").len(), 3);
-    }
-
-    #[test]
-    fn batch_settings_follow_the_sdks_variables() {
-        let from = |pairs: &'static [(&'static str, &'static str)]| {
-            BatchSettings::from_env(move |name| {
-                pairs
-                    .iter()
-                    .find(|(key, _)| *key == name)
-                    .map(|(_, value)| (*value).to_owned())
-            })
-        };
-        assert_eq!(from(&[]), BatchSettings::default());
-        let set = from(&[
-            ("OTEL_BSP_MAX_QUEUE_SIZE", "100"),
-            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "500"),
-            ("OTEL_BSP_SCHEDULE_DELAY", "250"),
-        ]);
-        assert_eq!(set.max_queue, 100);
-        assert_eq!(set.max_batch, 100, "a batch is never larger than the queue");
-        assert_eq!(set.schedule_delay, std::time::Duration::from_millis(250));
-        let bad = from(&[
-            ("OTEL_BSP_MAX_QUEUE_SIZE", "0"),
-            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "many"),
-            ("OTEL_BSP_SCHEDULE_DELAY", "-5"),
-        ]);
-        assert_eq!(bad, BatchSettings::default());
     }
 }

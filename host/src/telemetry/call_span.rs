@@ -18,13 +18,12 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use opentelemetry::trace::{SpanContext, SpanId, Status, TraceContextExt as _};
+use opentelemetry::trace::{SpanContext, Status, TraceContextExt as _};
 use opentelemetry::{Context, KeyValue};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::Layer;
 
-pub use super::call_export::CallIdentity;
-use super::call_export::{CallExport, CallRecord, CallResult};
+use super::call_export::{CallExport, CallIdentity, CallRecord, CallResult};
 
 /// The call-span pipeline of the export stack, found by downcasting the current dispatcher.
 pub struct ExportTracer(pub(super) Arc<CallExport>);
@@ -90,14 +89,10 @@ pub struct CallSpan {
 struct Recording {
     export: Arc<CallExport>,
     parent: Context,
-    context: SpanContext,
-    parent_span_id: SpanId,
-    parent_is_remote: bool,
     /// Only sampled calls are queued; unsampled ones still pass their context on.
     sampled: bool,
-    start: SystemTime,
-    identity: CallIdentity,
-    result: CallResult,
+    /// What is queued when the call ends (`end` is set then).
+    record: CallRecord,
 }
 
 /// A call's trace context as the plugin's store keeps it: turned into a `Context` (which
@@ -132,19 +127,23 @@ impl CallSpan {
             None => tracing::Span::current().context(),
         };
         let identity = identity();
-        let recording = export
-            .begin(&parent, identity.operation)
-            .map(|begun| Recording {
+        let recording = export.begin(&parent, identity.operation).map(|begun| {
+            let start = SystemTime::now();
+            Recording {
                 export,
                 parent,
-                context: begun.context,
-                parent_span_id: begun.parent_span_id,
-                parent_is_remote: begun.parent_is_remote,
                 sampled: begun.sampled,
-                start: SystemTime::now(),
-                identity,
-                result: CallResult::default(),
-            });
+                record: CallRecord {
+                    context: begun.context,
+                    parent_span_id: begun.parent_span_id,
+                    parent_is_remote: begun.parent_is_remote,
+                    start,
+                    end: start,
+                    identity,
+                    result: CallResult::default(),
+                },
+            }
+        });
         Self { recording }
     }
 
@@ -160,54 +159,46 @@ impl CallSpan {
         CallTrace(
             self.recording
                 .as_ref()
-                .map(|r| (r.parent.clone(), r.context.clone())),
+                .map(|r| (r.parent.clone(), r.record.context.clone())),
         )
     }
 
     /// The guest's peak linear memory during the call.
     pub fn set_memory_peak(&mut self, bytes: usize) {
         if let Some(recording) = &mut self.recording {
-            recording.result.memory_peak_bytes = Some(super::spans::int(bytes));
+            recording.record.result.memory_peak_bytes = Some(super::spans::int(bytes));
         }
     }
 
     /// How the call ended: `ok` or its error kind.
     pub fn set_outcome(&mut self, outcome: &'static str) {
         if let Some(recording) = &mut self.recording {
-            recording.result.outcome = Some(outcome);
+            recording.record.result.outcome = Some(outcome);
         }
     }
 
     /// The size of what the call returned.
     pub fn set_output_bytes(&mut self, bytes: usize) {
         if let Some(recording) = &mut self.recording {
-            recording.result.output_bytes = Some(super::spans::int(bytes));
+            recording.record.result.output_bytes = Some(super::spans::int(bytes));
         }
     }
 
     /// Mark the call failed, `kind` saying how (`error.type`, error status).
     pub fn fail(&mut self, kind: &'static str) {
         if let Some(recording) = &mut self.recording {
-            recording.result.error = Some(kind);
+            recording.record.result.error = Some(kind);
         }
     }
 }
 
 impl Drop for CallSpan {
     fn drop(&mut self) {
-        if let Some(recording) = self.recording.take()
+        if let Some(mut recording) = self.recording.take()
             && recording.sampled
         {
-            let end = SystemTime::now();
-            recording.export.submit(CallRecord {
-                context: recording.context,
-                parent_span_id: recording.parent_span_id,
-                parent_is_remote: recording.parent_is_remote,
-                start: recording.start,
-                end,
-                identity: recording.identity,
-                result: recording.result,
-            });
+            recording.record.end = SystemTime::now();
+            recording.export.submit(recording.record);
         }
     }
 }

@@ -10,10 +10,12 @@ use std::time::Duration;
 use opentelemetry::KeyValue;
 use opentelemetry_otlp::{SpanExporter, WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use opentelemetry_sdk::trace::{
+    BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider,
+};
 
-use super::call_export::{BatchSettings, CallExport};
-use crate::config::{OtlpProtocol, ResolvedTelemetry, SamplerSetting};
+use super::call_export::CallExport;
+use crate::config::{ExportBatch, OtlpProtocol, ResolvedTelemetry, SamplerSetting};
 
 /// Why export could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -57,22 +59,28 @@ pub struct Pipelines {
 
 impl Pipelines {
     /// Pipelines over two exporters to the same place (`spans` for the provider's batch
-    /// processor, `calls` for the call-span worker), both sampling by `sampler`.
+    /// processor, `calls` for the call-span worker), both sampling by `sampler` and batching
+    /// by `batch`.
     pub fn new<E: opentelemetry_sdk::trace::SpanExporter + 'static>(
         spans: E,
         calls: E,
         sampler: SamplerSetting,
+        batch: ExportBatch,
         resource: Resource,
     ) -> Result<Self, ExportError> {
-        let calls = CallExport::start(
-            calls,
-            self::sampler(sampler),
-            &resource,
-            BatchSettings::from_env(|name| std::env::var(name).ok()),
-        )
-        .map_err(ExportError::Thread)?;
+        let calls = CallExport::start(calls, self::sampler(sampler), &resource, batch)
+            .map_err(ExportError::Thread)?;
+        let processor = BatchSpanProcessor::builder(spans)
+            .with_batch_config(
+                BatchConfigBuilder::default()
+                    .with_max_queue_size(batch.max_queue)
+                    .with_max_export_batch_size(batch.max_batch)
+                    .with_scheduled_delay(batch.schedule_delay)
+                    .build(),
+            )
+            .build();
         let provider = SdkTracerProvider::builder()
-            .with_batch_exporter(spans)
+            .with_span_processor(processor)
             .with_sampler(self::sampler(sampler))
             .with_resource(resource)
             .build();
@@ -116,6 +124,7 @@ pub fn pipelines(settings: &ResolvedTelemetry) -> Result<Pipelines, ExportError>
         span_exporter(settings)?,
         span_exporter(settings)?,
         settings.sampler,
+        settings.batch,
         resource(settings),
     )
 }

@@ -20,14 +20,13 @@ pub mod spans;
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
-
-pub use self::call_export::CallIdentity;
 use tracing::Subscriber;
 use tracing_subscriber::filter::{FilterExt, Targets, filter_fn};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::{EnvFilter, Layer};
 
+pub use self::call_export::CallIdentity;
 pub use self::call_span::{CallSpan, CallTrace, child_span};
 pub use self::export::{ExportError, Pipelines};
 pub use self::metrics::{Budget, RuntimeMetrics};
