@@ -17,6 +17,21 @@ pub struct DataConfig {
     /// Kafka clusters by name.
     #[serde(default)]
     pub kafka: BTreeMap<String, KafkaClusterConfig>,
+    /// What the SQL safety policy lets statements do beyond its built-in rules.
+    #[serde(default)]
+    pub sql_policy: SqlPolicyConfig,
+}
+
+/// `data.sql_policy`: the operator's additions to the SQL function allowlists.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlPolicyConfig {
+    /// Functions statements may call beyond the built-in read-only ones, by dialect
+    /// (`postgres`, `mysql`, `sqlite`, `trino`): plain names (`my_udf`) or schema-qualified
+    /// ones (`analytics.score`), lower case. Functions that touch files, locks, other
+    /// sessions or server state cannot be added.
+    #[serde(default)]
+    pub allow_functions: BTreeMap<String, Vec<String>>,
 }
 
 /// One SQL source.

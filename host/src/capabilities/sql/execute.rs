@@ -63,7 +63,7 @@ pub async fn run(
     may_write: bool,
 ) -> Result<QueryOutcome, SqlError> {
     let writable = source.writable && may_write;
-    let class = policy::check(source.dialect, statement, writable).map_err(|refusal| {
+    let checked = source.policy.check(source.dialect, statement, writable).map_err(|refusal| {
         let mut reason = refusal.0;
         if source.writable && !may_write && reason.contains("read-only") {
             reason.push_str(&format!(
@@ -76,6 +76,8 @@ pub async fn run(
             reason,
         }
     })?;
+    // What runs is the canonical text the policy checked, not the text as sent.
+    let (class, statement) = (checked.class, checked.text.as_str());
     let limits = source.limits;
     let max_rows = max_rows.map_or(limits.max_rows, |m| m.clamp(1, limits.max_rows));
     let mut collector = RowCollector::new(max_rows, limits.max_bytes);

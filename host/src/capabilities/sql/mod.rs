@@ -7,11 +7,14 @@
 
 mod bind;
 mod execute;
+mod functions;
+mod lexer;
 pub mod policy;
 mod rows;
 mod sources;
 
 pub use execute::{QueryOutcome, SqlError, run};
+pub use policy::SqlPolicy;
 pub use sources::{SourcePool, SqlSource, SqlSources};
 
 use crate::runtime::bindings::GuestError;
@@ -177,8 +180,12 @@ impl sql::Host for StoreState {
                 "unknown SQL dialect `{dialect}`: use postgres, mysql, sqlite or trino"
             ))));
         };
-        Ok(policy::check(dialect, &statement, writable)
-            .map(|class| class == policy::StatementClass::Write)
+        Ok(self
+            .services
+            .sql
+            .policy()
+            .check(dialect, &statement, writable)
+            .map(|checked| checked.class == policy::StatementClass::Write)
             .map_err(|refusal| GuestError::Denied(format!("statement refused: {refusal}"))))
     }
 }

@@ -1,17 +1,26 @@
-//! The SQL safety policy: every statement a plugin sends to a SQL source is parsed for the
-//! source's dialect and classified before it runs. No keyword matching: the parsed statement
-//! tree is walked, so a write hidden in a CTE, an `EXPLAIN ANALYZE`, a `SELECT ... INTO` or a
-//! second statement behind a comment is found where it is.
+//! The SQL safety policy: every statement a plugin sends to a SQL source is read as its
+//! server reads it (`lexer`: comments and escape spellings removed, ambiguous spellings
+//! refused), parsed for the source's dialect and classified before it runs. No keyword
+//! matching: the parsed statement tree is walked, so a write hidden in a CTE, an `EXPLAIN
+//! ANALYZE`, a `SELECT ... INTO` or a second statement behind a comment is found where it is,
+//! and every function called, in an expression or in FROM, must be on the dialect's allowlist
+//! of read-only functions (`functions`).
 //!
 //! Read-only sources accept reads only (and run them in read-only transactions as well);
 //! writable sources accept reads and DML; session, transaction, administrative and file or
-//! program access statements are refused everywhere. `sql::execute` runs what this accepts.
+//! program access statements are refused everywhere. `sql::execute` runs the canonical text
+//! this accepts, so what runs is what was checked.
 
 use std::ops::ControlFlow;
+use std::sync::LazyLock;
 
 use sqlparser::ast::{Expr, ObjectName, Query, Select, Statement, TableFactor, Visit, Visitor};
 use sqlparser::dialect::{Dialect, GenericDialect, MySqlDialect, PostgreSqlDialect, SQLiteDialect};
 use sqlparser::parser::Parser;
+
+use super::functions::{self, FunctionAllowlist};
+use super::lexer;
+use crate::config::SqlPolicyConfig;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -67,175 +76,110 @@ pub enum StatementClass {
 #[error("{0}")]
 pub struct Refusal(pub String);
 
-/// Functions refused in every statement: they act on the server, its files or other sessions,
-/// or change state from inside a SELECT.
-const DENIED_FUNCTIONS: &[&str] = &[
-    // PostgreSQL: server control, files, large objects, remote queries, sequences, settings.
-    "pg_terminate_backend",
-    "pg_cancel_backend",
-    "pg_reload_conf",
-    "pg_rotate_logfile",
-    "pg_promote",
-    "pg_switch_wal",
-    "pg_create_restore_point",
-    "pg_read_file",
-    "pg_read_binary_file",
-    "pg_ls_dir",
-    "pg_stat_file",
-    "pg_file_write",
-    "lo_import",
-    "lo_export",
-    "lo_unlink",
-    "dblink",
-    "dblink_exec",
-    "dblink_connect",
-    "set_config",
-    "nextval",
-    "setval",
-    "pg_advisory_lock",
-    "pg_advisory_xact_lock",
-    "query_to_xml",
-    // MySQL / MariaDB: files and locks.
-    "load_file",
-    "get_lock",
-    "release_lock",
-    "release_all_locks",
-    "is_free_lock",
-    "sys_exec",
-    "sys_eval",
-    // SQLite: extensions, files.
-    "load_extension",
-    "readfile",
-    "writefile",
-    "edit",
-];
-
-/// Name prefixes refused like `DENIED_FUNCTIONS`: whole families (advisory locks, which
-/// outlive the transaction on a pooled connection; dblink, which writes through another
-/// connection; large objects; XML exports that run arbitrary queries).
-const DENIED_PREFIXES: &[&str] = &["pg_advisory", "pg_try_advisory", "dblink", "lo_"];
-const DENIED_SUFFIXES: &[&str] = &["_to_xml", "_to_xmlschema", "_to_xml_and_xmlschema"];
-
-fn is_denied_function(name: &str) -> bool {
-    DENIED_FUNCTIONS.contains(&name)
-        || DENIED_PREFIXES.iter().any(|p| name.starts_with(p))
-        || DENIED_SUFFIXES.iter().any(|s| name.ends_with(s))
+/// The policy of one host: the function allowlists (built in, plus the operator's).
+#[derive(Debug, Clone, Default)]
+pub struct SqlPolicy {
+    functions: FunctionAllowlist,
 }
 
-/// The last part of a (possibly qualified, quoted) function name, lower-cased.
-fn function_name(name: &ObjectName) -> String {
-    name.0
-        .last()
-        .map(|part| {
-            part.to_string()
-                .trim_matches(['"', '`'])
-                .to_ascii_lowercase()
-        })
-        .unwrap_or_default()
+/// A statement the policy accepted: what it does and the canonical text to run (comments
+/// removed, escape spellings decoded), which is exactly the text that was checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked {
+    pub class: StatementClass,
+    pub text: String,
 }
 
-fn refuse_function(name: &str) -> ControlFlow<Refusal> {
-    ControlFlow::Break(Refusal(format!(
-        "the function `{name}` is not allowed: it acts on the server, its files or other sessions"
-    )))
-}
+/// The policy with the built-in allowlists only.
+static DEFAULT_POLICY: LazyLock<SqlPolicy> = LazyLock::new(SqlPolicy::default);
 
-/// MySQL and MariaDB run the text of `/*! ... */` and `/*M! ... */` comments, and obey
-/// optimizer hints in `/*+ ... */` (which can lift the statement timeout); the parser sees
-/// them differently from the server, so a statement that contains one is refused.
-fn mysql_executable_comment(statement: &str) -> Option<&'static str> {
-    let bytes = statement.as_bytes();
-    let mut quote: Option<u8> = None;
-    let mut i = 0;
-    while i < bytes.len() {
-        let c = bytes[i];
-        match quote {
-            Some(q) => {
-                if c == b'\\' && q != b'`' {
-                    i += 1;
-                } else if c == q {
-                    quote = None;
-                }
-            }
-            None => match c {
-                b'\'' | b'"' | b'`' => quote = Some(c),
-                b'#' => {
-                    while i < bytes.len() && bytes[i] != b'\n' {
-                        i += 1;
-                    }
-                }
-                b'-' if bytes.get(i + 1) == Some(&b'-') => {
-                    while i < bytes.len() && bytes[i] != b'\n' {
-                        i += 1;
-                    }
-                }
-                b'/' if bytes.get(i + 1) == Some(&b'*') => {
-                    match (bytes.get(i + 2), bytes.get(i + 3)) {
-                        (Some(b'!'), _) => return Some("/*! ... */"),
-                        (Some(b'M' | b'm'), Some(b'!')) => return Some("/*M! ... */"),
-                        (Some(b'+'), _) => return Some("/*+ ... */ (optimizer hints)"),
-                        _ => {}
-                    }
-                    // Skip an ordinary comment to its end.
-                    i += 2;
-                    while i + 1 < bytes.len() && !(bytes[i] == b'*' && bytes[i + 1] == b'/') {
-                        i += 1;
-                    }
-                    i += 1;
-                }
-                _ => {}
-            },
-        }
-        i += 1;
-    }
-    None
-}
-
-/// Parse and classify one statement for a source.
+/// Parse and classify one statement with the built-in allowlists.
 pub fn check(
     dialect: SqlDialect,
     statement: &str,
     writable: bool,
 ) -> Result<StatementClass, Refusal> {
-    if dialect == SqlDialect::Mysql
-        && let Some(comment) = mysql_executable_comment(statement)
-    {
-        return Err(Refusal(format!(
-            "{comment} comments are not allowed: MySQL and MariaDB execute or obey their contents; remove the comment"
-        )));
-    }
-    let parsed = Parser::parse_sql(dialect.parser_dialect().as_ref(), statement).map_err(|e| {
-        Refusal(format!(
-            "the statement could not be parsed as {dialect:?} SQL: {e}"
-        ))
-    })?;
-    let [statement] = parsed.as_slice() else {
-        return Err(Refusal(format!(
-            "send exactly one statement per call ({} found)",
-            parsed.len()
-        )));
-    };
-    let mut walker = Walker::default();
-    if let ControlFlow::Break(refusal) = statement.visit(&mut walker) {
-        return Err(refusal);
-    }
-    let class = if walker.writes.is_empty() {
-        StatementClass::Read
-    } else {
-        StatementClass::Write
-    };
-    if class == StatementClass::Write && !writable {
-        return Err(Refusal(format!(
-            "this source is read-only and the statement writes ({}); ask the operator for a writable source",
-            walker.writes.join(", ")
-        )));
-    }
-    Ok(class)
+    DEFAULT_POLICY
+        .check(dialect, statement, writable)
+        .map(|checked| checked.class)
 }
 
-#[derive(Default)]
-struct Walker {
+impl SqlPolicy {
+    /// The policy of `data.sql_policy`: the built-in allowlists extended by the operator's
+    /// `allow_functions`; a malformed or hard-denied name is an error naming its key.
+    pub fn from_config(config: &SqlPolicyConfig) -> Result<Self, String> {
+        let mut functions = FunctionAllowlist::default();
+        for (dialect_name, names) in &config.allow_functions {
+            let key = format!("data.sql_policy.allow_functions.{dialect_name}");
+            let Some(dialect) = SqlDialect::parse(dialect_name) else {
+                return Err(format!(
+                    "{key}: unknown SQL dialect `{dialect_name}`; use postgres, mysql, sqlite or trino"
+                ));
+            };
+            functions.extend(dialect, &key, names)?;
+        }
+        Ok(Self { functions })
+    }
+
+    /// Parse and classify one statement for a source. The statement is first read as its
+    /// server reads it (`lexer`), then parsed and walked; what runs is `Checked::text`.
+    pub fn check(
+        &self,
+        dialect: SqlDialect,
+        statement: &str,
+        writable: bool,
+    ) -> Result<Checked, Refusal> {
+        let text = lexer::canonicalize(dialect, statement)?;
+        let parsed = Parser::parse_sql(dialect.parser_dialect().as_ref(), &text).map_err(|e| {
+            Refusal(format!(
+                "the statement could not be parsed as {dialect:?} SQL: {e}"
+            ))
+        })?;
+        let [parsed] = parsed.as_slice() else {
+            return Err(Refusal(format!(
+                "send exactly one statement per call ({} found)",
+                parsed.len()
+            )));
+        };
+        let mut walker = Walker {
+            dialect,
+            functions: &self.functions,
+            writes: Vec::new(),
+        };
+        if let ControlFlow::Break(refusal) = parsed.visit(&mut walker) {
+            return Err(refusal);
+        }
+        let class = if walker.writes.is_empty() {
+            StatementClass::Read
+        } else {
+            StatementClass::Write
+        };
+        if class == StatementClass::Write && !writable {
+            return Err(Refusal(format!(
+                "this source is read-only and the statement writes ({}); ask the operator for a writable source",
+                walker.writes.join(", ")
+            )));
+        }
+        Ok(Checked { class, text })
+    }
+}
+
+struct Walker<'a> {
+    dialect: SqlDialect,
+    functions: &'a FunctionAllowlist,
     writes: Vec<&'static str>,
+}
+
+impl Walker<'_> {
+    /// A call of `name` (in an expression or in FROM) must be on the allowlist.
+    fn check_function(&self, name: &ObjectName) -> ControlFlow<Refusal> {
+        let checked = functions::normalize_name(self.dialect, name)
+            .and_then(|parts| self.functions.check(self.dialect, &parts));
+        match checked {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(refusal) => ControlFlow::Break(refusal),
+        }
+    }
 }
 
 fn refuse(what: &str) -> ControlFlow<Refusal> {
@@ -244,7 +188,7 @@ fn refuse(what: &str) -> ControlFlow<Refusal> {
     )))
 }
 
-impl Visitor for Walker {
+impl Visitor for Walker<'_> {
     type Break = Refusal;
 
     fn pre_visit_statement(&mut self, statement: &Statement) -> ControlFlow<Refusal> {
@@ -327,31 +271,55 @@ impl Visitor for Walker {
 
     fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<Refusal> {
         if let Expr::Function(function) = expr {
-            let name = function_name(&function.name);
-            if is_denied_function(&name) {
-                return refuse_function(&name);
-            }
+            return self.check_function(&function.name);
         }
         ControlFlow::Continue(())
     }
 
-    /// Functions called in FROM (`SELECT * FROM pg_read_file(...)`) are table factors, not
-    /// expressions.
+    /// Functions called in FROM (`SELECT * FROM pg_read_file(...)`, Trino's
+    /// `TABLE(catalog.system.query(...))`) are table factors; each kind of table factor is
+    /// listed, so a new kind the parser learns is refused until it is reviewed.
     fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<Refusal> {
-        let name = match factor {
+        match factor {
             TableFactor::Table {
                 name,
                 args: Some(_),
                 ..
             }
-            | TableFactor::Function { name, .. } => function_name(name),
-            _ => return ControlFlow::Continue(()),
-        };
-        if is_denied_function(&name) {
-            return refuse_function(&name);
+            | TableFactor::Function { name, .. } => self.check_function(name),
+            // SQLite's table-valued functions also run without parentheses, as eponymous
+            // virtual tables: `SELECT * FROM pragma_optimize` runs the PRAGMA.
+            TableFactor::Table {
+                name, args: None, ..
+            } if self.dialect == SqlDialect::Sqlite && is_sqlite_eponymous(name) => {
+                self.check_function(name)
+            }
+            // Plain tables and the forms whose calls are expressions the walk visits.
+            TableFactor::Table { args: None, .. }
+            | TableFactor::Derived { .. }
+            | TableFactor::TableFunction { .. }
+            | TableFactor::UNNEST { .. }
+            | TableFactor::JsonTable { .. }
+            | TableFactor::NestedJoin { .. }
+            | TableFactor::Pivot { .. }
+            | TableFactor::Unpivot { .. }
+            | TableFactor::MatchRecognize { .. }
+            | TableFactor::XmlTable { .. } => ControlFlow::Continue(()),
+            other => ControlFlow::Break(Refusal(format!(
+                "this kind of FROM item is not accepted: {other}"
+            ))),
         }
-        ControlFlow::Continue(())
     }
+}
+
+/// Whether a SQLite relation name is a table-valued function used as a table: the
+/// `pragma_*` family and the extension tables that reach outside the database.
+fn is_sqlite_eponymous(name: &ObjectName) -> bool {
+    let Some(last) = name.0.last().and_then(|part| part.as_ident()) else {
+        return false;
+    };
+    let table = last.value.to_ascii_lowercase();
+    table.starts_with("pragma_") || matches!(table.as_str(), "fsdir" | "zipfile" | "sqlar")
 }
 
 /// PRAGMAs that, without a value, only report a setting or list something.
@@ -634,7 +602,7 @@ mod tests {
             "SELECT '/*! not a comment */' AS x",
             "SELECT 1 /* an ordinary comment */",
             "SELECT `/*+` FROM t",
-            "SELECT 'it''s /*M! */' -- /*! in a line comment\n",
+            "SELECT 'it''s /*M! */' -- a line comment\n",
         ] {
             assert_eq!(
                 check(SqlDialect::Mysql, sql, false),
@@ -642,5 +610,120 @@ mod tests {
                 "{sql}"
             );
         }
+    }
+
+    #[test]
+    fn what_runs_is_the_checked_canonical_text() {
+        let policy = SqlPolicy::default();
+        let checked = policy
+            .check(
+                SqlDialect::Postgres,
+                "SELECT U&\"l\\006Fwer\"('A') -- note\n/* x */ FROM t",
+                false,
+            )
+            .unwrap();
+        assert_eq!(checked.class, StatementClass::Read);
+        assert_eq!(checked.text, "SELECT \"lower\"('A')  \n  FROM t");
+    }
+
+    #[test]
+    fn every_spelling_of_a_denied_function_is_refused() {
+        for (dialect, sql) in [
+            (
+                SqlDialect::Postgres,
+                r#"SELECT U&"pg_re\0061d_file"('/etc/passwd')"#,
+            ),
+            (
+                SqlDialect::Postgres,
+                r#"SELECT U&"pg_re!0061d_file" UESCAPE '!' ('/etc/passwd')"#,
+            ),
+            (
+                SqlDialect::Postgres,
+                r#"SELECT "pg_read_file"('/etc/passwd')"#,
+            ),
+            (SqlDialect::Postgres, "SELECT PG_READ_FILE('/etc/passwd')"),
+            (SqlDialect::Postgres, "SELECT pg_catalog.pg_read_file('x')"),
+            (
+                SqlDialect::Postgres,
+                "SELECT pg_logical_emit_message(false, 'a', 'b')",
+            ),
+            (SqlDialect::Postgres, "SELECT * FROM ts_stat('SELECT 1')"),
+            (SqlDialect::Postgres, "SELECT txid_current()"),
+            (SqlDialect::Postgres, "SELECT pg_stat_reset()"),
+            (SqlDialect::Postgres, "SELECT * FROM pg_ls_waldir()"),
+            (SqlDialect::Mysql, "SELECT `GET_LOCK`('x', 0)"),
+            (
+                SqlDialect::Mysql,
+                "SELECT 1 --1 /*M!, LOAD_FILE('/etc/passwd') */",
+            ),
+            (SqlDialect::Sqlite, "SELECT [load_extension]('x')"),
+            (
+                SqlDialect::Trino,
+                "SELECT * FROM TABLE(mysql.system.query(query => 'DELETE FROM t'))",
+            ),
+            (
+                SqlDialect::Trino,
+                "SELECT * FROM TABLE(system.query(query => 'x'))",
+            ),
+        ] {
+            let reason = refused(dialect, sql, false);
+            assert!(!reason.is_empty(), "{dialect:?}: {sql}");
+            if dialect == SqlDialect::Trino {
+                assert!(reason.contains("runs SQL text"), "{sql}: {reason}");
+            }
+        }
+        // Trino's own table functions that only compute still run.
+        assert_eq!(
+            check(
+                SqlDialect::Trino,
+                "SELECT * FROM TABLE(sequence(start => 1, stop => 3))",
+                false
+            ),
+            Ok(StatementClass::Read)
+        );
+    }
+
+    #[test]
+    fn functions_off_the_allowlist_are_refused_with_the_key_that_allows_them() {
+        let reason = refused(
+            SqlDialect::Postgres,
+            "SELECT similarity(a, b) FROM t",
+            false,
+        );
+        assert!(
+            reason.contains("data.sql_policy.allow_functions.postgres"),
+            "{reason}"
+        );
+        let mut config = SqlPolicyConfig::default();
+        config
+            .allow_functions
+            .insert("postgres".into(), vec!["similarity".into()]);
+        let policy = SqlPolicy::from_config(&config).unwrap();
+        assert!(
+            policy
+                .check(
+                    SqlDialect::Postgres,
+                    "SELECT similarity(a, b) FROM t",
+                    false
+                )
+                .is_ok()
+        );
+        config
+            .allow_functions
+            .insert("postgres".into(), vec!["pg_read_file".into()]);
+        let error = SqlPolicy::from_config(&config).unwrap_err();
+        assert!(
+            error.contains("data.sql_policy.allow_functions.postgres[0]"),
+            "{error}"
+        );
+        config.allow_functions.clear();
+        config
+            .allow_functions
+            .insert("oracle".into(), vec!["x".into()]);
+        assert!(
+            SqlPolicy::from_config(&config)
+                .unwrap_err()
+                .contains("unknown SQL dialect")
+        );
     }
 }

@@ -14,7 +14,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::{ConnectOptions, Executor};
 
-use super::policy::SqlDialect;
+use super::policy::{SqlDialect, SqlPolicy};
 use crate::config::{Config, SqlSourceConfig};
 
 /// The pool of one source, by driver.
@@ -48,6 +48,8 @@ pub struct SqlSource {
     pub dialect: SqlDialect,
     pub writable: bool,
     pub limits: SourceLimits,
+    /// The host's SQL policy (shared by every source).
+    pub policy: Arc<SqlPolicy>,
     spec: PoolSpec,
     pool: OnceLock<SourcePool>,
 }
@@ -56,18 +58,26 @@ pub struct SqlSource {
 #[derive(Default)]
 pub struct SqlSources {
     sources: BTreeMap<String, Arc<SqlSource>>,
+    policy: Arc<SqlPolicy>,
 }
 
 impl SqlSources {
     /// Build the pools (without connecting) for every source in `data.sql`.
     pub fn from_config(config: &Config) -> anyhow::Result<Self> {
+        let policy =
+            Arc::new(SqlPolicy::from_config(&config.data.sql_policy).map_err(anyhow::Error::msg)?);
         let mut sources = BTreeMap::new();
         for (name, source) in &config.data.sql {
-            let built = SqlSource::new(name, source, &config.base_dir)
+            let built = SqlSource::new(name, source, &config.base_dir, policy.clone())
                 .with_context(|| format!("data.sql.{name}"))?;
             sources.insert(name.clone(), Arc::new(built));
         }
-        Ok(Self { sources })
+        Ok(Self { sources, policy })
+    }
+
+    /// The SQL policy every source checks statements with.
+    pub fn policy(&self) -> &SqlPolicy {
+        &self.policy
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<SqlSource>> {
@@ -92,7 +102,12 @@ impl SqlSources {
 }
 
 impl SqlSource {
-    fn new(name: &str, config: &SqlSourceConfig, base_dir: &Path) -> anyhow::Result<Self> {
+    fn new(
+        name: &str,
+        config: &SqlSourceConfig,
+        base_dir: &Path,
+        policy: Arc<SqlPolicy>,
+    ) -> anyhow::Result<Self> {
         let url = config.url.expose();
         let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or_default();
         let limits = SourceLimits {
@@ -177,6 +192,7 @@ impl SqlSource {
             dialect,
             writable: config.writable,
             limits,
+            policy,
             spec,
             pool: OnceLock::new(),
         })
