@@ -91,8 +91,8 @@ impl Default for RateLimitConfig {
 }
 
 /// After `max_failures` failed authentications (no key, or a wrong one) from one address (an
-/// IPv6 client's whole /64) within `window_seconds`, that address gets 429 until the window
-/// slides. Keys that already succeeded from that address keep working.
+/// IPv6 client's whole /64) within `window_seconds`, requests from that address without a valid
+/// key get 429 until the window slides. A valid key is always accepted.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthFailureConfig {

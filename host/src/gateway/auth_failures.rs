@@ -1,11 +1,13 @@
 //! Failed authentications per client address (`gateway.auth_failures`). After `max_failures`
-//! failures (no key, or a wrong one) within the window, the address is refused with 429 before
-//! any key it sends is looked at, until the window slides: guessing stops being answered.
+//! failures (no key, or a wrong one) within the window, every further request from the address
+//! without a valid key is answered 429 with `Retry-After` (and counted again) until the window
+//! slides, so a scanner or guesser is refused cheaply and learns when to come back.
 //!
-//! A key that already authenticated from an address keeps working from it during a lockout, so
-//! a stranger sharing the address (NAT, proxy, loopback) cannot lock its known clients out.
-//! An IPv6 client is counted by its /64, which one client usually controls whole. Memory is
-//! bounded: past `MAX_CLIENTS` addresses with recent failures, new addresses share one bucket.
+//! A valid key is always accepted: a stranger sharing an address (NAT, a reverse proxy,
+//! loopback) cannot lock out the keyed clients behind it. Guessing a key is kept out of reach by
+//! the key rules (16 characters or more), not by the lockout. An IPv6 client is counted by its
+//! /64, which one client usually controls whole. Memory is bounded: past `MAX_CLIENTS`
+//! addresses with recent failures, new addresses share one bucket.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr};
@@ -13,14 +15,8 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::auth::Principal;
-
 /// Addresses tracked one by one; more share the overflow bucket.
 const MAX_CLIENTS: usize = 65_536;
-/// (address, key) pairs remembered as having authenticated.
-const MAX_TRUSTED: usize = 65_536;
-/// How long a successful authentication vouches for its key from its address.
-const TRUST_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 /// Full maps are swept of expired entries at most this often.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
@@ -52,7 +48,6 @@ pub struct AuthFailures {
 
 struct State {
     failures: HashMap<Client, VecDeque<Instant>>,
-    trusted: HashMap<(Client, Principal), Instant>,
     swept: Option<Instant>,
 }
 
@@ -63,34 +58,25 @@ impl AuthFailures {
             window,
             state: Mutex::new(State {
                 failures: HashMap::new(),
-                trusted: HashMap::new(),
                 swept: None,
             }),
         }
     }
 
-    /// `Some(retry after)` when requests from `ip` are refused: the address is locked out and
-    /// `principal` (the key it sent, if valid) has not authenticated from it before.
-    pub fn refused(&self, ip: IpAddr, principal: Option<&Principal>) -> Option<Duration> {
-        let client = Client::of(ip);
+    /// `Some(retry after)` when `ip` is locked out: requests from it without a valid key get
+    /// 429.
+    pub fn locked_out(&self, ip: IpAddr) -> Option<Duration> {
         let now = Instant::now();
         let mut state = self.state.lock();
-        let bucket = state.bucket(client, now, self.window);
+        let bucket = state.bucket(Client::of(ip), now, self.window);
         let failures = state.failures.get_mut(&bucket)?;
         expire(failures, now, self.window);
         if failures.len() < self.limit {
             return None;
         }
-        let retry_after = failures.front().map_or(self.window, |oldest| {
+        Some(failures.front().map_or(self.window, |oldest| {
             self.window.saturating_sub(now.duration_since(*oldest))
-        });
-        let trusted = principal.is_some_and(|principal| {
-            state
-                .trusted
-                .get(&(client, principal.clone()))
-                .is_some_and(|at| now.duration_since(*at) < TRUST_TTL)
-        });
-        (!trusted).then_some(retry_after)
+        }))
     }
 
     /// Count a failed authentication from `ip`.
@@ -105,22 +91,6 @@ impl AuthFailures {
         while failures.len() > self.limit {
             failures.pop_front();
         }
-    }
-
-    /// Remember that `principal` authenticated from `ip`.
-    pub fn succeeded(&self, ip: IpAddr, principal: &Principal) {
-        let now = Instant::now();
-        let mut state = self.state.lock();
-        let key = (Client::of(ip), principal.clone());
-        if !state.trusted.contains_key(&key) && state.trusted.len() >= MAX_TRUSTED {
-            state
-                .trusted
-                .retain(|_, at| now.duration_since(*at) < TRUST_TTL);
-            if state.trusted.len() >= MAX_TRUSTED {
-                return;
-            }
-        }
-        state.trusted.insert(key, now);
     }
 }
 
@@ -168,46 +138,20 @@ mod tests {
         text.parse().unwrap()
     }
 
-    fn principal(name: &str) -> Principal {
-        super::super::auth::ApiKeys::new([name])
-            .identify(name)
-            .unwrap()
-    }
-
     #[test]
     fn an_address_is_refused_after_the_limit_until_the_window_slides() {
         let failures = AuthFailures::new(3, Duration::from_millis(200));
         for _ in 0..2 {
             failures.failed(ip("10.0.0.1"));
         }
-        assert!(failures.refused(ip("10.0.0.1"), None).is_none());
+        assert!(failures.locked_out(ip("10.0.0.1")).is_none());
         failures.failed(ip("10.0.0.1"));
-        let retry = failures.refused(ip("10.0.0.1"), None).unwrap();
+        let retry = failures.locked_out(ip("10.0.0.1")).unwrap();
         assert!(retry <= Duration::from_millis(200) && retry > Duration::ZERO);
         // Another address is not affected.
-        assert!(failures.refused(ip("10.0.0.2"), None).is_none());
+        assert!(failures.locked_out(ip("10.0.0.2")).is_none());
         std::thread::sleep(Duration::from_millis(250));
-        assert!(failures.refused(ip("10.0.0.1"), None).is_none());
-    }
-
-    #[test]
-    fn a_key_that_succeeded_from_an_address_keeps_working_there() {
-        let failures = AuthFailures::new(2, Duration::from_secs(60));
-        let known = principal("known-key-0123456789");
-        let other = principal("other-key-0123456789");
-        failures.succeeded(ip("127.0.0.1"), &known);
-        for _ in 0..5 {
-            failures.failed(ip("127.0.0.1"));
-        }
-        assert!(failures.refused(ip("127.0.0.1"), Some(&known)).is_none());
-        // A valid key never seen from this address is not looked at during the lockout.
-        assert!(failures.refused(ip("127.0.0.1"), Some(&other)).is_some());
-        assert!(failures.refused(ip("127.0.0.1"), None).is_some());
-        // Trust is per address.
-        for _ in 0..2 {
-            failures.failed(ip("127.0.0.2"));
-        }
-        assert!(failures.refused(ip("127.0.0.2"), Some(&known)).is_some());
+        assert!(failures.locked_out(ip("10.0.0.1")).is_none());
     }
 
     #[test]
@@ -226,7 +170,7 @@ mod tests {
         );
         let failures = AuthFailures::new(1, Duration::from_secs(60));
         failures.failed(ip("2001:db8:1:2::1"));
-        assert!(failures.refused(ip("2001:db8:1:2::7"), None).is_some());
+        assert!(failures.locked_out(ip("2001:db8:1:2::7")).is_some());
     }
 
     #[test]
@@ -238,11 +182,11 @@ mod tests {
         assert_eq!(failures.state.lock().failures.len(), MAX_CLIENTS);
         // Two new addresses, one failure each: together they exhaust the shared bucket.
         failures.failed(ip("192.0.2.1"));
-        assert!(failures.refused(ip("192.0.2.2"), None).is_none());
+        assert!(failures.locked_out(ip("192.0.2.2")).is_none());
         failures.failed(ip("192.0.2.2"));
-        assert!(failures.refused(ip("192.0.2.3"), None).is_some());
+        assert!(failures.locked_out(ip("192.0.2.3")).is_some());
         assert!(failures.state.lock().failures.len() <= MAX_CLIENTS + 1);
         // Addresses tracked one by one are unaffected.
-        assert!(failures.refused(ip("10.0.0.5"), None).is_none());
+        assert!(failures.locked_out(ip("10.0.0.5")).is_none());
     }
 }

@@ -1,6 +1,6 @@
 //! The gate in front of every protected route (`/api/v1/*`, `/metrics`, `/mcp`), in order:
-//! `Host` and `Origin` (403), the failed-authentication lockout of the client's address (429),
-//! the API key (401), the body's media type (415: a request with a body must be
+//! `Host` and `Origin` (403), the API key (401, or 429 once the client's address has failed too
+//! often: see `auth_failures`), the body's media type (415: a request with a body must be
 //! `application/json`, which a cross-site form or `text/plain` POST cannot be without a
 //! preflight), and the request rate of the principal (429). A request that passes carries its
 //! `Principal` in its extensions.
@@ -108,28 +108,20 @@ fn authenticate(
         return Ok(Principal::local());
     }
     let presented = ApiKeys::presented(headers);
-    let principal = presented
+    if let Some(principal) = presented
         .as_deref()
-        .and_then(|key| state.keys.identify(key));
-    if let Some(retry_after) = state.auth_failures.refused(address, principal.as_ref()) {
-        // Attempts during a lockout count too: a client that keeps guessing stays locked out.
-        state.auth_failures.failed(address);
-        return Err(AuthRefusal::LockedOut(retry_after));
+        .and_then(|key| state.keys.identify(key))
+    {
+        return Ok(principal);
     }
-    match principal {
-        Some(principal) => {
-            state.auth_failures.succeeded(address, &principal);
-            Ok(principal)
-        }
-        None => {
-            state.auth_failures.failed(address);
-            Err(if presented.is_none() {
-                AuthRefusal::Missing
-            } else {
-                AuthRefusal::Invalid
-            })
-        }
-    }
+    // Attempts during a lockout count too: a client that keeps failing stays locked out.
+    let locked_out = state.auth_failures.locked_out(address);
+    state.auth_failures.failed(address);
+    Err(match (locked_out, presented) {
+        (Some(retry_after), _) => AuthRefusal::LockedOut(retry_after),
+        (None, None) => AuthRefusal::Missing,
+        (None, Some(_)) => AuthRefusal::Invalid,
+    })
 }
 
 /// A request with a body (any POST, PUT or PATCH, or any request declaring a length or a
