@@ -13,7 +13,7 @@ use rmcp::service::{RoleClient, RunningService};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 
-const KEY: &str = "bench-key";
+const KEY: &str = "bench-key-0123456789";
 const CLIENTS: usize = 16;
 
 type Client = RunningService<RoleClient, ()>;

@@ -116,12 +116,25 @@ impl TestHost {
         )
     }
 
-    /// The HTTP gateway over this host (agent on `provider`, router off, gateway settings
-    /// from `yaml`) on a loopback port with room for many simultaneous connects.
+    /// The HTTP gateway over this host (agent on `provider`, router off, gateway and other
+    /// agent settings from `yaml`) on a loopback port with room for many simultaneous connects.
+    /// Its sessions are `self.sessions("sessions")`.
     pub async fn start_gateway(&self, provider: &str, yaml: &str) -> u16 {
         let config = Config::parse(yaml, "gateway.yaml", |_| None).expect("gateway config");
-        let agent = Arc::new(self.agent(provider, false).await);
+        let settings = databot::config::AgentConfig {
+            provider: provider.to_owned(),
+            router: databot::config::RouterConfig {
+                enabled: false,
+                specialists: Vec::new(),
+            },
+            ..config.agent.clone()
+        };
         let sessions = self.sessions("sessions").await;
+        let agent = Arc::new(databot::agent::Agent::new(
+            self.runtime.clone(),
+            sessions.clone(),
+            settings,
+        ));
         let bus = Arc::new(databot::bus::MemoryBus::new(
             agent,
             databot::bus::BusLimits::default(),
@@ -368,7 +381,8 @@ pub mod recorded {
     }
 }
 
-/// A plain HTTP/1.1 exchange with `Connection: close`: (status, lower-case headers, body).
+/// A plain HTTP/1.1 exchange with `Connection: close` from 127.0.0.1: (status, lower-case
+/// headers, body). `Host` is `127.0.0.1` unless `headers` has one.
 pub async fn http_call(
     port: u16,
     method: &str,
@@ -376,12 +390,36 @@ pub async fn http_call(
     headers: &[(&str, &str)],
     body: &str,
 ) -> (u16, Vec<(String, String)>, String) {
+    let source = std::net::Ipv4Addr::LOCALHOST.into();
+    http_call_from(source, port, method, path, headers, body).await
+}
+
+/// `http_call` from another loopback address (`127.0.0.2`, ...), as a different client.
+pub async fn http_call_from(
+    source: std::net::IpAddr,
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, Vec<(String, String)>, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", port))
+    assert!(source.is_loopback(), "tests talk over loopback only");
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(std::net::SocketAddr::new(source, 0))
+        .expect("bind a loopback source address");
+    let mut socket = socket
+        .connect(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
         .await
         .expect("connect");
+    let host = if headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
+        String::new()
+    } else {
+        "host: 127.0.0.1\r\n".to_owned()
+    };
     let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\ncontent-length: {}\r\n",
+        "{method} {path} HTTP/1.1\r\n{host}connection: close\r\ncontent-length: {}\r\n",
         body.len()
     );
     for (name, value) in headers {

@@ -4,9 +4,10 @@
 use std::sync::Arc;
 
 use databot::agent::chat::Role;
+use databot::agent::memory_tool::scope_key;
 use databot::agent::sessions::SessionStore;
-use databot::agent::{Agent, TurnEvent};
-use databot::config::AgentConfig;
+use databot::agent::{Agent, Conversation, TurnEvent};
+use databot::config::{AgentConfig, MemoryScope};
 use databot_e2e::TestHost;
 
 async fn agent_with(sessions_url: &str) -> (Agent, TestHost) {
@@ -119,7 +120,9 @@ async fn memory_is_written_and_shown_to_later_turns(agent: &Agent) {
     let remember =
         format!(r#"/memory {{"action": "remember", "key": "{key}", "value": "postgres on 5432"}}"#);
     agent.turn(&session, &remember, None).await.unwrap();
-    let memories = agent.sessions().memories(1000).await.unwrap();
+    // `turn` speaks as the channel's local user; the default scope is that user's.
+    let scope = scope_key(MemoryScope::User, &Conversation::local(&session));
+    let memories = agent.sessions().memories(&scope, 1000).await.unwrap();
     assert!(memories.contains(&(key.clone(), "postgres on 5432".to_owned())));
     let recall = agent
         .turn(
@@ -135,7 +138,7 @@ async fn memory_is_written_and_shown_to_later_turns(agent: &Agent) {
     assert!(
         !agent
             .sessions()
-            .memories(1000)
+            .memories(&scope, 1000)
             .await
             .unwrap()
             .iter()
@@ -324,4 +327,123 @@ async fn a_cancelled_turn_persists_nothing_and_frees_the_session() {
     .expect("the session is free again")
     .unwrap();
     assert!(next.content.contains("after"));
+}
+
+/// An agent over the offline provider whose memory has `scope`, on a fresh SQLite store.
+async fn scoped_agent(scope: MemoryScope, dir: &std::path::Path) -> (Agent, TestHost) {
+    let host = TestHost::start("", &["echo"]).await.unwrap();
+    host.load_builtin("offline").await;
+    let url = format!("sqlite://{}", dir.join("sessions.db").display());
+    let sessions = SessionStore::connect(&url).await.unwrap();
+    let settings = AgentConfig {
+        memory_scope: scope,
+        ..AgentConfig::default()
+    };
+    (
+        Agent::new(host.runtime.clone(), Arc::new(sessions), settings),
+        host,
+    )
+}
+
+/// One turn of `session` spoken by `user`: the reply.
+async fn say_as(agent: &Agent, session: &str, user: &str, message: &str) -> String {
+    let conversation = Conversation {
+        session_key: session.to_owned(),
+        user: user.to_owned(),
+    };
+    agent
+        .turn_in_trace(&conversation, message, None, &[])
+        .await
+        .unwrap()
+        .content
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_scopes_keep_users_and_conversations_apart() {
+    const REMEMBER: &str =
+        r#"/memory {"action": "remember", "key": "plan", "value": "alice-secret-plan"}"#;
+    const RECALL: &str = r#"/memory {"action": "recall"}"#;
+    // (scope, seen in alice's other chat, seen by bob)
+    for (scope, own_other_chat, other_user) in [
+        (MemoryScope::Conversation, false, false),
+        (MemoryScope::User, true, false),
+        (MemoryScope::Global, true, true),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let (agent, _host) = scoped_agent(scope, dir.path()).await;
+        say_as(&agent, "api:alice-1", "api:key:alice", REMEMBER).await;
+        let same_chat = say_as(&agent, "api:alice-1", "api:key:alice", RECALL).await;
+        assert!(
+            same_chat.contains("alice-secret-plan"),
+            "{scope:?}: {same_chat}"
+        );
+        let other_chat = say_as(&agent, "api:alice-2", "api:key:alice", RECALL).await;
+        assert_eq!(
+            other_chat.contains("alice-secret-plan"),
+            own_other_chat,
+            "{scope:?}"
+        );
+        let bob = say_as(&agent, "api:bob-1", "api:key:bob", RECALL).await;
+        assert_eq!(bob.contains("alice-secret-plan"), other_user, "{scope:?}");
+        // Nor does bob's forgetting reach alice's memory unless they share it.
+        say_as(
+            &agent,
+            "api:bob-1",
+            "api:key:bob",
+            r#"/memory {"action": "forget", "key": "plan"}"#,
+        )
+        .await;
+        let after = say_as(&agent, "api:alice-1", "api:key:alice", RECALL).await;
+        assert_eq!(
+            !after.contains("alice-secret-plan"),
+            other_user,
+            "{scope:?}"
+        );
+        // What alice's scope holds afterwards.
+        let alice = Conversation {
+            session_key: "api:alice-1".into(),
+            user: "api:key:alice".into(),
+        };
+        let stored = agent
+            .sessions()
+            .memories(&scope_key(scope, &alice), 100)
+            .await
+            .unwrap();
+        assert_eq!(stored.is_empty(), other_user, "{scope:?}: {stored:?}");
+        // Another channel's user with the same name is another user.
+        let cli_user = say_as(&agent, "cli:default", "cli:key:alice", RECALL).await;
+        if scope != MemoryScope::Global {
+            assert!(!cli_user.contains("alice-secret-plan"), "{scope:?}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memories_of_an_unscoped_store_move_to_the_global_scope() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sessions.db");
+    databot_e2e::sqlite_setup(
+        &path,
+        "CREATE TABLE databot_memory (memory_key TEXT PRIMARY KEY, memory_value TEXT NOT NULL, updated_at BIGINT NOT NULL);
+         INSERT INTO databot_memory VALUES ('warehouse', 'postgres on 5432', 1);",
+    )
+    .unwrap();
+    let url = format!("sqlite://{}", path.display());
+    let store = SessionStore::connect(&url).await.unwrap();
+    assert_eq!(
+        store.memories("global", 10).await.unwrap(),
+        [("warehouse".to_owned(), "postgres on 5432".to_owned())]
+    );
+    assert!(
+        store
+            .memories("user:cli:local", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Reopening moves nothing twice, and a forgotten memory stays forgotten.
+    assert!(store.forget("global", "warehouse").await.unwrap());
+    drop(store);
+    let store = SessionStore::connect(&url).await.unwrap();
+    assert!(store.memories("global", 10).await.unwrap().is_empty());
 }

@@ -12,7 +12,7 @@ use databot_e2e::{TestHost, fixture, http_call};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const KEY: &str = "mcp-test-key";
+const KEY: &str = "mcp-test-key-0123456789";
 
 /// Plugin settings shared by both transports (the runtime part of the config).
 const PLUGINS: &str = r#"
@@ -227,8 +227,12 @@ async fn stdio_serves_tools_resources_errors_and_list_changed() {
     assert!(log.contains("plugin loaded"), "logs go to stderr: {log}");
 }
 
-/// A gateway with keys over a watched host with `echo` and `echo_connector`.
-async fn gateway(mcp_yaml: &str) -> (TestHost, u16, databot::runtime::hotload::HotLoader) {
+/// A gateway with keys (and `gateway_yaml` added to its section) over a watched host with
+/// `echo` and `echo_connector`.
+async fn gateway(
+    mcp_yaml: &str,
+    gateway_yaml: &str,
+) -> (TestHost, u16, databot::runtime::hotload::HotLoader) {
     let host = TestHost::start(
         &format!("  watch: true\n{PLUGINS}{mcp_yaml}"),
         &["echo", "echo_connector"],
@@ -241,7 +245,7 @@ async fn gateway(mcp_yaml: &str) -> (TestHost, u16, databot::runtime::hotload::H
         .start_gateway(
             "offline",
             &format!(
-                "gateway:\n  api_keys: [\"{KEY}\"]\n  rate_limit:\n    requests: 100000\n  cors_origins: [\"https://app.example.com:443\"]\n"
+                "gateway:\n  api_keys: [\"{KEY}\"]\n  rate_limit:\n    requests: 100000\n  cors_origins: [\"https://app.example.com:443\"]\n{gateway_yaml}"
             ),
         )
         .await;
@@ -254,7 +258,7 @@ const JSON_BODY: (&str, &str) = ("content-type", "application/json");
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_serves_the_same_session_behind_the_api_keys() {
-    let (host, port, _watcher) = gateway("").await;
+    let (host, port, _watcher) = gateway("", "").await;
     let bearer = format!("Bearer {KEY}");
     let out = python_client(json!({
         "transport": "http",
@@ -283,7 +287,11 @@ async fn http_serves_the_same_session_behind_the_api_keys() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_checks_keys_origin_and_host() {
-    let (_host, port, _watcher) = gateway("mcp:\n  allowed_hosts: [\"bot.example.com\"]\n  allowed_origins: [\"https://ide.example.com:443\"]\n").await;
+    let (_host, port, _watcher) = gateway(
+        "",
+        "  allowed_hosts: [\"bot.example.com\"]\n  allowed_origins: [\"https://ide.example.com:443\"]\n",
+    )
+    .await;
     let bearer = format!("Bearer {KEY}");
     let auth = ("authorization", bearer.as_str());
 
@@ -361,7 +369,7 @@ async fn http_checks_keys_origin_and_host() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_mcp_can_be_switched_off() {
-    let (_host, port, _watcher) = gateway("mcp:\n  http: false\n").await;
+    let (_host, port, _watcher) = gateway("mcp:\n  http: false\n", "").await;
     let bearer = format!("Bearer {KEY}");
     let (status, _, _) = http_call(
         port,

@@ -5,7 +5,7 @@ use crate::bus::{
     EventSink, InboundMessage, MessageHandler, OutboundMessage, StreamEvent, StreamEventKind,
 };
 
-use super::{Agent, TurnEvent};
+use super::{Agent, Conversation, TurnEvent};
 
 fn stream_event(event: TurnEvent) -> StreamEvent {
     match event {
@@ -30,7 +30,11 @@ fn stream_event(event: TurnEvent) -> StreamEvent {
 #[async_trait::async_trait]
 impl MessageHandler for Agent {
     async fn handle(&self, message: InboundMessage, events: EventSink) -> OutboundMessage {
-        let session = message.session_key();
+        let conversation = Conversation {
+            session_key: message.session_key(),
+            user: message.user_key(),
+        };
+        let session = conversation.session_key.clone();
         let (turn_events, mut received) = tokio::sync::mpsc::unbounded_channel();
         let wants_events = message.stream;
         let forward = events.clone();
@@ -43,7 +47,7 @@ impl MessageHandler for Agent {
         });
         let outcome = self
             .turn_in_trace(
-                &session,
+                &conversation,
                 &message.content,
                 Some(turn_events),
                 &message.trace_context,

@@ -9,7 +9,7 @@
 pub mod chat;
 pub mod context;
 mod handler;
-mod memory_tool;
+pub mod memory_tool;
 pub mod router;
 pub mod sessions;
 
@@ -23,6 +23,30 @@ use self::router::Specialist;
 use self::sessions::SessionStore;
 use crate::config::AgentConfig;
 use crate::runtime::{CallError, Runtime};
+
+/// The conversation a turn belongs to and the user speaking in it, as the server side of the
+/// channel knows them (the gateway: the API key; the CLI: the local user), never as a message
+/// claims them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conversation {
+    /// `channel:chat_id`: history, routing and the one-writer lock.
+    pub session_key: String,
+    /// `channel:sender`: whose memories the `user` memory scope holds.
+    pub user: String,
+}
+
+impl Conversation {
+    /// A conversation of its channel's local user: `cli:default` is spoken by `cli:local`.
+    pub fn local(session_key: &str) -> Self {
+        let channel = session_key
+            .split_once(':')
+            .map_or(session_key, |(channel, _)| channel);
+        Self {
+            session_key: session_key.to_owned(),
+            user: format!("{channel}:local"),
+        }
+    }
+}
 
 /// What a turn reports while it runs (the gateway turns these into SSE events).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -124,7 +148,7 @@ impl Agent {
             })
             .collect();
         if specialist.is_none_or(|s| s.allows(memory_tool::NAME, None)) {
-            tools.push(memory_tool::definition());
+            tools.push(memory_tool::definition(self.settings.memory_scope));
         }
         tools
     }
@@ -182,25 +206,28 @@ impl Agent {
         Ok(specialist)
     }
 
-    /// Run one turn of the conversation `session_key` for the user's message.
+    /// Run one turn of the conversation `session_key`, spoken by its channel's local user (see
+    /// `Conversation::local`), for the user's message.
     pub async fn turn(
         &self,
         session_key: &str,
         user: &str,
         events: Option<UnboundedSender<TurnEvent>>,
     ) -> Result<TurnOutcome, AgentError> {
-        self.turn_in_trace(session_key, user, events, &[]).await
+        self.turn_in_trace(&Conversation::local(session_key), user, events, &[])
+            .await
     }
 
-    /// `turn` in an `agent.turn` span that joins the caller's W3C trace context
-    /// (`traceparent` / `tracestate` pairs, e.g. from HTTP headers carried over the bus).
+    /// A turn of `conversation` in an `agent.turn` span that joins the caller's W3C trace
+    /// context (`traceparent` / `tracestate` pairs, e.g. from HTTP headers carried over the bus).
     pub async fn turn_in_trace(
         &self,
-        session_key: &str,
+        conversation: &Conversation,
         user: &str,
         events: Option<UnboundedSender<TurnEvent>>,
         trace_context: &[(String, String)],
     ) -> Result<TurnOutcome, AgentError> {
+        let session_key = conversation.session_key.as_str();
         use tracing::Instrument;
         use tracing::field::Empty;
         let span = tracing::info_span!(
@@ -219,7 +246,7 @@ impl Agent {
             crate::telemetry::propagation::lookup(trace_context, key)
         });
         let result = self
-            .run_turn(session_key, user, events)
+            .run_turn(conversation, user, events)
             .instrument(span.clone())
             .await;
         match &result {
@@ -242,10 +269,12 @@ impl Agent {
 
     async fn run_turn(
         &self,
-        session_key: &str,
+        conversation: &Conversation,
         user: &str,
         events: Option<UnboundedSender<TurnEvent>>,
     ) -> Result<TurnOutcome, AgentError> {
+        let session_key = conversation.session_key.as_str();
+        let memory_scope = memory_tool::scope_key(self.settings.memory_scope, conversation);
         let _writer = self.sessions.lock(session_key).await;
         let history = self
             .sessions
@@ -254,7 +283,7 @@ impl Agent {
             .map_err(AgentError::Sessions)?;
         let memories = self
             .sessions
-            .memories(self.settings.memory_items)
+            .memories(&memory_scope, self.settings.memory_items)
             .await
             .map_err(AgentError::Sessions)?;
         let mut usage = Usage::default();
@@ -322,7 +351,7 @@ impl Agent {
                 response
                     .tool_calls
                     .iter()
-                    .map(|call| self.run_tool(call, specialist, events.as_ref())),
+                    .map(|call| self.run_tool(call, specialist, &memory_scope, events.as_ref())),
             )
             .await;
             for (call, output) in response.tool_calls.iter().zip(results) {
@@ -458,11 +487,13 @@ impl Agent {
         Ok(response)
     }
 
-    /// Run one tool call; failures become text the model can read and act on.
+    /// Run one tool call (the memory tool in `memory_scope`); failures become text the model
+    /// can read and act on.
     async fn run_tool(
         &self,
         call: &ToolCall,
         specialist: Option<&Specialist>,
+        memory_scope: &str,
         events: Option<&UnboundedSender<TurnEvent>>,
     ) -> String {
         if let Some(events) = events {
@@ -482,7 +513,7 @@ impl Agent {
                 specialist.tools.join(", ")
             ))
         } else if call.name == memory_tool::NAME {
-            memory_tool::run(&self.sessions, &call.arguments).await
+            memory_tool::run(&self.sessions, memory_scope, &call.arguments).await
         } else {
             self.runtime
                 .call_tool(&call.name, &call.arguments.to_string())

@@ -1,8 +1,10 @@
 //! Sessions and memory in SQL (sqlx): SQLite by default (WAL), PostgreSQL when configured.
 //!
 //! A session is keyed `channel:chat_id` and holds every message of the conversation, tool
-//! calls and results included, plus its token usage. Memory is a key-value table the agent
-//! writes through the `memory` tool. One writer per session at a time (`lock`).
+//! calls and results included, plus its token usage. A conversation opened by a client of the
+//! gateway is bound to its owner (the API key's principal) in `databot_conversations`. Memory
+//! is a key-value table per scope (see `memory_tool`) the agent writes through the `memory`
+//! tool. One writer per session at a time (`lock`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,7 +20,7 @@ pub struct SessionStore {
     locks: parking_lot::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
-const SCHEMA: [&str; 4] = [
+const SCHEMA: [&str; 5] = [
     "CREATE TABLE IF NOT EXISTS databot_routes (
         session_key TEXT PRIMARY KEY,
         specialist TEXT NOT NULL)",
@@ -32,10 +34,16 @@ const SCHEMA: [&str; 4] = [
         prompt_tokens BIGINT NOT NULL,
         completion_tokens BIGINT NOT NULL,
         total_tokens BIGINT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS databot_memory (
-        memory_key TEXT PRIMARY KEY,
+    "CREATE TABLE IF NOT EXISTS databot_memories (
+        scope TEXT NOT NULL,
+        memory_key TEXT NOT NULL,
         memory_value TEXT NOT NULL,
-        updated_at BIGINT NOT NULL)",
+        updated_at BIGINT NOT NULL,
+        PRIMARY KEY (scope, memory_key))",
+    "CREATE TABLE IF NOT EXISTS databot_conversations (
+        session_key TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        created_at BIGINT NOT NULL)",
 ];
 
 impl SessionStore {
@@ -73,6 +81,9 @@ impl SessionStore {
         for statement in SCHEMA {
             sqlx::query(statement).execute(&pool).await?;
         }
+        adopt_unscoped_memories(&pool, sqlite)
+            .await
+            .context("moving the memories of `databot_memory` into the global scope")?;
         Ok(Self {
             pool,
             locks: parking_lot::Mutex::default(),
@@ -194,35 +205,44 @@ impl SessionStore {
         Ok(())
     }
 
-    pub async fn remember(&self, key: &str, value: &str) -> anyhow::Result<()> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
+    /// Remember `key` in the memory scope `scope` (see `memory_tool::scope_key`).
+    pub async fn remember(&self, scope: &str, key: &str, value: &str) -> anyhow::Result<()> {
         sqlx::query(
-            "INSERT INTO databot_memory (memory_key, memory_value, updated_at) VALUES ($1, $2, $3)
-             ON CONFLICT (memory_key) DO UPDATE SET memory_value = excluded.memory_value, updated_at = excluded.updated_at",
+            "INSERT INTO databot_memories (scope, memory_key, memory_value, updated_at)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (scope, memory_key) DO UPDATE SET
+               memory_value = excluded.memory_value, updated_at = excluded.updated_at",
         )
+        .bind(scope)
         .bind(key)
         .bind(value)
-        .bind(now)
+        .bind(now_ms())
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
-    pub async fn forget(&self, key: &str) -> anyhow::Result<bool> {
-        let result = sqlx::query("DELETE FROM databot_memory WHERE memory_key = $1")
-            .bind(key)
-            .execute(&self.pool)
-            .await?;
+    pub async fn forget(&self, scope: &str, key: &str) -> anyhow::Result<bool> {
+        let result =
+            sqlx::query("DELETE FROM databot_memories WHERE scope = $1 AND memory_key = $2")
+                .bind(scope)
+                .bind(key)
+                .execute(&self.pool)
+                .await?;
         Ok(result.rows_affected() > 0)
     }
 
-    /// The most recently updated memories, newest first.
-    pub async fn memories(&self, limit: usize) -> anyhow::Result<Vec<(String, String)>> {
+    /// The most recently updated memories of `scope`, newest first.
+    pub async fn memories(
+        &self,
+        scope: &str,
+        limit: usize,
+    ) -> anyhow::Result<Vec<(String, String)>> {
         let rows = sqlx::query(
-            "SELECT memory_key, memory_value FROM databot_memory ORDER BY updated_at DESC, memory_key LIMIT $1",
+            "SELECT memory_key, memory_value FROM databot_memories WHERE scope = $1
+             ORDER BY updated_at DESC, memory_key LIMIT $2",
         )
+        .bind(scope)
         .bind(limit as i64)
         .fetch_all(&self.pool)
         .await?;
@@ -230,6 +250,64 @@ impl SessionStore {
             .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
             .collect()
     }
+
+    /// Bind the conversation `session_key` to `owner` unless it is bound already. Returns the
+    /// owner it is bound to: `owner`, or whoever claimed it first.
+    pub async fn claim_conversation(
+        &self,
+        session_key: &str,
+        owner: &str,
+    ) -> anyhow::Result<String> {
+        sqlx::query(
+            "INSERT INTO databot_conversations (session_key, owner, created_at) VALUES ($1, $2, $3)
+             ON CONFLICT (session_key) DO NOTHING",
+        )
+        .bind(session_key)
+        .bind(owner)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        let row = sqlx::query("SELECT owner FROM databot_conversations WHERE session_key = $1")
+            .bind(session_key)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Memories of a store from before scopes (table `databot_memory`, one namespace for all) are
+/// what every conversation saw: they move to the global scope, and the old table goes.
+async fn adopt_unscoped_memories(pool: &AnyPool, sqlite: bool) -> anyhow::Result<()> {
+    let exists = if sqlite {
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'databot_memory'"
+    } else {
+        "SELECT COUNT(*) FROM information_schema.tables
+         WHERE table_name = 'databot_memory' AND table_schema = current_schema()"
+    };
+    let count: i64 = sqlx::query(exists).fetch_one(pool).await?.try_get(0)?;
+    if count == 0 {
+        return Ok(());
+    }
+    let mut tx = pool.begin().await?;
+    // `WHERE true` keeps SQLite from reading `ON CONFLICT` as a join constraint.
+    sqlx::query(
+        "INSERT INTO databot_memories (scope, memory_key, memory_value, updated_at)
+         SELECT 'global', memory_key, memory_value, updated_at FROM databot_memory WHERE true
+         ON CONFLICT (scope, memory_key) DO NOTHING",
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("DROP TABLE IF EXISTS databot_memory")
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// A connection URL without its password, for messages.

@@ -15,8 +15,10 @@ pub use memory::{BusLimits, MemoryBus};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InboundMessage {
+    /// Set by the receiving side (`api` for the gateway), never taken from a client.
     pub channel: String,
     pub chat_id: String,
+    /// Set by the receiving side from who it authenticated (the gateway: the API key).
     pub sender_id: String,
     pub content: String,
     /// The sender wants stream events (deltas, tool progress).
@@ -34,6 +36,11 @@ impl InboundMessage {
     /// The conversation this message belongs to.
     pub fn session_key(&self) -> String {
         format!("{}:{}", self.channel, self.chat_id)
+    }
+
+    /// The user who sent it, as its channel names them.
+    pub fn user_key(&self) -> String {
+        format!("{}:{}", self.channel, self.sender_id)
     }
 }
 

@@ -4,6 +4,7 @@
 //! file, line and column. Secrets stay in memory only: nothing here ever writes config back.
 
 mod data;
+mod gateway;
 mod mcp;
 mod rag;
 mod substitute;
@@ -13,6 +14,7 @@ mod types;
 use std::path::{Path, PathBuf};
 
 pub use data::*;
+pub use gateway::*;
 pub use mcp::*;
 pub use rag::*;
 pub use substitute::substitute_env;
@@ -98,6 +100,7 @@ impl Config {
             .validate()
             .map_err(|e| semantic(format!("runtime.budgets: {e}")))?;
         self.rag.validate().map_err(semantic)?;
+        self.gateway.validate().map_err(semantic)?;
         // The YAML alone (the `OTEL_*` variables are checked again at start-up).
         self.telemetry.resolve(|_| None).map_err(semantic)?;
         if self.agent.max_iterations == 0 {
@@ -212,6 +215,21 @@ mod tests {
         let budgets = config.budgets_for("a");
         assert_eq!(budgets.timeout_ms, 100);
         assert_eq!(budgets.memory_mb, 8);
+    }
+
+    #[test]
+    fn an_empty_api_key_from_a_set_but_empty_variable_is_refused() {
+        let error = Config::parse(
+            "gateway:\n  api_keys: [\"${DATABOT_API_KEY}\"]\n",
+            "test.yaml",
+            |name| (name == "DATABOT_API_KEY").then(String::new),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.starts_with("test.yaml: gateway.api_keys[0]: the key is empty"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -13,8 +13,9 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     #[serde(default)]
     pub agent: AgentConfig,
+    /// The HTTP gateway of `databot serve`.
     #[serde(default)]
-    pub gateway: GatewayConfig,
+    pub gateway: super::GatewayConfig,
     /// SQL sources and Kafka clusters the host connects to on the plugins' behalf.
     #[serde(default)]
     pub data: super::DataConfig,
@@ -100,57 +101,26 @@ pub struct AgentConfig {
     pub context_tokens: usize,
     /// Memories shown in the system prompt, newest first.
     pub memory_items: usize,
+    /// Whose memories the `memory` tool reads and writes: the conversation's user (`user`, per
+    /// channel: an API key, the CLI's local user), only this `conversation`, or everyone's
+    /// (`global`).
+    pub memory_scope: MemoryScope,
     /// Session store: `sqlite://PATH` or `postgres://...`; default `sqlite://DATA_DIR/sessions.db`.
     pub sessions_url: Option<String>,
     pub router: RouterConfig,
 }
 
-/// The HTTP gateway of `databot serve`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct GatewayConfig {
-    /// Address to listen on. Anything but loopback requires `api_keys`.
-    pub bind: String,
-    /// Accepted keys (`Authorization: Bearer KEY` or `X-API-Key: KEY`). Empty: no auth, and
-    /// only a loopback bind is allowed.
-    pub api_keys: Vec<Secret>,
-    pub rate_limit: RateLimitConfig,
-    /// Largest request body accepted.
-    pub max_body_bytes: usize,
-    /// Origins allowed by CORS; empty sends no CORS headers at all.
-    pub cors_origins: Vec<String>,
-    /// How long a message waits for its reply before the request answers 504.
-    pub reply_timeout_seconds: u64,
-}
-
-impl Default for GatewayConfig {
-    fn default() -> Self {
-        Self {
-            bind: "127.0.0.1:8080".to_owned(),
-            api_keys: Vec::new(),
-            rate_limit: RateLimitConfig::default(),
-            max_body_bytes: 1024 * 1024,
-            cors_origins: Vec::new(),
-            reply_timeout_seconds: 300,
-        }
-    }
-}
-
-/// Requests per client (API key, or address without keys) in a sliding window.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RateLimitConfig {
-    pub requests: u32,
-    pub window_seconds: u64,
-}
-
-impl Default for RateLimitConfig {
-    fn default() -> Self {
-        Self {
-            requests: 120,
-            window_seconds: 60,
-        }
-    }
+/// Who shares the agent's persistent memory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MemoryScope {
+    /// One conversation: another chat, even of the same user, never sees it.
+    Conversation,
+    /// Every conversation of one user (per channel: the API key, the CLI's local user).
+    #[default]
+    User,
+    /// Every conversation of every user.
+    Global,
 }
 
 /// Routing each message to a specialist (a system prompt and a tool subset).
@@ -192,6 +162,7 @@ impl Default for AgentConfig {
             max_tool_output_bytes: 16 * 1024,
             context_tokens: 16_000,
             memory_items: 50,
+            memory_scope: MemoryScope::default(),
             sessions_url: None,
             router: RouterConfig::default(),
         }

@@ -1,14 +1,48 @@
 //! API keys (`Authorization: Bearer KEY` or `X-API-Key: KEY`), compared in constant time: both
 //! sides are hashed to a fixed length first, so neither content nor length leaks through timing.
+//!
+//! A request that passes is made by a `Principal`: the key that matched (named by a one-way
+//! label, never the key), or the one local principal of a gateway without keys. Conversations
+//! and memories are bound to it, and rate limits count per principal.
 
 use sha2::{Digest, Sha256};
 
+/// Who made a request. Stable across restarts as long as the key is unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Principal(String);
+
+impl Principal {
+    /// Every client of a gateway without keys (which only binds loopback).
+    pub fn local() -> Self {
+        Self("local".to_owned())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+struct Key {
+    digest: [u8; 32],
+    principal: Principal,
+}
+
 pub struct ApiKeys {
-    digests: Vec<[u8; 32]>,
+    keys: Vec<Key>,
 }
 
 fn digest(key: &str) -> [u8; 32] {
     Sha256::digest(key.as_bytes()).into()
+}
+
+/// `key:` and 128 bits of a domain-separated SHA-256 of the key: names the key in the session
+/// store and in rate-limit buckets without being usable as the key.
+fn principal_of(key: &str) -> Principal {
+    let mut hasher = Sha256::new();
+    hasher.update(b"databot gateway principal\0");
+    hasher.update(key.as_bytes());
+    let label = hasher.finalize();
+    Principal(format!("key:{}", hex::encode(&label[..16])))
 }
 
 /// Equality whose time does not depend on where the inputs differ.
@@ -20,12 +54,18 @@ fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
 impl ApiKeys {
     pub fn new<'a>(keys: impl IntoIterator<Item = &'a str>) -> Self {
         Self {
-            digests: keys.into_iter().map(digest).collect(),
+            keys: keys
+                .into_iter()
+                .map(|key| Key {
+                    digest: digest(key),
+                    principal: principal_of(key),
+                })
+                .collect(),
         }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.digests.is_empty()
+        self.keys.is_empty()
     }
 
     /// The presented key, from either header.
@@ -43,12 +83,16 @@ impl ApiKeys {
             .map(|v| v.trim().to_owned())
     }
 
-    /// Does `presented` match a key? Every key is compared, whichever matches.
-    pub fn accepts(&self, presented: &str) -> bool {
+    /// The principal of the key `presented` matches. Every key is compared, whichever matches.
+    pub fn identify(&self, presented: &str) -> Option<Principal> {
         let presented = digest(presented);
-        self.digests.iter().fold(false, |found, key| {
-            found | constant_time_eq(key, &presented)
-        })
+        let mut found = None;
+        for key in &self.keys {
+            if constant_time_eq(&key.digest, &presented) {
+                found = Some(&key.principal);
+            }
+        }
+        found.cloned()
     }
 }
 
@@ -57,10 +101,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn accepts_only_configured_keys() {
-        let keys = ApiKeys::new(["alpha", "beta"]);
-        assert!(keys.accepts("alpha") && keys.accepts("beta"));
-        assert!(!keys.accepts("alph") && !keys.accepts("alphaa") && !keys.accepts(""));
+    fn identifies_only_configured_keys() {
+        let keys = ApiKeys::new(["alpha-key-0123456789", "beta-key-0123456789"]);
+        let alpha = keys.identify("alpha-key-0123456789").unwrap();
+        let beta = keys.identify("beta-key-0123456789").unwrap();
+        assert_ne!(alpha, beta);
+        assert!(alpha.as_str().starts_with("key:") && alpha.as_str().len() == 36);
+        assert!(!alpha.as_str().contains("alpha"));
+        // The same key is the same principal in another process (labels are not random).
+        assert_eq!(
+            ApiKeys::new(["alpha-key-0123456789"]).identify("alpha-key-0123456789"),
+            Some(alpha)
+        );
+        for wrong in [
+            "alpha-key-012345678",
+            "alpha-key-01234567890",
+            "",
+            "ALPHA-KEY-0123456789",
+        ] {
+            assert!(keys.identify(wrong).is_none(), "{wrong}");
+        }
+        assert_ne!(Principal::local(), beta);
     }
 
     #[test]

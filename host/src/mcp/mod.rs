@@ -4,7 +4,7 @@
 //! notifications.
 //!
 //! Submodules: `server` (the handler: tools, resources, errors as tool errors), `http` (the
-//! `/mcp` service and its Host/Origin checks), `notify` (live peers and notifications).
+//! `/mcp` service, behind the gateway's guard), `notify` (live peers and notifications).
 
 pub mod http;
 mod notify;
