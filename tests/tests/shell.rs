@@ -221,20 +221,39 @@ async fn hooks_and_repository_settings_that_run_programs_stay_off() {
     );
 }
 
-/// A program the operator allowed that leaves processes behind: `setsid`, a double fork,
-/// `nohup`, one ignoring SIGTERM; then it exits (`exit`) or hangs ignoring SIGTERM (`hang`).
+/// A program the operator allowed that leaves processes behind: `setsid`, `setsid` ignoring
+/// SIGTERM, a double fork, `nohup`, a plain child (each sleeping through a link named with the
+/// marker, so its command line shows it); then it exits (`exit`) or hangs ignoring SIGTERM
+/// (`hang`).
 const SPAWNER: &str = r#"#!/bin/sh
-mark="$2"
-setsid sleep 1000 "$mark" &
-( setsid sh -c 'trap "" TERM HUP; exec sleep 1001 "$1"' sh "$mark" & ) &
-( ( sleep 1002 "$mark" & ) & ) &
-nohup sleep 1003 "$mark" >/dev/null 2>&1 &
+s="./$2"
+ln -sf "$(command -v sleep)" "$s"
+setsid "$s" 1000 &
+( setsid sh -c 'trap "" TERM HUP; "$1" 1001; :' sh "$s" & ) &
+( ( "$s" 1002 & ) & ) &
+nohup "$s" 1003 >/dev/null 2>&1 &
+"$s" 1004 &
 echo started
 if [ "$1" = hang ]; then
   trap '' TERM
-  sleep 1004 "$mark"
+  "$s" 1005
+  :
 fi
 "#;
+
+/// Wait until at least `count` processes carry `marker`, so that a later check that they are
+/// gone is not vacuous.
+async fn wait_for(marker: &str, count: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while processes_with(marker).len() < count {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {:?} started",
+            processes_with(marker)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
 
 async fn wait_until_gone(marker: &str) -> Vec<u32> {
     let deadline = std::time::Instant::now() + Duration::from_secs(6);
@@ -268,7 +287,7 @@ async fn spawner_host(shell_timeout_ms: u64, extra: &str) -> (TestHost, String) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_process_a_call_starts_is_gone_when_it_returns() {
-    let (host, program) = spawner_host(1500, "").await;
+    let (host, program) = spawner_host(3000, "").await;
 
     // It exits, leaving its descendants: they are gone when the call returns.
     let marker = unique_name("databot_exit");
@@ -279,19 +298,24 @@ async fn every_process_a_call_starts_is_gone_when_it_returns() {
         )
         .await
         .expect("runs");
-    assert_eq!(out["stdout"], "started\n", "{out}");
+    assert_eq!(
+        (&out["stdout"], &out["stderr"]),
+        (&json!("started\n"), &json!("")),
+        "{out}"
+    );
     assert_eq!(out["exit_code"], 0);
     assert_eq!(processes_with(&marker), Vec::<u32>::new());
 
     // It hangs ignoring SIGTERM: the timeout ends it and everything it started.
     let marker = unique_name("databot_hang");
-    let error = host
-        .tool(
+    let (result, ()) = tokio::join!(
+        host.tool(
             "shell",
-            json!({"program": program, "args": ["hang", marker]}),
-        )
-        .await
-        .expect_err("times out");
+            json!({"program": program, "args": ["hang", marker]})
+        ),
+        wait_for(&marker, 6)
+    );
+    let error = result.expect_err("times out");
     assert_eq!(error.kind, ErrorKind::Timeout, "{error}");
     assert!(error.message.contains("killed"), "{error}");
     assert_eq!(processes_with(&marker), Vec::<u32>::new());
@@ -299,15 +323,16 @@ async fn every_process_a_call_starts_is_gone_when_it_returns() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_cancelled_at_the_plugin_deadline_takes_its_processes_along() {
-    let (host, program) = spawner_host(60_000, "    budgets: {timeout_ms: 1000}\n").await;
+    let (host, program) = spawner_host(60_000, "    budgets: {timeout_ms: 1500}\n").await;
     let marker = unique_name("databot_cancel");
-    let error = host
-        .tool(
+    let (result, ()) = tokio::join!(
+        host.tool(
             "shell",
-            json!({"program": program, "args": ["hang", marker]}),
-        )
-        .await
-        .expect_err("deadline");
+            json!({"program": program, "args": ["hang", marker]})
+        ),
+        wait_for(&marker, 6)
+    );
+    let error = result.expect_err("deadline");
     assert_eq!(error.kind, ErrorKind::Timeout, "{error}");
     // The dropped call closed the supervisor's stop pipe; it ends everything on its own.
     assert_eq!(wait_until_gone(&marker).await, Vec::<u32>::new());
