@@ -109,6 +109,16 @@ async fn run_allowed(
             working_dir.display()
         ))
     })?;
+    // A program the runs can rewrite would be whatever a run last wrote there.
+    if executable
+        .canonicalize()
+        .is_ok_and(|real| real.starts_with(folder.root()))
+    {
+        return Err(GuestError::Denied(format!(
+            "shell: `{program}` lies inside the working folder {}, where runs can rewrite it; install it elsewhere",
+            folder.root().display()
+        )));
+    }
     let plan = policy::plan(program, &executable, args, &folder).map_err(|why| {
         tracing::warn!(plugin, program, %why, "shell capability refused a run");
         GuestError::Denied(format!("shell: {why}"))
@@ -205,6 +215,23 @@ mod tests {
                 other => panic!("{program}: {other:?}"),
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_program_inside_the_working_folder_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let tool = dir.path().join("tool");
+        std::fs::write(&tool, "#!/bin/sh\necho hi\n").expect("script");
+        std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("executable");
+        let entry = tool.display().to_string();
+        let mut inside = grant(&[&entry]);
+        inside.working_dir = Some(dir.path().to_owned());
+        let result = run_allowed("p", &inside, dir.path(), &entry, &[], None).await;
+        assert!(
+            matches!(&result, Err(GuestError::Denied(m)) if m.contains("inside the working folder")),
+            "{result:?}"
+        );
     }
 
     #[tokio::test]
