@@ -25,6 +25,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 pub use egress::{EgressPolicy, is_public_ip};
 pub use grants::PluginGrants;
 pub use limits::MemoryLimiter;
+pub use shell::entry_problem as shell_entry_problem;
 pub use state::StateStore;
 
 use crate::runtime::bindings::GuestError;

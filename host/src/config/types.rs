@@ -371,9 +371,11 @@ pub struct Permissions {
 #[serde(deny_unknown_fields)]
 pub struct ShellGrant {
     /// Program names or absolute paths that may run, e.g. `["git", "/usr/bin/dbt"]`. A name is
-    /// looked up in `PATH` by the host; nothing else can run.
+    /// looked up in `PATH` by the host; nothing else can run. Shells, interpreters and other
+    /// program runners are refused at load (`capabilities::shell_entry_problem`).
     pub allow: Vec<String>,
-    /// Working folder of every run (default: the data folder).
+    /// Working folder of every run (default: `data_dir/shell/PLUGIN`); path arguments must
+    /// stay inside it.
     #[serde(default)]
     pub working_dir: Option<PathBuf>,
     /// Kill the program after this long.
