@@ -25,10 +25,26 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 pub use egress::{EgressPolicy, is_public_ip};
 pub use grants::PluginGrants;
 pub use limits::MemoryLimiter;
-pub use shell::entry_problem as shell_entry_problem;
 pub use state::StateStore;
 
 use crate::runtime::bindings::GuestError;
+
+/// Check the parts of a configuration the capabilities own and `config` cannot (it sits
+/// below them): the SQL policy's function additions and every shell allowlist. The runtime
+/// runs this at start, `databot config check` with the rest; the error names the key.
+pub fn validate_config(config: &crate::config::Config) -> Result<(), String> {
+    sql::SqlPolicy::from_config(&config.data.sql_policy)?;
+    for (name, plugin) in &config.plugins {
+        if let Some(shell) = &plugin.permissions.shell {
+            for entry in &shell.allow {
+                if let Some(problem) = shell::entry_problem(entry) {
+                    return Err(format!("plugins.{name}.permissions.shell.allow: {problem}"));
+                }
+            }
+        }
+    }
+    Ok(())
+}
 
 /// Bytes of guest stderr kept per call (panic messages end up here).
 const STDERR_CAPTURE_BYTES: usize = 16 * 1024;
@@ -163,4 +179,49 @@ pub(crate) fn denied(plugin: &str, what: &str, grant: &str) -> GuestError {
     GuestError::Denied(format!(
         "plugin `{plugin}` may not {what}; the operator can grant it with `{grant}` in the databot config"
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn validated(yaml: &str) -> Result<(), String> {
+        let config = Config::parse(yaml, "test.yaml", |_| None).map_err(|e| e.to_string())?;
+        validate_config(&config)
+    }
+
+    #[test]
+    fn program_runners_in_the_shell_allowlist_are_refused_with_the_key() {
+        for program in ["bash", "env", "python3", "xargs"] {
+            let error = validated(&format!(
+                "plugins:\n  a:\n    permissions:\n      shell: {{allow: [git, {program}]}}\n"
+            ))
+            .unwrap_err();
+            assert!(
+                error.contains("plugins.a.permissions.shell.allow") && error.contains(program),
+                "{error}"
+            );
+        }
+        assert!(
+            validated("plugins:\n  a:\n    permissions:\n      shell: {allow: [git, ls]}\n")
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn sql_function_additions_are_checked_with_their_key() {
+        let error = validated(
+            "data:\n  sql_policy:\n    allow_functions:\n      postgres: [similarity, pg_read_file]\n",
+        )
+        .unwrap_err();
+        assert!(
+            error.contains("data.sql_policy.allow_functions.postgres[1]"),
+            "{error}"
+        );
+        assert!(
+            validated("data:\n  sql_policy:\n    allow_functions:\n      postgres: [similarity]\n")
+                .is_ok()
+        );
+    }
 }

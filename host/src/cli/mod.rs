@@ -169,7 +169,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Config(ConfigCommand::Check { file }) => {
             let config = Config::load(Some(&file))?;
-            crate::capabilities::sql::SqlPolicy::from_config(&config.data.sql_policy)
+            crate::capabilities::validate_config(&config)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
             println!(
                 "{}: ok ({} plugin section(s))",

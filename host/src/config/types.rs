@@ -372,7 +372,7 @@ pub struct Permissions {
 pub struct ShellGrant {
     /// Program names or absolute paths that may run, e.g. `["git", "/usr/bin/dbt"]`. A name is
     /// looked up in `PATH` by the host; nothing else can run. Shells, interpreters and other
-    /// program runners are refused at load (`capabilities::shell_entry_problem`).
+    /// program runners are refused at load (`capabilities::validate_config`).
     pub allow: Vec<String>,
     /// Working folder of every run (default: `data_dir/shell/PLUGIN`); path arguments must
     /// stay inside it.

@@ -112,6 +112,7 @@ impl Runtime {
             |state| state,
         )
         .map_err(|e| anyhow!("linking databot capabilities: {e:#}"))?;
+        crate::capabilities::validate_config(&config).map_err(anyhow::Error::msg)?;
         let data_dir = config.resolve_path(&config.runtime.data_dir);
         let cache = CompileCache::new(&engine, Some(data_dir.join("cache")));
         let services = Arc::new(HostServices {
