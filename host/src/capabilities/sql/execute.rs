@@ -11,7 +11,8 @@ use sqlx::{Column, Connection, Either, Executor, Statement, TypeInfo};
 use super::bind;
 use super::policy::{self, StatementClass};
 use super::rows::{self, RowCollector};
-use super::sources::{SourcePool, SqlSource};
+use super::sources::{SourcePool, SqlSource, max_message};
+use super::wire_guard;
 
 /// Extra time the host gives the database to report its own timeout before giving up itself.
 const HOST_TIMEOUT_SLACK: Duration = Duration::from_secs(2);
@@ -51,6 +52,26 @@ pub enum SqlError {
     },
     #[error("the statement on source `{source_name}` ran longer than {ms} ms and was stopped")]
     Timeout { source_name: String, ms: u128 },
+    /// One value or row is larger than the source lets into host memory.
+    #[error(
+        "the statement on source `{source_name}` made a single row or value larger than the source accepts ({limit} bytes; `data.sql.{source_name}.max_bytes` is {max_bytes}), so it was stopped before the host read it; select a shorter part (for example `left(column, 1000)` or `length(column)`)"
+    )]
+    TooLarge {
+        source_name: String,
+        max_bytes: usize,
+        limit: usize,
+    },
+}
+
+impl SqlError {
+    /// After this error the connection's state is unknown (or the wire guard closed it): it
+    /// must not go back to the pool.
+    fn spoils_connection(&self) -> bool {
+        matches!(
+            self,
+            SqlError::TooLarge { .. } | SqlError::Unavailable { .. } | SqlError::Timeout { .. }
+        )
+    }
 }
 
 /// Check `statement` against the policy and run it with `params` (a JSON array).
@@ -90,6 +111,10 @@ pub async fn run(
             let mut conn = $pool.acquire().await.map_err(|e| unavailable(source, e))?;
             let work = $runner(&mut conn, source, statement, params, class, &mut collector);
             match tokio::time::timeout(deadline, work).await {
+                Ok(Err(error)) if error.spoils_connection() => {
+                    conn.close_on_drop();
+                    return Err(error);
+                }
                 Ok(Ok((described, complete))) => {
                     if !complete {
                         // Leftover rows would have to be read off the wire first.
@@ -108,7 +133,11 @@ pub async fn run(
             }
         }};
     }
-    let (columns, column_types, rows_affected) = match source.pool() {
+    let pool = source.pool().map_err(|message| SqlError::Unavailable {
+        source_name: source.name.clone(),
+        message,
+    })?;
+    let (columns, column_types, rows_affected) = match pool {
         SourcePool::Postgres(pool) => on_connection!(pool, run_postgres),
         SourcePool::Mysql(pool) => on_connection!(pool, run_mysql),
         SourcePool::Sqlite(pool) => on_connection!(pool, run_sqlite),
@@ -329,6 +358,19 @@ fn classify(source: &SqlSource, error: sqlx::Error) -> SqlError {
             // max_statement_time; MySQL max_execution_time; SQLite SQLITE_INTERRUPT (9), raised
             // by the deadline's progress handler.
             let text = db.message();
+            // The wire guard's refusal (PostgreSQL, MySQL) and SQLITE_TOOBIG (18), raised by
+            // the length limit set on every SQLite connection.
+            let too_large = (code == wire_guard::TOO_LARGE_SQLSTATE
+                && text.starts_with(wire_guard::TOO_LARGE_MARKER))
+                || (source.dialect == policy::SqlDialect::Sqlite
+                    && (code == "18" || text.contains("too big")));
+            if too_large {
+                return SqlError::TooLarge {
+                    source_name,
+                    max_bytes: source.limits.max_bytes,
+                    limit: max_message(source.limits.max_bytes),
+                };
+            }
             let timed_out = code == "57014"
                 || code == "70100"
                 || text.contains("max_statement_time")

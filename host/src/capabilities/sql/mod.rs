@@ -11,7 +11,9 @@ mod functions;
 mod lexer;
 pub mod policy;
 mod rows;
+mod session;
 mod sources;
+mod wire_guard;
 
 pub use execute::{QueryOutcome, SqlError, run};
 pub use policy::SqlPolicy;
@@ -32,6 +34,7 @@ impl From<SqlError> for GuestError {
             }
             SqlError::Unavailable { .. } => GuestError::Unavailable(message),
             SqlError::Timeout { .. } => GuestError::Timeout(message),
+            SqlError::TooLarge { .. } => GuestError::InvalidInput(message),
         }
     }
 }
@@ -74,6 +77,7 @@ fn sql_error_type(error: &SqlError) -> &'static str {
         SqlError::Database { .. } => "database",
         SqlError::Unavailable { .. } => "unavailable",
         SqlError::Timeout { .. } => "timeout",
+        SqlError::TooLarge { .. } => "too_large",
     }
 }
 

@@ -1,6 +1,10 @@
 //! The SQL sources of `data.sql`: one lazily connected pool per source, credentials held here.
 //! A source that is down does not stop the host; its calls fail with `unavailable` until it
 //! is back, and the pool reconnects on its own.
+//!
+//! PostgreSQL and MySQL pools reach their server through the source's wire guard (one server
+//! message may not exceed the byte cap); SQLite connections get the same cap as SQLite's own
+//! length limit. Sessions are pinned on connect and cleared or checked on release (`session`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -12,10 +16,27 @@ use anyhow::Context;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
-use sqlx::{ConnectOptions, Executor};
+use sqlx::ConnectOptions;
 
 use super::policy::{SqlDialect, SqlPolicy};
+use super::session::{self, MysqlSessions};
+use super::wire_guard::{Protocol, Upstream, WireGuard};
 use crate::config::{Config, SqlSourceConfig};
+
+/// Room above the byte cap for the framing of a row whose JSON fits it (length headers,
+/// binary numbers); also the floor under it, so that column descriptions always pass.
+const MESSAGE_SLACK: usize = 64 * 1024;
+const MESSAGE_FLOOR: usize = 1024 * 1024;
+
+/// A URL host as a name to resolve (an IPv6 literal without its brackets).
+fn bare_host(host: &str) -> String {
+    host.trim_start_matches('[').trim_end_matches(']').to_owned()
+}
+
+/// Largest single server message (or SQLite string, blob or row) a source accepts.
+pub fn max_message(max_bytes: usize) -> usize {
+    max_bytes.max(MESSAGE_FLOOR).saturating_add(MESSAGE_SLACK)
+}
 
 /// The pool of one source, by driver.
 #[derive(Clone)]
@@ -34,12 +55,19 @@ pub struct SourceLimits {
 }
 
 /// How to build a source's pool; kept so the pool (whose upkeep tasks need the async
-/// runtime) is made on first use.
+/// runtime) is made on first use. PostgreSQL and MySQL options name the server; the pool
+/// connects to the wire guard started in front of it.
 #[derive(Clone)]
 enum PoolSpec {
     Postgres(PgPoolOptions, PgConnectOptions),
     Mysql(MySqlPoolOptions, MySqlConnectOptions),
     Sqlite(SqlitePoolOptions, SqliteConnectOptions),
+}
+
+/// A source's pool and the wire guard its connections go through (none for SQLite).
+struct Connected {
+    pool: SourcePool,
+    _guard: Option<WireGuard>,
 }
 
 /// One named source.
@@ -51,7 +79,8 @@ pub struct SqlSource {
     /// The host's SQL policy (shared by every source).
     pub policy: Arc<SqlPolicy>,
     spec: PoolSpec,
-    pool: OnceLock<SourcePool>,
+    /// The pool, or why it could not be made (the wire guard's socket could not be opened).
+    pool: OnceLock<Result<Connected, String>>,
 }
 
 /// Every configured source, by name.
@@ -92,10 +121,12 @@ impl SqlSources {
     pub async fn close(&self) {
         for source in self.sources.values() {
             match source.pool.get() {
-                Some(SourcePool::Postgres(pool)) => pool.close().await,
-                Some(SourcePool::Mysql(pool)) => pool.close().await,
-                Some(SourcePool::Sqlite(pool)) => pool.close().await,
-                None => {}
+                Some(Ok(connected)) => match &connected.pool {
+                    SourcePool::Postgres(pool) => pool.close().await,
+                    SourcePool::Mysql(pool) => pool.close().await,
+                    SourcePool::Sqlite(pool) => pool.close().await,
+                },
+                Some(Err(_)) | None => {}
             }
         }
     }
@@ -125,34 +156,30 @@ impl SqlSource {
             "postgres" | "postgresql" => {
                 let options = PgConnectOptions::from_str(url)
                     .map_err(|e| anyhow::anyhow!("the PostgreSQL URL is not valid: {e}"))?
-                    .application_name("databot");
+                    .application_name("databot")
+                    .options(session::POSTGRES_STARTUP);
                 let pool = PgPoolOptions::new()
                     .max_connections(config.pool_size.max(1))
-                    .acquire_timeout(acquire_timeout);
+                    .acquire_timeout(acquire_timeout)
+                    .after_release(|conn, _meta| Box::pin(session::postgres_on_release(conn)));
                 (SqlDialect::Postgres, PoolSpec::Postgres(pool, options))
             }
             "mysql" | "mariadb" => {
                 let url = url.replacen("mariadb:", "mysql:", 1);
                 let options = MySqlConnectOptions::from_str(&url)
                     .map_err(|e| anyhow::anyhow!("the MySQL URL is not valid: {e}"))?;
+                let sessions = MysqlSessions::new();
+                let on_release = sessions.clone();
                 let pool = MySqlPoolOptions::new()
                     .max_connections(config.pool_size.max(1))
                     .acquire_timeout(acquire_timeout)
                     .after_connect(move |conn, _meta| {
-                        Box::pin(async move {
-                            // MariaDB names it max_statement_time (seconds), MySQL
-                            // max_execution_time (milliseconds, SELECT only).
-                            let mariadb = format!(
-                                "SET SESSION max_statement_time = {}",
-                                timeout_ms as f64 / 1000.0
-                            );
-                            if conn.execute(sqlx::AssertSqlSafe(mariadb)).await.is_err() {
-                                let mysql =
-                                    format!("SET SESSION max_execution_time = {timeout_ms}");
-                                conn.execute(sqlx::AssertSqlSafe(mysql)).await?;
-                            }
-                            Ok(())
-                        })
+                        let sessions = sessions.clone();
+                        Box::pin(async move { sessions.on_connect(conn, timeout_ms).await })
+                    })
+                    .after_release(move |conn, _meta| {
+                        let sessions = on_release.clone();
+                        Box::pin(async move { sessions.on_release(conn).await })
                     });
                 (SqlDialect::Mysql, PoolSpec::Mysql(pool, options))
             }
@@ -178,9 +205,26 @@ impl SqlSource {
                     .busy_timeout(Duration::from_secs(5))
                     .pragma("query_only", if config.writable { "0" } else { "1" })
                     .disable_statement_logging();
+                let length_limit = i32::try_from(max_message(limits.max_bytes)).unwrap_or(i32::MAX);
                 let pool = SqlitePoolOptions::new()
                     .max_connections(config.pool_size.max(1))
-                    .acquire_timeout(acquire_timeout);
+                    .acquire_timeout(acquire_timeout)
+                    .after_connect(move |conn, _meta| {
+                        Box::pin(async move {
+                            let mut handle = conn.lock_handle().await?;
+                            let db = handle.as_raw_handle();
+                            // SAFETY: `db` is the open connection sqlx holds locked for us
+                            // until `handle` drops; sqlite3_limit only reads and sets a field.
+                            unsafe {
+                                libsqlite3_sys::sqlite3_limit(
+                                    db.as_ptr(),
+                                    libsqlite3_sys::SQLITE_LIMIT_LENGTH,
+                                    length_limit,
+                                );
+                            }
+                            Ok(())
+                        })
+                    });
                 (SqlDialect::Sqlite, PoolSpec::Sqlite(pool, options))
             }
             other => anyhow::bail!(
@@ -198,14 +242,73 @@ impl SqlSource {
         })
     }
 
-    /// The pool, made (without connecting) on first use. Call from within the async runtime.
-    pub fn pool(&self) -> &SourcePool {
-        self.pool.get_or_init(|| match self.spec.clone() {
+    /// The pool, made (without connecting) on first use, with the wire guard in front of a
+    /// PostgreSQL or MySQL server. Call from within the async runtime.
+    pub fn pool(&self) -> Result<&SourcePool, String> {
+        self.pool
+            .get_or_init(|| self.connect_lazily())
+            .as_ref()
+            .map(|connected| &connected.pool)
+            .map_err(Clone::clone)
+    }
+
+    fn connect_lazily(&self) -> Result<Connected, String> {
+        let max_message = max_message(self.limits.max_bytes);
+        let guard_failed =
+            |e: std::io::Error| format!("the wire guard of this source cannot start: {e}");
+        Ok(match self.spec.clone() {
             PoolSpec::Postgres(pool, options) => {
-                SourcePool::Postgres(pool.connect_lazy_with(options))
+                let port = options.get_port();
+                let upstream = match options.get_socket() {
+                    Some(directory) => Upstream::Unix(directory.join(format!(".s.PGSQL.{port}"))),
+                    None if options.get_host().starts_with('/') => Upstream::Unix(
+                        Path::new(options.get_host()).join(format!(".s.PGSQL.{port}")),
+                    ),
+                    None => Upstream::Tcp {
+                        host: bare_host(options.get_host()),
+                        port,
+                    },
+                };
+                let guard = WireGuard::start(
+                    Protocol::Postgres,
+                    upstream,
+                    max_message,
+                    &self.name,
+                    &format!(".s.PGSQL.{port}"),
+                )
+                .map_err(guard_failed)?;
+                let options = options.socket(guard.directory());
+                Connected {
+                    pool: SourcePool::Postgres(pool.connect_lazy_with(options)),
+                    _guard: Some(guard),
+                }
             }
-            PoolSpec::Mysql(pool, options) => SourcePool::Mysql(pool.connect_lazy_with(options)),
-            PoolSpec::Sqlite(pool, options) => SourcePool::Sqlite(pool.connect_lazy_with(options)),
+            PoolSpec::Mysql(pool, options) => {
+                let upstream = match options.get_socket() {
+                    Some(path) => Upstream::Unix(path.clone()),
+                    None => Upstream::Tcp {
+                        host: bare_host(options.get_host()),
+                        port: options.get_port(),
+                    },
+                };
+                let guard = WireGuard::start(
+                    Protocol::Mysql,
+                    upstream,
+                    max_message,
+                    &self.name,
+                    "mysql.sock",
+                )
+                .map_err(guard_failed)?;
+                let options = options.socket(guard.socket());
+                Connected {
+                    pool: SourcePool::Mysql(pool.connect_lazy_with(options)),
+                    _guard: Some(guard),
+                }
+            }
+            PoolSpec::Sqlite(pool, options) => Connected {
+                pool: SourcePool::Sqlite(pool.connect_lazy_with(options)),
+                _guard: None,
+            },
         })
     }
 
