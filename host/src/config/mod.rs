@@ -107,6 +107,7 @@ impl Config {
             return Err(semantic("agent.max_iterations must be at least 1".into()));
         }
         for (name, plugin) in &self.plugins {
+            check_plugin_name(name).map_err(|e| semantic(format!("plugins: {e}")))?;
             if let Some(budgets) = &plugin.budgets {
                 budgets
                     .validate()

@@ -420,6 +420,29 @@ pub struct SecretHeader {
     pub value: Secret,
 }
 
+/// Longest plugin name, in bytes.
+pub const MAX_PLUGIN_NAME: usize = 64;
+
+/// A plugin name (a manifest's `name`, a `plugins.NAME` section) is `[a-z][a-z0-9_]*` and at
+/// most `MAX_PLUGIN_NAME` bytes: it becomes a config key, a metric label, a log field, a span
+/// attribute and part of file names.
+pub fn check_plugin_name(name: &str) -> Result<(), String> {
+    let valid = name.len() <= MAX_PLUGIN_NAME
+        && name.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if valid {
+        return Ok(());
+    }
+    // Shown escaped and shortened: the name may come from a hostile component.
+    let shown: String = name.chars().take(MAX_PLUGIN_NAME + 1).collect();
+    let more = if shown.len() < name.len() { "..." } else { "" };
+    Err(format!(
+        "plugin name {shown:?}{more} is not valid: a lower-case letter, then lower-case letters, digits or `_`, at most {MAX_PLUGIN_NAME} characters"
+    ))
+}
+
 /// A secret value: never printed, never written back.
 #[derive(Clone, Deserialize)]
 #[serde(transparent)]
