@@ -117,9 +117,11 @@ impl Config {
                 HostPattern::parse(pattern)
                     .map_err(|e| semantic(format!("plugins.{name}.permissions.http.allow: {e}")))?;
             }
-            for secret in &plugin.permissions.http.secrets {
-                HostPattern::parse(&secret.host).map_err(|e| {
-                    semantic(format!("plugins.{name}.permissions.http.secrets.host: {e}"))
+            for (index, secret) in plugin.permissions.http.secrets.iter().enumerate() {
+                Origin::parse(&secret.host).map_err(|e| {
+                    semantic(format!(
+                        "plugins.{name}.permissions.http.secrets[{index}].host: {e}"
+                    ))
                 })?;
             }
         }
@@ -177,6 +179,18 @@ mod tests {
     fn embedded_default_parses() {
         let config = Config::load(None).expect("embedded default");
         assert!(config.runtime.watch);
+    }
+
+    #[test]
+    fn the_full_example_parses() {
+        let config = Config::parse(
+            include_str!("../../../config/full.yaml"),
+            "full.yaml",
+            |_| None,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let secrets = &config.plugins["openai"].permissions.http.secrets;
+        assert_eq!(secrets[0].host, "https://api.openai.com");
     }
 
     #[test]
