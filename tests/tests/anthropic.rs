@@ -14,7 +14,7 @@ async fn host(port: u16) -> TestHost {
         allow: ["127.0.0.1:{port}"]
         allow_private: true
         secrets:
-          - {{ host: "127.0.0.1:{port}", header: x-api-key, value: "sk-ant-test" }}
+          - {{ host: "http://127.0.0.1:{port}", header: x-api-key, value: "sk-ant-test" }}
     config:
       base_url: "http://127.0.0.1:{port}"
       model: claude-test

@@ -17,7 +17,7 @@ fn config(port: u16, extra: &str) -> String {
         allow: ["127.0.0.1:{port}"]
         allow_private: true
         secrets:
-          - {{ host: "127.0.0.1:{port}", header: authorization, value: "Bearer sk-test-key" }}
+          - {{ host: "http://127.0.0.1:{port}", header: authorization, value: "Bearer sk-test-key" }}
     config:
       base_url: "http://127.0.0.1:{port}/v1"
       model: gpt-test

@@ -463,7 +463,7 @@ async fn the_model_receives_marked_context_and_embeddings_use_the_openai_wire_fo
         allow: ["127.0.0.1:{port}"]
         allow_private: true
         secrets:
-          - {{ host: "127.0.0.1:{port}", header: authorization, value: "Bearer sk-test-key" }}
+          - {{ host: "http://127.0.0.1:{port}", header: authorization, value: "Bearer sk-test-key" }}
     config:
       base_url: "http://127.0.0.1:{port}/v1"
       model: gpt-test

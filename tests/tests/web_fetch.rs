@@ -68,7 +68,7 @@ async fn secrets_are_injected_by_the_host_only_for_their_host() {
     let echo_headers = || databot_e2e::serve_http_with(|head| ("text/plain", head.to_owned()));
     let (granted, other) = (echo_headers().await, echo_headers().await);
     let config = format!(
-        "plugins:\n  web_fetch:\n    permissions:\n      http:\n        allow: [\"127.0.0.1\"]\n        allow_private: true\n        secrets:\n          - host: \"127.0.0.1:{granted}\"\n            header: authorization\n            value: \"Bearer s3cret-token\"\n"
+        "plugins:\n  web_fetch:\n    permissions:\n      http:\n        allow: [\"127.0.0.1\"]\n        allow_private: true\n        secrets:\n          - host: \"http://127.0.0.1:{granted}\"\n            header: authorization\n            value: \"Bearer s3cret-token\"\n"
     );
     let host = TestHost::start(&config, &[]).await.unwrap();
     host.load_builtin("web_fetch").await;
@@ -94,6 +94,71 @@ async fn secrets_are_injected_by_the_host_only_for_their_host() {
     );
     let seen = fetch(other).await;
     assert!(!seen.contains("authorization"), "{seen}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_go_only_to_the_scheme_host_and_port_of_their_grant() {
+    let echo_headers = || databot_e2e::serve_http_with(|head| ("text/plain", head.to_owned()));
+    let (a, b, c, d) = (
+        echo_headers().await,
+        echo_headers().await,
+        echo_headers().await,
+        echo_headers().await,
+    );
+    // Granted for https (explicitly, or by a bare host) but asked over http on the same port;
+    // granted for http on one port and asked on another; granted for one name (`localhost`)
+    // and asked by another (`127.0.0.1`). Every server is on loopback.
+    let config = format!(
+        r#"plugins:
+  web_fetch:
+    permissions:
+      http:
+        allow: ["127.0.0.1", "localhost"]
+        allow_private: true
+        secrets:
+          - {{host: "https://127.0.0.1:{a}", header: x-https-only, value: "s1"}}
+          - {{host: "127.0.0.1:{b}", header: x-bare-host, value: "s2"}}
+          - {{host: "127.0.0.1", header: x-bare-default, value: "s3"}}
+          - {{host: "http://127.0.0.1:{c}", header: x-http-c, value: "s4"}}
+          - {{host: "http://localhost:{d}", header: x-localhost-d, value: "s5"}}
+"#
+    );
+    let host = TestHost::start(&config, &[]).await.unwrap();
+    host.load_builtin("web_fetch").await;
+    let fetch = |url: String| {
+        let runtime = host.runtime.clone();
+        async move {
+            let output = runtime
+                .call_tool("web_fetch", &format!(r#"{{"url": "{url}", "raw": true}}"#))
+                .await
+                .unwrap_or_else(|e| panic!("{url}: {e}"));
+            let value: serde_json::Value = serde_json::from_str(&output).unwrap();
+            value["text"].as_str().unwrap().to_ascii_lowercase()
+        }
+    };
+    let leaked = |seen: &str| -> Vec<&'static str> {
+        [
+            "x-https-only",
+            "x-bare-host",
+            "x-bare-default",
+            "x-http-c",
+            "x-localhost-d",
+        ]
+        .into_iter()
+        .filter(|header| seen.contains(header))
+        .collect()
+    };
+    for port in [a, b, d] {
+        let seen = fetch(format!("http://127.0.0.1:{port}/x")).await;
+        assert!(leaked(&seen).is_empty(), "port {port}: {seen}");
+    }
+    let seen = fetch(format!("http://127.0.0.1:{c}/x")).await;
+    assert_eq!(leaked(&seen), ["x-http-c"], "{seen}");
+    assert!(seen.contains("x-http-c: s4"), "{seen}");
+    let seen = fetch(format!("http://localhost:{c}/x")).await;
+    assert!(leaked(&seen).is_empty(), "{seen}");
+    let seen = fetch(format!("http://localhost:{d}/x")).await;
+    assert_eq!(leaked(&seen), ["x-localhost-d"], "{seen}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,18 +7,16 @@ use anyhow::Context;
 use http::{HeaderName, HeaderValue};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
-use crate::config::{Config, EndpointAuth, EndpointConfig, FsMode, HostPattern};
+use crate::config::{Config, EndpointAuth, EndpointConfig, FsMode, HostPattern, Origin};
 
-/// One header the host adds to requests for matching hosts.
+/// One header the host adds to requests for one origin (scheme, host and port), so a plugin
+/// cannot get it sent in clear text by switching the scheme, or to another service on the
+/// same host by switching the port.
 #[derive(Clone)]
 pub struct SecretInjection {
-    pub host: HostPattern,
+    pub origin: Origin,
     pub header: HeaderName,
     pub value: HeaderValue,
-    /// For an endpoint's credentials: `Some(true)` only over https, `Some(false)` only over
-    /// http (as its URL says), so a plugin cannot get them sent in clear text by switching
-    /// the scheme on the same port. `None`: as the operator's `http.secrets` entry says.
-    pub https: Option<bool>,
 }
 
 /// One folder made visible to the plugin.
@@ -66,22 +64,26 @@ impl PluginGrants {
             .http
             .secrets
             .iter()
-            .map(|secret| {
+            .enumerate()
+            .map(|(index, secret)| {
+                let key = format!("plugins.{plugin}.permissions.http.secrets[{index}]");
                 Ok(SecretInjection {
-                    https: None,
-                    host: HostPattern::parse(&secret.host).map_err(anyhow::Error::msg)?,
+                    origin: Origin::parse(&secret.host)
+                        .map_err(anyhow::Error::msg)
+                        .with_context(|| format!("{key}.host"))?,
                     header: HeaderName::from_bytes(secret.header.as_bytes())
-                        .with_context(|| format!("header name `{}`", secret.header))?,
+                        .with_context(|| format!("{key}.header: `{}`", secret.header))?,
                     value: {
-                        let mut value = HeaderValue::from_str(secret.value.expose())
-                            .context("secret header value is not a valid HTTP header value")?;
+                        let mut value =
+                            HeaderValue::from_str(secret.value.expose()).with_context(|| {
+                                format!("{key}.value: not a valid HTTP header value")
+                            })?;
                         value.set_sensitive(true);
                         value
                     },
                 })
             })
-            .collect::<anyhow::Result<Vec<_>>>()
-            .with_context(|| format!("plugins.{plugin}.permissions.http.secrets"))?;
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let mut http_allow = http_allow;
         let mut secrets = secrets;
         let mut private_hosts = Vec::new();
@@ -91,17 +93,16 @@ impl PluginGrants {
             let resolved = resolve_endpoint(endpoint)
                 .with_context(|| format!("plugins.{plugin}.endpoints.{name}"))?;
             if endpoint.allow_private {
-                private_hosts.push(resolved.host.clone());
+                private_hosts.push(resolved.origin.host.clone());
             }
+            http_allow.push(resolved.origin.host.clone());
             if let Some((header, value)) = resolved.auth {
                 secrets.push(SecretInjection {
-                    host: resolved.host.clone(),
+                    origin: resolved.origin,
                     header,
                     value,
-                    https: Some(resolved.https),
                 });
             }
-            http_allow.push(resolved.host);
             endpoint_urls.insert(name.clone(), serde_json::Value::String(resolved.url));
         }
         // Tools pick their connector from `config.connectors`; by default, the granted ones.
@@ -172,12 +173,11 @@ impl PluginGrants {
     }
 }
 
-/// An endpoint turned into what egress needs: the exact host and port to allow, and the
-/// credential header to add.
+/// An endpoint turned into what egress needs: the exact origin to allow (its host and port)
+/// and to send the credential header to (its scheme too).
 struct ResolvedEndpoint {
     url: String,
-    https: bool,
-    host: HostPattern,
+    origin: Origin,
     auth: Option<(HeaderName, HeaderValue)>,
 }
 
@@ -196,19 +196,11 @@ fn resolve_endpoint(endpoint: &EndpointConfig) -> anyhow::Result<ResolvedEndpoin
             endpoint.url
         );
     }
-    let host = url
-        .host_str()
-        .with_context(|| format!("`{}` has no host", endpoint.url))?
-        .trim_matches(['[', ']']);
-    let port = url
-        .port_or_known_default()
-        .with_context(|| format!("`{}` has no port", endpoint.url))?;
-    let host = HostPattern::parse(&format!("{host}:{port}")).map_err(anyhow::Error::msg)?;
+    let origin = Origin::of_url(&url).map_err(anyhow::Error::msg)?;
     let auth = endpoint.auth.as_ref().map(auth_header).transpose()?;
     Ok(ResolvedEndpoint {
-        https: url.scheme() == "https",
         url: endpoint.url.trim_end_matches('/').to_owned(),
-        host,
+        origin,
         auth,
     })
 }
@@ -245,6 +237,7 @@ fn auth_header(auth: &EndpointAuth) -> anyhow::Result<(HeaderName, HeaderValue)>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Scheme;
 
     fn grants_for(yaml: &str) -> anyhow::Result<PluginGrants> {
         let config = Config::parse(yaml, "test", |_| None)?;
@@ -305,11 +298,64 @@ plugins:
 "#,
         )?;
         assert_eq!(grants.secrets[0].value.to_str()?, "Bearer t0k");
-        assert_eq!(grants.secrets[0].https, Some(true));
+        assert_eq!(grants.secrets[0].origin.scheme, Scheme::Https);
         assert_eq!(grants.secrets[1].header.as_str(), "x-api-key");
-        assert!(grants.secrets[1].host.matches("b.example.com", 9443));
+        let b = &grants.secrets[1].origin;
+        assert!(b.matches(Some(Scheme::Https), "b.example.com", 9443));
+        assert!(!b.matches(Some(Scheme::Http), "b.example.com", 9443));
+        assert!(!b.matches(Some(Scheme::Https), "b.example.com", 443));
         assert!(!grants.may_reach_private("b.example.com", 9443));
         Ok(())
+    }
+
+    #[test]
+    fn http_secrets_are_bound_to_the_origin_of_their_grant() -> anyhow::Result<()> {
+        let grants = grants_for(
+            r#"
+plugins:
+  airflow:
+    permissions:
+      http:
+        allow: ["*"]
+        secrets:
+          - {host: api.x.com, header: authorization, value: "Bearer a"}
+          - {host: "http://127.0.0.1:8080", header: x-key, value: b}
+          - {host: "https://*.y.com:8443", header: x-key, value: c}
+"#,
+        )?;
+        let sent = |scheme: Scheme, host: &str, port: u16| -> Vec<String> {
+            grants
+                .secrets
+                .iter()
+                .filter(|s| s.origin.matches(Some(scheme), host, port))
+                .filter_map(|s| s.value.to_str().ok().map(str::to_owned))
+                .collect()
+        };
+        assert_eq!(sent(Scheme::Https, "api.x.com", 443), ["Bearer a"]);
+        assert!(sent(Scheme::Http, "api.x.com", 443).is_empty());
+        assert!(sent(Scheme::Http, "api.x.com", 80).is_empty());
+        assert!(sent(Scheme::Https, "api.x.com", 8080).is_empty());
+        assert_eq!(sent(Scheme::Http, "127.0.0.1", 8080), ["b"]);
+        assert!(sent(Scheme::Https, "127.0.0.1", 8080).is_empty());
+        assert!(sent(Scheme::Http, "127.0.0.1", 8081).is_empty());
+        assert_eq!(sent(Scheme::Https, "a.y.com", 8443), ["c"]);
+        assert!(sent(Scheme::Https, "a.y.com", 443).is_empty());
+        assert!(sent(Scheme::Http, "a.y.com", 8443).is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn a_bad_secret_origin_names_its_key() {
+        let error = grants_for(
+            "plugins:\n  airflow:\n    permissions:\n      http:\n        secrets:\n          - {host: \"ftp://x\", header: a, value: b}\n",
+        )
+        .err()
+        .map(|e| format!("{e:#}"))
+        .unwrap_or_default();
+        assert!(
+            error.contains("plugins.airflow.permissions.http.secrets[0].host"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -1,4 +1,6 @@
 //! `logging` capability: guest log lines become host `tracing` events tagged with the plugin.
+//! Lines are cut at `MAX_LINE`; the log's field formatter (`telemetry::log_format`) escapes
+//! line breaks and other control characters, so a plugin cannot forge log lines.
 
 use crate::runtime::bindings::databot::plugin::logging::{Host, Level};
 

@@ -1,4 +1,5 @@
-//! The operator's configuration: YAML with `${VAR}` substitution, strict keys, typed sections.
+//! The operator's configuration: YAML with `${VAR}` substitution inside scalars (`substitute`,
+//! over libyaml's event stream in `yaml_events`), strict keys, typed sections.
 //!
 //! Owns parsing, validation and the defaults embedded in the binary. Every error names the
 //! file, line and column. Secrets stay in memory only: nothing here ever writes config back.
@@ -10,6 +11,7 @@ mod rag;
 mod substitute;
 mod telemetry;
 mod types;
+mod yaml_events;
 
 use std::path::{Path, PathBuf};
 
@@ -17,7 +19,7 @@ pub use data::*;
 pub use gateway::*;
 pub use mcp::*;
 pub use rag::*;
-pub use substitute::substitute_env;
+pub use substitute::{Substituted, substitute_env};
 pub use telemetry::*;
 pub use types::*;
 
@@ -70,23 +72,16 @@ impl Config {
         origin: &str,
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let resolved = substitute_env(text, origin, lookup)?;
-        let config: Config = if resolved.trim().is_empty() {
+        let substituted = substitute_env(text, origin, lookup)?;
+        let config: Config = if substituted.text.trim().is_empty() {
             Config::default()
         } else {
-            serde_yaml::from_str(&resolved).map_err(|error| {
-                let (line, column) = error
-                    .location()
-                    .map_or((0, 0), |loc| (loc.line(), loc.column()));
-                ConfigError::Invalid {
-                    origin: origin.to_owned(),
-                    line,
-                    column,
-                    message: error.to_string(),
-                }
-            })?
+            serde_yaml::from_str(&substituted.text)
+                .map_err(|error| substituted.yaml_error(&error, origin))?
         };
-        config.validate(origin)?;
+        config
+            .validate(origin)
+            .map_err(|error| substituted.scrub_error(error))?;
         Ok(config)
     }
 
@@ -107,6 +102,7 @@ impl Config {
             return Err(semantic("agent.max_iterations must be at least 1".into()));
         }
         for (name, plugin) in &self.plugins {
+            check_plugin_name(name).map_err(|e| semantic(format!("plugins: {e}")))?;
             if let Some(budgets) = &plugin.budgets {
                 budgets
                     .validate()
@@ -116,9 +112,11 @@ impl Config {
                 HostPattern::parse(pattern)
                     .map_err(|e| semantic(format!("plugins.{name}.permissions.http.allow: {e}")))?;
             }
-            for secret in &plugin.permissions.http.secrets {
-                HostPattern::parse(&secret.host).map_err(|e| {
-                    semantic(format!("plugins.{name}.permissions.http.secrets.host: {e}"))
+            for (index, secret) in plugin.permissions.http.secrets.iter().enumerate() {
+                Origin::parse(&secret.host).map_err(|e| {
+                    semantic(format!(
+                        "plugins.{name}.permissions.http.secrets[{index}].host: {e}"
+                    ))
                 })?;
             }
         }
@@ -179,6 +177,18 @@ mod tests {
     }
 
     #[test]
+    fn the_full_example_parses() {
+        let config = Config::parse(
+            include_str!("../../../config/full.yaml"),
+            "full.yaml",
+            |_| None,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let secrets = &config.plugins["openai"].permissions.http.secrets;
+        assert_eq!(secrets[0].host, "https://api.openai.com");
+    }
+
+    #[test]
     fn unknown_key_is_an_error_with_line_and_column() {
         let error = parse("runtime:\n  watch: true\n  wach: false\n").unwrap_err();
         let text = error.to_string();
@@ -228,6 +238,62 @@ mod tests {
         .to_string();
         assert!(
             error.starts_with("test.yaml: gateway.api_keys[0]: the key is empty"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_substituted_value_is_never_printed_in_a_type_error() {
+        let error = Config::parse(
+            "data:\n  sql:\n    x:\n      url: \"sqlite://x.db\"\n      timeout_ms: ${PG_TIMEOUT}\n",
+            "test.yaml",
+            |name| (name == "PG_TIMEOUT").then(|| "p@ss: w0rd\"}".to_owned()),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.starts_with("test.yaml:5:19: data.sql.x.timeout_ms: expected "),
+            "{error}"
+        );
+        assert!(error.ends_with("got the value of ${PG_TIMEOUT}"), "{error}");
+        assert!(!error.contains("w0rd"), "{error}");
+    }
+
+    #[test]
+    fn a_substituted_value_cannot_add_keys() {
+        let config = parse("agent:\n  model: ${TOKEN}\n  system_prompt: \"${TOKEN}\"\n").unwrap();
+        assert_eq!(config.agent.model.as_deref(), Some("s3cret"));
+        let config = Config::parse("agent:\n  model: ${M}\n", "test.yaml", |name| {
+            (name == "M").then(|| "x\n  max_iterations: 0\nruntime: {watch: false}".to_owned())
+        })
+        .unwrap();
+        assert_eq!(
+            config.agent.model.as_deref(),
+            Some("x\n  max_iterations: 0\nruntime: {watch: false}")
+        );
+        assert_eq!(config.agent.max_iterations, 10);
+        assert!(config.runtime.watch);
+    }
+
+    #[test]
+    fn plugin_section_names_are_checked() {
+        let error = parse("plugins:\n  Bad-Name: {}\n").unwrap_err().to_string();
+        assert!(
+            error.contains("plugins: plugin name \"Bad-Name\""),
+            "{error}"
+        );
+        assert!(parse("plugins:\n  good_name_2: {}\n").is_ok());
+    }
+
+    #[test]
+    fn a_bad_secret_origin_names_its_key() {
+        let error = parse(
+            "plugins:\n  a:\n    permissions:\n      http:\n        secrets:\n          - {host: \"ok.example.com\", header: a, value: b}\n          - {host: \"https://x/path\", header: a, value: b}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("plugins.a.permissions.http.secrets[1].host"),
             "{error}"
         );
     }

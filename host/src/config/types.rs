@@ -412,12 +412,37 @@ pub struct HttpPermissions {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SecretHeader {
-    /// Host pattern the header is sent to (same syntax as `allow`).
+    /// The origin the header is sent to (`Origin`): `https://api.example.com`,
+    /// `http://127.0.0.1:8080`, `https://*.example.com`. A bare host means https on port 443:
+    /// the header never goes over another scheme or to another port.
     pub host: String,
     /// Header name, e.g. `authorization`.
     pub header: String,
     /// Header value, usually `"Bearer ${TOKEN}"`.
     pub value: Secret,
+}
+
+/// Longest plugin name, in bytes.
+pub const MAX_PLUGIN_NAME: usize = 64;
+
+/// A plugin name (a manifest's `name`, a `plugins.NAME` section) is `[a-z][a-z0-9_]*` and at
+/// most `MAX_PLUGIN_NAME` bytes: it becomes a config key, a metric label, a log field, a span
+/// attribute and part of file names.
+pub fn check_plugin_name(name: &str) -> Result<(), String> {
+    let valid = name.len() <= MAX_PLUGIN_NAME
+        && name.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if valid {
+        return Ok(());
+    }
+    // Shown escaped and shortened: the name may come from a hostile component.
+    let shown: String = name.chars().take(MAX_PLUGIN_NAME + 1).collect();
+    let more = if shown.len() < name.len() { "..." } else { "" };
+    Err(format!(
+        "plugin name {shown:?}{more} is not valid: a lower-case letter, then lower-case letters, digits or `_`, at most {MAX_PLUGIN_NAME} characters"
+    ))
 }
 
 /// A secret value: never printed, never written back.
@@ -461,20 +486,41 @@ pub enum FsMode {
 pub struct HostPattern {
     /// `Some("example.com")` for `*.example.com`.
     pub wildcard_suffix: Option<String>,
+    /// Lower case; an IPv6 address without brackets, in its canonical form.
     pub host: String,
     pub port: Option<u16>,
 }
 
 impl HostPattern {
+    /// `host`, `*.domain`, `*`, each with an optional `:port`; an IPv6 address in brackets
+    /// (`[::1]`, `[::1]:8080`).
     pub fn parse(text: &str) -> Result<Self, String> {
         let text = text.trim().to_ascii_lowercase();
+        let parse_port = |port: &str| {
+            port.parse::<u16>()
+                .map_err(|_| format!("`{text}`: port `{port}` is not a number"))
+        };
+        if let Some(bracketed) = text.strip_prefix('[') {
+            let (address, rest) = bracketed
+                .split_once(']')
+                .ok_or_else(|| format!("`{text}`: `[` without `]`"))?;
+            let address: std::net::Ipv6Addr = address
+                .parse()
+                .map_err(|_| format!("`{text}`: `{address}` is not an IPv6 address"))?;
+            let port = match rest {
+                "" => None,
+                _ => Some(parse_port(rest.strip_prefix(':').ok_or_else(|| {
+                    format!("`{text}`: expected `:port` after `]`")
+                })?)?),
+            };
+            return Ok(Self {
+                wildcard_suffix: None,
+                host: address.to_string(),
+                port,
+            });
+        }
         let (host, port) = match text.rsplit_once(':') {
-            Some((host, port)) if !host.contains(':') => {
-                let port = port
-                    .parse::<u16>()
-                    .map_err(|_| format!("`{text}`: port `{port}` is not a number"))?;
-                (host.to_owned(), Some(port))
-            }
+            Some((host, port)) if !host.contains(':') => (host.to_owned(), Some(parse_port(port)?)),
             _ => (text.clone(), None),
         };
         let valid = |h: &str| {
@@ -511,17 +557,151 @@ impl HostPattern {
         })
     }
 
-    /// Does `host:port` match? Without a port in the pattern, any port matches.
+    /// Does `host:port` match? Without a port in the pattern, any port matches. `host` may be
+    /// an IPv6 address with or without brackets.
     pub fn matches(&self, host: &str, port: u16) -> bool {
         if self.port.is_some_and(|p| p != port) {
             return false;
         }
-        let host = host.to_ascii_lowercase();
+        let host = host.trim_matches(['[', ']']).to_ascii_lowercase();
         match &self.wildcard_suffix {
             Some(suffix) if suffix.is_empty() => true,
             Some(suffix) => host.len() > suffix.len() && host.ends_with(&format!(".{suffix}")),
-            None => host == self.host,
+            None => match (
+                host.parse::<std::net::IpAddr>(),
+                self.host.parse::<std::net::IpAddr>(),
+            ) {
+                (Ok(asked), Ok(granted)) => asked == granted,
+                _ => host == self.host,
+            },
         }
+    }
+}
+
+impl fmt::Display for HostPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]", self.host)?;
+        } else {
+            f.write_str(&self.host)?;
+        }
+        match self.port {
+            Some(port) => write!(f, ":{port}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The scheme of an `Origin`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    /// `http` or `https`; anything else is no scheme a credential may travel over.
+    pub fn from_name(name: &str) -> Option<Self> {
+        if name.eq_ignore_ascii_case("https") {
+            Some(Self::Https)
+        } else if name.eq_ignore_ascii_case("http") {
+            Some(Self::Http)
+        } else {
+            None
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Http => "http",
+            Self::Https => "https",
+        }
+    }
+
+    pub fn default_port(self) -> u16 {
+        match self {
+            Self::Http => 80,
+            Self::Https => 443,
+        }
+    }
+}
+
+/// Where a credential may be sent: scheme, host (or `*.domain`) and port, all three. Parsed
+/// from `https://api.example.com`, `http://127.0.0.1:8080`, `https://*.example.com:8443` or
+/// `https://[::1]:8443`; without a port, the scheme's default; a bare `api.example.com` (or
+/// `api.example.com:8443`) means https. A request matches only with the same scheme, a
+/// matching host and the same port, so a header granted for `https://api.example.com` never
+/// goes to `http://api.example.com` or to `api.example.com:8080`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub scheme: Scheme,
+    /// Always with a port.
+    pub host: HostPattern,
+}
+
+impl Origin {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let trimmed = text.trim();
+        let (scheme, authority) = match trimmed.split_once("://") {
+            Some((scheme, rest)) => (
+                Scheme::from_name(scheme).ok_or_else(|| {
+                    format!("`{trimmed}`: only http:// and https:// origins are supported")
+                })?,
+                rest,
+            ),
+            None => (Scheme::Https, trimmed),
+        };
+        let authority = authority.strip_suffix('/').unwrap_or(authority);
+        if authority.is_empty() {
+            return Err(format!("`{trimmed}` has no host"));
+        }
+        if authority.contains(['/', '?', '#', '@', '\\']) {
+            return Err(format!(
+                "`{trimmed}` is not an origin (scheme, host and port only: no path, query or user)"
+            ));
+        }
+        let mut host = HostPattern::parse(authority)?;
+        if host.port == Some(0) {
+            return Err(format!("`{trimmed}`: port 0"));
+        }
+        host.port = Some(host.port.unwrap_or(scheme.default_port()));
+        Ok(Self { scheme, host })
+    }
+
+    /// The origin of an `http`/`https` URL (its host exactly, its port or the default).
+    pub fn of_url(url: &url::Url) -> Result<Self, String> {
+        let scheme = Scheme::from_name(url.scheme())
+            .ok_or_else(|| format!("`{url}`: only http and https endpoints are supported"))?;
+        let host = match url.host() {
+            Some(url::Host::Domain(name)) => name.to_ascii_lowercase(),
+            Some(url::Host::Ipv4(ip)) => ip.to_string(),
+            Some(url::Host::Ipv6(ip)) => ip.to_string(),
+            None => return Err(format!("`{url}` has no host")),
+        };
+        Ok(Self {
+            scheme,
+            host: HostPattern {
+                wildcard_suffix: None,
+                host,
+                port: Some(url.port().unwrap_or(scheme.default_port())),
+            },
+        })
+    }
+
+    /// Does a request to `scheme://host:port` go to this origin? `scheme` is the request's
+    /// (`None`: neither http nor https, which no origin matches).
+    pub fn matches(&self, scheme: Option<Scheme>, host: &str, port: u16) -> bool {
+        scheme == Some(self.scheme) && self.host.matches(host, port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.host.port.unwrap_or(self.scheme.default_port())
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}", self.scheme.as_str(), self.host)
     }
 }
 
@@ -544,5 +724,117 @@ mod tests {
         assert!(!with_port.matches("127.0.0.1", 8081));
         assert!(HostPattern::parse("exa mple.com").is_err());
         assert!(HostPattern::parse("host:99999").is_err());
+        let v6 = HostPattern::parse("[0:0::1]:8080").unwrap();
+        assert!(v6.matches("::1", 8080));
+        assert!(v6.matches("[::1]", 8080));
+        assert!(!v6.matches("::1", 8081));
+        assert!(HostPattern::parse("[::1").is_err());
+        assert!(HostPattern::parse("[nope]:1").is_err());
+        assert!(HostPattern::parse("[::1]8080").is_err());
+    }
+
+    #[test]
+    fn plugin_names_are_lower_case_identifiers_of_bounded_length() {
+        for good in [
+            "a",
+            "web_fetch",
+            "sql_connector",
+            "x9",
+            "a_1_b",
+            &"a".repeat(64),
+        ] {
+            assert!(check_plugin_name(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "_a",
+            "9a",
+            "Web",
+            "web-fetch",
+            "web.fetch",
+            "a b",
+            "a\nb",
+            "a\"b",
+            "caf\u{e9}",
+            "a/b",
+            "a\\b",
+            "a{b}",
+            &"a".repeat(65),
+        ] {
+            let error = check_plugin_name(bad).unwrap_err();
+            assert!(!error.contains('\n'), "{error}");
+        }
+        let long = check_plugin_name(&"x".repeat(5000)).unwrap_err();
+        assert!(long.len() < 300, "{long}");
+    }
+
+    #[test]
+    fn origins_bind_scheme_host_and_port() {
+        use Scheme::{Http, Https};
+        let cases = [
+            ("https://api.x.com", Https, "api.x.com", 443),
+            ("HTTPS://API.X.COM/", Https, "api.x.com", 443),
+            ("api.x.com", Https, "api.x.com", 443),
+            ("api.x.com:8443", Https, "api.x.com", 8443),
+            ("http://api.x.com", Http, "api.x.com", 80),
+            ("http://127.0.0.1:8080", Http, "127.0.0.1", 8080),
+            ("https://[::1]:9443", Https, "::1", 9443),
+            ("https://*.x.com", Https, "a.x.com", 443),
+        ];
+        for (text, scheme, host, port) in cases {
+            let origin = Origin::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert!(origin.matches(Some(scheme), host, port), "{text}");
+            let other = if scheme == Https { Http } else { Https };
+            assert!(
+                !origin.matches(Some(other), host, port),
+                "{text} over {other:?}"
+            );
+            assert!(
+                !origin.matches(None, host, port),
+                "{text} over another scheme"
+            );
+            for wrong_port in [80, 443, 8080, 8443, 9443] {
+                if wrong_port != port {
+                    assert!(
+                        !origin.matches(Some(scheme), host, wrong_port),
+                        "{text} :{wrong_port}"
+                    );
+                }
+            }
+            assert!(!origin.matches(Some(scheme), "evil.com", port), "{text}");
+        }
+        let exact = Origin::parse("https://api.x.com").unwrap();
+        assert!(!exact.matches(Some(Https), "api.x.com.evil.com", 443));
+        assert!(!exact.matches(Some(Https), "x.com", 443));
+        assert_eq!(exact.to_string(), "https://api.x.com:443");
+        assert_eq!(
+            Origin::parse("http://[::1]:8080").unwrap().to_string(),
+            "http://[::1]:8080"
+        );
+        for bad in [
+            "ftp://api.x.com",
+            "https://",
+            "https://api.x.com/path",
+            "https://user@api.x.com",
+            "https://api.x.com?q",
+            "https://api.x.com#f",
+            "https://api.x.com:0",
+            "https://api.x.com:99999",
+            "https://exa mple.com",
+            "",
+        ] {
+            assert!(Origin::parse(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn origins_of_urls_take_the_scheme_default_port() {
+        let of = |text: &str| Origin::of_url(&url::Url::parse(text).unwrap());
+        assert_eq!(of("https://a.example.com/x").unwrap().port(), 443);
+        assert_eq!(of("http://a.example.com/x").unwrap().port(), 80);
+        assert_eq!(of("http://a.example.com:8080").unwrap().port(), 8080);
+        let v6 = of("https://[::1]:9443/").unwrap();
+        assert!(v6.matches(Some(Scheme::Https), "[::1]", 9443));
+        assert!(of("ftp://a.example.com").is_err());
     }
 }

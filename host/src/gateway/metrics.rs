@@ -4,7 +4,6 @@
 //! hit, tokens).
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -12,7 +11,7 @@ use parking_lot::Mutex;
 
 use crate::runtime::PluginStatus;
 use crate::telemetry::RuntimeMetrics;
-use crate::telemetry::metrics::Histogram;
+use crate::telemetry::metrics::{Histogram, Labels, sample};
 
 #[derive(Default)]
 pub struct Metrics {
@@ -67,10 +66,8 @@ impl Metrics {
         out.push_str("# HELP databot_http_requests_total HTTP requests by route and status.\n# TYPE databot_http_requests_total counter\n");
         let requests = self.requests.lock();
         for ((route, status), (count, _)) in requests.iter() {
-            let _ = writeln!(
-                out,
-                "databot_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {count}"
-            );
+            let labels = Labels::new().with("route", route).with("status", status);
+            sample(&mut out, "databot_http_requests_total", &labels, count);
         }
         out.push_str("# HELP databot_http_request_seconds_sum Time spent answering, by route.\n# TYPE databot_http_request_seconds_sum counter\n");
         let mut by_route: BTreeMap<&str, f64> = BTreeMap::new();
@@ -78,9 +75,11 @@ impl Metrics {
             *by_route.entry(route).or_default() += seconds;
         }
         for (route, seconds) in by_route {
-            let _ = writeln!(
-                out,
-                "databot_http_request_seconds_sum{{route=\"{route}\"}} {seconds:.6}"
+            sample(
+                &mut out,
+                "databot_http_request_seconds_sum",
+                &Labels::new().with("route", route),
+                format_args!("{seconds:.6}"),
             );
         }
         drop(requests);
@@ -89,38 +88,84 @@ impl Metrics {
             histogram.render(
                 &mut out,
                 "databot_http_request_duration_seconds",
-                &format!("route=\"{route}\""),
+                &Labels::new().with("route", route),
             );
         }
-        let _ = writeln!(
-            out,
-            "# HELP databot_turns_total Agent turns answered through the gateway.\n# TYPE databot_turns_total counter\ndatabot_turns_total {}\ndatabot_turns_failed_total {}",
+        out.push_str("# HELP databot_turns_total Agent turns answered through the gateway.\n# TYPE databot_turns_total counter\n");
+        sample(
+            &mut out,
+            "databot_turns_total",
+            &Labels::new(),
             self.turns.load(Ordering::Relaxed),
-            self.failed_turns.load(Ordering::Relaxed)
+        );
+        sample(
+            &mut out,
+            "databot_turns_failed_total",
+            &Labels::new(),
+            self.failed_turns.load(Ordering::Relaxed),
         );
         out.push_str("# HELP databot_plugin_calls_total Calls into each plugin.\n# TYPE databot_plugin_calls_total counter\n");
         for plugin in plugins {
-            let _ = writeln!(
-                out,
-                "databot_plugin_calls_total{{plugin=\"{}\"}} {}",
-                plugin.name, plugin.calls
+            let labels = Labels::new().with("plugin", &plugin.name);
+            sample(
+                &mut out,
+                "databot_plugin_calls_total",
+                &labels,
+                plugin.calls,
             );
-            let _ = writeln!(
-                out,
-                "databot_plugin_failures_total{{plugin=\"{}\"}} {}",
-                plugin.name, plugin.failures
+            sample(
+                &mut out,
+                "databot_plugin_failures_total",
+                &labels,
+                plugin.failures,
             );
             let open = plugin
                 .breaker
                 .is_some_and(|b| b != crate::runtime::BreakerState::Closed);
-            let _ = writeln!(
-                out,
-                "databot_plugin_breaker_open{{plugin=\"{}\"}} {}",
-                plugin.name,
-                u8::from(open)
+            sample(
+                &mut out,
+                "databot_plugin_breaker_open",
+                &labels,
+                u8::from(open),
             );
         }
         runtime.render(&mut out);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugin_names_are_escaped_in_labels() {
+        // A refused file's status carries a name taken from its file name.
+        let status = PluginStatus {
+            name: "x\"} 1\nforged 2".into(),
+            kind: None,
+            version: None,
+            source: "file".into(),
+            digest: None,
+            state: "refused".into(),
+            breaker: None,
+            operations: Vec::new(),
+            revisions: 0,
+            calls: 3,
+            failures: 1,
+            last_error: None,
+        };
+        let metrics = Metrics::default();
+        metrics.record("/health", 200, Duration::from_millis(1));
+        let out = metrics.render(&[status], &RuntimeMetrics::default());
+        assert!(
+            out.contains("databot_plugin_calls_total{plugin=\"x\\\"} 1\\nforged 2\"} 3\n"),
+            "{out}"
+        );
+        assert!(!out.lines().any(|line| line.starts_with("forged")), "{out}");
+        assert!(
+            out.contains("databot_http_requests_total{route=\"/health\",status=\"200\"} 1\n"),
+            "{out}"
+        );
     }
 }

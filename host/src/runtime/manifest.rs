@@ -108,6 +108,7 @@ pub fn read_manifest(bytes: &[u8]) -> Result<Manifest, ManifestError> {
     let data = found.ok_or(ManifestError::Missing)?;
     let manifest: Manifest =
         serde_json::from_slice(&data).map_err(|e| ManifestError::Invalid(e.to_string()))?;
+    crate::config::check_plugin_name(&manifest.name).map_err(ManifestError::Invalid)?;
     let expected = compatibility_line(CONTRACT_VERSION).unwrap_or_default();
     match compatibility_line(&manifest.contract) {
         Some(line) if line == expected => Ok(manifest),
@@ -128,6 +129,68 @@ mod tests {
         assert_eq!(compatibility_line("0.1.7").as_deref(), Some("0.1"));
         assert_eq!(compatibility_line("2.3.0").as_deref(), Some("2"));
         assert_eq!(compatibility_line("x"), None);
+    }
+
+    /// An empty component whose only section is a `databot-manifest` holding `json`.
+    fn component_with_manifest(json: &str) -> Vec<u8> {
+        fn leb(mut n: usize, out: &mut Vec<u8>) {
+            loop {
+                let byte = (n & 0x7f) as u8;
+                n >>= 7;
+                if n == 0 {
+                    out.push(byte);
+                    return;
+                }
+                out.push(byte | 0x80);
+            }
+        }
+        let mut payload = Vec::new();
+        leb(MANIFEST_SECTION.len(), &mut payload);
+        payload.extend_from_slice(MANIFEST_SECTION.as_bytes());
+        payload.extend_from_slice(json.as_bytes());
+        let mut bytes = b"\0asm\x0d\x00\x01\x00".to_vec();
+        bytes.push(0);
+        leb(payload.len(), &mut bytes);
+        bytes.extend(payload);
+        bytes
+    }
+
+    fn manifest_named(name: &str) -> Vec<u8> {
+        let json = serde_json::json!({
+            "name": name,
+            "version": "1.0.0",
+            "kind": "tool",
+            "contract": CONTRACT_VERSION,
+            "description": "d",
+        });
+        component_with_manifest(&json.to_string())
+    }
+
+    #[test]
+    fn plugin_names_are_checked() {
+        let manifest = read_manifest(&manifest_named("good_name_2")).unwrap();
+        assert_eq!(manifest.name, "good_name_2");
+        for bad in [
+            "",
+            "Upper",
+            "with-dash",
+            "with space",
+            "line\nbreak",
+            "quote\"",
+            "metric\"} 1\nfake_metric{a=\"",
+            "2fast",
+            "_hidden",
+            "../escape",
+            &"n".repeat(65),
+        ] {
+            match read_manifest(&manifest_named(bad)) {
+                Err(ManifestError::Invalid(message)) => {
+                    assert!(message.contains("plugin name"), "{message}");
+                    assert!(!message.contains('\n'), "{message}");
+                }
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -356,6 +356,7 @@ impl Runtime {
     ) -> anyhow::Result<Arc<Revision>> {
         let mut manifest = read_manifest(&bytes)?;
         if let Some(instance) = instance {
+            crate::config::check_plugin_name(instance).map_err(anyhow::Error::msg)?;
             manifest.name = instance.to_owned();
         }
         let name = manifest.name.clone();

@@ -40,24 +40,75 @@ impl Histogram {
         self.count
     }
 
-    /// Append the `_bucket`, `_sum` and `_count` lines of `name` with `labels` (`a="b",...`).
-    pub fn render(&self, out: &mut String, name: &str, labels: &str) {
-        let separator = if labels.is_empty() { "" } else { "," };
+    /// Append the `_bucket`, `_sum` and `_count` lines of `name` with `labels`.
+    pub fn render(&self, out: &mut String, name: &str, labels: &Labels) {
         let mut cumulative = 0;
         for (bound, count) in LATENCY_BUCKETS.iter().zip(self.buckets) {
             cumulative += count;
-            let _ = writeln!(
+            sample(
                 out,
-                "{name}_bucket{{{labels}{separator}le=\"{bound}\"}} {cumulative}"
+                &format!("{name}_bucket"),
+                &labels.clone().with("le", bound),
+                cumulative,
             );
         }
-        let _ = writeln!(
+        sample(
             out,
-            "{name}_bucket{{{labels}{separator}le=\"+Inf\"}} {}",
-            self.count
+            &format!("{name}_bucket"),
+            &labels.clone().with("le", "+Inf"),
+            self.count,
         );
-        let _ = writeln!(out, "{name}_sum{{{labels}}} {:.6}", self.sum);
-        let _ = writeln!(out, "{name}_count{{{labels}}} {}", self.count);
+        sample(
+            out,
+            &format!("{name}_sum"),
+            labels,
+            format_args!("{:.6}", self.sum),
+        );
+        sample(out, &format!("{name}_count"), labels, self.count);
+    }
+}
+
+/// The labels of one series, rendered as Prometheus text (`a="x",b="y"`). A value can only be
+/// added through `with`, which escapes it, so no label value reaches the output unescaped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Labels(String);
+
+impl Labels {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Add `name="value"`. Names are the host's own identifiers (`[a-zA-Z_][a-zA-Z0-9_]*`);
+    /// the value is anything and is escaped.
+    pub fn with(mut self, name: &'static str, value: impl std::fmt::Display) -> Self {
+        debug_assert!(
+            name.bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'),
+            "label name {name:?}"
+        );
+        if !self.0.is_empty() {
+            self.0.push(',');
+        }
+        self.0.push_str(name);
+        self.0.push_str("=\"");
+        self.0.push_str(&escape(&value.to_string()));
+        self.0.push('"');
+        self
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Append one sample line: `metric{labels} value` (`metric value` without labels).
+pub fn sample(out: &mut String, metric: &str, labels: &Labels, value: impl std::fmt::Display) {
+    if labels.0.is_empty() {
+        let _ = writeln!(out, "{metric} {value}");
+    } else {
+        let _ = writeln!(out, "{metric}{{{}}} {value}", labels.0);
     }
 }
 
@@ -202,12 +253,11 @@ impl RuntimeMetrics {
         out.push_str("# HELP databot_plugin_invocations_total Plugin calls by plugin, operation and outcome (ok or the error kind).\n# TYPE databot_plugin_invocations_total counter\n");
         for (plugin, series) in &inner.plugins {
             for ((operation, outcome), count) in &series.calls {
-                let _ = writeln!(
-                    out,
-                    "databot_plugin_invocations_total{{plugin=\"{}\",operation=\"{operation}\",outcome=\"{}\"}} {count}",
-                    escape(plugin),
-                    escape(outcome)
-                );
+                let labels = Labels::new()
+                    .with("plugin", plugin)
+                    .with("operation", operation)
+                    .with("outcome", outcome);
+                sample(out, "databot_plugin_invocations_total", &labels, count);
             }
         }
         out.push_str("# HELP databot_plugin_errors_total Failed plugin calls by error kind.\n# TYPE databot_plugin_errors_total counter\n");
@@ -218,11 +268,8 @@ impl RuntimeMetrics {
             }
         }
         for (kind, count) in errors {
-            let _ = writeln!(
-                out,
-                "databot_plugin_errors_total{{kind=\"{}\"}} {count}",
-                escape(kind)
-            );
+            let labels = Labels::new().with("kind", kind);
+            sample(out, "databot_plugin_errors_total", &labels, count);
         }
         out.push_str("# HELP databot_plugin_call_duration_seconds Plugin call latency, admission to result.\n# TYPE databot_plugin_call_duration_seconds histogram\n");
         for (plugin, series) in &inner.plugins {
@@ -230,19 +277,19 @@ impl RuntimeMetrics {
                 histogram.render(
                     out,
                     "databot_plugin_call_duration_seconds",
-                    &format!("plugin=\"{}\",operation=\"{operation}\"", escape(plugin)),
+                    &Labels::new()
+                        .with("plugin", plugin)
+                        .with("operation", operation),
                 );
             }
         }
         out.push_str("# HELP databot_budget_exceeded_total Calls stopped by a budget (timeout, memory, output, concurrency).\n# TYPE databot_budget_exceeded_total counter\n");
         for (plugin, series) in &inner.plugins {
             for (budget, count) in &series.budgets {
-                let _ = writeln!(
-                    out,
-                    "databot_budget_exceeded_total{{plugin=\"{}\",budget=\"{}\"}} {count}",
-                    escape(plugin),
-                    budget.as_str()
-                );
+                let labels = Labels::new()
+                    .with("plugin", plugin)
+                    .with("budget", budget.as_str());
+                sample(out, "databot_budget_exceeded_total", &labels, count);
             }
         }
         out.push_str("# HELP databot_provider_call_duration_seconds Provider chat completions as the agent saw them.\n# TYPE databot_provider_call_duration_seconds histogram\n");
@@ -250,21 +297,21 @@ impl RuntimeMetrics {
             histogram.render(
                 out,
                 "databot_provider_call_duration_seconds",
-                &format!("provider=\"{}\"", escape(provider)),
+                &Labels::new().with("provider", provider),
             );
         }
         out.push_str("# HELP databot_gen_ai_tokens_total Tokens reported by providers, by direction.\n# TYPE databot_gen_ai_tokens_total counter\n");
         for ((provider, direction), count) in &inner.tokens {
-            let _ = writeln!(
-                out,
-                "databot_gen_ai_tokens_total{{provider=\"{}\",type=\"{direction}\"}} {count}",
-                escape(provider)
-            );
+            let labels = Labels::new()
+                .with("provider", provider)
+                .with("type", direction);
+            sample(out, "databot_gen_ai_tokens_total", &labels, count);
         }
     }
 }
 
-/// Escape a Prometheus label value.
+/// Escape a Prometheus label value (text format: backslash, double quote and line feed).
+/// `Labels::with` applies it; nothing else should build label text.
 pub fn escape(value: &str) -> String {
     value
         .replace('\\', "\\\\")
@@ -309,5 +356,55 @@ mod tests {
         );
         assert_eq!(metrics.calls("echo", "ok"), 2);
         assert_eq!(metrics.budgets_hit("e\"vil", Budget::Timeout), 1);
+    }
+
+    #[test]
+    fn no_label_value_can_break_out_of_its_series() {
+        let metrics = RuntimeMetrics::default();
+        let hostile = "a\\\"} 1\nforged_metric{x=\"y";
+        metrics.plugin_call(hostile, "tool", "ok", Duration::from_millis(1));
+        metrics.budget_hit(hostile, Budget::Memory);
+        metrics.provider_call(hostile, Duration::from_millis(1), 1, 1);
+        let mut out = String::new();
+        metrics.render(&mut out);
+        for line in out.lines() {
+            assert!(!line.starts_with("forged_metric"), "{out}");
+            if line.starts_with('#') {
+                continue;
+            }
+            // Every sample line is `name{labels} value` with every quote escaped or closing
+            // a label value it opened.
+            let open = line.find('{').unwrap_or(line.len());
+            let close = line.rfind('}').unwrap_or(line.len());
+            let labels = &line[(open + 1).min(close)..close];
+            let mut inside = false;
+            let mut escaped = false;
+            for c in labels.chars() {
+                match (inside, escaped, c) {
+                    (true, false, '\\') => escaped = true,
+                    (true, true, _) => escaped = false,
+                    (_, false, '"') => inside = !inside,
+                    _ => {}
+                }
+            }
+            assert!(!inside, "unbalanced quotes in {line:?}");
+        }
+        assert!(
+            out.contains(r#"plugin="a\\\"} 1\nforged_metric{x=\"y""#),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn labels_escape_every_value() {
+        let labels = Labels::new()
+            .with("a", "x\\y")
+            .with("b", "q\"")
+            .with("c", "l\nm");
+        assert_eq!(labels.as_str(), r#"a="x\\y",b="q\"",c="l\nm""#);
+        let mut out = String::new();
+        sample(&mut out, "m", &Labels::new(), 3);
+        sample(&mut out, "m", &labels, 4);
+        assert_eq!(out, "m 3\nm{a=\"x\\\\y\",b=\"q\\\"\",c=\"l\\nm\"} 4\n");
     }
 }

@@ -5,7 +5,8 @@
 //! Submodules: `export` (OTLP exporters and the two export pipelines), `call_span` (the
 //! plugin-call span) and `call_export` (its allocation-free pipeline), `spans` (names,
 //! attribute helpers), `propagation` (`traceparent` in and out), `metrics` (counters and
-//! histograms).
+//! histograms, labels escaped by construction), `log_format` (log fields with control
+//! characters escaped, so plugin-controlled text cannot forge log lines).
 //!
 //! With no endpoint configured there is no OpenTelemetry layer at all: the log formatter takes
 //! events only, so no layer is interested in spans and they are not built; nothing is exported
@@ -14,6 +15,7 @@
 mod call_export;
 pub mod call_span;
 pub mod export;
+pub mod log_format;
 pub mod metrics;
 pub mod propagation;
 pub mod spans;
@@ -138,6 +140,7 @@ pub fn subscriber_with_export(
     // The log formatter takes events only: log lines stay as they were, and with export off
     // no layer wants the spans, so they are never even built.
     let fmt = tracing_subscriber::fmt::layer()
+        .fmt_fields(log_format::EscapedFields)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_filter(filter.and(filter_fn(|metadata| metadata.is_event())));

@@ -1,7 +1,9 @@
-//! Outgoing HTTP policy (`wasi:http` hook): allowlist by host and port, private networks
-//! blocked after DNS resolution unless granted, credentials injected for matching hosts, and
-//! the connection made to the vetted addresses only (`pinned`).
+//! Outgoing HTTP policy (`wasi:http` hook): allowlist by host and port, non-public addresses
+//! (`addresses`: the IANA special-purpose registries) refused after DNS resolution unless
+//! granted, credentials injected only for their origin (scheme, host and port), and the
+//! connection made to the vetted addresses only (`pinned`).
 
+mod addresses;
 mod pinned;
 
 use std::net::{IpAddr, SocketAddr};
@@ -11,6 +13,9 @@ use parking_lot::Mutex;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
 use super::PluginGrants;
+use crate::config::Scheme;
+
+pub use addresses::{is_public_ip, special_purpose_block};
 
 type SendFuture = Box<
     dyn Future<Output = Result<(http::Response<WasiBody>, pinned::ConnectionTask), HttpError>>
@@ -39,46 +44,6 @@ impl EgressPolicy {
     }
 }
 
-/// Is this address on the public internet? Loopback, private, link-local (cloud metadata),
-/// CGNAT, unspecified, multicast, documentation and unique-local ranges are not.
-pub fn is_public_ip(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            !(v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.is_documentation()
-                || a == 0
-                || (a == 100 && (64..128).contains(&b))
-                || (a == 198 && (b == 18 || b == 19))
-                || a >= 240)
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public_ip(IpAddr::V4(v4));
-            }
-            let segments = v6.segments();
-            // NAT64 (64:ff9b::/96) reaches the embedded IPv4 address.
-            if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-                let [a, b] = segments[6].to_be_bytes();
-                let [c, d] = segments[7].to_be_bytes();
-                return is_public_ip(IpAddr::V4(std::net::Ipv4Addr::new(a, b, c, d)));
-            }
-            let first = segments[0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-                || (first == 0x2001 && segments[1] == 0x0db8))
-        }
-    }
-}
-
 impl WasiHttpHooks for EgressPolicy {
     fn send_request(
         &mut self,
@@ -101,6 +66,8 @@ impl WasiHttpHooks for EgressPolicy {
                 .trim_matches(['[', ']'])
                 .to_owned();
             let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
+            // The scheme credentials are matched against: only http and https ever match.
+            let scheme = uri.scheme_str().and_then(Scheme::from_name);
             let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
             let plugin = &grants.plugin;
             let deny = |reason: String| {
@@ -128,15 +95,18 @@ impl WasiHttpHooks for EgressPolicy {
             if !grants.may_reach_private(&host, port)
                 && let Some(inside) = addresses.iter().find(|a| !is_public_ip(a.ip()))
             {
+                let block = special_purpose_block(inside.ip())
+                    .map(|name| format!(" ({name})"))
+                    .unwrap_or_default();
                 return Err(deny(format!(
-                    "egress to `{host}:{port}` resolves to the non-public address {}; set `plugins.{plugin}.permissions.http.allow_private: true` to allow it",
+                    "egress to `{host}:{port}` resolves to the non-public address {}{block}; set `plugins.{plugin}.permissions.http.allow_private: true` to allow it",
                     inside.ip()
                 )));
             }
             for secret in grants
                 .secrets
                 .iter()
-                .filter(|s| s.host.matches(&host, port) && s.https.is_none_or(|h| h == https))
+                .filter(|s| s.origin.matches(scheme, &host, port))
             {
                 request
                     .headers_mut()
@@ -185,31 +155,4 @@ fn egress_span(plugin: &str, method: &str, uri: &http::Uri) -> tracing::Span {
         otel.status_code = Empty,
         error.type = Empty,
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn non_public_addresses_are_recognised() {
-        for inside in [
-            "127.0.0.1",
-            "10.0.0.1",
-            "169.254.169.254",
-            "192.168.1.1",
-            "172.16.0.1",
-            "100.64.0.1",
-            "0.0.0.0",
-            "::1",
-            "fe80::1",
-            "fd00::1",
-            "::ffff:127.0.0.1",
-        ] {
-            assert!(!is_public_ip(inside.parse().unwrap()), "{inside}");
-        }
-        for outside in ["93.184.216.34", "1.1.1.1", "2606:4700::1111"] {
-            assert!(is_public_ip(outside.parse().unwrap()), "{outside}");
-        }
-    }
 }
