@@ -10,6 +10,7 @@
 use std::time::{Duration, Instant};
 
 use databot_e2e::TestHost;
+use databot_e2e::memory::{reset_peak, status_kib};
 use serde_json::json;
 use sqlx::{Connection, Row};
 
@@ -19,22 +20,6 @@ const RUNS: usize = 9;
 fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
     samples[samples.len() / 2]
-}
-
-fn status_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix(field))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// Reset the peak-RSS mark (Linux: writing 5 to clear_refs).
-fn reset_peak() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

@@ -8,27 +8,12 @@ use std::time::{Duration, Instant};
 
 use databot::capabilities::sql::{SqlError, SqlSources, run};
 use databot::config::Config;
+use databot_e2e::memory::{reset_peak, status_kib};
 
 const ROUNDS: usize = 5;
 const CONCURRENT: usize = 4;
 /// The default `max_bytes`.
 const MAX_BYTES: u64 = 8 * 1024 * 1024;
-
-fn status_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix(field))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// Reset the peak-RSS mark (Linux: writing 5 to clear_refs).
-fn reset_peak() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -43,7 +28,10 @@ async fn main() {
     let config = Config::parse(&yaml, "bench.yaml", |_| None).expect("config");
     let sources = SqlSources::from_config(&config).expect("sources");
     let bound_kib = (CONCURRENT as u64 * MAX_BYTES + 32 * 1024 * 1024) / 1024;
-    println!("sql_resources: {CONCURRENT} concurrent oversized calls, max_bytes {MAX_BYTES}, bound {} MiB", bound_kib / 1024);
+    println!(
+        "sql_resources: {CONCURRENT} concurrent oversized calls, max_bytes {MAX_BYTES}, bound {} MiB",
+        bound_kib / 1024
+    );
     for (name, statement) in [
         ("pg", "SELECT repeat('x', 300000000)"),
         // MariaDB sends at most max_allowed_packet (16 MiB here) in one row.

@@ -570,3 +570,23 @@ pub fn processes_with(marker: &str) -> Vec<u32> {
         })
         .collect()
 }
+
+/// This process's memory as `/proc/self/status` reports it, for the memory benchmarks.
+pub mod memory {
+    /// A `kB` field of `/proc/self/status` (`VmRSS:`, `VmHWM:`), in KiB; 0 if unreadable.
+    pub fn status_kib(field: &str) -> u64 {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix(field))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            })
+            .unwrap_or(0)
+    }
+
+    /// Reset the peak-RSS mark (`VmHWM`; Linux: writing 5 to clear_refs).
+    pub fn reset_peak() {
+        let _ = std::fs::write("/proc/self/clear_refs", "5");
+    }
+}

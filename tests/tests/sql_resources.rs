@@ -54,20 +54,60 @@ async fn mariadb_probe(conn: &mut sqlx::MySqlConnection) -> String {
     .expect("probing the session")
 }
 
+/// Put each case's state on the only connection of `pool` (checking it took), then check the
+/// next user of the pool finds the session as it was, and that a call still runs.
+async fn each_state_is_gone_after_release<DB>(
+    pool: &sqlx::Pool<DB>,
+    source: &SqlSource,
+    cases: &[(&str, &str)],
+    probe: impl AsyncFn(&mut DB::Connection) -> String,
+) where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+{
+    let baseline = probe(&mut *pool.acquire().await.expect("a connection")).await;
+    for (what, setup) in cases {
+        {
+            let mut conn = pool.acquire().await.expect("a connection");
+            sqlx::raw_sql(sqlx::AssertSqlSafe(*setup))
+                .execute(&mut *conn)
+                .await
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_ne!(probe(&mut *conn).await, baseline, "{what} changed nothing");
+        }
+        // The pool has one connection: the next user gets it after its release (or its
+        // replacement).
+        let after = probe(&mut *pool.acquire().await.expect("a connection")).await;
+        assert_eq!(after, baseline, "{what} survived the release");
+        let out = run(source, "SELECT 1 AS one", &[], None, false)
+            .await
+            .unwrap_or_else(|e| panic!("a call after {what}: {e}"));
+        assert_eq!(out.rows, "[[1]]");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_sessions_carry_nothing_from_one_call_to_the_next() {
-    let sources = sources(&format!("    pg: {{url: \"{POSTGRES_URL}\", pool_size: 1}}\n"));
+    let sources = sources(&format!(
+        "    pg: {{url: \"{POSTGRES_URL}\", pool_size: 1}}\n"
+    ));
     let source = sources.get("pg").expect("the source");
     let SourcePool::Postgres(pool) = source.pool().expect("the pool") else {
         panic!("a PostgreSQL pool");
     };
     let baseline = postgres_probe(&mut pool.acquire().await.expect("a connection")).await;
-    assert!(baseline.contains("|on|"), "standard_conforming_strings pinned: {baseline}");
+    assert!(
+        baseline.contains("|on|"),
+        "standard_conforming_strings pinned: {baseline}"
+    );
     let cases = [
         ("session advisory lock", "SELECT pg_advisory_lock(424242)"),
         ("search_path", "SET search_path TO pg_catalog"),
         ("statement_timeout", "SET statement_timeout = '17s'"),
-        ("standard_conforming_strings", "SET standard_conforming_strings = off"),
+        (
+            "standard_conforming_strings",
+            "SET standard_conforming_strings = off",
+        ),
         ("work_mem", "SET work_mem = '77MB'"),
         (
             "cursor held past its transaction",
@@ -75,40 +115,31 @@ async fn postgres_sessions_carry_nothing_from_one_call_to_the_next() {
         ),
         ("listener", "LISTEN databot_probe"),
         ("temporary table", "CREATE TEMP TABLE databot_probe (x int)"),
-        ("custom setting", "SELECT set_config('databot.probe', 'x', false)"),
+        (
+            "custom setting",
+            "SELECT set_config('databot.probe', 'x', false)",
+        ),
         ("role", "SET ROLE pg_monitor"),
     ];
-    for (what, setup) in cases {
-        {
-            let mut conn = pool.acquire().await.expect("a connection");
-            sqlx::raw_sql(sqlx::AssertSqlSafe(setup))
-                .execute(&mut *conn)
-                .await
-                .unwrap_or_else(|e| panic!("{what}: {e}"));
-            assert_ne!(postgres_probe(&mut conn).await, baseline, "{what} changed nothing");
-        }
-        // The pool has one connection: the next user gets it after its release (or its
-        // replacement).
-        let after = postgres_probe(&mut pool.acquire().await.expect("a connection")).await;
-        assert_eq!(after, baseline, "{what} survived the release");
-        let out = run(&source, "SELECT 1 AS one", &[], None, false)
-            .await
-            .unwrap_or_else(|e| panic!("a call after {what}: {e}"));
-        assert_eq!(out.rows, "[[1]]");
-    }
-    let mut admin = sqlx::PgConnection::connect(POSTGRES_URL).await.expect("admin");
-    let held: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 424242")
-            .fetch_one(&mut admin)
-            .await
-            .expect("reading locks");
+    each_state_is_gone_after_release(pool, &source, &cases, postgres_probe).await;
+    let mut admin = sqlx::PgConnection::connect(POSTGRES_URL)
+        .await
+        .expect("admin");
+    let held: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 424242",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .expect("reading locks");
     assert_eq!(held, 0, "the advisory lock is released");
     sources.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mariadb_sessions_carry_nothing_from_one_call_to_the_next() {
-    let sources = sources(&format!("    my: {{url: \"{MARIADB_URL}\", pool_size: 1}}\n"));
+    let sources = sources(&format!(
+        "    my: {{url: \"{MARIADB_URL}\", pool_size: 1}}\n"
+    ));
     let source = sources.get("my").expect("the source");
     let SourcePool::Mysql(pool) = source.pool().expect("the pool") else {
         panic!("a MySQL pool");
@@ -122,31 +153,25 @@ async fn mariadb_sessions_carry_nothing_from_one_call_to_the_next() {
     let cases = [
         ("user variable", "SET @databot_probe = 1"),
         ("user lock", "SELECT GET_LOCK('databot_probe', 0)"),
-        ("sql_mode", "SET SESSION sql_mode = 'ANSI_QUOTES,NO_BACKSLASH_ESCAPES'"),
+        (
+            "sql_mode",
+            "SET SESSION sql_mode = 'ANSI_QUOTES,NO_BACKSLASH_ESCAPES'",
+        ),
         ("statement time", "SET SESSION max_statement_time = 0"),
         ("time zone", "SET SESSION time_zone = '+05:00'"),
-        ("isolation", "SET SESSION TRANSACTION ISOLATION LEVEL SERIALIZABLE"),
+        (
+            "isolation",
+            "SET SESSION TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+        ),
         ("select limit", "SET SESSION sql_select_limit = 1"),
         ("character set", "SET NAMES latin1"),
         ("autocommit", "SET autocommit = 0"),
-        ("group_concat_max_len", "SET SESSION group_concat_max_len = 4"),
+        (
+            "group_concat_max_len",
+            "SET SESSION group_concat_max_len = 4",
+        ),
     ];
-    for (what, setup) in cases {
-        {
-            let mut conn = pool.acquire().await.expect("a connection");
-            sqlx::raw_sql(sqlx::AssertSqlSafe(setup))
-                .execute(&mut *conn)
-                .await
-                .unwrap_or_else(|e| panic!("{what}: {e}"));
-            assert_ne!(mariadb_probe(&mut conn).await, baseline, "{what} changed nothing");
-        }
-        let after = mariadb_probe(&mut pool.acquire().await.expect("a connection")).await;
-        assert_eq!(after, baseline, "{what} survived the release");
-        let out = run(&source, "SELECT 1 AS one", &[], None, false)
-            .await
-            .unwrap_or_else(|e| panic!("a call after {what}: {e}"));
-        assert_eq!(out.rows, "[[1]]");
-    }
+    each_state_is_gone_after_release(pool, &source, &cases, mariadb_probe).await;
     // A backup stage holds server-wide locks: the next user must not inherit it, and the
     // server must not keep it.
     {
@@ -160,7 +185,9 @@ async fn mariadb_sessions_carry_nothing_from_one_call_to_the_next() {
     let ended = sqlx::raw_sql("BACKUP STAGE END").execute(&mut *next).await;
     assert!(ended.is_err(), "the next user found the backup stage open");
     drop(next);
-    let mut admin = sqlx::MySqlConnection::connect(MARIADB_URL).await.expect("admin");
+    let mut admin = sqlx::MySqlConnection::connect(MARIADB_URL)
+        .await
+        .expect("admin");
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let row = sqlx::query("SELECT IS_FREE_LOCK('databot_probe')")
@@ -189,7 +216,10 @@ fn too_large(result: Result<databot::capabilities::sql::QueryOutcome, SqlError>,
     match result {
         Err(error @ SqlError::TooLarge { .. }) => {
             let text = error.to_string();
-            assert!(text.contains("max_bytes") && text.contains("stopped before"), "{what}: {text}");
+            assert!(
+                text.contains("max_bytes") && text.contains("stopped before"),
+                "{what}: {text}"
+            );
         }
         Ok(out) => panic!("{what}: returned {} rows", out.row_count),
         Err(other) => panic!("{what}: {other}"),
@@ -224,8 +254,11 @@ async fn oversized_values_are_stopped_on(source: &SqlSource, cases: &[&str], fit
 async fn oversized_values_are_stopped_before_they_are_read() {
     let dir = tempfile::tempdir().expect("a temporary folder");
     let lite = dir.path().join("data.db");
-    databot_e2e::sqlite_setup(&lite, "CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1);")
-        .expect("SQLite set-up");
+    databot_e2e::sqlite_setup(
+        &lite,
+        "CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1);",
+    )
+    .expect("SQLite set-up");
     let caps = "max_bytes: 1048576, timeout_ms: 10000, pool_size: 2";
     let sources = sources(&format!(
         "    pg: {{url: \"{POSTGRES_URL}\", {caps}}}\n    my: {{url: \"{MARIADB_URL}\", {caps}}}\n    lite: {{url: \"sqlite://{}\", {caps}}}\n",
@@ -280,7 +313,11 @@ async fn the_connector_reports_an_oversized_value_and_keeps_serving() {
     );
     let host = TestHost::start(&yaml, &[]).await.expect("host starts");
     let error = host
-        .connector("pg", "query", json!({"statement": "SELECT repeat('x', 100000000)"}))
+        .connector(
+            "pg",
+            "query",
+            json!({"statement": "SELECT repeat('x', 100000000)"}),
+        )
         .await
         .expect_err("refused");
     assert_eq!(error.kind, ErrorKind::InvalidInput, "{error}");

@@ -13,10 +13,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context;
+use sqlx::ConnectOptions;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
-use sqlx::ConnectOptions;
 
 use super::policy::{SqlDialect, SqlPolicy};
 use super::session::{self, MysqlSessions};
@@ -30,7 +30,9 @@ const MESSAGE_FLOOR: usize = 1024 * 1024;
 
 /// A URL host as a name to resolve (an IPv6 literal without its brackets).
 fn bare_host(host: &str) -> String {
-    host.trim_start_matches('[').trim_end_matches(']').to_owned()
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned()
 }
 
 /// Largest single server message (or SQLite string, blob or row) a source accepts.
@@ -120,13 +122,12 @@ impl SqlSources {
     /// Close every pool (at shutdown).
     pub async fn close(&self) {
         for source in self.sources.values() {
-            match source.pool.get() {
-                Some(Ok(connected)) => match &connected.pool {
+            if let Some(Ok(connected)) = source.pool.get() {
+                match &connected.pool {
                     SourcePool::Postgres(pool) => pool.close().await,
                     SourcePool::Mysql(pool) => pool.close().await,
                     SourcePool::Sqlite(pool) => pool.close().await,
-                },
-                Some(Err(_)) | None => {}
+                }
             }
         }
     }

@@ -142,17 +142,18 @@ async fn accept_loop(listener: UnixListener, settings: Arc<Settings>) {
 
 /// Relay one driver connection until either side closes or the guard stops it.
 async fn relay(mut client: UnixStream, settings: &Settings) -> io::Result<()> {
-    let upstream = match &settings.upstream {
-        Upstream::Tcp { host, port } => TcpStream::connect((host.as_str(), *port))
-            .await
-            .and_then(|stream| {
-                stream.set_nodelay(true)?;
-                Ok(Box::new(stream) as Box<dyn Stream>)
-            }),
-        Upstream::Unix(path) => UnixStream::connect(path)
-            .await
-            .map(|stream| Box::new(stream) as Box<dyn Stream>),
-    };
+    let upstream =
+        match &settings.upstream {
+            Upstream::Tcp { host, port } => TcpStream::connect((host.as_str(), *port))
+                .await
+                .and_then(|stream| {
+                    stream.set_nodelay(true)?;
+                    Ok(Box::new(stream) as Box<dyn Stream>)
+                }),
+            Upstream::Unix(path) => UnixStream::connect(path)
+                .await
+                .map(|stream| Box::new(stream) as Box<dyn Stream>),
+        };
     let upstream = match upstream {
         Ok(stream) => stream,
         Err(error) => {
@@ -207,8 +208,14 @@ struct Framer {
 
 /// What a complete frame header says.
 enum Verdict {
-    Pass { body: usize },
-    TooLarge { size: usize, sequence: u8, mid_message: bool },
+    Pass {
+        body: usize,
+    },
+    TooLarge {
+        size: usize,
+        sequence: u8,
+        mid_message: bool,
+    },
 }
 
 impl Framer {
@@ -358,7 +365,12 @@ where
 /// A PostgreSQL `ErrorResponse` with severity ERROR.
 fn postgres_error(sqlstate: &str, text: &str) -> Vec<u8> {
     let mut fields = Vec::with_capacity(text.len() + 32);
-    for (code, value) in [(b'S', "ERROR"), (b'V', "ERROR"), (b'C', sqlstate), (b'M', text)] {
+    for (code, value) in [
+        (b'S', "ERROR"),
+        (b'V', "ERROR"),
+        (b'C', sqlstate),
+        (b'M', text),
+    ] {
         fields.push(code);
         fields.extend(value.bytes().filter(|&b| b != 0));
         fields.push(0);
@@ -472,8 +484,14 @@ mod tests {
             assert_eq!(&out[..head_len], &stream[..head_len], "step {step}");
             assert_eq!(out[head_len], b'E', "step {step}");
             let text = String::from_utf8_lossy(&out[head_len..]);
-            assert!(text.contains("54000") && text.contains(TOO_LARGE_MARKER), "{text}");
-            assert!(text.contains("warehouse") && text.contains("max_bytes"), "{text}");
+            assert!(
+                text.contains("54000") && text.contains(TOO_LARGE_MARKER),
+                "{text}"
+            );
+            assert!(
+                text.contains("warehouse") && text.contains("max_bytes"),
+                "{text}"
+            );
             let declared = u32::from_be_bytes(out[head_len + 1..head_len + 5].try_into().unwrap());
             assert_eq!(declared as usize + 1, out.len() - head_len);
         }
@@ -511,9 +529,18 @@ mod tests {
             }
         ));
         let mut framer = Framer::new(Protocol::Mysql, 20_000_000);
-        assert!(matches!(framer.judge(&[0xFF, 0xFF, 0xFF, 0]), Verdict::Pass { .. }));
-        assert!(matches!(framer.judge(&[1, 0, 0, 1]), Verdict::Pass { body: 1 }));
+        assert!(matches!(
+            framer.judge(&[0xFF, 0xFF, 0xFF, 0]),
+            Verdict::Pass { .. }
+        ));
+        assert!(matches!(
+            framer.judge(&[1, 0, 0, 1]),
+            Verdict::Pass { body: 1 }
+        ));
         // The message ended: the next one starts from zero.
-        assert!(matches!(framer.judge(&[0xFF, 0xFF, 0xFF, 2]), Verdict::Pass { .. }));
+        assert!(matches!(
+            framer.judge(&[0xFF, 0xFF, 0xFF, 2]),
+            Verdict::Pass { .. }
+        ));
     }
 }
