@@ -85,6 +85,25 @@ impl WireGuard {
         source_name: &str,
         socket_name: &str,
     ) -> io::Result<Self> {
+        Self::start_checked(
+            protocol,
+            upstream,
+            max_message,
+            source_name,
+            socket_name,
+            SOCKET_CHECK,
+        )
+    }
+
+    /// `start`, checking for a removed socket every `socket_check`.
+    fn start_checked(
+        protocol: Protocol,
+        upstream: Upstream,
+        max_message: usize,
+        source_name: &str,
+        socket_name: &str,
+        socket_check: std::time::Duration,
+    ) -> io::Result<Self> {
         let directory = tempfile::Builder::new().prefix("databot-sql-").tempdir()?;
         // TempDir is created 0700: only this user reaches the socket.
         let socket = directory.path().join(socket_name);
@@ -95,7 +114,12 @@ impl WireGuard {
             max_message,
             source_name: source_name.to_owned(),
         });
-        let accept_task = tokio::spawn(accept_loop(listener, settings));
+        let accept_task = tokio::spawn(accept_loop(
+            listener,
+            socket.clone(),
+            settings,
+            socket_check,
+        ));
         Ok(Self {
             directory,
             socket,
@@ -120,24 +144,60 @@ impl Drop for WireGuard {
     }
 }
 
-async fn accept_loop(listener: UnixListener, settings: Arc<Settings>) {
+/// How often the relay checks that its socket file is still there.
+const SOCKET_CHECK: std::time::Duration = std::time::Duration::from_secs(60);
+
+async fn accept_loop(
+    mut listener: UnixListener,
+    socket: PathBuf,
+    settings: Arc<Settings>,
+    socket_check: std::time::Duration,
+) {
+    let mut check = tokio::time::interval(socket_check);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        match listener.accept().await {
-            Ok((client, _)) => {
-                let settings = settings.clone();
-                tokio::spawn(async move {
-                    if let Err(error) = relay(client, &settings).await {
-                        tracing::debug!(source = %settings.source_name, %error, "SQL relay connection ended");
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((client, _)) => {
+                    let settings = settings.clone();
+                    tokio::spawn(async move {
+                        if let Err(error) = relay(client, &settings).await {
+                            tracing::debug!(source = %settings.source_name, %error, "SQL relay connection ended");
+                        }
+                    });
+                }
+                Err(error) => {
+                    // Out of descriptors or similar: the driver's connect fails and is retried.
+                    tracing::warn!(source = %settings.source_name, %error, "SQL relay cannot accept");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+            _ = check.tick() => {
+                // A temporary-file cleaner may remove the socket of a long-running host:
+                // listen again at the same path (its folder made again, private).
+                if !socket.exists() {
+                    match rebind(&socket) {
+                        Ok(fresh) => {
+                            tracing::warn!(source = %settings.source_name, "the SQL relay's socket was removed; listening again");
+                            listener = fresh;
+                        }
+                        Err(error) => tracing::error!(source = %settings.source_name, %error, "the SQL relay cannot listen again"),
                     }
-                });
-            }
-            Err(error) => {
-                // Out of descriptors or similar: the driver's connect fails and is retried.
-                tracing::warn!(source = %settings.source_name, %error, "SQL relay cannot accept");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
             }
         }
     }
+}
+
+fn rebind(socket: &Path) -> io::Result<UnixListener> {
+    use std::os::unix::fs::DirBuilderExt;
+    if let Some(directory) = socket.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(directory)?;
+    }
+    UnixListener::bind(socket)
 }
 
 /// Relay one driver connection until either side closes or the guard stops it.
@@ -542,5 +602,40 @@ mod tests {
             framer.judge(&[0xFF, 0xFF, 0xFF, 2]),
             Verdict::Pass { .. }
         ));
+    }
+
+    #[tokio::test]
+    async fn a_removed_socket_is_listened_on_again() {
+        // The server says ReadyForQuery to whoever connects.
+        let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = server.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = server.accept().await {
+                let _ = stream.write_all(&pg_message(b'Z', b"I")).await;
+            }
+        });
+        let guard = WireGuard::start_checked(
+            Protocol::Postgres,
+            Upstream::Tcp {
+                host: "127.0.0.1".into(),
+                port,
+            },
+            1000,
+            "warehouse",
+            ".s.PGSQL.5432",
+            std::time::Duration::from_millis(20),
+        )
+        .unwrap();
+        std::fs::remove_dir_all(guard.directory()).unwrap();
+        for _ in 0..250 {
+            if guard.socket().exists() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let mut client = UnixStream::connect(guard.socket()).await.unwrap();
+        let mut got = [0u8; 6];
+        client.read_exact(&mut got).await.unwrap();
+        assert_eq!(got.to_vec(), pg_message(b'Z', b"I"));
     }
 }
