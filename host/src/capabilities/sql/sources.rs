@@ -101,6 +101,27 @@ impl SqlSources {
     }
 }
 
+/// MySQL/MariaDB sql_mode flags that change how statements are tokenised or parsed (the
+/// combination modes imply ANSI_QUOTES).
+const MYSQL_LEXICAL_MODES: &[&str] = &[
+    "ANSI_QUOTES",
+    "NO_BACKSLASH_ESCAPES",
+    "ANSI",
+    "ORACLE",
+    "MSSQL",
+    "DB2",
+    "MAXDB",
+    "POSTGRESQL",
+];
+
+/// Remove `MYSQL_LEXICAL_MODES` from the session's sql_mode, keeping the rest.
+const MYSQL_PIN_SQL_MODE: &str = "SET SESSION sql_mode = TRIM(BOTH ',' FROM \
+    REPLACE(REPLACE(REPLACE(REPLACE(REPLACE(REPLACE(REPLACE(REPLACE(REPLACE( \
+    CONCAT(',', @@SESSION.sql_mode, ','), \
+    ',ANSI_QUOTES,', ','), ',NO_BACKSLASH_ESCAPES,', ','), ',ANSI,', ','), \
+    ',ORACLE,', ','), ',MSSQL,', ','), ',DB2,', ','), ',MAXDB,', ','), \
+    ',POSTGRESQL,', ','), ',,', ','))";
+
 impl SqlSource {
     fn new(
         name: &str,
@@ -128,7 +149,17 @@ impl SqlSource {
                     .application_name("databot");
                 let pool = PgPoolOptions::new()
                     .max_connections(config.pool_size.max(1))
-                    .acquire_timeout(acquire_timeout);
+                    .acquire_timeout(acquire_timeout)
+                    .after_connect(|conn, _meta| {
+                        Box::pin(async move {
+                            // The lexical pass reads '...' without backslash escapes; a
+                            // server, database or role default of `off` would make the
+                            // server end strings elsewhere. Statements cannot SET it back.
+                            conn.execute("SET SESSION standard_conforming_strings = on")
+                                .await?;
+                            Ok(())
+                        })
+                    });
                 (SqlDialect::Postgres, PoolSpec::Postgres(pool, options))
             }
             "mysql" | "mariadb" => {
@@ -150,6 +181,21 @@ impl SqlSource {
                                 let mysql =
                                     format!("SET SESSION max_execution_time = {timeout_ms}");
                                 conn.execute(sqlx::AssertSqlSafe(mysql)).await?;
+                            }
+                            // The lexical pass reads "..." as strings and backslashes as
+                            // escapes; modes that change either (or the Oracle parser) are
+                            // removed from the session, and the result is verified.
+                            conn.execute(MYSQL_PIN_SQL_MODE).await?;
+                            let mode: String = sqlx::query_scalar("SELECT @@SESSION.sql_mode")
+                                .fetch_one(&mut *conn)
+                                .await?;
+                            if let Some(flag) = mode
+                                .split(',')
+                                .find(|flag| MYSQL_LEXICAL_MODES.contains(flag))
+                            {
+                                return Err(sqlx::Error::Configuration(
+                                    format!("sql_mode {flag} could not be turned off").into(),
+                                ));
                             }
                             Ok(())
                         })
