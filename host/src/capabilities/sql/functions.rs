@@ -25,6 +25,15 @@ static SQLITE: LazyLock<HashSet<&'static str>> =
 static TRINO: LazyLock<HashSet<&'static str>> =
     LazyLock::new(|| names(include_str!("functions/trino.txt")));
 
+/// PostgreSQL functions off the allowlist that field notation (`(x).f`, `rel.f`) can call.
+static POSTGRES_FIELD_CALLS: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
+    include_str!("functions/postgres_field_calls.txt")
+        .lines()
+        .map(|line| line.split('#').next().unwrap_or_default().trim())
+        .filter(|name| !name.is_empty())
+        .collect()
+});
+
 /// Functions SQL syntax spells as calls on every dialect (sqlparser parses them as function
 /// calls even where the server treats them as expressions).
 const SYNTAX_FUNCTIONS: &[&str] = &[
@@ -265,6 +274,15 @@ fn is_builtin_qualifier(dialect: SqlDialect, qualifier: &[String]) -> bool {
         (SqlDialect::Trino, [catalog, schema]) => catalog == "system" && schema == "builtin",
         _ => false,
     }
+}
+
+/// Whether PostgreSQL may read the field selection `.name` (normalised) as a call of a
+/// function off the allowlist: a function of pg_catalog that takes one argument, any `pg_`
+/// name (later versions and extensions add such functions), or a hard-denied name.
+pub fn postgres_field_may_call(name: &str) -> bool {
+    POSTGRES_FIELD_CALLS.contains(name)
+        || name.starts_with("pg_")
+        || hard_denied(SqlDialect::Postgres, name).is_some()
 }
 
 /// The functions statements may call on each dialect: the built-in lists plus the operator's.

@@ -18,14 +18,38 @@
 use super::policy::{Refusal, SqlDialect};
 
 /// The statement as the server would read it, without comments or escape spellings.
+#[cfg(test)]
 pub fn canonicalize(dialect: SqlDialect, statement: &str) -> Result<String, Refusal> {
-    Lexer {
+    canonicalize_with_literals(dialect, statement).map(|canonical| canonical.text)
+}
+
+/// The canonical text and where, in it, the server's literals end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Canonical {
+    pub text: String,
+    /// The byte offset just past each string literal, quoted identifier and dollar-quoted
+    /// string of `text`, in order: the only places where the server leaves a quoted token.
+    /// The policy checks that its parser's tokenizer ends quoted tokens at exactly these.
+    pub literal_ends: Vec<usize>,
+}
+
+/// `canonicalize`, with the ends of the literals the server reads in the canonical text.
+pub fn canonicalize_with_literals(
+    dialect: SqlDialect,
+    statement: &str,
+) -> Result<Canonical, Refusal> {
+    let mut lexer = Lexer {
         dialect,
         src: statement,
         pos: 0,
         out: String::with_capacity(statement.len()),
-    }
-    .run()
+        literal_ends: Vec::new(),
+    };
+    lexer.run()?;
+    Ok(Canonical {
+        text: lexer.out,
+        literal_ends: lexer.literal_ends,
+    })
 }
 
 struct Lexer<'a> {
@@ -33,6 +57,7 @@ struct Lexer<'a> {
     src: &'a str,
     pos: usize,
     out: String,
+    literal_ends: Vec<usize>,
 }
 
 fn refuse<T>(message: impl Into<String>) -> Result<T, Refusal> {
@@ -68,7 +93,13 @@ impl Lexer<'_> {
         self.pos = end;
     }
 
-    fn run(mut self) -> Result<String, Refusal> {
+    /// Copy a whole literal of `len` bytes and record where it ends in the output.
+    fn copy_literal(&mut self, len: usize) {
+        self.copy(len);
+        self.literal_ends.push(self.out.len());
+    }
+
+    fn run(&mut self) -> Result<(), Refusal> {
         while let Some(c) = self.at(0) {
             match c {
                 0 => return refuse("the statement contains a NUL character"),
@@ -108,7 +139,7 @@ impl Lexer<'_> {
                 }
             }
         }
-        Ok(self.out)
+        Ok(())
     }
 
     /// A keyword or unquoted identifier, and the literal prefixes that attach to one
@@ -187,7 +218,7 @@ impl Lexer<'_> {
                 Some(_) => i += 1,
             }
         }
-        self.copy(i - self.pos);
+        self.copy_literal(i - self.pos);
         Ok(())
     }
 
@@ -210,7 +241,7 @@ impl Lexer<'_> {
                 Some(_) => i += 1,
             }
         }
-        self.copy(i - self.pos);
+        self.copy_literal(i - self.pos);
         Ok(())
     }
 
@@ -218,7 +249,7 @@ impl Lexer<'_> {
     fn bracketed(&mut self) -> Result<(), Refusal> {
         match self.src[self.pos..].find(']') {
             Some(end) => {
-                self.copy(end + 1);
+                self.copy_literal(end + 1);
                 Ok(())
             }
             None => refuse("a [bracketed] identifier is not closed"),
@@ -342,7 +373,7 @@ impl Lexer<'_> {
         let body_start = i + 1;
         match self.src[body_start..].find(tag) {
             Some(end) => {
-                self.copy(body_start + end + tag.len() - self.pos);
+                self.copy_literal(body_start + end + tag.len() - self.pos);
                 Ok(())
             }
             None => refuse(format!("the dollar-quoted string {tag} is not closed")),
@@ -410,6 +441,7 @@ impl Lexer<'_> {
             self.out.push(ch);
         }
         self.out.push(q);
+        self.literal_ends.push(self.out.len());
         Ok(())
     }
 

@@ -14,9 +14,12 @@
 use std::ops::ControlFlow;
 use std::sync::LazyLock;
 
-use sqlparser::ast::{Expr, ObjectName, Query, Select, Statement, TableFactor, Visit, Visitor};
+use sqlparser::ast::{
+    AccessExpr, Expr, Ident, ObjectName, Query, Select, Statement, TableFactor, Visit, Visitor,
+};
 use sqlparser::dialect::{Dialect, GenericDialect, MySqlDialect, PostgreSqlDialect, SQLiteDialect};
 use sqlparser::parser::Parser;
+use sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer, Whitespace};
 
 use super::functions::{self, FunctionAllowlist};
 use super::lexer;
@@ -129,18 +132,15 @@ impl SqlPolicy {
         statement: &str,
         writable: bool,
     ) -> Result<Checked, Refusal> {
-        let text = lexer::canonicalize(dialect, statement)?;
-        let parsed = Parser::parse_sql(dialect.parser_dialect().as_ref(), &text).map_err(|e| {
-            Refusal(format!(
-                "the statement could not be parsed as {dialect:?} SQL: {e}"
-            ))
-        })?;
-        let [parsed] = parsed.as_slice() else {
+        if statement.len() > MAX_STATEMENT_BYTES {
             return Err(Refusal(format!(
-                "send exactly one statement per call ({} found)",
-                parsed.len()
+                "the statement is longer than {MAX_STATEMENT_BYTES} bytes; bind values as parameters instead of writing them into the text"
             )));
-        };
+        }
+        let canonical = lexer::canonicalize_with_literals(dialect, statement)?;
+        let parser_dialect = dialect.parser_dialect();
+        let parsed = parse_one(parser_dialect.as_ref(), dialect, &canonical)?;
+        let text = canonical.text;
         let mut walker = Walker {
             dialect,
             functions: &self.functions,
@@ -164,6 +164,140 @@ impl SqlPolicy {
     }
 }
 
+/// The longest statement the policy reads (the parser and the walk are linear in it, but a
+/// statement is text, not a place for data: values go in parameters).
+const MAX_STATEMENT_BYTES: usize = 256 * 1024;
+
+/// The most tokens (white space aside) a statement may have. A chain of operators parses
+/// into a tree as deep as it is long, and dropping such a tree recurses once per level: this
+/// bound keeps every tree the policy builds shallow enough for a 2 MiB thread stack.
+const MAX_STATEMENT_TOKENS: usize = 10_000;
+
+/// Tokenize `canonical` as the parser does, check that the parser's tokenizer splits it
+/// exactly as the server does, and parse exactly one statement from those tokens.
+///
+/// The lexical pass knows where the server's literals end; the parser's tokenizer has its
+/// own rules (MySQL's `b"..."` without backslash escapes, `#` comments, prefixes such as
+/// `E'`, `q'`, `r'` on some dialects). Should it end any quoted token elsewhere, or see a
+/// comment (the canonical text has none the server would see), the two read different code
+/// and the statement is refused. After the statement only semicolons may follow: the
+/// parser's own statement loop would stop at a bare `END` and drop what follows it.
+fn parse_one(
+    parser_dialect: &dyn Dialect,
+    dialect: SqlDialect,
+    canonical: &lexer::Canonical,
+) -> Result<Statement, Refusal> {
+    let unparsable = |e: &dyn std::fmt::Display| {
+        Refusal(format!(
+            "the statement could not be parsed as {dialect:?} SQL: {e}"
+        ))
+    };
+    let tokens = Tokenizer::new(parser_dialect, &canonical.text)
+        .tokenize_with_location()
+        .map_err(|e| unparsable(&e))?;
+    let significant = tokens
+        .iter()
+        .filter(|t| !matches!(t.token, Token::Whitespace(_)))
+        .count();
+    if significant > MAX_STATEMENT_TOKENS {
+        return Err(Refusal(format!(
+            "the statement has more than {MAX_STATEMENT_TOKENS} tokens; bind values as parameters or split the work"
+        )));
+    }
+    check_literal_boundaries(&canonical.text, &canonical.literal_ends, &tokens)?;
+    let mut parser = Parser::new(parser_dialect).with_tokens_with_locations(tokens);
+    let parsed = parser.parse_statement().map_err(|e| unparsable(&e))?;
+    while parser.consume_token(&Token::SemiColon) {}
+    let rest = parser.peek_token();
+    if rest.token != Token::EOF {
+        return Err(Refusal(format!(
+            "send exactly one statement per call: the text goes on after it at `{}` (line {}, column {})",
+            rest.token, rest.span.start.line, rest.span.start.column
+        )));
+    }
+    Ok(parsed)
+}
+
+/// Refuse unless the parser's tokenizer ends quoted tokens exactly where the server ends
+/// its literals, and sees no comment.
+fn check_literal_boundaries(
+    text: &str,
+    literal_ends: &[usize],
+    tokens: &[TokenWithSpan],
+) -> Result<(), Refusal> {
+    let offsets = LocationIndex::new(text);
+    let mut parser_ends = Vec::new();
+    for token in tokens {
+        match &token.token {
+            Token::Whitespace(Whitespace::SingleLineComment { .. })
+            | Token::Whitespace(Whitespace::MultiLineComment(_)) => {
+                return Err(Refusal(
+                    "the parser reads a comment where the database reads code or a literal; rewrite the statement without `#`, `--` or `/*` outside quotes".into(),
+                ));
+            }
+            Token::Whitespace(_) | Token::EOF => {}
+            other => {
+                let (Some(start), Some(end)) = (
+                    offsets.byte_offset(token.span.start),
+                    offsets.byte_offset(token.span.end),
+                ) else {
+                    return Err(Refusal(
+                        "the statement could not be mapped back to its text".into(),
+                    ));
+                };
+                let quoted = matches!(other, Token::Word(w) if w.quote_style.is_some())
+                    || matches!(other, Token::DollarQuotedString(_))
+                    || text
+                        .get(start..end)
+                        .is_some_and(|t| t.contains(['\'', '"', '`']));
+                if quoted {
+                    parser_ends.push(end);
+                }
+            }
+        }
+    }
+    if parser_ends != literal_ends {
+        return Err(Refusal(
+            "the parser and the database would split this statement's quotes differently (a prefixed or escaped literal); write plain '...' strings".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Byte offsets of the parser's line/column locations (columns count characters; lines
+/// end at `\n`).
+struct LocationIndex {
+    /// Byte offset of each character, and the text's length at the end.
+    char_offsets: Vec<usize>,
+    /// Index (in `char_offsets`) of the first character of each line.
+    line_starts: Vec<usize>,
+}
+
+impl LocationIndex {
+    fn new(text: &str) -> Self {
+        let mut char_offsets = Vec::with_capacity(text.len() + 1);
+        let mut line_starts = vec![0];
+        for (index, (offset, c)) in text.char_indices().enumerate() {
+            char_offsets.push(offset);
+            if c == '\n' {
+                line_starts.push(index + 1);
+            }
+        }
+        char_offsets.push(text.len());
+        Self {
+            char_offsets,
+            line_starts,
+        }
+    }
+
+    fn byte_offset(&self, location: Location) -> Option<usize> {
+        let line = usize::try_from(location.line).ok()?.checked_sub(1)?;
+        let column = usize::try_from(location.column).ok()?.checked_sub(1)?;
+        let first = *self.line_starts.get(line)?;
+        self.char_offsets.get(first + column).copied()
+    }
+}
+
 struct Walker<'a> {
     dialect: SqlDialect,
     functions: &'a FunctionAllowlist,
@@ -178,6 +312,29 @@ impl Walker<'_> {
         match checked {
             Ok(()) => ControlFlow::Continue(()),
             Err(refusal) => ControlFlow::Break(refusal),
+        }
+    }
+}
+
+impl Walker<'_> {
+    /// A PostgreSQL field selection `.field` whose name is a function off the allowlist is
+    /// refused as that call would be.
+    fn check_field(&self, field: &Ident) -> ControlFlow<Refusal> {
+        let name = match functions::normalize(self.dialect, field) {
+            Ok(name) => name,
+            Err(refusal) => return ControlFlow::Break(refusal),
+        };
+        if !functions::postgres_field_may_call(&name) {
+            return ControlFlow::Continue(());
+        }
+        match self
+            .functions
+            .check(self.dialect, std::slice::from_ref(&name))
+        {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(refusal) => ControlFlow::Break(Refusal(format!(
+                "`.{name}` is a call on PostgreSQL (field notation runs {name}(x) when there is no such column): {refusal}"
+            ))),
         }
     }
 }
@@ -270,10 +427,39 @@ impl Visitor for Walker<'_> {
     }
 
     fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<Refusal> {
-        if let Expr::Function(function) = expr {
-            return self.check_function(&function.name);
+        match expr {
+            Expr::Function(function) => self.check_function(&function.name),
+            // PostgreSQL's field notation is also a call: `(x).f` and `rel.f` run `f(x)`
+            // when there is no column `f`; the last part of a name and every `.field` are
+            // checked as calls could be.
+            Expr::CompoundIdentifier(parts) if self.dialect == SqlDialect::Postgres => {
+                match parts.split_first() {
+                    Some((_, fields)) => fields
+                        .last()
+                        .map_or(ControlFlow::Continue(()), |f| self.check_field(f)),
+                    None => ControlFlow::Continue(()),
+                }
+            }
+            Expr::CompoundFieldAccess { access_chain, .. }
+                if self.dialect == SqlDialect::Postgres =>
+            {
+                for access in access_chain {
+                    if let AccessExpr::Dot(field) = access {
+                        match field {
+                            Expr::Identifier(ident) => self.check_field(ident)?,
+                            Expr::CompoundIdentifier(idents) => {
+                                for ident in idents {
+                                    self.check_field(ident)?;
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                ControlFlow::Continue(())
+            }
+            _ => ControlFlow::Continue(()),
         }
-        ControlFlow::Continue(())
     }
 
     /// Functions called in FROM (`SELECT * FROM pg_read_file(...)`, Trino's
@@ -725,5 +911,137 @@ mod tests {
                 .unwrap_err()
                 .contains("unknown SQL dialect")
         );
+    }
+    /// PostgreSQL field notation calls functions: `(x).f` and `rel.f` run `f(x)`.
+    #[test]
+    fn postgres_field_notation_calls_are_checked_as_calls() {
+        for sql in [
+            "SELECT ('/etc/passwd'::text).pg_read_file",
+            "SELECT (1::bigint).pg_advisory_lock",
+            "SELECT (1::bigint).\"pg_try_advisory_lock\"",
+            "SELECT ('select 1'::text).ts_stat",
+            "SELECT (p).pg_read_file FROM (SELECT '/etc/passwd'::text AS p) s",
+            "SELECT (s.p).pg_stat_file FROM (SELECT '/etc/passwd'::text AS p) s",
+            "SELECT (ARRAY[1::bigint])[1].pg_advisory_lock",
+            "SELECT (ROW(1)).pg_sleep",
+            "SELECT ('s'::regclass).nextval",
+            "SELECT (0.5).setseed",
+            "SELECT ('/tmp/x'::text).lo_import",
+            "SELECT t.dblink_exec FROM t",
+            "SELECT s.t.pg_future_function FROM s.t",
+            "SELECT x FROM t WHERE (x).PG_READ_FILE IS NOT NULL",
+        ] {
+            let reason = refused(SqlDialect::Postgres, sql, false);
+            assert!(reason.contains("field notation"), "{sql}: {reason}");
+        }
+        for sql in [
+            "SELECT t.id, t.name, s.t.created_at FROM s.t AS t",
+            "SELECT (t.address).city, (r).lower FROM t, LATERAL (SELECT t.x AS r) q",
+            "SELECT pg_catalog.pg_stat_activity.pid FROM pg_catalog.pg_stat_activity",
+        ] {
+            assert_eq!(
+                check(SqlDialect::Postgres, sql, false),
+                Ok(StatementClass::Read),
+                "{sql}"
+            );
+        }
+    }
+
+    /// The parser's statement loop stops at a bare `END`; what follows must not be dropped.
+    #[test]
+    fn nothing_after_the_statement_is_ignored() {
+        for (dialect, sql) in [
+            (
+                SqlDialect::Postgres,
+                "SELECT 1 END, pg_read_file('/etc/passwd')",
+            ),
+            (SqlDialect::Mysql, "SELECT 1 END, LOAD_FILE('/etc/passwd')"),
+            (SqlDialect::Sqlite, "SELECT 1 END, load_extension('x')"),
+            (SqlDialect::Sqlite, "SELECT 1 END; DELETE FROM t"),
+            (
+                SqlDialect::Trino,
+                "SELECT 1 END, * FROM TABLE(system.query(query => 'x'))",
+            ),
+            (SqlDialect::Postgres, "SELECT 1 end pg_sleep(10)"),
+        ] {
+            let reason = refused(dialect, sql, false);
+            assert!(
+                reason.contains("exactly one statement") || reason.contains("load_extension"),
+                "{sql}: {reason}"
+            );
+        }
+        for dialect in ALL {
+            assert_eq!(
+                check(dialect, "SELECT CASE WHEN a THEN 1 END FROM t;", false),
+                Ok(StatementClass::Read)
+            );
+        }
+    }
+
+    /// Where the parser's tokenizer would end a quoted token elsewhere than the server, or
+    /// see a comment the server does not, the statement is refused.
+    #[test]
+    fn parser_and_server_must_agree_on_quotes() {
+        for (dialect, sql) in [
+            // MariaDB: `b` then a "..." string with backslash escapes; the parser: a byte
+            // string without them, then a `#` comment hiding the call.
+            (
+                SqlDialect::Mysql,
+                "SELECT b\"\\\" AS x #\", LOAD_FILE('/etc/passwd') AS y\nFROM (SELECT 1 AS b) t",
+            ),
+            (SqlDialect::Mysql, "SELECT b\"\\\" AS x, 1 AS \"\\\""),
+            (SqlDialect::Trino, "SELECT r'''a' , 1 , '''"),
+        ] {
+            refused(dialect, sql, false);
+        }
+        for (dialect, sql) in [
+            (
+                SqlDialect::Mysql,
+                "SELECT _utf8mb4'a', N'b', X'41', 'it''s', \"q\\\"\"",
+            ),
+            (
+                SqlDialect::Postgres,
+                "SELECT E'\\'' || 'x', U&'\\0041', $a$ ' $a$, \"Q\"\"\" FROM t",
+            ),
+            (
+                SqlDialect::Sqlite,
+                "SELECT [a b], `c`, \"d\", 'e', X'41' FROM t",
+            ),
+            (SqlDialect::Postgres, "SELECT 'größe', \"ü\" FROM t"),
+        ] {
+            assert_eq!(
+                check(dialect, sql, false),
+                Ok(StatementClass::Read),
+                "{sql}"
+            );
+        }
+    }
+
+    /// Long and deep statements are refused cleanly, on a 2 MiB stack like a runtime worker.
+    #[test]
+    fn pathological_statements_fail_cleanly() {
+        let outcome = std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(|| {
+                let mut results = Vec::new();
+                for sql in [
+                    format!("SELECT 1{}", "+1".repeat(200_000)),
+                    format!("SELECT 1{}", " +1".repeat(60_000)),
+                    format!("SELECT {}1{}", "(".repeat(5_000), ")".repeat(5_000)),
+                    format!("SELECT * FROM {}t{}", "(".repeat(5_000), ")".repeat(5_000)),
+                    format!("SELECT 1 {}", "/* a */".repeat(40_000)),
+                    format!("SELECT '{}'", "x".repeat(300_000)),
+                ] {
+                    results.push(check(SqlDialect::Postgres, &sql, false).is_err());
+                }
+                // Just under the limits still works.
+                let near = format!("SELECT 1{}", "+1".repeat(4_000));
+                results.push(check(SqlDialect::Postgres, &near, false).is_ok());
+                results
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(outcome.iter().all(|ok| *ok), "{outcome:?}");
     }
 }

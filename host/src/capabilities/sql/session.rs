@@ -26,8 +26,19 @@ pub const POSTGRES_STARTUP: [(&str, &str); 1] = [("standard_conforming_strings",
 /// startup values), role, open cursors, listeners, temporary tables and sequence state.
 const POSTGRES_RESET: &str = "SELECT pg_advisory_unlock_all(); RESET ALL; RESET SESSION AUTHORIZATION; CLOSE ALL; UNLISTEN *; DISCARD TEMP; DISCARD SEQUENCES";
 
-/// `sql_mode` flags that change how MySQL splits a statement into tokens.
-const LEXING_SQL_MODES: [&str; 3] = ["ANSI_QUOTES", "NO_BACKSLASH_ESCAPES", "ANSI"];
+/// `sql_mode` flags that change how MySQL/MariaDB split a statement into tokens (`"..."` as
+/// identifiers, backslashes as plain characters) or switch parsers (MariaDB's `ORACLE`), and
+/// the combined modes that imply them.
+const LEXING_SQL_MODES: [&str; 8] = [
+    "ANSI_QUOTES",
+    "NO_BACKSLASH_ESCAPES",
+    "ANSI",
+    "ORACLE",
+    "MSSQL",
+    "DB2",
+    "MAXDB",
+    "POSTGRESQL",
+];
 
 /// MariaDB settings whose session value changes what a statement does or sees; their values
 /// after connecting are the session's fingerprint.
@@ -90,6 +101,19 @@ impl MysqlSessions {
             "SET SESSION sql_mode = '{sql_mode}', SESSION {timeout}"
         )))
         .await?;
+        // Read back: a mode the server re-adds (or expands differently) must not remain.
+        let pinned: String = conn
+            .fetch_one("SELECT @@session.sql_mode")
+            .await?
+            .try_get(0)?;
+        if let Some(flag) = pinned
+            .split(',')
+            .find(|flag| LEXING_SQL_MODES.contains(flag))
+        {
+            return Err(sqlx::Error::Configuration(
+                format!("the server kept sql_mode {flag}, which changes how statements are read; the host does not use this connection").into(),
+            ));
+        }
         let fingerprint = if mariadb {
             let row = conn.fetch_one(MARIADB_FINGERPRINT).await?;
             Some(row.try_get::<String, _>(0)?)
