@@ -62,7 +62,10 @@ async fn start() -> Fixture {
         "data:\n  sql:\n{}{}{}plugins:\n{}{}{}",
         source(
             "pg",
-            &format!("{POSTGRES_URL}?options=-csearch_path%3D{pg_schema}")
+            // The URL asks for standard_conforming_strings off: the host's pin must win.
+            &format!(
+                "{POSTGRES_URL}?options=-csearch_path%3D{pg_schema}%20-cstandard_conforming_strings%3Doff"
+            )
         ),
         source("my", &format!("mysql://root@127.0.0.1:3306/{my_db}")),
         source("lite", "sqlite://{dir}/data.db"),
@@ -378,6 +381,18 @@ const POSTGRES_CORPUS: &[&str] = &[
     "LOCK TABLE items",
     "SELECT * FROM items FOR SHARE",
     "SELECT * INTO databot_stolen FROM items",
+    // Field notation: PostgreSQL runs `f(x)` for `(x).f` when x has no column f.
+    "SELECT ('/etc/passwd'::text).pg_read_file",
+    "SELECT (424242::bigint).pg_advisory_lock",
+    "SELECT (424242::bigint).pg_try_advisory_lock",
+    "SELECT ('select 1'::text).ts_stat",
+    "SELECT ('/'::text).\"pg_ls_dir\"",
+    "SELECT (ARRAY['/etc/passwd'::text])[1].pg_read_file",
+    "SELECT (t.p).pg_read_file FROM (SELECT '/etc/passwd'::text AS p) t",
+    "SELECT ('databot'::text).pg_logical_emit_message",
+    // sqlparser stops a statement at a bare END; the server reads it as a label.
+    "SELECT 1 END, pg_read_file('/etc/passwd')",
+    "SELECT 1 END, pg_advisory_lock(424242)",
 ];
 
 const MARIADB_CORPUS: &[&str] = &[
@@ -445,6 +460,10 @@ const MARIADB_CORPUS: &[&str] = &[
     "SHUTDOWN",
     "INSTALL SONAME 'ha_blackhole'",
     "REPLACE INTO items VALUES (9, 'x')",
+    // The parser reads b"..." without escapes; MariaDB reads a string with them.
+    "SELECT b\"\\\" AS x #\", LOAD_FILE(0x2f6574632f686f73746e616d65) AS y\nFROM (SELECT 1 AS b) t",
+    "SELECT 1 END, LOAD_FILE('/etc/hostname')",
+    "SELECT 1 END, GET_LOCK('databot_bypass', 0)",
 ];
 
 const SQLITE_CORPUS: &[&str] = &[
@@ -506,6 +525,11 @@ async fn the_bypass_corpus_is_refused_and_changes_nothing() {
         assert_postgres_unchanged(&baseline, &postgres_state(&fixture.pg_schema).await, case);
     }
 
+    // Deeper than the parser's stack allows: refused cleanly, and the host stays up.
+    let too_deep = format!("SELECT 1{}", "+1".repeat(50_000));
+    fixture.refused("pg", &too_deep).await;
+    fixture.refused("my", &too_deep).await;
+
     let baseline = mariadb_state(&fixture.my_db).await;
     for case in MARIADB_CORPUS {
         fixture.refused("my", case).await;
@@ -562,6 +586,13 @@ async fn harmless_tricky_spellings_run_as_the_server_reads_them() {
         ("pg", r#"SELECT U&'d\0061t\+000061'"#, json!([["data"]])),
         ("pg", "SELECT $$ -- $$ || '/*'", json!([[" -- /*"]])),
         ("pg", "SELECT pg_catalog.upper('a')", json!([["A"]])),
+        // With standard_conforming_strings off this would be one string and a file read;
+        // the host pins it on, so these are three plain strings.
+        (
+            "pg",
+            "SELECT '\\' AS a, ' , pg_read_file($$/etc/hostname$$) AS b -- ' AS c",
+            json!([["\\", " , pg_read_file($$/etc/hostname$$) AS b -- "]]),
+        ),
         (
             "pg",
             "SELECT count(*) FROM items -- ; DELETE FROM items",
