@@ -623,3 +623,57 @@ async fn harmless_tricky_spellings_run_as_the_server_reads_them() {
     }
     fixture.cleanup().await;
 }
+
+/// The policy's screen leaves every statement holding a reserved word it does not know to
+/// the parse and walk; its lists must hold every word the live servers refuse as a column
+/// alias (PostgreSQL: every keyword that is not unreserved).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_screen_knows_every_reserved_word_of_the_live_servers() {
+    use databot::capabilities::sql::policy::is_reserved_word;
+    let mut pg = sqlx::PgConnection::connect(POSTGRES_URL)
+        .await
+        .expect("PostgreSQL");
+    let words: Vec<String> =
+        sqlx::query_scalar("SELECT lower(word) FROM pg_get_keywords() WHERE catcode <> 'U'")
+            .fetch_all(&mut pg)
+            .await
+            .expect("pg_get_keywords");
+    assert!(words.len() > 100, "{} PostgreSQL keywords", words.len());
+    let missing: Vec<&String> = words.iter().filter(|w| !is_reserved_word(w)).collect();
+    assert!(
+        missing.is_empty(),
+        "PostgreSQL's reserved words missing from keywords/postgres.txt: {missing:?}"
+    );
+
+    let mut my = sqlx::MySqlConnection::connect(MARIADB_URL)
+        .await
+        .expect("MariaDB");
+    let words: Vec<String> =
+        sqlx::query_scalar("SELECT DISTINCT lower(word) FROM information_schema.KEYWORDS")
+            .fetch_all(&mut my)
+            .await
+            .expect("information_schema.KEYWORDS");
+    let mut missing = Vec::new();
+    let mut reserved = 0;
+    for word in words
+        .iter()
+        .filter(|w| w.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_'))
+    {
+        let as_alias = format!("SELECT 1 AS {word}");
+        if sqlx::raw_sql(sqlx::AssertSqlSafe(as_alias))
+            .execute(&mut my)
+            .await
+            .is_err()
+        {
+            reserved += 1;
+            if !is_reserved_word(word) {
+                missing.push(word.clone());
+            }
+        }
+    }
+    assert!(reserved > 100, "{reserved} MariaDB reserved words");
+    assert!(
+        missing.is_empty(),
+        "MariaDB's reserved words missing from keywords/mysql.txt: {missing:?}"
+    );
+}

@@ -230,19 +230,29 @@ const POSTGRES_MAX_IDENTIFIER: usize = 63;
 
 /// One part of a function name as the server resolves it, or why it cannot be checked.
 pub fn normalize(dialect: SqlDialect, ident: &Ident) -> Result<String, Refusal> {
-    if !ident.value.is_ascii() {
+    normalize_part(dialect, &ident.value, ident.quote_style)
+}
+
+/// `normalize` for a name part given as its text (quotes removed, doubled quotes undoubled)
+/// and the quote it was written in, if any.
+pub fn normalize_part(
+    dialect: SqlDialect,
+    value: &str,
+    quote_style: Option<char>,
+) -> Result<String, Refusal> {
+    if !value.is_ascii() {
         return Err(Refusal(format!(
             "the function name `{}` has non-ASCII characters; only ASCII function names are accepted",
-            ident.value.escape_debug()
+            value.escape_debug()
         )));
     }
-    if ident.value.is_empty() {
+    if value.is_empty() {
         return Err(Refusal("an empty function name is not accepted".into()));
     }
-    let mut name = match (dialect, ident.quote_style) {
+    let mut name = match (dialect, quote_style) {
         // PostgreSQL keeps quoted names as written: `"LOWER"` is not `lower`.
-        (SqlDialect::Postgres, Some(_)) => ident.value.clone(),
-        _ => ident.value.to_ascii_lowercase(),
+        (SqlDialect::Postgres, Some(_)) => value.to_owned(),
+        _ => value.to_ascii_lowercase(),
     };
     // PostgreSQL truncates identifiers to NAMEDATALEN - 1 bytes (ASCII here, so a char
     // boundary) before it looks the function up.
@@ -333,6 +343,11 @@ impl FunctionAllowlist {
             self.extra[dialect_index(dialect)].insert(name.clone());
         }
         Ok(())
+    }
+
+    /// Whether `name` (normalised, unqualified) is on the dialect's built-in allowlist.
+    pub fn allows_builtin(&self, dialect: SqlDialect, name: &str) -> bool {
+        builtin(dialect).contains(name)
     }
 
     /// Whether a call of the normalised `parts` may run; the refusal says why not and how to

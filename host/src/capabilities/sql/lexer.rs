@@ -15,6 +15,8 @@
 //! `standard_conforming_strings` on; MySQL's `sql_mode` without `ANSI_QUOTES` and
 //! `NO_BACKSLASH_ESCAPES`.
 
+use std::ops::Range;
+
 use super::policy::{Refusal, SqlDialect};
 
 /// The statement as the server would read it, without comments or escape spellings.
@@ -23,17 +25,18 @@ pub fn canonicalize(dialect: SqlDialect, statement: &str) -> Result<String, Refu
     canonicalize_with_literals(dialect, statement).map(|canonical| canonical.text)
 }
 
-/// The canonical text and where, in it, the server's literals end.
+/// The canonical text and where, in it, the server's literals are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Canonical {
     pub text: String,
-    /// The byte offset just past each string literal, quoted identifier and dollar-quoted
-    /// string of `text`, in order: the only places where the server leaves a quoted token.
-    /// The policy checks that its parser's tokenizer ends quoted tokens at exactly these.
-    pub literal_ends: Vec<usize>,
+    /// The byte range of each string literal, quoted identifier and dollar-quoted string of
+    /// `text` (quotes included), in order: the only places where the server reads a quoted
+    /// token. The policy checks that its parser's tokenizer ends quoted tokens exactly where
+    /// these end, and its screen reads everything outside them as code.
+    pub literals: Vec<Range<usize>>,
 }
 
-/// `canonicalize`, with the ends of the literals the server reads in the canonical text.
+/// `canonicalize`, with the literals the server reads in the canonical text.
 pub fn canonicalize_with_literals(
     dialect: SqlDialect,
     statement: &str,
@@ -43,12 +46,12 @@ pub fn canonicalize_with_literals(
         src: statement,
         pos: 0,
         out: String::with_capacity(statement.len()),
-        literal_ends: Vec::new(),
+        literals: Vec::new(),
     };
     lexer.run()?;
     Ok(Canonical {
         text: lexer.out,
-        literal_ends: lexer.literal_ends,
+        literals: lexer.literals,
     })
 }
 
@@ -57,7 +60,7 @@ struct Lexer<'a> {
     src: &'a str,
     pos: usize,
     out: String,
-    literal_ends: Vec<usize>,
+    literals: Vec<Range<usize>>,
 }
 
 fn refuse<T>(message: impl Into<String>) -> Result<T, Refusal> {
@@ -93,10 +96,11 @@ impl Lexer<'_> {
         self.pos = end;
     }
 
-    /// Copy a whole literal of `len` bytes and record where it ends in the output.
+    /// Copy a whole literal of `len` bytes and record where it is in the output.
     fn copy_literal(&mut self, len: usize) {
+        let start = self.out.len();
         self.copy(len);
-        self.literal_ends.push(self.out.len());
+        self.literals.push(start..self.out.len());
     }
 
     fn run(&mut self) -> Result<(), Refusal> {
@@ -433,6 +437,7 @@ impl Lexer<'_> {
             return refuse(format!("a U& {what} decodes to a NUL character"));
         }
         let q = quote as char;
+        let start = self.out.len();
         self.out.push(q);
         for ch in decoded.chars() {
             if ch == q {
@@ -441,7 +446,7 @@ impl Lexer<'_> {
             self.out.push(ch);
         }
         self.out.push(q);
-        self.literal_ends.push(self.out.len());
+        self.literals.push(start..self.out.len());
         Ok(())
     }
 

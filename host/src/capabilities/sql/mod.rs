@@ -11,6 +11,7 @@ mod functions;
 mod lexer;
 pub mod policy;
 mod rows;
+mod screen;
 mod session;
 mod sources;
 mod wire_guard;

@@ -1,17 +1,19 @@
 //! The SQL safety policy: every statement a plugin sends to a SQL source is read as its
 //! server reads it (`lexer`: comments and escape spellings removed, ambiguous spellings
-//! refused), parsed for the source's dialect and classified before it runs. No keyword
-//! matching: the parsed statement tree is walked, so a write hidden in a CTE, an `EXPLAIN
-//! ANALYZE`, a `SELECT ... INTO` or a second statement behind a comment is found where it is,
-//! and every function called, in an expression or in FROM, must be on the dialect's allowlist
-//! of read-only functions (`functions`).
+//! refused), then either accepted by the `screen` as a plain read in a conservative subset
+//! of SQL (the fast path, no parse), or parsed for the source's dialect and classified
+//! before it runs. The screen only accepts; every refusal comes from the walk of the parsed
+//! statement tree, so a write hidden in a CTE, an `EXPLAIN ANALYZE`, a `SELECT ... INTO` or
+//! a second statement behind a comment is found where it is, and every function called, in
+//! an expression or in FROM, must be on the dialect's allowlist of read-only functions
+//! (`functions`).
 //!
 //! Read-only sources accept reads only (and run them in read-only transactions as well);
 //! writable sources accept reads and DML; session, transaction, administrative and file or
 //! program access statements are refused everywhere. `sql::execute` runs the canonical text
 //! this accepts, so what runs is what was checked.
 
-use std::ops::ControlFlow;
+use std::ops::{ControlFlow, Range};
 use std::sync::LazyLock;
 
 use sqlparser::ast::{
@@ -23,6 +25,9 @@ use sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer, Whitespace
 
 use super::functions::{self, FunctionAllowlist};
 use super::lexer;
+use super::screen;
+
+pub use super::screen::is_reserved_word;
 use crate::config::SqlPolicyConfig;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -138,6 +143,53 @@ impl SqlPolicy {
             )));
         }
         let canonical = lexer::canonicalize_with_literals(dialect, statement)?;
+        if screen::accepts_read(dialect, &canonical, &self.functions) {
+            // The host's own tests run every statement the screen accepts through the walk
+            // as well: what the screen accepts, the walk must accept as a read, same text.
+            #[cfg(test)]
+            assert_eq!(
+                self.walk(dialect, canonical.clone(), writable),
+                Ok(Checked {
+                    class: StatementClass::Read,
+                    text: canonical.text.clone(),
+                }),
+                "the screen accepted a statement the walk does not accept as this read: {statement}"
+            );
+            return Ok(Checked {
+                class: StatementClass::Read,
+                text: canonical.text,
+            });
+        }
+        self.walk(dialect, canonical, writable)
+    }
+
+    /// The walk alone (no screen), for tests.
+    #[cfg(test)]
+    pub(super) fn walked(
+        &self,
+        dialect: SqlDialect,
+        statement: &str,
+        writable: bool,
+    ) -> Result<Checked, Refusal> {
+        let canonical = lexer::canonicalize_with_literals(dialect, statement)?;
+        self.walk(dialect, canonical, writable)
+    }
+
+    /// Whether the screen alone accepts `statement` (the fast path), for tests.
+    #[cfg(test)]
+    pub(super) fn screened(&self, dialect: SqlDialect, statement: &str) -> bool {
+        lexer::canonicalize_with_literals(dialect, statement)
+            .is_ok_and(|canonical| screen::accepts_read(dialect, &canonical, &self.functions))
+    }
+
+    /// The parse and walk of a canonical statement: every statement the screen does not
+    /// accept is decided here.
+    fn walk(
+        &self,
+        dialect: SqlDialect,
+        canonical: lexer::Canonical,
+        writable: bool,
+    ) -> Result<Checked, Refusal> {
         let parser_dialect = dialect.parser_dialect();
         let parsed = parse_one(parser_dialect.as_ref(), dialect, &canonical)?;
         let text = canonical.text;
@@ -171,7 +223,7 @@ const MAX_STATEMENT_BYTES: usize = 256 * 1024;
 /// The most tokens (white space aside) a statement may have. A chain of operators parses
 /// into a tree as deep as it is long, and dropping such a tree recurses once per level: this
 /// bound keeps every tree the policy builds shallow enough for a 2 MiB thread stack.
-const MAX_STATEMENT_TOKENS: usize = 10_000;
+pub(super) const MAX_STATEMENT_TOKENS: usize = 10_000;
 
 /// Tokenize `canonical` as the parser does, check that the parser's tokenizer splits it
 /// exactly as the server does, and parse exactly one statement from those tokens.
@@ -204,7 +256,7 @@ fn parse_one(
             "the statement has more than {MAX_STATEMENT_TOKENS} tokens; bind values as parameters or split the work"
         )));
     }
-    check_literal_boundaries(&canonical.text, &canonical.literal_ends, &tokens)?;
+    check_literal_boundaries(&canonical.text, &canonical.literals, &tokens)?;
     let mut parser = Parser::new(parser_dialect).with_tokens_with_locations(tokens);
     let parsed = parser.parse_statement().map_err(|e| unparsable(&e))?;
     while parser.consume_token(&Token::SemiColon) {}
@@ -222,7 +274,7 @@ fn parse_one(
 /// its literals, and sees no comment.
 fn check_literal_boundaries(
     text: &str,
-    literal_ends: &[usize],
+    literals: &[Range<usize>],
     tokens: &[TokenWithSpan],
 ) -> Result<(), Refusal> {
     let offsets = LocationIndex::new(text);
@@ -256,7 +308,11 @@ fn check_literal_boundaries(
             }
         }
     }
-    if parser_ends != literal_ends {
+    if !parser_ends
+        .iter()
+        .copied()
+        .eq(literals.iter().map(|l| l.end))
+    {
         return Err(Refusal(
             "the parser and the database would split this statement's quotes differently (a prefixed or escaped literal); write plain '...' strings".into(),
         ));
@@ -501,11 +557,21 @@ impl Visitor for Walker<'_> {
 /// Whether a SQLite relation name is a table-valued function used as a table: the
 /// `pragma_*` family and the extension tables that reach outside the database.
 fn is_sqlite_eponymous(name: &ObjectName) -> bool {
-    let Some(last) = name.0.last().and_then(|part| part.as_ident()) else {
-        return false;
-    };
-    let table = last.value.to_ascii_lowercase();
-    table.starts_with("pragma_") || matches!(table.as_str(), "fsdir" | "zipfile" | "sqlar")
+    name.0
+        .last()
+        .and_then(|part| part.as_ident())
+        .is_some_and(|last| is_sqlite_eponymous_table(&last.value))
+}
+
+/// `is_sqlite_eponymous` for one name part, in any case.
+pub(super) fn is_sqlite_eponymous_table(table: &str) -> bool {
+    let prefix = "pragma_";
+    table
+        .get(..prefix.len())
+        .is_some_and(|start| start.eq_ignore_ascii_case(prefix))
+        || ["fsdir", "zipfile", "sqlar"]
+            .iter()
+            .any(|name| table.eq_ignore_ascii_case(name))
 }
 
 /// PRAGMAs that, without a value, only report a setting or list something.
