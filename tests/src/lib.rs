@@ -590,3 +590,35 @@ pub mod memory {
         let _ = std::fs::write("/proc/self/clear_refs", "5");
     }
 }
+
+/// `component` with its plugin manifest renamed to `name`: a new `databot-manifest` custom
+/// section right after the header, which the host reads before the original one.
+pub fn with_manifest_name(component: &[u8], name: &str) -> Vec<u8> {
+    let mut manifest =
+        databot::runtime::manifest::read_manifest(component).expect("a plugin component");
+    manifest.name = name.to_owned();
+    let payload = serde_json::to_vec(&manifest).expect("the manifest encodes");
+    let section_name = databot::runtime::manifest::MANIFEST_SECTION.as_bytes();
+    let mut body = Vec::new();
+    leb128(&mut body, section_name.len());
+    body.extend_from_slice(section_name);
+    body.extend_from_slice(&payload);
+    let mut out = component[..8].to_vec();
+    out.push(0);
+    leb128(&mut out, body.len());
+    out.extend_from_slice(&body);
+    out.extend_from_slice(&component[8..]);
+    out
+}
+
+fn leb128(out: &mut Vec<u8>, mut value: usize) {
+    loop {
+        let byte = (value & 0x7f) as u8;
+        value >>= 7;
+        if value == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}

@@ -123,7 +123,7 @@ async fn streaming_with_split_tool_input() {
     })
     .await;
     let host = host(port).await;
-    let (sink, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let (sink, mut events) = databot::capabilities::provider_stream::provider_stream();
     let request = json!({"messages": [{"role": "user", "content": "hi"}]}).to_string();
     let output = host
         .runtime
@@ -182,7 +182,7 @@ async fn an_error_event_in_the_stream_is_reported() {
     })
     .await;
     let host = host(port).await;
-    let (sink, _events) = tokio::sync::mpsc::unbounded_channel();
+    let (sink, _events) = databot::capabilities::provider_stream::provider_stream();
     let error = host
         .runtime
         .provider_chat(

@@ -123,7 +123,7 @@ async fn streaming_with_split_tool_calls_and_a_malformed_chunk() {
     })
     .await;
     let host = host(port, "").await;
-    let (sink, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let (sink, mut events) = databot::capabilities::provider_stream::provider_stream();
     let request =
         json!({ "messages": [{"role": "user", "content": "hi"}], "tools": [] }).to_string();
     let output = host
@@ -142,7 +142,7 @@ async fn streaming_with_split_tool_calls_and_a_malformed_chunk() {
     assert_eq!(response["usage"]["total_tokens"], 8);
     let mut deltas = Vec::new();
     while let Ok(event) = events.try_recv() {
-        let event: Value = serde_json::from_str(&event).unwrap();
+        let event: Value = serde_json::from_str(&event.json).unwrap();
         deltas.push(event["text"].as_str().unwrap().to_owned());
     }
     assert_eq!(deltas, ["Let me ", "check."]);

@@ -13,7 +13,7 @@ use super::chat::ToolDefinition;
 use super::sessions::SessionStore;
 use crate::config::MemoryScope;
 
-pub const NAME: &str = "memory";
+pub const NAME: &str = crate::config::HOST_MEMORY_TOOL;
 
 #[derive(Deserialize)]
 #[serde(tag = "action", rename_all = "lowercase", deny_unknown_fields)]

@@ -19,7 +19,7 @@ use serde::Serialize;
 use tokio::sync::mpsc::UnboundedSender;
 
 use self::chat::{ChatMessage, ChatRequest, ChatResponse, Role, ToolCall, ToolDefinition, Usage};
-use self::router::Specialist;
+use self::router::{Specialist, ToolOwner};
 use self::sessions::SessionStore;
 use crate::config::AgentConfig;
 use crate::runtime::{CallError, Runtime};
@@ -140,14 +140,24 @@ impl Agent {
             .runtime
             .tools()
             .into_iter()
-            .filter(|tool| specialist.is_none_or(|s| s.allows(&tool.name, Some(&tool.plugin))))
+            .filter(|tool| {
+                specialist.is_none_or(|s| {
+                    s.allows(
+                        &tool.name,
+                        ToolOwner::Plugin {
+                            name: &tool.plugin,
+                            configured: tool.configured,
+                        },
+                    )
+                })
+            })
             .map(|tool| ToolDefinition {
                 name: tool.name,
                 description: tool.description,
                 input_schema: tool.input_schema,
             })
             .collect();
-        if specialist.is_none_or(|s| s.allows(memory_tool::NAME, None)) {
+        if specialist.is_none_or(|s| s.allows(memory_tool::NAME, ToolOwner::Host)) {
             tools.push(memory_tool::definition(self.settings.memory_scope));
         }
         tools
@@ -423,11 +433,12 @@ impl Agent {
         let (sink, forwarder) = match events {
             None => (None, None),
             Some(events) => {
-                let (sink, mut stream) = tokio::sync::mpsc::unbounded_channel::<String>();
+                let (sink, mut stream) = crate::capabilities::provider_stream::provider_stream();
                 let events = events.clone();
                 let forwarder = tokio::spawn(async move {
                     while let Some(event) = stream.recv().await {
-                        let Ok(event) = serde_json::from_str::<serde_json::Value>(&event) else {
+                        let Ok(event) = serde_json::from_str::<serde_json::Value>(&event.json)
+                        else {
                             continue;
                         };
                         if event["type"] == "delta"
@@ -502,10 +513,15 @@ impl Agent {
                 arguments: call.arguments.clone(),
             });
         }
-        let plugin = self.runtime.tool_plugin(&call.name);
-        let result = if let Some(specialist) =
-            specialist.filter(|s| !s.allows(&call.name, plugin.as_deref()))
-        {
+        let owner = self.runtime.tool_owner(&call.name);
+        let owner = match &owner {
+            Some((name, configured)) => ToolOwner::Plugin {
+                name,
+                configured: *configured,
+            },
+            None => ToolOwner::Host,
+        };
+        let result = if let Some(specialist) = specialist.filter(|s| !s.allows(&call.name, owner)) {
             Err(format!(
                 "denied: tool `{}` is not among the `{}` specialist's tools ({})",
                 call.name,

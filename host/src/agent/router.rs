@@ -20,15 +20,34 @@ pub struct Specialist {
 }
 
 impl Specialist {
-    /// May this specialist use `tool` (provided by `plugin`)? Its list names tools or whole
-    /// plugins (`sql` allows every tool of the `sql` plugin); an empty list allows all.
-    pub fn allows(&self, tool: &str, plugin: Option<&str>) -> bool {
-        self.tools.is_empty()
-            || self
-                .tools
-                .iter()
-                .any(|t| t == tool || Some(t.as_str()) == plugin)
+    /// May this specialist use `tool`? Its list names host tools (`memory`), whole plugins
+    /// (`sql` allows every tool of the `sql` plugin) or tools of configured plugins; a plugin
+    /// the operator did not configure (a file that gave itself a name) is matched by no list.
+    /// An empty list allows all.
+    pub fn allows(&self, tool: &str, owner: ToolOwner<'_>) -> bool {
+        if self.tools.is_empty() {
+            return true;
+        }
+        match owner {
+            ToolOwner::Host => self.tools.iter().any(|t| t == tool),
+            ToolOwner::Plugin {
+                name,
+                configured: true,
+            } => self.tools.iter().any(|t| t == tool || t == name),
+            ToolOwner::Plugin {
+                configured: false, ..
+            } => false,
+        }
     }
+}
+
+/// Who provides a tool, for the specialists' filters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToolOwner<'a> {
+    /// The host itself (the memory tool).
+    Host,
+    /// A plugin; `configured`: a built-in or one with a `plugins.NAME` section.
+    Plugin { name: &'a str, configured: bool },
 }
 
 pub const FALLBACK: &str = "general";
@@ -213,8 +232,42 @@ mod tests {
         assert_eq!(sql.system_prompt, "custom");
         assert_eq!(sql.tools, ["sql", "memory"]);
         assert!(all.iter().any(|s| s.name == "finance"
-            && s.allows("sql_query", Some("sql"))
-            && !s.allows("kafka_list_topics", Some("kafka"))));
+            && s.allows(
+                "sql_query",
+                ToolOwner::Plugin {
+                    name: "sql",
+                    configured: true
+                }
+            )
+            && !s.allows(
+                "kafka_list_topics",
+                ToolOwner::Plugin {
+                    name: "kafka",
+                    configured: true
+                }
+            )
+            && !s.allows(
+                "sql_query",
+                ToolOwner::Plugin {
+                    name: "sql",
+                    configured: false
+                }
+            )
+            && !s.allows(
+                "sql",
+                ToolOwner::Plugin {
+                    name: "evil",
+                    configured: false
+                }
+            )
+            && !s.allows(
+                "memory",
+                ToolOwner::Plugin {
+                    name: "evil",
+                    configured: false
+                }
+            )));
+        assert!(sql.allows("memory", ToolOwner::Host));
     }
 
     #[test]

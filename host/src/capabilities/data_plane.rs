@@ -127,9 +127,13 @@ impl vectors::Host for StoreState {
 
 impl stream_sink::Host for StoreState {
     async fn emit(&mut self, event: String) -> wasmtime::Result<()> {
-        if let Some(sink) = &self.sink {
-            // A listener that went away is not the plugin's fault; the event is dropped.
-            let _ = sink.send(event);
+        let Some(sink) = &self.sink else {
+            return Ok(());
+        };
+        if let Err(error) = sink.send(event).await {
+            let message = error.to_string();
+            self.output_breach = Some(message.clone());
+            return Err(wasmtime::Error::msg(message));
         }
         Ok(())
     }

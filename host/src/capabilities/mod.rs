@@ -11,6 +11,7 @@ pub mod kafka;
 mod limits;
 mod logging;
 mod plugin_config;
+pub mod provider_stream;
 mod shell;
 pub mod sql;
 mod state;
@@ -90,7 +91,12 @@ pub struct StoreState {
     /// Nesting of plugin-to-plugin calls (tool -> connector), bounded.
     pub(crate) depth: u8,
     /// Events a provider streams; `None` when nobody listens.
-    pub(crate) sink: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+    pub(crate) sink: Option<provider_stream::StreamSender>,
+    /// A host-side limit the call broke in a host function (it then trapped): the error the
+    /// call ends with.
+    pub(crate) output_breach: Option<String>,
+    /// What this call may still write to the host's log.
+    pub(crate) log: logging::LogBudget,
 }
 
 impl StoreState {
@@ -98,6 +104,7 @@ impl StoreState {
         grants: Arc<PluginGrants>,
         services: Arc<HostServices>,
         memory_bytes: usize,
+        log_bytes: u64,
         depth: u8,
     ) -> anyhow::Result<Self> {
         let stderr = MemoryOutputPipe::new(STDERR_CAPTURE_BYTES);
@@ -120,6 +127,8 @@ impl StoreState {
             stderr,
             depth,
             sink: None,
+            output_breach: None,
+            log: logging::LogBudget::new(log_bytes),
         })
     }
 
@@ -135,7 +144,7 @@ impl StoreState {
         self.egress.denials()
     }
 
-    pub fn set_sink(&mut self, sink: tokio::sync::mpsc::UnboundedSender<String>) {
+    pub fn set_sink(&mut self, sink: provider_stream::StreamSender) {
         self.sink = Some(sink);
     }
 

@@ -306,7 +306,9 @@ impl StateStore {
         let value: Arc<[u8]> = Arc::from(value.into_boxed_slice());
         let record_bytes = set_record_bytes(&key, &value);
         let live_after = compacted_bytes(entries)
-            - entries.get(&key).map_or(0, |old| set_record_bytes(&key, old))
+            - entries
+                .get(&key)
+                .map_or(0, |old| set_record_bytes(&key, old))
             + record_bytes;
         if live_after > MAX_PLUGIN_BYTES {
             return Err(GuestError::InvalidInput(format!(
@@ -354,7 +356,12 @@ impl StateStore {
     }
 
     /// Put one change on disk; the file's new length. In memory only, nothing is written.
-    async fn write(&self, plugin: &str, write: StateWrite, file_bytes: u64) -> Result<u64, GuestError> {
+    async fn write(
+        &self,
+        plugin: &str,
+        write: StateWrite,
+        file_bytes: u64,
+    ) -> Result<u64, GuestError> {
         let Some(folder) = self.folder.clone() else {
             return Ok(match write {
                 StateWrite::Append(record) => {
@@ -502,7 +509,10 @@ mod tests {
         assert!(live < 16 * 1024 * 1024, "{live}");
         let reopened = StateStore::new(Some(folder.path().to_owned()));
         assert_eq!(reopened.keys("p", "key").await.unwrap().len(), 4);
-        assert_eq!(reopened.get("p", "key3").await.unwrap(), Some(value.clone()));
+        assert_eq!(
+            reopened.get("p", "key3").await.unwrap(),
+            Some(value.clone())
+        );
 
         // Filling the state to its limit is refused with the limit named, and keeps all.
         let mut refused = None;

@@ -181,6 +181,9 @@ pub struct Budgets {
     pub max_concurrency: u32,
     /// Largest result a call may return, in bytes.
     pub max_output_bytes: u64,
+    /// Log bytes one call may write through the `logging` capability; lines past it are
+    /// dropped and counted, and the count is logged once when the call ends.
+    pub max_log_bytes: u64,
 }
 
 impl Default for Budgets {
@@ -190,6 +193,7 @@ impl Default for Budgets {
             memory_mb: 64,
             max_concurrency: 16,
             max_output_bytes: 1024 * 1024,
+            max_log_bytes: 256 * 1024,
         }
     }
 }
@@ -224,6 +228,7 @@ pub struct BudgetOverrides {
     pub memory_mb: Option<u64>,
     pub max_concurrency: Option<u32>,
     pub max_output_bytes: Option<u64>,
+    pub max_log_bytes: Option<u64>,
 }
 
 impl BudgetOverrides {
@@ -233,6 +238,7 @@ impl BudgetOverrides {
             memory_mb: self.memory_mb.unwrap_or(defaults.memory_mb),
             max_concurrency: self.max_concurrency.unwrap_or(defaults.max_concurrency),
             max_output_bytes: self.max_output_bytes.unwrap_or(defaults.max_output_bytes),
+            max_log_bytes: self.max_log_bytes.unwrap_or(defaults.max_log_bytes),
         }
     }
 
@@ -272,6 +278,11 @@ pub struct PluginConfig {
     /// Set to false to keep a plugin from loading.
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// Let a component file (this section's `path`, or one in the plugins folder) with the
+    /// name of a built-in plugin replace it. The replacement runs with this section's
+    /// permissions but never with its secret headers or endpoint credentials.
+    #[serde(default)]
+    pub replace_builtin: bool,
     pub budgets: Option<BudgetOverrides>,
     #[serde(default)]
     pub permissions: Permissions,
@@ -290,6 +301,7 @@ impl Default for PluginConfig {
             path: None,
             builtin: None,
             enabled: true,
+            replace_builtin: false,
             budgets: None,
             permissions: Permissions::default(),
             config: BTreeMap::new(),
@@ -422,13 +434,36 @@ pub struct SecretHeader {
     pub value: Secret,
 }
 
-/// Longest plugin name, in bytes.
+/// Longest plugin or tool name, in bytes.
 pub const MAX_PLUGIN_NAME: usize = 64;
+
+/// The host's own memory tool.
+pub const HOST_MEMORY_TOOL: &str = "memory";
+
+/// Names of the host's own tools: no plugin and no plugin's tool may take one (a plugin
+/// named `memory` would pass every specialist's filter, and the model would be offered two
+/// tools of that name).
+pub const RESERVED_NAMES: &[&str] = &[HOST_MEMORY_TOOL];
 
 /// A plugin name (a manifest's `name`, a `plugins.NAME` section) is `[a-z][a-z0-9_]*` and at
 /// most `MAX_PLUGIN_NAME` bytes: it becomes a config key, a metric label, a log field, a span
-/// attribute and part of file names.
+/// attribute and part of file names. The host's own tool names are reserved.
 pub fn check_plugin_name(name: &str) -> Result<(), String> {
+    check_name("plugin", name)
+}
+
+/// A tool's name (an operation a tool plugin describes) follows the plugin name rules: it is
+/// shown to the model, listed over MCP and written to logs and spans.
+pub fn check_tool_name(name: &str) -> Result<(), String> {
+    check_name("tool", name)
+}
+
+fn check_name(what: &str, name: &str) -> Result<(), String> {
+    if RESERVED_NAMES.contains(&name) {
+        return Err(format!(
+            "{what} name `{name}` is reserved for the host's own tool; choose another name"
+        ));
+    }
     let valid = name.len() <= MAX_PLUGIN_NAME
         && name.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
         && name
@@ -441,7 +476,7 @@ pub fn check_plugin_name(name: &str) -> Result<(), String> {
     let shown: String = name.chars().take(MAX_PLUGIN_NAME + 1).collect();
     let more = if shown.len() < name.len() { "..." } else { "" };
     Err(format!(
-        "plugin name {shown:?}{more} is not valid: a lower-case letter, then lower-case letters, digits or `_`, at most {MAX_PLUGIN_NAME} characters"
+        "{what} name {shown:?}{more} is not valid: a lower-case letter, then lower-case letters, digits or `_`, at most {MAX_PLUGIN_NAME} characters"
     ))
 }
 
@@ -731,6 +766,32 @@ mod tests {
         assert!(HostPattern::parse("[::1").is_err());
         assert!(HostPattern::parse("[nope]:1").is_err());
         assert!(HostPattern::parse("[::1]8080").is_err());
+    }
+
+    #[test]
+    fn tool_names_follow_the_plugin_rules_and_host_tool_names_are_reserved() {
+        assert!(check_tool_name("sql_query").is_ok());
+        for bad in [
+            "",
+            "memory",
+            "a\nb",
+            "\u{1b}[31mred",
+            "../../etc/passwd",
+            "Tool",
+            &"t".repeat(300),
+        ] {
+            let error = check_tool_name(bad).unwrap_err();
+            assert!(error.starts_with("tool name"), "{error}");
+            assert!(
+                !error.contains('\n') && !error.contains('\u{1b}'),
+                "{error}"
+            );
+        }
+        assert!(
+            check_plugin_name("memory")
+                .unwrap_err()
+                .contains("reserved")
+        );
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub(super) enum Operation<'a> {
     /// A chat completion; with a sink, the provider streams events into it as they arrive.
     ProviderChat {
         request: &'a String,
-        sink: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+        sink: Option<crate::capabilities::provider_stream::StreamSender>,
     },
     ConnectorExecute {
         operation: &'a str,
@@ -249,8 +249,14 @@ async fn run_in_fresh_instance(
 ) -> Result<Outcome, CallError> {
     let plugin = revision.manifest.name.as_str();
     let memory_bytes = usize::try_from(budgets.memory_mb * 1024 * 1024).unwrap_or(usize::MAX);
-    let state = StoreState::new(grants.clone(), inner.services.clone(), memory_bytes, depth)
-        .map_err(|e| CallError::new(ErrorKind::Failed, format!("{e:#}")))?;
+    let state = StoreState::new(
+        grants.clone(),
+        inner.services.clone(),
+        memory_bytes,
+        budgets.max_log_bytes,
+        depth,
+    )
+    .map_err(|e| CallError::new(ErrorKind::Failed, format!("{e:#}")))?;
     let mut store = Store::new(&inner.engine, state);
     if let Some(span) = &span
         && span.is_recording()
@@ -284,6 +290,7 @@ async fn run_in_fresh_instance(
     {
         span.set_memory_peak(store.data().limiter.peak_bytes);
     }
+    store.data().log.report_dropped(plugin);
     // A deadline or a trap is the host enforcing a budget (a guest reporting its own upstream
     // timeout is not).
     let host_stopped = matches!(result, Err(_) | Ok(Err(_)));
@@ -427,6 +434,12 @@ fn trap_error(
     error: wasmtime::Error,
 ) -> CallError {
     let state = store.data();
+    if let Some(breach) = &state.output_breach {
+        return CallError::new(
+            ErrorKind::OutputTooLarge,
+            format!("plugin `{plugin}`: {breach}"),
+        );
+    }
     if let Some(desired) = state.limiter.refused_growth {
         return CallError::new(
             ErrorKind::MemoryExceeded,

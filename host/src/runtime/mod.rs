@@ -369,18 +369,29 @@ impl Runtime {
         load_span.record("databot.plugin.name", name.as_str());
         load_span.record("databot.plugin.kind", manifest.kind.as_str());
         load_span.record("databot.plugin.digest", digest.as_str());
+        let mut replaces_builtin = false;
         if let Some(slot) = self.inner.plugins.read().get(&name) {
             let current = slot.current();
             if current.digest == digest && current.source == source {
                 return Ok(current);
             }
-            if let (PluginSource::File(old), PluginSource::File(new)) = (&current.source, &source)
-                && old != new
-            {
-                anyhow::bail!(
-                    "plugin `{name}` is already loaded from {}; remove one of the two files",
-                    old.display()
-                );
+            match (&current.source, &source) {
+                (PluginSource::File(old), PluginSource::File(new)) if old != new => {
+                    anyhow::bail!(
+                        "plugin `{name}` is already loaded from {}; remove one of the two files",
+                        old.display()
+                    );
+                }
+                (PluginSource::Builtin, PluginSource::File(new)) => {
+                    if !plugin_config.replace_builtin {
+                        anyhow::bail!(
+                            "{} is named `{name}`, the name of a built-in plugin; give it another name, or set `plugins.{name}.replace_builtin: true` to replace the built-in (the replacement runs without the section's secret headers and endpoint credentials)",
+                            new.display()
+                        );
+                    }
+                    replaces_builtin = true;
+                }
+                _ => {}
             }
         }
         let inner = self.inner.clone();
@@ -425,7 +436,15 @@ impl Runtime {
             },
         );
         let mut revision = Revision::new(manifest, digest, source, compiled_from, pre)?;
-        let grants = Arc::new(PluginGrants::from_config(&self.inner.config, &name)?);
+        let mut grants = PluginGrants::from_config(&self.inner.config, &name)?;
+        if replaces_builtin {
+            grants.secrets.clear();
+            tracing::warn!(
+                plugin = %name,
+                "a component file replaces the built-in plugin of this name (plugins.{name}.replace_builtin); it runs without the section's secret headers and endpoint credentials"
+            );
+        }
+        let grants = Arc::new(grants);
         let budgets = self.inner.config.budgets_for(&name);
         let operations = match revision.manifest.kind {
             PluginKind::Tool | PluginKind::Connector => tracing::Instrument::instrument(
@@ -442,14 +461,18 @@ impl Runtime {
             PluginKind::Provider | PluginKind::Channel => Vec::new(),
         };
         revision.set_operations(operations)?;
-        self.install(revision, grants, budgets)
+        self.install(revision, grants, budgets, replaces_builtin)
     }
 
+    /// Make `revision` the plugin's current one. A plugin's slot (its grants, budgets,
+    /// breaker) is kept across revisions, except when a file replaces a built-in: the slot is
+    /// then made anew with the replacement's own grants.
     fn install(
         &self,
         revision: Revision,
         grants: Arc<PluginGrants>,
         budgets: Budgets,
+        new_slot: bool,
     ) -> anyhow::Result<Arc<Revision>> {
         let name = revision.manifest.name.clone();
         let revision = Arc::new(revision);
@@ -473,7 +496,7 @@ impl Runtime {
                 tools.insert(operation.name.clone(), name.clone());
             }
         }
-        match plugins.get(&name) {
+        match plugins.get(&name).filter(|_| !new_slot) {
             Some(slot) => {
                 let _swap = tracing::info_span!(
                     "plugin.swap",
@@ -529,6 +552,21 @@ impl Runtime {
         self.inner.tools.read().get(tool).cloned()
     }
 
+    /// The plugin providing `tool` and whether the operator configured it (a built-in, or a
+    /// plugin with a `plugins.NAME` section), as opposed to a file that named itself.
+    pub fn tool_owner(&self, tool: &str) -> Option<(String, bool)> {
+        let plugin = self.tool_plugin(tool)?;
+        let plugins = self.inner.plugins.read();
+        let slot = plugins.get(&plugin)?;
+        let configured = self.is_configured(slot, &slot.current());
+        Some((plugin, configured))
+    }
+
+    fn is_configured(&self, slot: &PluginSlot, revision: &Revision) -> bool {
+        revision.source == PluginSource::Builtin
+            || self.inner.config.plugins.contains_key(&slot.name)
+    }
+
     /// Every tool currently callable, with its plugin and schema.
     pub fn tools(&self) -> Vec<ToolInfo> {
         let plugins = self.inner.plugins.read();
@@ -545,6 +583,7 @@ impl Runtime {
                     .map(|op| ToolInfo {
                         name: op.name.clone(),
                         plugin: slot.name.clone(),
+                        configured: self.is_configured(slot, &revision),
                         description: op.description.clone(),
                         input_schema: serde_json::from_str(&op.input_schema).unwrap_or_default(),
                     })
@@ -606,7 +645,7 @@ impl Runtime {
         &self,
         provider: &str,
         request: &str,
-        sink: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+        sink: Option<crate::capabilities::provider_stream::StreamSender>,
     ) -> Result<String, CallError> {
         let (slot, revision) = self.provider_slot(provider)?;
         let request = request.to_owned();

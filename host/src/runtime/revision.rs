@@ -106,9 +106,7 @@ impl Revision {
     pub fn set_operations(&mut self, operations: Vec<OperationSpec>) -> anyhow::Result<()> {
         let mut validators = HashMap::new();
         for operation in &operations {
-            if operation.name.is_empty() {
-                anyhow::bail!("an operation has an empty name");
-            }
+            crate::config::check_tool_name(&operation.name).map_err(anyhow::Error::msg)?;
             let schema: serde_json::Value = serde_json::from_str(&operation.input_schema)
                 .with_context(|| format!("the input schema of `{}` is not JSON", operation.name))?;
             let validator = jsonschema::validator_for(&schema).map_err(|e| {

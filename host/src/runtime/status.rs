@@ -11,6 +11,8 @@ use super::{BreakerState, PluginSlot};
 pub struct ToolInfo {
     pub name: String,
     pub plugin: String,
+    /// A built-in or a plugin with a `plugins.NAME` section (not a file that named itself).
+    pub configured: bool,
     pub description: String,
     pub input_schema: serde_json::Value,
 }

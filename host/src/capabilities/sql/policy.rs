@@ -27,7 +27,7 @@ use super::functions::{self, FunctionAllowlist};
 use super::lexer;
 use super::screen;
 
-pub use super::screen::is_reserved_word;
+pub use super::screen::{is_reserved_word, not_calls_before_parenthesis};
 use crate::config::SqlPolicyConfig;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]

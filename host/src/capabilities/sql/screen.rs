@@ -247,8 +247,10 @@ const READ_VOCABULARY: &[&str] = &[
     "names",
 ];
 
-/// Words that may stand before `(` without being a call: the parenthesis opens a subquery,
-/// a list, a window or the arguments of a syntax form the walk does not check as a call.
+/// Words that may stand before `(` without being a call (the parenthesis opens a subquery,
+/// a list or the arguments of a syntax form the walk does not check as a call), where the
+/// dialect's server cannot have a function of that name: a word a server lets name a function
+/// (PostgreSQL's `like` or `join`, MariaDB's `lateral`) is checked as a call there.
 const NOT_A_CALL_BEFORE_PARENTHESIS: &[&str] = &[
     "select",
     "from",
@@ -300,6 +302,11 @@ const NOT_A_CALL_BEFORE_PARENTHESIS: &[&str] = &[
     "offset",
     "with",
 ];
+
+/// Words that open a clause after a call's closing parenthesis: `count(*) FILTER (WHERE ..)`,
+/// `rank() OVER (..)`, `percentile_cont(0.5) WITHIN GROUP (..)`. Anywhere else they are
+/// checked as calls (none of them is reserved on PostgreSQL).
+const CLAUSES_AFTER_A_CALL: &[&str] = &["filter", "over", "within"];
 
 /// Words that lock, write, call procedures, export or start another statement: whatever
 /// else they may be (MySQL's `INSERT()` and `REPLACE()` are string functions), a statement
@@ -391,36 +398,86 @@ static PARENTHESIS_WORDS: LazyLock<HashSet<&'static str>> =
     LazyLock::new(|| word_set(NOT_A_CALL_BEFORE_PARENTHESIS));
 static DECLINED: LazyLock<HashSet<&'static str>> = LazyLock::new(|| word_set(DECLINED_WORDS));
 
+/// The words of a keyword list (one a line, `#` comments), with the category that follows a
+/// word on PostgreSQL's list.
+fn keyword_lines(file: &'static str) -> impl Iterator<Item = (&'static str, &'static str)> {
+    file.lines()
+        .map(|line| line.split('#').next().unwrap_or_default())
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let word = fields.next()?;
+            Some((word, fields.next().unwrap_or_default()))
+        })
+}
+
+const POSTGRES_KEYWORDS: &str = include_str!("keywords/postgres.txt");
+const MYSQL_RESERVED: &str = include_str!("keywords/mysql.txt");
+const SQLITE_RESERVED: &str = include_str!("keywords/sqlite.txt");
+const TRINO_RESERVED: &str = include_str!("keywords/trino.txt");
+
 /// The reserved words of the four servers (the words each refuses as a column alias, in
 /// `keywords/`) and of the parser (the words it refuses as one), in lower case.
 static RESERVED: LazyLock<HashSet<String>> = LazyLock::new(|| {
     use sqlparser::keywords::{ALL_KEYWORDS, ALL_KEYWORDS_INDEX, RESERVED_FOR_COLUMN_ALIAS};
-    let files = [
-        include_str!("keywords/postgres.txt"),
-        include_str!("keywords/mysql.txt"),
-        include_str!("keywords/sqlite.txt"),
-        include_str!("keywords/trino.txt"),
-    ];
     let parser_reserved = ALL_KEYWORDS_INDEX
         .iter()
         .zip(ALL_KEYWORDS)
         .filter(|(keyword, _)| RESERVED_FOR_COLUMN_ALIAS.contains(keyword))
         .map(|(_, word)| word.to_ascii_lowercase());
-    files
-        .iter()
-        .flat_map(|file| file.lines())
-        .map(|line| line.split('#').next().unwrap_or_default().trim())
-        .filter(|word| !word.is_empty())
-        .map(str::to_owned)
-        .chain(parser_reserved)
-        .collect()
+    [
+        POSTGRES_KEYWORDS,
+        MYSQL_RESERVED,
+        SQLITE_RESERVED,
+        TRINO_RESERVED,
+    ]
+    .into_iter()
+    .flat_map(keyword_lines)
+    .map(|(word, _)| word.to_owned())
+    .chain(parser_reserved)
+    .collect()
 });
+
+/// Per dialect, the words its server cannot take as the name of a function called as
+/// `word(...)`: PostgreSQL's reserved and column-name keywords; the other servers' reserved
+/// words.
+static NO_FUNCTION_NAMES: LazyLock<[HashSet<&'static str>; 4]> = LazyLock::new(|| {
+    let words = |file| keyword_lines(file).map(|(word, _)| word).collect();
+    [
+        keyword_lines(POSTGRES_KEYWORDS)
+            .filter(|(_, category)| matches!(*category, "R" | "C"))
+            .map(|(word, _)| word)
+            .collect(),
+        words(MYSQL_RESERVED),
+        words(SQLITE_RESERVED),
+        words(TRINO_RESERVED),
+    ]
+});
+
+fn cannot_name_a_function(dialect: SqlDialect, word: &str) -> bool {
+    let index = match dialect {
+        SqlDialect::Postgres => 0,
+        SqlDialect::Mysql => 1,
+        SqlDialect::Sqlite => 2,
+        SqlDialect::Trino => 3,
+    };
+    NO_FUNCTION_NAMES[index].contains(word)
+}
 
 /// Whether `word` (lower case) is a reserved word of any of the servers or of the parser:
 /// outside the read vocabulary and the allowlists, the screen leaves statements with one to
 /// the walk.
 pub fn is_reserved_word(word: &str) -> bool {
     RESERVED.contains(word)
+}
+
+/// The words the screen lets stand before `(` on `dialect` without checking a call (the
+/// tests try each against the live servers).
+pub fn not_calls_before_parenthesis(dialect: SqlDialect) -> Vec<&'static str> {
+    NOT_A_CALL_BEFORE_PARENTHESIS
+        .iter()
+        .copied()
+        .filter(|word| cannot_name_a_function(dialect, word))
+        .collect()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -499,6 +556,8 @@ fn tokenize(dialect: SqlDialect, canonical: &Canonical) -> Option<Vec<Token>> {
         }
         if let Some(literal) = literals.peek().filter(|literal| literal.start == i) {
             let kind = match (dialect, text[i]) {
+                // SQLite takes a '...' string where it expects a name (`FROM 'pragma_x'(1)`).
+                (SqlDialect::Sqlite, b'\'') => Kind::Quoted,
                 (_, b'\'') | (SqlDialect::Postgres, b'$') | (SqlDialect::Mysql, b'"') => {
                     Kind::Value
                 }
@@ -522,11 +581,17 @@ fn tokenize(dialect: SqlDialect, canonical: &Canonical) -> Option<Vec<Token>> {
                 continue;
             }
             c if c.is_ascii_alphabetic() || c == b'_' => {
+                // As the servers (and the lexical pass) read names: `$` continues one
+                // (PostgreSQL's `audit$1` is one name, not `audit` and a parameter).
                 while text
                     .get(i)
-                    .is_some_and(|&c| c.is_ascii_alphanumeric() || c == b'_')
+                    .is_some_and(|&c| c.is_ascii_alphanumeric() || c == b'_' || c == b'$')
                 {
                     i += 1;
+                }
+                // Trino's names have no `$`: what it would read instead is not screened.
+                if dialect == SqlDialect::Trino && text[start..i].contains(&b'$') {
+                    return None;
                 }
                 Kind::Word
             }
@@ -731,11 +796,15 @@ impl Screen<'_> {
             return None;
         }
         let only = &self.tokens[first];
-        if first == name_end
-            && only.kind == Kind::Word
-            && PARENTHESIS_WORDS.contains(lowercase(self.word(only), &mut [0u8; 64])?)
-        {
-            return Some(());
+        if first == name_end && only.kind == Kind::Word {
+            let mut buffer = [0u8; 64];
+            let word = lowercase(self.word(only), &mut buffer)?;
+            let after_a_call = first >= 1 && self.kind_at(first - 1) == Some(Kind::Close);
+            if (PARENTHESIS_WORDS.contains(word) && cannot_name_a_function(self.dialect, word))
+                || (after_a_call && CLAUSES_AFTER_A_CALL.contains(&word))
+            {
+                return Some(());
+            }
         }
         let mut parts = Vec::with_capacity((name_end - first) / 2 + 1);
         for token in self.tokens[first..=name_end].iter().step_by(2) {
@@ -905,7 +974,10 @@ mod tests {
             assert!(!DECLINED.contains(word), "`{word}` is read and declined");
             assert_eq!(*word, word.to_ascii_lowercase());
         }
-        for word in NOT_A_CALL_BEFORE_PARENTHESIS {
+        for word in NOT_A_CALL_BEFORE_PARENTHESIS
+            .iter()
+            .chain(CLAUSES_AFTER_A_CALL)
+        {
             assert!(
                 READ_WORDS.contains(word),
                 "`{word}` is not in the read vocabulary"
@@ -961,6 +1033,44 @@ mod tests {
                 SqlDialect::Trino,
                 "SELECT * FROM x.system.query('select 1')",
             ),
+            // Words that open a clause elsewhere but can name a function on that server.
+            (
+                SqlDialect::Postgres,
+                "SELECT count(*) FROM t WHERE by(id) > 0",
+            ),
+            (SqlDialect::Postgres, "SELECT filter(1)"),
+            (
+                SqlDialect::Postgres,
+                "SELECT a FROM t WHERE over(a) AND within(a)",
+            ),
+            (
+                SqlDialect::Postgres,
+                "SELECT like(1), ilike(1), is(1), join(1), xor(1)",
+            ),
+            (
+                SqlDialect::Postgres,
+                "SELECT cube(1), rollup(1), sets(1), partition(1)",
+            ),
+            (SqlDialect::Mysql, "SELECT lateral(1)"),
+            (
+                SqlDialect::Mysql,
+                "SELECT a FROM t WHERE filter(a) OR sets(a) OR cube(a)",
+            ),
+            (
+                SqlDialect::Mysql,
+                "SELECT grouping(1), array(1), materialized(1)",
+            ),
+            // SQLite takes a string where it expects a name.
+            (SqlDialect::Sqlite, "SELECT * FROM 'pragma_optimize'(65538)"),
+            (
+                SqlDialect::Sqlite,
+                "SELECT * FROM main.'pragma_integrity_check'",
+            ),
+            (SqlDialect::Sqlite, "SELECT * FROM 'fsdir'"),
+            // `$` continues a name.
+            (SqlDialect::Postgres, "SELECT audit$1(7)"),
+            (SqlDialect::Mysql, "SELECT audit$x(7)"),
+            (SqlDialect::Trino, "SELECT a$b FROM t"),
         ];
         for (dialect, sql) in cases {
             assert!(!screened(*dialect, sql), "{dialect:?} screened: {sql}");
