@@ -270,6 +270,13 @@ fn remove_leftover_files() {
 }
 
 const POSTGRES_CORPUS: &[&str] = &[
+    // Words that open clauses elsewhere but can name a function here; `$` inside a name.
+    "SELECT count(*) FROM items WHERE by(id) > 0",
+    "SELECT like(1), join(2), over(3), filter(4)",
+    "SELECT audit$1(7)",
+    // Extensions' functions that run SQL text or change session state.
+    "SELECT * FROM crosstab2('SELECT 1')",
+    "SELECT connectby('items', 'id', 'name', '1', 0)",
     // Unicode-escaped, quoted and qualified spellings of denied functions.
     r#"SELECT U&"pg_re\0061d_file"('/etc/passwd')"#,
     r#"SELECT U&"pg_re!0061d_file" UESCAPE '!' ('/etc/passwd')"#,
@@ -396,6 +403,9 @@ const POSTGRES_CORPUS: &[&str] = &[
 ];
 
 const MARIADB_CORPUS: &[&str] = &[
+    // Words that open clauses elsewhere but can name a stored function here.
+    "SELECT lateral(1), filter(2), sets(3)",
+    "SELECT a$x(1)",
     // `--` not followed by a space, executable comments, hints.
     "SELECT 1 --1 /*M!, LOAD_FILE('/etc/passwd') */",
     "SELECT 1 --1 /*M!, GET_LOCK('databot_bypass', 0) */",
@@ -467,6 +477,9 @@ const MARIADB_CORPUS: &[&str] = &[
 ];
 
 const SQLITE_CORPUS: &[&str] = &[
+    // SQLite takes a string where it expects a table name.
+    "SELECT * FROM 'pragma_optimize'(65538)",
+    "SELECT * FROM main.'pragma_integrity_check'",
     "SELECT load_extension('/tmp/databot_bypass.so')",
     r#"SELECT "load_extension"('/tmp/databot_bypass.so')"#,
     "SELECT [load_extension]('/tmp/databot_bypass.so')",
@@ -675,5 +688,133 @@ async fn the_screen_knows_every_reserved_word_of_the_live_servers() {
     assert!(
         missing.is_empty(),
         "MariaDB's reserved words missing from keywords/mysql.txt: {missing:?}"
+    );
+}
+
+/// PostgreSQL's field notation calls any one-argument function on the source's search path
+/// (`('x'::text).f` runs `f('x')`), extensions' and users' as well as pg_catalog's: the host
+/// reads the source's functions when a connection opens and refuses a field that names one
+/// off the allowlist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn field_notation_reaches_no_function_of_the_source_off_the_allowlist() {
+    let fixture = start().await;
+    databot_e2e::postgres_exec(&[format!(
+        "CREATE FUNCTION {}.databot_probe(text) RETURNS text LANGUAGE sql AS $$ SELECT 'ran' $$",
+        fixture.pg_schema
+    )])
+    .await;
+    for statement in [
+        "SELECT ('x'::text).databot_probe",
+        "SELECT (name).databot_probe FROM items",
+        "SELECT (name).\"databot_probe\" FROM items",
+    ] {
+        match fixture.query("pg", statement).await {
+            Ok(out) => panic!("ran `{statement}`: {out}"),
+            Err(error) => assert!(
+                error.message.contains("field notation"),
+                "`{statement}`: {error}"
+            ),
+        }
+    }
+    let out = fixture
+        .query(
+            "pg",
+            "SELECT (i).name FROM (SELECT items AS i FROM items WHERE id = 1) s",
+        )
+        .await
+        .expect("a real field");
+    assert_eq!(out["rows"], json!([["a"]]));
+    fixture.cleanup().await;
+}
+
+/// The screen lets a few words stand before `(` without checking a call (`IN (`, `VALUES (`,
+/// `ROW (`); on each server, none of them can call a function, even one created under that
+/// very name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_word_the_screen_passes_before_a_parenthesis_calls_a_function() {
+    use databot::capabilities::sql::policy::{SqlDialect, not_calls_before_parenthesis};
+    let schema = databot_e2e::unique_name("databot_words");
+    let mut pg = sqlx::PgConnection::connect(POSTGRES_URL)
+        .await
+        .expect("PostgreSQL");
+    let run = |sql: String| sqlx::raw_sql(sqlx::AssertSqlSafe(sql));
+    run(format!("CREATE SCHEMA {schema}"))
+        .execute(&mut pg)
+        .await
+        .expect("schema");
+    let words = not_calls_before_parenthesis(SqlDialect::Postgres);
+    assert!(
+        words.contains(&"in") && words.contains(&"values"),
+        "{words:?}"
+    );
+    for word in &words {
+        run(format!(
+            "CREATE FUNCTION {schema}.\"{word}\"(integer) RETURNS integer LANGUAGE sql AS 'SELECT 4242'"
+        ))
+        .execute(&mut pg)
+        .await
+        .expect("a function of that name");
+    }
+    run(format!("SET search_path = {schema}"))
+        .execute(&mut pg)
+        .await
+        .expect("search_path");
+    let mut called = Vec::new();
+    for word in &words {
+        let result = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {word}(1)")))
+            .fetch_one(&mut pg)
+            .await;
+        if let Ok(row) = result
+            && row.try_get::<i32, _>(0).ok() == Some(4242)
+        {
+            called.push(*word);
+        }
+    }
+    let _ = run(format!("DROP SCHEMA {schema} CASCADE"))
+        .execute(&mut pg)
+        .await;
+    assert!(
+        called.is_empty(),
+        "PostgreSQL called functions named {called:?}"
+    );
+
+    let mut my = sqlx::MySqlConnection::connect(MARIADB_URL)
+        .await
+        .expect("MariaDB");
+    run(format!("CREATE DATABASE {schema}"))
+        .execute(&mut my)
+        .await
+        .expect("database");
+    let words = not_calls_before_parenthesis(SqlDialect::Mysql);
+    assert!(words.contains(&"in"), "{words:?}");
+    for word in &words {
+        run(format!(
+            "CREATE FUNCTION {schema}.`{word}`(x INT) RETURNS INT DETERMINISTIC RETURN 4242"
+        ))
+        .execute(&mut my)
+        .await
+        .expect("a function of that name");
+    }
+    run(format!("USE {schema}"))
+        .execute(&mut my)
+        .await
+        .expect("use");
+    let mut called = Vec::new();
+    for word in &words {
+        let result = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {word}(1)")))
+            .fetch_one(&mut my)
+            .await;
+        if let Ok(row) = result
+            && row.try_get::<i32, _>(0).ok() == Some(4242)
+        {
+            called.push(*word);
+        }
+    }
+    let _ = run(format!("DROP DATABASE {schema}"))
+        .execute(&mut my)
+        .await;
+    assert!(
+        called.is_empty(),
+        "MariaDB called functions named {called:?}"
     );
 }

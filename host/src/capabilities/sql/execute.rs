@@ -84,7 +84,14 @@ pub async fn run(
     may_write: bool,
 ) -> Result<QueryOutcome, SqlError> {
     let writable = source.writable && may_write;
-    let checked = source.policy.check(source.dialect, statement, writable).map_err(|refusal| {
+    let source_calls = source
+        .field_calls()
+        .await
+        .map_err(|e| unavailable(source, e))?;
+    let checked = source
+        .policy
+        .check_for_source(source.dialect, statement, writable, &source_calls)
+        .map_err(|refusal| {
         let mut reason = refusal.0;
         if source.writable && !may_write && reason.contains("read-only") {
             reason.push_str(&format!(

@@ -142,6 +142,12 @@ pub fn hard_denied(dialect: SqlDialect, name: &str) -> Option<&'static str> {
             ("ts_stat", NESTED),
             ("ts_rewrite", NESTED),
             ("dblink", NESTED),
+            // Extensions' functions that run SQL text or change session state: tablefunc,
+            // xml2, isn, pg_trgm.
+            ("connectby", NESTED),
+            ("xpath_table", NESTED),
+            ("isn_weak", STATE),
+            ("set_limit", STATE),
             ("gin_clean_pending_list", STATE),
             ("brin_summarize_range", STATE),
             ("brin_summarize_new_values", STATE),
@@ -194,6 +200,7 @@ pub fn hard_denied(dialect: SqlDialect, name: &str) -> Option<&'static str> {
             ("pg_ls_", FILES),
             ("lo_", FILES),
             ("dblink", NESTED),
+            ("crosstab", NESTED),
             ("pg_backup_", STATE),
             ("pg_start_backup", STATE),
             ("pg_stop_backup", STATE),
@@ -288,11 +295,14 @@ fn is_builtin_qualifier(dialect: SqlDialect, qualifier: &[String]) -> bool {
 
 /// Whether PostgreSQL may read the field selection `.name` (normalised) as a call of a
 /// function off the allowlist: a function of pg_catalog that takes one argument, any `pg_`
-/// name (later versions and extensions add such functions), or a hard-denied name.
-pub fn postgres_field_may_call(name: &str) -> bool {
+/// name (later versions and extensions add such functions), a hard-denied name, or one of
+/// `source_calls`, the functions a source's search path makes callable with one argument
+/// (extensions' and users' functions, read from the server when a connection opens).
+pub fn postgres_field_may_call(name: &str, source_calls: &HashSet<String>) -> bool {
     POSTGRES_FIELD_CALLS.contains(name)
         || name.starts_with("pg_")
         || hard_denied(SqlDialect::Postgres, name).is_some()
+        || source_calls.contains(name)
 }
 
 /// The functions statements may call on each dialect: the built-in lists plus the operator's.

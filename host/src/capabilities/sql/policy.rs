@@ -13,6 +13,7 @@
 //! program access statements are refused everywhere. `sql::execute` runs the canonical text
 //! this accepts, so what runs is what was checked.
 
+use std::collections::HashSet;
 use std::ops::{ControlFlow, Range};
 use std::sync::LazyLock;
 
@@ -129,13 +130,27 @@ impl SqlPolicy {
         Ok(Self { functions })
     }
 
-    /// Parse and classify one statement for a source. The statement is first read as its
-    /// server reads it (`lexer`), then parsed and walked; what runs is `Checked::text`.
+    /// Check one statement with no knowledge of a source's own functions (SQL engines reached
+    /// over HTTP, tests); `check_for_source` otherwise.
     pub fn check(
         &self,
         dialect: SqlDialect,
         statement: &str,
         writable: bool,
+    ) -> Result<Checked, Refusal> {
+        self.check_for_source(dialect, statement, writable, &HashSet::new())
+    }
+
+    /// Classify one statement for a source. The statement is first read as its server reads
+    /// it (`lexer`), then screened or parsed and walked; what runs is `Checked::text`.
+    /// `source_calls`: the functions the source's search path makes callable with one
+    /// argument (PostgreSQL's field notation `(x).f` calls them).
+    pub fn check_for_source(
+        &self,
+        dialect: SqlDialect,
+        statement: &str,
+        writable: bool,
+        source_calls: &HashSet<String>,
     ) -> Result<Checked, Refusal> {
         if statement.len() > MAX_STATEMENT_BYTES {
             return Err(Refusal(format!(
@@ -143,12 +158,12 @@ impl SqlPolicy {
             )));
         }
         let canonical = lexer::canonicalize_with_literals(dialect, statement)?;
-        if screen::accepts_read(dialect, &canonical, &self.functions) {
+        if screen::accepts_read(dialect, &canonical, &self.functions, source_calls) {
             // The host's own tests run every statement the screen accepts through the walk
             // as well: what the screen accepts, the walk must accept as a read, same text.
             #[cfg(test)]
             assert_eq!(
-                self.walk(dialect, canonical.clone(), writable),
+                self.walk(dialect, canonical.clone(), writable, source_calls),
                 Ok(Checked {
                     class: StatementClass::Read,
                     text: canonical.text.clone(),
@@ -160,7 +175,7 @@ impl SqlPolicy {
                 text: canonical.text,
             });
         }
-        self.walk(dialect, canonical, writable)
+        self.walk(dialect, canonical, writable, source_calls)
     }
 
     /// The walk alone (no screen), for tests.
@@ -172,14 +187,15 @@ impl SqlPolicy {
         writable: bool,
     ) -> Result<Checked, Refusal> {
         let canonical = lexer::canonicalize_with_literals(dialect, statement)?;
-        self.walk(dialect, canonical, writable)
+        self.walk(dialect, canonical, writable, &HashSet::new())
     }
 
     /// Whether the screen alone accepts `statement` (the fast path), for tests.
     #[cfg(test)]
     pub(super) fn screened(&self, dialect: SqlDialect, statement: &str) -> bool {
-        lexer::canonicalize_with_literals(dialect, statement)
-            .is_ok_and(|canonical| screen::accepts_read(dialect, &canonical, &self.functions))
+        lexer::canonicalize_with_literals(dialect, statement).is_ok_and(|canonical| {
+            screen::accepts_read(dialect, &canonical, &self.functions, &HashSet::new())
+        })
     }
 
     /// The parse and walk of a canonical statement: every statement the screen does not
@@ -189,6 +205,7 @@ impl SqlPolicy {
         dialect: SqlDialect,
         canonical: lexer::Canonical,
         writable: bool,
+        source_calls: &HashSet<String>,
     ) -> Result<Checked, Refusal> {
         let parser_dialect = dialect.parser_dialect();
         let parsed = parse_one(parser_dialect.as_ref(), dialect, &canonical)?;
@@ -196,6 +213,7 @@ impl SqlPolicy {
         let mut walker = Walker {
             dialect,
             functions: &self.functions,
+            source_calls,
             writes: Vec::new(),
         };
         if let ControlFlow::Break(refusal) = parsed.visit(&mut walker) {
@@ -357,6 +375,8 @@ impl LocationIndex {
 struct Walker<'a> {
     dialect: SqlDialect,
     functions: &'a FunctionAllowlist,
+    /// The source's own one-argument functions (field notation can call them).
+    source_calls: &'a HashSet<String>,
     writes: Vec<&'static str>,
 }
 
@@ -380,7 +400,7 @@ impl Walker<'_> {
             Ok(name) => name,
             Err(refusal) => return ControlFlow::Break(refusal),
         };
-        if !functions::postgres_field_may_call(&name) {
+        if !functions::postgres_field_may_call(&name, self.source_calls) {
             return ControlFlow::Continue(());
         }
         match self

@@ -509,8 +509,9 @@ pub(super) fn accepts_read(
     dialect: SqlDialect,
     canonical: &Canonical,
     functions: &FunctionAllowlist,
+    source_calls: &HashSet<String>,
 ) -> bool {
-    decline_reason(dialect, canonical, functions).is_none()
+    decline_reason(dialect, canonical, functions, source_calls).is_none()
 }
 
 /// Why the screen leaves `canonical` to the walk (`None`: it accepts it).
@@ -518,6 +519,7 @@ pub(super) fn decline_reason(
     dialect: SqlDialect,
     canonical: &Canonical,
     functions: &FunctionAllowlist,
+    source_calls: &HashSet<String>,
 ) -> Option<Declined> {
     let Some(tokens) = tokenize(dialect, canonical) else {
         return Some(Declined {
@@ -530,6 +532,7 @@ pub(super) fn decline_reason(
         text: &canonical.text,
         tokens: &tokens,
         functions,
+        source_calls,
     }
     .accepts()
     .err()
@@ -674,6 +677,8 @@ struct Screen<'a> {
     text: &'a str,
     tokens: &'a [Token],
     functions: &'a FunctionAllowlist,
+    /// The source's own one-argument functions (field notation can call them).
+    source_calls: &'a HashSet<String>,
 }
 
 impl Screen<'_> {
@@ -763,7 +768,7 @@ impl Screen<'_> {
         match self.dialect {
             SqlDialect::Postgres if self.kind_at(index.wrapping_sub(1)) == Some(Kind::Dot) => {
                 let name = functions::normalize_part(self.dialect, value, quote).ok()?;
-                (!functions::postgres_field_may_call(&name)).then_some(())
+                (!functions::postgres_field_may_call(&name, self.source_calls)).then_some(())
             }
             SqlDialect::Sqlite if is_sqlite_eponymous_table(value) => None,
             _ => Some(()),
@@ -869,7 +874,12 @@ mod tests {
     fn why(dialect: SqlDialect, sql: &str) -> String {
         let canonical = crate::capabilities::sql::lexer::canonicalize_with_literals(dialect, sql)
             .expect("the lexer accepts it");
-        match decline_reason(dialect, &canonical, &FunctionAllowlist::default()) {
+        match decline_reason(
+            dialect,
+            &canonical,
+            &FunctionAllowlist::default(),
+            &HashSet::new(),
+        ) {
             Some(declined) => format!(
                 "{} at `{}`",
                 declined.rule,

@@ -163,6 +163,24 @@ impl MysqlSessions {
     }
 }
 
+/// The functions a PostgreSQL session's search path makes callable with one argument, by
+/// name: field notation (`(x).f`, `t.f`) calls them, and extensions put such functions in
+/// `public` (tablefunc's `crosstab2` runs SQL text of its own). Read when a connection opens;
+/// `pg_catalog`'s own are covered by the policy's built-in list.
+pub const POSTGRES_FIELD_CALLS: &str = "SELECT DISTINCT p.proname::text \
+     FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
+     WHERE n.nspname = ANY (pg_catalog.current_schemas(false)) AND n.nspname <> 'pg_catalog' \
+     AND p.pronargs >= 1 AND p.pronargs - p.pronargdefaults <= 1";
+
+pub async fn postgres_field_calls(
+    conn: &mut PgConnection,
+) -> Result<std::collections::HashSet<String>, sqlx::Error> {
+    let names: Vec<String> = sqlx::query_scalar(POSTGRES_FIELD_CALLS)
+        .fetch_all(&mut *conn)
+        .await?;
+    Ok(names.into_iter().collect())
+}
+
 /// After a call: clear the PostgreSQL session. An error closes the connection.
 pub async fn postgres_on_release(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
     conn.execute(POSTGRES_RESET).await?;

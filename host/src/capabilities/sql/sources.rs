@@ -6,7 +6,7 @@
 //! message may not exceed the byte cap); SQLite connections get the same cap as SQLite's own
 //! length limit. Sessions are pinned on connect and cleared or checked on release (`session`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
@@ -83,7 +83,12 @@ pub struct SqlSource {
     spec: PoolSpec,
     /// The pool, or why it could not be made (the wire guard's socket could not be opened).
     pool: OnceLock<Result<Connected, String>>,
+    /// PostgreSQL: the functions the search path makes callable with one argument, read by
+    /// every new connection (`session::postgres_field_calls`); `None` before the first.
+    field_calls: FieldCalls,
 }
+
+type FieldCalls = Arc<parking_lot::RwLock<Option<Arc<HashSet<String>>>>>;
 
 /// Every configured source, by name.
 #[derive(Default)]
@@ -153,15 +158,25 @@ impl SqlSource {
         };
         let acquire_timeout = Duration::from_millis(config.connect_timeout_ms.max(1));
         let timeout_ms = config.timeout_ms.max(1);
+        let field_calls = FieldCalls::default();
         let (dialect, spec) = match scheme {
             "postgres" | "postgresql" => {
                 let options = PgConnectOptions::from_str(url)
                     .map_err(|e| anyhow::anyhow!("the PostgreSQL URL is not valid: {e}"))?
                     .application_name("databot")
                     .options(session::POSTGRES_STARTUP);
+                let known = field_calls.clone();
                 let pool = PgPoolOptions::new()
                     .max_connections(config.pool_size.max(1))
                     .acquire_timeout(acquire_timeout)
+                    .after_connect(move |conn, _meta| {
+                        let known = known.clone();
+                        Box::pin(async move {
+                            let names = session::postgres_field_calls(conn).await?;
+                            *known.write() = Some(Arc::new(names));
+                            Ok(())
+                        })
+                    })
                     .after_release(|conn, _meta| Box::pin(session::postgres_on_release(conn)));
                 (SqlDialect::Postgres, PoolSpec::Postgres(pool, options))
             }
@@ -240,7 +255,27 @@ impl SqlSource {
             policy,
             spec,
             pool: OnceLock::new(),
+            field_calls,
         })
+    }
+
+    /// The functions this source's search path makes callable with one argument (PostgreSQL;
+    /// empty for the other dialects). Known once a connection has opened; before that, one is
+    /// opened to read them.
+    pub async fn field_calls(&self) -> Result<Arc<HashSet<String>>, sqlx::Error> {
+        if self.dialect != SqlDialect::Postgres {
+            return Ok(Arc::default());
+        }
+        if let Some(known) = self.field_calls.read().clone() {
+            return Ok(known);
+        }
+        if let Ok(SourcePool::Postgres(pool)) = self.pool() {
+            drop(pool.acquire().await?);
+        }
+        self.field_calls
+            .read()
+            .clone()
+            .ok_or_else(|| sqlx::Error::Protocol("the source's functions could not be read".into()))
     }
 
     /// The pool, made (without connecting) on first use, with the wire guard in front of a
