@@ -105,6 +105,10 @@ fn tool_call_with_bad_arguments_exits_2_with_the_reason() {
 fn serve_loads_and_hot_loads_plugins() {
     let dir = tempfile::tempdir().unwrap();
     let config = isolated_config(dir.path());
+    // A file may replace a built-in plugin only when the operator says so.
+    let mut yaml = std::fs::read_to_string(&config).unwrap();
+    yaml.push_str("plugins:\n  web_fetch:\n    replace_builtin: true\n");
+    std::fs::write(&config, yaml).unwrap();
     let mut child = databot()
         .arg("--config")
         .arg(&config)

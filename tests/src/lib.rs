@@ -199,24 +199,21 @@ pub async fn serve_http_with(
 
 /// Append a custom section to a component: same behaviour, different bytes (a new revision).
 pub fn with_marker(bytes: &[u8], marker: &str) -> Vec<u8> {
-    let name = b"databot-test-marker";
-    let mut payload = vec![u8::try_from(name.len()).expect("short name")];
-    payload.extend_from_slice(name);
-    payload.extend_from_slice(marker.as_bytes());
     let mut out = bytes.to_vec();
-    out.push(0);
-    let mut size = payload.len();
-    loop {
-        let byte = (size & 0x7f) as u8;
-        size >>= 7;
-        if size == 0 {
-            out.push(byte);
-            break;
-        }
-        out.push(byte | 0x80);
-    }
-    out.extend_from_slice(&payload);
+    out.extend_from_slice(&custom_section("databot-test-marker", marker.as_bytes()));
     out
+}
+
+/// A WebAssembly custom section (id 0, its size, its name, `payload`).
+fn custom_section(name: &str, payload: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    leb128(&mut body, name.len());
+    body.extend_from_slice(name.as_bytes());
+    body.extend_from_slice(payload);
+    let mut section = vec![0];
+    leb128(&mut section, body.len());
+    section.extend_from_slice(&body);
+    section
 }
 
 /// A request seen by `serve_scripted`.
@@ -598,15 +595,11 @@ pub fn with_manifest_name(component: &[u8], name: &str) -> Vec<u8> {
         databot::runtime::manifest::read_manifest(component).expect("a plugin component");
     manifest.name = name.to_owned();
     let payload = serde_json::to_vec(&manifest).expect("the manifest encodes");
-    let section_name = databot::runtime::manifest::MANIFEST_SECTION.as_bytes();
-    let mut body = Vec::new();
-    leb128(&mut body, section_name.len());
-    body.extend_from_slice(section_name);
-    body.extend_from_slice(&payload);
     let mut out = component[..8].to_vec();
-    out.push(0);
-    leb128(&mut out, body.len());
-    out.extend_from_slice(&body);
+    out.extend_from_slice(&custom_section(
+        databot::runtime::manifest::MANIFEST_SECTION,
+        &payload,
+    ));
     out.extend_from_slice(&component[8..]);
     out
 }

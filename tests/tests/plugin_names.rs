@@ -90,9 +90,9 @@ async fn the_host_tool_names_are_reserved() {
         "test.yaml",
         |_| None,
     );
-    let message = format!(
-        "{:#}",
-        config.err().expect("a reserved section name is refused")
-    );
+    let Err(error) = config else {
+        panic!("a reserved section name is refused");
+    };
+    let message = format!("{error:#}");
     assert!(message.contains("reserved"), "{message}");
 }

@@ -96,10 +96,7 @@ fn decode(bytes: &[u8]) -> Result<(Entries, u64), String> {
     };
     let mut entries = Entries::new();
     let mut intact = MAGIC.len();
-    loop {
-        let Some((&tag, body)) = rest.split_first() else {
-            break;
-        };
+    while let Some((&tag, body)) = rest.split_first() {
         let Some((key_len, body)) = take(body, 2) else {
             break;
         };
