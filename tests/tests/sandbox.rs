@@ -348,3 +348,43 @@ async fn repeated_faults_open_the_circuit_breaker() {
             .is_ok()
     );
 }
+
+/// A body the plugin neither finished nor dropped is ended as failed when the call ends: the
+/// server sees a cut connection, never a complete request the plugin did not complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_the_plugin_never_finished_never_reaches_the_server_complete() {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let received = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.expect("the upload connects");
+        let mut bytes = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), socket.read_to_end(&mut bytes)).await;
+        bytes
+    });
+    let config = format!(
+        "plugins:\n  hostile:\n    budgets: {{timeout_ms: 1000}}\n    permissions:\n      http:\n        allow: [\"127.0.0.1:{port}\"]\n        allow_private: true\n"
+    );
+    let host = TestHost::start(&config, &["hostile"])
+        .await
+        .expect("host starts");
+    let result = host
+        .runtime
+        .call_tool(
+            "abandoned_upload",
+            &format!(r#"{{"target": "http://127.0.0.1:{port}/upload"}}"#),
+        )
+        .await;
+    let error = result.expect_err("the server never answers: the deadline ends the call");
+    assert_eq!(error.kind, ErrorKind::Timeout, "{error}");
+    let bytes = received.await.expect("the server task");
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(text.starts_with("POST /upload"), "{text:?}");
+    assert!(text.contains("partial upload"), "{text:?}");
+    assert!(
+        !text.contains("\r\n0\r\n\r\n"),
+        "the server got a complete chunked request: {text:?}"
+    );
+}

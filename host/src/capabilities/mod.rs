@@ -49,6 +49,12 @@ pub fn validate_config(config: &crate::config::Config) -> Result<(), String> {
 
 /// Bytes of guest stderr kept per call (panic messages end up here).
 const STDERR_CAPTURE_BYTES: usize = 16 * 1024;
+/// Host-side objects (streams, HTTP requests, bodies, header maps, ...) one call may hold at
+/// once; creating more fails in the guest. Each outgoing body holds at most 128 KiB and each
+/// header map `MAX_HEADER_BYTES`, so this also bounds what a call's HTTP objects hold.
+const MAX_RESOURCES: usize = 2048;
+/// Largest header map (names, values and their bookkeeping) a plugin may build.
+const MAX_HEADER_BYTES: usize = 32 * 1024;
 
 /// Host-wide services shared by every call.
 pub struct HostServices {
@@ -116,10 +122,14 @@ impl StoreState {
             .allow_udp(false)
             .allow_ip_name_lookup(false);
         grants.preopen(&mut builder)?;
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES);
+        let mut http = WasiHttpCtx::new();
+        http.set_field_size_limit(MAX_HEADER_BYTES);
         Ok(Self {
             wasi: builder.build(),
-            table: ResourceTable::new(),
-            http: WasiHttpCtx::new(),
+            table,
+            http,
             egress: EgressPolicy::new(grants.clone()),
             limiter: MemoryLimiter::new(memory_bytes),
             grants,
@@ -130,6 +140,19 @@ impl StoreState {
             output_breach: None,
             log: logging::LogBudget::new(log_bytes),
         })
+    }
+
+    /// End every outgoing body the call left open (neither finished nor dropped) as failed,
+    /// before the store goes: dropped with the store, the body would look finished and the
+    /// server would get a complete request the plugin never completed.
+    pub fn abort_unfinished_bodies(&mut self) {
+        use wasmtime_wasi_http::p2::body::{HostOutgoingBody, StreamContext};
+        for entry in self.table.iter_mut() {
+            if let Some(body) = entry.downcast_mut::<HostOutgoingBody>() {
+                let (placeholder, _) = HostOutgoingBody::new(StreamContext::Request, None, 1, 1);
+                std::mem::replace(body, placeholder).abort();
+            }
+        }
     }
 
     /// What the guest wrote to stderr (a panic message, usually), trimmed.

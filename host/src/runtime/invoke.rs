@@ -290,6 +290,7 @@ async fn run_in_fresh_instance(
     {
         span.set_memory_peak(store.data().limiter.peak_bytes);
     }
+    store.data_mut().abort_unfinished_bodies();
     store.data().log.report_dropped(plugin);
     // A deadline or a trap is the host enforcing a budget (a guest reporting its own upstream
     // timeout is not).

@@ -44,7 +44,20 @@ impl EgressPolicy {
     }
 }
 
+/// What the host buffers of one outgoing body: `OUTGOING_BODY_CHUNKS + 1` writes of at most
+/// `OUTGOING_BODY_CHUNK_BYTES` (128 KiB in all, where wasi-http's defaults hold 2 MiB).
+pub const OUTGOING_BODY_CHUNKS: usize = 1;
+pub const OUTGOING_BODY_CHUNK_BYTES: usize = 64 * 1024;
+
 impl WasiHttpHooks for EgressPolicy {
+    fn p2_outgoing_body_buffer_chunks(&mut self) -> usize {
+        OUTGOING_BODY_CHUNKS
+    }
+
+    fn p2_outgoing_body_chunk_size(&mut self) -> usize {
+        OUTGOING_BODY_CHUNK_BYTES
+    }
+
     fn send_request(
         &mut self,
         mut request: http::Request<WasiBody>,
