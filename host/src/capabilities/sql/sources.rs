@@ -269,8 +269,10 @@ impl SqlSource {
         if let Some(known) = self.field_calls.read().clone() {
             return Ok(known);
         }
-        if let Ok(SourcePool::Postgres(pool)) = self.pool() {
-            drop(pool.acquire().await?);
+        match self.pool() {
+            Ok(SourcePool::Postgres(pool)) => drop(pool.acquire().await?),
+            Ok(_) => {}
+            Err(message) => return Err(sqlx::Error::Configuration(message.into())),
         }
         self.field_calls
             .read()
