@@ -956,6 +956,21 @@ mod tests {
     }
 
     #[test]
+    fn names_the_servers_read_whole_are_checked_whole() {
+        // MySQL and MariaDB names may start with `$` or a digit and hold `$`: `$lower` and
+        // `1abc` are stored functions there, not `lower` or a number.
+        for sql in [
+            "SELECT $lower(1)",
+            "SELECT a$lower(1)",
+            "SELECT 1lower(1)",
+            "SELECT x FROM t WHERE $upper(x) = 1",
+        ] {
+            refused(SqlDialect::Mysql, sql, false);
+        }
+        refused(SqlDialect::Postgres, "SELECT lower$1(1)", false);
+    }
+
+    #[test]
     fn functions_off_the_allowlist_are_refused_with_the_key_that_allows_them() {
         let reason = refused(
             SqlDialect::Postgres,
