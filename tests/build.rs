@@ -12,6 +12,7 @@ fn main() {
         &root.join("fixtures/Cargo.toml"),
         &[
             "hostile",
+            "hostile_provider",
             "echo",
             "echo_connector",
             "other_major",

@@ -14,7 +14,8 @@
 //! - `capabilities`: the host functions a plugin may import, each checked against its grants;
 //! - `config`: the operator's YAML configuration;
 //! - `telemetry`: tracing, OpenTelemetry export, trace-context propagation and metrics (any
-//!   layer may record into it; it calls none of them).
+//!   layer may record into it; it calls none of them);
+//! - `process_limits`: the open-file limit and how its descriptors are shared (a leaf).
 
 pub mod agent;
 pub mod bus;
@@ -23,6 +24,7 @@ pub mod cli;
 pub mod config;
 pub mod gateway;
 pub mod mcp;
+pub mod process_limits;
 pub mod rag;
 pub mod runtime;
 pub mod telemetry;

@@ -1,6 +1,7 @@
 //! Helpers shared by the end-to-end tests: fixture components, throwaway hosts, a tiny HTTP
 //! server on loopback.
 
+pub mod contained;
 pub mod otlp;
 pub mod python;
 pub mod qdrant;

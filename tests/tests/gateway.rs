@@ -644,7 +644,7 @@ async fn closed_by_server(sockets: Vec<TcpStream>, wait: Duration) -> usize {
 
 /// The flood size this process can afford: both ends of every connection live here.
 fn affordable_flood(wanted: usize) -> usize {
-    let open_files = databot::gateway::raise_open_file_limit().expect("the open-file limit");
+    let open_files = databot::process_limits::raise_open_file_limit().expect("the open-file limit");
     let affordable = open_files.saturating_sub(2048) / 2;
     assert!(
         affordable >= 1000,

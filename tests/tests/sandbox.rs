@@ -388,3 +388,400 @@ async fn an_upload_the_plugin_never_finished_never_reaches_the_server_complete()
         "the server got a complete chunked request: {text:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_header_map_past_its_limit_ends_the_call_with_the_limit() {
+    let host = host().await;
+    let error = hostile(&host, "header_overflow", "{}").await;
+    assert_eq!(error.kind, ErrorKind::Trap, "{error}");
+    assert!(
+        error
+            .message
+            .contains("header map over the host's limit of 16 KiB"),
+        "{error}"
+    );
+}
+
+// --- What a plugin makes the host hold -------------------------------------------------------
+//
+// Each attack runs in a child process of this test binary under a memory limit (see
+// `databot_e2e::contained`), one hostile call at a time next to a well-behaved plugin, with the
+// host's peak RSS and descriptors sampled. The bounds, stated once:
+
+/// The hostile plugin's memory budget in these attacks.
+const ATTACK_MEMORY_MB: u64 = 32;
+/// Host RSS growth allowed beyond the call's memory budget: allocator slack, the pool slot's
+/// page tables, Tokio's buffers and the measuring itself.
+const RSS_SLACK_MIB: u64 = 24;
+/// The child's `RLIMIT_DATA`: the host, its runtime and one attack fit well within it; an
+/// attack that regresses to the review's gigabytes does not.
+const CHILD_DATA_LIMIT: u64 = 1536 * 1024 * 1024;
+/// The well-behaved neighbour during an attack: median and worst call.
+const NEIGHBOUR_P50_MS: u64 = 10;
+const NEIGHBOUR_MAX_MS: u64 = 1_000;
+
+const ATTACK_CONFIG: &str = r#"
+  budgets:
+    timeout_ms: 5000
+    memory_mb: 32
+  circuit_breaker:
+    failure_threshold: 1000
+plugins:
+  hostile:
+    budgets:
+      max_connections: 24
+    permissions:
+      state: true
+      http:
+        allow: ["127.0.0.1"]
+        allow_private: true
+  hostile_provider: {}
+  echo: {}
+"#;
+
+/// The ignored entry a child runs: the case named by `ATTACK_CASE` (nothing without it).
+#[test]
+#[ignore = "run by the contained-attack tests in a child process"]
+fn contained_attack_child() {
+    let Some(case) = databot_e2e::contained::child_case() else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(run_attack(&case));
+}
+
+async fn run_attack(case: &str) {
+    let _log = databot::telemetry::init(&Default::default(), "info").expect("logging");
+    let host = TestHost::start(ATTACK_CONFIG, &["hostile", "hostile_provider", "echo"])
+        .await
+        .expect("host starts");
+    let runtime = host.runtime.clone();
+    let neighbour = move || {
+        let runtime = runtime.clone();
+        async move {
+            runtime
+                .call_tool("echo", r#"{"text":"still here"}"#)
+                .await
+                .is_ok_and(|answer| answer.contains("still here"))
+        }
+    };
+    let runtime = host.runtime.clone();
+    let outcome = |result: Result<String, databot::runtime::CallError>| match result {
+        Ok(answer) => serde_json::json!({"ok": answer}),
+        Err(error) => serde_json::json!({"kind": error.kind.as_str(), "error": error.message}),
+    };
+    match case {
+        "http_bodies" => {
+            let attack = runtime.call_tool("unsent_requests", r#"{"amount": 5000}"#);
+            databot_e2e::contained::measure(neighbour, async { outcome(attack.await) }).await;
+        }
+        "header_maps" => {
+            let attack = runtime.call_tool("header_maps", r#"{"amount": 20000}"#);
+            databot_e2e::contained::measure(neighbour, async { outcome(attack.await) }).await;
+        }
+        "stream_events" => {
+            let attack = async {
+                let (sink, mut events) = databot::capabilities::provider_stream::provider_stream();
+                // A listener slower than the provider: it parses every event and pauses.
+                let listener = tokio::spawn(async move {
+                    let mut seen = 0u64;
+                    while let Some(event) = events.recv().await {
+                        let parsed: serde_json::Value =
+                            serde_json::from_str(&event.json).expect("events are JSON");
+                        seen += parsed["text"].as_str().map_or(0, |t| t.len() as u64);
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                    seen
+                });
+                let request = r#"{"messages":[{"role":"user","content":"flood 100000 200000"}]}"#;
+                let result = runtime
+                    .provider_chat("hostile_provider", request, Some(sink))
+                    .await;
+                let seen = listener.await.expect("the listener");
+                let mut outcome = outcome(result);
+                outcome["listener_bytes"] = seen.into();
+                let big = r#"{"messages":[{"role":"user","content":"flood 500 4194304"}]}"#;
+                let (sink, _events) = databot::capabilities::provider_stream::provider_stream();
+                let result = runtime
+                    .provider_chat("hostile_provider", big, Some(sink))
+                    .await;
+                outcome["oversized"] = match result {
+                    Ok(_) => "accepted".into(),
+                    Err(error) => error.kind.as_str().into(),
+                };
+                outcome
+            };
+            databot_e2e::contained::measure(neighbour, attack).await;
+        }
+        "connections" => {
+            let (port, _held) = silent_server().await;
+            let arguments =
+                format!(r#"{{"target": "http://127.0.0.1:{port}/slow", "amount": 300}}"#);
+            let attack = runtime.call_tool("many_connections", &arguments);
+            databot_e2e::contained::measure(neighbour, async { outcome(attack.await) }).await;
+        }
+        "connections_everywhere" => {
+            // The child's open-file limit is low (the parent sets it): the host's share for
+            // outgoing connections runs out, the gateway still accepts.
+            let (port, _held) = silent_server().await;
+            let gateway = host
+                .start_gateway("hostile_provider", "gateway: {}\n")
+                .await;
+            let arguments =
+                format!(r#"{{"target": "http://127.0.0.1:{port}/slow", "amount": 64}}"#);
+            let attack = async {
+                let calls: Vec<_> = (0..12)
+                    .map(|_| {
+                        let runtime = runtime.clone();
+                        let arguments = arguments.clone();
+                        tokio::spawn(async move {
+                            runtime.call_tool("many_connections", &arguments).await
+                        })
+                    })
+                    .collect();
+                // While every call holds what it could: the gateway answers.
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                let health = tokio::time::timeout(
+                    Duration::from_secs(2),
+                    databot_e2e::http_call(gateway, "GET", "/health", &[], ""),
+                )
+                .await
+                .map(|(status, _, _)| status);
+                let mut kinds = Vec::new();
+                for call in calls {
+                    let result = call.await.expect("the call task");
+                    kinds.push(outcome(result)["kind"].clone());
+                }
+                serde_json::json!({
+                    "kinds": kinds,
+                    "health": health.ok(),
+                    "limit": runtime.outgoing_connection_limit(),
+                })
+            };
+            databot_e2e::contained::measure(neighbour, attack).await;
+        }
+        "log_flood" => {
+            let attack = runtime.call_tool("log_flood", r#"{"amount": 300000}"#);
+            databot_e2e::contained::measure(neighbour, async { outcome(attack.await) }).await;
+        }
+        "state_flood" => {
+            let attack = async {
+                let calls: Vec<_> = (0..4)
+                    .map(|_| {
+                        let runtime = runtime.clone();
+                        tokio::spawn(async move {
+                            runtime.call_tool("state_flood", r#"{"amount": 300}"#).await
+                        })
+                    })
+                    .collect();
+                let mut outcomes = Vec::new();
+                for call in calls {
+                    outcomes.push(outcome(call.await.expect("the call task")));
+                }
+                let file = host.dir.path().join("data/state/hostile.state");
+                let size = std::fs::metadata(&file).map_or(0, |m| m.len());
+                serde_json::json!({"calls": outcomes, "file_bytes": size})
+            };
+            databot_e2e::contained::measure(neighbour, attack).await;
+        }
+        other => panic!("no attack named {other}"),
+    }
+}
+
+/// A loopback server that accepts connections and never answers; keep the handle alive.
+async fn silent_server() -> (u16, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            open.push(socket);
+        }
+    });
+    (port, held)
+}
+
+fn contained_attack(case: &str, open_files: Option<u64>) -> databot_e2e::contained::Contained {
+    databot_e2e::contained::run_contained(
+        "contained_attack_child",
+        case,
+        databot_e2e::contained::ChildLimits {
+            data_bytes: CHILD_DATA_LIMIT,
+            open_files,
+        },
+    )
+}
+
+/// The attack's outcome, and the bounds every attack must keep: host memory within the call's
+/// budget plus the slack, the neighbour answering within its bounds.
+fn within_bounds(contained: &databot_e2e::contained::Contained) -> &serde_json::Value {
+    let report = &contained.report;
+    let growth_mib = contained.kib("rss_growth_kib") / 1024;
+    assert!(
+        growth_mib <= ATTACK_MEMORY_MB + RSS_SLACK_MIB,
+        "host RSS grew {growth_mib} MiB during the attack (budget {ATTACK_MEMORY_MB} MiB + {RSS_SLACK_MIB} MiB): {report}"
+    );
+    assert!(
+        report["neighbour_p50_us"].as_u64().unwrap() <= NEIGHBOUR_P50_MS * 1000,
+        "the neighbour slowed down: {report}"
+    );
+    assert!(
+        report["neighbour_max_us"].as_u64().unwrap() <= NEIGHBOUR_MAX_MS * 1000,
+        "the neighbour stalled: {report}"
+    );
+    &report["outcome"]
+}
+
+#[test]
+fn unsent_http_bodies_are_charged_to_the_call_memory_budget() {
+    let contained = contained_attack("http_bodies", None);
+    let outcome = within_bounds(&contained);
+    assert_eq!(outcome["kind"], "memory_exceeded", "{outcome}");
+    let error = outcome["error"].as_str().unwrap();
+    assert!(
+        error.contains("host objects") && error.contains("plugins.hostile.budgets.memory_mb"),
+        "{error}"
+    );
+}
+
+#[test]
+fn header_maps_are_charged_to_the_call_memory_budget() {
+    let contained = contained_attack("header_maps", None);
+    let outcome = within_bounds(&contained);
+    assert_eq!(outcome["kind"], "memory_exceeded", "{outcome}");
+    assert!(
+        outcome["error"]
+            .as_str()
+            .unwrap()
+            .contains("plugins.hostile.budgets.memory_mb"),
+        "{outcome}"
+    );
+}
+
+#[test]
+fn a_provider_flooding_its_stream_is_held_to_the_queue_and_its_deadline() {
+    let contained = contained_attack("stream_events", None);
+    let outcome = within_bounds(&contained);
+    // 20 GB of events against a listener that pauses after each: the deadline ends it.
+    assert_eq!(outcome["kind"], "timeout", "{outcome}");
+    assert!(contained.report["attack_ms"].as_u64().unwrap() < 5_000 + 1_000 + 1_000);
+    assert!(outcome["listener_bytes"].as_u64().unwrap() > 0, "{outcome}");
+    assert_eq!(outcome["oversized"], "output_too_large", "{outcome}");
+}
+
+#[test]
+fn one_call_holds_at_most_its_connections() {
+    let contained = contained_attack("connections", None);
+    let outcome = within_bounds(&contained);
+    assert_eq!(outcome["kind"], "connection_limit", "{outcome}");
+    assert!(
+        outcome["error"]
+            .as_str()
+            .unwrap()
+            .contains("plugins.hostile.budgets.max_connections"),
+        "{outcome}"
+    );
+    // Both ends of each connection live in the child: 24 connections, 48 descriptors, and a
+    // few for the runtime's own use.
+    let fds = contained.report["fds_growth"].as_u64().unwrap();
+    assert!(
+        fds <= 2 * 24 + 8,
+        "{fds} descriptors opened: {}",
+        contained.report
+    );
+}
+
+#[test]
+fn outgoing_connections_of_all_calls_leave_the_gateway_its_descriptors() {
+    // 1,024 open files: 256 for outgoing connections, 640 for the gateway, the rest reserved.
+    let contained = contained_attack("connections_everywhere", Some(1024));
+    let outcome = within_bounds(&contained);
+    assert_eq!(outcome["limit"], 256, "{outcome}");
+    assert_eq!(outcome["health"], 200, "the gateway answered: {outcome}");
+    let kinds = outcome["kinds"].as_array().unwrap();
+    // Twelve calls of 64 connections: each stops at its own 24 or, once 256 are open, at
+    // the host's share; none takes the process's last descriptors.
+    assert!(
+        kinds
+            .iter()
+            .all(|kind| kind == "connection_limit" || kind == "unavailable"),
+        "{outcome}"
+    );
+    assert!(kinds.iter().any(|kind| kind == "unavailable"), "{outcome}");
+    assert!(
+        !contained.stderr.contains("Too many open files"),
+        "the process ran out of descriptors"
+    );
+}
+
+#[test]
+fn a_log_flood_is_cut_to_the_budgets_and_cannot_forge_host_lines() {
+    let contained = contained_attack("log_flood", None);
+    let outcome = within_bounds(&contained);
+    assert_eq!(outcome["ok"], "300000", "{outcome}");
+    // 1.2 GB asked for; the call's budget is 256 KiB and every line carries its attribution.
+    let plugin_lines: Vec<&str> = contained
+        .stderr
+        .lines()
+        .filter(|line| line.contains("hostile"))
+        .collect();
+    let plugin_bytes: usize = plugin_lines.iter().map(|line| line.len() + 1).sum();
+    assert!(
+        plugin_bytes <= 256 * 1024 * 2,
+        "{plugin_bytes} bytes of the plugin's lines reached the log"
+    );
+    assert!(
+        contained.stderr.len() < 4 * 1024 * 1024,
+        "{}",
+        contained.stderr.len()
+    );
+    assert!(
+        contained
+            .stderr
+            .lines()
+            .all(|line| !line.starts_with("2026-12-06T00:00:00.000000Z")),
+        "a plugin forged a host log line"
+    );
+    assert!(
+        contained
+            .stderr
+            .contains("plugins.hostile.budgets.max_log_bytes"),
+        "the drops are reported once"
+    );
+    assert_eq!(
+        contained
+            .stderr
+            .matches("plugins.hostile.budgets.max_log_bytes)")
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn state_floods_stay_on_disk_within_the_limit_and_stall_no_neighbour() {
+    let contained = contained_attack("state_flood", None);
+    let outcome = within_bounds(&contained);
+    let file_bytes = outcome["file_bytes"].as_u64().unwrap();
+    assert!(
+        file_bytes > 0 && file_bytes <= 32 * 1024 * 1024,
+        "the state file holds {file_bytes} bytes"
+    );
+    // Writes past the limit are refused to the plugin; the calls themselves end well.
+    let mut taken = 0;
+    for call in outcome["calls"].as_array().unwrap() {
+        let Some(writes) = call["ok"].as_str() else {
+            panic!("the call should end well: {call}");
+        };
+        let writes: u64 = writes.parse().unwrap();
+        assert!(writes > 0, "{call}");
+        taken += writes;
+    }
+    // 300 keys of 64 KiB do not fit 16 MiB: some writes were refused.
+    assert!(taken < 4 * 600, "no write was refused: {outcome}");
+}

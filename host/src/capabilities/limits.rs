@@ -1,44 +1,30 @@
-//! Per-call memory cap. Records a refused growth so the runtime can report the budget breach
-//! instead of a bare trap.
+//! The store's resource limiter: linear memory grows only while it and what the host holds
+//! for the call (`host_memory`) fit the call's memory budget. A refused growth traps with the
+//! reason and is recorded, so the runtime reports the budget instead of a bare trap.
 
 use wasmtime::ResourceLimiter;
 
-pub struct MemoryLimiter {
-    max_bytes: usize,
-    /// The size a refused `memory.grow` asked for.
-    pub(crate) refused_growth: Option<usize>,
-    /// The largest size a linear memory was allowed to reach (the call's memory peak).
-    pub(crate) peak_bytes: usize,
-}
+use super::StoreState;
 
-impl MemoryLimiter {
-    pub fn new(max_bytes: usize) -> Self {
-        Self {
-            max_bytes,
-            refused_growth: None,
-            peak_bytes: 0,
-        }
-    }
-}
+/// Wasm table elements one instance may have (function tables, not host objects).
+const MAX_TABLE_ELEMENTS: usize = 100_000;
 
-impl ResourceLimiter for MemoryLimiter {
+impl ResourceLimiter for StoreState {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.max_bytes {
-            self.refused_growth = Some(desired);
-            // Trap instead of returning -1: guests abort on allocation failure anyway, and a
-            // trap here carries the reason.
-            return Err(wasmtime::Error::msg(format!(
-                "memory budget exceeded: growing to {desired} bytes, the cap is {} bytes",
-                self.max_bytes
-            )));
+        if self.memory.memory_growing(current, desired) {
+            return Ok(true);
         }
-        self.peak_bytes = self.peak_bytes.max(desired);
-        Ok(true)
+        // Trap instead of returning -1: guests abort on allocation failure anyway, and a trap
+        // here carries the reason.
+        Err(wasmtime::Error::msg(format!(
+            "memory budget exceeded: growing to {desired} bytes, the cap is {} bytes",
+            self.memory.budget()
+        )))
     }
 
     fn table_growing(
@@ -47,6 +33,6 @@ impl ResourceLimiter for MemoryLimiter {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= 100_000)
+        Ok(desired <= MAX_TABLE_ELEMENTS)
     }
 }

@@ -7,6 +7,7 @@
 mod data_plane;
 mod egress;
 mod grants;
+pub mod host_memory;
 pub mod kafka;
 mod limits;
 mod logging;
@@ -23,9 +24,9 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-pub use egress::{EgressPolicy, is_public_ip};
+pub use egress::{EgressPolicy, HostConnections, is_public_ip};
 pub use grants::PluginGrants;
-pub use limits::MemoryLimiter;
+pub use logging::{LogBudget, LogRate};
 pub use state::StateStore;
 
 use crate::runtime::bindings::GuestError;
@@ -49,12 +50,10 @@ pub fn validate_config(config: &crate::config::Config) -> Result<(), String> {
 
 /// Bytes of guest stderr kept per call (panic messages end up here).
 const STDERR_CAPTURE_BYTES: usize = 16 * 1024;
-/// Host-side objects (streams, HTTP requests, bodies, header maps, ...) one call may hold at
-/// once; creating more fails in the guest. Each outgoing body holds at most 128 KiB and each
-/// header map `MAX_HEADER_BYTES`, so this also bounds what a call's HTTP objects hold.
-const MAX_RESOURCES: usize = 2048;
-/// Largest header map (names, values and their bookkeeping) a plugin may build.
-const MAX_HEADER_BYTES: usize = 32 * 1024;
+/// Largest header map (names, values and their bookkeeping) a plugin may build. With the
+/// map's own overhead it stays within `host_memory::HOST_OBJECT_BYTES`, as does an outgoing
+/// body (`egress::OUTGOING_BODY_CHUNKS`).
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 
 /// Host-wide services shared by every call.
 pub struct HostServices {
@@ -69,6 +68,8 @@ pub struct HostServices {
     pub vectors: crate::rag::plugin_vectors::PluginCollections,
     /// Lets `connectors.execute` call back into the runtime without a reference cycle.
     pub connector_router: parking_lot::RwLock<Option<Arc<dyn ConnectorRouter>>>,
+    /// Outgoing connections all plugin calls may hold at once (`runtime.max_outgoing_connections`).
+    pub outgoing: egress::HostConnections,
 }
 
 /// Runs a connector operation on behalf of a plugin (implemented by the runtime).
@@ -90,7 +91,8 @@ pub struct StoreState {
     table: ResourceTable,
     http: WasiHttpCtx,
     egress: EgressPolicy,
-    pub(crate) limiter: MemoryLimiter,
+    /// The call's memory budget: linear memory and what the host holds for it.
+    pub(crate) memory: host_memory::CallMemory,
     pub(crate) grants: Arc<PluginGrants>,
     pub(crate) services: Arc<HostServices>,
     stderr: MemoryOutputPipe,
@@ -105,12 +107,30 @@ pub struct StoreState {
     pub(crate) log: logging::LogBudget,
 }
 
+/// The limits of one call, from its plugin's budgets.
+pub struct CallLimits {
+    pub memory_bytes: usize,
+    pub max_connections: usize,
+    pub log: logging::LogBudget,
+}
+
+/// A host-side limit a call broke while the guest went on (it was told through an error
+/// code): the call ends with it whatever the guest returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BudgetBreach {
+    /// The call had `plugins.NAME.budgets.max_connections` connections open.
+    CallConnections(String),
+    /// Another connection would have passed the call's memory budget.
+    ConnectionMemory(String),
+    /// Every outgoing connection the host allows was in use.
+    HostConnections(String),
+}
+
 impl StoreState {
     pub fn new(
         grants: Arc<PluginGrants>,
         services: Arc<HostServices>,
-        memory_bytes: usize,
-        log_bytes: u64,
+        limits: CallLimits,
         depth: u8,
     ) -> anyhow::Result<Self> {
         let stderr = MemoryOutputPipe::new(STDERR_CAPTURE_BYTES);
@@ -123,23 +143,32 @@ impl StoreState {
             .allow_ip_name_lookup(false);
         grants.preopen(&mut builder)?;
         let mut table = ResourceTable::new();
-        table.set_max_capacity(MAX_RESOURCES);
+        let connections =
+            host_memory::OpenConnections::new(limits.memory_bytes, limits.max_connections);
+        let memory =
+            host_memory::CallMemory::new(limits.memory_bytes, connections.clone(), &mut table);
         let mut http = WasiHttpCtx::new();
         http.set_field_size_limit(MAX_HEADER_BYTES);
+        let egress = EgressPolicy::new(grants.clone(), connections, services.outgoing.clone());
         Ok(Self {
             wasi: builder.build(),
             table,
             http,
-            egress: EgressPolicy::new(grants.clone()),
-            limiter: MemoryLimiter::new(memory_bytes),
+            egress,
+            memory,
             grants,
             services,
             stderr,
             depth,
             sink: None,
             output_breach: None,
-            log: logging::LogBudget::new(log_bytes),
+            log: limits.log,
         })
+    }
+
+    /// The first host-side limit the call broke while the guest went on, if any.
+    pub fn budget_breach(&self) -> Option<BudgetBreach> {
+        self.egress.breach()
     }
 
     /// End every outgoing body the call left open (neither finished nor dropped) as failed,
@@ -185,8 +214,11 @@ impl StoreState {
     }
 }
 
+// Every WASI and wasi:http host call gets its context through these two: the point where the
+// call's table is given the slots it may need next (`host_memory`).
 impl WasiView for StoreState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
+        self.memory.before_host_call(&mut self.table);
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
@@ -196,6 +228,7 @@ impl WasiView for StoreState {
 
 impl WasiHttpView for StoreState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
+        self.memory.before_host_call(&mut self.table);
         WasiHttpCtxView {
             ctx: &mut self.http,
             table: &mut self.table,

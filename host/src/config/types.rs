@@ -56,6 +56,10 @@ pub struct RuntimeConfig {
     pub budgets: Budgets,
     #[serde(default)]
     pub circuit_breaker: BreakerConfig,
+    /// Outgoing connections all plugin calls together may hold (a file descriptor each).
+    /// Unset: a quarter of the open-file limit (see `process_limits`), at most 16,384.
+    #[serde(default)]
+    pub max_outgoing_connections: Option<usize>,
 }
 
 impl Default for RuntimeConfig {
@@ -67,6 +71,7 @@ impl Default for RuntimeConfig {
             data_dir: default_data_dir(),
             budgets: Budgets::default(),
             circuit_breaker: BreakerConfig::default(),
+            max_outgoing_connections: None,
         }
     }
 }
@@ -184,6 +189,12 @@ pub struct Budgets {
     /// Log bytes one call may write through the `logging` capability; lines past it are
     /// dropped and counted, and the count is logged once when the call ends.
     pub max_log_bytes: u64,
+    /// Log bytes a plugin may write per minute over all its calls (a bucket that refills
+    /// continuously); lines past it are dropped and reported at most once a minute.
+    pub max_log_bytes_per_minute: u64,
+    /// Outgoing connections one call may hold open at once (each is also charged to
+    /// `memory_mb`).
+    pub max_connections: u32,
 }
 
 impl Default for Budgets {
@@ -194,6 +205,8 @@ impl Default for Budgets {
             max_concurrency: 16,
             max_output_bytes: 1024 * 1024,
             max_log_bytes: 256 * 1024,
+            max_log_bytes_per_minute: 8 * 1024 * 1024,
+            max_connections: 16,
         }
     }
 }
@@ -201,6 +214,7 @@ impl Default for Budgets {
 /// Hard ceilings: the pooling allocator reserves memory slots of `MAX_MEMORY_MB`.
 pub const MAX_MEMORY_MB: u64 = 1024;
 pub const MAX_TIMEOUT_MS: u64 = 600_000;
+pub const MAX_CONNECTIONS_PER_CALL: u32 = 1024;
 
 impl Budgets {
     pub fn validate(&self) -> Result<(), String> {
@@ -216,6 +230,11 @@ impl Budgets {
         if self.max_output_bytes == 0 {
             return Err("max_output_bytes must be at least 1".into());
         }
+        if self.max_connections == 0 || self.max_connections > MAX_CONNECTIONS_PER_CALL {
+            return Err(format!(
+                "max_connections must be between 1 and {MAX_CONNECTIONS_PER_CALL}"
+            ));
+        }
         Ok(())
     }
 }
@@ -229,6 +248,8 @@ pub struct BudgetOverrides {
     pub max_concurrency: Option<u32>,
     pub max_output_bytes: Option<u64>,
     pub max_log_bytes: Option<u64>,
+    pub max_log_bytes_per_minute: Option<u64>,
+    pub max_connections: Option<u32>,
 }
 
 impl BudgetOverrides {
@@ -239,6 +260,10 @@ impl BudgetOverrides {
             max_concurrency: self.max_concurrency.unwrap_or(defaults.max_concurrency),
             max_output_bytes: self.max_output_bytes.unwrap_or(defaults.max_output_bytes),
             max_log_bytes: self.max_log_bytes.unwrap_or(defaults.max_log_bytes),
+            max_log_bytes_per_minute: self
+                .max_log_bytes_per_minute
+                .unwrap_or(defaults.max_log_bytes_per_minute),
+            max_connections: self.max_connections.unwrap_or(defaults.max_connections),
         }
     }
 

@@ -44,7 +44,7 @@ pub use self::messages::CHANNEL;
 use self::metrics::Metrics;
 use self::rate_limit::RateLimiter;
 use self::rebinding::SameOrigin;
-pub use self::server::{check_bind, raise_open_file_limit, serve, serve_on};
+pub use self::server::{check_bind, serve, serve_on};
 use crate::agent::sessions::SessionStore;
 use crate::bus::Bus;
 use crate::config::GatewayConfig;

@@ -14,6 +14,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+
+use crate::process_limits::DescriptorPlan;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::ConnectInfo;
@@ -76,12 +78,12 @@ pub async fn serve_on(
         .local_addr()
         .context("reading the listener's address")?;
     refuse_public_without_keys(local, config)?;
-    let open_files = raise_open_file_limit();
-    let limit = connection_limit(config.max_connections, open_files);
+    let plan = crate::process_limits::descriptor_plan();
+    let limit = connection_limit(config.max_connections, plan);
     if limit < config.max_connections {
         tracing::warn!(
             limit,
-            open_files,
+            open_files = plan.open_files,
             "gateway.max_connections lowered to what the open-file limit allows"
         );
     }
@@ -322,57 +324,10 @@ impl HttpBody for Tracked {
     }
 }
 
-/// Raise the soft open-file limit to the hard one. The soft limit in force afterwards, or
-/// `None` when it cannot be read.
-#[cfg(unix)]
-pub fn raise_open_file_limit() -> Option<usize> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit only writes the struct it is given, which lives on this stack frame.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return None;
-    }
-    // An unlimited hard limit still has a kernel ceiling; a million is within every default.
-    let target = if limit.rlim_max == libc::RLIM_INFINITY {
-        1 << 20
-    } else {
-        limit.rlim_max
-    };
-    if limit.rlim_cur < target {
-        let raised = libc::rlimit {
-            rlim_cur: target,
-            rlim_max: limit.rlim_max,
-        };
-        // SAFETY: setrlimit only reads the struct it is given.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
-            limit.rlim_cur = target;
-        } else {
-            tracing::debug!(
-                error = %std::io::Error::last_os_error(),
-                "could not raise the open-file limit"
-            );
-        }
-    }
-    Some(usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX))
-}
-
-#[cfg(not(unix))]
-pub fn raise_open_file_limit() -> Option<usize> {
-    None
-}
-
-/// The configured connection cap, lowered so that a quarter of the open files (64 to 1,024)
-/// stay free for the session store, plugins, outgoing calls and the listener itself.
-fn connection_limit(configured: usize, open_files: Option<usize>) -> usize {
-    match open_files {
-        None => configured,
-        Some(open_files) => {
-            let reserve = (open_files / 4).clamp(64, 1024);
-            configured.min(open_files.saturating_sub(reserve)).max(1)
-        }
-    }
+/// The configured connection cap, lowered to the gateway's share of the open files
+/// (`process_limits`).
+fn connection_limit(configured: usize, plan: DescriptorPlan) -> usize {
+    configured.min(plan.gateway).max(1)
 }
 
 #[cfg(test)]
@@ -380,32 +335,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_connection_cap_keeps_a_reserve_of_open_files() {
-        assert_eq!(connection_limit(4096, None), 4096);
-        assert_eq!(connection_limit(4096, Some(1_048_576)), 4096);
-        assert_eq!(connection_limit(4096, Some(1024)), 768);
-        assert_eq!(connection_limit(4096, Some(20_000)), 4096);
-        assert_eq!(connection_limit(50_000, Some(20_000)), 18_976);
-        assert_eq!(connection_limit(4096, Some(100)), 36);
-        assert_eq!(connection_limit(4096, Some(10)), 1);
-    }
-
-    #[test]
-    fn the_soft_open_file_limit_is_raised_to_the_hard_one() {
-        let soft = raise_open_file_limit().unwrap();
-        let mut limit = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: as in `raise_open_file_limit`.
-        assert_eq!(
-            unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
-            0
-        );
-        assert_eq!(usize::try_from(limit.rlim_cur).unwrap(), soft);
-        if limit.rlim_max != libc::RLIM_INFINITY {
-            assert_eq!(limit.rlim_cur, limit.rlim_max);
-        }
+    fn the_connection_cap_keeps_to_the_gateway_share_of_open_files() {
+        let plan = DescriptorPlan::for_open_files;
+        assert_eq!(connection_limit(4096, plan(None)), 4096);
+        assert_eq!(connection_limit(4096, plan(Some(1_048_576))), 4096);
+        assert_eq!(connection_limit(4096, plan(Some(1024))), 640);
+        assert_eq!(connection_limit(4096, plan(Some(20_000))), 4096);
+        assert_eq!(connection_limit(50_000, plan(Some(20_000))), 13_976);
+        assert_eq!(connection_limit(4096, plan(Some(10))), 1);
     }
 
     #[test]

@@ -20,6 +20,8 @@ pub enum ErrorKind {
     Trap,
     MemoryExceeded,
     OutputTooLarge,
+    /// The call had its `max_connections` outgoing connections open and asked for another.
+    ConnectionLimit,
     CircuitOpen,
 }
 
@@ -35,6 +37,7 @@ impl ErrorKind {
             Self::Trap => "trap",
             Self::MemoryExceeded => "memory_exceeded",
             Self::OutputTooLarge => "output_too_large",
+            Self::ConnectionLimit => "connection_limit",
             Self::CircuitOpen => "circuit_open",
         }
     }
@@ -43,7 +46,11 @@ impl ErrorKind {
     pub fn is_plugin_fault(self) -> bool {
         matches!(
             self,
-            Self::Trap | Self::Timeout | Self::MemoryExceeded | Self::OutputTooLarge
+            Self::Trap
+                | Self::Timeout
+                | Self::MemoryExceeded
+                | Self::OutputTooLarge
+                | Self::ConnectionLimit
         )
     }
 }
@@ -96,7 +103,8 @@ impl From<CallError> for GuestError {
             ErrorKind::Failed
             | ErrorKind::Trap
             | ErrorKind::MemoryExceeded
-            | ErrorKind::OutputTooLarge => Self::Failed(message),
+            | ErrorKind::OutputTooLarge
+            | ErrorKind::ConnectionLimit => Self::Failed(message),
         }
     }
 }

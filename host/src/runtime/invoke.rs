@@ -12,7 +12,8 @@ use super::bindings::{Health, OperationSpec};
 use super::error::{CallError, ErrorKind};
 use super::revision::{KindExports, Revision};
 use super::{PluginSlot, RuntimeInner};
-use crate::capabilities::{PluginGrants, StoreState};
+use crate::capabilities::host_memory::{MAX_HOST_OBJECTS, Refusal};
+use crate::capabilities::{BudgetBreach, CallLimits, LogBudget, LogRate, PluginGrants, StoreState};
 use crate::config::Budgets;
 use crate::telemetry::{CallIdentity, CallSpan};
 
@@ -92,9 +93,13 @@ pub(super) async fn describe(
     grants: &Arc<PluginGrants>,
     budgets: &Budgets,
 ) -> Result<Vec<OperationSpec>, CallError> {
-    match run_in_fresh_instance(inner, revision, grants, budgets, Request::Describe, 0, None)
-        .await?
-    {
+    let log_rate = LogRate::new(budgets.max_log_bytes_per_minute);
+    let terms = CallTerms {
+        grants,
+        budgets,
+        log_rate: &log_rate,
+    };
+    match run_in_fresh_instance(inner, revision, terms, Request::Describe, 0, None).await? {
         Outcome::Operations(operations) => Ok(operations),
         _ => Err(CallError::new(ErrorKind::Failed, "unexpected outcome")),
     }
@@ -217,16 +222,12 @@ async fn admitted_call_untraced(
         .saturating_sub(started.elapsed().as_millis() as u64)
         .max(1);
     slot.calls.fetch_add(1, Ordering::Relaxed);
-    let result = run_in_fresh_instance(
-        inner,
-        revision,
-        &slot.grants,
-        &budgets,
-        request,
-        depth,
-        Some(span),
-    )
-    .await;
+    let terms = CallTerms {
+        grants: &slot.grants,
+        budgets: &budgets,
+        log_rate: &slot.log_rate,
+    };
+    let result = run_in_fresh_instance(inner, revision, terms, request, depth, Some(span)).await;
     let fault = result
         .as_ref()
         .err()
@@ -238,25 +239,35 @@ async fn admitted_call_untraced(
     result
 }
 
+/// What a call runs under: the plugin's grants, its budgets, and its log rate across calls.
+#[derive(Clone, Copy)]
+struct CallTerms<'a> {
+    grants: &'a Arc<PluginGrants>,
+    budgets: &'a Budgets,
+    log_rate: &'a Arc<LogRate>,
+}
+
 async fn run_in_fresh_instance(
     inner: &Arc<RuntimeInner>,
     revision: &Revision,
-    grants: &Arc<PluginGrants>,
-    budgets: &Budgets,
+    terms: CallTerms<'_>,
     request: Request<'_>,
     depth: u8,
     mut span: Option<&mut CallSpan>,
 ) -> Result<Outcome, CallError> {
+    let CallTerms {
+        grants,
+        budgets,
+        log_rate,
+    } = terms;
     let plugin = revision.manifest.name.as_str();
-    let memory_bytes = usize::try_from(budgets.memory_mb * 1024 * 1024).unwrap_or(usize::MAX);
-    let state = StoreState::new(
-        grants.clone(),
-        inner.services.clone(),
-        memory_bytes,
-        budgets.max_log_bytes,
-        depth,
-    )
-    .map_err(|e| CallError::new(ErrorKind::Failed, format!("{e:#}")))?;
+    let limits = CallLimits {
+        memory_bytes: usize::try_from(budgets.memory_mb * 1024 * 1024).unwrap_or(usize::MAX),
+        max_connections: budgets.max_connections as usize,
+        log: LogBudget::new(budgets.max_log_bytes, log_rate.clone()),
+    };
+    let state = StoreState::new(grants.clone(), inner.services.clone(), limits, depth)
+        .map_err(|e| CallError::new(ErrorKind::Failed, format!("{e:#}")))?;
     let mut store = Store::new(&inner.engine, state);
     if let Some(span) = &span
         && span.is_recording()
@@ -269,7 +280,7 @@ async fn run_in_fresh_instance(
     {
         store.data_mut().set_sink(sink.clone());
     }
-    store.limiter(|state| &mut state.limiter);
+    store.limiter(|state| state);
     let timeout = Duration::from_millis(budgets.timeout_ms);
     // Every epoch tick the guest yields to the async runtime (a spinning guest never holds a
     // worker thread) and is interrupted once its deadline has passed.
@@ -288,10 +299,15 @@ async fn run_in_fresh_instance(
     if let Some(span) = &mut span
         && span.is_recording()
     {
-        span.set_memory_peak(store.data().limiter.peak_bytes);
+        span.set_memory_peak(store.data().memory.linear_peak);
     }
     store.data_mut().abort_unfinished_bodies();
     store.data().log.report_dropped(plugin);
+    if store.data().log.dropped() {
+        inner
+            .metrics
+            .budget_hit(plugin, crate::telemetry::Budget::Log);
+    }
     // A deadline or a trap is the host enforcing a budget (a guest reporting its own upstream
     // timeout is not).
     let host_stopped = matches!(result, Err(_) | Ok(Err(_)));
@@ -308,12 +324,19 @@ async fn run_in_fresh_instance(
         }
         Ok(Ok(Ok(outcome))) => Ok(outcome),
     };
+    // A limit the guest was told about through an error code ends the call whatever the
+    // guest made of it: the operator sees the budget, not what the plugin reported.
+    let (outcome, host_stopped) = match store.data().budget_breach() {
+        Some(breach) => (Err(breach_error(plugin, breach)), true),
+        None => (outcome, host_stopped),
+    };
     if let Err(error) = &outcome
         && host_stopped
     {
         let budget = match error.kind {
             ErrorKind::Timeout => Some(crate::telemetry::Budget::Timeout),
             ErrorKind::MemoryExceeded => Some(crate::telemetry::Budget::Memory),
+            ErrorKind::ConnectionLimit => Some(crate::telemetry::Budget::Connections),
             _ => None,
         };
         if let Some(budget) = budget {
@@ -441,13 +464,33 @@ fn trap_error(
             format!("plugin `{plugin}`: {breach}"),
         );
     }
-    if let Some(desired) = state.limiter.refused_growth {
+    if let Some(desired) = state.memory.refused_growth {
+        let held = state.memory.refusal().host_bytes();
+        let host = if held > 0 {
+            format!(" with {} for it in the host", in_mib(held))
+        } else {
+            String::new()
+        };
         return CallError::new(
             ErrorKind::MemoryExceeded,
             format!(
-                "plugin `{plugin}` tried to grow its memory to {} MiB, over its {} MiB budget (plugins.{plugin}.budgets.memory_mb)",
-                desired.div_ceil(1024 * 1024),
+                "plugin `{plugin}` tried to grow its memory to {}{host}, over its {} MiB budget (plugins.{plugin}.budgets.memory_mb)",
+                in_mib(desired),
                 budgets.memory_mb
+            ),
+        );
+    }
+    if let Some(refusal) = state.memory.objects_refused
+        && table_was_full(&error)
+    {
+        return objects_error(plugin, budgets, refusal);
+    }
+    if header_map_was_full(&error) {
+        return CallError::new(
+            ErrorKind::Trap,
+            format!(
+                "plugin `{plugin}` built a header map over the host's limit of {} KiB (names, values and their bookkeeping); send fewer or smaller headers",
+                crate::capabilities::MAX_HEADER_BYTES / 1024
             ),
         );
     }
@@ -478,6 +521,65 @@ fn trap_error(
             format!("plugin `{plugin}` failed: {error:#}{said}"),
         ),
     }
+}
+
+/// The error of a call that broke a host-side limit while the guest went on.
+fn breach_error(plugin: &str, breach: BudgetBreach) -> CallError {
+    match breach {
+        BudgetBreach::CallConnections(reason) => CallError::new(ErrorKind::ConnectionLimit, reason),
+        BudgetBreach::ConnectionMemory(reason) => CallError::new(ErrorKind::MemoryExceeded, reason),
+        // The host's shared limit: not this plugin's fault, so not its breaker's business.
+        BudgetBreach::HostConnections(reason) => CallError::new(
+            ErrorKind::Unavailable,
+            format!("plugin `{plugin}` could not connect: {reason}"),
+        ),
+    }
+}
+
+/// Did the trap come from a resource table that refused a new entry?
+fn table_was_full(error: &wasmtime::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<wasmtime::component::ResourceTableError>()
+            .is_some_and(|e| matches!(e, wasmtime::component::ResourceTableError::Full))
+    })
+}
+
+/// Did the trap come from a header map that passed its size limit?
+fn header_map_was_full(error: &wasmtime::Error) -> bool {
+    use wasmtime_wasi_http::FieldMapError;
+    error.chain().any(|cause| {
+        cause.downcast_ref::<FieldMapError>().is_some_and(|e| {
+            matches!(
+                e,
+                FieldMapError::TotalSizeTooBig | FieldMapError::TooManyFields
+            )
+        })
+    })
+}
+
+/// The error of a call whose host objects (HTTP requests, bodies, header maps, streams)
+/// reached its memory budget or the per-call cap.
+fn objects_error(plugin: &str, budgets: &Budgets, refusal: Refusal) -> CallError {
+    let message = if refusal.objects >= MAX_HOST_OBJECTS {
+        format!(
+            "plugin `{plugin}` held {} host objects (HTTP requests, bodies, header maps, streams), the most one call may hold",
+            refusal.objects
+        )
+    } else {
+        format!(
+            "plugin `{plugin}` held {} host objects (HTTP requests, bodies, header maps, streams; {} in the host) and {} of its own memory, and more would pass its {} MiB budget (plugins.{plugin}.budgets.memory_mb)",
+            refusal.objects,
+            in_mib(refusal.host_bytes()),
+            in_mib(refusal.linear),
+            budgets.memory_mb
+        )
+    };
+    CallError::new(ErrorKind::MemoryExceeded, message)
+}
+
+fn in_mib(bytes: usize) -> String {
+    format!("{} MiB", bytes.div_ceil(1024 * 1024))
 }
 
 fn last_lines(text: &str, count: usize) -> String {

@@ -61,6 +61,8 @@ pub struct PluginSlot {
     grants: Arc<PluginGrants>,
     budgets: Budgets,
     concurrency: Arc<Semaphore>,
+    /// The plugin's log rate over all its calls (`budgets.max_log_bytes_per_minute`).
+    log_rate: Arc<crate::capabilities::LogRate>,
     pub breaker: CircuitBreaker,
     last_error: Mutex<Option<String>>,
     revisions: AtomicU64,
@@ -122,6 +124,7 @@ impl Runtime {
             data_dir: data_dir.clone(),
             vectors: Default::default(),
             connector_router: RwLock::new(None),
+            outgoing: crate::capabilities::HostConnections::new(outgoing_connection_limit(&config)),
         });
         let (events, _) = broadcast::channel(256);
         let ticker = EpochTicker::start(&engine);
@@ -143,6 +146,11 @@ impl Runtime {
         // The handle holds the runtime weakly, so services -> router -> runtime is no cycle.
         *inner.services.connector_router.write() = Some(router);
         Ok(Self { inner })
+    }
+
+    /// Outgoing connections all plugin calls together may hold.
+    pub fn outgoing_connection_limit(&self) -> usize {
+        self.inner.services.outgoing.limit()
     }
 
     pub fn config(&self) -> &Config {
@@ -515,6 +523,7 @@ impl Runtime {
                     span_name: Arc::<str>::from(name.as_str()).into(),
                     current: ArcSwap::new(revision.clone()),
                     concurrency: Arc::new(Semaphore::new(budgets.max_concurrency as usize)),
+                    log_rate: crate::capabilities::LogRate::new(budgets.max_log_bytes_per_minute),
                     grants,
                     budgets,
                     breaker: CircuitBreaker::new(&self.inner.config.runtime.circuit_breaker),
@@ -829,4 +838,23 @@ impl ConnectorRouter for RouterHandle {
 /// Does this path look like a plugin component?
 pub fn is_plugin_file(path: &Path) -> bool {
     path.extension().is_some_and(|e| e == "wasm") && path.is_file()
+}
+
+/// Outgoing connections all calls may hold: the configured number, lowered to the share of
+/// open files the process plan gives them.
+fn outgoing_connection_limit(config: &Config) -> usize {
+    let plan = crate::process_limits::descriptor_plan();
+    match config.runtime.max_outgoing_connections {
+        None => plan.outgoing,
+        Some(configured) if configured > plan.outgoing => {
+            tracing::warn!(
+                configured,
+                limit = plan.outgoing,
+                open_files = plan.open_files,
+                "runtime.max_outgoing_connections lowered to what the open-file limit allows"
+            );
+            plan.outgoing
+        }
+        Some(configured) => configured.max(1),
+    }
 }

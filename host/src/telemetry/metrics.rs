@@ -123,6 +123,10 @@ pub enum Budget {
     Output,
     /// No concurrency slot within the deadline.
     Concurrency,
+    /// Outgoing connections past `max_connections`.
+    Connections,
+    /// Log lines dropped past `max_log_bytes` or `max_log_bytes_per_minute`.
+    Log,
 }
 
 impl Budget {
@@ -132,6 +136,8 @@ impl Budget {
             Self::Memory => "memory",
             Self::Output => "output",
             Self::Concurrency => "concurrency",
+            Self::Connections => "connections",
+            Self::Log => "log",
         }
     }
 }
@@ -283,7 +289,7 @@ impl RuntimeMetrics {
                 );
             }
         }
-        out.push_str("# HELP databot_budget_exceeded_total Calls stopped by a budget (timeout, memory, output, concurrency).\n# TYPE databot_budget_exceeded_total counter\n");
+        out.push_str("# HELP databot_budget_exceeded_total Calls that hit a budget (timeout, memory, output, concurrency, connections, log).\n# TYPE databot_budget_exceeded_total counter\n");
         for (plugin, series) in &inner.plugins {
             for (budget, count) in &series.budgets {
                 let labels = Labels::new()

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
-use super::PluginGrants;
+use super::host_memory::{ConnectionRefusal, OpenConnections};
+use super::{BudgetBreach, PluginGrants};
 use crate::config::Scheme;
 
 pub use addresses::{is_public_ip, special_purpose_block};
@@ -22,19 +23,63 @@ type SendFuture = Box<
         + Send,
 >;
 
+/// The outgoing connections every plugin call together may hold (a file descriptor each):
+/// `runtime.max_outgoing_connections`, or a share of the open-file limit.
+#[derive(Clone)]
+pub struct HostConnections {
+    permits: Arc<tokio::sync::Semaphore>,
+    limit: usize,
+}
+
+impl HostConnections {
+    pub fn new(limit: usize) -> Self {
+        Self {
+            permits: Arc::new(tokio::sync::Semaphore::new(limit)),
+            limit,
+        }
+    }
+
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Connections open now, across all calls.
+    pub fn open(&self) -> usize {
+        self.limit - self.permits.available_permits()
+    }
+}
+
+/// What keeps one outgoing connection counted: against its call (memory and
+/// `max_connections`) and against the host. Held by the connection's task until it ends.
+pub(super) struct ConnectionHold {
+    _call: super::host_memory::ConnectionCharge,
+    _host: tokio::sync::OwnedSemaphorePermit,
+}
+
 /// The egress hook of one call.
 pub struct EgressPolicy {
     grants: Arc<PluginGrants>,
     denials: Arc<Mutex<Vec<String>>>,
+    connections: Arc<OpenConnections>,
+    host_connections: HostConnections,
+    /// The first connection limit the call ran into.
+    breach: Option<BudgetBreach>,
     /// The trace context of the call (parent of the request spans).
     pub(crate) trace: crate::telemetry::CallTrace,
 }
 
 impl EgressPolicy {
-    pub fn new(grants: Arc<PluginGrants>) -> Self {
+    pub fn new(
+        grants: Arc<PluginGrants>,
+        connections: Arc<OpenConnections>,
+        host_connections: HostConnections,
+    ) -> Self {
         Self {
             grants,
             denials: Arc::default(),
+            connections,
+            host_connections,
+            breach: None,
             trace: crate::telemetry::CallTrace::default(),
         }
     }
@@ -42,12 +87,47 @@ impl EgressPolicy {
     pub fn denials(&self) -> Vec<String> {
         self.denials.lock().clone()
     }
+
+    pub(super) fn breach(&self) -> Option<BudgetBreach> {
+        self.breach.clone()
+    }
+
+    /// Count one more connection against the call and the host, or say which limit refused.
+    fn hold_connection(&self) -> Result<ConnectionHold, BudgetBreach> {
+        let plugin = &self.grants.plugin;
+        let call = self.connections.open().map_err(|refusal| match refusal {
+            ConnectionRefusal::PerCall { open } => BudgetBreach::CallConnections(format!(
+                "plugin `{plugin}` had {open} outgoing connections open, its limit (plugins.{plugin}.budgets.max_connections)"
+            )),
+            ConnectionRefusal::Memory { reserved, open } => {
+                BudgetBreach::ConnectionMemory(format!(
+                    "plugin `{plugin}` held {} MiB of memory and {open} open connections; another connection would pass its memory budget (plugins.{plugin}.budgets.memory_mb)",
+                    reserved / (1024 * 1024)
+                ))
+            }
+        })?;
+        let host = self
+            .host_connections
+            .permits
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| {
+                BudgetBreach::HostConnections(format!(
+                    "all {} outgoing connections the host allows are in use (runtime.max_outgoing_connections)",
+                    self.host_connections.limit
+                ))
+            })?;
+        Ok(ConnectionHold {
+            _call: call,
+            _host: host,
+        })
+    }
 }
 
 /// What the host buffers of one outgoing body: `OUTGOING_BODY_CHUNKS + 1` writes of at most
-/// `OUTGOING_BODY_CHUNK_BYTES` (128 KiB in all, where wasi-http's defaults hold 2 MiB).
+/// `OUTGOING_BODY_CHUNK_BYTES` (64 KiB in all, where wasi-http's defaults hold 2 MiB).
 pub const OUTGOING_BODY_CHUNKS: usize = 1;
-pub const OUTGOING_BODY_CHUNK_BYTES: usize = 64 * 1024;
+pub const OUTGOING_BODY_CHUNK_BYTES: usize = 32 * 1024;
 
 impl WasiHttpHooks for EgressPolicy {
     fn p2_outgoing_body_buffer_chunks(&mut self) -> usize {
@@ -64,6 +144,17 @@ impl WasiHttpHooks for EgressPolicy {
         options: Option<RequestOptions>,
         _fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
     ) -> SendFuture {
+        let hold = match self.hold_connection() {
+            Ok(hold) => hold,
+            Err(breach) => {
+                let (BudgetBreach::CallConnections(reason)
+                | BudgetBreach::ConnectionMemory(reason)
+                | BudgetBreach::HostConnections(reason)) = &breach;
+                tracing::warn!(plugin = %self.grants.plugin, "outgoing connection refused: {reason}");
+                self.breach.get_or_insert(breach);
+                return Box::new(async { Err(HttpError::ConnectionLimitReached) });
+            }
+        };
         let grants = self.grants.clone();
         let denials = self.denials.clone();
         let span = crate::telemetry::child_span(
@@ -125,7 +216,7 @@ impl WasiHttpHooks for EgressPolicy {
                     .headers_mut()
                     .insert(secret.header.clone(), secret.value.clone());
             }
-            pinned::send(request, options, &addresses, &host, https).await
+            pinned::send(request, options, &addresses, &host, https, hold).await
         };
         Box::new(async move {
             let result = tracing::Instrument::instrument(work, traced.clone()).await;

@@ -17,6 +17,9 @@ use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody};
 
 /// Used when the guest sets no timeout; the call's deadline still applies on top.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// The most a connection buffers of what the server sends (hyper's minimum is 8 KiB plus
+/// one read); part of `host_memory::CONNECTION_BYTES`.
+const READ_BUFFER_BYTES: usize = 64 * 1024;
 
 trait Stream: AsyncRead + AsyncWrite + Send + Sync + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Sync + Unpin + 'static> Stream for T {}
@@ -65,13 +68,15 @@ async fn connect_any(addresses: &[SocketAddr], timeout: Duration) -> Result<TcpS
     Err(last_error.unwrap_or(HttpError::DestinationNotFound))
 }
 
-/// Connect to one of `addresses`, speak TLS for `host` when `tls`, send `request`.
-pub async fn send(
+/// Connect to one of `addresses`, speak TLS for `host` when `tls`, send `request`. `hold`
+/// keeps the connection counted until it ends.
+pub(super) async fn send(
     mut request: http::Request<WasiBody>,
     options: Option<RequestOptions>,
     addresses: &[SocketAddr],
     host: &str,
     tls: bool,
+    hold: super::ConnectionHold,
 ) -> Result<(http::Response<WasiBody>, ConnectionTask), HttpError> {
     let connect_timeout = options
         .and_then(|o| o.connect_timeout)
@@ -97,11 +102,17 @@ pub async fn send(
     };
     let (mut sender, connection) = tokio::time::timeout(
         connect_timeout,
-        hyper::client::conn::http1::handshake(TokioIo::new(stream)),
+        hyper::client::conn::http1::Builder::new()
+            .max_buf_size(READ_BUFFER_BYTES)
+            .handshake(TokioIo::new(stream)),
     )
     .await
     .map_err(|_| HttpError::ConnectionTimeout)??;
-    let driver = tokio::spawn(connection);
+    let driver = tokio::spawn(async move {
+        let result = connection.await;
+        drop(hold);
+        result
+    });
 
     let path = request
         .uri()
