@@ -31,12 +31,11 @@ pub const HOST_OBJECT_BYTES: usize = 64 * 1024;
 pub const CONNECTION_BYTES: usize = 256 * 1024;
 /// The most table slots a call may have, whatever its budget.
 pub const MAX_HOST_OBJECTS: usize = 2048;
-/// Slots granted when a call starts (fewer for budgets under 4 MiB: an eighth of the budget).
-const FIRST_SLOTS: usize = 32;
-/// The most objects one host call creates (a response and its body stream, say), with room.
+/// Slots granted when a call starts (fewer for budgets under 8 MiB: an eighth of the budget).
+const FIRST_SLOTS: usize = 16;
+/// The most objects one host call creates (a response and its body stream, say), with room;
+/// listing the preopened folders creates one per folder, counted on top.
 const OBJECTS_PER_HOST_CALL: usize = 4;
-/// Grant the next step when fewer slots than this may be free.
-const LOW_WATER: usize = 2 * OBJECTS_PER_HOST_CALL;
 
 /// The memory one call may use and what it has used, in bytes.
 #[derive(Debug)]
@@ -50,6 +49,10 @@ pub struct CallMemory {
     slots: usize,
     /// Host calls left before the live objects must be counted again.
     calls_before_count: usize,
+    /// The most objects one host call may create.
+    per_host_call: usize,
+    /// Grant the next step when fewer slots than this may be free (two host calls' worth).
+    low_water: usize,
     /// Connections open now; shared with the egress policy, which opens and closes them.
     connections: Arc<OpenConnections>,
     /// Set when a step of slots was refused (by the budget, or at `MAX_HOST_OBJECTS`): a
@@ -75,24 +78,32 @@ impl Refusal {
 }
 
 impl CallMemory {
-    /// A call with `budget` bytes; grants the first slots on `table`.
+    /// A call with `budget` bytes and `preopens` preopened folders; grants the first slots on
+    /// `table` and charges them.
     pub fn new(
         budget: usize,
+        preopens: usize,
         connections: Arc<OpenConnections>,
         table: &mut ResourceTable,
     ) -> Self {
         let slots = (budget / 8 / HOST_OBJECT_BYTES).clamp(1, FIRST_SLOTS);
         table.set_max_capacity(slots);
-        Self {
+        let per_host_call = OBJECTS_PER_HOST_CALL + preopens;
+        let memory = Self {
             budget,
             linear: 0,
             linear_peak: 0,
             slots,
-            calls_before_count: slots.saturating_sub(LOW_WATER) / OBJECTS_PER_HOST_CALL,
+            // Counted on the first host call.
+            calls_before_count: 0,
+            per_host_call,
+            low_water: 2 * per_host_call,
             connections,
             objects_refused: None,
             refused_growth: None,
-        }
+        };
+        memory.publish();
+        memory
     }
 
     pub fn budget(&self) -> usize {
@@ -139,7 +150,7 @@ impl CallMemory {
         }
         let live = table.iter_mut().count();
         let mut free = self.slots.saturating_sub(live);
-        if free < LOW_WATER {
+        if free < self.low_water {
             let wanted = (self.slots * 2).clamp(FIRST_SLOTS, MAX_HOST_OBJECTS);
             let room = self
                 .budget
@@ -156,7 +167,7 @@ impl CallMemory {
             }
         }
         // Count again before the free slots could drop under the low-water mark.
-        self.calls_before_count = free.saturating_sub(LOW_WATER) / OBJECTS_PER_HOST_CALL;
+        self.calls_before_count = free.saturating_sub(self.low_water) / self.per_host_call;
     }
 
     /// What was held when the budget refused, for a trap that followed.
@@ -244,6 +255,7 @@ mod tests {
         let mut table = ResourceTable::new();
         let memory = CallMemory::new(
             budget,
+            0,
             OpenConnections::new(budget, max_connections),
             &mut table,
         );
@@ -355,6 +367,23 @@ mod tests {
         );
         drop(held);
         assert!(connections.open().is_ok());
+    }
+
+    #[test]
+    fn a_host_call_listing_many_preopens_finds_its_slots() {
+        let mut table = ResourceTable::new();
+        let mut memory =
+            CallMemory::new(64 * MIB, 12, OpenConnections::new(64 * MIB, 16), &mut table);
+        for call in 0..20 {
+            memory.before_host_call(&mut table);
+            // One host call that creates an object per preopened folder, plus one.
+            for object in 0..13 {
+                table
+                    .push((call, object))
+                    .unwrap_or_else(|e| panic!("call {call}, object {object}: {e}"));
+            }
+        }
+        assert!(memory.objects_refused.is_none());
     }
 
     #[test]

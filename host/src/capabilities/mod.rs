@@ -8,9 +8,11 @@ mod data_plane;
 mod egress;
 mod grants;
 pub mod host_memory;
+mod http_bounds;
 pub mod kafka;
 mod limits;
 mod logging;
+mod open_files;
 mod plugin_config;
 pub mod provider_stream;
 mod shell;
@@ -26,7 +28,9 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 pub use egress::{EgressPolicy, HostConnections, is_public_ip};
 pub use grants::PluginGrants;
+pub use http_bounds::bound_request_setters;
 pub use logging::{LogBudget, LogRate};
+pub use open_files::bound_open_files;
 pub use state::StateStore;
 
 use crate::runtime::bindings::GuestError;
@@ -48,12 +52,16 @@ pub fn validate_config(config: &crate::config::Config) -> Result<(), String> {
     Ok(())
 }
 
+/// Most random bytes one `get-random-bytes` call returns (wasi's default is 64 MiB, allocated
+/// in the host whatever the call's budget).
+const MAX_RANDOM_BYTES: u64 = 1024 * 1024;
 /// Bytes of guest stderr kept per call (panic messages end up here).
 const STDERR_CAPTURE_BYTES: usize = 16 * 1024;
-/// Largest header map (names, values and their bookkeeping) a plugin may build. With the
-/// map's own overhead it stays within `host_memory::HOST_OBJECT_BYTES`, as does an outgoing
-/// body (`egress::OUTGOING_BODY_CHUNKS`).
-pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// Largest header map a plugin may build, as wasi-http counts it (names, values and about 70
+/// bytes an entry). In memory a map of tiny entries takes up to about 3.5 times that, still
+/// within `host_memory::HOST_OBJECT_BYTES`, as does an outgoing body
+/// (`egress::OUTGOING_BODY_CHUNKS`) and a request (`http_bounds`).
+pub const MAX_HEADER_BYTES: usize = 12 * 1024;
 
 /// Host-wide services shared by every call.
 pub struct HostServices {
@@ -105,12 +113,17 @@ pub struct StoreState {
     pub(crate) output_breach: Option<String>,
     /// What this call may still write to the host's log.
     pub(crate) log: logging::LogBudget,
+    /// Files the call may hold open besides its preopened folders.
+    max_open_files: usize,
+    /// The first limit a capability other than egress refused the call (egress keeps its own).
+    breach: Option<BudgetBreach>,
 }
 
 /// The limits of one call, from its plugin's budgets.
 pub struct CallLimits {
     pub memory_bytes: usize,
     pub max_connections: usize,
+    pub max_open_files: usize,
     pub log: logging::LogBudget,
 }
 
@@ -122,8 +135,19 @@ pub enum BudgetBreach {
     CallConnections(String),
     /// Another connection would have passed the call's memory budget.
     ConnectionMemory(String),
-    /// Every outgoing connection the host allows was in use.
-    HostConnections(String),
+    /// The call had `plugins.NAME.budgets.max_open_files` files open.
+    OpenFiles(String),
+}
+
+impl BudgetBreach {
+    /// What happened, naming the limit and its config key.
+    pub fn reason(&self) -> &str {
+        match self {
+            Self::CallConnections(reason)
+            | Self::ConnectionMemory(reason)
+            | Self::OpenFiles(reason) => reason,
+        }
+    }
 }
 
 impl StoreState {
@@ -140,13 +164,19 @@ impl StoreState {
             .stderr(stderr.clone())
             .allow_tcp(false)
             .allow_udp(false)
-            .allow_ip_name_lookup(false);
+            .allow_ip_name_lookup(false)
+            .max_random_size(MAX_RANDOM_BYTES);
         grants.preopen(&mut builder)?;
         let mut table = ResourceTable::new();
         let connections =
             host_memory::OpenConnections::new(limits.memory_bytes, limits.max_connections);
-        let memory =
-            host_memory::CallMemory::new(limits.memory_bytes, connections.clone(), &mut table);
+        // Listing the preopened folders creates one object each in a single host call.
+        let memory = host_memory::CallMemory::new(
+            limits.memory_bytes,
+            grants.preopens.len(),
+            connections.clone(),
+            &mut table,
+        );
         let mut http = WasiHttpCtx::new();
         http.set_field_size_limit(MAX_HEADER_BYTES);
         let egress = EgressPolicy::new(grants.clone(), connections, services.outgoing.clone());
@@ -163,12 +193,19 @@ impl StoreState {
             sink: None,
             output_breach: None,
             log: limits.log,
+            max_open_files: limits.max_open_files,
+            breach: None,
         })
     }
 
     /// The first host-side limit the call broke while the guest went on, if any.
     pub fn budget_breach(&self) -> Option<BudgetBreach> {
-        self.egress.breach()
+        self.egress.breach().or_else(|| self.breach.clone())
+    }
+
+    /// Keep the first limit the call broke.
+    fn record_breach(&mut self, breach: BudgetBreach) {
+        self.breach.get_or_insert(breach);
     }
 
     /// End every outgoing body the call left open (neither finished nor dropped) as failed,

@@ -195,6 +195,8 @@ pub struct Budgets {
     /// Outgoing connections one call may hold open at once (each is also charged to
     /// `memory_mb`).
     pub max_connections: u32,
+    /// Files one call may hold open in its granted folders (the folders themselves aside).
+    pub max_open_files: u32,
 }
 
 impl Default for Budgets {
@@ -207,6 +209,7 @@ impl Default for Budgets {
             max_log_bytes: 256 * 1024,
             max_log_bytes_per_minute: 8 * 1024 * 1024,
             max_connections: 16,
+            max_open_files: 64,
         }
     }
 }
@@ -215,6 +218,7 @@ impl Default for Budgets {
 pub const MAX_MEMORY_MB: u64 = 1024;
 pub const MAX_TIMEOUT_MS: u64 = 600_000;
 pub const MAX_CONNECTIONS_PER_CALL: u32 = 1024;
+pub const MAX_OPEN_FILES_PER_CALL: u32 = 1024;
 
 impl Budgets {
     pub fn validate(&self) -> Result<(), String> {
@@ -235,6 +239,11 @@ impl Budgets {
                 "max_connections must be between 1 and {MAX_CONNECTIONS_PER_CALL}"
             ));
         }
+        if self.max_open_files == 0 || self.max_open_files > MAX_OPEN_FILES_PER_CALL {
+            return Err(format!(
+                "max_open_files must be between 1 and {MAX_OPEN_FILES_PER_CALL}"
+            ));
+        }
         Ok(())
     }
 }
@@ -250,6 +259,7 @@ pub struct BudgetOverrides {
     pub max_log_bytes: Option<u64>,
     pub max_log_bytes_per_minute: Option<u64>,
     pub max_connections: Option<u32>,
+    pub max_open_files: Option<u32>,
 }
 
 impl BudgetOverrides {
@@ -264,6 +274,7 @@ impl BudgetOverrides {
                 .max_log_bytes_per_minute
                 .unwrap_or(defaults.max_log_bytes_per_minute),
             max_connections: self.max_connections.unwrap_or(defaults.max_connections),
+            max_open_files: self.max_open_files.unwrap_or(defaults.max_open_files),
         }
     }
 

@@ -22,6 +22,8 @@ pub enum ErrorKind {
     OutputTooLarge,
     /// The call had its `max_connections` outgoing connections open and asked for another.
     ConnectionLimit,
+    /// The call had its `max_open_files` files open and asked for another.
+    FileLimit,
     CircuitOpen,
 }
 
@@ -38,6 +40,7 @@ impl ErrorKind {
             Self::MemoryExceeded => "memory_exceeded",
             Self::OutputTooLarge => "output_too_large",
             Self::ConnectionLimit => "connection_limit",
+            Self::FileLimit => "file_limit",
             Self::CircuitOpen => "circuit_open",
         }
     }
@@ -51,6 +54,7 @@ impl ErrorKind {
                 | Self::MemoryExceeded
                 | Self::OutputTooLarge
                 | Self::ConnectionLimit
+                | Self::FileLimit
         )
     }
 }
@@ -104,7 +108,8 @@ impl From<CallError> for GuestError {
             | ErrorKind::Trap
             | ErrorKind::MemoryExceeded
             | ErrorKind::OutputTooLarge
-            | ErrorKind::ConnectionLimit => Self::Failed(message),
+            | ErrorKind::ConnectionLimit
+            | ErrorKind::FileLimit => Self::Failed(message),
         }
     }
 }

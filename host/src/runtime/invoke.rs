@@ -17,6 +17,9 @@ use crate::capabilities::{BudgetBreach, CallLimits, LogBudget, LogRate, PluginGr
 use crate::config::Budgets;
 use crate::telemetry::{CallIdentity, CallSpan};
 
+/// wasmtime's default hostcall fuel: the most one host call copies out of the guest.
+const DEFAULT_HOSTCALL_FUEL: usize = 128 * 1024 * 1024;
+
 /// Time allowed beyond the deadline for host-side awaits (HTTP in flight) to unwind.
 const HOST_GRACE: Duration = Duration::from_millis(50);
 
@@ -261,9 +264,11 @@ async fn run_in_fresh_instance(
         log_rate,
     } = terms;
     let plugin = revision.manifest.name.as_str();
+    let memory_bytes = usize::try_from(budgets.memory_mb * 1024 * 1024).unwrap_or(usize::MAX);
     let limits = CallLimits {
-        memory_bytes: usize::try_from(budgets.memory_mb * 1024 * 1024).unwrap_or(usize::MAX),
+        memory_bytes,
         max_connections: budgets.max_connections as usize,
+        max_open_files: budgets.max_open_files as usize,
         log: LogBudget::new(budgets.max_log_bytes, log_rate.clone()),
     };
     let state = StoreState::new(grants.clone(), inner.services.clone(), limits, depth)
@@ -281,6 +286,8 @@ async fn run_in_fresh_instance(
         store.data_mut().set_sink(sink.clone());
     }
     store.limiter(|state| state);
+    // What one host call may copy out of the guest (strings, lists) stays within the budget.
+    store.set_hostcall_fuel(memory_bytes.min(DEFAULT_HOSTCALL_FUEL));
     let timeout = Duration::from_millis(budgets.timeout_ms);
     // Every epoch tick the guest yields to the async runtime (a spinning guest never holds a
     // worker thread) and is interrupted once its deadline has passed.
@@ -327,7 +334,7 @@ async fn run_in_fresh_instance(
     // A limit the guest was told about through an error code ends the call whatever the
     // guest made of it: the operator sees the budget, not what the plugin reported.
     let (outcome, host_stopped) = match store.data().budget_breach() {
-        Some(breach) => (Err(breach_error(plugin, breach)), true),
+        Some(breach) => (Err(breach_error(breach)), true),
         None => (outcome, host_stopped),
     };
     if let Err(error) = &outcome
@@ -337,6 +344,7 @@ async fn run_in_fresh_instance(
             ErrorKind::Timeout => Some(crate::telemetry::Budget::Timeout),
             ErrorKind::MemoryExceeded => Some(crate::telemetry::Budget::Memory),
             ErrorKind::ConnectionLimit => Some(crate::telemetry::Budget::Connections),
+            ErrorKind::FileLimit => Some(crate::telemetry::Budget::OpenFiles),
             _ => None,
         };
         if let Some(budget) = budget {
@@ -524,15 +532,11 @@ fn trap_error(
 }
 
 /// The error of a call that broke a host-side limit while the guest went on.
-fn breach_error(plugin: &str, breach: BudgetBreach) -> CallError {
+fn breach_error(breach: BudgetBreach) -> CallError {
     match breach {
         BudgetBreach::CallConnections(reason) => CallError::new(ErrorKind::ConnectionLimit, reason),
         BudgetBreach::ConnectionMemory(reason) => CallError::new(ErrorKind::MemoryExceeded, reason),
-        // The host's shared limit: not this plugin's fault, so not its breaker's business.
-        BudgetBreach::HostConnections(reason) => CallError::new(
-            ErrorKind::Unavailable,
-            format!("plugin `{plugin}` could not connect: {reason}"),
-        ),
+        BudgetBreach::OpenFiles(reason) => CallError::new(ErrorKind::FileLimit, reason),
     }
 }
 

@@ -106,8 +106,10 @@ impl Runtime {
         let engine = engine::build_engine()?;
         let mut linker = Linker::<StoreState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .and_then(|()| crate::capabilities::bound_open_files(&mut linker))
             .map_err(|e| anyhow!("linking WASI: {e:#}"))?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .and_then(|()| crate::capabilities::bound_request_setters(&mut linker))
             .map_err(|e| anyhow!("linking wasi:http: {e:#}"))?;
         bindings::Host_::add_to_linker::<StoreState, wasmtime::component::HasSelf<StoreState>>(
             &mut linker,

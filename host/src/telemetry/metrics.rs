@@ -125,6 +125,8 @@ pub enum Budget {
     Concurrency,
     /// Outgoing connections past `max_connections`.
     Connections,
+    /// Open files past `max_open_files`.
+    OpenFiles,
     /// Log lines dropped past `max_log_bytes` or `max_log_bytes_per_minute`.
     Log,
 }
@@ -137,6 +139,7 @@ impl Budget {
             Self::Output => "output",
             Self::Concurrency => "concurrency",
             Self::Connections => "connections",
+            Self::OpenFiles => "open_files",
             Self::Log => "log",
         }
     }
@@ -289,7 +292,7 @@ impl RuntimeMetrics {
                 );
             }
         }
-        out.push_str("# HELP databot_budget_exceeded_total Calls that hit a budget (timeout, memory, output, concurrency, connections, log).\n# TYPE databot_budget_exceeded_total counter\n");
+        out.push_str("# HELP databot_budget_exceeded_total Calls that hit a budget (timeout, memory, output, concurrency, connections, open_files, log).\n# TYPE databot_budget_exceeded_total counter\n");
         for (plugin, series) in &inner.plugins {
             for (budget, count) in &series.budgets {
                 let labels = Labels::new()

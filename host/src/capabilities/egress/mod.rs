@@ -93,18 +93,20 @@ impl EgressPolicy {
     }
 
     /// Count one more connection against the call and the host, or say which limit refused.
-    fn hold_connection(&self) -> Result<ConnectionHold, BudgetBreach> {
+    fn hold_connection(&self) -> Result<ConnectionHold, Refused> {
         let plugin = &self.grants.plugin;
-        let call = self.connections.open().map_err(|refusal| match refusal {
-            ConnectionRefusal::PerCall { open } => BudgetBreach::CallConnections(format!(
-                "plugin `{plugin}` had {open} outgoing connections open, its limit (plugins.{plugin}.budgets.max_connections)"
-            )),
-            ConnectionRefusal::Memory { reserved, open } => {
-                BudgetBreach::ConnectionMemory(format!(
-                    "plugin `{plugin}` held {} MiB of memory and {open} open connections; another connection would pass its memory budget (plugins.{plugin}.budgets.memory_mb)",
-                    reserved / (1024 * 1024)
-                ))
-            }
+        let call = self.connections.open().map_err(|refusal| {
+            Refused::Budget(match refusal {
+                ConnectionRefusal::PerCall { open } => BudgetBreach::CallConnections(format!(
+                    "plugin `{plugin}` had {open} outgoing connections open, its limit (plugins.{plugin}.budgets.max_connections)"
+                )),
+                ConnectionRefusal::Memory { reserved, open } => {
+                    BudgetBreach::ConnectionMemory(format!(
+                        "plugin `{plugin}` held {} MiB of memory and {open} open connections; another connection would pass its memory budget (plugins.{plugin}.budgets.memory_mb)",
+                        reserved / (1024 * 1024)
+                    ))
+                }
+            })
         })?;
         let host = self
             .host_connections
@@ -112,7 +114,7 @@ impl EgressPolicy {
             .clone()
             .try_acquire_owned()
             .map_err(|_| {
-                BudgetBreach::HostConnections(format!(
+                Refused::HostFull(format!(
                     "all {} outgoing connections the host allows are in use (runtime.max_outgoing_connections)",
                     self.host_connections.limit
                 ))
@@ -122,6 +124,15 @@ impl EgressPolicy {
             _host: host,
         })
     }
+}
+
+/// Why a connection was not opened.
+enum Refused {
+    /// The call's own limit: the call ends with it.
+    Budget(BudgetBreach),
+    /// The host's shared limit: not this plugin's doing, so the guest decides what it means
+    /// (the reason is added to the call's error if it fails).
+    HostFull(String),
 }
 
 /// What the host buffers of one outgoing body: `OUTGOING_BODY_CHUNKS + 1` writes of at most
@@ -146,12 +157,23 @@ impl WasiHttpHooks for EgressPolicy {
     ) -> SendFuture {
         let hold = match self.hold_connection() {
             Ok(hold) => hold,
-            Err(breach) => {
-                let (BudgetBreach::CallConnections(reason)
-                | BudgetBreach::ConnectionMemory(reason)
-                | BudgetBreach::HostConnections(reason)) = &breach;
+            Err(refused) => {
+                let reason = match &refused {
+                    Refused::Budget(breach) => breach.reason().to_owned(),
+                    Refused::HostFull(reason) => reason.clone(),
+                };
                 tracing::warn!(plugin = %self.grants.plugin, "outgoing connection refused: {reason}");
-                self.breach.get_or_insert(breach);
+                match refused {
+                    Refused::Budget(breach) => {
+                        self.breach.get_or_insert(breach);
+                    }
+                    Refused::HostFull(reason) => {
+                        let mut denials = self.denials.lock();
+                        if !denials.contains(&reason) {
+                            denials.push(reason);
+                        }
+                    }
+                }
                 return Box::new(async { Err(HttpError::ConnectionLimitReached) });
             }
         };
