@@ -429,6 +429,15 @@ async fn one_call_holds_at_most_its_open_files() {
         .await
         .expect("ten files open");
     assert_eq!(opened, "10");
+    // A read stream keeps its file open after the descriptor is dropped: it still counts.
+    let error = hostile(
+        &host,
+        "open_streams",
+        r#"{"target": "/data/ok.txt", "amount": 5000}"#,
+    )
+    .await;
+    assert_eq!(error.kind, ErrorKind::FileLimit, "{error}");
+    assert!(databot_e2e::contained::open_descriptors() <= fds_before + 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

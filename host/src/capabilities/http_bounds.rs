@@ -16,6 +16,8 @@ use super::StoreState;
 
 /// The wasi:http types interface as wasi-http 48 defines it on the linker (guests importing
 /// an earlier 0.2 version are linked to it by semver).
+/// After a wasmtime upgrade this must name the version wasi registers: the hostile fixture's
+/// tests of these bounds fail if it does not.
 const TYPES: &str = "wasi:http/types@0.2.12";
 /// Longest extension method (standard methods are at most 7 bytes).
 pub const MAX_METHOD_BYTES: usize = 32;

@@ -115,6 +115,8 @@ pub struct StoreState {
     pub(crate) log: logging::LogBudget,
     /// Files the call may hold open besides its preopened folders.
     max_open_files: usize,
+    /// The OS files the call opened (`open_files`): alive while anything holds them.
+    opened_files: Vec<std::sync::Weak<std::fs::File>>,
     /// The first limit a capability other than egress refused the call (egress keeps its own).
     breach: Option<BudgetBreach>,
 }
@@ -194,6 +196,7 @@ impl StoreState {
             output_breach: None,
             log: limits.log,
             max_open_files: limits.max_open_files,
+            opened_files: Vec::new(),
             breach: None,
         })
     }
