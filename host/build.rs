@@ -9,29 +9,12 @@ fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("host/ is inside the workspace");
+    let manifest = root.join("plugins/Cargo.toml");
+    let members = workspace_members(&manifest);
+    let members: Vec<&str> = members.iter().map(String::as_str).collect();
     build_guests::build_guest_workspace(
-        &root.join("plugins/Cargo.toml"),
-        &[
-            "web_fetch",
-            "offline_provider",
-            "openai_provider",
-            "anthropic_provider",
-            "sql_connector",
-            "sql_tool",
-            "data_quality_tool",
-            "filesystem_tool",
-            "shell_tool",
-            "rest_connector",
-            "spark_connector",
-            "spark_tool",
-            "airflow_tool",
-            "catalog_connector",
-            "catalog_tool",
-            "kafka_connector",
-            "kafka_tool",
-            "lineage_tool",
-            "web_search_tool",
-        ],
+        &manifest,
+        &members,
         &[
             &root.join("plugins"),
             &root.join("sdk/src"),
@@ -39,4 +22,19 @@ fn main() {
             &root.join("wit"),
         ],
     );
+}
+
+/// The crates of the plugins workspace (`members = [...]`): the one list of first-party
+/// plugins; `runtime/builtin.rs` names each once (a unit test there checks it).
+fn workspace_members(manifest: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(manifest).expect("plugins/Cargo.toml is readable");
+    let list = text
+        .split_once("members = [")
+        .and_then(|(_, rest)| rest.split_once(']'))
+        .map(|(list, _)| list)
+        .expect("plugins/Cargo.toml lists its members");
+    list.split(',')
+        .map(|member| member.trim().trim_matches('"').to_owned())
+        .filter(|member| !member.is_empty())
+        .collect()
 }

@@ -1,30 +1,41 @@
 //! databot host library: the plugin runtime, the capabilities it grants, configuration and CLI.
 //!
-//! Layers, top to bottom (a module may call the ones below it, never above):
+//! Layers, top to bottom: a module may use the ones below it, never one above
+//! (`layering.rs` checks every `crate::` path against this order):
 //! - `cli`: the `databot` command line;
 //! - `gateway`: the HTTP API (messages, SSE, health, metrics, status, MCP over HTTP) over the bus;
 //! - `mcp`: the MCP server (stdio and Streamable HTTP): tools and connector resources from
 //!   `runtime`;
 //! - `agent`: the agent loop, sessions and memory (calls providers and tools via `runtime`,
 //!   retrieval via `rag`; implements the bus's `MessageHandler`);
-//! - `rag`: vector stores, ingestion (schemas, docs, conversations) and retrieval; embeds
-//!   through provider plugins via `runtime`;
+//! - `rag`: the knowledge base: ingestion (schemas, docs, conversations) and retrieval over a
+//!   vector store; embeds through provider plugins via `runtime`;
 //! - `bus`: messages in and replies out, ordered per conversation, bounded;
 //! - `runtime`: loading, validating, hot-swapping and calling plugin components under budgets;
 //! - `capabilities`: the host functions a plugin may import, each checked against its grants;
-//! - `config`: the operator's YAML configuration;
+//! - `vectors`: vector stores (the contract, the embedded store, the plugins' collections),
+//!   shared by `rag` and the `vectors` capability;
+//! - `contract`: the `databot:plugin` bindings generated from `wit/` and their error type;
 //! - `telemetry`: tracing, OpenTelemetry export, trace-context propagation and metrics (any
-//!   layer may record into it; it calls none of them);
-//! - `process_limits`: the open-file limit and how its descriptors are shared (a leaf).
+//!   layer above may record into it);
+//! - `config`: the operator's YAML configuration;
+//! - `digest`, `process_limits`: leaves (content digests; the open-file limit and its
+//!   share-out).
 
 pub mod agent;
 pub mod bus;
 pub mod capabilities;
 pub mod cli;
 pub mod config;
+pub mod contract;
+pub mod digest;
 pub mod gateway;
 pub mod mcp;
 pub mod process_limits;
 pub mod rag;
 pub mod runtime;
 pub mod telemetry;
+pub mod vectors;
+
+#[cfg(test)]
+mod layering;

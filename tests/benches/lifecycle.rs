@@ -112,7 +112,7 @@ async fn main() {
     let mut swaps = Vec::new();
     for run in 0..RUNS {
         let bytes = with_marker(&original, &format!("swap-{run}-{}", std::process::id()));
-        let digest = databot::runtime::cache::sha256_hex(&bytes);
+        let digest = databot::digest::sha256_hex(&bytes);
         let temporary = dir.path().join("swap.partial");
         std::fs::write(&temporary, &bytes).unwrap();
         let landed = Instant::now();

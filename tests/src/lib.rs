@@ -78,6 +78,50 @@ impl TestHost {
         Ok(serde_json::from_str(&text).expect("tool results are JSON"))
     }
 
+    /// A tool call that must succeed: its decoded result (panics with the error).
+    pub async fn tool_ok(&self, tool: &str, args: serde_json::Value) -> serde_json::Value {
+        self.tool(tool, args)
+            .await
+            .unwrap_or_else(|e| panic!("tool `{tool}` failed: {e}"))
+    }
+
+    /// A tool call that must fail: its error (panics with the result).
+    pub async fn tool_err(
+        &self,
+        tool: &str,
+        args: serde_json::Value,
+    ) -> databot::runtime::CallError {
+        match self.tool(tool, args).await {
+            Ok(value) => panic!("tool `{tool}` should have failed, returned {value}"),
+            Err(error) => error,
+        }
+    }
+
+    /// A connector operation that must succeed: its decoded result.
+    pub async fn connector_ok(
+        &self,
+        connector: &str,
+        operation: &str,
+        params: serde_json::Value,
+    ) -> serde_json::Value {
+        self.connector(connector, operation, params)
+            .await
+            .unwrap_or_else(|e| panic!("`{connector}.{operation}` failed: {e}"))
+    }
+
+    /// A connector operation that must fail: its error.
+    pub async fn connector_err(
+        &self,
+        connector: &str,
+        operation: &str,
+        params: serde_json::Value,
+    ) -> databot::runtime::CallError {
+        match self.connector(connector, operation, params).await {
+            Ok(value) => panic!("`{connector}.{operation}` should have failed, returned {value}"),
+            Err(error) => error,
+        }
+    }
+
     /// Load a plugin built into the binary (e.g. `web_fetch`).
     pub async fn load_builtin(&self, name: &str) {
         let bytes = databot::runtime::builtin::builtin_bytes(name).expect("a built-in plugin");

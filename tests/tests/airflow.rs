@@ -12,19 +12,6 @@ const RUN: &str = "scheduled__2024-05-01T00:00:00+00:00";
 /// `RUN` as one encoded path segment.
 const RUN_SEGMENT: &str = "scheduled__2024-05-01T00%3A00%3A00%2B00%3A00";
 
-async fn call(host: &TestHost, tool: &str, args: Value) -> Value {
-    host.tool(tool, args)
-        .await
-        .unwrap_or_else(|e| panic!("{tool} failed: {e}"))
-}
-
-async fn call_err(host: &TestHost, tool: &str, args: Value) -> databot::runtime::CallError {
-    host.runtime
-        .call_tool(tool, &args.to_string())
-        .await
-        .expect_err("the call fails")
-}
-
 /// A DAG as Airflow 2.9's `GET /api/v1/dags` returns it.
 fn v1_dag(dag_id: &str) -> Value {
     json!({
@@ -179,7 +166,9 @@ async fn airflow_2_dags_runs_tasks_logs_trigger_and_pause() {
         .unwrap();
     host.load_builtin("airflow").await;
 
-    let dags = call(&host, "airflow_list_dags", json!({"limit": 150})).await;
+    let dags = host
+        .tool_ok("airflow_list_dags", json!({"limit": 150}))
+        .await;
     assert_eq!(dags["count"], 120);
     assert_eq!(dags["total_entries"], 120);
     assert_eq!(dags["truncated"], false);
@@ -197,24 +186,24 @@ async fn airflow_2_dags_runs_tasks_logs_trigger_and_pause() {
         Some("Basic YWRtaW46YWRtaW4=")
     );
 
-    let dag = call(
-        &host,
-        "airflow_get_dag",
-        json!({"dag_id": "example_bash_operator"}),
-    )
-    .await;
+    let dag = host
+        .tool_ok(
+            "airflow_get_dag",
+            json!({"dag_id": "example_bash_operator"}),
+        )
+        .await;
     assert_eq!(dag["dag"]["is_paused"], false);
     assert_eq!(
         dag["details"]["fileloc"],
         "/opt/airflow/dags/example_bash_operator.py"
     );
 
-    let runs = call(
-        &host,
-        "airflow_list_dag_runs",
-        json!({"dag_id": "example_bash_operator"}),
-    )
-    .await;
+    let runs = host
+        .tool_ok(
+            "airflow_list_dag_runs",
+            json!({"dag_id": "example_bash_operator"}),
+        )
+        .await;
     assert_eq!(runs["count"], 2);
     assert_eq!(runs["dag_runs"][0]["run_id"], RUN);
     assert_eq!(runs["dag_runs"][0]["state"], "failed");
@@ -224,32 +213,30 @@ async fn airflow_2_dags_runs_tasks_logs_trigger_and_pause() {
     );
     assert_eq!(runs["dag_runs"][0]["duration_seconds"], 310.5);
 
-    let run = call(
-        &host,
-        "airflow_get_dag_run",
-        json!({"dag_id": "example_bash_operator", "run_id": RUN}),
-    )
-    .await;
+    let run = host
+        .tool_ok(
+            "airflow_get_dag_run",
+            json!({"dag_id": "example_bash_operator", "run_id": RUN}),
+        )
+        .await;
     assert_eq!(run["state"], "failed");
     assert_eq!(
         seen.all().last().unwrap().path,
         format!("/api/v1/dags/example_bash_operator/dagRuns/{RUN_SEGMENT}")
     );
 
-    let tasks = call(
-        &host,
-        "airflow_list_task_instances",
-        json!({"dag_id": "example_bash_operator", "run_id": RUN}),
-    )
-    .await;
+    let tasks = host
+        .tool_ok(
+            "airflow_list_task_instances",
+            json!({"dag_id": "example_bash_operator", "run_id": RUN}),
+        )
+        .await;
     assert_eq!(tasks["count"], 2);
     assert_eq!(tasks["states"], json!({"success": 1, "failed": 1}));
     assert_eq!(tasks["task_instances"][1]["try_number"], 2);
 
     // The latest try by default, tailed to max_bytes with the flag set.
-    let log = call(
-        &host,
-        "airflow_task_log",
+    let log = host.tool_ok("airflow_task_log",
         json!({"dag_id": "example_bash_operator", "run_id": RUN, "task_id": "also_run_this", "max_bytes": 100}),
     )
     .await;
@@ -265,9 +252,7 @@ async fn airflow_2_dags_runs_tasks_logs_trigger_and_pause() {
     let log_request = seen.all().last().cloned().unwrap();
     assert_eq!(log_request.header("accept"), Some("text/plain"));
 
-    let log = call(
-        &host,
-        "airflow_task_log",
+    let log = host.tool_ok("airflow_task_log",
         json!({"dag_id": "example_bash_operator", "run_id": RUN, "task_id": "also_run_this", "try_number": 2}),
     )
     .await;
@@ -275,22 +260,22 @@ async fn airflow_2_dags_runs_tasks_logs_trigger_and_pause() {
     assert_eq!(log["content"], LOG);
 
     // A server that reports the next try: the last existing try's log is returned.
-    let log = call(
-        &host,
-        "airflow_task_log",
-        json!({"dag_id": "example_bash_operator", "run_id": RUN, "task_id": "runme_0"}),
-    )
-    .await;
+    let log = host
+        .tool_ok(
+            "airflow_task_log",
+            json!({"dag_id": "example_bash_operator", "run_id": RUN, "task_id": "runme_0"}),
+        )
+        .await;
     assert_eq!(log["try_number"], 1);
     assert!(log["content"].as_str().unwrap().contains("hello"));
 
-    let triggered = call(
-        &host,
-        "airflow_trigger_dag",
-        json!({"dag_id": "example_bash_operator", "conf": {"date": "2024-05-01"},
+    let triggered = host
+        .tool_ok(
+            "airflow_trigger_dag",
+            json!({"dag_id": "example_bash_operator", "conf": {"date": "2024-05-01"},
                "run_id": "manual_backfill_1", "note": "from databot"}),
-    )
-    .await;
+        )
+        .await;
     assert_eq!(triggered["run_id"], "manual_backfill_1");
     assert_eq!(triggered["state"], "queued");
     let posted = seen.all().last().cloned().unwrap();
@@ -300,12 +285,12 @@ async fn airflow_2_dags_runs_tasks_logs_trigger_and_pause() {
         json!({"conf": {"date": "2024-05-01"}, "dag_run_id": "manual_backfill_1", "note": "from databot"})
     );
 
-    let paused = call(
-        &host,
-        "airflow_set_dag_paused",
-        json!({"dag_id": "example_bash_operator", "paused": true}),
-    )
-    .await;
+    let paused = host
+        .tool_ok(
+            "airflow_set_dag_paused",
+            json!({"dag_id": "example_bash_operator", "paused": true}),
+        )
+        .await;
     assert_eq!(
         paused,
         json!({"dag_id": "example_bash_operator", "is_paused": true})
@@ -315,12 +300,9 @@ async fn airflow_2_dags_runs_tasks_logs_trigger_and_pause() {
     assert_eq!(patch.json(), json!({"is_paused": true}));
 
     // Path parameters are encoded: a slash or space cannot change the path.
-    let error = call_err(
-        &host,
-        "airflow_get_dag",
-        json!({"dag_id": "team/etl daily"}),
-    )
-    .await;
+    let error = host
+        .tool_err("airflow_get_dag", json!({"dag_id": "team/etl daily"}))
+        .await;
     assert_eq!(error.kind, ErrorKind::NotFound, "{error}");
     assert!(error.message.contains("was not found"), "{error}");
     assert_eq!(
@@ -342,7 +324,7 @@ async fn airflow_2_dags_runs_tasks_logs_trigger_and_pause() {
         ("airflow_get_dag", json!({"dag_id": "d", "extra": 1})),
         ("airflow_set_dag_paused", json!({"dag_id": "d"})),
     ] {
-        let error = call_err(&host, tool, args.clone()).await;
+        let error = host.tool_err(tool, args.clone()).await;
         assert_eq!(
             error.kind,
             ErrorKind::InvalidInput,
@@ -374,12 +356,12 @@ async fn errors_and_retries() {
     host.load_builtin("airflow").await;
 
     let started = Instant::now();
-    let dag = call(
-        &host,
-        "airflow_get_dag",
-        json!({"dag_id": "example_bash_operator"}),
-    )
-    .await;
+    let dag = host
+        .tool_ok(
+            "airflow_get_dag",
+            json!({"dag_id": "example_bash_operator"}),
+        )
+        .await;
     assert_eq!(dag["dag"]["dag_id"], "example_bash_operator");
     assert!(
         started.elapsed() >= Duration::from_millis(950),
@@ -389,7 +371,9 @@ async fn errors_and_retries() {
     assert_eq!(seen.all().len(), 2);
     assert_eq!(seen.all()[1].path, "/api/v1/dags/example_bash_operator");
 
-    let error = call_err(&host, "airflow_get_dag", json!({"dag_id": "secret_dag"})).await;
+    let error = host
+        .tool_err("airflow_get_dag", json!({"dag_id": "secret_dag"}))
+        .await;
     assert_eq!(error.kind, ErrorKind::Denied, "{error}");
     assert!(error.message.contains("endpoints.api.auth"), "{error}");
 
@@ -398,7 +382,7 @@ async fn errors_and_retries() {
         .await
         .unwrap();
     host.load_builtin("airflow").await;
-    let error = call_err(&host, "airflow_list_dags", json!({})).await;
+    let error = host.tool_err("airflow_list_dags", json!({})).await;
     assert_eq!(error.kind, ErrorKind::NotFound, "{error}");
     assert!(error.message.contains("endpoints.api.url"), "{error}");
 
@@ -413,7 +397,7 @@ async fn errors_and_retries() {
     .unwrap();
     host.load_builtin("airflow").await;
     let count = seen.all().len();
-    let error = call_err(&host, "airflow_list_dags", json!({})).await;
+    let error = host.tool_err("airflow_list_dags", json!({})).await;
     assert_eq!(error.kind, ErrorKind::InvalidInput, "{error}");
     assert!(error.message.contains("api_version"), "{error}");
     assert_eq!(seen.all().len(), count);
@@ -492,12 +476,12 @@ async fn airflow_3_speaks_api_v2() {
     let host = TestHost::start(&config, &[]).await.unwrap();
     host.load_builtin("airflow").await;
 
-    let dags = call(
-        &host,
-        "airflow_list_dags",
-        json!({"paused": false, "tags": ["sales"]}),
-    )
-    .await;
+    let dags = host
+        .tool_ok(
+            "airflow_list_dags",
+            json!({"paused": false, "tags": ["sales"]}),
+        )
+        .await;
     assert_eq!(dags["count"], 1);
     let dag = &dags["dags"][0];
     assert_eq!(dag["schedule"], "0 2 * * *");
@@ -508,21 +492,21 @@ async fn airflow_3_speaks_api_v2() {
         Some("Bearer jwt-abc")
     );
 
-    let runs = call(
-        &host,
-        "airflow_list_dag_runs",
-        json!({"dag_id": "sales_rollup", "states": ["failed"]}),
-    )
-    .await;
+    let runs = host
+        .tool_ok(
+            "airflow_list_dag_runs",
+            json!({"dag_id": "sales_rollup", "states": ["failed"]}),
+        )
+        .await;
     assert_eq!(runs["dag_runs"][0]["logical_date"], "2025-05-01T02:00:00Z");
     assert_eq!(runs["dag_runs"][0]["duration_seconds"], 600.0);
 
-    let triggered = call(
-        &host,
-        "airflow_trigger_dag",
-        json!({"dag_id": "sales_rollup", "conf": {"region": "emea"}}),
-    )
-    .await;
+    let triggered = host
+        .tool_ok(
+            "airflow_trigger_dag",
+            json!({"dag_id": "sales_rollup", "conf": {"region": "emea"}}),
+        )
+        .await;
     assert_eq!(triggered["state"], "queued");
     assert_eq!(triggered["conf"], json!({"region": "emea"}));
     let posted = seen.all().last().cloned().unwrap();
@@ -532,9 +516,7 @@ async fn airflow_3_speaks_api_v2() {
         json!({"conf": {"region": "emea"}, "logical_date": null})
     );
 
-    let log = call(
-        &host,
-        "airflow_task_log",
+    let log = host.tool_ok("airflow_task_log",
         json!({"dag_id": "sales_rollup", "run_id": "manual__1", "task_id": "load", "try_number": 1}),
     )
     .await;
@@ -544,12 +526,12 @@ async fn airflow_3_speaks_api_v2() {
     );
     assert_eq!(log["truncated"], false);
 
-    let error = call_err(
-        &host,
-        "airflow_get_dag_run",
-        json!({"dag_id": "sales_rollup", "run_id": "nope"}),
-    )
-    .await;
+    let error = host
+        .tool_err(
+            "airflow_get_dag_run",
+            json!({"dag_id": "sales_rollup", "run_id": "nope"}),
+        )
+        .await;
     assert_eq!(error.kind, ErrorKind::NotFound, "{error}");
     assert_eq!(
         seen.all().last().unwrap().path,

@@ -5,22 +5,10 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use databot::contract::HealthStatus;
 use databot::runtime::ErrorKind;
-use databot::runtime::bindings::HealthStatus;
 use databot_e2e::{ScriptedResponse, SeenRequest, TestHost, serve_scripted};
 use serde_json::{Value, json};
-
-async fn execute(host: &TestHost, connector: &str, operation: &str, params: Value) -> Value {
-    host.connector(connector, operation, params)
-        .await
-        .unwrap_or_else(|e| panic!("{operation} failed: {e}"))
-}
-
-async fn call_tool(host: &TestHost, tool: &str, args: Value) -> Value {
-    host.tool(tool, args)
-        .await
-        .unwrap_or_else(|e| panic!("{tool} failed: {e}"))
-}
 
 fn split(request: &SeenRequest) -> (&str, &str) {
     request
@@ -195,7 +183,7 @@ async fn iceberg_rest_config_oauth_pagination_and_both_metadata_versions() {
     host.load_builtin("catalog_connector").await;
     let c = "catalog_connector";
 
-    let namespaces = execute(&host, c, "list_namespaces", json!({})).await;
+    let namespaces = host.connector_ok(c, "list_namespaces", json!({})).await;
     let names: Vec<&str> = namespaces["items"]
         .as_array()
         .unwrap()
@@ -210,18 +198,16 @@ async fn iceberg_rest_config_oauth_pagination_and_both_metadata_versions() {
     assert_eq!(namespaces["driver"], "iceberg_rest");
     assert_eq!(namespaces["truncated"], false);
 
-    let nested = execute(&host, c, "list_namespaces", json!({"parent": "accounting"})).await;
+    let nested = host
+        .connector_ok(c, "list_namespaces", json!({"parent": "accounting"}))
+        .await;
     assert_eq!(nested["items"][0]["name"], "accounting.tax");
     assert_eq!(nested["items"][0]["levels"], json!(["accounting", "tax"]));
 
     // `database` is accepted for `namespace`; both pages of tables are followed.
-    let tables = execute(
-        &host,
-        c,
-        "list_tables",
-        json!({"database": "accounting.tax"}),
-    )
-    .await;
+    let tables = host
+        .connector_ok(c, "list_tables", json!({"database": "accounting.tax"}))
+        .await;
     let names: Vec<&str> = tables["items"]
         .as_array()
         .unwrap()
@@ -230,24 +216,24 @@ async fn iceberg_rest_config_oauth_pagination_and_both_metadata_versions() {
         .collect();
     assert_eq!(names, ["paid", "owed", "refunds"], "{tables}");
     assert_eq!(tables["items"][0]["namespace"], "accounting.tax");
-    let limited = execute(
-        &host,
-        c,
-        "list_tables",
-        json!({"namespace": "accounting.tax", "limit": 2}),
-    )
-    .await;
+    let limited = host
+        .connector_ok(
+            c,
+            "list_tables",
+            json!({"namespace": "accounting.tax", "limit": 2}),
+        )
+        .await;
     assert_eq!(limited["count"], 2);
     assert_eq!(limited["truncated"], true);
 
-    // Format v2: the schema named by current-schema-id, not the first one (the original bug).
-    let schema = execute(
-        &host,
-        c,
-        "get_table_schema",
-        json!({"table": "accounting.tax.paid"}),
-    )
-    .await;
+    // Format v2: the schema named by current-schema-id, not the first one listed.
+    let schema = host
+        .connector_ok(
+            c,
+            "get_table_schema",
+            json!({"table": "accounting.tax.paid"}),
+        )
+        .await;
     assert_eq!(schema["schema_id"], 1, "{schema}");
     let columns = schema["columns"].as_array().unwrap();
     assert_eq!(columns.len(), 3, "{schema}");
@@ -259,23 +245,23 @@ async fn iceberg_rest_config_oauth_pagination_and_both_metadata_versions() {
     assert_eq!(schema["partition_fields"][0]["transform"], "day");
 
     // Format v1: the single `schema`.
-    let legacy = execute(
-        &host,
-        c,
-        "get_table_schema",
-        json!({"namespace": "accounting.tax", "table": "legacy"}),
-    )
-    .await;
+    let legacy = host
+        .connector_ok(
+            c,
+            "get_table_schema",
+            json!({"namespace": "accounting.tax", "table": "legacy"}),
+        )
+        .await;
     assert_eq!(legacy["columns"][1]["type"], "list<string>", "{legacy}");
     assert_eq!(legacy["partition_fields"][0]["source_column"], "ts");
 
-    let metadata = execute(
-        &host,
-        c,
-        "get_table_metadata",
-        json!({"namespace": "accounting.tax", "table": "paid"}),
-    )
-    .await;
+    let metadata = host
+        .connector_ok(
+            c,
+            "get_table_metadata",
+            json!({"namespace": "accounting.tax", "table": "paid"}),
+        )
+        .await;
     assert_eq!(metadata["format_version"], 2);
     assert_eq!(metadata["location"], "s3://warehouse/accounting/tax/paid");
     assert_eq!(
@@ -286,7 +272,9 @@ async fn iceberg_rest_config_oauth_pagination_and_both_metadata_versions() {
     assert!(metadata["metadata"].get("snapshots").is_none());
 
     // Search lists at most `search_max_namespaces` namespaces and says it was bounded.
-    let found = execute(&host, c, "search", json!({"query": "PAID"})).await;
+    let found = host
+        .connector_ok(c, "search", json!({"query": "PAID"}))
+        .await;
     assert_eq!(found["matches"][0]["name"], "invoices_paid", "{found}");
     assert_eq!(found["namespaces_scanned"], 2);
     assert_eq!(found["complete"], false);
@@ -372,7 +360,9 @@ async fn iceberg_rest_config_oauth_pagination_and_both_metadata_versions() {
     // Without the state grant the token is fetched per call, and the operator's prefix wins
     // over the one the server returns.
     for _ in 0..2 {
-        let listed = execute(&host, "iceberg_nostate", "list_namespaces", json!({})).await;
+        let listed = host
+            .connector_ok("iceberg_nostate", "list_namespaces", json!({}))
+            .await;
         assert_eq!(listed["items"][0]["name"], "ops");
     }
     let all = seen.all();
@@ -488,7 +478,7 @@ async fn glue_requests_are_sigv4_signed_and_paginated() {
     host.load_builtin("catalog_connector").await;
     let c = "catalog_connector";
 
-    let databases = execute(&host, c, "list_namespaces", json!({})).await;
+    let databases = host.connector_ok(c, "list_namespaces", json!({})).await;
     let names: Vec<&str> = databases["items"]
         .as_array()
         .unwrap()
@@ -501,41 +491,41 @@ async fn glue_requests_are_sigv4_signed_and_paginated() {
         "s3://example-bucket/sales/"
     );
 
-    let tables = execute(&host, c, "list_tables", json!({"namespace": "sales"})).await;
+    let tables = host
+        .connector_ok(c, "list_tables", json!({"namespace": "sales"}))
+        .await;
     assert_eq!(tables["items"][0]["name"], "orders");
     assert_eq!(tables["items"][0]["format"], "parquet");
 
-    let schema = execute(
-        &host,
-        c,
-        "get_table_schema",
-        json!({"database": "sales", "table": "orders"}),
-    )
-    .await;
+    let schema = host
+        .connector_ok(
+            c,
+            "get_table_schema",
+            json!({"database": "sales", "table": "orders"}),
+        )
+        .await;
     let columns = schema["columns"].as_array().unwrap();
     assert_eq!(columns.len(), 3, "{schema}");
     assert_eq!(columns[1]["comment"], "order total");
     assert_eq!(columns[2]["name"], "dt");
     assert_eq!(columns[2]["is_partition"], true);
 
-    let metadata = execute(
-        &host,
-        c,
-        "get_table_metadata",
-        json!({"table": "sales.orders"}),
-    )
-    .await;
+    let metadata = host
+        .connector_ok(c, "get_table_metadata", json!({"table": "sales.orders"}))
+        .await;
     assert_eq!(metadata["location"], "s3://example-bucket/sales/orders/");
     assert_eq!(
         metadata["serde"],
         "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
     );
 
-    let found = execute(&host, c, "search", json!({"query": "ord", "limit": 5})).await;
+    let found = host
+        .connector_ok(c, "search", json!({"query": "ord", "limit": 5}))
+        .await;
     assert_eq!(found["matches"][0]["namespace"], "sales");
     assert_eq!(found["complete"], true);
 
-    let catalogs = execute(&host, c, "list_catalogs", json!({})).await;
+    let catalogs = host.connector_ok(c, "list_catalogs", json!({})).await;
     assert_eq!(catalogs["items"][0]["catalog_id"], "123456789012");
 
     let error = host
@@ -719,7 +709,7 @@ async fn catalog_tools_match_the_connector_and_run_unity() {
     host.load_builtin("catalog").await;
 
     // Every tool is `catalog_<operation>` of the connector, with the same arguments plus
-    // `connector`: the action/operation mismatch of the original cannot happen.
+    // `connector`: a tool names exactly the connector's operation.
     let lake = host.runtime.plugin("lake").unwrap().current();
     let tools: Vec<_> = host
         .runtime
@@ -752,11 +742,11 @@ async fn catalog_tools_match_the_connector_and_run_unity() {
         assert_eq!(tool_fields, expected, "{}", tool.name);
     }
 
-    let catalogs = call_tool(&host, "catalog_list_catalogs", json!({})).await;
+    let catalogs = host.tool_ok("catalog_list_catalogs", json!({})).await;
     assert_eq!(catalogs["items"][0]["name"], "main", "{catalogs}");
     assert_eq!(catalogs["count"], 2);
 
-    let schemas = call_tool(&host, "catalog_list_namespaces", json!({})).await;
+    let schemas = host.tool_ok("catalog_list_namespaces", json!({})).await;
     let names: Vec<&str> = schemas["items"]
         .as_array()
         .unwrap()
@@ -767,35 +757,34 @@ async fn catalog_tools_match_the_connector_and_run_unity() {
     assert_eq!(schemas["catalog"], "main");
 
     // `database` becomes `namespace`; `catalog_name` is honoured.
-    let other = call_tool(
-        &host,
-        "catalog_list_tables",
-        json!({"database": "default", "catalog_name": "other"}),
-    )
-    .await;
+    let other = host
+        .tool_ok(
+            "catalog_list_tables",
+            json!({"database": "default", "catalog_name": "other"}),
+        )
+        .await;
     assert_eq!(other["catalog"], "other");
     assert_eq!(other["namespace"], "default");
 
-    let schema = call_tool(
-        &host,
-        "catalog_get_table_schema",
-        json!({"table": "sales.orders"}),
-    )
-    .await;
+    let schema = host
+        .tool_ok("catalog_get_table_schema", json!({"table": "sales.orders"}))
+        .await;
     assert_eq!(schema["columns"][0]["name"], "order_id", "{schema}");
     assert_eq!(schema["columns"][0]["nullable"], false);
     assert_eq!(schema["columns"][1]["is_partition"], true);
 
-    let metadata = call_tool(
-        &host,
-        "catalog_get_table_metadata",
-        json!({"namespace": "sales", "table": "orders", "connector": "lake"}),
-    )
-    .await;
+    let metadata = host
+        .tool_ok(
+            "catalog_get_table_metadata",
+            json!({"namespace": "sales", "table": "orders", "connector": "lake"}),
+        )
+        .await;
     assert_eq!(metadata["format"], "DELTA");
     assert_eq!(metadata["location"], "s3://uc-bucket/main/sales/orders");
 
-    let found = call_tool(&host, "catalog_search", json!({"query": "order"})).await;
+    let found = host
+        .tool_ok("catalog_search", json!({"query": "order"}))
+        .await;
     assert_eq!(found["matches"][0]["name"], "orders", "{found}");
     assert_eq!(found["complete"], true);
 

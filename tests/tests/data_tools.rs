@@ -4,21 +4,10 @@
 
 use databot::runtime::ErrorKind;
 use databot_e2e::TestHost;
-use serde_json::{Value, json};
+use serde_json::json;
 use sqlx::Connection;
 
 const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/test";
-
-async fn tool(
-    host: &TestHost,
-    name: &str,
-    args: Value,
-) -> Result<Value, databot::runtime::CallError> {
-    host.runtime
-        .call_tool(name, &args.to_string())
-        .await
-        .map(|text| serde_json::from_str(&text).expect("tool results are JSON"))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sql_and_data_quality_tools_run_through_connectors_on_postgres_and_sqlite() {
@@ -78,35 +67,37 @@ plugins:
     let events = format!("{schema}.events");
 
     // sql: two connections, so the tool asks which; with one named it queries through it.
-    let error = tool(&host, "sql_query", json!({"query": "SELECT 1"}))
+    let error = host
+        .tool("sql_query", json!({"query": "SELECT 1"}))
         .await
         .expect_err("ambiguous");
     assert_eq!(error.kind, ErrorKind::InvalidInput, "{error}");
     assert!(error.message.contains("warehouse, local"), "{error}");
-    let out = tool(&host, "sql_query", json!({"connection": "warehouse", "query": format!("SELECT id FROM {events} WHERE user_id = $1 ORDER BY id"), "params": [10]}))
+    let out = host.tool("sql_query", json!({"connection": "warehouse", "query": format!("SELECT id FROM {events} WHERE user_id = $1 ORDER BY id"), "params": [10]}))
         .await
         .expect("query");
     assert_eq!(out["rows"], json!([[1], [2]]));
-    let error = tool(
-        &host,
-        "sql_query",
-        json!({"connection": "warehouse", "query": format!("DELETE FROM {events}")}),
-    )
-    .await
-    .expect_err("read-only");
+    let error = host
+        .tool(
+            "sql_query",
+            json!({"connection": "warehouse", "query": format!("DELETE FROM {events}")}),
+        )
+        .await
+        .expect_err("read-only");
     assert_eq!(error.kind, ErrorKind::Denied, "{error}");
-    let connections = tool(&host, "sql_list_connections", json!({}))
+    let connections = host
+        .tool("sql_list_connections", json!({}))
         .await
         .expect("connections");
     assert_eq!(connections[0]["dialect"], "postgres", "{connections}");
     assert_eq!(connections[1]["dialect"], "sqlite", "{connections}");
-    let schema_text = tool(
-        &host,
-        "sql_schema",
-        json!({"connection": "warehouse", "schema": schema}),
-    )
-    .await
-    .expect("schema");
+    let schema_text = host
+        .tool(
+            "sql_schema",
+            json!({"connection": "warehouse", "schema": schema}),
+        )
+        .await
+        .expect("schema");
     assert!(
         schema_text["text"]
             .as_str()
@@ -115,55 +106,55 @@ plugins:
     );
 
     // data_quality: pass/fail answers computed by the database.
-    let out = tool(
-        &host,
-        "dq_row_count",
-        json!({"connection": "warehouse", "table": events, "min_rows": 5}),
-    )
-    .await
-    .expect("row count");
+    let out = host
+        .tool(
+            "dq_row_count",
+            json!({"connection": "warehouse", "table": events, "min_rows": 5}),
+        )
+        .await
+        .expect("row count");
     assert_eq!(
         (out["passed"].clone(), out["metrics"]["rows"].clone()),
         (json!(false), json!(4)),
         "{out}"
     );
-    let out = tool(&host, "dq_null_rate", json!({"connection": "warehouse", "table": events, "column": "kind", "max_null_percent": 60})).await.expect("nulls");
+    let out = host.tool("dq_null_rate", json!({"connection": "warehouse", "table": events, "column": "kind", "max_null_percent": 60})).await.expect("nulls");
     assert_eq!(out["metrics"]["null_percent"], 50.0, "{out}");
     assert_eq!(out["passed"], true);
-    let out = tool(&host, "dq_freshness", json!({"connection": "warehouse", "table": events, "timestamp_column": "created", "threshold_hours": 0.5})).await.expect("freshness");
+    let out = host.tool("dq_freshness", json!({"connection": "warehouse", "table": events, "timestamp_column": "created", "threshold_hours": 0.5})).await.expect("freshness");
     assert_eq!(out["passed"], false, "{out}");
     let age = out["metrics"]["age_hours"].as_f64().unwrap_or_default();
     assert!((0.9..1.2).contains(&age), "{out}");
-    let out = tool(
-        &host,
-        "dq_freshness",
-        json!({"connection": "local", "table": "loads", "timestamp_column": "loaded_at"}),
-    )
-    .await
-    .expect("sqlite freshness");
+    let out = host
+        .tool(
+            "dq_freshness",
+            json!({"connection": "local", "table": "loads", "timestamp_column": "loaded_at"}),
+        )
+        .await
+        .expect("sqlite freshness");
     assert_eq!(out["passed"], true, "{out}");
-    let out = tool(
-        &host,
-        "dq_uniqueness",
-        json!({"connection": "warehouse", "table": events, "columns": ["user_id"]}),
-    )
-    .await
-    .expect("uniqueness");
+    let out = host
+        .tool(
+            "dq_uniqueness",
+            json!({"connection": "warehouse", "table": events, "columns": ["user_id"]}),
+        )
+        .await
+        .expect("uniqueness");
     assert_eq!(out["passed"], false);
     assert_eq!(out["metrics"]["duplicate_values"], 1, "{out}");
     assert_eq!(out["metrics"]["extra_rows"], 1, "{out}");
-    let out = tool(&host, "dq_compare", json!({"source_connection": "warehouse", "source_table": events, "target_table": format!("{schema}.events_copy"), "sum_column": "amount"})).await.expect("compare");
+    let out = host.tool("dq_compare", json!({"source_connection": "warehouse", "source_table": events, "target_table": format!("{schema}.events_copy"), "sum_column": "amount"})).await.expect("compare");
     assert_eq!(out["passed"], false, "{out}");
     assert_eq!(out["metrics"]["row_difference"], -1, "{out}");
 
     // Names are quoted, so a hostile "table" is just a table that does not exist.
-    let error = tool(
-        &host,
-        "dq_row_count",
-        json!({"connection": "warehouse", "table": "events; DROP TABLE x"}),
-    )
-    .await
-    .expect_err("no such table");
+    let error = host
+        .tool(
+            "dq_row_count",
+            json!({"connection": "warehouse", "table": "events; DROP TABLE x"}),
+        )
+        .await
+        .expect_err("no such table");
     assert_eq!(error.kind, ErrorKind::InvalidInput, "{error}");
     assert!(error.message.contains("does not exist"), "{error}");
 
@@ -192,16 +183,17 @@ async fn filesystem_tools_stay_inside_granted_folders_and_write_only_where_allow
     .expect("host starts");
     host.load_builtin("filesystem").await;
 
-    let out = tool(
-        &host,
-        "read_file",
-        json!({"path": "/docs/readme.md", "offset": 2, "limit": 1}),
-    )
-    .await
-    .expect("read");
+    let out = host
+        .tool(
+            "read_file",
+            json!({"path": "/docs/readme.md", "offset": 2, "limit": 1}),
+        )
+        .await
+        .expect("read");
     assert_eq!(out["content"], "line 2");
     assert_eq!(out["total_lines"], 3);
-    let listing = tool(&host, "list_dir", json!({"path": "/docs"}))
+    let listing = host
+        .tool("list_dir", json!({"path": "/docs"}))
         .await
         .expect("list");
     assert_eq!(
@@ -215,7 +207,8 @@ async fn filesystem_tools_stay_inside_granted_folders_and_write_only_where_allow
         "/etc/passwd",
         "../secret.txt",
     ] {
-        let error = tool(&host, "read_file", json!({"path": path}))
+        let error = host
+            .tool("read_file", json!({"path": path}))
             .await
             .expect_err(path);
         assert!(
@@ -228,33 +221,31 @@ async fn filesystem_tools_stay_inside_granted_folders_and_write_only_where_allow
         assert!(!error.message.contains("top secret"), "{path}: {error}");
     }
 
-    let error = tool(
-        &host,
-        "write_file",
-        json!({"path": "/docs/new.md", "content": "x"}),
-    )
-    .await
-    .expect_err("read-only folder");
+    let error = host
+        .tool(
+            "write_file",
+            json!({"path": "/docs/new.md", "content": "x"}),
+        )
+        .await
+        .expect_err("read-only folder");
     assert_eq!(error.kind, ErrorKind::Denied, "{error}");
     assert!(error.message.contains("mode: rw"), "{error}");
 
-    tool(
-        &host,
+    host.tool(
         "write_file",
         json!({"path": "/work/out/report.md", "content": "total: 1\ntotal: 2\n"}),
     )
     .await
     .expect("write");
-    let error = tool(
-        &host,
-        "edit_file",
-        json!({"path": "/work/out/report.md", "old_text": "total", "new_text": "sum"}),
-    )
-    .await
-    .expect_err("ambiguous edit");
+    let error = host
+        .tool(
+            "edit_file",
+            json!({"path": "/work/out/report.md", "old_text": "total", "new_text": "sum"}),
+        )
+        .await
+        .expect_err("ambiguous edit");
     assert!(error.message.contains("2 times"), "{error}");
-    tool(
-        &host,
+    host.tool(
         "edit_file",
         json!({"path": "/work/out/report.md", "old_text": "total: 2", "new_text": "total: 3"}),
     )
@@ -274,22 +265,19 @@ async fn the_shell_tool_runs_only_allowlisted_programs_without_a_shell() {
 "#;
     let host = TestHost::start(yaml, &[]).await.expect("host starts");
     host.load_builtin("shell").await;
-    let out = tool(
-        &host,
-        "shell",
-        json!({"program": "echo", "args": ["a;b", "$(id)", "|", "c"]}),
-    )
-    .await
-    .expect("echo");
+    let out = host
+        .tool(
+            "shell",
+            json!({"program": "echo", "args": ["a;b", "$(id)", "|", "c"]}),
+        )
+        .await
+        .expect("echo");
     assert_eq!(out["stdout"], "a;b $(id) | c\n");
     assert_eq!(out["exit_code"], 0);
-    let error = tool(
-        &host,
-        "shell",
-        json!({"program": "sh", "args": ["-c", "id"]}),
-    )
-    .await
-    .expect_err("not allowed");
+    let error = host
+        .tool("shell", json!({"program": "sh", "args": ["-c", "id"]}))
+        .await
+        .expect_err("not allowed");
     assert_eq!(error.kind, ErrorKind::Denied, "{error}");
     assert!(error.message.contains("permissions.shell.allow"), "{error}");
 
@@ -298,7 +286,8 @@ async fn the_shell_tool_runs_only_allowlisted_programs_without_a_shell() {
         .await
         .expect("host starts");
     host.load_builtin("shell").await;
-    let error = tool(&host, "shell", json!({"program": "echo"}))
+    let error = host
+        .tool("shell", json!({"program": "echo"}))
         .await
         .expect_err("off");
     assert_eq!(error.kind, ErrorKind::Denied, "{error}");

@@ -61,7 +61,7 @@ async fn hundred_swaps_under_load_lose_no_call() {
     }
     for swap in 0..100 {
         let bytes = &revisions[swap % 2];
-        let digest = databot::runtime::cache::sha256_hex(bytes);
+        let digest = databot::digest::sha256_hex(bytes);
         install(&host, "echo", bytes);
         wait_for(
             &mut events,
@@ -77,7 +77,7 @@ async fn hundred_swaps_under_load_lose_no_call() {
     let slot = host.runtime.plugin("echo").unwrap();
     assert_eq!(
         slot.current().digest,
-        databot::runtime::cache::sha256_hex(&revisions[1])
+        databot::digest::sha256_hex(&revisions[1])
     );
 }
 

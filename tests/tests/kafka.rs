@@ -12,7 +12,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use serde_json::{Value, json};
+use serde_json::json;
 
 const BROKER: &str = "127.0.0.1:9092";
 
@@ -26,15 +26,6 @@ fn start_broker() {
         status.success(),
         "a Kafka-protocol broker must run on {BROKER} (.ci/start-tansu.sh)"
     );
-}
-
-async fn call(
-    host: &TestHost,
-    connector: &str,
-    operation: &str,
-    params: Value,
-) -> Result<Value, databot::runtime::CallError> {
-    host.connector(connector, operation, params).await
 }
 
 /// A topic with `partitions` partitions and `messages` messages in partition 0, and a group
@@ -100,7 +91,8 @@ async fn topics_offsets_lag_peek_and_produce_through_the_host_client() {
         .expect("host starts");
     host.load_builtin("kafka_connector").await;
 
-    let topics = call(&host, "kafka_connector", "list_topics", json!({}))
+    let topics = host
+        .connector("kafka_connector", "list_topics", json!({}))
         .await
         .expect("topics");
     let listed = topics["result"]["topics"]
@@ -118,42 +110,38 @@ async fn topics_offsets_lag_peek_and_produce_through_the_host_client() {
         "{topics}"
     );
 
-    let described = call(
-        &host,
-        "kafka_connector",
-        "describe_topic",
-        json!({"topic": topic}),
-    )
-    .await
-    .expect("describe");
+    let described = host
+        .connector("kafka_connector", "describe_topic", json!({"topic": topic}))
+        .await
+        .expect("describe");
     let partitions = &described["result"]["partitions"];
     assert_eq!(partitions.as_array().map(Vec::len), Some(3), "{described}");
     assert_eq!(partitions[0]["latest_offset"], 10, "{described}");
     assert_eq!(partitions[0]["messages"], 10, "{described}");
     assert_eq!(partitions[1]["messages"], 0, "{described}");
 
-    let lag = call(
-        &host,
-        "kafka_connector",
-        "consumer_group_lag",
-        json!({"group": group}),
-    )
-    .await
-    .expect("lag");
+    let lag = host
+        .connector(
+            "kafka_connector",
+            "consumer_group_lag",
+            json!({"group": group}),
+        )
+        .await
+        .expect("lag");
     assert_eq!(lag["result"]["total_lag"], 6, "{lag}");
     assert_eq!(
         lag["result"]["partitions"][0]["committed_offset"], 4,
         "{lag}"
     );
 
-    let peeked = call(
-        &host,
-        "kafka_connector",
-        "peek_messages",
-        json!({"topic": topic, "partition": 0, "count": 3}),
-    )
-    .await
-    .expect("peek");
+    let peeked = host
+        .connector(
+            "kafka_connector",
+            "peek_messages",
+            json!({"topic": topic, "partition": 0, "count": 3}),
+        )
+        .await
+        .expect("peek");
     let messages = peeked["messages"].as_array().cloned().unwrap_or_default();
     let values: Vec<&str> = messages
         .iter()
@@ -163,37 +151,37 @@ async fn topics_offsets_lag_peek_and_produce_through_the_host_client() {
     assert_eq!(messages[0]["key"], "k7");
 
     // Producing is its own grant.
-    let error = call(
-        &host,
-        "kafka_connector",
-        "produce_message",
-        json!({"topic": topic, "value": "x"}),
-    )
-    .await
-    .expect_err("not granted");
+    let error = host
+        .connector(
+            "kafka_connector",
+            "produce_message",
+            json!({"topic": topic, "value": "x"}),
+        )
+        .await
+        .expect_err("not granted");
     assert_eq!(error.kind, ErrorKind::Denied, "{error}");
     assert!(error.message.contains("kafka_produce"), "{error}");
-    let produced = call(
-        &host,
-        "kafka_writer",
-        "produce_message",
-        json!({"topic": topic, "key": "k", "value": "hello"}),
-    )
-    .await
-    .expect("produce");
+    let produced = host
+        .connector(
+            "kafka_writer",
+            "produce_message",
+            json!({"topic": topic, "key": "k", "value": "hello"}),
+        )
+        .await
+        .expect("produce");
     assert!(
         produced["result"]["offset"].as_i64().is_some(),
         "{produced}"
     );
 
-    let error = call(
-        &host,
-        "kafka_connector",
-        "describe_topic",
-        json!({"topic": "no_such_topic_databot"}),
-    )
-    .await
-    .expect_err("unknown topic");
+    let error = host
+        .connector(
+            "kafka_connector",
+            "describe_topic",
+            json!({"topic": "no_such_topic_databot"}),
+        )
+        .await
+        .expect_err("unknown topic");
     assert!(
         matches!(error.kind, ErrorKind::NotFound | ErrorKind::Unavailable),
         "{error}"
@@ -206,7 +194,8 @@ async fn a_cluster_that_is_down_makes_the_connector_unhealthy_with_a_clear_error
         .await
         .expect("host starts");
     host.load_builtin("kafka_connector").await;
-    let error = call(&host, "kafka_connector", "list_topics", json!({}))
+    let error = host
+        .connector("kafka_connector", "list_topics", json!({}))
         .await
         .expect_err("down");
     assert_eq!(error.kind, ErrorKind::Unavailable, "{error}");

@@ -7,22 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use databot::contract::HealthStatus;
 use databot::runtime::ErrorKind;
-use databot::runtime::bindings::HealthStatus;
 use databot_e2e::{ScriptedResponse, SeenRequest, TestHost, serve_scripted};
 use serde_json::{Value, json};
-
-async fn execute(host: &TestHost, connector: &str, operation: &str, params: Value) -> Value {
-    host.connector(connector, operation, params)
-        .await
-        .unwrap_or_else(|e| panic!("{operation} failed: {e}"))
-}
-
-async fn call_tool(host: &TestHost, tool: &str, args: Value) -> Value {
-    host.tool(tool, args)
-        .await
-        .unwrap_or_else(|e| panic!("{tool} failed: {e}"))
-}
 
 /// The first request gets a 503 with `Retry-After: 0`, later ones `respond`.
 fn busy_once(
@@ -261,29 +249,37 @@ async fn rest_proxy_schema_registry_and_connect_with_auth_and_retries() {
     host.load_builtin("kafka").await;
     let k = "kafka_connector";
 
-    let topics = execute(&host, k, "list_topics", json!({})).await;
+    let topics = host.connector_ok(k, "list_topics", json!({})).await;
     assert_eq!(topics["api"], "v3");
     assert_eq!(topics["cluster_id"], "lkc-abc123");
     assert_eq!(
         topics["topics"],
         json!([{"name": "orders", "partitions": 2, "replication_factor": 3, "internal": false}])
     );
-    let all = execute(&host, k, "list_topics", json!({"include_internal": true})).await;
+    let all = host
+        .connector_ok(k, "list_topics", json!({"include_internal": true}))
+        .await;
     assert_eq!(all["count"], 2);
 
-    let topic = execute(&host, k, "describe_topic", json!({"topic": "orders"})).await;
+    let topic = host
+        .connector_ok(k, "describe_topic", json!({"topic": "orders"}))
+        .await;
     assert_eq!(
         topic["partitions"],
         json!([{"partition": 0, "leader": 1}, {"partition": 1, "leader": 2}])
     );
     assert_eq!(topic["configs"], json!({"retention.ms": "604800000"}));
 
-    let groups = execute(&host, k, "list_consumer_groups", json!({})).await;
+    let groups = host
+        .connector_ok(k, "list_consumer_groups", json!({}))
+        .await;
     assert_eq!(groups["groups"][0]["group"], "billing");
     assert_eq!(groups["groups"][0]["state"], "STABLE");
     assert_eq!(groups["groups"][0]["coordinator"], 2);
 
-    let lag = execute(&host, k, "consumer_group_lag", json!({"group": "billing"})).await;
+    let lag = host
+        .connector_ok(k, "consumer_group_lag", json!({"group": "billing"}))
+        .await;
     assert_eq!(lag["total_lag"], 55);
     assert_eq!(lag["max_lag"], 50);
     assert_eq!(lag["partitions"][0]["log_end_offset"], 150);
@@ -297,28 +293,30 @@ async fn rest_proxy_schema_registry_and_connect_with_auth_and_retries() {
     assert!(error.message.contains("does not host"), "{error}");
 
     // Schema Registry.
-    let subjects = execute(&host, k, "list_subjects", json!({})).await;
+    let subjects = host.connector_ok(k, "list_subjects", json!({})).await;
     assert_eq!(
         subjects["subjects"],
         json!(["orders-value", "payments-value"])
     );
-    let filtered = execute(&host, k, "list_subjects", json!({"prefix": "orders"})).await;
+    let filtered = host
+        .connector_ok(k, "list_subjects", json!({"prefix": "orders"}))
+        .await;
     assert_eq!(filtered["count"], 1);
-    let versions = execute(
-        &host,
-        k,
-        "list_schema_versions",
-        json!({"subject": "orders-value"}),
-    )
-    .await;
+    let versions = host
+        .connector_ok(
+            k,
+            "list_schema_versions",
+            json!({"subject": "orders-value"}),
+        )
+        .await;
     assert_eq!(versions["versions"], json!([1, 2]));
-    let schema = execute(&host, k, "get_schema", json!({"subject": "orders-value"})).await;
+    let schema = host
+        .connector_ok(k, "get_schema", json!({"subject": "orders-value"}))
+        .await;
     assert_eq!(schema["id"], 3);
     assert_eq!(schema["schema_type"], "AVRO");
     assert_eq!(schema["schema_parsed"]["fields"][0]["name"], "id");
-    let compatible = execute(
-        &host,
-        k,
+    let compatible = host.connector_ok(k,
         "check_compatibility",
         json!({"subject": "orders-value", "schema": r#"{"type":"record","name":"Order","fields":[{"name":"id","type":"string"}]}"#}),
     )
@@ -352,7 +350,7 @@ async fn rest_proxy_schema_registry_and_connect_with_auth_and_retries() {
     assert_eq!(error.kind, ErrorKind::InvalidInput, "{error}");
 
     // Kafka Connect.
-    let connectors = execute(&host, k, "list_connectors", json!({})).await;
+    let connectors = host.connector_ok(k, "list_connectors", json!({})).await;
     assert_eq!(connectors["count"], 2);
     let jdbc = connectors["connectors"]
         .as_array()
@@ -362,37 +360,37 @@ async fn rest_proxy_schema_registry_and_connect_with_auth_and_retries() {
         .unwrap();
     assert_eq!(jdbc["state"], "RUNNING");
     assert_eq!(jdbc["failed_tasks"], json!([1]));
-    let status = execute(
-        &host,
-        k,
-        "connector_status",
-        json!({"connector_name": "jdbc-source"}),
-    )
-    .await;
+    let status = host
+        .connector_ok(
+            k,
+            "connector_status",
+            json!({"connector_name": "jdbc-source"}),
+        )
+        .await;
     assert_eq!(status["task_states"][1]["state"], "FAILED");
-    let paused = execute(
-        &host,
-        k,
-        "pause_connector",
-        json!({"connector_name": "jdbc-source"}),
-    )
-    .await;
+    let paused = host
+        .connector_ok(
+            k,
+            "pause_connector",
+            json!({"connector_name": "jdbc-source"}),
+        )
+        .await;
     assert_eq!(paused["status"], 202);
-    let resumed = execute(
-        &host,
-        k,
-        "resume_connector",
-        json!({"connector_name": "jdbc-source"}),
-    )
-    .await;
+    let resumed = host
+        .connector_ok(
+            k,
+            "resume_connector",
+            json!({"connector_name": "jdbc-source"}),
+        )
+        .await;
     assert_eq!(resumed["action"], "resume");
-    let restarted = execute(
-        &host,
-        k,
-        "restart_connector",
-        json!({"connector_name": "jdbc-source", "include_tasks": true, "only_failed": true}),
-    )
-    .await;
+    let restarted = host
+        .connector_ok(
+            k,
+            "restart_connector",
+            json!({"connector_name": "jdbc-source", "include_tasks": true, "only_failed": true}),
+        )
+        .await;
     assert_eq!(restarted["answer"]["connector"]["state"], "RESTARTING");
     let error = host
         .runtime
@@ -480,16 +478,14 @@ async fn rest_proxy_schema_registry_and_connect_with_auth_and_retries() {
     );
 
     // The v2 fallback (no /v3/clusters): topic names and the v2 topic description.
-    let topics = execute(&host, "kafka_v2", "list_topics", json!({})).await;
+    let topics = host
+        .connector_ok("kafka_v2", "list_topics", json!({}))
+        .await;
     assert_eq!(topics["api"], "v2");
     assert_eq!(topics["topics"], json!([{"name": "orders"}]));
-    let topic = execute(
-        &host,
-        "kafka_v2",
-        "describe_topic",
-        json!({"topic": "orders"}),
-    )
-    .await;
+    let topic = host
+        .connector_ok("kafka_v2", "describe_topic", json!({"topic": "orders"}))
+        .await;
     assert_eq!(topic["partitions"][0]["replicas"], json!([1, 2]));
     assert_eq!(topic["partitions"][0]["in_sync"], json!([1]));
     let error = host
@@ -535,14 +531,16 @@ async fn rest_proxy_schema_registry_and_connect_with_auth_and_retries() {
         .unwrap_err();
     assert_eq!(error.kind, ErrorKind::InvalidInput, "{error}");
     assert!(error.message.contains("pass `connector`"), "{error}");
-    let lag = call_tool(
-        &host,
-        "kafka_consumer_group_lag",
-        json!({"group": "billing", "connector": "kafka_connector"}),
-    )
-    .await;
+    let lag = host
+        .tool_ok(
+            "kafka_consumer_group_lag",
+            json!({"group": "billing", "connector": "kafka_connector"}),
+        )
+        .await;
     assert_eq!(lag["total_lag"], 55);
-    let topics = call_tool(&host, "kafka_list_topics", json!({"connector": "kafka_v2"})).await;
+    let topics = host
+        .tool_ok("kafka_list_topics", json!({"connector": "kafka_v2"}))
+        .await;
     assert_eq!(topics["api"], "v2");
 }
 

@@ -188,12 +188,6 @@ fn marquez(request: &SeenRequest) -> ScriptedResponse {
     }
 }
 
-async fn call(host: &TestHost, tool: &str, args: Value) -> Value {
-    host.tool(tool, args)
-        .await
-        .unwrap_or_else(|e| panic!("{tool} failed: {e}"))
-}
-
 fn names(list: &Value) -> Vec<(String, u64)> {
     list.as_array()
         .unwrap()
@@ -222,24 +216,21 @@ async fn marquez_upstream_and_downstream_are_different_walks() {
     let host = TestHost::start(&config, &[]).await.unwrap();
     host.load_builtin("lineage").await;
 
-    let up = call(
-        &host,
-        "lineage_upstream",
-        json!({"table": "public.orders_7_days"}),
-    )
-    .await;
+    let up = host
+        .tool_ok("lineage_upstream", json!({"table": "public.orders_7_days"}))
+        .await;
     assert_eq!(
         names(&up["datasets"]),
         [("public.customers".into(), 1), ("public.orders".into(), 1)],
         "{up}"
     );
     assert_eq!(up["jobs"][0]["name"], "example.etl_orders_7_days");
-    let down = call(
-        &host,
-        "lineage_downstream",
-        json!({"table": "public.orders_7_days"}),
-    )
-    .await;
+    let down = host
+        .tool_ok(
+            "lineage_downstream",
+            json!({"table": "public.orders_7_days"}),
+        )
+        .await;
     assert_eq!(
         names(&down["datasets"]),
         [
@@ -249,12 +240,12 @@ async fn marquez_upstream_and_downstream_are_different_walks() {
         "{down}"
     );
     // Two hops upstream of the delivery table reach the raw tables.
-    let deep = call(
-        &host,
-        "lineage_upstream",
-        json!({"table": "public.delivery_7_days", "depth": 2}),
-    )
-    .await;
+    let deep = host
+        .tool_ok(
+            "lineage_upstream",
+            json!({"table": "public.delivery_7_days", "depth": 2}),
+        )
+        .await;
     assert_eq!(
         names(&deep["datasets"]),
         [
@@ -264,20 +255,20 @@ async fn marquez_upstream_and_downstream_are_different_walks() {
             ("public.orders".into(), 2)
         ]
     );
-    let shallow = call(
-        &host,
-        "lineage_upstream",
-        json!({"table": "public.delivery_7_days", "depth": 1}),
-    )
-    .await;
+    let shallow = host
+        .tool_ok(
+            "lineage_upstream",
+            json!({"table": "public.delivery_7_days", "depth": 1}),
+        )
+        .await;
     assert_eq!(shallow["count"], 2);
 
-    let path = call(
-        &host,
-        "lineage_path",
-        json!({"table": "public.orders", "target_table": "public.weekly_report"}),
-    )
-    .await;
+    let path = host
+        .tool_ok(
+            "lineage_path",
+            json!({"table": "public.orders", "target_table": "public.weekly_report"}),
+        )
+        .await;
     assert_eq!(path["found"], true);
     assert_eq!(path["direction"], "downstream");
     assert_eq!(path["dataset_hops"], 2);
@@ -291,28 +282,25 @@ async fn marquez_upstream_and_downstream_are_different_walks() {
             "dataset:food_delivery:public.weekly_report"
         ])
     );
-    let back = call(
-        &host,
-        "lineage_path",
-        json!({"table": "public.weekly_report", "target_table": "public.customers"}),
-    )
-    .await;
+    let back = host
+        .tool_ok(
+            "lineage_path",
+            json!({"table": "public.weekly_report", "target_table": "public.customers"}),
+        )
+        .await;
     assert_eq!(back["direction"], "upstream");
     assert_eq!(back["path"][0], "dataset:food_delivery:public.customers");
-    let none = call(
-        &host,
-        "lineage_path",
-        json!({"table": "public.drivers", "target_table": "public.weekly_report"}),
-    )
-    .await;
+    let none = host
+        .tool_ok(
+            "lineage_path",
+            json!({"table": "public.drivers", "target_table": "public.weekly_report"}),
+        )
+        .await;
     assert_eq!(none["found"], false);
 
-    let jobs = call(
-        &host,
-        "lineage_jobs",
-        json!({"table": "public.orders_7_days"}),
-    )
-    .await;
+    let jobs = host
+        .tool_ok("lineage_jobs", json!({"table": "public.orders_7_days"}))
+        .await;
     assert_eq!(jobs["producers"][0]["name"], "example.etl_orders_7_days");
     let consumers: Vec<&str> = jobs["consumers"]
         .as_array()
@@ -323,29 +311,28 @@ async fn marquez_upstream_and_downstream_are_different_walks() {
     assert_eq!(consumers.len(), 2);
     assert!(consumers.contains(&"example.etl_weekly_report"));
 
-    let info = call(
-        &host,
-        "lineage_info",
-        json!({"table": "public.orders_7_days"}),
-    )
-    .await;
+    let info = host
+        .tool_ok("lineage_info", json!({"table": "public.orders_7_days"}))
+        .await;
     assert_eq!(info["fields"][0]["name"], "order_id");
     assert_eq!(info["source"], "analytics_db");
     assert_eq!(info["facets"], json!(["dataSource", "schema"]));
 
-    let found = call(&host, "lineage_search", json!({"query": "orders"})).await;
+    let found = host
+        .tool_ok("lineage_search", json!({"query": "orders"}))
+        .await;
     assert_eq!(found["count"], 2);
     assert_eq!(
         found["results"][0]["id"],
         "dataset:food_delivery:public.orders"
     );
 
-    let runs = call(
-        &host,
-        "lineage_runs",
-        json!({"job": "example.etl_orders_7_days", "limit": 5}),
-    )
-    .await;
+    let runs = host
+        .tool_ok(
+            "lineage_runs",
+            json!({"job": "example.etl_orders_7_days", "limit": 5}),
+        )
+        .await;
     assert_eq!(runs["runs"][0]["state"], "COMPLETED");
     assert_eq!(runs["runs"][0]["duration_ms"], 220000);
 
@@ -418,7 +405,9 @@ async fn a_local_graph_file_answers_the_same_tools() {
     .unwrap();
     host.load_builtin("lineage").await;
 
-    let up = call(&host, "lineage_upstream", json!({"table": "mart.revenue"})).await;
+    let up = host
+        .tool_ok("lineage_upstream", json!({"table": "mart.revenue"}))
+        .await;
     assert_eq!(
         names(&up["datasets"]),
         [
@@ -429,22 +418,22 @@ async fn a_local_graph_file_answers_the_same_tools() {
         "{up}"
     );
     assert_eq!(up["backend"], "graph");
-    let down = call(
-        &host,
-        "lineage_downstream",
-        json!({"table": "raw.orders", "depth": 2}),
-    )
-    .await;
+    let down = host
+        .tool_ok(
+            "lineage_downstream",
+            json!({"table": "raw.orders", "depth": 2}),
+        )
+        .await;
     assert_eq!(
         names(&down["datasets"]),
         [("stg.orders".into(), 1), ("mart.revenue".into(), 2)]
     );
-    let path = call(
-        &host,
-        "lineage_path",
-        json!({"table": "raw.orders", "target_table": "mart.churn"}),
-    )
-    .await;
+    let path = host
+        .tool_ok(
+            "lineage_path",
+            json!({"table": "raw.orders", "target_table": "mart.churn"}),
+        )
+        .await;
     assert_eq!(
         path["path"],
         json!([
@@ -456,13 +445,19 @@ async fn a_local_graph_file_answers_the_same_tools() {
         ])
     );
     assert_eq!(path["dataset_hops"], 3);
-    let info = call(&host, "lineage_info", json!({"table": "stg.orders"})).await;
+    let info = host
+        .tool_ok("lineage_info", json!({"table": "stg.orders"}))
+        .await;
     assert_eq!(info["attributes"]["layer"], "staging");
     assert_eq!(info["direct_upstream"], json!(["raw.orders"]));
     assert_eq!(info["direct_downstream"], json!(["build_marts"]));
-    let jobs = call(&host, "lineage_jobs", json!({"table": "mart.revenue"})).await;
+    let jobs = host
+        .tool_ok("lineage_jobs", json!({"table": "mart.revenue"}))
+        .await;
     assert_eq!(jobs["producers"][0]["id"], "build_marts");
-    let found = call(&host, "lineage_search", json!({"query": "MART"})).await;
+    let found = host
+        .tool_ok("lineage_search", json!({"query": "MART"}))
+        .await;
     assert_eq!(found["count"], 3);
 
     let error = host

@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
+use databot::contract::HealthStatus;
 use databot::runtime::ErrorKind;
-use databot::runtime::bindings::HealthStatus;
 use databot_e2e::{ScriptedResponse, TestHost, serve_scripted};
 use serde_json::{Value, json};
 
@@ -19,12 +19,6 @@ async fn rest_host(port: u16) -> TestHost {
     let host = TestHost::start(&config(port), &[]).await.unwrap();
     host.load_builtin("rest").await;
     host
-}
-
-async fn execute(host: &TestHost, operation: &str, params: Value) -> Value {
-    host.connector("rest", operation, params)
-        .await
-        .unwrap_or_else(|e| panic!("{operation} failed: {e}"))
 }
 
 /// The query string of a recorded path, as (key, value) pairs.
@@ -62,18 +56,19 @@ async fn requests_are_sent_as_described_with_host_credentials() {
     .await;
     let host = rest_host(port).await;
 
-    let answer = execute(
-        &host,
-        "request",
-        json!({
-            "method": "POST",
-            "path": "/v1/items",
-            "query": {"tag": ["a b", "c"], "dry_run": false, "n": 2},
-            "json": {"name": "orders"},
-            "headers": {"X-Request-Id": "r-1"}
-        }),
-    )
-    .await;
+    let answer = host
+        .connector_ok(
+            "rest",
+            "request",
+            json!({
+                "method": "POST",
+                "path": "/v1/items",
+                "query": {"tag": ["a b", "c"], "dry_run": false, "n": 2},
+                "json": {"name": "orders"},
+                "headers": {"X-Request-Id": "r-1"}
+            }),
+        )
+        .await;
     assert_eq!(
         answer,
         json!({"status": 201, "body": {"id": 42, "name": "orders"}})
@@ -90,17 +85,20 @@ async fn requests_are_sent_as_described_with_host_credentials() {
     assert_eq!(request.header("x-request-id"), Some("r-1"));
     assert_eq!(request.header("content-type"), Some("application/json"));
 
-    let answer = execute(&host, "get", json!({"path": "/ping"})).await;
+    let answer = host
+        .connector_ok("rest", "get", json!({"path": "/ping"}))
+        .await;
     assert_eq!(answer, json!({"status": 200, "body": "pong"}));
     assert_eq!(seen.all()[1].method, "GET");
     assert_eq!(seen.all()[1].path, "/api/ping");
 
-    let answer = execute(
-        &host,
-        "request",
-        json!({"method": "PATCH", "path": "/v1/items/42", "json": {"name": "orders_v2"}}),
-    )
-    .await;
+    let answer = host
+        .connector_ok(
+            "rest",
+            "request",
+            json!({"method": "PATCH", "path": "/v1/items/42", "json": {"name": "orders_v2"}}),
+        )
+        .await;
     assert_eq!(answer["body"]["name"], "orders_v2");
     assert_eq!(seen.all()[2].method, "PATCH");
 
@@ -152,7 +150,9 @@ async fn unavailable_answers_are_retried_after_the_time_asked_for() {
     .await;
     let host = rest_host(port).await;
     let started = Instant::now();
-    let answer = execute(&host, "get", json!({"path": "/status"})).await;
+    let answer = host
+        .connector_ok("rest", "get", json!({"path": "/status"}))
+        .await;
     assert_eq!(answer, json!({"status": 200, "body": {"ok": true}}));
     assert!(
         started.elapsed() >= Duration::from_millis(950),
@@ -192,19 +192,20 @@ async fn offset_pagination_walks_pages_and_stops_at_the_limits() {
     })
     .await;
     let host = rest_host(port).await;
-    let collected = execute(
-        &host,
-        "paginate",
-        json!({
-            "path": "/records",
-            "query": {"status": "open"},
-            "items_key": "/data/records",
-            "offset_key": "start",
-            "limit_key": "count",
-            "page_size": 3
-        }),
-    )
-    .await;
+    let collected = host
+        .connector_ok(
+            "rest",
+            "paginate",
+            json!({
+                "path": "/records",
+                "query": {"status": "open"},
+                "items_key": "/data/records",
+                "offset_key": "start",
+                "limit_key": "count",
+                "page_size": 3
+            }),
+        )
+        .await;
     assert_eq!(collected["count"], 7);
     assert_eq!(collected["pages"], 3);
     assert_eq!(collected["truncated"], false);
@@ -220,19 +221,20 @@ async fn offset_pagination_walks_pages_and_stops_at_the_limits() {
         ]
     );
 
-    let collected = execute(
-        &host,
-        "paginate",
-        json!({
-            "path": "/records",
-            "items_key": "/data/records",
-            "offset_key": "start",
-            "limit_key": "count",
-            "page_size": 3,
-            "max_items": 5
-        }),
-    )
-    .await;
+    let collected = host
+        .connector_ok(
+            "rest",
+            "paginate",
+            json!({
+                "path": "/records",
+                "items_key": "/data/records",
+                "offset_key": "start",
+                "limit_key": "count",
+                "page_size": 3,
+                "max_items": 5
+            }),
+        )
+        .await;
     assert_eq!(collected["count"], 5);
     assert_eq!(collected["truncated"], true);
     assert_eq!(collected["next"], 5);
@@ -257,17 +259,18 @@ async fn token_pagination_sends_each_token_back() {
         )
         .await;
     let host = rest_host(port).await;
-    let collected = execute(
-        &host,
-        "paginate",
-        json!({
-            "path": "/v1/projects/p/jobs",
-            "style": "token",
-            "token_param": "pageToken",
-            "next_token_field": "nextPageToken"
-        }),
-    )
-    .await;
+    let collected = host
+        .connector_ok(
+            "rest",
+            "paginate",
+            json!({
+                "path": "/v1/projects/p/jobs",
+                "style": "token",
+                "token_param": "pageToken",
+                "next_token_field": "nextPageToken"
+            }),
+        )
+        .await;
     assert_eq!(collected["count"], 4);
     assert_eq!(collected["pages"], 3);
     assert_eq!(collected["truncated"], false);
@@ -281,18 +284,19 @@ async fn token_pagination_sends_each_token_back() {
         ]
     );
 
-    let collected = execute(
-        &host,
-        "paginate",
-        json!({
-            "path": "/v1/projects/p/jobs",
-            "style": "token",
-            "token_param": "pageToken",
-            "next_token_field": "nextPageToken",
-            "max_items": 2
-        }),
-    )
-    .await;
+    let collected = host
+        .connector_ok(
+            "rest",
+            "paginate",
+            json!({
+                "path": "/v1/projects/p/jobs",
+                "style": "token",
+                "token_param": "pageToken",
+                "next_token_field": "nextPageToken",
+                "max_items": 2
+            }),
+        )
+        .await;
     assert_eq!(collected["count"], 2);
     assert_eq!(collected["truncated"], true);
     assert_eq!(collected["next"], "CAI");
@@ -323,18 +327,19 @@ async fn link_pagination_follows_rel_next_on_the_same_endpoint_only() {
     .await;
     own_port.set(port).unwrap();
     let host = rest_host(port).await;
-    let collected = execute(
-        &host,
-        "paginate",
-        json!({
-            "path": "/repos/o/r/issues",
-            "query": {"per_page": 2},
-            "style": "link",
-            "items_key": "",
-            "max_pages": 2
-        }),
-    )
-    .await;
+    let collected = host
+        .connector_ok(
+            "rest",
+            "paginate",
+            json!({
+                "path": "/repos/o/r/issues",
+                "query": {"per_page": 2},
+                "style": "link",
+                "items_key": "",
+                "max_pages": 2
+            }),
+        )
+        .await;
     assert_eq!(collected["count"], 4);
     assert_eq!(collected["items"][3], json!({"number": 21}));
     assert_eq!(collected["truncated"], true);

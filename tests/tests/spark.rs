@@ -4,28 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use databot::runtime::bindings::HealthStatus;
+use databot::contract::HealthStatus;
 use databot::runtime::{ErrorKind, PluginSource};
 use databot_e2e::{ScriptedResponse, SeenRequest, TestHost, serve_scripted};
 use serde_json::{Value, json};
-
-async fn execute(host: &TestHost, connector: &str, operation: &str, params: Value) -> Value {
-    host.connector(connector, operation, params)
-        .await
-        .unwrap_or_else(|e| panic!("{operation} failed: {e}"))
-}
-
-async fn execute_err(
-    host: &TestHost,
-    connector: &str,
-    operation: &str,
-    params: Value,
-) -> databot::runtime::CallError {
-    host.runtime
-        .execute_connector(connector, operation, &params.to_string())
-        .await
-        .expect_err("the call fails")
-}
 
 fn livy_batch(id: u64, state: &str, app_id: Option<&str>) -> Value {
     json!({
@@ -112,7 +94,7 @@ fn livy(request: &SeenRequest, _: usize) -> ScriptedResponse {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn livy_is_the_default_mode_and_every_operation_speaks_its_api() {
     let (port, seen) = serve_scripted(livy).await;
-    // No `mode`: the default (livy) must apply (the original fell through to k8s, B2).
+    // No `mode`: the default (livy) applies, never another mode.
     let config = format!(
         "plugins:\n  spark_connector:\n    config:\n      default_conf: {{spark.eventLog.enabled: true, spark.executor.memory: 2g}}\n    endpoints:\n      api:\n        url: http://127.0.0.1:{port}/livy\n        auth: {{type: basic, username: livy, password: s3cret}}\n"
     );
@@ -127,19 +109,19 @@ async fn livy_is_the_default_mode_and_every_operation_speaks_its_api() {
     assert_eq!(health.status, HealthStatus::Healthy, "{}", health.message);
     assert_eq!(seen.all()[0].path, "/livy/batches?from=0&size=1");
 
-    let batch = execute(
-        &host,
-        "spark_connector",
-        "submit_batch",
-        json!({
-            "file": "s3a://jobs/pi.py",
-            "args": ["100"],
-            "conf": {"spark.executor.memory": "4g"},
-            "name": "pi",
-            "py_files": ["s3a://jobs/lib.zip"]
-        }),
-    )
-    .await;
+    let batch = host
+        .connector_ok(
+            "spark_connector",
+            "submit_batch",
+            json!({
+                "file": "s3a://jobs/pi.py",
+                "args": ["100"],
+                "conf": {"spark.executor.memory": "4g"},
+                "name": "pi",
+                "py_files": ["s3a://jobs/lib.zip"]
+            }),
+        )
+        .await;
     assert_eq!(batch["batch_id"], 7);
     assert_eq!(batch["state"], "starting");
     let sent = seen.all().last().cloned().unwrap();
@@ -157,23 +139,19 @@ async fn livy_is_the_default_mode_and_every_operation_speaks_its_api() {
     // base64("livy:s3cret"), added by the host.
     assert_eq!(sent.header("authorization"), Some("Basic bGl2eTpzM2NyZXQ="));
 
-    let status = execute(
-        &host,
-        "spark_connector",
-        "batch_status",
-        json!({"batch_id": 7}),
-    )
-    .await;
+    let status = host
+        .connector_ok("spark_connector", "batch_status", json!({"batch_id": 7}))
+        .await;
     assert_eq!(status["state"], "running");
     assert_eq!(status["app_id"], "application_1700000000000_0007");
 
-    let logs = execute(
-        &host,
-        "spark_connector",
-        "batch_logs",
-        json!({"batch_id": "7", "lines": 3}),
-    )
-    .await;
+    let logs = host
+        .connector_ok(
+            "spark_connector",
+            "batch_logs",
+            json!({"batch_id": "7", "lines": 3}),
+        )
+        .await;
     assert_eq!(logs["total"], 5);
     assert_eq!(logs["from"], 2);
     assert_eq!(
@@ -181,23 +159,15 @@ async fn livy_is_the_default_mode_and_every_operation_speaks_its_api() {
         "INFO SparkContext: Successfully stopped SparkContext"
     );
 
-    let killed = execute(
-        &host,
-        "spark_connector",
-        "kill_batch",
-        json!({"batch_id": 7}),
-    )
-    .await;
+    let killed = host
+        .connector_ok("spark_connector", "kill_batch", json!({"batch_id": 7}))
+        .await;
     assert_eq!(killed["killed"], true);
     assert_eq!(seen.all().last().unwrap().method, "DELETE");
 
-    let list = execute(
-        &host,
-        "spark_connector",
-        "list_batches",
-        json!({"limit": 2}),
-    )
-    .await;
+    let list = host
+        .connector_ok("spark_connector", "list_batches", json!({"limit": 2}))
+        .await;
     assert_eq!(list["total"], 3);
     let ids: Vec<&Value> = list["batches"]
         .as_array()
@@ -207,41 +177,33 @@ async fn livy_is_the_default_mode_and_every_operation_speaks_its_api() {
         .collect();
     assert_eq!(ids, [&json!(2), &json!(1)], "newest first");
 
-    let error = execute_err(
-        &host,
-        "spark_connector",
-        "batch_status",
-        json!({"batch_id": 99}),
-    )
-    .await;
+    let error = host
+        .connector_err("spark_connector", "batch_status", json!({"batch_id": 99}))
+        .await;
     assert_eq!(error.kind, ErrorKind::NotFound, "{error}");
     assert!(error.message.contains("Session '99' not found"), "{error}");
 
-    let error = execute_err(
-        &host,
-        "spark_connector",
-        "batch_status",
-        json!({"app_id": "x"}),
-    )
-    .await;
+    let error = host
+        .connector_err("spark_connector", "batch_status", json!({"app_id": "x"}))
+        .await;
     assert_eq!(error.kind, ErrorKind::InvalidInput, "{error}");
     assert!(error.message.contains("batch_id"), "{error}");
-    let error = execute_err(
-        &host,
-        "spark_connector",
-        "batch_status",
-        json!({"batch_id": "../x"}),
-    )
-    .await;
+    let error = host
+        .connector_err(
+            "spark_connector",
+            "batch_status",
+            json!({"batch_id": "../x"}),
+        )
+        .await;
     assert_eq!(error.kind, ErrorKind::InvalidInput, "{error}");
 
-    let session = execute(
-        &host,
-        "spark_connector",
-        "create_session",
-        json!({"name": "explore"}),
-    )
-    .await;
+    let session = host
+        .connector_ok(
+            "spark_connector",
+            "create_session",
+            json!({"name": "explore"}),
+        )
+        .await;
     assert_eq!(session["session_id"], 0);
     assert_eq!(
         seen.all().last().unwrap().json(),
@@ -249,13 +211,13 @@ async fn livy_is_the_default_mode_and_every_operation_speaks_its_api() {
                "conf": {"spark.eventLog.enabled": "true", "spark.executor.memory": "2g"}})
     );
 
-    let result = execute(
-        &host,
-        "spark_connector",
-        "run_statement",
-        json!({"session_id": 0, "code": "1 + 1"}),
-    )
-    .await;
+    let result = host
+        .connector_ok(
+            "spark_connector",
+            "run_statement",
+            json!({"session_id": 0, "code": "1 + 1"}),
+        )
+        .await;
     assert_eq!(result["done"], true);
     assert_eq!(result["succeeded"], true);
     assert_eq!(result["text"], "2");
@@ -263,13 +225,13 @@ async fn livy_is_the_default_mode_and_every_operation_speaks_its_api() {
 
     // A long statement: the call gives up within its wait and says how to check later.
     let started = Instant::now();
-    let result = execute(
-        &host,
-        "spark_connector",
-        "run_statement",
-        json!({"session_id": 0, "code": "spark.range(10**10).count()", "wait_ms": 800}),
-    )
-    .await;
+    let result = host
+        .connector_ok(
+            "spark_connector",
+            "run_statement",
+            json!({"session_id": 0, "code": "spark.range(10**10).count()", "wait_ms": 800}),
+        )
+        .await;
     let took = started.elapsed();
     assert!(
         took >= Duration::from_millis(700) && took < Duration::from_secs(4),
@@ -292,13 +254,13 @@ async fn livy_is_the_default_mode_and_every_operation_speaks_its_api() {
         "backoff, not a busy loop: {polls} polls"
     );
 
-    let status = execute(
-        &host,
-        "spark_connector",
-        "statement_status",
-        json!({"session_id": 0, "statement_id": 1}),
-    )
-    .await;
+    let status = host
+        .connector_ok(
+            "spark_connector",
+            "statement_status",
+            json!({"session_id": 0, "statement_id": 1}),
+        )
+        .await;
     assert_eq!(status["state"], "running");
     assert_eq!(status["progress"], 0.25);
 }
@@ -320,13 +282,9 @@ async fn livy_retries_an_unavailable_answer_after_retry_after() {
     let host = TestHost::start(&config, &[]).await.unwrap();
     host.load_builtin("spark_connector").await;
     let started = Instant::now();
-    let status = execute(
-        &host,
-        "spark_connector",
-        "batch_status",
-        json!({"batch_id": 7}),
-    )
-    .await;
+    let status = host
+        .connector_ok("spark_connector", "batch_status", json!({"batch_id": 7}))
+        .await;
     assert_eq!(status["state"], "running");
     assert!(
         started.elapsed() >= Duration::from_millis(950),
@@ -412,7 +370,9 @@ async fn a_yarn_instance_under_its_own_name_speaks_the_resource_manager_api() {
     assert!(health.message.contains("3.3.6"), "{}", health.message);
 
     let app = "application_1326821518301_0005";
-    let status = execute(&host, "spark_b", "batch_status", json!({"app_id": app})).await;
+    let status = host
+        .connector_ok("spark_b", "batch_status", json!({"app_id": app}))
+        .await;
     assert_eq!(status["state"], "RUNNING");
     assert_eq!(status["final_status"], "UNDEFINED");
     assert_eq!(status["application_type"], "SPARK");
@@ -421,72 +381,74 @@ async fn a_yarn_instance_under_its_own_name_speaks_the_resource_manager_api() {
         Some("k-123")
     );
 
-    let logs = execute(&host, "spark_b", "batch_logs", json!({"app_id": app})).await;
+    let logs = host
+        .connector_ok("spark_b", "batch_logs", json!({"app_id": app}))
+        .await;
     assert_eq!(logs["logs_available"], false);
     assert_eq!(
         logs["attempts"][0]["logs_link"],
         "http://host.domain.com:8042/node/containerlogs/container_1326821518301_0005_01_000001/user1"
     );
 
-    let killed = execute(&host, "spark_b", "kill_batch", json!({"app_id": app})).await;
+    let killed = host
+        .connector_ok("spark_b", "kill_batch", json!({"app_id": app}))
+        .await;
     assert_eq!(killed["killed"], true);
     let put = seen.all().last().cloned().unwrap();
     assert_eq!(put.method, "PUT");
     assert_eq!(put.json(), json!({"state": "KILLED"}));
 
-    let list = execute(
-        &host,
-        "spark_b",
-        "list_batches",
-        json!({"limit": 5, "state": "running"}),
-    )
-    .await;
+    let list = host
+        .connector_ok(
+            "spark_b",
+            "list_batches",
+            json!({"limit": 5, "state": "running"}),
+        )
+        .await;
     assert_eq!(list["count"], 1);
     assert_eq!(list["batches"][0]["name"], "Spark Pi");
 
-    let error = execute_err(
-        &host,
-        "spark_b",
-        "batch_status",
-        json!({"app_id": "application_0_0000"}),
-    )
-    .await;
+    let error = host
+        .connector_err(
+            "spark_b",
+            "batch_status",
+            json!({"app_id": "application_0_0000"}),
+        )
+        .await;
     assert_eq!(error.kind, ErrorKind::NotFound, "{error}");
 
     // Operations YARN's REST API cannot do name the modes that can.
     let count = seen.all().len();
-    let error = execute_err(
-        &host,
-        "spark_b",
-        "submit_batch",
-        json!({"file": "hdfs:///a.jar", "class_name": "A"}),
-    )
-    .await;
+    let error = host
+        .connector_err(
+            "spark_b",
+            "submit_batch",
+            json!({"file": "hdfs:///a.jar", "class_name": "A"}),
+        )
+        .await;
     assert_eq!(error.kind, ErrorKind::InvalidInput, "{error}");
     assert!(error.message.contains("livy and k8s"), "{error}");
-    let error = execute_err(
-        &host,
-        "spark_b",
-        "run_statement",
-        json!({"session_id": 0, "code": "1"}),
-    )
-    .await;
+    let error = host
+        .connector_err(
+            "spark_b",
+            "run_statement",
+            json!({"session_id": 0, "code": "1"}),
+        )
+        .await;
     assert_eq!(error.kind, ErrorKind::InvalidInput, "{error}");
     assert!(
         error.message.contains("mode `yarn`") && error.message.contains("livy"),
         "{error}"
     );
-    let error = execute_err(&host, "spark_b", "batch_status", json!({"batch_id": 3})).await;
+    let error = host
+        .connector_err("spark_b", "batch_status", json!({"batch_id": 3}))
+        .await;
     assert_eq!(error.kind, ErrorKind::InvalidInput, "{error}");
     assert!(error.message.contains("app_id"), "{error}");
     // The app id is one path segment, whatever it contains.
-    let error = execute_err(
-        &host,
-        "spark_b",
-        "batch_status",
-        json!({"app_id": "../../info"}),
-    )
-    .await;
+    let error = host
+        .connector_err("spark_b", "batch_status", json!({"app_id": "../../info"}))
+        .await;
     assert_eq!(error.kind, ErrorKind::NotFound, "{error}");
     assert_eq!(
         seen.all().last().unwrap().path,
@@ -574,8 +536,10 @@ async fn k8s_mode_submits_uniquely_named_spark_applications() {
 
     let submit = json!({"file": "local:///opt/spark/examples/src/main/python/pi.py",
                         "args": ["1000"], "name": "Pi ETL", "conf": {"spark.executor.memory": "4g"}});
-    let first = execute(&host, "spark_k8s", "submit_batch", submit.clone()).await;
-    let second = execute(&host, "spark_k8s", "submit_batch", submit).await;
+    let first = host
+        .connector_ok("spark_k8s", "submit_batch", submit.clone())
+        .await;
+    let second = host.connector_ok("spark_k8s", "submit_batch", submit).await;
     let (a, b) = (
         first["app_id"].as_str().unwrap(),
         second["app_id"].as_str().unwrap(),
@@ -620,47 +584,37 @@ async fn k8s_mode_submits_uniquely_named_spark_applications() {
         json!({"cores": 2, "instances": 4, "memory": "4g"})
     );
 
-    let status = execute(
-        &host,
-        "spark_k8s",
-        "batch_status",
-        json!({"app_id": "pi-etl-x1"}),
-    )
-    .await;
+    let status = host
+        .connector_ok("spark_k8s", "batch_status", json!({"app_id": "pi-etl-x1"}))
+        .await;
     assert_eq!(status["state"], "RUNNING");
     assert_eq!(status["driver_pod"], "pi-etl-x1-driver");
     assert_eq!(status["spark_application_id"], "spark-5a3c2b1d0e9f");
 
-    let logs = execute(
-        &host,
-        "spark_k8s",
-        "batch_logs",
-        json!({"app_id": "pi-etl-x1", "lines": 50}),
-    )
-    .await;
+    let logs = host
+        .connector_ok(
+            "spark_k8s",
+            "batch_logs",
+            json!({"app_id": "pi-etl-x1", "lines": 50}),
+        )
+        .await;
     assert_eq!(logs["pod"], "pi-etl-x1-driver");
     assert_eq!(logs["line_count"], 3);
     assert_eq!(logs["lines"][2], "Pi is roughly 3.1418");
 
-    let deleted = execute(
-        &host,
-        "spark_k8s",
-        "kill_batch",
-        json!({"app_id": "pi-etl-x1"}),
-    )
-    .await;
+    let deleted = host
+        .connector_ok("spark_k8s", "kill_batch", json!({"app_id": "pi-etl-x1"}))
+        .await;
     assert_eq!(deleted["deleted"], true);
     assert_eq!(seen.all().last().unwrap().method, "DELETE");
 
-    let error = execute_err(
-        &host,
-        "spark_k8s",
-        "batch_status",
-        json!({"app_id": "nope"}),
-    )
-    .await;
+    let error = host
+        .connector_err("spark_k8s", "batch_status", json!({"app_id": "nope"}))
+        .await;
     assert_eq!(error.kind, ErrorKind::NotFound, "{error}");
-    let error = execute_err(&host, "spark_k8s", "create_session", json!({})).await;
+    let error = host
+        .connector_err("spark_k8s", "create_session", json!({}))
+        .await;
     assert_eq!(error.kind, ErrorKind::InvalidInput, "{error}");
     assert!(
         error.message.contains("mode `k8s`") && error.message.contains("livy"),
@@ -814,7 +768,9 @@ async fn health_reports_each_failure_kind() {
         health.message
     );
     assert!(health.message.contains("livy"), "{}", health.message);
-    let error = execute_err(&host, "spark_connector", "list_batches", json!({})).await;
+    let error = host
+        .connector_err("spark_connector", "list_batches", json!({}))
+        .await;
     assert_eq!(error.kind, ErrorKind::InvalidInput, "{error}");
 
     // Nothing listening: unreachable.

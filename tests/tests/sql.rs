@@ -116,27 +116,15 @@ fn connector_yaml(name: &str, source: &str, write: bool) -> String {
     )
 }
 
-async fn call(
-    host: &TestHost,
-    connector: &str,
-    operation: &str,
-    params: Value,
-) -> Result<Value, databot::runtime::CallError> {
-    host.runtime
-        .execute_connector(connector, operation, &params.to_string())
-        .await
-        .map(|text| serde_json::from_str(&text).expect("connector results are JSON"))
-}
-
 async fn count_items(host: &TestHost, connector: &str, table: &str) -> Value {
-    let out = call(
-        host,
-        connector,
-        "query",
-        json!({"statement": format!("SELECT COUNT(*) AS n FROM {table}")}),
-    )
-    .await
-    .expect("count");
+    let out = host
+        .connector(
+            connector,
+            "query",
+            json!({"statement": format!("SELECT COUNT(*) AS n FROM {table}")}),
+        )
+        .await
+        .expect("count");
     out["rows"][0][0].clone()
 }
 
@@ -208,7 +196,7 @@ async fn reads_params_caps_timeouts_writes_and_the_bypass_corpus_on_three_databa
     let pg_items = format!("{}.items", fixture.pg_schema);
 
     // Reads, with values typed as JSON (exact decimals as strings, timestamps ISO 8601).
-    let out = call(host, "pg", "query", json!({"statement": format!("SELECT id, name, price, created, tags FROM {pg_items} ORDER BY id")}))
+    let out = host.connector("pg", "query", json!({"statement": format!("SELECT id, name, price, created, tags FROM {pg_items} ORDER BY id")}))
         .await
         .expect("pg read");
     assert_eq!(
@@ -221,26 +209,26 @@ async fn reads_params_caps_timeouts_writes_and_the_bypass_corpus_on_three_databa
     );
     assert_eq!(out["row_count"], 3);
     assert_eq!(out["truncated"], false);
-    let out = call(
-        host,
-        "my",
-        "query",
-        json!({"statement": "SELECT id, name, price, created FROM items ORDER BY id"}),
-    )
-    .await
-    .expect("mariadb read");
+    let out = host
+        .connector(
+            "my",
+            "query",
+            json!({"statement": "SELECT id, name, price, created FROM items ORDER BY id"}),
+        )
+        .await
+        .expect("mariadb read");
     assert_eq!(
         out["rows"][0],
         json!([1, "widget", "9.50", "2026-01-02T03:04:05"])
     );
-    let out = call(
-        host,
-        "lite",
-        "query",
-        json!({"statement": "SELECT id, name, price FROM items ORDER BY id"}),
-    )
-    .await
-    .expect("sqlite read");
+    let out = host
+        .connector(
+            "lite",
+            "query",
+            json!({"statement": "SELECT id, name, price FROM items ORDER BY id"}),
+        )
+        .await
+        .expect("sqlite read");
     assert_eq!(out["rows"][0], json!([1, "widget", 9.5]));
 
     // Parameters are bound, so quotes in values are data.
@@ -249,14 +237,14 @@ async fn reads_params_caps_timeouts_writes_and_the_bypass_corpus_on_three_databa
         ("my", "SELECT id FROM items WHERE name = ?".to_owned()),
         ("lite", "SELECT id FROM items WHERE name = ?".to_owned()),
     ] {
-        let out = call(
-            host,
-            connector,
-            "query",
-            json!({"statement": statement, "params": ["it's ok"]}),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{connector}: {e}"));
+        let out = host
+            .connector(
+                connector,
+                "query",
+                json!({"statement": statement, "params": ["it's ok"]}),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{connector}: {e}"));
         assert_eq!(out["rows"], json!([[2]]), "{connector}");
     }
 
@@ -315,7 +303,8 @@ async fn reads_params_caps_timeouts_writes_and_the_bypass_corpus_on_three_databa
         ("lite", "WITH x AS (SELECT 1) DELETE FROM items".into()),
     ];
     for (connector, statement) in &corpus {
-        let error = call(host, connector, "query", json!({"statement": statement}))
+        let error = host
+            .connector(connector, "query", json!({"statement": statement}))
             .await
             .expect_err(&format!("{connector} must refuse: {statement}"));
         assert_eq!(
@@ -339,14 +328,14 @@ async fn reads_params_caps_timeouts_writes_and_the_bypass_corpus_on_three_databa
         ("my_capped", "items"),
         ("lite_capped", "items"),
     ] {
-        let out = call(
-            host,
-            connector,
-            "query",
-            json!({"statement": format!("SELECT id FROM {table} ORDER BY id")}),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{connector}: {e}"));
+        let out = host
+            .connector(
+                connector,
+                "query",
+                json!({"statement": format!("SELECT id FROM {table} ORDER BY id")}),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{connector}: {e}"));
         assert_eq!(out["rows"], json!([[1], [2]]), "{connector}");
         assert_eq!(out["truncated"], true, "{connector}");
         assert!(
@@ -356,24 +345,24 @@ async fn reads_params_caps_timeouts_writes_and_the_bypass_corpus_on_three_databa
             "{out}"
         );
     }
-    let out = call(
-        host,
-        "pg",
-        "query",
-        json!({"statement": format!("SELECT id FROM {pg_items} ORDER BY id"), "max_rows": 1}),
-    )
-    .await
-    .expect("max_rows");
+    let out = host
+        .connector(
+            "pg",
+            "query",
+            json!({"statement": format!("SELECT id FROM {pg_items} ORDER BY id"), "max_rows": 1}),
+        )
+        .await
+        .expect("max_rows");
     assert_eq!(out["rows"], json!([[1]]));
     assert_eq!(out["truncated"], true);
-    let out = call(
-        host,
-        "my_capped",
-        "query",
-        json!({"statement": "SELECT name, REPEAT('x', 30) FROM items ORDER BY id"}),
-    )
-    .await
-    .expect("byte cap");
+    let out = host
+        .connector(
+            "my_capped",
+            "query",
+            json!({"statement": "SELECT name, REPEAT('x', 30) FROM items ORDER BY id"}),
+        )
+        .await
+        .expect("byte cap");
     assert_eq!(out["row_count"], 0);
     assert!(
         out["notice"]
@@ -396,7 +385,8 @@ async fn reads_params_caps_timeouts_writes_and_the_bypass_corpus_on_three_databa
         ),
     ] {
         let started = std::time::Instant::now();
-        let error = call(host, connector, "query", json!({"statement": statement}))
+        let error = host
+            .connector(connector, "query", json!({"statement": statement}))
             .await
             .expect_err(&format!("{connector} times out"));
         assert_eq!(error.kind, ErrorKind::Timeout, "{connector}: {error}");
@@ -410,29 +400,32 @@ async fn reads_params_caps_timeouts_writes_and_the_bypass_corpus_on_three_databa
     assert_eq!(count_items(host, "lite", "items").await, json!(3));
 
     // Database errors come back as invalid input with the database's words.
-    let error = call(
-        host,
-        "pg",
-        "query",
-        json!({"statement": "SELECT * FROM no_such_table"}),
-    )
-    .await
-    .expect_err("unknown table");
+    let error = host
+        .connector(
+            "pg",
+            "query",
+            json!({"statement": "SELECT * FROM no_such_table"}),
+        )
+        .await
+        .expect_err("unknown table");
     assert_eq!(error.kind, ErrorKind::InvalidInput, "{error}");
     assert!(error.message.contains("no_such_table"), "{error}");
 
     // Writes: only on a writable source, and only for a plugin granted writes on it.
     let insert = json!({"statement": format!("INSERT INTO {pg_items} (id, name) VALUES ($1, $2)"), "params": [10, "new"]});
-    let out = call(host, "pg_writer", "query", insert.clone())
+    let out = host
+        .connector("pg_writer", "query", insert.clone())
         .await
         .expect("granted write");
     assert_eq!(out["rows_affected"], 1);
-    let error = call(host, "pg_rw_no_grant", "query", insert.clone())
+    let error = host
+        .connector("pg_rw_no_grant", "query", insert.clone())
         .await
         .expect_err("no write grant");
     assert_eq!(error.kind, ErrorKind::Denied);
     assert!(error.message.contains("sql_write"), "{error}");
-    let error = call(host, "pg", "query", insert)
+    let error = host
+        .connector("pg", "query", insert)
         .await
         .expect_err("read-only source");
     assert!(error.message.contains("read-only"), "{error}");
@@ -450,7 +443,8 @@ async fn catalog_operations_and_schema_discovery_on_three_databases() {
         ("my", fixture.my_db.as_str()),
         ("lite", "main"),
     ] {
-        let tables = call(host, connector, "list_tables", json!({"schema": schema}))
+        let tables = host
+            .connector(connector, "list_tables", json!({"schema": schema}))
             .await
             .unwrap_or_else(|e| panic!("{connector}: {e}"));
         let names: Vec<&str> = tables["tables"]
@@ -461,14 +455,14 @@ async fn catalog_operations_and_schema_discovery_on_three_databases() {
             .collect();
         assert_eq!(names, ["items", "orders"], "{connector}: {tables}");
 
-        let described = call(
-            host,
-            connector,
-            "describe_table",
-            json!({"table": "orders", "schema": schema}),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{connector}: {e}"));
+        let described = host
+            .connector(
+                connector,
+                "describe_table",
+                json!({"table": "orders", "schema": schema}),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{connector}: {e}"));
         assert_eq!(
             described["primary_key"],
             json!(["id"]),
@@ -491,14 +485,10 @@ async fn catalog_operations_and_schema_discovery_on_three_databases() {
             "{connector}: {described}"
         );
 
-        let discovery = call(
-            host,
-            connector,
-            "discover_schema",
-            json!({"schema": schema}),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{connector}: {e}"));
+        let discovery = host
+            .connector(connector, "discover_schema", json!({"schema": schema}))
+            .await
+            .unwrap_or_else(|e| panic!("{connector}: {e}"));
         let text = discovery["text"].as_str().unwrap_or_default();
         assert!(text.contains("items(id"), "{connector}: {text}");
         assert!(
@@ -510,27 +500,28 @@ async fn catalog_operations_and_schema_discovery_on_three_databases() {
             assert!(text.contains("things we sell"), "{connector}: {text}");
         }
 
-        let error = call(
-            host,
-            connector,
-            "describe_table",
-            json!({"table": "nope\"; DROP TABLE items; --", "schema": schema}),
-        )
-        .await
-        .expect_err("unknown table");
+        let error = host
+            .connector(
+                connector,
+                "describe_table",
+                json!({"table": "nope\"; DROP TABLE items; --", "schema": schema}),
+            )
+            .await
+            .expect_err("unknown table");
         assert_eq!(error.kind, ErrorKind::NotFound, "{connector}: {error}");
 
-        let sample = call(
-            host,
-            connector,
-            "sample",
-            json!({"table": "items", "schema": schema, "limit": 2}),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{connector}: {e}"));
+        let sample = host
+            .connector(
+                connector,
+                "sample",
+                json!({"table": "items", "schema": schema, "limit": 2}),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{connector}: {e}"));
         assert_eq!(sample["row_count"], 2, "{connector}: {sample}");
     }
-    let databases = call(host, "my", "list_databases", json!({}))
+    let databases = host
+        .connector("my", "list_databases", json!({}))
         .await
         .expect("databases");
     assert!(
@@ -539,7 +530,8 @@ async fn catalog_operations_and_schema_discovery_on_three_databases() {
             .is_some_and(|d| d.contains(&json!(fixture.my_db))),
         "{databases}"
     );
-    let schemas = call(host, "pg", "list_schemas", json!({}))
+    let schemas = host
+        .connector("pg", "list_schemas", json!({}))
         .await
         .expect("schemas");
     assert!(
@@ -548,7 +540,8 @@ async fn catalog_operations_and_schema_discovery_on_three_databases() {
             .is_some_and(|s| s.contains(&json!(fixture.pg_schema))),
         "{schemas}"
     );
-    let info = call(host, "pg_writer", "info", json!({}))
+    let info = host
+        .connector("pg_writer", "info", json!({}))
         .await
         .expect("info");
     assert_eq!(
@@ -633,7 +626,7 @@ async fn an_unreachable_database_makes_the_connector_unhealthy_and_it_recovers()
     let health = host.runtime.connectors_health(Duration::ZERO).await;
     assert_eq!(health[0].status, "healthy", "{health:?}");
     assert!(
-        call(&host, "flaky", "query", json!({"statement": "SELECT 1"}))
+        host.connector("flaky", "query", json!({"statement": "SELECT 1"}))
             .await
             .is_ok()
     );
@@ -652,7 +645,8 @@ async fn an_unreachable_database_makes_the_connector_unhealthy_and_it_recovers()
     }
     assert_eq!(fresh[0].status, "unreachable", "{fresh:?}");
     assert!(fresh[0].message.contains("cannot be reached"), "{fresh:?}");
-    let error = call(&host, "flaky", "query", json!({"statement": "SELECT 1"}))
+    let error = host
+        .connector("flaky", "query", json!({"statement": "SELECT 1"}))
         .await
         .expect_err("the database is down");
     assert_eq!(error.kind, ErrorKind::Unavailable, "{error}");
@@ -664,13 +658,13 @@ async fn an_unreachable_database_makes_the_connector_unhealthy_and_it_recovers()
     proxy.set_up(true);
     let health = host.runtime.connectors_health(Duration::ZERO).await;
     assert_eq!(health[0].status, "healthy", "{health:?}");
-    let out = call(
-        &host,
-        "flaky",
-        "query",
-        json!({"statement": "SELECT 41 + 1 AS answer"}),
-    )
-    .await
-    .expect("recovered");
+    let out = host
+        .connector(
+            "flaky",
+            "query",
+            json!({"statement": "SELECT 41 + 1 AS answer"}),
+        )
+        .await
+        .expect("recovered");
     assert_eq!(out["rows"], json!([[42]]));
 }

@@ -5,8 +5,8 @@
 //! `DELETE nextUri`. Checks the requests the component sent (session headers, host-injected
 //! basic auth) and that the host's SQL policy refuses before any request is made.
 
+use databot::contract::HealthStatus;
 use databot::runtime::ErrorKind;
-use databot::runtime::bindings::HealthStatus;
 use databot_e2e::{ScriptedResponse, SeenRequest, TestHost, serve_scripted};
 use serde_json::{Value, json};
 
@@ -224,26 +224,6 @@ async fn lake(port: u16, extra: &str) -> TestHost {
         .expect("the host starts")
 }
 
-async fn execute(host: &TestHost, operation: &str, params: Value) -> Value {
-    let output = host
-        .runtime
-        .execute_connector("lake", operation, &params.to_string())
-        .await
-        .unwrap_or_else(|e| panic!("{operation} failed: {e}"));
-    serde_json::from_str(&output).expect("JSON output")
-}
-
-async fn execute_err(
-    host: &TestHost,
-    operation: &str,
-    params: Value,
-) -> databot::runtime::CallError {
-    host.runtime
-        .execute_connector("lake", operation, &params.to_string())
-        .await
-        .expect_err("the call fails")
-}
-
 fn trail(requests: &[SeenRequest]) -> Vec<(String, String)> {
     requests
         .iter()
@@ -276,7 +256,9 @@ async fn a_query_follows_next_uri_across_pages_with_session_headers_and_host_aut
     .await;
     let host = lake(port, "").await;
 
-    let out = execute(&host, "query", json!({"statement": statement})).await;
+    let out = host
+        .connector_ok("lake", "query", json!({"statement": statement}))
+        .await;
     assert_eq!(out["columns"], json!(["region", "orders"]));
     assert_eq!(out["column_types"], json!(["varchar", "bigint"]));
     assert_eq!(
@@ -330,7 +312,7 @@ async fn a_query_follows_next_uri_across_pages_with_session_headers_and_host_aut
         );
     }
 
-    let info = execute(&host, "info", json!({})).await;
+    let info = host.connector_ok("lake", "info", json!({})).await;
     assert_eq!(info["dialect"], "trino");
     assert_eq!(info["writable"], false);
     assert_eq!(
@@ -358,12 +340,13 @@ async fn bound_params_travel_as_a_prepared_statement_executed_with_literals() {
     .await;
     let host = lake(port, "").await;
 
-    let out = execute(
-        &host,
-        "query",
-        json!({"statement": statement, "params": [10, "it's"]}),
-    )
-    .await;
+    let out = host
+        .connector_ok(
+            "lake",
+            "query",
+            json!({"statement": statement, "params": [10, "it's"]}),
+        )
+        .await;
     assert_eq!(out["rows"], json!([[7, "it's"]]));
     let post = &posts(&seen.all())[0];
     assert_eq!(post.body, "EXECUTE databot_statement USING 10, 'it''s'");
@@ -379,9 +362,7 @@ async fn bound_params_travel_as_a_prepared_statement_executed_with_literals() {
     assert_eq!(prepared_statement(post).as_deref(), Some(statement));
 
     // Every JSON kind becomes a Trino literal; quotes inside are doubled, never spliced.
-    execute(
-        &host,
-        "query",
+    host.connector_ok("lake", "query",
         json!({"statement": "SELECT ?, ?, ?, ?, ?", "params": [true, null, 2.5, "ü'; DROP TABLE t --", {"k": "v'"}]}),
     )
     .await;
@@ -412,12 +393,13 @@ async fn the_row_cap_truncates_with_a_notice_and_cancels_the_query() {
     .await;
     let host = lake(port, "      max_rows: 2\n").await;
 
-    let out = execute(
-        &host,
-        "query",
-        json!({"statement": "SELECT id, kind FROM events"}),
-    )
-    .await;
+    let out = host
+        .connector_ok(
+            "lake",
+            "query",
+            json!({"statement": "SELECT id, kind FROM events"}),
+        )
+        .await;
     assert_eq!(out["rows"], json!([[1, "a"], [2, "b"]]));
     assert_eq!(out["row_count"], 2);
     assert_eq!(out["truncated"], true);
@@ -444,20 +426,22 @@ async fn the_row_cap_truncates_with_a_notice_and_cancels_the_query() {
     assert_eq!(cancel.header("x-trino-user"), Some("analyst"));
 
     // A caller cannot raise the operator's cap; it can lower it.
-    let out = execute(
-        &host,
-        "query",
-        json!({"statement": "SELECT id, kind FROM events", "max_rows": 100}),
-    )
-    .await;
+    let out = host
+        .connector_ok(
+            "lake",
+            "query",
+            json!({"statement": "SELECT id, kind FROM events", "max_rows": 100}),
+        )
+        .await;
     assert_eq!(out["row_count"], 2);
     assert_eq!(out["truncated"], true);
-    let out = execute(
-        &host,
-        "query",
-        json!({"statement": "SELECT id, kind FROM events", "max_rows": 1}),
-    )
-    .await;
+    let out = host
+        .connector_ok(
+            "lake",
+            "query",
+            json!({"statement": "SELECT id, kind FROM events", "max_rows": 1}),
+        )
+        .await;
     assert_eq!(out["rows"], json!([[1, "a"]]));
     assert_eq!(out["truncated"], true);
     let requests = seen.all();
@@ -501,7 +485,9 @@ async fn trino_errors_keep_their_message_and_map_to_error_kinds() {
     .await;
     let host = lake(port, "").await;
 
-    let error = execute_err(&host, "query", json!({"statement": "SELECT * FROM nope"})).await;
+    let error = host
+        .connector_err("lake", "query", json!({"statement": "SELECT * FROM nope"}))
+        .await;
     assert_eq!(error.kind, ErrorKind::InvalidInput, "{error}");
     assert!(
         error
@@ -511,16 +497,23 @@ async fn trino_errors_keep_their_message_and_map_to_error_kinds() {
     );
     assert!(error.message.contains("TABLE_NOT_FOUND"), "{error}");
 
-    let error = execute_err(
-        &host,
-        "query",
-        json!({"statement": "SELECT * FROM a CROSS JOIN b"}),
-    )
-    .await;
+    let error = host
+        .connector_err(
+            "lake",
+            "query",
+            json!({"statement": "SELECT * FROM a CROSS JOIN b"}),
+        )
+        .await;
     assert_eq!(error.kind, ErrorKind::Unavailable, "{error}");
     assert!(error.message.contains("memory limit"), "{error}");
 
-    let error = execute_err(&host, "query", json!({"statement": "SELECT * FROM locked"})).await;
+    let error = host
+        .connector_err(
+            "lake",
+            "query",
+            json!({"statement": "SELECT * FROM locked"}),
+        )
+        .await;
     assert_eq!(error.kind, ErrorKind::Denied, "{error}");
     assert!(error.message.contains("Unauthorized"), "{error}");
     assert!(error.message.contains("endpoints.trino.auth"), "{error}");
@@ -573,16 +566,19 @@ async fn the_host_sql_policy_refuses_before_any_request() {
         "GRANT SELECT ON t TO ROLE public",
         "REFRESH MATERIALIZED VIEW v",
     ] {
-        let error = execute_err(&host, "query", json!({"statement": statement})).await;
+        let error = host
+            .connector_err("lake", "query", json!({"statement": statement}))
+            .await;
         assert_eq!(error.kind, ErrorKind::Denied, "{statement}: {error}");
         assert!(error.message.contains("refused"), "{statement}: {error}");
     }
-    let error = execute_err(
-        &host,
-        "query",
-        json!({"statement": "DELETE FROM t WHERE id = ?", "params": [1]}),
-    )
-    .await;
+    let error = host
+        .connector_err(
+            "lake",
+            "query",
+            json!({"statement": "DELETE FROM t WHERE id = ?", "params": [1]}),
+        )
+        .await;
     assert_eq!(error.kind, ErrorKind::Denied, "{error}");
     assert!(
         error.message.contains("read-only"),
@@ -604,11 +600,9 @@ async fn writes_report_the_update_count_where_the_operator_allows_them() {
     .await;
     let host = lake(port, "      writable: true\n").await;
 
-    let info = execute(&host, "info", json!({})).await;
+    let info = host.connector_ok("lake", "info", json!({})).await;
     assert_eq!(info["writable"], true);
-    let out = execute(
-        &host,
-        "query",
+    let out = host.connector_ok("lake", "query",
         json!({"statement": "INSERT INTO orders (id, region) VALUES (?, ?)", "params": [41, "EMEA"]}),
     )
     .await;
@@ -616,7 +610,9 @@ async fn writes_report_the_update_count_where_the_operator_allows_them() {
     let post = &posts(&seen.all())[0];
     assert_eq!(post.body, "EXECUTE databot_statement USING 41, 'EMEA'");
     // Still one statement per call, and never DDL.
-    let error = execute_err(&host, "query", json!({"statement": "DROP TABLE orders"})).await;
+    let error = host
+        .connector_err("lake", "query", json!({"statement": "DROP TABLE orders"}))
+        .await;
     assert_eq!(error.kind, ErrorKind::Denied, "{error}");
     assert_eq!(seen.all().len(), 2, "{:?}", trail(&seen.all()));
 }
@@ -630,12 +626,13 @@ async fn the_presto_flavor_uses_presto_headers() {
     .await;
     let host = lake(port, "      trino_flavor: presto\n").await;
 
-    let out = execute(
-        &host,
-        "query",
-        json!({"statement": "SELECT id FROM orders WHERE id < ?", "params": [3]}),
-    )
-    .await;
+    let out = host
+        .connector_ok(
+            "lake",
+            "query",
+            json!({"statement": "SELECT id FROM orders WHERE id < ?", "params": [3]}),
+        )
+        .await;
     assert_eq!(out["rows"], json!([[1], [2]]));
     let requests = seen.all();
     assert_eq!(requests.len(), 4, "{:?}", trail(&requests));
@@ -663,7 +660,9 @@ async fn the_presto_flavor_uses_presto_headers() {
     // An unknown flavor is a configuration error, found before anything is sent.
     let (port, seen) = serve_scripted(coordinator(Vec::new())).await;
     let host = lake(port, "      trino_flavor: starburst\n").await;
-    let error = execute_err(&host, "query", json!({"statement": "SELECT 1"})).await;
+    let error = host
+        .connector_err("lake", "query", json!({"statement": "SELECT 1"}))
+        .await;
     assert_eq!(error.kind, ErrorKind::InvalidInput, "{error}");
     assert!(error.message.contains("trino_flavor"), "{error}");
     assert!(seen.all().is_empty());
@@ -693,12 +692,13 @@ async fn a_next_uri_on_another_host_is_refused() {
     let host = lake(port, "").await;
 
     for marker in ["elsewhere", "userinfo", "localhost"] {
-        let error = execute_err(
-            &host,
-            "query",
-            json!({"statement": format!("SELECT '{marker}'")}),
-        )
-        .await;
+        let error = host
+            .connector_err(
+                "lake",
+                "query",
+                json!({"statement": format!("SELECT '{marker}'")}),
+            )
+            .await;
         assert_eq!(error.kind, ErrorKind::Failed, "{marker}: {error}");
         assert!(
             error.message.contains("outside the configured endpoint"),
@@ -776,7 +776,7 @@ async fn catalog_operations_query_trino_metadata_with_bound_names() {
     .await;
     let host = lake(port, "").await;
 
-    let databases = execute(&host, "list_databases", json!({})).await;
+    let databases = host.connector_ok("lake", "list_databases", json!({})).await;
     assert_eq!(databases, json!(["hive", "system", "tpch"]));
     let post = &posts(&seen.all())[0];
     assert_eq!(
@@ -785,10 +785,12 @@ async fn catalog_operations_query_trino_metadata_with_bound_names() {
     );
     assert_eq!(post.header("x-trino-prepared-statement"), None);
 
-    let schemas = execute(&host, "list_schemas", json!({})).await;
+    let schemas = host.connector_ok("lake", "list_schemas", json!({})).await;
     assert_eq!(schemas, json!(["default", "sales"]));
 
-    let tables = execute(&host, "list_tables", json!({"schema": "sales"})).await;
+    let tables = host
+        .connector_ok("lake", "list_tables", json!({"schema": "sales"}))
+        .await;
     assert_eq!(
         tables,
         json!({"schema": "sales", "tables": [
@@ -805,7 +807,9 @@ async fn catalog_operations_query_trino_metadata_with_bound_names() {
     );
 
     let before = posts(&seen.all()).len();
-    let table = execute(&host, "describe_table", json!({"table": "orders"})).await;
+    let table = host
+        .connector_ok("lake", "describe_table", json!({"table": "orders"}))
+        .await;
     assert_eq!(
         table,
         json!({
@@ -836,20 +840,22 @@ async fn catalog_operations_query_trino_metadata_with_bound_names() {
         "{prepared}"
     );
 
-    let missing = execute_err(
-        &host,
-        "describe_table",
-        json!({"table": "nope", "schema": "sales"}),
-    )
-    .await;
+    let missing = host
+        .connector_err(
+            "lake",
+            "describe_table",
+            json!({"table": "nope", "schema": "sales"}),
+        )
+        .await;
     assert_eq!(missing.kind, ErrorKind::NotFound, "{missing}");
 
-    let sample = execute(
-        &host,
-        "sample",
-        json!({"table": "orders", "schema": "sales", "limit": 2}),
-    )
-    .await;
+    let sample = host
+        .connector_ok(
+            "lake",
+            "sample",
+            json!({"table": "orders", "schema": "sales", "limit": 2}),
+        )
+        .await;
     assert_eq!(
         sample["rows"],
         json!([[1, "EMEA", "10.50"], [2, "APAC", "3.00"]])
@@ -857,7 +863,9 @@ async fn catalog_operations_query_trino_metadata_with_bound_names() {
     let post = posts(&seen.all()).pop().expect("a POST");
     assert_eq!(post.body, "SELECT * FROM \"sales\".\"orders\" LIMIT 2");
 
-    let discovery = execute(&host, "discover_schema", json!({"schema": "sales"})).await;
+    let discovery = host
+        .connector_ok("lake", "discover_schema", json!({"schema": "sales"}))
+        .await;
     assert_eq!(discovery["dialect"], "trino");
     assert!(
         discovery["text"].as_str().is_some_and(|t| t.contains(
@@ -915,12 +923,13 @@ async fn an_answer_that_is_not_trino_is_an_error_not_an_empty_result() {
     .await;
     let host = lake(port, "").await;
     for marker in ["html", "json"] {
-        let error = execute_err(
-            &host,
-            "query",
-            json!({"statement": format!("SELECT '{marker}'")}),
-        )
-        .await;
+        let error = host
+            .connector_err(
+                "lake",
+                "query",
+                json!({"statement": format!("SELECT '{marker}'")}),
+            )
+            .await;
         assert_eq!(error.kind, ErrorKind::Failed, "{marker}: {error}");
         assert!(error.message.contains("not a Trino"), "{marker}: {error}");
     }
@@ -932,12 +941,13 @@ async fn an_answer_that_is_not_trino_is_an_error_not_an_empty_result() {
 async fn a_zero_row_cap_is_a_configuration_error_not_a_crash() {
     let (port, seen) = serve_scripted(coordinator(Vec::new())).await;
     let host = lake(port, "      max_rows: 0\n").await;
-    let error = execute_err(
-        &host,
-        "query",
-        json!({"statement": "SELECT 1", "max_rows": 5}),
-    )
-    .await;
+    let error = host
+        .connector_err(
+            "lake",
+            "query",
+            json!({"statement": "SELECT 1", "max_rows": 5}),
+        )
+        .await;
     assert_eq!(error.kind, ErrorKind::InvalidInput, "{error}");
     assert!(error.message.contains("max_rows"), "{error}");
     assert!(seen.all().is_empty());

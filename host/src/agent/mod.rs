@@ -513,11 +513,11 @@ impl Agent {
                 arguments: call.arguments.clone(),
             });
         }
-        let owner = self.runtime.tool_owner(&call.name);
-        let owner = match &owner {
-            Some((name, configured)) => ToolOwner::Plugin {
-                name,
-                configured: *configured,
+        let resolved = self.runtime.resolve_tool(&call.name);
+        let owner = match &resolved {
+            Some(resolved) => ToolOwner::Plugin {
+                name: resolved.plugin(),
+                configured: resolved.configured,
             },
             None => ToolOwner::Host,
         };
@@ -530,11 +530,13 @@ impl Agent {
             ))
         } else if call.name == memory_tool::NAME {
             memory_tool::run(&self.sessions, memory_scope, &call.arguments).await
-        } else {
+        } else if let Some(resolved) = &resolved {
             self.runtime
-                .call_tool(&call.name, &call.arguments.to_string())
+                .call_resolved(resolved, &call.name, &call.arguments)
                 .await
                 .map_err(|e| e.to_string())
+        } else {
+            Err(crate::runtime::no_such_tool(&call.name).to_string())
         };
         let ok = result.is_ok();
         let output = match result {

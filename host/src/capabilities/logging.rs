@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::runtime::bindings::databot::plugin::logging::{Host, Level};
+use crate::contract::databot::plugin::logging::{Host, Level};
 
 use super::StoreState;
 

@@ -4,7 +4,7 @@
 //! (`PluginGrants`) and the implementations of every `databot:plugin` import. The runtime
 //! creates one `StoreState` per call; nothing here outlives a call except `HostServices`.
 
-mod data_plane;
+mod connectors;
 mod egress;
 mod grants;
 pub mod host_memory;
@@ -18,6 +18,7 @@ pub mod provider_stream;
 mod shell;
 pub mod sql;
 mod state;
+mod vectors;
 
 use std::sync::Arc;
 
@@ -33,7 +34,7 @@ pub use logging::{LogBudget, LogRate};
 pub use open_files::bound_open_files;
 pub use state::StateStore;
 
-use crate::runtime::bindings::GuestError;
+use crate::contract::GuestError;
 
 /// Check the parts of a configuration the capabilities own and `config` cannot (it sits
 /// below them): the SQL policy's function additions and every shell allowlist. The runtime
@@ -73,7 +74,7 @@ pub struct HostServices {
     /// The host's data folder (default working folder of the `shell` capability).
     pub data_dir: std::path::PathBuf,
     /// The plugins' open `vectors` collections (closed with the runtime).
-    pub vectors: crate::rag::plugin_vectors::PluginCollections,
+    pub vectors: crate::vectors::plugin::PluginCollections,
     /// Lets `connectors.execute` call back into the runtime without a reference cycle.
     pub connector_router: parking_lot::RwLock<Option<Arc<dyn ConnectorRouter>>>,
     /// Outgoing connections all plugin calls may hold at once (`runtime.max_outgoing_connections`).
@@ -277,7 +278,28 @@ impl WasiHttpView for StoreState {
     }
 }
 
-impl crate::runtime::bindings::databot::plugin::types::Host for StoreState {}
+impl crate::contract::databot::plugin::types::Host for StoreState {}
+
+impl StoreState {
+    /// `Ok` when `name` is among the `granted` names of `capability` (`sql`, `kafka`,
+    /// `connectors`, `vectors`), else the denial naming the config line that grants it.
+    pub(crate) fn check_named_grant(
+        &self,
+        granted: &[String],
+        capability: &str,
+        name: &str,
+    ) -> Result<(), GuestError> {
+        if granted.iter().any(|g| g == name) {
+            return Ok(());
+        }
+        let plugin = &self.grants.plugin;
+        Err(denied(
+            plugin,
+            &format!("use {capability} `{name}`"),
+            &format!("plugins.{plugin}.permissions.{capability}: [\"{name}\"]"),
+        ))
+    }
+}
 
 /// The error a plugin gets for a capability it was not granted.
 pub(crate) fn denied(plugin: &str, what: &str, grant: &str) -> GuestError {

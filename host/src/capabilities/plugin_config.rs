@@ -1,6 +1,6 @@
 //! `config` capability: the plugin reads its own `plugins.NAME.config` values, nothing else.
 
-use crate::runtime::bindings::databot::plugin::config::Host;
+use crate::contract::databot::plugin::config::Host;
 
 use super::StoreState;
 

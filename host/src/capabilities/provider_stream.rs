@@ -69,6 +69,20 @@ impl StreamSender {
     }
 }
 
+impl crate::contract::databot::plugin::stream_sink::Host for super::StoreState {
+    async fn emit(&mut self, event: String) -> wasmtime::Result<()> {
+        let Some(sink) = &self.sink else {
+            return Ok(());
+        };
+        if let Err(error) = sink.send(event).await {
+            let message = error.to_string();
+            self.output_breach = Some(message.clone());
+            return Err(wasmtime::Error::msg(message));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

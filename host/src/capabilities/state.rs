@@ -19,8 +19,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::runtime::bindings::GuestError;
-use crate::runtime::bindings::databot::plugin::state::Host;
+use crate::contract::GuestError;
+use crate::contract::databot::plugin::state::Host;
 
 use super::{StoreState, denied};
 

@@ -55,9 +55,16 @@ impl DatabotMcp {
     /// Call a tool: the result as text (and as structured content when it is a JSON object),
     /// or a tool error with a readable message.
     pub async fn call(&self, name: &str, arguments: Option<&JsonObject>) -> CallToolResult {
-        let arguments =
-            arguments.map_or_else(|| "{}".to_owned(), |a| Value::from(a.clone()).to_string());
-        match self.runtime.call_tool(name, &arguments).await {
+        let arguments = Value::Object(arguments.cloned().unwrap_or_default());
+        let result = match self.runtime.resolve_tool(name) {
+            Some(resolved) => {
+                self.runtime
+                    .call_resolved(&resolved, name, &arguments)
+                    .await
+            }
+            None => Err(crate::runtime::no_such_tool(name)),
+        };
+        match result {
             Ok(text) => {
                 let structured = serde_json::from_str::<Value>(&text)
                     .ok()

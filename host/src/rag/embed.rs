@@ -6,6 +6,7 @@ use serde::Deserialize;
 use tracing::Instrument;
 
 use crate::runtime::{CallError, Runtime};
+use crate::vectors::normalise;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EmbedError {
@@ -170,15 +171,6 @@ fn parse_response(text: &str, expected: usize) -> Result<EmbedResponse, String> 
         normalise(vector);
     }
     Ok(response)
-}
-
-/// Scale to unit length; the zero vector (a text with no features) stays zero and so never
-/// matches anything.
-pub fn normalise(vector: &mut [f32]) {
-    let norm = vector.iter().map(|v| v * v).sum::<f32>().sqrt();
-    if norm > 0.0 {
-        vector.iter_mut().for_each(|v| *v /= norm);
-    }
 }
 
 #[cfg(test)]

@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::chunking::chunk_document;
-use super::store::Chunk;
 use super::{Rag, RagError};
-use crate::runtime::cache::sha256_hex;
+use crate::digest::sha256_hex;
+use crate::vectors::Chunk;
 
 /// File extensions read as documents (markdown ones get heading-aware chunking).
 const DOC_EXTENSIONS: &[&str] = &["md", "markdown", "mdx", "txt", "text", "rst", "adoc"];

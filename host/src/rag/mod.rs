@@ -1,19 +1,16 @@
 //! Retrieval-augmented generation: a knowledge base of database schemas, documents and past
 //! conversations that the agent searches before answering.
 //!
-//! Submodules: `store` (the vector store contract), `embedded` (the default in-process store
-//! persisted to one file), `qdrant` (a Qdrant server), `embed` (embeddings through a provider
-//! component's `embed`), `chunking` (documents into overlapping chunks), `ingest` (schemas,
-//! docs, conversations), `plugin_vectors` (the `vectors` capability's per-plugin
-//! collections). `Rag` ties them together for the agent, the CLI and `serve`.
+//! Submodules: `qdrant` (a Qdrant server; the embedded store and the store contract are in
+//! `crate::vectors`, shared with the plugins' `vectors` capability), `embed` (embeddings
+//! through a provider component's `embed`), `chunking` (documents into overlapping chunks),
+//! `ingest` (schemas, docs, conversations). `Rag` ties them together for the agent, the CLI and
+//! `serve`.
 
 pub mod chunking;
 pub mod embed;
-pub mod embedded;
 pub mod ingest;
-pub mod plugin_vectors;
 pub mod qdrant;
-pub mod store;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,10 +18,9 @@ use std::sync::Arc;
 use serde::Serialize;
 
 pub use self::embed::{EmbedError, Embedder};
-pub use self::embedded::EmbeddedStore;
 pub use self::ingest::{ConnectorReport, DocsReport, SchemaReport};
 pub use self::qdrant::QdrantStore;
-pub use self::store::{Chunk, Match, StoreError, StoreStats, VectorStore};
+pub use crate::vectors::{Chunk, EmbeddedStore, Match, StoreError, StoreStats, VectorStore};
 
 use crate::config::{RagConfig, RagStoreKind};
 use crate::runtime::Runtime;

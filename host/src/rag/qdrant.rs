@@ -15,8 +15,8 @@ use qdrant_client::qdrant::{
 };
 use tokio::sync::Mutex;
 
-use super::store::{Chunk, Entry, Match, StoreError, StoreStats, VectorStore};
 use crate::config::QdrantConfig;
+use crate::vectors::store::{Chunk, Entry, Match, StoreError, StoreStats, VectorStore};
 
 /// Points fetched per page when listing entries.
 const PAGE: u32 = 256;

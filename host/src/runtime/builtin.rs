@@ -8,6 +8,8 @@
 /// A plugin compiled into the binary.
 pub struct Builtin {
     pub name: &'static str,
+    /// Its crate in `plugins/` (a member of that workspace).
+    pub crate_name: &'static str,
     pub bytes: &'static [u8],
     /// Load even without a `plugins.NAME` section.
     pub on_by_default: bool,
@@ -17,6 +19,7 @@ macro_rules! builtin {
     ($name:literal, $file:literal, $on:expr) => {
         Builtin {
             name: $name,
+            crate_name: $file,
             bytes: include_bytes!(concat!(env!("OUT_DIR"), "/guests/", $file, ".wasm")),
             on_by_default: $on,
         }
@@ -52,4 +55,30 @@ pub fn builtin_bytes(name: &str) -> Option<&'static [u8]> {
         .iter()
         .find(|builtin| builtin.name == name)
         .map(|builtin| builtin.bytes)
+}
+
+#[cfg(test)]
+mod members {
+    /// Every crate of the plugins workspace is compiled into the binary once, and nothing
+    /// else is: the workspace's member list is the one list of first-party plugins.
+    #[test]
+    fn every_plugin_crate_is_built_in_exactly_once() {
+        let manifest =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/Cargo.toml");
+        let text = std::fs::read_to_string(manifest).expect("plugins/Cargo.toml");
+        let (_, rest) = text.split_once("members = [").expect("a member list");
+        let (list, _) = rest.split_once(']').expect("a member list");
+        let mut members: Vec<&str> = list
+            .split(',')
+            .map(|m| m.trim().trim_matches('"'))
+            .filter(|m| !m.is_empty())
+            .collect();
+        let mut built_in: Vec<&str> = super::BUILTIN_PLUGINS
+            .iter()
+            .map(|b| b.crate_name)
+            .collect();
+        members.sort_unstable();
+        built_in.sort_unstable();
+        assert_eq!(members, built_in);
+    }
 }

@@ -4,7 +4,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use super::bindings::GuestError;
+use crate::contract::GuestError;
 
 /// The category of a failed call; stable names for CLI, HTTP and MCP callers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 use serde::Serialize;
 
 use super::Runtime;
-use super::bindings::HealthStatus;
+use crate::contract::HealthStatus;
 
 /// How long one health answer is reused.
 pub const HEALTH_TTL: Duration = Duration::from_secs(30);

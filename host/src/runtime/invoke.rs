@@ -8,13 +8,13 @@ use std::time::{Duration, Instant};
 
 use wasmtime::Store;
 
-use super::bindings::{Health, OperationSpec};
 use super::error::{CallError, ErrorKind};
 use super::revision::{KindExports, Revision};
 use super::{PluginSlot, RuntimeInner};
 use crate::capabilities::host_memory::{MAX_HOST_OBJECTS, Refusal};
 use crate::capabilities::{BudgetBreach, CallLimits, LogBudget, LogRate, PluginGrants, StoreState};
 use crate::config::Budgets;
+use crate::contract::{Health, OperationSpec};
 use crate::telemetry::{CallIdentity, CallSpan};
 
 /// wasmtime's default hostcall fuel: the most one host call copies out of the guest.
@@ -378,7 +378,7 @@ async fn run_in_fresh_instance(
     Ok(outcome)
 }
 
-type GuestResult = wasmtime::Result<Result<Outcome, super::bindings::GuestError>>;
+type GuestResult = wasmtime::Result<Result<Outcome, crate::contract::GuestError>>;
 
 async fn guest_call(
     store: &mut Store<StoreState>,
@@ -441,7 +441,7 @@ async fn guest_call(
                 .await?
                 .map(Outcome::Json))
         }
-        _ => Ok(Err(super::bindings::GuestError::InvalidInput(format!(
+        _ => Ok(Err(crate::contract::GuestError::InvalidInput(format!(
             "plugin `{}` of kind `{}` does not offer this operation",
             revision.manifest.name,
             revision.manifest.kind.as_str()

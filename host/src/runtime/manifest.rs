@@ -3,8 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The contract this host speaks (`databot:plugin` WIT package version).
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub use crate::contract::CONTRACT_VERSION;
 pub const MANIFEST_SECTION: &str = "databot-manifest";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,9 +4,9 @@
 //! Submodules: `engine` (wasmtime setup, epochs), `manifest` (what a file claims to be),
 //! `cache` (precompiled artifacts), `revision` (one loaded version), `invoke` (one call),
 //! `breaker` (failure isolation), `hotload` (the folder watcher), `builtin` (plugins compiled
-//! into the binary), `status` (what `plugin list` shows).
+//! into the binary), `loading` (loading, checking and installing revisions), `status` (what
+//! `plugin list` shows).
 
-pub mod bindings;
 pub mod breaker;
 pub mod builtin;
 pub mod cache;
@@ -15,6 +15,7 @@ pub mod error;
 mod health;
 pub mod hotload;
 mod invoke;
+mod loading;
 pub mod manifest;
 pub mod revision;
 pub mod status;
@@ -22,9 +23,9 @@ pub mod status;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 
-use anyhow::{Context, anyhow};
+use anyhow::anyhow;
 use arc_swap::ArcSwap;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::{Semaphore, broadcast};
@@ -38,7 +39,7 @@ pub use self::manifest::{Manifest, PluginKind, read_manifest};
 pub use self::revision::{PluginSource, Revision};
 pub use self::status::{PluginStatus, ToolInfo};
 
-use self::cache::{CompileCache, sha256_hex};
+use self::cache::CompileCache;
 use self::engine::EpochTicker;
 use self::invoke::Operation;
 use crate::capabilities::{ConnectorRouter, HostServices, PluginGrants, StateStore, StoreState};
@@ -111,7 +112,7 @@ impl Runtime {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .and_then(|()| crate::capabilities::bound_request_setters(&mut linker))
             .map_err(|e| anyhow!("linking wasi:http: {e:#}"))?;
-        bindings::Host_::add_to_linker::<StoreState, wasmtime::component::HasSelf<StoreState>>(
+        crate::contract::Host_::add_to_linker::<StoreState, wasmtime::component::HasSelf<StoreState>>(
             &mut linker,
             |state| state,
         )
@@ -172,388 +173,6 @@ impl Runtime {
         self.inner.events.subscribe()
     }
 
-    /// Load everything the configuration names: built-in plugins, files named in
-    /// `plugins.NAME.path`, then every `.wasm` in the plugins folder, concurrently. Failures are
-    /// logged and shown in status; they do not stop the others.
-    pub async fn load_configured(&self) -> anyhow::Result<()> {
-        let config = self.inner.config.clone();
-        if config.runtime.builtin_plugins {
-            for builtin in builtin::BUILTIN_PLUGINS {
-                let configured = config.plugins.contains_key(builtin.name);
-                if !(builtin.on_by_default || configured) || !config.plugin(builtin.name).enabled {
-                    continue;
-                }
-                if let Err(error) = self
-                    .load_instance(builtin.bytes.to_vec(), PluginSource::Builtin, None)
-                    .await
-                {
-                    tracing::error!(
-                        plugin = builtin.name,
-                        "built-in plugin failed to load: {error:#}"
-                    );
-                }
-            }
-        }
-        for (instance, section) in &config.plugins {
-            let Some(component) = section.builtin.as_deref().filter(|_| section.enabled) else {
-                continue;
-            };
-            let Some(bytes) = builtin::builtin_bytes(component) else {
-                tracing::error!(
-                    plugin = %instance,
-                    "plugins.{instance}.builtin: there is no built-in plugin `{component}`"
-                );
-                continue;
-            };
-            if let Err(error) = self
-                .load_instance(bytes.to_vec(), PluginSource::Builtin, Some(instance))
-                .await
-            {
-                tracing::error!(plugin = %instance, "instance of built-in `{component}` failed to load: {error:#}");
-            }
-        }
-        let mut files: Vec<PathBuf> = config
-            .plugins
-            .values()
-            .filter(|p| p.enabled)
-            .filter_map(|p| p.path.as_deref().map(|path| config.resolve_path(path)))
-            .collect();
-        files.extend(self.plugin_files_in_folder()?);
-        let loads = files.into_iter().map(|path| {
-            let runtime = self.clone();
-            tokio::spawn(async move { runtime.load_file(&path).await })
-        });
-        for load in loads.collect::<Vec<_>>() {
-            // Errors were recorded by `load_file`; a panicked task is a bug worth surfacing.
-            if let Err(join_error) = load.await {
-                tracing::error!("plugin load task failed: {join_error}");
-            }
-        }
-        Ok(())
-    }
-
-    /// The watched plugins folder.
-    pub fn plugins_dir(&self) -> PathBuf {
-        self.inner
-            .config
-            .resolve_path(&self.inner.config.runtime.plugins_dir)
-    }
-
-    fn plugin_files_in_folder(&self) -> anyhow::Result<Vec<PathBuf>> {
-        let folder = self.plugins_dir();
-        let entries = match std::fs::read_dir(&folder) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e).with_context(|| format!("reading {}", folder.display())),
-        };
-        let mut files: Vec<PathBuf> = entries
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| is_plugin_file(p))
-            .collect();
-        files.sort();
-        Ok(files)
-    }
-
-    /// Load (or reload) a component file. On failure the previous revision keeps serving and
-    /// the reason is kept for `plugin list`.
-    pub async fn load_file(&self, path: &Path) -> anyhow::Result<Arc<Revision>> {
-        let result = match tokio::fs::read(path).await {
-            Ok(bytes) => {
-                self.load_bytes(bytes, PluginSource::File(path.to_owned()))
-                    .await
-            }
-            Err(e) => Err(anyhow!("cannot read: {e}")),
-        };
-        match &result {
-            Ok(_) => {
-                self.inner.rejected_files.lock().remove(path);
-            }
-            Err(error) => {
-                let reason = format!("{error:#}");
-                tracing::error!(path = %path.display(), "plugin refused: {reason}");
-                let owner = self.plugin_of_file(path);
-                match owner {
-                    Some(slot) => *slot.last_error.lock() = Some(reason.clone()),
-                    None => {
-                        self.inner
-                            .rejected_files
-                            .lock()
-                            .insert(path.to_owned(), reason.clone());
-                    }
-                }
-                let _ = self.inner.events.send(RuntimeEvent::Rejected {
-                    source: path.display().to_string(),
-                    reason,
-                });
-            }
-        }
-        result
-    }
-
-    fn plugin_of_file(&self, path: &Path) -> Option<Arc<PluginSlot>> {
-        self.inner
-            .plugins
-            .read()
-            .values()
-            .find(|slot| slot.current().source == PluginSource::File(path.to_owned()))
-            .cloned()
-    }
-
-    /// A file disappeared from the plugins folder: unload the plugin it provided.
-    pub fn unload_file(&self, path: &Path) {
-        self.inner.rejected_files.lock().remove(path);
-        if let Some(slot) = self.plugin_of_file(path) {
-            self.unload(&slot.name);
-        }
-    }
-
-    /// Unload a plugin by name. Calls in flight finish on the revision they hold.
-    pub fn unload(&self, name: &str) -> bool {
-        let removed = self.inner.plugins.write().remove(name);
-        if removed.is_some() {
-            self.inner.tools.write().retain(|_, plugin| plugin != name);
-            tracing::info!(plugin = name, "plugin unloaded");
-            let _ = self.inner.events.send(RuntimeEvent::Removed {
-                plugin: name.to_owned(),
-            });
-        }
-        removed.is_some()
-    }
-
-    /// Check, compile, link and describe a component, then swap it in.
-    pub async fn load_bytes(
-        &self,
-        bytes: Vec<u8>,
-        source: PluginSource,
-    ) -> anyhow::Result<Arc<Revision>> {
-        self.load_instance(bytes, source, None).await
-    }
-
-    /// As `load_bytes`, under the name `instance` instead of the manifest's when given.
-    pub async fn load_instance(
-        &self,
-        bytes: Vec<u8>,
-        source: PluginSource,
-        instance: Option<&str>,
-    ) -> anyhow::Result<Arc<Revision>> {
-        use tracing::field::Empty;
-        let span = tracing::info_span!(
-            "plugin.load",
-            databot.plugin.source = %source,
-            databot.plugin.name = Empty,
-            databot.plugin.kind = Empty,
-            databot.plugin.digest = Empty,
-            otel.status_code = Empty,
-            error.type = Empty,
-        );
-        let result = tracing::Instrument::instrument(
-            self.load_instance_untraced(bytes, source, instance),
-            span.clone(),
-        )
-        .await;
-        if result.is_err() {
-            crate::telemetry::spans::record_error(&span, "refused");
-        }
-        result
-    }
-
-    async fn load_instance_untraced(
-        &self,
-        bytes: Vec<u8>,
-        source: PluginSource,
-        instance: Option<&str>,
-    ) -> anyhow::Result<Arc<Revision>> {
-        let mut manifest = read_manifest(&bytes)?;
-        if let Some(instance) = instance {
-            crate::config::check_plugin_name(instance).map_err(anyhow::Error::msg)?;
-            manifest.name = instance.to_owned();
-        }
-        let name = manifest.name.clone();
-        let plugin_config = self.inner.config.plugin(&name);
-        if !plugin_config.enabled {
-            anyhow::bail!("plugin `{name}` is disabled in config (plugins.{name}.enabled: false)");
-        }
-        let digest = sha256_hex(&bytes);
-        let load_span = tracing::Span::current();
-        load_span.record("databot.plugin.name", name.as_str());
-        load_span.record("databot.plugin.kind", manifest.kind.as_str());
-        load_span.record("databot.plugin.digest", digest.as_str());
-        let mut replaces_builtin = false;
-        if let Some(slot) = self.inner.plugins.read().get(&name) {
-            let current = slot.current();
-            if current.digest == digest && current.source == source {
-                return Ok(current);
-            }
-            match (&current.source, &source) {
-                (PluginSource::File(old), PluginSource::File(new)) if old != new => {
-                    anyhow::bail!(
-                        "plugin `{name}` is already loaded from {}; remove one of the two files",
-                        old.display()
-                    );
-                }
-                (PluginSource::Builtin, PluginSource::File(new)) => {
-                    if !plugin_config.replace_builtin {
-                        anyhow::bail!(
-                            "{} is named `{name}`, the name of a built-in plugin; give it another name, or set `plugins.{name}.replace_builtin: true` to replace the built-in (the replacement runs without the section's secret headers and endpoint credentials)",
-                            new.display()
-                        );
-                    }
-                    replaces_builtin = true;
-                }
-                _ => {}
-            }
-        }
-        let inner = self.inner.clone();
-        let compile_digest = digest.clone();
-        let compile_span = tracing::info_span!(
-            "plugin.compile",
-            databot.plugin.name = %name,
-            databot.plugin.digest = %digest,
-            databot.compile.cache = tracing::field::Empty,
-            otel.status_code = tracing::field::Empty,
-            error.type = tracing::field::Empty,
-        );
-        let compiled = tracing::Instrument::instrument(
-            async {
-                let (component, compiled_from) = tokio::task::spawn_blocking(move || {
-                    inner.cache.load(&inner.engine, &compile_digest, &bytes)
-                })
-                .await
-                .context("compile task failed")?
-                .context("the component does not compile")?;
-                let pre = self.inner.linker.instantiate_pre(&component).map_err(|e| {
-                    anyhow!("the component needs imports this host does not provide: {e:#}")
-                })?;
-                anyhow::Ok((pre, compiled_from))
-            },
-            compile_span.clone(),
-        )
-        .await;
-        let (pre, compiled_from) = match compiled {
-            Ok(compiled) => compiled,
-            Err(error) => {
-                crate::telemetry::spans::record_error(&compile_span, "compile");
-                return Err(error);
-            }
-        };
-        compile_span.record(
-            "databot.compile.cache",
-            if compiled_from == cache::CompileSource::Cache {
-                "hit"
-            } else {
-                "miss"
-            },
-        );
-        let mut revision = Revision::new(manifest, digest, source, compiled_from, pre)?;
-        let mut grants = PluginGrants::from_config(&self.inner.config, &name)?;
-        if replaces_builtin {
-            grants.secrets.clear();
-            tracing::warn!(
-                plugin = %name,
-                "a component file replaces the built-in plugin of this name (plugins.{name}.replace_builtin); it runs without the section's secret headers and endpoint credentials"
-            );
-        }
-        let grants = Arc::new(grants);
-        let budgets = self.inner.config.budgets_for(&name);
-        let operations = match revision.manifest.kind {
-            PluginKind::Tool | PluginKind::Connector => tracing::Instrument::instrument(
-                invoke::describe(&self.inner, &revision, &grants, &budgets),
-                tracing::info_span!(
-                    "plugin.instantiate",
-                    databot.plugin.name = %name,
-                    databot.plugin.digest = %revision.digest,
-                    databot.plugin.operation = "describe",
-                ),
-            )
-            .await
-            .map_err(|e| anyhow!("describing its operations failed: {e}"))?,
-            PluginKind::Provider | PluginKind::Channel => Vec::new(),
-        };
-        revision.set_operations(operations)?;
-        self.install(revision, grants, budgets, replaces_builtin)
-    }
-
-    /// Make `revision` the plugin's current one. A plugin's slot (its grants, budgets,
-    /// breaker) is kept across revisions, except when a file replaces a built-in: the slot is
-    /// then made anew with the replacement's own grants.
-    fn install(
-        &self,
-        revision: Revision,
-        grants: Arc<PluginGrants>,
-        budgets: Budgets,
-        new_slot: bool,
-    ) -> anyhow::Result<Arc<Revision>> {
-        let name = revision.manifest.name.clone();
-        let revision = Arc::new(revision);
-        let mut plugins = self.inner.plugins.write();
-        let mut tools = self.inner.tools.write();
-        if revision.manifest.kind == PluginKind::Tool {
-            for operation in &revision.operations {
-                if let Some(owner) = tools.get(&operation.name)
-                    && *owner != name
-                {
-                    anyhow::bail!(
-                        "tool `{}` is already provided by plugin `{owner}`",
-                        operation.name
-                    );
-                }
-            }
-        }
-        tools.retain(|_, owner| *owner != name);
-        if revision.manifest.kind == PluginKind::Tool {
-            for operation in &revision.operations {
-                tools.insert(operation.name.clone(), name.clone());
-            }
-        }
-        match plugins.get(&name).filter(|_| !new_slot) {
-            Some(slot) => {
-                let _swap = tracing::info_span!(
-                    "plugin.swap",
-                    databot.plugin.name = %name,
-                    databot.plugin.digest.old = %slot.current().digest,
-                    databot.plugin.digest = %revision.digest,
-                )
-                .entered();
-                slot.current.store(revision.clone());
-                *slot.last_error.lock() = None;
-                slot.revisions.fetch_add(1, Ordering::Relaxed);
-            }
-            None => {
-                let slot = PluginSlot {
-                    name: name.clone(),
-                    span_name: Arc::<str>::from(name.as_str()).into(),
-                    current: ArcSwap::new(revision.clone()),
-                    concurrency: Arc::new(Semaphore::new(budgets.max_concurrency as usize)),
-                    log_rate: crate::capabilities::LogRate::new(budgets.max_log_bytes_per_minute),
-                    grants,
-                    budgets,
-                    breaker: CircuitBreaker::new(&self.inner.config.runtime.circuit_breaker),
-                    last_error: Mutex::new(None),
-                    revisions: AtomicU64::new(1),
-                    calls: AtomicU64::new(0),
-                    failures: AtomicU64::new(0),
-                };
-                plugins.insert(name.clone(), Arc::new(slot));
-            }
-        }
-        drop(tools);
-        drop(plugins);
-        tracing::info!(
-            plugin = %name,
-            version = %revision.manifest.version,
-            digest = %&revision.digest[..12],
-            source = %revision.source,
-            from_cache = revision.compiled_from == cache::CompileSource::Cache,
-            "plugin loaded"
-        );
-        let _ = self.inner.events.send(RuntimeEvent::Loaded {
-            plugin: name,
-            digest: revision.digest.clone(),
-        });
-        Ok(revision)
-    }
-
     pub fn plugin(&self, name: &str) -> Option<Arc<PluginSlot>> {
         self.inner.plugins.read().get(name).cloned()
     }
@@ -566,11 +185,17 @@ impl Runtime {
     /// The plugin providing `tool` and whether the operator configured it (a built-in, or a
     /// plugin with a `plugins.NAME` section), as opposed to a file that named itself.
     pub fn tool_owner(&self, tool: &str) -> Option<(String, bool)> {
+        self.resolve_tool(tool)
+            .map(|resolved| (resolved.plugin().to_owned(), resolved.configured))
+    }
+
+    /// `tool` resolved to the plugin slot that serves it, once: the caller can check who owns
+    /// it (`plugin`, `configured`) and then call it (`call_resolved`) without a second lookup.
+    pub fn resolve_tool(&self, tool: &str) -> Option<ResolvedTool> {
         let plugin = self.tool_plugin(tool)?;
-        let plugins = self.inner.plugins.read();
-        let slot = plugins.get(&plugin)?;
-        let configured = self.is_configured(slot, &slot.current());
-        Some((plugin, configured))
+        let slot = self.plugin(&plugin)?;
+        let configured = self.is_configured(&slot, &slot.current());
+        Some(ResolvedTool { slot, configured })
     }
 
     fn is_configured(&self, slot: &PluginSlot, revision: &Revision) -> bool {
@@ -607,28 +232,46 @@ impl Runtime {
 
     /// Call a tool by name with JSON arguments (validated against its schema first).
     pub async fn call_tool(&self, tool: &str, arguments: &str) -> Result<String, CallError> {
-        let plugin = self.inner.tools.read().get(tool).cloned().ok_or_else(|| {
-            CallError::new(
-                ErrorKind::NotFound,
-                format!("no loaded plugin provides a tool named `{tool}`"),
-            )
-        })?;
-        let slot = self.plugin(&plugin).ok_or_else(|| {
-            CallError::new(
-                ErrorKind::NotFound,
-                format!("plugin `{plugin}` was unloaded"),
-            )
-        })?;
-        let revision = slot.current();
+        let resolved = self.resolve_tool(tool).ok_or_else(|| no_such_tool(tool))?;
         let parsed = parse_arguments(tool, arguments)?;
-        revision
-            .validate_arguments(tool, &parsed)
-            .map_err(|m| CallError::new(ErrorKind::InvalidInput, m))?;
         // The text that was validated is what the guest gets (no re-serialisation).
-        let arguments = arguments.to_owned();
+        self.call_checked(&resolved, tool, &parsed, arguments).await
+    }
+
+    /// Call a resolved tool with arguments already parsed (the agent's and MCP's case): they
+    /// are checked as they are and serialised once for the guest.
+    pub async fn call_resolved(
+        &self,
+        resolved: &ResolvedTool,
+        tool: &str,
+        arguments: &serde_json::Value,
+    ) -> Result<String, CallError> {
+        if !arguments.is_object() {
+            return Err(CallError::new(
+                ErrorKind::InvalidInput,
+                format!("arguments of `{tool}` must be a JSON object, got {arguments}"),
+            ));
+        }
+        let text = arguments.to_string();
+        self.call_checked(resolved, tool, arguments, &text).await
+    }
+
+    /// Validate `parsed` against the tool's schema, then send `text` (its JSON) to the guest.
+    async fn call_checked(
+        &self,
+        resolved: &ResolvedTool,
+        tool: &str,
+        parsed: &serde_json::Value,
+        text: &str,
+    ) -> Result<String, CallError> {
+        let revision = resolved.slot.current();
+        revision
+            .validate_arguments(tool, parsed)
+            .map_err(|m| CallError::new(ErrorKind::InvalidInput, m))?;
+        let arguments = text.to_owned();
         invoke::call(
             &self.inner,
-            &slot,
+            &resolved.slot,
             revision,
             Operation::ToolCall {
                 tool,
@@ -709,7 +352,10 @@ impl Runtime {
     }
 
     /// Health of a connector plugin.
-    pub async fn connector_health(&self, connector: &str) -> Result<bindings::Health, CallError> {
+    pub async fn connector_health(
+        &self,
+        connector: &str,
+    ) -> Result<crate::contract::Health, CallError> {
         let slot = connector_slot(&self.inner, connector)?;
         let revision = slot.current();
         invoke::health(&self.inner, &slot, revision).await
@@ -733,6 +379,27 @@ impl Runtime {
         );
         out
     }
+}
+
+/// A tool and the slot of the plugin serving it (`Runtime::resolve_tool`).
+pub struct ResolvedTool {
+    slot: Arc<PluginSlot>,
+    /// A built-in or a plugin with a `plugins.NAME` section.
+    pub configured: bool,
+}
+
+impl ResolvedTool {
+    pub fn plugin(&self) -> &str {
+        &self.slot.name
+    }
+}
+
+/// The error of a call to a tool no loaded plugin provides.
+pub(crate) fn no_such_tool(tool: &str) -> CallError {
+    CallError::new(
+        ErrorKind::NotFound,
+        format!("no loaded plugin provides a tool named `{tool}`"),
+    )
 }
 
 fn parse_arguments(tool: &str, arguments: &str) -> Result<serde_json::Value, CallError> {
@@ -827,9 +494,9 @@ impl ConnectorRouter for RouterHandle {
         params: &str,
         depth: u8,
         trace: &opentelemetry::Context,
-    ) -> Result<String, bindings::GuestError> {
+    ) -> Result<String, crate::contract::GuestError> {
         let inner = self.0.upgrade().ok_or_else(|| {
-            bindings::GuestError::Unavailable("the runtime is shutting down".into())
+            crate::contract::GuestError::Unavailable("the runtime is shutting down".into())
         })?;
         execute_connector(&inner, connector, operation, params, depth, Some(trace))
             .await

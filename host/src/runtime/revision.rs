@@ -9,12 +9,12 @@ use anyhow::{Context, anyhow};
 use serde::Serialize;
 use wasmtime::component::InstancePre;
 
-use super::bindings::{
-    OperationSpec, channel_handler, connector_handler, provider_handler, tool_handler,
-};
 use super::cache::CompileSource;
 use super::manifest::{Manifest, PluginKind};
 use crate::capabilities::StoreState;
+use crate::contract::{
+    OperationSpec, channel_handler, connector_handler, provider_handler, tool_handler,
+};
 
 /// Where a revision's bytes came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -4,7 +4,6 @@
 //! result shapes: `list_catalogs`, `list_namespaces`, `list_tables`, `get_table_schema`,
 //! `get_table_metadata` and `search`.
 
-mod args;
 mod glue;
 mod iceberg;
 mod iceberg_schema;
@@ -18,11 +17,11 @@ use databot_sdk::http::health_from;
 use databot_sdk::prelude::*;
 use databot_sdk::{Health, HealthStatus};
 
-use crate::args::{pick_namespace, split_table};
 use crate::glue::Glue;
 use crate::iceberg::Iceberg;
 use crate::model::{Listing, TableRef};
 use crate::unity::Unity;
+use plugin_shared::catalog::{pick_namespace, split_table};
 
 databot_sdk::manifest! {
     name: "catalog_connector",
@@ -31,7 +30,7 @@ databot_sdk::manifest! {
     capabilities: ["http", "config", "logging", "state"],
 }
 
-catalog_args!();
+plugin_shared::catalog_args!();
 
 /// Default cap on the items of one listing (`config.max_items` overrides).
 const DEFAULT_MAX_ITEMS: usize = 1000;

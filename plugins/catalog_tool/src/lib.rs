@@ -1,12 +1,9 @@
 //! `catalog`: data-catalog tools for agents. Each tool `catalog_<op>` runs operation `<op>` of
 //! a catalog connector instance with the very argument structs the connector declares (the
-//! file is shared), so a tool can never ask for an operation the connector lacks (the
-//! original's `list_databases` / `get_schema` / `load_table` mismatch).
+//! file is shared), so a tool can never ask for an operation the connector lacks, nor name
+//! one differently from it.
 
-#[allow(dead_code)]
-#[path = "../../catalog_connector/src/args.rs"]
-mod args;
-mod resolve;
+use plugin_shared::{catalog as args, resolve};
 
 use databot_sdk::prelude::*;
 
@@ -17,7 +14,7 @@ databot_sdk::manifest! {
     capabilities: ["connectors", "config", "logging"],
 }
 
-catalog_args! {
+plugin_shared::catalog_args! {
     /// Catalog connector instance to use (default: the only one this tool is configured with).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connector: Option<String>,

@@ -4,7 +4,6 @@
 //! Kafka Connect on endpoint `connect`. Every endpoint gets the host's credentials and the
 //! SDK's retries. Pausing, resuming and restarting connectors are separate write operations.
 
-mod args;
 mod connect;
 mod native;
 mod registry;
@@ -23,7 +22,7 @@ databot_sdk::manifest! {
     capabilities: ["http", "config", "logging", "kafka"],
 }
 
-kafka_args!();
+plugin_shared::kafka_args!();
 
 const DEFAULT_PEEK: u32 = 10;
 

@@ -2,10 +2,7 @@
 //! connector instance with the argument structs the connector declares (the file is shared),
 //! so tool and connector cannot drift apart.
 
-#[path = "../../kafka_connector/src/args.rs"]
-mod args;
-#[path = "../../catalog_tool/src/resolve.rs"]
-mod resolve;
+use plugin_shared::resolve;
 
 use databot_sdk::prelude::*;
 
@@ -16,7 +13,7 @@ databot_sdk::manifest! {
     capabilities: ["connectors", "config", "logging"],
 }
 
-kafka_args! {
+plugin_shared::kafka_args! {
     /// Kafka connector instance to use (default: the only one this tool is configured with).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connector: Option<String>,

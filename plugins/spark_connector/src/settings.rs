@@ -1,5 +1,5 @@
 //! The connector's configuration with its defaults applied: a key the operator left out, or
-//! set to an empty string or null, takes the default (the original lost its defaults, B2).
+//! set to an empty string or null, takes the default.
 
 use databot_sdk::PluginError;
 use serde::de::DeserializeOwned;

@@ -15,8 +15,8 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::runtime::bindings::GuestError;
-use crate::runtime::bindings::databot::plugin::kafka;
+use crate::contract::GuestError;
+use crate::contract::databot::plugin::kafka;
 
 use super::StoreState;
 

@@ -17,8 +17,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::config::ShellGrant;
-use crate::runtime::bindings::GuestError;
-use crate::runtime::bindings::databot::plugin::shell;
+use crate::contract::GuestError;
+use crate::contract::databot::plugin::shell;
 
 use super::{StoreState, denied};
 use contain::{Containment, RunError};

@@ -20,8 +20,8 @@ pub use execute::{QueryOutcome, SqlError, run};
 pub use policy::SqlPolicy;
 pub use sources::{SourcePool, SqlSource, SqlSources};
 
-use crate::runtime::bindings::GuestError;
-use crate::runtime::bindings::databot::plugin::sql;
+use crate::contract::GuestError;
+use crate::contract::databot::plugin::sql;
 
 use super::StoreState;
 

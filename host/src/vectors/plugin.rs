@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 
 use super::embedded::EmbeddedStore;
 use super::store::{Chunk, VectorStore};
-use crate::runtime::bindings::GuestError;
+use crate::contract::GuestError;
 
 /// Longest vector a plugin may store.
 pub const MAX_DIM: usize = 4096;
@@ -188,7 +188,7 @@ fn checked_vector(mut vector: Vec<f32>) -> Result<Vec<f32>, GuestError> {
             "the vector holds NaN or infinity".into(),
         ));
     }
-    super::embed::normalise(&mut vector);
+    super::normalise(&mut vector);
     Ok(vector)
 }
 

@@ -1,5 +1,5 @@
 //! Arguments of the Kafka operations, shared word for word by the `kafka_connector` (which
-//! runs them) and the `kafka` tool (which includes this file and forwards them).
+//! runs them) and the `kafka` tool (which forwards them).
 //!
 //! `kafka_args!()` declares the structs; the tool passes extra fields (its `connector`).
 

@@ -1,6 +1,6 @@
 //! Arguments of the catalog operations, shared word for word by the `catalog_connector`
-//! (which runs them) and the `catalog` tool (which includes this file and forwards them), so a
-//! tool can never ask for an operation or an argument the connector does not have.
+//! (which runs them) and the `catalog` tool (which forwards them), so a tool can never ask
+//! for an operation or an argument the connector does not have.
 //!
 //! `catalog_args!()` declares the structs; the tool passes extra fields (its `connector`).
 

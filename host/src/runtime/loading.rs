@@ -1,0 +1,400 @@
+//! Loading plugins: from the configuration, a file, bytes or a built-in; each revision checked
+//! (manifest, name, contract, exports, its own description) before it is installed into its
+//! slot in one atomic swap, so calls in flight finish on the revision they started with.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::{Context, anyhow};
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
+use tokio::sync::Semaphore;
+
+use super::*;
+use crate::config::Budgets;
+use crate::digest::sha256_hex;
+
+impl Runtime {
+    /// Load everything the configuration names: built-in plugins, files named in
+    /// `plugins.NAME.path`, then every `.wasm` in the plugins folder, concurrently. Failures are
+    /// logged and shown in status; they do not stop the others.
+    pub async fn load_configured(&self) -> anyhow::Result<()> {
+        let config = self.inner.config.clone();
+        if config.runtime.builtin_plugins {
+            for builtin in builtin::BUILTIN_PLUGINS {
+                let configured = config.plugins.contains_key(builtin.name);
+                if !(builtin.on_by_default || configured) || !config.plugin(builtin.name).enabled {
+                    continue;
+                }
+                if let Err(error) = self
+                    .load_instance(builtin.bytes.to_vec(), PluginSource::Builtin, None)
+                    .await
+                {
+                    tracing::error!(
+                        plugin = builtin.name,
+                        "built-in plugin failed to load: {error:#}"
+                    );
+                }
+            }
+        }
+        for (instance, section) in &config.plugins {
+            let Some(component) = section.builtin.as_deref().filter(|_| section.enabled) else {
+                continue;
+            };
+            let Some(bytes) = builtin::builtin_bytes(component) else {
+                tracing::error!(
+                    plugin = %instance,
+                    "plugins.{instance}.builtin: there is no built-in plugin `{component}`"
+                );
+                continue;
+            };
+            if let Err(error) = self
+                .load_instance(bytes.to_vec(), PluginSource::Builtin, Some(instance))
+                .await
+            {
+                tracing::error!(plugin = %instance, "instance of built-in `{component}` failed to load: {error:#}");
+            }
+        }
+        let mut files: Vec<PathBuf> = config
+            .plugins
+            .values()
+            .filter(|p| p.enabled)
+            .filter_map(|p| p.path.as_deref().map(|path| config.resolve_path(path)))
+            .collect();
+        files.extend(self.plugin_files_in_folder()?);
+        let loads = files.into_iter().map(|path| {
+            let runtime = self.clone();
+            tokio::spawn(async move { runtime.load_file(&path).await })
+        });
+        for load in loads.collect::<Vec<_>>() {
+            // Errors were recorded by `load_file`; a panicked task is a bug worth surfacing.
+            if let Err(join_error) = load.await {
+                tracing::error!("plugin load task failed: {join_error}");
+            }
+        }
+        Ok(())
+    }
+
+    /// The watched plugins folder.
+    pub fn plugins_dir(&self) -> PathBuf {
+        self.inner
+            .config
+            .resolve_path(&self.inner.config.runtime.plugins_dir)
+    }
+
+    fn plugin_files_in_folder(&self) -> anyhow::Result<Vec<PathBuf>> {
+        let folder = self.plugins_dir();
+        let entries = match std::fs::read_dir(&folder) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", folder.display())),
+        };
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| is_plugin_file(p))
+            .collect();
+        files.sort();
+        Ok(files)
+    }
+
+    /// Load (or reload) a component file. On failure the previous revision keeps serving and
+    /// the reason is kept for `plugin list`.
+    pub async fn load_file(&self, path: &Path) -> anyhow::Result<Arc<Revision>> {
+        let result = match tokio::fs::read(path).await {
+            Ok(bytes) => {
+                self.load_bytes(bytes, PluginSource::File(path.to_owned()))
+                    .await
+            }
+            Err(e) => Err(anyhow!("cannot read: {e}")),
+        };
+        match &result {
+            Ok(_) => {
+                self.inner.rejected_files.lock().remove(path);
+            }
+            Err(error) => {
+                let reason = format!("{error:#}");
+                tracing::error!(path = %path.display(), "plugin refused: {reason}");
+                let owner = self.plugin_of_file(path);
+                match owner {
+                    Some(slot) => *slot.last_error.lock() = Some(reason.clone()),
+                    None => {
+                        self.inner
+                            .rejected_files
+                            .lock()
+                            .insert(path.to_owned(), reason.clone());
+                    }
+                }
+                let _ = self.inner.events.send(RuntimeEvent::Rejected {
+                    source: path.display().to_string(),
+                    reason,
+                });
+            }
+        }
+        result
+    }
+
+    fn plugin_of_file(&self, path: &Path) -> Option<Arc<PluginSlot>> {
+        self.inner
+            .plugins
+            .read()
+            .values()
+            .find(|slot| slot.current().source == PluginSource::File(path.to_owned()))
+            .cloned()
+    }
+
+    /// A file disappeared from the plugins folder: unload the plugin it provided.
+    pub fn unload_file(&self, path: &Path) {
+        self.inner.rejected_files.lock().remove(path);
+        if let Some(slot) = self.plugin_of_file(path) {
+            self.unload(&slot.name);
+        }
+    }
+
+    /// Unload a plugin by name. Calls in flight finish on the revision they hold.
+    pub fn unload(&self, name: &str) -> bool {
+        let removed = self.inner.plugins.write().remove(name);
+        if removed.is_some() {
+            self.inner.tools.write().retain(|_, plugin| plugin != name);
+            tracing::info!(plugin = name, "plugin unloaded");
+            let _ = self.inner.events.send(RuntimeEvent::Removed {
+                plugin: name.to_owned(),
+            });
+        }
+        removed.is_some()
+    }
+
+    /// Check, compile, link and describe a component, then swap it in.
+    pub async fn load_bytes(
+        &self,
+        bytes: Vec<u8>,
+        source: PluginSource,
+    ) -> anyhow::Result<Arc<Revision>> {
+        self.load_instance(bytes, source, None).await
+    }
+
+    /// As `load_bytes`, under the name `instance` instead of the manifest's when given.
+    pub async fn load_instance(
+        &self,
+        bytes: Vec<u8>,
+        source: PluginSource,
+        instance: Option<&str>,
+    ) -> anyhow::Result<Arc<Revision>> {
+        use tracing::field::Empty;
+        let span = tracing::info_span!(
+            "plugin.load",
+            databot.plugin.source = %source,
+            databot.plugin.name = Empty,
+            databot.plugin.kind = Empty,
+            databot.plugin.digest = Empty,
+            otel.status_code = Empty,
+            error.type = Empty,
+        );
+        let result = tracing::Instrument::instrument(
+            self.load_instance_untraced(bytes, source, instance),
+            span.clone(),
+        )
+        .await;
+        if result.is_err() {
+            crate::telemetry::spans::record_error(&span, "refused");
+        }
+        result
+    }
+
+    async fn load_instance_untraced(
+        &self,
+        bytes: Vec<u8>,
+        source: PluginSource,
+        instance: Option<&str>,
+    ) -> anyhow::Result<Arc<Revision>> {
+        let mut manifest = read_manifest(&bytes)?;
+        if let Some(instance) = instance {
+            crate::config::check_plugin_name(instance).map_err(anyhow::Error::msg)?;
+            manifest.name = instance.to_owned();
+        }
+        let name = manifest.name.clone();
+        let plugin_config = self.inner.config.plugin(&name);
+        if !plugin_config.enabled {
+            anyhow::bail!("plugin `{name}` is disabled in config (plugins.{name}.enabled: false)");
+        }
+        let digest = sha256_hex(&bytes);
+        let load_span = tracing::Span::current();
+        load_span.record("databot.plugin.name", name.as_str());
+        load_span.record("databot.plugin.kind", manifest.kind.as_str());
+        load_span.record("databot.plugin.digest", digest.as_str());
+        let mut replaces_builtin = false;
+        if let Some(slot) = self.inner.plugins.read().get(&name) {
+            let current = slot.current();
+            if current.digest == digest && current.source == source {
+                return Ok(current);
+            }
+            match (&current.source, &source) {
+                (PluginSource::File(old), PluginSource::File(new)) if old != new => {
+                    anyhow::bail!(
+                        "plugin `{name}` is already loaded from {}; remove one of the two files",
+                        old.display()
+                    );
+                }
+                (PluginSource::Builtin, PluginSource::File(new)) => {
+                    if !plugin_config.replace_builtin {
+                        anyhow::bail!(
+                            "{} is named `{name}`, the name of a built-in plugin; give it another name, or set `plugins.{name}.replace_builtin: true` to replace the built-in (the replacement runs without the section's secret headers and endpoint credentials)",
+                            new.display()
+                        );
+                    }
+                    replaces_builtin = true;
+                }
+                _ => {}
+            }
+        }
+        let inner = self.inner.clone();
+        let compile_digest = digest.clone();
+        let compile_span = tracing::info_span!(
+            "plugin.compile",
+            databot.plugin.name = %name,
+            databot.plugin.digest = %digest,
+            databot.compile.cache = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+        );
+        let compiled = tracing::Instrument::instrument(
+            async {
+                let (component, compiled_from) = tokio::task::spawn_blocking(move || {
+                    inner.cache.load(&inner.engine, &compile_digest, &bytes)
+                })
+                .await
+                .context("compile task failed")?
+                .context("the component does not compile")?;
+                let pre = self.inner.linker.instantiate_pre(&component).map_err(|e| {
+                    anyhow!("the component needs imports this host does not provide: {e:#}")
+                })?;
+                anyhow::Ok((pre, compiled_from))
+            },
+            compile_span.clone(),
+        )
+        .await;
+        let (pre, compiled_from) = match compiled {
+            Ok(compiled) => compiled,
+            Err(error) => {
+                crate::telemetry::spans::record_error(&compile_span, "compile");
+                return Err(error);
+            }
+        };
+        compile_span.record(
+            "databot.compile.cache",
+            if compiled_from == cache::CompileSource::Cache {
+                "hit"
+            } else {
+                "miss"
+            },
+        );
+        let mut revision = Revision::new(manifest, digest, source, compiled_from, pre)?;
+        let mut grants = PluginGrants::from_config(&self.inner.config, &name)?;
+        if replaces_builtin {
+            grants.secrets.clear();
+            tracing::warn!(
+                plugin = %name,
+                "a component file replaces the built-in plugin of this name (plugins.{name}.replace_builtin); it runs without the section's secret headers and endpoint credentials"
+            );
+        }
+        let grants = Arc::new(grants);
+        let budgets = self.inner.config.budgets_for(&name);
+        let operations = match revision.manifest.kind {
+            PluginKind::Tool | PluginKind::Connector => tracing::Instrument::instrument(
+                invoke::describe(&self.inner, &revision, &grants, &budgets),
+                tracing::info_span!(
+                    "plugin.instantiate",
+                    databot.plugin.name = %name,
+                    databot.plugin.digest = %revision.digest,
+                    databot.plugin.operation = "describe",
+                ),
+            )
+            .await
+            .map_err(|e| anyhow!("describing its operations failed: {e}"))?,
+            PluginKind::Provider | PluginKind::Channel => Vec::new(),
+        };
+        revision.set_operations(operations)?;
+        self.install(revision, grants, budgets, replaces_builtin)
+    }
+
+    /// Make `revision` the plugin's current one. A plugin's slot (its grants, budgets,
+    /// breaker) is kept across revisions, except when a file replaces a built-in: the slot is
+    /// then made anew with the replacement's own grants.
+    fn install(
+        &self,
+        revision: Revision,
+        grants: Arc<PluginGrants>,
+        budgets: Budgets,
+        new_slot: bool,
+    ) -> anyhow::Result<Arc<Revision>> {
+        let name = revision.manifest.name.clone();
+        let revision = Arc::new(revision);
+        let mut plugins = self.inner.plugins.write();
+        let mut tools = self.inner.tools.write();
+        if revision.manifest.kind == PluginKind::Tool {
+            for operation in &revision.operations {
+                if let Some(owner) = tools.get(&operation.name)
+                    && *owner != name
+                {
+                    anyhow::bail!(
+                        "tool `{}` is already provided by plugin `{owner}`",
+                        operation.name
+                    );
+                }
+            }
+        }
+        tools.retain(|_, owner| *owner != name);
+        if revision.manifest.kind == PluginKind::Tool {
+            for operation in &revision.operations {
+                tools.insert(operation.name.clone(), name.clone());
+            }
+        }
+        match plugins.get(&name).filter(|_| !new_slot) {
+            Some(slot) => {
+                let _swap = tracing::info_span!(
+                    "plugin.swap",
+                    databot.plugin.name = %name,
+                    databot.plugin.digest.old = %slot.current().digest,
+                    databot.plugin.digest = %revision.digest,
+                )
+                .entered();
+                slot.current.store(revision.clone());
+                *slot.last_error.lock() = None;
+                slot.revisions.fetch_add(1, Ordering::Relaxed);
+            }
+            None => {
+                let slot = PluginSlot {
+                    name: name.clone(),
+                    span_name: Arc::<str>::from(name.as_str()).into(),
+                    current: ArcSwap::new(revision.clone()),
+                    concurrency: Arc::new(Semaphore::new(budgets.max_concurrency as usize)),
+                    log_rate: crate::capabilities::LogRate::new(budgets.max_log_bytes_per_minute),
+                    grants,
+                    budgets,
+                    breaker: CircuitBreaker::new(&self.inner.config.runtime.circuit_breaker),
+                    last_error: Mutex::new(None),
+                    revisions: AtomicU64::new(1),
+                    calls: AtomicU64::new(0),
+                    failures: AtomicU64::new(0),
+                };
+                plugins.insert(name.clone(), Arc::new(slot));
+            }
+        }
+        drop(tools);
+        drop(plugins);
+        tracing::info!(
+            plugin = %name,
+            version = %revision.manifest.version,
+            digest = %&revision.digest[..12],
+            source = %revision.source,
+            from_cache = revision.compiled_from == cache::CompileSource::Cache,
+            "plugin loaded"
+        );
+        let _ = self.inner.events.send(RuntimeEvent::Loaded {
+            plugin: name,
+            digest: revision.digest.clone(),
+        });
+        Ok(revision)
+    }
+}
