@@ -6,9 +6,11 @@
 //! table slot is charged `HOST_OBJECT_BYTES`, the most one object can hold under the bounds
 //! `StoreState::new` sets (a header map at most `MAX_HEADER_BYTES` of content, an outgoing
 //! body two chunks); each open outgoing connection is charged `CONNECTION_BYTES` (its read
-//! buffer, TLS state and the body chunk in flight). What this guarantees, at every moment:
+//! buffer, TLS state and the body chunk in flight); what the host holds for the call's whole
+//! life (a provider's stream queue) is charged from the start. What this guarantees, at every
+//! moment:
 //!
-//! `linear memory + table slots × HOST_OBJECT_BYTES + open connections × CONNECTION_BYTES ≤ memory_mb`
+//! `linear memory + held + table slots × HOST_OBJECT_BYTES + open connections × CONNECTION_BYTES ≤ memory_mb`
 //!
 //! The table's capacity enforces it for objects. A slot once used stays usable (the table
 //! reuses freed slots without asking), so slots are charged as granted, never given back
@@ -47,6 +49,8 @@ pub struct CallMemory {
     pub(crate) linear_peak: usize,
     /// Table slots granted (the table's capacity): charged whether used or not.
     slots: usize,
+    /// Host memory held for the whole call (`hold`).
+    held: usize,
     /// Host calls left before the live objects must be counted again.
     calls_before_count: usize,
     /// The most objects one host call may create.
@@ -68,12 +72,13 @@ pub struct Refusal {
     pub linear: usize,
     pub objects: usize,
     pub connections: usize,
+    pub held: usize,
 }
 
 impl Refusal {
     /// The host-held part in bytes (objects and connections at their charge).
     pub fn host_bytes(&self) -> usize {
-        self.objects * HOST_OBJECT_BYTES + self.connections * CONNECTION_BYTES
+        self.held + self.objects * HOST_OBJECT_BYTES + self.connections * CONNECTION_BYTES
     }
 }
 
@@ -94,6 +99,7 @@ impl CallMemory {
             linear: 0,
             linear_peak: 0,
             slots,
+            held: 0,
             // Counted on the first host call.
             calls_before_count: 0,
             per_host_call,
@@ -116,13 +122,19 @@ impl CallMemory {
 
     /// Bytes charged besides `linear`.
     fn host_bytes(&self) -> usize {
-        self.slots * HOST_OBJECT_BYTES + self.open_connections() * CONNECTION_BYTES
+        self.held + self.slots * HOST_OBJECT_BYTES + self.open_connections() * CONNECTION_BYTES
+    }
+
+    /// Charge `bytes` the host holds for the whole call (set before the instance starts).
+    pub fn hold(&mut self, bytes: usize) {
+        self.held += bytes;
+        self.publish();
     }
 
     /// Publish what the egress policy needs to charge a new connection.
     fn publish(&self) {
         self.connections.reserved.store(
-            self.linear + self.slots * HOST_OBJECT_BYTES,
+            self.linear + self.held + self.slots * HOST_OBJECT_BYTES,
             Ordering::Release,
         );
     }
@@ -155,6 +167,7 @@ impl CallMemory {
             let room = self
                 .budget
                 .saturating_sub(self.linear)
+                .saturating_sub(self.held)
                 .saturating_sub(self.open_connections() * CONNECTION_BYTES);
             let granted = wanted.min(room / HOST_OBJECT_BYTES);
             if granted > self.slots {
@@ -176,6 +189,7 @@ impl CallMemory {
             linear: self.linear,
             objects: self.slots,
             connections: self.open_connections(),
+            held: self.held,
         }
     }
 }
@@ -384,6 +398,17 @@ mod tests {
             }
         }
         assert!(memory.objects_refused.is_none());
+    }
+
+    #[test]
+    fn what_the_host_holds_for_the_whole_call_leaves_less_for_the_rest() {
+        let (mut memory, mut table) = call(8 * MIB, 16);
+        memory.hold(2 * MIB);
+        assert!(!memory.memory_growing(0, 7 * MIB));
+        assert!(memory.memory_growing(0, 5 * MIB));
+        fill(&mut memory, &mut table, 1000);
+        assert!(charged(&memory) <= 8 * MIB, "{}", charged(&memory));
+        assert_eq!(memory.refusal().held, 2 * MIB);
     }
 
     #[test]

@@ -237,7 +237,10 @@ impl StoreState {
         self.egress.denials()
     }
 
+    /// Stream the call's events into `sink`; what its queue may hold is charged to the call's
+    /// memory budget from the start.
     pub fn set_sink(&mut self, sink: provider_stream::StreamSender) {
+        self.memory.hold(provider_stream::HELD_BYTES);
         self.sink = Some(sink);
     }
 

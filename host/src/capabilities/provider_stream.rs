@@ -14,6 +14,8 @@ pub const MAX_EVENT_BYTES: usize = 256 * 1024;
 /// Bytes of events queued for the listener at most (a small constant, the same for every
 /// call, independent of the call's memory budget).
 pub const QUEUE_BYTES: usize = 1024 * 1024;
+/// What a streaming call makes the host hold at most: the queue and the event being queued.
+pub const HELD_BYTES: usize = QUEUE_BYTES + MAX_EVENT_BYTES;
 /// What each queued event is counted as beyond its text (so empty events are bounded too).
 const EVENT_OVERHEAD: usize = 64;
 
