@@ -158,12 +158,13 @@ async fn streaming_latency() {
         .unwrap();
     let body = r#"{"content": "stream please", "chat_id": "sse"}"#;
     let request = format!(
-        "POST /api/v1/stream HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        "POST /api/v1/stream HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
     );
     socket.write_all(request.as_bytes()).await.unwrap();
     let mut arrived = Vec::new();
     let mut pending = String::new();
+    let mut head = String::new();
     let mut buffer = vec![0u8; 65536];
     loop {
         let read = socket.read(&mut buffer).await.unwrap();
@@ -171,6 +172,9 @@ async fn streaming_latency() {
             break;
         }
         let now = Instant::now();
+        if head.len() < 512 {
+            head.push_str(&String::from_utf8_lossy(&buffer[..read]));
+        }
         pending.push_str(&String::from_utf8_lossy(&buffer[..read]));
         while let Some(at) = pending.find("event: delta") {
             arrived.push(now);
@@ -178,6 +182,10 @@ async fn streaming_latency() {
         }
     }
     let sent = sent.lock().unwrap().clone();
+    assert!(
+        !arrived.is_empty(),
+        "no delta event arrived; the gateway answered: {head}"
+    );
     assert_eq!(arrived.len(), sent.len(), "every chunk became an event");
     let mut added: Vec<Duration> = sent
         .iter()

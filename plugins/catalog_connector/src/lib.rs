@@ -2,8 +2,10 @@
 //! `driver`: `iceberg_rest` (the default), `glue` (AWS Glue, SigV4-signed in the plugin) and
 //! `unity` (Unity Catalog REST 2.1). Every driver answers the same operations with the same
 //! result shapes: `list_catalogs`, `list_namespaces`, `list_tables`, `get_table_schema`,
-//! `get_table_metadata` and `search`.
+//! `get_table_metadata` and `search`. The operations talk to the `driver::Catalog` trait, which
+//! each driver implements.
 
+mod driver;
 mod glue;
 mod iceberg;
 mod iceberg_schema;
@@ -17,10 +19,8 @@ use databot_sdk::http::health_from;
 use databot_sdk::prelude::*;
 use databot_sdk::{Health, HealthStatus};
 
-use crate::glue::Glue;
-use crate::iceberg::Iceberg;
+use crate::driver::{Page, connect, driver_name};
 use crate::model::{Listing, TableRef};
-use crate::unity::Unity;
 use plugin_shared::catalog::{pick_namespace, split_table};
 
 databot_sdk::manifest! {
@@ -40,33 +40,6 @@ const DEFAULT_SEARCH_LIMIT: usize = 50;
 /// (`config.search_max_namespaces` overrides).
 const DEFAULT_SEARCH_NAMESPACES: usize = 20;
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Driver {
-    Iceberg,
-    Glue,
-    Unity,
-}
-
-fn driver() -> Result<Driver, PluginError> {
-    let name = databot_sdk::config_value::<String>("driver")?;
-    match name.as_deref().unwrap_or("iceberg_rest") {
-        "iceberg_rest" | "iceberg" => Ok(Driver::Iceberg),
-        "glue" => Ok(Driver::Glue),
-        "unity" => Ok(Driver::Unity),
-        other => Err(PluginError::InvalidInput(format!(
-            "config `driver: {other}` is not a catalog driver; use `iceberg_rest` (default), `glue` or `unity`"
-        ))),
-    }
-}
-
-fn driver_name(driver: Driver) -> &'static str {
-    match driver {
-        Driver::Iceberg => iceberg::DRIVER,
-        Driver::Glue => glue::DRIVER,
-        Driver::Unity => unity::DRIVER,
-    }
-}
-
 fn max_items(limit: Option<u32>) -> Result<usize, PluginError> {
     let cap = databot_sdk::config_value::<usize>("max_items")?.unwrap_or(DEFAULT_MAX_ITEMS);
     Ok(limit.map_or(cap, |l| (l as usize).min(cap)).max(1))
@@ -77,13 +50,13 @@ fn invalid(message: String) -> PluginError {
 }
 
 fn listing<T: Serialize>(
-    driver: Driver,
+    driver: &'static str,
     catalog: Option<String>,
     namespace: Option<String>,
-    (items, truncated): (Vec<T>, bool),
+    (items, truncated): Page<T>,
 ) -> Listing<T> {
     Listing {
-        driver: driver_name(driver),
+        driver,
         catalog,
         namespace,
         count: items.len(),
@@ -107,78 +80,44 @@ databot_sdk::connector! {
     /// List the catalogs: Unity catalogs, Glue catalogs (GetCatalogs), or for Iceberg REST the
     /// one catalog this endpoint serves (its warehouse, path prefix and merged properties).
     fn list_catalogs(args: ListCatalogsArgs) -> Result<Value, PluginError> {
-        let driver = driver()?;
         let limit = max_items(args.limit)?;
-        let result = match driver {
-            Driver::Iceberg => {
-                let catalog = Iceberg::connect(None)?.catalog();
-                listing(driver, None, None, (vec![catalog], false))
-            }
-            Driver::Glue => listing(driver, None, None, Glue::connect(None)?.list_catalogs(limit)?),
-            Driver::Unity => listing(driver, None, None, Unity::connect(None)?.list_catalogs(limit)?),
-        };
-        Ok(json!(result))
+        let client = connect(None)?;
+        let found = client.list_catalogs(limit)?;
+        Ok(json!(listing(client.driver(), None, None, found)))
     }
 
     /// List namespaces (Iceberg namespaces, Glue databases, Unity schemas). `parent` lists
     /// the children of a nested Iceberg namespace.
     fn list_namespaces(args: ListNamespacesArgs) -> Result<Value, PluginError> {
-        let driver = driver()?;
         let limit = max_items(args.limit)?;
-        let catalog = args.catalog_name.as_deref();
         let parent = args.parent.as_deref().map(str::trim).filter(|p| !p.is_empty());
-        if parent.is_some() && driver != Driver::Iceberg {
+        let driver = driver_name()?;
+        if parent.is_some() && !driver::nests_namespaces(driver) {
             return Err(invalid(format!(
-                "`parent` is for nested Iceberg namespaces; the {} driver has a flat list",
-                driver_name(driver)
+                "`parent` is for nested Iceberg namespaces; the {driver} driver has a flat list"
             )));
         }
-        let result = match driver {
-            Driver::Iceberg => {
-                let client = Iceberg::connect(catalog)?;
-                let found = client.list_namespaces(parent, limit)?;
-                listing(driver, client.warehouse.clone(), parent.map(str::to_owned), found)
-            }
-            Driver::Glue => {
-                let client = Glue::connect(catalog)?;
-                let found = client.list_namespaces(limit)?;
-                listing(driver, client.catalog_id.clone(), None, found)
-            }
-            Driver::Unity => {
-                let client = Unity::connect(catalog)?;
-                let found = client.list_namespaces(limit)?;
-                listing(driver, Some(client.catalog()?.to_owned()), None, found)
-            }
-        };
+        let client = connect(args.catalog_name.as_deref())?;
+        let found = client.list_namespaces(parent, limit)?;
+        let result = listing(
+            client.driver(),
+            client.catalog_name()?,
+            parent.map(str::to_owned),
+            found,
+        );
         Ok(json!(result))
     }
 
     /// List the tables of a namespace (`namespace`, or its alias `database`), following
     /// every page the catalog hands out up to `limit`.
     fn list_tables(args: ListTablesArgs) -> Result<Value, PluginError> {
-        let driver = driver()?;
         let limit = max_items(args.limit)?;
         let namespace = pick_namespace(args.namespace.as_deref(), args.database.as_deref())
             .map_err(invalid)?
             .ok_or_else(|| invalid("`list_tables` needs `namespace` (or `database`): which namespace to list".into()))?;
-        let catalog = args.catalog_name.as_deref();
-        let result = match driver {
-            Driver::Iceberg => {
-                let client = Iceberg::connect(catalog)?;
-                let found = client.list_tables(&namespace, limit)?;
-                listing(driver, client.warehouse.clone(), Some(namespace), found)
-            }
-            Driver::Glue => {
-                let client = Glue::connect(catalog)?;
-                let found = client.list_tables(&namespace, limit)?;
-                listing(driver, client.catalog_id.clone(), Some(namespace), found)
-            }
-            Driver::Unity => {
-                let client = Unity::connect(catalog)?;
-                let found = client.list_tables(&namespace, limit)?;
-                listing(driver, Some(client.catalog()?.to_owned()), Some(namespace), found)
-            }
-        };
+        let client = connect(args.catalog_name.as_deref())?;
+        let found = client.list_tables(&namespace, limit)?;
+        let result = listing(client.driver(), client.catalog_name()?, Some(namespace), found);
         Ok(json!(result))
     }
 
@@ -186,12 +125,7 @@ databot_sdk::connector! {
     /// Iceberg, its current schema id and partition fields (format v1 and v2 metadata).
     fn get_table_schema(args: TableArgs) -> Result<Value, PluginError> {
         let (namespace, table) = table_of(&args)?;
-        let catalog = args.catalog_name.as_deref();
-        let schema = match driver()? {
-            Driver::Iceberg => Iceberg::connect(catalog)?.table_schema(&namespace, &table)?,
-            Driver::Glue => Glue::connect(catalog)?.table_schema(&namespace, &table)?,
-            Driver::Unity => Unity::connect(catalog)?.table_schema(&namespace, &table)?,
-        };
+        let schema = connect(args.catalog_name.as_deref())?.table_schema(&namespace, &table)?;
         Ok(json!(schema))
     }
 
@@ -199,60 +133,42 @@ databot_sdk::connector! {
     /// current snapshot, with the catalog's own record under `metadata`.
     fn get_table_metadata(args: TableArgs) -> Result<Value, PluginError> {
         let (namespace, table) = table_of(&args)?;
-        let catalog = args.catalog_name.as_deref();
-        match driver()? {
-            Driver::Iceberg => Iceberg::connect(catalog)?.table_metadata(&namespace, &table),
-            Driver::Glue => Glue::connect(catalog)?.table_metadata(&namespace, &table),
-            Driver::Unity => Unity::connect(catalog)?.table_metadata(&namespace, &table),
-        }
+        connect(args.catalog_name.as_deref())?.table_metadata(&namespace, &table)
     }
 
     /// Find tables whose name contains `query`. Glue uses its SearchTables API; Iceberg and
     /// Unity list the tables of at most `search_max_namespaces` namespaces (default 20) and
     /// say so in `namespaces_scanned` / `complete`.
     fn search(args: SearchArgs) -> Result<Value, PluginError> {
-        let driver = driver()?;
+        driver_name()?;
         let query = args.query.trim().to_owned();
         if query.is_empty() {
             return Err(invalid("`query` is empty: give part of a table name".into()));
         }
         let limit = args.limit.map_or(DEFAULT_SEARCH_LIMIT, |l| l as usize).max(1);
-        let catalog = args.catalog_name.as_deref();
         let budget = databot_sdk::config_value::<usize>("search_max_namespaces")?
             .unwrap_or(DEFAULT_SEARCH_NAMESPACES)
             .max(1);
         let per_namespace = max_items(None)?;
-        match driver {
-            Driver::Glue => {
-                let (matches, truncated) = Glue::connect(catalog)?.search(&query, limit)?;
-                Ok(json!({
-                    "driver": glue::DRIVER, "query": query, "count": matches.len(),
-                    "truncated": truncated, "complete": true, "matches": matches,
-                }))
-            }
-            Driver::Iceberg => {
-                let client = Iceberg::connect(catalog)?;
-                let (found, more) = client.list_namespaces(None, budget)?;
-                let names = found.into_iter().map(|n| n.name).collect();
-                fan_out(driver, &query, limit, names, !more, |ns| {
-                    client.list_tables(ns, per_namespace).map(|(t, _)| t)
-                })
-            }
-            Driver::Unity => {
-                let client = Unity::connect(catalog)?;
-                let (found, more) = client.list_namespaces(budget)?;
-                let names = found.into_iter().map(|n| n.name).collect();
-                fan_out(driver, &query, limit, names, !more, |ns| {
-                    client.list_tables(ns, per_namespace).map(|(t, _)| t)
-                })
-            }
+        let client = connect(args.catalog_name.as_deref())?;
+        if let Some(found) = client.search(&query, limit) {
+            let (matches, truncated) = found?;
+            return Ok(json!({
+                "driver": client.driver(), "query": query, "count": matches.len(),
+                "truncated": truncated, "complete": true, "matches": matches,
+            }));
         }
+        let (found, more) = client.list_namespaces(None, budget)?;
+        let names = found.into_iter().map(|n| n.name).collect();
+        fan_out(client.driver(), &query, limit, names, !more, |ns| {
+            client.list_tables(ns, per_namespace).map(|(t, _)| t)
+        })
     }
 }
 
 /// Search by listing the tables of each namespace in turn (bounded by the caller).
 fn fan_out(
-    driver: Driver,
+    driver: &'static str,
     query: &str,
     limit: usize,
     namespaces: Vec<String>,
@@ -277,7 +193,7 @@ fn fan_out(
     matches.truncate(limit);
     let complete = listed_all && scanned == namespaces.len() && !truncated;
     Ok(json!({
-        "driver": driver_name(driver),
+        "driver": driver,
         "query": query,
         "count": matches.len(),
         "truncated": truncated,
@@ -300,34 +216,8 @@ fn not_configured(error: PluginError) -> Health {
 }
 
 fn check_health() -> Health {
-    let driver = match driver() {
-        Ok(driver) => driver,
-        Err(error) => return not_configured(error),
-    };
-    match driver {
-        Driver::Iceberg => match Iceberg::connect(None) {
-            Ok(client) => Health {
-                status: HealthStatus::Healthy,
-                message: format!(
-                    "Iceberg REST catalog answered /v1/config (paths under {})",
-                    client.catalog()["root"]
-                ),
-            },
-            Err(error) => not_configured(error),
-        },
-        Driver::Glue => match Glue::connect(None) {
-            Ok(client) => health_from(
-                client.call("GetDatabases", &json!({"MaxResults": 1})),
-                &format!("AWS Glue in {} answered GetDatabases", client.region()),
-            ),
-            Err(error) => not_configured(error),
-        },
-        Driver::Unity => match Unity::connect(None) {
-            Ok(client) => health_from(
-                client.list_catalogs(1),
-                "Unity Catalog answered GET /catalogs",
-            ),
-            Err(error) => not_configured(error),
-        },
+    match driver_name().and_then(|_| connect(None)) {
+        Ok(client) => client.health(),
+        Err(error) => not_configured(error),
     }
 }
