@@ -185,6 +185,9 @@ where
     stop.store(true, Ordering::Relaxed);
     let mut during = beside.await.expect("the neighbour loop");
     let _ = sampler.join();
+    // What stays open once the attack's call is over (its connections must have closed).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let fds_after = open_descriptors();
     during.sort_unstable();
     let report = json!({
         "outcome": outcome,
@@ -193,6 +196,7 @@ where
         "rss_growth_kib": peak_rss.saturating_sub(rss_before),
         "fds_before": fds_before,
         "fds_growth": peak_fds.load(Ordering::Relaxed).saturating_sub(fds_before),
+        "fds_after_growth": fds_after.saturating_sub(fds_before),
         "neighbour_alone_p50_us": percentile(&alone, 500),
         "neighbour_calls": during.len(),
         "neighbour_p50_us": percentile(&during, 500),

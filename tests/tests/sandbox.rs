@@ -762,6 +762,13 @@ fn one_call_holds_at_most_its_connections() {
         "{fds} descriptors opened: {}",
         contained.report
     );
+    // After the call its ends of the connections are closed; the silent server keeps its own.
+    let after = contained.report["fds_after_growth"].as_u64().unwrap();
+    assert!(
+        after <= 24 + 4,
+        "{after} descriptors still open: {}",
+        contained.report
+    );
 }
 
 #[test]

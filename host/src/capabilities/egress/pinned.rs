@@ -139,14 +139,27 @@ pub(super) async fn send(
         }
         .boxed_unsync()
     });
+    // wasi-http keeps this task alive with the response body and drops it with the body (or
+    // the call's store): the connection, its descriptor and its hold go with it, so no
+    // connection outlives the call that opened it, whatever the peer does.
+    let mut driver = AbortOnDrop(driver);
     let task: ConnectionTask = Box::new(async move {
-        match driver.await {
+        match (&mut driver.0).await {
             Ok(result) => result.map_err(HttpError::from),
             // The connection task was cancelled with the runtime; nothing to report.
             Err(_) => Ok(()),
         }
     });
     Ok((response, task))
+}
+
+/// A spawned connection task, aborted when this is dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// A response body that fails with `ConnectionReadTimeout` when no bytes arrive for `idle`.
