@@ -39,10 +39,8 @@ async fn host() -> TestHost {
 }
 
 async fn hostile(host: &TestHost, tool: &str, args: &str) -> databot::runtime::CallError {
-    match host.runtime.call_tool(tool, args).await {
-        Ok(value) => panic!("{tool} should have failed, returned {value}"),
-        Err(error) => error,
-    }
+    host.tool_err(tool, serde_json::from_str(args).expect("JSON arguments"))
+        .await
 }
 
 /// Runs `tool` (three times at once) while echo answers concurrently; echo must never fail.

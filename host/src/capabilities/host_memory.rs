@@ -55,8 +55,6 @@ pub struct CallMemory {
     calls_before_count: usize,
     /// The most objects one host call may create.
     per_host_call: usize,
-    /// Grant the next step when fewer slots than this may be free (two host calls' worth).
-    low_water: usize,
     /// Connections open now; shared with the egress policy, which opens and closes them.
     connections: Arc<OpenConnections>,
     /// Set when a step of slots was refused (by the budget, or at `MAX_HOST_OBJECTS`): a
@@ -103,7 +101,6 @@ impl CallMemory {
             // Counted on the first host call.
             calls_before_count: 0,
             per_host_call,
-            low_water: 2 * per_host_call,
             connections,
             objects_refused: None,
             refused_growth: None,
@@ -162,7 +159,8 @@ impl CallMemory {
         }
         let live = table.iter_mut().count();
         let mut free = self.slots.saturating_sub(live);
-        if free < self.low_water {
+        let low_water = self.low_water();
+        if free < low_water {
             let wanted = (self.slots * 2).clamp(FIRST_SLOTS, MAX_HOST_OBJECTS);
             let room = self
                 .budget
@@ -180,7 +178,12 @@ impl CallMemory {
             }
         }
         // Count again before the free slots could drop under the low-water mark.
-        self.calls_before_count = free.saturating_sub(self.low_water) / self.per_host_call;
+        self.calls_before_count = free.saturating_sub(low_water) / self.per_host_call;
+    }
+
+    /// Grant the next step when fewer slots than this may be free: two host calls' worth.
+    fn low_water(&self) -> usize {
+        2 * self.per_host_call
     }
 
     /// What was held when the budget refused, for a trap that followed.

@@ -182,13 +182,6 @@ impl Runtime {
         self.inner.tools.read().get(tool).cloned()
     }
 
-    /// The plugin providing `tool` and whether the operator configured it (a built-in, or a
-    /// plugin with a `plugins.NAME` section), as opposed to a file that named itself.
-    pub fn tool_owner(&self, tool: &str) -> Option<(String, bool)> {
-        self.resolve_tool(tool)
-            .map(|resolved| (resolved.plugin().to_owned(), resolved.configured))
-    }
-
     /// `tool` resolved to the plugin slot that serves it, once: the caller can check who owns
     /// it (`plugin`, `configured`) and then call it (`call_resolved`) without a second lookup.
     pub fn resolve_tool(&self, tool: &str) -> Option<ResolvedTool> {
