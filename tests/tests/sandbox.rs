@@ -400,6 +400,22 @@ async fn a_header_map_past_its_limit_ends_the_call_with_the_limit() {
     );
 }
 
+/// The allowlist is checked before a connection is counted: a burst of requests the policy
+/// refuses never reaches the call's connection limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_the_policy_refuses_take_no_connection() {
+    let host = host().await;
+    let answer = host
+        .runtime
+        .call_tool(
+            "many_connections",
+            r#"{"target": "http://not-granted.invalid/x", "amount": 100}"#,
+        )
+        .await
+        .expect("refused requests are the guest's to handle");
+    assert_eq!(answer, "\"100 sent, 100 refused\"");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_call_holds_at_most_its_open_files() {
     let host = host().await;

@@ -92,6 +92,33 @@ impl EgressPolicy {
         self.breach.clone()
     }
 
+    /// Count one more connection against the call and the host. A refusal is recorded (the
+    /// call's breach, or a denial for the host's shared limit) and reaches the guest as
+    /// `connection-limit-reached`.
+    fn admit_connection(&mut self) -> Result<ConnectionHold, HttpError> {
+        let refused = match self.hold_connection() {
+            Ok(hold) => return Ok(hold),
+            Err(refused) => refused,
+        };
+        let reason = match &refused {
+            Refused::Budget(breach) => breach.reason().to_owned(),
+            Refused::HostFull(reason) => reason.clone(),
+        };
+        tracing::warn!(plugin = %self.grants.plugin, "outgoing connection refused: {reason}");
+        match refused {
+            Refused::Budget(breach) => {
+                self.breach.get_or_insert(breach);
+            }
+            Refused::HostFull(reason) => {
+                let mut denials = self.denials.lock();
+                if !denials.contains(&reason) {
+                    denials.push(reason);
+                }
+            }
+        }
+        Err(HttpError::ConnectionLimitReached)
+    }
+
     /// Count one more connection against the call and the host, or say which limit refused.
     fn hold_connection(&self) -> Result<ConnectionHold, Refused> {
         let plugin = &self.grants.plugin;
@@ -155,57 +182,50 @@ impl WasiHttpHooks for EgressPolicy {
         options: Option<RequestOptions>,
         _fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
     ) -> SendFuture {
-        let hold = match self.hold_connection() {
-            Ok(hold) => hold,
-            Err(refused) => {
-                let reason = match &refused {
-                    Refused::Budget(breach) => breach.reason().to_owned(),
-                    Refused::HostFull(reason) => reason.clone(),
-                };
-                tracing::warn!(plugin = %self.grants.plugin, "outgoing connection refused: {reason}");
-                match refused {
-                    Refused::Budget(breach) => {
-                        self.breach.get_or_insert(breach);
-                    }
-                    Refused::HostFull(reason) => {
-                        let mut denials = self.denials.lock();
-                        if !denials.contains(&reason) {
-                            denials.push(reason);
-                        }
-                    }
-                }
-                return Box::new(async { Err(HttpError::ConnectionLimitReached) });
-            }
-        };
         let grants = self.grants.clone();
         let denials = self.denials.clone();
+        let uri = request.uri().clone();
+        let host = uri
+            .host()
+            .unwrap_or_default()
+            .trim_matches(['[', ']'])
+            .to_owned();
+        let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
+        // The scheme credentials are matched against: only http and https ever match.
+        let scheme = uri.scheme_str().and_then(Scheme::from_name);
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let deny = {
+            let host = host.clone();
+            move |reason: String| {
+                tracing::warn!(plugin = %grants.plugin, %host, port, "egress denied: {reason}");
+                denials.lock().push(reason);
+                HttpError::HttpRequestDenied
+            }
+        };
+        // The allowlist first, then the connection limits: a request the policy refuses never
+        // takes one of the call's connections.
+        let admitted = if self
+            .grants
+            .http_allow
+            .iter()
+            .any(|p| p.matches(&host, port))
+        {
+            self.admit_connection()
+        } else {
+            let plugin = &self.grants.plugin;
+            Err(deny(format!(
+                "egress to `{host}:{port}` is not allowed; add `\"{host}\"` to `plugins.{plugin}.permissions.http.allow`"
+            )))
+        };
+        let grants = self.grants.clone();
         let span = crate::telemetry::child_span(
             egress_span(&grants.plugin, request.method().as_str(), request.uri()),
             &self.trace,
         );
         let traced = span.clone();
         let work = async move {
-            let uri = request.uri().clone();
-            let host = uri
-                .host()
-                .unwrap_or_default()
-                .trim_matches(['[', ']'])
-                .to_owned();
-            let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
-            // The scheme credentials are matched against: only http and https ever match.
-            let scheme = uri.scheme_str().and_then(Scheme::from_name);
-            let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+            let hold = admitted?;
             let plugin = &grants.plugin;
-            let deny = |reason: String| {
-                tracing::warn!(plugin = %plugin, %host, port, "egress denied: {reason}");
-                denials.lock().push(reason);
-                HttpError::HttpRequestDenied
-            };
-            if !grants.http_allow.iter().any(|p| p.matches(&host, port)) {
-                return Err(deny(format!(
-                    "egress to `{host}:{port}` is not allowed; add `\"{host}\"` to `plugins.{plugin}.permissions.http.allow`"
-                )));
-            }
             let addresses: Vec<SocketAddr> = match host.parse::<IpAddr>() {
                 Ok(ip) => vec![SocketAddr::new(ip, port)],
                 Err(_) => match tokio::net::lookup_host((host.as_str(), port)).await {
