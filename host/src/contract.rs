@@ -17,6 +17,10 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
+/// The typed data of the contract's `json` strings (chat requests, responses, embeddings),
+/// defined once for the host and the SDK.
+pub use databot_types::chat;
+
 pub use self::databot::plugin::types::{Error as GuestError, Health, HealthStatus, OperationSpec};
 pub use exports::databot::plugin::{
     channel_handler, connector_handler, provider_handler, tool_handler,

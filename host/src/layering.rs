@@ -18,7 +18,7 @@ const LAYERS: &[&[&str]] = &[
     &["contract"],
     &["telemetry"],
     &["config"],
-    &["digest", "process_limits"],
+    &["events", "digest", "process_limits"],
 ];
 
 fn rank(module: &str) -> Option<usize> {

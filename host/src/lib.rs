@@ -19,8 +19,8 @@
 //! - `telemetry`: tracing, OpenTelemetry export, trace-context propagation and metrics (any
 //!   layer above may record into it);
 //! - `config`: the operator's YAML configuration;
-//! - `digest`, `process_limits`: leaves (content digests; the open-file limit and its
-//!   share-out).
+//! - `events`, `digest`, `process_limits`: leaves (a turn's event queue, from provider to
+//!   listener; content digests; the open-file limit and its share-out).
 
 pub mod agent;
 pub mod bus;
@@ -29,6 +29,7 @@ pub mod cli;
 pub mod config;
 pub mod contract;
 pub mod digest;
+pub mod events;
 pub mod gateway;
 pub mod mcp;
 pub mod process_limits;

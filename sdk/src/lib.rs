@@ -2,8 +2,10 @@
 //!
 //! A plugin is one WebAssembly component built for `wasm32-wasip2`. This crate owns the guest
 //! side of the contract in `wit/databot.wit`: the generated bindings, the host capabilities as
-//! plain Rust functions, the plugin manifest macro and the `tools!` macro that turns typed Rust
-//! functions into tools whose argument JSON Schema is derived from the argument type.
+//! plain Rust functions, the plugin manifest macro, the typed contract data (`chat`, `event`) and
+//! the export macros: `tools!` and `connector!` turn typed Rust functions into tools and
+//! operations whose argument JSON Schema is derived from the argument type, `provider!` exports
+//! a typed `provider::Provider`.
 //!
 //! ```ignore
 //! use databot_sdk::prelude::*;
@@ -33,6 +35,10 @@
 
 pub mod api;
 pub mod http;
+pub mod provider;
+
+/// The typed data of the contract's `json` strings, shared with the host.
+pub use databot_types::{chat, event};
 
 /// Bindings of every capability the host can grant (generated from the `capabilities` world).
 pub mod wit {

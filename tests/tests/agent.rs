@@ -3,11 +3,12 @@
 
 use std::sync::Arc;
 
-use databot::agent::chat::Role;
 use databot::agent::memory_tool::scope_key;
 use databot::agent::sessions::SessionStore;
-use databot::agent::{Agent, Conversation, TurnEvent};
+use databot::agent::{Agent, Conversation};
 use databot::config::{AgentConfig, MemoryScope};
+use databot::contract::chat::Role;
+use databot::events::{TurnEvent, event_queue};
 use databot_e2e::TestHost;
 
 async fn agent_with(sessions_url: &str) -> (Agent, TestHost) {
@@ -32,12 +33,12 @@ fn unique(prefix: &str) -> String {
 
 async fn a_turn_with_a_tool_call_is_answered_and_persisted(agent: &Agent) {
     let session = unique("test:tool");
-    let (events, mut received) = tokio::sync::mpsc::unbounded_channel();
+    let (events, mut received) = event_queue(1024, Default::default());
     let outcome = agent
         .turn(
             &session,
             r#"/echo {"text": "hello from the test"}"#,
-            Some(events),
+            Some(&events),
         )
         .await
         .unwrap();
@@ -56,7 +57,7 @@ async fn a_turn_with_a_tool_call_is_answered_and_persisted(agent: &Agent) {
     assert!(outcome.usage.total_tokens > 0);
 
     let mut seen = Vec::new();
-    while let Ok(event) = received.try_recv() {
+    while let Some(event) = received.try_recv() {
         seen.push(event);
     }
     assert!(
@@ -73,7 +74,7 @@ async fn a_turn_with_a_tool_call_is_answered_and_persisted(agent: &Agent) {
     );
 
     let history = agent.sessions().history(&session).await.unwrap();
-    let roles: Vec<Role> = history.iter().map(|m| m.role.clone()).collect();
+    let roles: Vec<Role> = history.iter().map(|m| m.role).collect();
     assert_eq!(
         roles,
         [Role::User, Role::Assistant, Role::Tool, Role::Assistant]
@@ -232,7 +233,7 @@ async fn an_unknown_provider_is_a_clear_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conversations_through_the_bus_stream_and_keep_order() {
-    use databot::bus::{Bus, BusLimits, InboundMessage, MemoryBus, StreamEventKind};
+    use databot::bus::{Bus, BusLimits, InboundMessage, MemoryBus};
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("sessions.db").display());
     let (agent, _host) = agent_with(&url).await;
@@ -262,16 +263,12 @@ async fn conversations_through_the_bus_stream_and_keep_order() {
             reply.content
         );
         let mut kinds = Vec::new();
-        while let Ok(event) = delivery.events.try_recv() {
-            kinds.push(event.kind);
+        while let Some(event) = delivery.events.try_recv() {
+            kinds.push(event.name());
         }
-        assert_eq!(
-            kinds.first(),
-            Some(&StreamEventKind::ToolStart),
-            "{kinds:?}"
-        );
-        assert_eq!(kinds.last(), Some(&StreamEventKind::Done), "{kinds:?}");
-        assert!(kinds.contains(&StreamEventKind::Delta));
+        assert_eq!(kinds.first(), Some(&"tool_start"), "{kinds:?}");
+        assert_eq!(kinds.last(), Some(&"done"), "{kinds:?}");
+        assert!(kinds.contains(&"delta"), "{kinds:?}");
     }
     for chat in 0..20 {
         let history = agent

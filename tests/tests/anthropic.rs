@@ -123,7 +123,7 @@ async fn streaming_with_split_tool_input() {
     })
     .await;
     let host = host(port).await;
-    let (sink, mut events) = databot::capabilities::provider_stream::provider_stream();
+    let (sink, mut events) = databot::events::event_queue(1024, Default::default());
     let request = json!({"messages": [{"role": "user", "content": "hi"}]}).to_string();
     let output = host
         .runtime
@@ -139,7 +139,7 @@ async fn streaming_with_split_tool_input() {
     );
     assert_eq!(response["usage"]["total_tokens"], 21);
     let mut deltas = 0;
-    while events.try_recv().is_ok() {
+    while events.try_recv().is_some() {
         deltas += 1;
     }
     assert_eq!(deltas, 2);
@@ -182,7 +182,7 @@ async fn an_error_event_in_the_stream_is_reported() {
     })
     .await;
     let host = host(port).await;
-    let (sink, _events) = databot::capabilities::provider_stream::provider_stream();
+    let (sink, _events) = databot::events::event_queue(1024, Default::default());
     let error = host
         .runtime
         .provider_chat(

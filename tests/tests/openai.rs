@@ -2,8 +2,9 @@
 //! chat-completions wire format: tool calls, SSE streaming with split tool calls and a
 //! malformed chunk, 429 then success, timeouts, bad keys; the key injected by the host.
 
-use databot::agent::{Agent, TurnEvent};
+use databot::agent::Agent;
 use databot::config::AgentConfig;
+use databot::events::{TurnEvent, event_queue};
 use databot::runtime::ErrorKind;
 use databot_e2e::{ScriptedResponse, SeenRequest, TestHost, serve_scripted};
 use serde_json::{Value, json};
@@ -123,7 +124,7 @@ async fn streaming_with_split_tool_calls_and_a_malformed_chunk() {
     })
     .await;
     let host = host(port, "").await;
-    let (sink, mut events) = databot::capabilities::provider_stream::provider_stream();
+    let (sink, mut events) = databot::events::event_queue(1024, Default::default());
     let request =
         json!({ "messages": [{"role": "user", "content": "hi"}], "tools": [] }).to_string();
     let output = host
@@ -141,9 +142,11 @@ async fn streaming_with_split_tool_calls_and_a_malformed_chunk() {
     );
     assert_eq!(response["usage"]["total_tokens"], 8);
     let mut deltas = Vec::new();
-    while let Ok(event) = events.try_recv() {
-        let event: Value = serde_json::from_str(&event.json).unwrap();
-        deltas.push(event["text"].as_str().unwrap().to_owned());
+    while let Some(event) = events.try_recv() {
+        match event {
+            TurnEvent::Delta { text } => deltas.push(text),
+            other => panic!("a provider streamed {other:?}"),
+        }
     }
     assert_eq!(deltas, ["Let me ", "check."]);
     let body = seen.all()[0].json();
@@ -162,14 +165,14 @@ async fn streamed_turns_reach_the_caller_token_by_token() {
     .await;
     let host = host(port, "").await;
     let agent = host.agent("openai", false).await;
-    let (events, mut received) = tokio::sync::mpsc::unbounded_channel();
+    let (events, mut received) = event_queue(1024, Default::default());
     let outcome = agent
-        .turn("test:stream", "count", Some(events))
+        .turn("test:stream", "count", Some(&events))
         .await
         .unwrap();
     assert_eq!(outcome.content, "one two");
     let mut deltas = Vec::new();
-    while let Ok(TurnEvent::Delta { text }) = received.try_recv() {
+    while let Some(TurnEvent::Delta { text }) = received.try_recv() {
         deltas.push(text);
     }
     assert_eq!(deltas, ["one ", "two"]);

@@ -564,14 +564,14 @@ async fn run_attack(case: &str) {
         }
         "stream_events" => {
             let attack = async {
-                let (sink, mut events) = databot::capabilities::provider_stream::provider_stream();
-                // A listener slower than the provider: it parses every event and pauses.
+                let (sink, mut events) = databot::events::event_queue(1024, Default::default());
+                // A listener slower than the provider: it pauses after every event.
                 let listener = tokio::spawn(async move {
                     let mut seen = 0u64;
                     while let Some(event) = events.recv().await {
-                        let parsed: serde_json::Value =
-                            serde_json::from_str(&event.json).expect("events are JSON");
-                        seen += parsed["text"].as_str().map_or(0, |t| t.len() as u64);
+                        if let databot::events::TurnEvent::Delta { text } = event {
+                            seen += text.len() as u64;
+                        }
                         tokio::time::sleep(Duration::from_millis(1)).await;
                     }
                     seen
@@ -584,7 +584,7 @@ async fn run_attack(case: &str) {
                 let mut outcome = outcome(result);
                 outcome["listener_bytes"] = seen.into();
                 let big = r#"{"messages":[{"role":"user","content":"flood 500 4194304"}]}"#;
-                let (sink, _events) = databot::capabilities::provider_stream::provider_stream();
+                let (sink, _events) = databot::events::event_queue(1024, Default::default());
                 let result = runtime
                     .provider_chat("hostile_provider", big, Some(sink))
                     .await;

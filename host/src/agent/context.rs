@@ -2,7 +2,7 @@
 //! history as fits the context budget (newest first, never starting on an orphaned tool
 //! result), then the new user message.
 
-use super::chat::{ChatMessage, Role};
+use crate::contract::chat::{ChatMessage, Role};
 
 pub const DEFAULT_SYSTEM_PROMPT: &str = "You are databot, an assistant for data platform \
 operations: databases, pipelines, data quality, catalogs and streaming. Use the tools you are \
@@ -51,7 +51,7 @@ pub fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::chat::ToolCall;
+    use crate::contract::chat::ToolCall;
 
     #[test]
     fn history_is_trimmed_to_the_budget_from_the_oldest() {

@@ -1,31 +1,11 @@
-//! The agent as the bus's message handler: a turn per inbound message, turn events as stream
-//! events, failures as a reply that says what went wrong without leaking internals.
+//! The agent as the bus's message handler: a turn per inbound message, its events straight
+//! into the message's event queue, failures as a reply that says what went wrong without
+//! leaking internals.
 
-use crate::bus::{
-    EventSink, InboundMessage, MessageHandler, OutboundMessage, StreamEvent, StreamEventKind,
-};
+use crate::bus::{InboundMessage, MessageHandler, OutboundMessage};
+use crate::events::{EventSink, TurnEvent};
 
-use super::{Agent, Conversation, TurnEvent};
-
-fn stream_event(event: TurnEvent) -> StreamEvent {
-    match event {
-        TurnEvent::Delta { text } => StreamEvent {
-            kind: StreamEventKind::Delta,
-            data: text,
-            tool_name: None,
-        },
-        TurnEvent::ToolStart { name, arguments } => StreamEvent {
-            kind: StreamEventKind::ToolStart,
-            data: arguments.to_string(),
-            tool_name: Some(name),
-        },
-        TurnEvent::ToolResult { name, output, .. } => StreamEvent {
-            kind: StreamEventKind::ToolResult,
-            data: output,
-            tool_name: Some(name),
-        },
-    }
-}
+use super::{Agent, Conversation};
 
 #[async_trait::async_trait]
 impl MessageHandler for Agent {
@@ -35,25 +15,15 @@ impl MessageHandler for Agent {
             user: message.user_key(),
         };
         let session = conversation.session_key.clone();
-        let (turn_events, mut received) = tokio::sync::mpsc::unbounded_channel();
-        let wants_events = message.stream;
-        let forward = events.clone();
-        let forwarder = tokio::spawn(async move {
-            while let Some(event) = received.recv().await {
-                if wants_events {
-                    forward.emit(stream_event(event));
-                }
-            }
-        });
+        let turn_events = message.stream.then_some(&events);
         let outcome = self
             .turn_in_trace(
                 &conversation,
                 &message.content,
-                Some(turn_events),
+                turn_events,
                 &message.trace_context,
             )
             .await;
-        let _ = forwarder.await;
         let (content, failed) = match outcome {
             Ok(outcome) => (outcome.content, false),
             Err(error) => {
@@ -64,15 +34,15 @@ impl MessageHandler for Agent {
                 )
             }
         };
-        if message.stream {
-            events.emit(StreamEvent {
-                kind: if failed {
-                    StreamEventKind::Error
-                } else {
-                    StreamEventKind::Done
-                },
-                data: content.clone(),
-                tool_name: None,
+        if let Some(events) = turn_events {
+            events.emit(if failed {
+                TurnEvent::Error {
+                    message: content.clone(),
+                }
+            } else {
+                TurnEvent::Done {
+                    content: content.clone(),
+                }
             });
         }
         OutboundMessage {

@@ -9,9 +9,9 @@
 use serde::Deserialize;
 
 use super::Conversation;
-use super::chat::ToolDefinition;
 use super::sessions::SessionStore;
 use crate::config::MemoryScope;
+use crate::contract::chat::ToolDefinition;
 
 pub const NAME: &str = crate::config::HOST_MEMORY_TOOL;
 

@@ -6,7 +6,6 @@
 //! Cancellation: dropping the future of `Agent::turn` stops it, including guest calls in flight;
 //! nothing of a cancelled turn is persisted.
 
-pub mod chat;
 pub mod context;
 mod handler;
 pub mod memory_tool;
@@ -15,14 +14,15 @@ pub mod sessions;
 
 use std::sync::Arc;
 
-use serde::Serialize;
-use tokio::sync::mpsc::UnboundedSender;
-
-use self::chat::{ChatMessage, ChatRequest, ChatResponse, Role, ToolCall, ToolDefinition, Usage};
 use self::router::{Specialist, ToolOwner};
 use self::sessions::SessionStore;
 use crate::config::AgentConfig;
+use crate::contract::chat::{
+    ChatMessage, ChatRequest, ChatResponse, Role, ToolCall, ToolDefinition, Usage,
+};
+use crate::events::{EventSink, TurnEvent};
 use crate::runtime::{CallError, Runtime};
+use serde::Serialize;
 
 /// The conversation a turn belongs to and the user speaking in it, as the server side of the
 /// channel knows them (the gateway: the API key; the CLI: the local user), never as a message
@@ -46,24 +46,6 @@ impl Conversation {
             user: format!("{channel}:local"),
         }
     }
-}
-
-/// What a turn reports while it runs (the gateway turns these into SSE events).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum TurnEvent {
-    Delta {
-        text: String,
-    },
-    ToolStart {
-        name: String,
-        arguments: serde_json::Value,
-    },
-    ToolResult {
-        name: String,
-        ok: bool,
-        output: String,
-    },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -222,7 +204,7 @@ impl Agent {
         &self,
         session_key: &str,
         user: &str,
-        events: Option<UnboundedSender<TurnEvent>>,
+        events: Option<&EventSink>,
     ) -> Result<TurnOutcome, AgentError> {
         self.turn_in_trace(&Conversation::local(session_key), user, events, &[])
             .await
@@ -234,7 +216,7 @@ impl Agent {
         &self,
         conversation: &Conversation,
         user: &str,
-        events: Option<UnboundedSender<TurnEvent>>,
+        events: Option<&EventSink>,
         trace_context: &[(String, String)],
     ) -> Result<TurnOutcome, AgentError> {
         let session_key = conversation.session_key.as_str();
@@ -281,7 +263,7 @@ impl Agent {
         &self,
         conversation: &Conversation,
         user: &str,
-        events: Option<UnboundedSender<TurnEvent>>,
+        events: Option<&EventSink>,
     ) -> Result<TurnOutcome, AgentError> {
         let session_key = conversation.session_key.as_str();
         let memory_scope = memory_tool::scope_key(self.settings.memory_scope, conversation);
@@ -343,9 +325,7 @@ impl Agent {
                 );
             }
             iterations += 1;
-            let response = self
-                .ask_provider(&messages, &tools, events.as_ref())
-                .await?;
+            let response = self.ask_provider(&messages, &tools, events).await?;
             usage += response.usage;
             if response.tool_calls.is_empty() {
                 let content = response.content.unwrap_or_default();
@@ -361,7 +341,7 @@ impl Agent {
                 response
                     .tool_calls
                     .iter()
-                    .map(|call| self.run_tool(call, specialist, &memory_scope, events.as_ref())),
+                    .map(|call| self.run_tool(call, specialist, &memory_scope, events)),
             )
             .await;
             for (call, output) in response.tool_calls.iter().zip(results) {
@@ -418,52 +398,26 @@ impl Agent {
         &self,
         messages: &[ChatMessage],
         tools: &[ToolDefinition],
-        events: Option<&UnboundedSender<TurnEvent>>,
+        events: Option<&EventSink>,
     ) -> Result<ChatResponse, AgentError> {
         let provider = &self.settings.provider;
         let request = ChatRequest {
-            model: self.settings.model.as_deref(),
-            messages,
-            tools,
+            model: self.settings.model.as_deref().map(Into::into),
+            messages: messages.into(),
+            tools: tools.into(),
         };
         let request = serde_json::to_string(&request).map_err(|e| AgentError::BadResponse {
             provider: provider.clone(),
             message: e.to_string(),
         })?;
-        let (sink, forwarder) = match events {
-            None => (None, None),
-            Some(events) => {
-                let (sink, mut stream) = crate::capabilities::provider_stream::provider_stream();
-                let events = events.clone();
-                let forwarder = tokio::spawn(async move {
-                    while let Some(event) = stream.recv().await {
-                        let Ok(event) = serde_json::from_str::<serde_json::Value>(&event.json)
-                        else {
-                            continue;
-                        };
-                        if event["type"] == "delta"
-                            && let Some(text) = event["text"].as_str()
-                        {
-                            let _ = events.send(TurnEvent::Delta {
-                                text: text.to_owned(),
-                            });
-                        }
-                    }
-                });
-                (Some(sink), Some(forwarder))
-            }
-        };
         let span = provider_span(provider, self.settings.model.as_deref());
         let started = std::time::Instant::now();
         let result = tracing::Instrument::instrument(
-            self.runtime.provider_chat(provider, &request, sink),
+            self.runtime
+                .provider_chat(provider, &request, events.cloned()),
             span.clone(),
         )
         .await;
-        if let Some(forwarder) = forwarder {
-            // The sink closed with the call; the forwarder drains what is left and ends.
-            let _ = forwarder.await;
-        }
         let text = result.map_err(|error| {
             crate::telemetry::spans::record_error(&span, error.kind.as_str());
             AgentError::Provider {
@@ -505,10 +459,10 @@ impl Agent {
         call: &ToolCall,
         specialist: Option<&Specialist>,
         memory_scope: &str,
-        events: Option<&UnboundedSender<TurnEvent>>,
+        events: Option<&EventSink>,
     ) -> String {
         if let Some(events) = events {
-            let _ = events.send(TurnEvent::ToolStart {
+            events.emit(TurnEvent::ToolStart {
                 name: call.name.clone(),
                 arguments: call.arguments.clone(),
             });
@@ -544,7 +498,7 @@ impl Agent {
             Err(error) => format!("error: {error}"),
         };
         if let Some(events) = events {
-            let _ = events.send(TurnEvent::ToolResult {
+            events.emit(TurnEvent::ToolResult {
                 name: call.name.clone(),
                 ok,
                 output: output.clone(),

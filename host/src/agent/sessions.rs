@@ -13,7 +13,7 @@ use anyhow::Context;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Row};
 
-use super::chat::{ChatMessage, Usage};
+use crate::contract::chat::{ChatMessage, Usage};
 
 pub struct SessionStore {
     pool: AnyPool,

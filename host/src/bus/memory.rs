@@ -9,7 +9,8 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
-use super::{Bus, BusError, Delivery, EventSink, InboundMessage, MessageHandler};
+use super::{Bus, BusError, Delivery, InboundMessage, MessageHandler};
+use crate::events::EventSink;
 
 #[derive(Debug, Clone)]
 pub struct BusLimits {
@@ -110,15 +111,13 @@ impl Bus for MemoryBus {
             }
         };
         let (reply, reply_receiver) = oneshot::channel();
-        let (events, events_receiver) = mpsc::channel(shared.limits.event_buffer.max(1));
+        let (events, events_receiver) =
+            crate::events::event_queue(shared.limits.event_buffer, shared.dropped_events.clone());
         let session = message.session_key();
         let mut job = Job {
             message,
             reply,
-            events: EventSink {
-                sender: events,
-                dropped: shared.dropped_events.clone(),
-            },
+            events,
             _permit: permit,
         };
         // Route to the conversation's worker, starting one if there is none (or it just quit).
@@ -190,7 +189,8 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
-    use crate::bus::{OutboundMessage, StreamEvent, StreamEventKind};
+    use crate::bus::OutboundMessage;
+    use crate::events::TurnEvent;
 
     /// Records the order it sees messages in, per conversation, and how many run at once.
     #[derive(Default)]
@@ -212,11 +212,7 @@ mod tests {
             }
             tokio::time::sleep(Duration::from_micros(200)).await;
             for _ in 0..self.events_per_message {
-                events.emit(StreamEvent {
-                    kind: StreamEventKind::Delta,
-                    data: "x".into(),
-                    tool_name: None,
-                });
+                events.emit(TurnEvent::Delta { text: "x".into() });
             }
             self.seen
                 .lock()

@@ -9,7 +9,9 @@
 mod memory;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
+
+use crate::events::{EventReceiver, EventSink};
 
 pub use memory::{BusLimits, MemoryBus};
 
@@ -56,46 +58,12 @@ pub struct OutboundMessage {
     pub failed: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StreamEventKind {
-    Delta,
-    ToolStart,
-    ToolResult,
-    Done,
-    Error,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StreamEvent {
-    pub kind: StreamEventKind,
-    pub data: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tool_name: Option<String>,
-}
-
 /// What a submitter gets back: the reply when the turn ends, and its stream events.
 #[derive(Debug)]
 pub struct Delivery {
     pub reply: oneshot::Receiver<OutboundMessage>,
-    pub events: mpsc::Receiver<StreamEvent>,
-}
-
-/// Where a handler sends stream events. Never blocks: when the receiver is gone or too slow,
-/// events are dropped (the reply still carries the whole answer) and counted.
-#[derive(Clone)]
-pub struct EventSink {
-    sender: mpsc::Sender<StreamEvent>,
-    dropped: std::sync::Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl EventSink {
-    pub fn emit(&self, event: StreamEvent) {
-        if self.sender.try_send(event).is_err() {
-            self.dropped
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-    }
+    /// The turn's events (`stream: true` messages only), ending with `done` or `error`.
+    pub events: EventReceiver,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -108,7 +108,7 @@ pub struct StoreState {
     /// Nesting of plugin-to-plugin calls (tool -> connector), bounded.
     pub(crate) depth: u8,
     /// Events a provider streams; `None` when nobody listens.
-    pub(crate) sink: Option<provider_stream::StreamSender>,
+    pub(crate) sink: Option<crate::events::EventSink>,
     /// A host-side limit the call broke in a host function (it then trapped): the error the
     /// call ends with.
     pub(crate) output_breach: Option<String>,
@@ -239,7 +239,7 @@ impl StoreState {
 
     /// Stream the call's events into `sink`; what its queue may hold is charged to the call's
     /// memory budget from the start.
-    pub fn set_sink(&mut self, sink: provider_stream::StreamSender) {
+    pub fn set_sink(&mut self, sink: crate::events::EventSink) {
         self.memory.hold(provider_stream::HELD_BYTES);
         self.sink = Some(sink);
     }

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::io::AsyncBufReadExt;
 
+use crate::agent::Agent;
 use crate::agent::sessions::SessionStore;
-use crate::agent::{Agent, TurnEvent};
+use crate::events::{TurnEvent, event_queue};
 
 pub async fn run(
     config: Option<&Path>,
@@ -59,7 +60,9 @@ pub async fn run(
 
 /// Run one turn, printing deltas to stdout and tool progress to stderr. False on failure.
 async fn one_turn(agent: &Agent, session_key: &str, message: &str) -> bool {
-    let (events, mut received) = tokio::sync::mpsc::unbounded_channel();
+    // Events the terminal is slow to print are dropped; the answer is printed whole at the end
+    // when no delta made it.
+    let (events, mut received) = event_queue(4096, Default::default());
     let printer = tokio::spawn(async move {
         let mut streamed = false;
         while let Some(event) = received.recv().await {
@@ -77,11 +80,13 @@ async fn one_turn(agent: &Agent, session_key: &str, message: &str) -> bool {
                         if ok { "ok" } else { "failed" }
                     );
                 }
+                TurnEvent::Done { .. } | TurnEvent::Error { .. } => {}
             }
         }
         streamed
     });
-    let outcome = agent.turn(session_key, message, Some(events)).await;
+    let outcome = agent.turn(session_key, message, Some(&events)).await;
+    drop(events);
     let streamed = printer.await.unwrap_or(false);
     match outcome {
         Ok(outcome) => {

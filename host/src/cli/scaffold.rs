@@ -138,32 +138,34 @@ databot_sdk::worlds::connector::export_connector_world!(Connector);
 "#
         .to_owned(),
         Kind::Provider => r#"
-use databot_sdk::worlds::provider::exports::databot::plugin::provider_handler::Guest;
+use databot_sdk::provider::{ChatRequest, ChatResponse, Provider, Stream, Usage};
 use databot_sdk::{Health, HealthStatus};
 
 /// Answers every chat with the last user message, reversed. Replace with a real model API.
-struct Provider;
+struct Reverse;
 
-impl Guest for Provider {
-    fn models() -> Result<String, PluginError> {
-        Ok(json!(["reverse-1"]).to_string())
+impl Provider for Reverse {
+    fn models() -> Result<Vec<String>, PluginError> {
+        Ok(vec!["reverse-1".into()])
     }
 
-    fn chat(request: String) -> Result<String, PluginError> {
-        let request: Value = serde_json::from_str(&request)
-            .map_err(|e| PluginError::InvalidInput(e.to_string()))?;
-        let last = request["messages"].as_array().and_then(|m| m.last()).and_then(|m| m["content"].as_str()).unwrap_or("");
-        Ok(json!({ "content": last.chars().rev().collect::<String>(), "tool_calls": [] }).to_string())
+    fn chat(request: ChatRequest<'static>) -> Result<ChatResponse, PluginError> {
+        let last = request.messages.last().map(|m| m.content_text()).unwrap_or("");
+        Ok(ChatResponse {
+            content: Some(last.chars().rev().collect()),
+            model: Some("reverse-1".into()),
+            usage: Usage::new(0, 0),
+            ..ChatResponse::default()
+        })
     }
 
-    fn chat_stream(request: String) -> Result<String, PluginError> {
+    /// Streams the answer word by word (the default sends it as one piece).
+    fn chat_stream(request: ChatRequest<'static>, stream: &Stream) -> Result<ChatResponse, PluginError> {
         let response = Self::chat(request)?;
-        databot_sdk::stream_sink::emit(&json!({ "delta": response }).to_string());
+        for word in response.content.as_deref().unwrap_or("").split_inclusive(' ') {
+            stream.delta(word);
+        }
         Ok(response)
-    }
-
-    fn embed(_request: String) -> Result<String, PluginError> {
-        Err(PluginError::Failed("this provider has no embeddings".into()))
     }
 
     fn check_health() -> Health {
@@ -171,7 +173,7 @@ impl Guest for Provider {
     }
 }
 
-databot_sdk::worlds::provider::export_provider_world!(Provider);
+databot_sdk::provider!(Reverse);
 "#
         .to_owned(),
         Kind::Channel => r#"

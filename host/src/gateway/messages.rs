@@ -21,7 +21,8 @@ use serde_json::json;
 
 use super::auth::Principal;
 use super::{ApiError, GatewayState};
-use crate::bus::{BusError, InboundMessage, StreamEventKind};
+use crate::bus::{BusError, InboundMessage};
+use crate::events::TurnEvent;
 
 /// The channel of every message that comes through the gateway.
 pub const CHANNEL: &str = "api";
@@ -93,19 +94,11 @@ pub async fn stream(
                 return None;
             }
             let event = events.recv().await?;
-            let last = matches!(event.kind, StreamEventKind::Done | StreamEventKind::Error);
+            let last = event.is_last();
             if last {
-                state.metrics.turn(event.kind == StreamEventKind::Error);
+                state.metrics.turn(matches!(event, TurnEvent::Error { .. }));
             }
-            let name = match event.kind {
-                StreamEventKind::Delta => "delta",
-                StreamEventKind::ToolStart => "tool_start",
-                StreamEventKind::ToolResult => "tool_result",
-                StreamEventKind::Done => "done",
-                StreamEventKind::Error => "error",
-            };
-            let data = json!({ "data": event.data, "tool_name": event.tool_name });
-            let sse = Event::default().event(name).data(data.to_string());
+            let sse = sse_event(event);
             Some((Ok::<_, Infallible>(sse), (events, last, state)))
         },
     );
@@ -116,6 +109,20 @@ pub async fn stream(
         response.headers_mut().insert("x-chat-id", value);
     }
     Ok(response)
+}
+
+/// A turn event as an SSE event: `event:` is its name, `data:` is `{"data", "tool_name"}`.
+fn sse_event(event: TurnEvent) -> Event {
+    let name = event.name();
+    let (data, tool_name) = match event {
+        TurnEvent::Delta { text } => (text, None),
+        TurnEvent::ToolStart { name, arguments } => (arguments.to_string(), Some(name)),
+        TurnEvent::ToolResult { name, output, .. } => (output, Some(name)),
+        TurnEvent::Done { content } => (content, None),
+        TurnEvent::Error { message } => (message, None),
+    };
+    let data = json!({ "data": data, "tool_name": tool_name });
+    Event::default().event(name).data(data.to_string())
 }
 
 /// The bus message for a request: parsed, in a conversation `principal` owns, channel `api`,

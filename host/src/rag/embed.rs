@@ -2,8 +2,9 @@
 //! embedder by default, an OpenAI-compatible API with `openai`): batching, response checks and
 //! normalisation to unit length.
 
-use serde::Deserialize;
 use tracing::Instrument;
+
+use crate::contract::chat::{EmbedRequest, EmbedResponse};
 
 use crate::runtime::{CallError, Runtime};
 use crate::vectors::normalise;
@@ -14,22 +15,6 @@ pub enum EmbedError {
     Call { provider: String, error: CallError },
     #[error("provider `{provider}` returned unusable embeddings: {message}")]
     BadResponse { provider: String, message: String },
-}
-
-#[derive(Debug, Deserialize)]
-struct EmbedResponse {
-    #[serde(default)]
-    model: Option<String>,
-    embeddings: Vec<Vec<f32>>,
-    /// Token usage, when the provider reports it (OpenAI-compatible APIs do).
-    #[serde(default)]
-    usage: Option<EmbedUsage>,
-}
-
-#[derive(Debug, Deserialize)]
-struct EmbedUsage {
-    #[serde(default)]
-    prompt_tokens: Option<u64>,
 }
 
 /// The span of one embeddings call, after the GenAI semantic conventions
@@ -93,14 +78,18 @@ impl Embedder {
         let mut vectors = Vec::with_capacity(texts.len());
         let mut model = self.model.clone().unwrap_or_default();
         for batch in texts.chunks(self.batch) {
-            let mut request = serde_json::json!({ "input": batch });
-            if let Some(model) = &self.model {
-                request["model"] = model.clone().into();
-            }
+            let request = EmbedRequest {
+                model: self.model.as_deref().map(Into::into),
+                input: batch.into(),
+            };
+            let request = serde_json::to_string(&request).map_err(|e| EmbedError::BadResponse {
+                provider: self.provider.clone(),
+                message: format!("the request cannot be encoded: {e}"),
+            })?;
             let span = embeddings_span(&self.provider, self.model.as_deref(), batch.len());
             let text = self
                 .runtime
-                .provider_embed(&self.provider, &request.to_string())
+                .provider_embed(&self.provider, &request)
                 .instrument(span.clone())
                 .await
                 .map_err(|error| {

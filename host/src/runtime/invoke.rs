@@ -31,7 +31,7 @@ pub(super) enum Operation<'a> {
     /// A chat completion; with a sink, the provider streams events into it as they arrive.
     ProviderChat {
         request: &'a String,
-        sink: Option<crate::capabilities::provider_stream::StreamSender>,
+        sink: Option<crate::events::EventSink>,
     },
     ConnectorExecute {
         operation: &'a str,

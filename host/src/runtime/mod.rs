@@ -292,7 +292,7 @@ impl Runtime {
         &self,
         provider: &str,
         request: &str,
-        sink: Option<crate::capabilities::provider_stream::StreamSender>,
+        sink: Option<crate::events::EventSink>,
     ) -> Result<String, CallError> {
         let (slot, revision) = self.provider_slot(provider)?;
         let request = request.to_owned();

@@ -11,7 +11,9 @@ use std::time::Duration;
 use databot_sdk::Health;
 use databot_sdk::http::{Request, RetryPolicy, send_with_retries, status_error};
 use databot_sdk::prelude::*;
-use databot_sdk::worlds::provider::exports::databot::plugin::provider_handler::Guest;
+use databot_sdk::provider::{
+    ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, Provider, Stream,
+};
 
 databot_sdk::manifest! {
     name: "anthropic",
@@ -72,8 +74,8 @@ fn messages_call(
 
 struct Anthropic;
 
-impl Guest for Anthropic {
-    fn models() -> Result<String, PluginError> {
+impl Provider for Anthropic {
+    fn models() -> Result<Vec<String>, PluginError> {
         let settings = settings()?;
         let request = Request::get(format!("{}/v1/models", settings.base_url))
             .header("anthropic-version", API_VERSION)
@@ -86,38 +88,38 @@ impl Guest for Anthropic {
         }
         let value: Value =
             serde_json::from_str(&text).map_err(|e| PluginError::Failed(format!("models: {e}")))?;
-        let names: Vec<Value> = value["data"]
+        Ok(value["data"]
             .as_array()
             .into_iter()
             .flatten()
-            .map(|m| m["id"].clone())
-            .collect();
-        Ok(Value::Array(names).to_string())
+            .filter_map(|m| m["id"].as_str().map(str::to_owned))
+            .collect())
     }
 
-    fn chat(request: String) -> Result<String, PluginError> {
+    fn chat(request: ChatRequest<'static>) -> Result<ChatResponse, PluginError> {
         let settings = settings()?;
-        let body = wire::request_body(&request, &settings.model, settings.max_tokens, false)?;
+        let body = wire::request_body(&request, &settings.model, settings.max_tokens, false);
         let text = messages_call(&settings, &body)?.text(MAX_RESPONSE_BYTES)?;
-        Ok(wire::parse_message(&text)?.to_string())
+        wire::parse_message(&text)
     }
 
-    fn chat_stream(request: String) -> Result<String, PluginError> {
+    fn chat_stream(
+        request: ChatRequest<'static>,
+        stream: &Stream,
+    ) -> Result<ChatResponse, PluginError> {
         let settings = settings()?;
-        let body = wire::request_body(&request, &settings.model, settings.max_tokens, true)?;
+        let body = wire::request_body(&request, &settings.model, settings.max_tokens, true);
         let mut response = messages_call(&settings, &body)?;
-        let mut stream = wire::StreamState::default();
+        let mut state = wire::StreamState::default();
         while let Some(line) = response.next_line()? {
-            if stream.feed(&line, |event| {
-                databot_sdk::stream_sink::emit(&event.to_string())
-            })? {
+            if state.feed(&line, |text| stream.delta(text))? {
                 break;
             }
         }
-        Ok(stream.finish()?.to_string())
+        state.finish()
     }
 
-    fn embed(_request: String) -> Result<String, PluginError> {
+    fn embed(_request: EmbedRequest<'static>) -> Result<EmbedResponse, PluginError> {
         Err(PluginError::InvalidInput(
             "Anthropic has no embeddings API; configure an OpenAI-compatible provider for embeddings".into(),
         ))
@@ -128,4 +130,4 @@ impl Guest for Anthropic {
     }
 }
 
-databot_sdk::worlds::provider::export_provider_world!(Anthropic);
+databot_sdk::provider!(Anthropic);

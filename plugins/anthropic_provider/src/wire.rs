@@ -4,70 +4,65 @@
 use std::collections::BTreeMap;
 
 use databot_sdk::PluginError;
+use databot_sdk::provider::{ChatRequest, ChatResponse, Role, ToolCall, Usage};
 use serde_json::{Value, json};
 
 /// The messages-API body for a host chat request. System messages become `system`; tool
 /// results become `tool_result` blocks of a user turn; consecutive turns of one role merge,
 /// because the API requires user and assistant to alternate.
 pub fn request_body(
-    host_request: &str,
+    request: &ChatRequest,
     default_model: &str,
     max_tokens: u64,
     stream: bool,
-) -> Result<Value, PluginError> {
-    let request: Value = serde_json::from_str(host_request)
-        .map_err(|e| PluginError::InvalidInput(format!("chat request is not JSON: {e}")))?;
-    let host_messages = request["messages"]
-        .as_array()
-        .ok_or_else(|| PluginError::InvalidInput("chat request has no `messages` array".into()))?;
+) -> Value {
     let mut system = Vec::new();
-    let mut messages: Vec<(String, Vec<Value>)> = Vec::new();
-    for message in host_messages {
-        let content = message["content"].as_str().unwrap_or("");
-        let (role, blocks) = match message["role"].as_str().unwrap_or("user") {
-            "system" => {
+    let mut messages: Vec<(&str, Vec<Value>)> = Vec::new();
+    for message in request.messages.iter() {
+        let content = message.content_text();
+        let (role, blocks) = match message.role {
+            Role::System => {
                 system.push(content.to_owned());
                 continue;
             }
-            "tool" => (
+            Role::Tool => (
                 "user",
                 vec![
-                    json!({ "type": "tool_result", "tool_use_id": message["tool_call_id"], "content": content }),
+                    json!({ "type": "tool_result", "tool_use_id": message.tool_call_id, "content": content }),
                 ],
             ),
-            "assistant" => {
+            Role::Assistant => {
                 let mut blocks = Vec::new();
                 if !content.is_empty() {
                     blocks.push(json!({ "type": "text", "text": content }));
                 }
-                for call in message["tool_calls"].as_array().into_iter().flatten() {
-                    blocks.push(json!({ "type": "tool_use", "id": call["id"], "name": call["name"], "input": call["arguments"] }));
+                for call in &message.tool_calls {
+                    blocks.push(json!({ "type": "tool_use", "id": call.id, "name": call.name, "input": call.arguments }));
                 }
                 ("assistant", blocks)
             }
-            _ => ("user", vec![json!({ "type": "text", "text": content })]),
+            Role::User => ("user", vec![json!({ "type": "text", "text": content })]),
         };
         if blocks.is_empty() {
             continue;
         }
         match messages.last_mut() {
-            Some((last_role, last_blocks)) if last_role == role => last_blocks.extend(blocks),
-            _ => messages.push((role.to_owned(), blocks)),
+            Some((last_role, last_blocks)) if *last_role == role => last_blocks.extend(blocks),
+            _ => messages.push((role, blocks)),
         }
     }
     let mut body = json!({
-        "model": request["model"].as_str().unwrap_or(default_model),
+        "model": request.model_or(default_model),
         "max_tokens": max_tokens,
         "messages": messages.into_iter().map(|(role, content)| json!({ "role": role, "content": content })).collect::<Vec<_>>(),
     });
     if !system.is_empty() {
         body["system"] = json!(system.join("\n\n"));
     }
-    let tools: Vec<Value> = request["tools"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|tool| json!({ "name": tool["name"], "description": tool["description"], "input_schema": tool["input_schema"] }))
+    let tools: Vec<Value> = request
+        .tools
+        .iter()
+        .map(|tool| json!({ "name": tool.name, "description": tool.description, "input_schema": tool.input_schema }))
         .collect();
     if !tools.is_empty() {
         body["tools"] = Value::Array(tools);
@@ -75,37 +70,45 @@ pub fn request_body(
     if stream {
         body["stream"] = json!(true);
     }
-    Ok(body)
+    body
 }
 
-fn usage(input: u64, output: u64) -> Value {
-    json!({ "prompt_tokens": input, "completion_tokens": output, "total_tokens": input + output })
+/// A string field of the vendor's JSON, if it is one.
+fn string_field(value: &Value) -> Option<String> {
+    value.as_str().map(str::to_owned)
 }
 
 /// A complete (non-streamed) message in the host's format.
-pub fn parse_message(text: &str) -> Result<Value, PluginError> {
-    let value: Value = serde_json::from_str(text)
+pub fn parse_message(body: &str) -> Result<ChatResponse, PluginError> {
+    let value: Value = serde_json::from_str(body)
         .map_err(|e| PluginError::Failed(format!("the message is not JSON: {e}")))?;
     let blocks = value["content"]
         .as_array()
-        .ok_or_else(|| PluginError::Failed(format!("the message has no content: {text:.300}")))?;
+        .ok_or_else(|| PluginError::Failed(format!("the message has no content: {body:.300}")))?;
     let content: String = blocks
         .iter()
         .filter(|b| b["type"] == "text")
         .filter_map(|b| b["text"].as_str())
         .collect();
-    let tool_calls: Vec<Value> = blocks
+    let tool_calls: Vec<ToolCall> = blocks
         .iter()
         .filter(|b| b["type"] == "tool_use")
-        .map(|b| json!({ "id": b["id"], "name": b["name"], "arguments": b["input"] }))
+        .map(|b| ToolCall {
+            id: string_field(&b["id"]).unwrap_or_default(),
+            name: string_field(&b["name"]).unwrap_or_default(),
+            arguments: b["input"].clone(),
+        })
         .collect();
-    Ok(json!({
-        "content": if content.is_empty() { Value::Null } else { Value::String(content) },
-        "tool_calls": tool_calls,
-        "usage": usage(value["usage"]["input_tokens"].as_u64().unwrap_or(0), value["usage"]["output_tokens"].as_u64().unwrap_or(0)),
-        "model": value["model"],
-        "finish_reason": value["stop_reason"],
-    }))
+    Ok(ChatResponse {
+        content: (!content.is_empty()).then_some(content),
+        tool_calls,
+        usage: Usage::new(
+            value["usage"]["input_tokens"].as_u64().unwrap_or(0),
+            value["usage"]["output_tokens"].as_u64().unwrap_or(0),
+        ),
+        model: string_field(&value["model"]),
+        finish_reason: string_field(&value["stop_reason"]),
+    })
 }
 
 #[derive(Default)]
@@ -122,15 +125,16 @@ pub struct StreamState {
     tools: BTreeMap<u64, ToolBlock>,
     input_tokens: u64,
     output_tokens: u64,
-    model: Value,
-    stop_reason: Value,
+    model: Option<String>,
+    stop_reason: Option<String>,
     events: u32,
     stopped: bool,
 }
 
 impl StreamState {
-    /// Feed one SSE line; `emit` receives host stream events. `Ok(true)` when the message ended.
-    pub fn feed(&mut self, line: &str, mut emit: impl FnMut(Value)) -> Result<bool, PluginError> {
+    /// Feed one SSE line; `delta` receives the answer's text as it arrives. `Ok(true)` when the
+    /// message ended.
+    pub fn feed(&mut self, line: &str, mut delta: impl FnMut(&str)) -> Result<bool, PluginError> {
         let Some(data) = line.strip_prefix("data:") else {
             return Ok(false); // `event:` lines and blank separators; the data carries its type
         };
@@ -144,7 +148,7 @@ impl StreamState {
         self.events += 1;
         match event["type"].as_str().unwrap_or("") {
             "message_start" => {
-                self.model = event["message"]["model"].clone();
+                self.model = string_field(&event["message"]["model"]);
                 self.input_tokens = event["message"]["usage"]["input_tokens"]
                     .as_u64()
                     .unwrap_or(0);
@@ -163,12 +167,12 @@ impl StreamState {
                 }
             }
             "content_block_delta" => {
-                let delta = &event["delta"];
-                match delta["type"].as_str().unwrap_or("") {
+                let change = &event["delta"];
+                match change["type"].as_str().unwrap_or("") {
                     "text_delta" => {
-                        if let Some(text) = delta["text"].as_str() {
+                        if let Some(text) = change["text"].as_str() {
                             self.content.push_str(text);
-                            emit(json!({ "type": "delta", "text": text }));
+                            delta(text);
                         }
                     }
                     "input_json_delta" => {
@@ -176,14 +180,14 @@ impl StreamState {
                             self.tools.get_mut(&event["index"].as_u64().unwrap_or(0))
                         {
                             tool.input_json
-                                .push_str(delta["partial_json"].as_str().unwrap_or(""));
+                                .push_str(change["partial_json"].as_str().unwrap_or(""));
                         }
                     }
                     _ => {}
                 }
             }
             "message_delta" => {
-                self.stop_reason = event["delta"]["stop_reason"].clone();
+                self.stop_reason = string_field(&event["delta"]["stop_reason"]);
                 if let Some(output) = event["usage"]["output_tokens"].as_u64() {
                     self.output_tokens = output;
                 }
@@ -210,7 +214,7 @@ impl StreamState {
         Ok(false)
     }
 
-    pub fn finish(self) -> Result<Value, PluginError> {
+    pub fn finish(self) -> Result<ChatResponse, PluginError> {
         if !self.stopped {
             return Err(PluginError::Unavailable(format!(
                 "the stream ended before message_stop ({} events)",
@@ -225,14 +229,18 @@ impl StreamState {
                 serde_json::from_str(&tool.input_json)
                     .unwrap_or_else(|_| json!({ "raw": tool.input_json }))
             };
-            tool_calls.push(json!({ "id": tool.id, "name": tool.name, "arguments": arguments }));
+            tool_calls.push(ToolCall {
+                id: tool.id,
+                name: tool.name,
+                arguments,
+            });
         }
-        Ok(json!({
-            "content": if self.content.is_empty() { Value::Null } else { Value::String(self.content) },
-            "tool_calls": tool_calls,
-            "usage": usage(self.input_tokens, self.output_tokens),
-            "model": self.model,
-            "finish_reason": self.stop_reason,
-        }))
+        Ok(ChatResponse {
+            content: (!self.content.is_empty()).then_some(self.content),
+            tool_calls,
+            usage: Usage::new(self.input_tokens, self.output_tokens),
+            model: self.model,
+            finish_reason: self.stop_reason,
+        })
     }
 }

@@ -8,7 +8,10 @@
 mod embedding;
 
 use databot_sdk::prelude::*;
-use databot_sdk::worlds::provider::exports::databot::plugin::provider_handler::Guest;
+use databot_sdk::provider::{
+    ChatMessage, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, Provider, Role, Stream,
+    ToolCall, ToolDefinition, Usage,
+};
 use databot_sdk::{Health, HealthStatus};
 
 databot_sdk::manifest! {
@@ -22,35 +25,11 @@ const MODEL: &str = "offline-1";
 /// Longest tool result quoted back.
 const QUOTE_LIMIT: usize = 2000;
 
-#[derive(Deserialize)]
-struct ChatRequest {
-    #[serde(default)]
-    messages: Vec<Message>,
-    #[serde(default)]
-    tools: Vec<ToolSpec>,
-}
-
-#[derive(Deserialize)]
-struct Message {
-    role: String,
-    #[serde(default)]
-    content: Option<String>,
-    #[serde(default)]
-    name: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct ToolSpec {
-    name: String,
-    #[serde(default)]
-    description: String,
-}
-
 fn words(text: &str) -> u64 {
     text.split_whitespace().count() as u64
 }
 
-fn answer(request: &ChatRequest) -> Value {
+fn answer(request: &ChatRequest) -> ChatResponse {
     let prompt_tokens: u64 = request
         .messages
         .iter()
@@ -59,26 +38,27 @@ fn answer(request: &ChatRequest) -> Value {
         .sum();
     let (content, tool_calls) = decide(request);
     let completion_tokens = words(&content);
-    json!({
-        "model": MODEL,
-        "content": content,
-        "tool_calls": tool_calls,
-        "finish_reason": if tool_calls.is_empty() { "stop" } else { "tool_calls" },
-        "usage": {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-        },
-    })
+    let finish_reason = if tool_calls.is_empty() {
+        "stop"
+    } else {
+        "tool_calls"
+    };
+    ChatResponse {
+        model: Some(MODEL.to_owned()),
+        content: Some(content),
+        tool_calls,
+        finish_reason: Some(finish_reason.to_owned()),
+        usage: Usage::new(prompt_tokens, completion_tokens),
+    }
 }
 
-fn decide(request: &ChatRequest) -> (String, Vec<Value>) {
+fn decide(request: &ChatRequest) -> (String, Vec<ToolCall>) {
     // After tool results: report them.
-    let trailing_results: Vec<&Message> = request
+    let trailing_results: Vec<&ChatMessage> = request
         .messages
         .iter()
         .rev()
-        .take_while(|m| m.role == "tool")
+        .take_while(|m| m.role == Role::Tool)
         .collect();
     if !trailing_results.is_empty() {
         let report = trailing_results
@@ -105,7 +85,7 @@ fn decide(request: &ChatRequest) -> (String, Vec<Value>) {
         .messages
         .iter()
         .rev()
-        .find(|m| m.role == "user")
+        .find(|m| m.role == Role::User)
         .and_then(|m| m.content.as_deref())
         .unwrap_or("")
         .trim();
@@ -128,7 +108,11 @@ fn decide(request: &ChatRequest) -> (String, Vec<Value>) {
         return match serde_json::from_str::<Value>(arguments.trim()) {
             Ok(arguments) if arguments.is_object() => (
                 String::new(),
-                vec![json!({ "id": "call_1", "name": name, "arguments": arguments })],
+                vec![ToolCall {
+                    id: "call_1".to_owned(),
+                    name: name.to_owned(),
+                    arguments,
+                }],
             ),
             _ => (
                 format!(
@@ -149,7 +133,7 @@ fn decide(request: &ChatRequest) -> (String, Vec<Value>) {
     )
 }
 
-fn tool_list(tools: &[ToolSpec]) -> String {
+fn tool_list(tools: &[ToolDefinition]) -> String {
     if tools.is_empty() {
         return "No tools are available.".to_owned();
     }
@@ -166,49 +150,45 @@ fn tool_list(tools: &[ToolSpec]) -> String {
     format!("Available tools:\n{}", lines.join("\n"))
 }
 
-fn parse(request: &str) -> Result<ChatRequest, PluginError> {
-    serde_json::from_str(request)
-        .map_err(|e| PluginError::InvalidInput(format!("chat request: {e}")))
-}
-
 struct Offline;
 
-impl Guest for Offline {
-    fn models() -> Result<String, PluginError> {
-        Ok(json!([MODEL]).to_string())
+impl Provider for Offline {
+    fn models() -> Result<Vec<String>, PluginError> {
+        Ok(vec![MODEL.to_owned()])
     }
 
-    fn chat(request: String) -> Result<String, PluginError> {
-        Ok(answer(&parse(&request)?).to_string())
+    fn chat(request: ChatRequest<'static>) -> Result<ChatResponse, PluginError> {
+        Ok(answer(&request))
     }
 
-    fn chat_stream(request: String) -> Result<String, PluginError> {
-        let response = answer(&parse(&request)?);
-        let content = response["content"].as_str().unwrap_or("");
-        for piece in content.split_inclusive(' ') {
-            databot_sdk::stream_sink::emit(&json!({ "type": "delta", "text": piece }).to_string());
+    fn chat_stream(
+        request: ChatRequest<'static>,
+        stream: &Stream,
+    ) -> Result<ChatResponse, PluginError> {
+        let response = answer(&request);
+        for piece in response
+            .content
+            .as_deref()
+            .unwrap_or("")
+            .split_inclusive(' ')
+        {
+            stream.delta(piece);
         }
-        for call in response["tool_calls"].as_array().into_iter().flatten() {
-            databot_sdk::stream_sink::emit(
-                &json!({ "type": "tool_call", "call": call }).to_string(),
-            );
-        }
-        Ok(response.to_string())
+        Ok(response)
     }
 
-    fn embed(request: String) -> Result<String, PluginError> {
-        let texts: Vec<String> = serde_json::from_str::<Value>(&request)
-            .ok()
-            .and_then(|v| serde_json::from_value(v["input"].clone()).ok())
-            .ok_or_else(|| {
-                PluginError::InvalidInput("embed request needs `input`: [texts]".into())
-            })?;
+    fn embed(request: EmbedRequest<'static>) -> Result<EmbedResponse, PluginError> {
         // Hashed features: deterministic, offline, good enough for keyword-like retrieval.
-        let vectors: Vec<Vec<f32>> = texts
+        let embeddings: Vec<Vec<f32>> = request
+            .input
             .iter()
             .map(|t| embedding::embed(t, embedding::DIMENSIONS))
             .collect();
-        Ok(json!({ "model": embedding::MODEL, "embeddings": vectors }).to_string())
+        Ok(EmbedResponse {
+            model: Some(embedding::MODEL.to_owned()),
+            embeddings,
+            usage: None,
+        })
     }
 
     fn check_health() -> Health {
@@ -219,4 +199,4 @@ impl Guest for Offline {
     }
 }
 
-databot_sdk::worlds::provider::export_provider_world!(Offline);
+databot_sdk::provider!(Offline);

@@ -12,7 +12,9 @@ use std::time::Duration;
 use databot_sdk::Health;
 use databot_sdk::http::{Request, RetryPolicy, send_with_retries};
 use databot_sdk::prelude::*;
-use databot_sdk::worlds::provider::exports::databot::plugin::provider_handler::Guest;
+use databot_sdk::provider::{
+    ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, EmbedUsage, Provider, Stream,
+};
 
 databot_sdk::manifest! {
     name: "openai",
@@ -71,8 +73,8 @@ fn post(
 
 struct OpenAi;
 
-impl Guest for OpenAi {
-    fn models() -> Result<String, PluginError> {
+impl Provider for OpenAi {
+    fn models() -> Result<Vec<String>, PluginError> {
         let settings = settings()?;
         let request =
             Request::get(format!("{}/models", settings.base_url)).timeout(settings.timeout);
@@ -84,59 +86,61 @@ impl Guest for OpenAi {
         }
         let value: Value =
             serde_json::from_str(&text).map_err(|e| PluginError::Failed(format!("models: {e}")))?;
-        let names: Vec<Value> = value["data"]
+        Ok(value["data"]
             .as_array()
             .into_iter()
             .flatten()
-            .filter_map(|m| m["id"].as_str().map(|id| json!(id)))
-            .collect();
-        Ok(Value::Array(names).to_string())
+            .filter_map(|m| m["id"].as_str().map(str::to_owned))
+            .collect())
     }
 
-    fn chat(request: String) -> Result<String, PluginError> {
+    fn chat(request: ChatRequest<'static>) -> Result<ChatResponse, PluginError> {
         let settings = settings()?;
-        let body = wire::request_body(&request, &settings.model, false)?;
+        let body = wire::request_body(&request, &settings.model, false);
         let response = post(&settings, "/chat/completions", &body)?;
         let text = response.text(MAX_RESPONSE_BYTES)?;
-        Ok(wire::parse_completion(&text)?.to_string())
+        wire::parse_completion(&text)
     }
 
-    fn chat_stream(request: String) -> Result<String, PluginError> {
+    fn chat_stream(
+        request: ChatRequest<'static>,
+        stream: &Stream,
+    ) -> Result<ChatResponse, PluginError> {
         let settings = settings()?;
-        let body = wire::request_body(&request, &settings.model, true)?;
+        let body = wire::request_body(&request, &settings.model, true);
         let mut response = post(&settings, "/chat/completions", &body)?;
-        let mut stream = wire::StreamState::default();
+        let mut state = wire::StreamState::default();
         while let Some(line) = response.next_line()? {
-            if stream.feed(&line, |event| {
-                databot_sdk::stream_sink::emit(&event.to_string())
-            }) {
+            if state.feed(&line, |text| stream.delta(text)) {
                 break;
             }
         }
-        Ok(stream.finish()?.to_string())
+        state.finish()
     }
 
-    fn embed(request: String) -> Result<String, PluginError> {
+    fn embed(request: EmbedRequest<'static>) -> Result<EmbedResponse, PluginError> {
         let settings = settings()?;
-        let request: Value = serde_json::from_str(&request)
-            .map_err(|e| PluginError::InvalidInput(format!("embed request: {e}")))?;
-        let model = request["model"]
-            .as_str()
-            .unwrap_or("text-embedding-3-small");
-        let body = json!({ "model": model, "input": request["input"] });
+        let model = request.model.as_deref().unwrap_or("text-embedding-3-small");
+        let body = json!({ "model": model, "input": request.input });
         let text = post(&settings, "/embeddings", &body)?.text(MAX_RESPONSE_BYTES)?;
         let value: Value = serde_json::from_str(&text)
             .map_err(|e| PluginError::Failed(format!("embeddings: {e}")))?;
-        let embeddings: Vec<Value> = value["data"]
+        let embeddings = value["data"]
             .as_array()
             .into_iter()
             .flatten()
-            .map(|d| d["embedding"].clone())
-            .collect();
-        Ok(
-            json!({ "model": value["model"], "embeddings": embeddings, "usage": value["usage"] })
-                .to_string(),
-        )
+            .map(|d| serde_json::from_value(d["embedding"].clone()))
+            .collect::<Result<Vec<Vec<f32>>, _>>()
+            .map_err(|e| {
+                PluginError::Failed(format!("embeddings: a vector is not numbers: {e}"))
+            })?;
+        Ok(EmbedResponse {
+            model: value["model"].as_str().map(str::to_owned),
+            embeddings,
+            usage: value["usage"].is_object().then(|| EmbedUsage {
+                prompt_tokens: value["usage"]["prompt_tokens"].as_u64(),
+            }),
+        })
     }
 
     fn check_health() -> Health {
@@ -144,4 +148,4 @@ impl Guest for OpenAi {
     }
 }
 
-databot_sdk::worlds::provider::export_provider_world!(OpenAi);
+databot_sdk::provider!(OpenAi);

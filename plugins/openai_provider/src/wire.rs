@@ -4,39 +4,28 @@
 use std::collections::BTreeMap;
 
 use databot_sdk::PluginError;
+use databot_sdk::provider::{ChatMessage, ChatRequest, ChatResponse, Role, ToolCall, Usage};
 use serde_json::{Value, json};
 
 /// The chat-completions request body for a host chat request.
-pub fn request_body(
-    host_request: &str,
-    default_model: &str,
-    stream: bool,
-) -> Result<Value, PluginError> {
-    let request: Value = serde_json::from_str(host_request)
-        .map_err(|e| PluginError::InvalidInput(format!("chat request is not JSON: {e}")))?;
-    let messages: Vec<Value> = request["messages"]
-        .as_array()
-        .ok_or_else(|| PluginError::InvalidInput("chat request has no `messages` array".into()))?
+pub fn request_body(request: &ChatRequest, default_model: &str, stream: bool) -> Value {
+    let messages: Vec<Value> = request.messages.iter().map(message).collect();
+    let tools: Vec<Value> = request
+        .tools
         .iter()
-        .map(message)
-        .collect();
-    let tools: Vec<Value> = request["tools"]
-        .as_array()
-        .into_iter()
-        .flatten()
         .map(|tool| {
             json!({
                 "type": "function",
                 "function": {
-                    "name": tool["name"],
-                    "description": tool["description"],
-                    "parameters": tool["input_schema"],
+                    "name": tool.name,
+                    "description": tool.description,
+                    "parameters": tool.input_schema,
                 }
             })
         })
         .collect();
     let mut body = json!({
-        "model": request["model"].as_str().unwrap_or(default_model),
+        "model": request.model_or(default_model),
         "messages": messages,
     });
     if !tools.is_empty() {
@@ -47,27 +36,26 @@ pub fn request_body(
         body["stream"] = json!(true);
         body["stream_options"] = json!({ "include_usage": true });
     }
-    Ok(body)
+    body
 }
 
-fn message(message: &Value) -> Value {
-    match message["role"].as_str().unwrap_or("user") {
-        "tool" => json!({
+fn message(message: &ChatMessage) -> Value {
+    match message.role {
+        Role::Tool => json!({
             "role": "tool",
-            "tool_call_id": message["tool_call_id"],
-            "content": message["content"].as_str().unwrap_or(""),
+            "tool_call_id": message.tool_call_id,
+            "content": message.content_text(),
         }),
-        "assistant" => {
-            let mut out = json!({ "role": "assistant", "content": message["content"] });
-            let calls: Vec<Value> = message["tool_calls"]
-                .as_array()
-                .into_iter()
-                .flatten()
+        Role::Assistant => {
+            let mut out = json!({ "role": "assistant", "content": message.content });
+            let calls: Vec<Value> = message
+                .tool_calls
+                .iter()
                 .map(|call| {
                     json!({
-                        "id": call["id"],
+                        "id": call.id,
                         "type": "function",
-                        "function": { "name": call["name"], "arguments": call["arguments"].to_string() },
+                        "function": { "name": call.name, "arguments": call.arguments.to_string() },
                     })
                 })
                 .collect();
@@ -76,7 +64,8 @@ fn message(message: &Value) -> Value {
             }
             out
         }
-        role => json!({ "role": role, "content": message["content"].as_str().unwrap_or("") }),
+        Role::System => json!({ "role": "system", "content": message.content_text() }),
+        Role::User => json!({ "role": "user", "content": message.content_text() }),
     }
 }
 
@@ -88,16 +77,21 @@ fn arguments(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|_| json!({ "raw": text }))
 }
 
-fn usage(value: &Value) -> Value {
-    json!({
-        "prompt_tokens": value["prompt_tokens"].as_u64().unwrap_or(0),
-        "completion_tokens": value["completion_tokens"].as_u64().unwrap_or(0),
-        "total_tokens": value["total_tokens"].as_u64().unwrap_or(0),
-    })
+fn usage(value: &Value) -> Usage {
+    Usage {
+        prompt_tokens: value["prompt_tokens"].as_u64().unwrap_or(0),
+        completion_tokens: value["completion_tokens"].as_u64().unwrap_or(0),
+        total_tokens: value["total_tokens"].as_u64().unwrap_or(0),
+    }
+}
+
+/// A string field of the vendor's JSON, if it is one.
+fn string_field(value: &Value) -> Option<String> {
+    value.as_str().map(str::to_owned)
 }
 
 /// A non-streamed completion in the host's format.
-pub fn parse_completion(text: &str) -> Result<Value, PluginError> {
+pub fn parse_completion(text: &str) -> Result<ChatResponse, PluginError> {
     let value: Value = serde_json::from_str(text)
         .map_err(|e| PluginError::Failed(format!("the completion is not JSON: {e}")))?;
     let message = &value["choices"][0]["message"];
@@ -106,25 +100,23 @@ pub fn parse_completion(text: &str) -> Result<Value, PluginError> {
             "the completion has no choices: {text}"
         )));
     }
-    let tool_calls: Vec<Value> = message["tool_calls"]
+    let tool_calls: Vec<ToolCall> = message["tool_calls"]
         .as_array()
         .into_iter()
         .flatten()
-        .map(|call| {
-            json!({
-                "id": call["id"],
-                "name": call["function"]["name"],
-                "arguments": arguments(call["function"]["arguments"].as_str().unwrap_or("")),
-            })
+        .map(|call| ToolCall {
+            id: string_field(&call["id"]).unwrap_or_default(),
+            name: string_field(&call["function"]["name"]).unwrap_or_default(),
+            arguments: arguments(call["function"]["arguments"].as_str().unwrap_or("")),
         })
         .collect();
-    Ok(json!({
-        "content": message["content"],
-        "tool_calls": tool_calls,
-        "usage": usage(&value["usage"]),
-        "model": value["model"],
-        "finish_reason": value["choices"][0]["finish_reason"],
-    }))
+    Ok(ChatResponse {
+        content: string_field(&message["content"]),
+        tool_calls,
+        usage: usage(&value["usage"]),
+        model: string_field(&value["model"]),
+        finish_reason: string_field(&value["choices"][0]["finish_reason"]),
+    })
 }
 
 #[derive(Default)]
@@ -139,17 +131,18 @@ struct PartialCall {
 pub struct StreamState {
     content: String,
     calls: BTreeMap<u64, PartialCall>,
-    usage: Option<Value>,
-    model: Option<Value>,
-    finish_reason: Option<Value>,
+    usage: Option<Usage>,
+    model: Option<String>,
+    finish_reason: Option<String>,
     malformed: u32,
     chunks: u32,
     done: bool,
 }
 
 impl StreamState {
-    /// Feed one SSE line; `emit` receives host stream events. True when the stream is done.
-    pub fn feed(&mut self, line: &str, mut emit: impl FnMut(Value)) -> bool {
+    /// Feed one SSE line; `delta` receives the answer's text as it arrives. True when the
+    /// stream is done.
+    pub fn feed(&mut self, line: &str, mut delta: impl FnMut(&str)) -> bool {
         let Some(data) = line.strip_prefix("data:") else {
             return false; // comments, `event:` lines, blank separators
         };
@@ -167,8 +160,8 @@ impl StreamState {
             }
         };
         self.chunks += 1;
-        if self.model.is_none() && chunk["model"].is_string() {
-            self.model = Some(chunk["model"].clone());
+        if self.model.is_none() {
+            self.model = string_field(&chunk["model"]);
         }
         if chunk["usage"].is_object() {
             self.usage = Some(usage(&chunk["usage"]));
@@ -178,7 +171,7 @@ impl StreamState {
             && !text.is_empty()
         {
             self.content.push_str(text);
-            emit(json!({ "type": "delta", "text": text }));
+            delta(text);
         }
         for call in choice["delta"]["tool_calls"]
             .as_array()
@@ -197,14 +190,14 @@ impl StreamState {
                 partial.arguments.push_str(fragment);
             }
         }
-        if !choice["finish_reason"].is_null() {
-            self.finish_reason = Some(choice["finish_reason"].clone());
+        if let Some(reason) = string_field(&choice["finish_reason"]) {
+            self.finish_reason = Some(reason);
         }
         false
     }
 
     /// The complete response. Tool calls are kept whatever the finish reason says.
-    pub fn finish(self) -> Result<Value, PluginError> {
+    pub fn finish(self) -> Result<ChatResponse, PluginError> {
         if self.chunks == 0 {
             return Err(PluginError::Failed(format!(
                 "the stream ended without a valid chunk ({} malformed)",
@@ -216,25 +209,26 @@ impl StreamState {
                 "the stream ended before the model finished (no finish_reason, no [DONE])".into(),
             ));
         }
-        let tool_calls: Vec<Value> = self
+        let tool_calls: Vec<ToolCall> = self
             .calls
             .into_iter()
             .filter(|(_, call)| !call.name.is_empty())
-            .map(|(index, call)| {
-                let id = if call.id.is_empty() {
+            .map(|(index, call)| ToolCall {
+                id: if call.id.is_empty() {
                     format!("call_{index}")
                 } else {
                     call.id
-                };
-                json!({ "id": id, "name": call.name, "arguments": arguments(&call.arguments) })
+                },
+                arguments: arguments(&call.arguments),
+                name: call.name,
             })
             .collect();
-        Ok(json!({
-            "content": if self.content.is_empty() { Value::Null } else { Value::String(self.content) },
-            "tool_calls": tool_calls,
-            "usage": self.usage.unwrap_or_else(|| usage(&Value::Null)),
-            "model": self.model,
-            "finish_reason": self.finish_reason,
-        }))
+        Ok(ChatResponse {
+            content: (!self.content.is_empty()).then_some(self.content),
+            tool_calls,
+            usage: self.usage.unwrap_or_default(),
+            model: self.model,
+            finish_reason: self.finish_reason,
+        })
     }
 }

@@ -1,0 +1,129 @@
+//! What a turn reports while it runs, from the provider's streamed text to the client.
+//!
+//! One type travels the whole way: a provider plugin emits `Delta`s through `stream-sink`, the
+//! agent adds tool progress and the end of the turn, and the gateway (SSE), the CLI and
+//! channels render the same values. Its JSON form is `{"type": "delta", "text": ...}` and so on.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum TurnEvent {
+    /// A piece of the answer's text, as the model produces it.
+    Delta { text: String },
+    /// A tool call is about to run.
+    ToolStart {
+        name: String,
+        #[serde(default)]
+        arguments: serde_json::Value,
+    },
+    /// A tool call finished; `output` is what the model sees (an error's text when `!ok`).
+    ToolResult {
+        name: String,
+        ok: bool,
+        output: String,
+    },
+    /// The turn ended with this answer (the last event of a turn that succeeded).
+    Done { content: String },
+    /// The turn failed; `message` says why in words fit for the user (the last event).
+    Error { message: String },
+}
+
+impl TurnEvent {
+    /// The event's name, as in its JSON `type` (and the SSE `event:` field).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Delta { .. } => "delta",
+            Self::ToolStart { .. } => "tool_start",
+            Self::ToolResult { .. } => "tool_result",
+            Self::Done { .. } => "done",
+            Self::Error { .. } => "error",
+        }
+    }
+
+    /// True for the event that ends a turn.
+    pub fn is_last(&self) -> bool {
+        matches!(self, Self::Done { .. } | Self::Error { .. })
+    }
+
+    /// Bytes the event holds (its text fields), for bounding buffers by size.
+    pub fn size(&self) -> usize {
+        match self {
+            Self::Delta { text } => text.len(),
+            Self::ToolStart { name, arguments } => name.len() + estimated_json_len(arguments),
+            Self::ToolResult { name, output, .. } => name.len() + output.len(),
+            Self::Done { content } => content.len(),
+            Self::Error { message } => message.len(),
+        }
+    }
+}
+
+/// An upper bound of a JSON value's serialised size that does not serialise it.
+fn estimated_json_len(value: &serde_json::Value) -> usize {
+    use serde_json::Value;
+    match value {
+        Value::Null | Value::Bool(_) => 5,
+        Value::Number(_) => 24,
+        // Escapes can at most sextuple a character (`\u00XX`).
+        Value::String(s) => 2 + 6 * s.len(),
+        Value::Array(items) => {
+            2 + items
+                .iter()
+                .map(|v| estimated_json_len(v) + 1)
+                .sum::<usize>()
+        }
+        Value::Object(map) => {
+            2 + map
+                .iter()
+                .map(|(k, v)| 2 + 6 * k.len() + 2 + estimated_json_len(v))
+                .sum::<usize>()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_form_is_tagged_by_name() {
+        let events = [
+            TurnEvent::Delta { text: "hi".into() },
+            TurnEvent::ToolStart {
+                name: "echo".into(),
+                arguments: serde_json::json!({"text": "é\"x"}),
+            },
+            TurnEvent::ToolResult {
+                name: "echo".into(),
+                ok: true,
+                output: "x".into(),
+            },
+            TurnEvent::Done {
+                content: "done".into(),
+            },
+            TurnEvent::Error {
+                message: "no".into(),
+            },
+        ];
+        for event in events {
+            let json = serde_json::to_value(&event).unwrap();
+            assert_eq!(json["type"], event.name());
+            let back: TurnEvent = serde_json::from_value(json.clone()).unwrap();
+            assert_eq!(back, event);
+        }
+        assert_eq!(
+            serde_json::from_str::<TurnEvent>(r#"{"type":"delta","text":"a"}"#).unwrap(),
+            TurnEvent::Delta { text: "a".into() }
+        );
+    }
+
+    #[test]
+    fn size_bounds_the_arguments_json() {
+        let arguments = serde_json::json!({"a": ["\u{1}\u{2}", 1.5e300, null, {"b": "\"\\"}]});
+        let event = TurnEvent::ToolStart {
+            name: String::new(),
+            arguments: arguments.clone(),
+        };
+        assert!(event.size() >= arguments.to_string().len());
+    }
+}
