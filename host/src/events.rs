@@ -4,9 +4,11 @@
 //! A provider plugin's `stream-sink.emit`, the agent's tool progress and the end of the turn
 //! all go straight into an `EventSink`; the listener (the gateway's SSE response, the CLI, a
 //! channel) holds the `EventReceiver`. The queue is bounded in events and in bytes and never
-//! blocks the sender: when the listener is gone or too slow, events are dropped and counted
-//! (the turn's reply still carries the whole answer, and the last event is never needed to
-//! wake anyone).
+//! blocks the sender: when the listener is gone or too slow, events are dropped and counted.
+//! The event that ends a turn (`done` or `error`) is never dropped for a listener that is still
+//! there: one place in the queue is kept for it and the byte bound does not apply to it (its
+//! text is the turn's answer, which the host holds anyway), so an SSE client always learns how
+//! its turn ended.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -24,55 +26,90 @@ const EVENT_OVERHEAD: usize = 64;
 #[derive(Clone)]
 pub struct EventSink {
     sender: mpsc::Sender<TurnEvent>,
-    queued_bytes: Arc<AtomicUsize>,
+    queued: Arc<Queued>,
+    /// Events other than the last that may be queued at once (the channel holds one more).
+    capacity: usize,
     dropped: Arc<AtomicU64>,
+}
+
+/// What is queued and not yet read, shared by both ends.
+#[derive(Debug, Default)]
+struct Queued {
+    events: AtomicUsize,
+    bytes: AtomicUsize,
 }
 
 /// The listening end.
 #[derive(Debug)]
 pub struct EventReceiver {
     receiver: mpsc::Receiver<TurnEvent>,
-    queued_bytes: Arc<AtomicUsize>,
+    queued: Arc<Queued>,
 }
 
-/// A queue for `capacity` events (and `MAX_QUEUED_BYTES`), its drops counted into `dropped`.
+/// A queue for `capacity` events (and `MAX_QUEUED_BYTES`) plus the turn's last event, its
+/// drops counted into `dropped`.
 pub fn event_queue(capacity: usize, dropped: Arc<AtomicU64>) -> (EventSink, EventReceiver) {
-    let (sender, receiver) = mpsc::channel(capacity.max(1));
-    let queued_bytes = Arc::new(AtomicUsize::new(0));
+    let capacity = capacity.max(1);
+    let (sender, receiver) = mpsc::channel(capacity + 1);
+    let queued = Arc::new(Queued::default());
     (
         EventSink {
             sender,
-            queued_bytes: queued_bytes.clone(),
+            queued: queued.clone(),
+            capacity,
             dropped,
         },
-        EventReceiver {
-            receiver,
-            queued_bytes,
-        },
+        EventReceiver { receiver, queued },
     )
+}
+
+/// A sink nobody listens to: for a turn whose provider streams although its sender asked for
+/// no events (every event is discarded at once, unparsed).
+pub fn unheard() -> EventSink {
+    event_queue(1, Arc::default()).0
 }
 
 fn cost(event: &TurnEvent) -> usize {
     event.size().saturating_add(EVENT_OVERHEAD)
 }
 
+/// Add `amount` to `counter` if the total stays within `limit`.
+fn reserve(counter: &AtomicUsize, amount: usize, limit: usize) -> bool {
+    counter
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
+            let total = queued.checked_add(amount)?;
+            (total <= limit).then_some(total)
+        })
+        .is_ok()
+}
+
 impl EventSink {
-    /// Queue `event` if there is room for it; otherwise drop and count it. Never waits.
+    /// Queue `event` if there is room for it; otherwise drop and count it. Never waits. The
+    /// last event of a turn always has room while the listener is there.
     pub fn emit(&self, event: TurnEvent) {
+        if self.sender.is_closed() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let cost = cost(&event);
-        let reserved = self
-            .queued_bytes
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
-                let total = queued.checked_add(cost)?;
-                (total <= MAX_QUEUED_BYTES).then_some(total)
-            })
-            .is_ok();
-        if !reserved {
+        let last = event.is_last();
+        let (event_limit, byte_limit) = if last {
+            (self.capacity + 1, usize::MAX)
+        } else {
+            (self.capacity, MAX_QUEUED_BYTES)
+        };
+        if !reserve(&self.queued.events, 1, event_limit) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if !reserve(&self.queued.bytes, cost, byte_limit) {
+            self.queued.events.fetch_sub(1, Ordering::AcqRel);
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
         if self.sender.try_send(event).is_err() {
-            self.queued_bytes.fetch_sub(cost, Ordering::AcqRel);
+            self.queued.events.fetch_sub(1, Ordering::AcqRel);
+            self.queued.bytes.fetch_sub(cost, Ordering::AcqRel);
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -87,15 +124,20 @@ impl EventReceiver {
     /// The next event; `None` when every sink is gone and the queue is empty.
     pub async fn recv(&mut self) -> Option<TurnEvent> {
         let event = self.receiver.recv().await?;
-        self.queued_bytes.fetch_sub(cost(&event), Ordering::AcqRel);
+        self.release(&event);
         Some(event)
     }
 
     /// The next event if one is queued now.
     pub fn try_recv(&mut self) -> Option<TurnEvent> {
         let event = self.receiver.try_recv().ok()?;
-        self.queued_bytes.fetch_sub(cost(&event), Ordering::AcqRel);
+        self.release(&event);
         Some(event)
+    }
+
+    fn release(&self, event: &TurnEvent) {
+        self.queued.events.fetch_sub(1, Ordering::AcqRel);
+        self.queued.bytes.fetch_sub(cost(event), Ordering::AcqRel);
     }
 }
 
@@ -138,7 +180,36 @@ mod tests {
             read += 1;
         }
         assert_eq!(read, 4);
-        assert_eq!(receiver.queued_bytes.load(Ordering::Relaxed), 0);
+        assert_eq!(receiver.queued.bytes.load(Ordering::Relaxed), 0);
+        assert_eq!(receiver.queued.events.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn the_last_event_has_room_whatever_the_listener_left_unread() {
+        let dropped = Arc::new(AtomicU64::new(0));
+        let (sink, mut receiver) = event_queue(4, dropped.clone());
+        for _ in 0..10 {
+            sink.emit(delta(300 * 1024));
+        }
+        // Larger than the byte bound, after a full queue: still queued.
+        let answer = "y".repeat(2 * MAX_QUEUED_BYTES);
+        sink.emit(TurnEvent::Done {
+            content: answer.clone(),
+        });
+        drop(sink);
+        let mut last = None;
+        while let Some(event) = receiver.recv().await {
+            last = Some(event);
+        }
+        assert_eq!(last, Some(TurnEvent::Done { content: answer }));
+        assert_eq!(receiver.queued.bytes.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn an_unheard_sink_discards_everything() {
+        let sink = unheard();
+        assert!(sink.is_closed());
+        sink.emit(delta(10));
     }
 
     #[tokio::test]

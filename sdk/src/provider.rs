@@ -64,6 +64,10 @@ pub trait Provider {
     fn check_health() -> Health;
 }
 
+/// Text in one delta event at most: escaped (6 bytes a byte at worst), it stays under the
+/// host's limit of 256 KiB an event.
+const MAX_DELTA_TEXT: usize = 32 * 1024;
+
 /// Where a streaming chat sends its text: to the turn's listeners (an SSE client, the CLI, a
 /// channel), through the host.
 pub struct Stream {
@@ -71,16 +75,23 @@ pub struct Stream {
 }
 
 impl Stream {
-    /// Send a piece of the answer's text (empty pieces are skipped).
+    /// Send a piece of the answer's text (empty pieces are skipped). Long text goes out in
+    /// several events, each well under the host's 256 KiB an event even when every character
+    /// needs escaping.
     pub fn delta(&self, text: &str) {
-        if text.is_empty() {
-            return;
-        }
-        let event = TurnEvent::Delta {
-            text: text.to_owned(),
-        };
-        if let Ok(json) = serde_json::to_string(&event) {
-            crate::stream_sink::emit(&json);
+        let mut rest = text;
+        while !rest.is_empty() {
+            let cut = rest.floor_char_boundary(MAX_DELTA_TEXT);
+            // A character is at most 4 bytes, so a cut of 0 only happens below 4 bytes left.
+            let cut = if cut == 0 { rest.len() } else { cut };
+            let (piece, after) = rest.split_at(cut);
+            let event = TurnEvent::Delta {
+                text: piece.to_owned(),
+            };
+            if let Ok(json) = serde_json::to_string(&event) {
+                crate::stream_sink::emit(&json);
+            }
+            rest = after;
         }
     }
 }

@@ -3,7 +3,7 @@
 //! leaking internals.
 
 use crate::bus::{InboundMessage, MessageHandler, OutboundMessage};
-use crate::events::{EventSink, TurnEvent};
+use crate::events::{EventSink, TurnEvent, unheard};
 
 use super::{Agent, Conversation};
 
@@ -15,12 +15,20 @@ impl MessageHandler for Agent {
             user: message.user_key(),
         };
         let session = conversation.session_key.clone();
-        let turn_events = message.stream.then_some(&events);
+        // A bus turn always asks its provider for a stream (the same provider operation whether
+        // or not the sender listens); without a listener its events go nowhere.
+        let unheard_events;
+        let turn_events = if message.stream {
+            &events
+        } else {
+            unheard_events = unheard();
+            &unheard_events
+        };
         let outcome = self
             .turn_in_trace(
                 &conversation,
                 &message.content,
-                turn_events,
+                Some(turn_events),
                 &message.trace_context,
             )
             .await;
@@ -34,7 +42,7 @@ impl MessageHandler for Agent {
                 )
             }
         };
-        if let Some(events) = turn_events {
+        if message.stream {
             events.emit(if failed {
                 TurnEvent::Error {
                     message: content.clone(),

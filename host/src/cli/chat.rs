@@ -60,9 +60,10 @@ pub async fn run(
 
 /// Run one turn, printing deltas to stdout and tool progress to stderr. False on failure.
 async fn one_turn(agent: &Agent, session_key: &str, message: &str) -> bool {
-    // Events the terminal is slow to print are dropped; the answer is printed whole at the end
-    // when no delta made it.
-    let (events, mut received) = event_queue(4096, Default::default());
+    // Events the terminal is slow to print are dropped; the answer is then printed whole at
+    // the end, as when no delta came at all.
+    let dropped = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (events, mut received) = event_queue(4096, dropped.clone());
     let printer = tokio::spawn(async move {
         let mut streamed = false;
         while let Some(event) = received.recv().await {
@@ -87,10 +88,15 @@ async fn one_turn(agent: &Agent, session_key: &str, message: &str) -> bool {
     });
     let outcome = agent.turn(session_key, message, Some(&events)).await;
     drop(events);
-    let streamed = printer.await.unwrap_or(false);
+    let printed = printer.await.unwrap_or(false);
+    let lost = dropped.load(std::sync::atomic::Ordering::Relaxed) > 0;
     match outcome {
         Ok(outcome) => {
-            if !streamed {
+            if lost && printed {
+                println!();
+                eprintln!("[the terminal fell behind the stream; the whole answer:]");
+            }
+            if lost || !printed {
                 print!("{}", outcome.content);
             }
             println!();

@@ -100,14 +100,21 @@ pub fn parse_completion(text: &str) -> Result<ChatResponse, PluginError> {
             "the completion has no choices: {text}"
         )));
     }
+    // As in a stream: calls without a name are dropped, a missing id is made up.
     let tool_calls: Vec<ToolCall> = message["tool_calls"]
         .as_array()
         .into_iter()
         .flatten()
-        .map(|call| ToolCall {
-            id: string_field(&call["id"]).unwrap_or_default(),
-            name: string_field(&call["function"]["name"]).unwrap_or_default(),
-            arguments: arguments(call["function"]["arguments"].as_str().unwrap_or("")),
+        .enumerate()
+        .filter_map(|(index, call)| {
+            let name = string_field(&call["function"]["name"]).filter(|n| !n.is_empty())?;
+            Some(ToolCall {
+                id: string_field(&call["id"])
+                    .filter(|id| !id.is_empty())
+                    .unwrap_or_else(|| format!("call_{index}")),
+                name,
+                arguments: arguments(call["function"]["arguments"].as_str().unwrap_or("")),
+            })
         })
         .collect();
     Ok(ChatResponse {

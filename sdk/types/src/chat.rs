@@ -150,9 +150,23 @@ pub struct ChatResponse {
     /// The model that answered, as the vendor names it.
     #[serde(default)]
     pub model: Option<String>,
-    /// Why the model stopped (`stop`, `tool_calls`, `length`, ... as the vendor says).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Why the model stopped (`stop`, `tool_calls`, `length`, ... as the vendor says); a
+    /// value that is not a string is read as none.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "string_or_none"
+    )]
     pub finish_reason: Option<String>,
+}
+
+fn string_or_none<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
+    Ok(match serde_json::Value::deserialize(deserializer)? {
+        serde_json::Value::String(text) => Some(text),
+        _ => None,
+    })
 }
 
 /// Embeddings for a list of texts (`embed`).
@@ -212,6 +226,9 @@ mod tests {
         let response: ChatResponse = serde_json::from_str(r#"{"content":"x"}"#).unwrap();
         assert_eq!(response.content.as_deref(), Some("x"));
         assert_eq!(response.usage, Usage::default());
+        let odd: ChatResponse =
+            serde_json::from_str(r#"{"content":"x","finish_reason":{"kind":1}}"#).unwrap();
+        assert_eq!(odd.finish_reason, None);
         let embed: EmbedResponse = serde_json::from_str(r#"{"embeddings":[[1,2]]}"#).unwrap();
         assert_eq!(embed.embeddings, vec![vec![1.0, 2.0]]);
         assert!(serde_json::from_str::<EmbedResponse>(r#"{"data":[]}"#).is_err());

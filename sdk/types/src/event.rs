@@ -50,7 +50,7 @@ impl TurnEvent {
     pub fn size(&self) -> usize {
         match self {
             Self::Delta { text } => text.len(),
-            Self::ToolStart { name, arguments } => name.len() + estimated_json_len(arguments),
+            Self::ToolStart { name, arguments } => name.len() + json_len(arguments),
             Self::ToolResult { name, output, .. } => name.len() + output.len(),
             Self::Done { content } => content.len(),
             Self::Error { message } => message.len(),
@@ -58,27 +58,22 @@ impl TurnEvent {
     }
 }
 
-/// An upper bound of a JSON value's serialised size that does not serialise it.
-fn estimated_json_len(value: &serde_json::Value) -> usize {
-    use serde_json::Value;
-    match value {
-        Value::Null | Value::Bool(_) => 5,
-        Value::Number(_) => 24,
-        // Escapes can at most sextuple a character (`\u00XX`).
-        Value::String(s) => 2 + 6 * s.len(),
-        Value::Array(items) => {
-            2 + items
-                .iter()
-                .map(|v| estimated_json_len(v) + 1)
-                .sum::<usize>()
+/// A JSON value's serialised size, counted without building the text.
+fn json_len(value: &serde_json::Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
         }
-        Value::Object(map) => {
-            2 + map
-                .iter()
-                .map(|(k, v)| 2 + 6 * k.len() + 2 + estimated_json_len(v))
-                .sum::<usize>()
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
         }
     }
+    let mut count = Count(0);
+    // Writing a `Value` into a sink that never fails cannot fail.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
 }
 
 #[cfg(test)]
@@ -124,6 +119,6 @@ mod tests {
             name: String::new(),
             arguments: arguments.clone(),
         };
-        assert!(event.size() >= arguments.to_string().len());
+        assert_eq!(event.size(), arguments.to_string().len());
     }
 }
