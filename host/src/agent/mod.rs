@@ -461,6 +461,8 @@ impl Agent {
         memory_scope: &str,
         events: Option<&EventSink>,
     ) -> String {
+        // Nobody listens (a bus turn whose sender wants no events): build no events.
+        let events = events.filter(|events| !events.is_closed());
         if let Some(events) = events {
             events.emit(TurnEvent::ToolStart {
                 name: call.name.clone(),
