@@ -18,7 +18,7 @@ const LAYERS: &[&[&str]] = &[
     &["contract"],
     &["telemetry"],
     &["config"],
-    &["events", "digest", "process_limits"],
+    &["events", "digest", "process_limits", "net"],
 ];
 
 fn rank(module: &str) -> Option<usize> {

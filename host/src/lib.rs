@@ -19,8 +19,9 @@
 //! - `telemetry`: tracing, OpenTelemetry export, trace-context propagation and metrics (any
 //!   layer above may record into it);
 //! - `config`: the operator's YAML configuration;
-//! - `events`, `digest`, `process_limits`: leaves (a turn's event queue, from provider to
-//!   listener; content digests; the open-file limit and its share-out).
+//! - `events`, `digest`, `process_limits`, `net`: leaves (a turn's event queue, from provider
+//!   to listener; content digests; the open-file limit and its share-out; TCP sockets without
+//!   Nagle/delayed-ACK stalls).
 
 pub mod agent;
 pub mod bus;
@@ -32,6 +33,7 @@ pub mod digest;
 pub mod events;
 pub mod gateway;
 pub mod mcp;
+pub mod net;
 pub mod process_limits;
 pub mod rag;
 pub mod runtime;

@@ -2,9 +2,12 @@
 //! server on loopback.
 
 pub mod contained;
+pub mod http1;
+pub mod mock_openai;
 pub mod otlp;
 pub mod python;
 pub mod qdrant;
+pub mod served;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -611,6 +614,38 @@ pub fn processes_with(marker: &str) -> Vec<u32> {
                 .then_some(pid)
         })
         .collect()
+}
+
+/// CPU time (user + system, every thread) process `pid` has used, from `/proc/PID/stat`, in
+/// clock ticks (10 ms), so measure over seconds; zero if unreadable.
+pub fn process_cpu_time(pid: u32) -> std::time::Duration {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return std::time::Duration::ZERO;
+    };
+    // Fields after the command name (which may hold spaces) start at ")"; utime and stime are
+    // the 14th and 15th fields, the 12th and 13th after it.
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i).and_then(|v| v.parse::<u64>().ok()))
+        .sum();
+    // SAFETY: sysconf reads a constant of the system; no memory is touched.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let per_second = u64::try_from(per_second).unwrap_or(100).max(1);
+    std::time::Duration::from_nanos(ticks.saturating_mul(1_000_000_000 / per_second))
+}
+
+/// The resident memory (VmRSS) of process `pid` in KiB; 0 if unreadable.
+pub fn process_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 /// This process's memory as `/proc/self/status` reports it, for the memory benchmarks.

@@ -185,6 +185,16 @@ async fn rate_limits_answer_with_the_standard_headers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limit_of_zero_requests_is_off() {
+    let gw = gateway("gateway:\n  rate_limit:\n    requests: 0\n    window_seconds: 60\n").await;
+    for _ in 0..50 {
+        let (status, headers, _) = http_call(gw.port, "GET", "/api/v1/plugins", &[], "").await;
+        assert_eq!(status, 200);
+        assert_eq!(header(&headers, "x-ratelimit-limit"), None);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_json_errors_and_lose_nothing() {
     let gw = gateway("gateway:\n  max_body_bytes: 1000\n").await;
     for body in [

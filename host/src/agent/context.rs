@@ -9,13 +9,8 @@ operations: databases, pipelines, data quality, catalogs and streaming. Use the 
 given; prefer read-only operations; show query results as tables; say what you did and why; \
 warn before anything expensive or destructive. Be concise and technical; answer in markdown.";
 
-pub fn build(
-    system_prompt: &str,
-    memories: &[(String, String)],
-    history: &[ChatMessage],
-    user: &str,
-    context_tokens: usize,
-) -> Vec<ChatMessage> {
+/// The system message: the prompt, then the persistent memories.
+pub fn system_message(system_prompt: &str, memories: &[(String, String)]) -> ChatMessage {
     let mut system = system_prompt.to_owned();
     if !memories.is_empty() {
         system.push_str("\n\n## Persistent memory\n");
@@ -23,19 +18,54 @@ pub fn build(
             system.push_str(&format!("- {key}: {value}\n"));
         }
     }
-    let system = ChatMessage::text(Role::System, system);
-    let user = ChatMessage::text(Role::User, user);
-    let mut budget =
-        context_tokens.saturating_sub(system.estimated_tokens() + user.estimated_tokens());
-    let mut kept = 0;
-    for message in history.iter().rev() {
-        let cost = message.estimated_tokens();
-        if cost > budget {
-            break;
+    ChatMessage::text(Role::System, system)
+}
+
+/// Tokens left for history once the system message and the user's message are counted.
+pub fn history_budget(system: &ChatMessage, user: &str, context_tokens: usize) -> usize {
+    context_tokens.saturating_sub(system.estimated_tokens() + estimated_user_tokens(user))
+}
+
+fn estimated_user_tokens(user: &str) -> usize {
+    ChatMessage::text(Role::User, user).estimated_tokens()
+}
+
+/// Admits history into a token budget, newest message first, until the first that does not
+/// fit (which closes it: older messages never skip over a newer one).
+pub struct HistoryBudget {
+    left: usize,
+    closed: bool,
+}
+
+impl HistoryBudget {
+    pub fn new(tokens: usize) -> Self {
+        Self {
+            left: tokens,
+            closed: false,
         }
-        budget -= cost;
-        kept += 1;
     }
+
+    /// Whether `message` (the next older one) still fits; it is counted if it does.
+    pub fn admit(&mut self, message: &ChatMessage) -> bool {
+        let cost = message.estimated_tokens();
+        if self.closed || cost > self.left {
+            self.closed = true;
+            return false;
+        }
+        self.left -= cost;
+        true
+    }
+}
+
+/// The messages of one model call: `system`, the newest history that fits, the user's message.
+pub fn build(
+    system: ChatMessage,
+    history: &[ChatMessage],
+    user: &str,
+    context_tokens: usize,
+) -> Vec<ChatMessage> {
+    let mut budget = HistoryBudget::new(history_budget(&system, user, context_tokens));
+    let kept = history.iter().rev().take_while(|m| budget.admit(m)).count();
     let mut start = history.len() - kept;
     // A tool result without the assistant message that asked for it confuses every API.
     while start < history.len() && history[start].role == Role::Tool {
@@ -44,7 +74,7 @@ pub fn build(
     let mut messages = Vec::with_capacity(history.len() - start + 2);
     messages.push(system);
     messages.extend_from_slice(&history[start..]);
-    messages.push(user);
+    messages.push(ChatMessage::text(Role::User, user));
     messages
 }
 
@@ -63,7 +93,7 @@ mod tests {
                 )
             })
             .collect();
-        let messages = build("sys", &[], &history, "now", 300);
+        let messages = build(system_message("sys", &[]), &history, "now", 300);
         assert!(messages.len() < 20, "{}", messages.len());
         assert_eq!(messages[0].role, Role::System);
         assert_eq!(messages.last().unwrap().content.as_deref(), Some("now"));
@@ -86,13 +116,18 @@ mod tests {
         let mut assistant = ChatMessage::text(Role::Assistant, "x".repeat(400));
         assistant.tool_calls.push(call.clone());
         let history = vec![assistant, ChatMessage::tool_result(&call, "ok".into())];
-        let messages = build("sys", &[], &history, "now", 60);
+        let messages = build(system_message("sys", &[]), &history, "now", 60);
         assert!(messages.iter().all(|m| m.role != Role::Tool));
     }
 
     #[test]
     fn memories_are_in_the_system_prompt() {
-        let messages = build("sys", &[("db".into(), "postgres".into())], &[], "hi", 1000);
+        let messages = build(
+            system_message("sys", &[("db".into(), "postgres".into())]),
+            &[],
+            "hi",
+            1000,
+        );
         assert!(
             messages[0]
                 .content

@@ -268,11 +268,6 @@ impl Agent {
         let session_key = conversation.session_key.as_str();
         let memory_scope = memory_tool::scope_key(self.settings.memory_scope, conversation);
         let _writer = self.sessions.lock(session_key).await;
-        let history = self
-            .sessions
-            .history(session_key)
-            .await
-            .map_err(AgentError::Sessions)?;
         let memories = self
             .sessions
             .memories(&memory_scope, self.settings.memory_items)
@@ -306,11 +301,19 @@ impl Agent {
             .knowledge(session_key, user)
             .await
             .map(|text| ChatMessage::text(Role::User, text));
-        let history_budget = self
+        let context_tokens = self
             .settings
             .context_tokens
             .saturating_sub(knowledge.as_ref().map_or(0, ChatMessage::estimated_tokens));
-        let mut messages = context::build(system_prompt, &memories, &history, user, history_budget);
+        let system = context::system_message(system_prompt, &memories);
+        let mut budget =
+            context::HistoryBudget::new(context::history_budget(&system, user, context_tokens));
+        let history = self
+            .sessions
+            .recent_history(session_key, |message| budget.admit(message))
+            .await
+            .map_err(AgentError::Sessions)?;
+        let mut messages = context::build(system, &history, user, context_tokens);
         if let Some(knowledge) = knowledge {
             messages.insert(messages.len() - 1, knowledge);
         }

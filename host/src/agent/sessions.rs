@@ -17,7 +17,44 @@ use crate::contract::chat::{ChatMessage, Usage};
 
 pub struct SessionStore {
     pool: AnyPool,
-    locks: parking_lot::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// SQLite (one connection; statements sent together) rather than PostgreSQL.
+    sqlite: bool,
+    locks: Arc<WriterLocks>,
+    /// Owners of conversations seen lately. A conversation's owner never changes once bound,
+    /// so a remembered one is always right; bounded by `REMEMBERED_OWNERS`.
+    owners: parking_lot::Mutex<HashMap<String, String>>,
+}
+
+/// Conversation owners kept in memory at most (then forgotten all at once, and read again).
+const REMEMBERED_OWNERS: usize = 16 * 1024;
+
+/// The one-writer lock of each session that has a writer or a waiter; an entry leaves the map
+/// with its last holder, so idle conversations cost nothing here.
+type WriterLocks = parking_lot::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>;
+
+/// Entries in `WriterLocks` past which `lock` drops those nobody holds.
+const STALE_LOCK_SWEEP: usize = 4096;
+
+/// The right to write one session; dropping it lets the next writer in.
+pub struct SessionWriter {
+    locks: Arc<WriterLocks>,
+    session_key: String,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Drop for SessionWriter {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        let mut locks = self.locks.lock();
+        // Only the map holds it now: nobody writes or waits (a waiter clones it under this
+        // same map lock, so none can appear between the check and the removal).
+        if locks
+            .get(&self.session_key)
+            .is_some_and(|lock| Arc::strong_count(lock) == 1)
+        {
+            locks.remove(&self.session_key);
+        }
+    }
 }
 
 const SCHEMA: [&str; 5] = [
@@ -86,7 +123,9 @@ impl SessionStore {
             .context("moving the memories of `databot_memory` into the global scope")?;
         Ok(Self {
             pool,
-            locks: parking_lot::Mutex::default(),
+            sqlite,
+            locks: Arc::default(),
+            owners: parking_lot::Mutex::default(),
         })
     }
 
@@ -97,14 +136,28 @@ impl SessionStore {
     }
 
     /// Hold this while reading, running and writing a turn: one writer per session.
-    pub async fn lock(&self, session_key: &str) -> tokio::sync::OwnedMutexGuard<()> {
-        let lock = self
-            .locks
-            .lock()
-            .entry(session_key.to_owned())
-            .or_default()
-            .clone();
-        lock.lock_owned().await
+    pub async fn lock(&self, session_key: &str) -> SessionWriter {
+        let lock = {
+            let mut locks = self.locks.lock();
+            // A writer cancelled while it waited may have left its entry behind.
+            if locks.len() >= STALE_LOCK_SWEEP {
+                locks.retain(|_, lock| Arc::strong_count(lock) > 1);
+            }
+            locks.entry(session_key.to_owned()).or_default().clone()
+        };
+        let mut writer = SessionWriter {
+            locks: self.locks.clone(),
+            session_key: session_key.to_owned(),
+            guard: None,
+        };
+        // Cancelled while waiting: the writer's drop still tidies the map.
+        writer.guard = Some(lock.lock_owned().await);
+        writer
+    }
+
+    /// Sessions with a writer or a waiter right now.
+    pub fn locked_sessions(&self) -> usize {
+        self.locks.lock().len()
     }
 
     pub async fn history(&self, session_key: &str) -> anyhow::Result<Vec<ChatMessage>> {
@@ -121,47 +174,74 @@ impl SessionStore {
             .collect()
     }
 
-    /// Append messages and add usage, in one transaction.
+    /// The newest messages of a session that `admit` takes, offered newest first until it
+    /// refuses one; returned oldest first. Reads no further than that, so a long
+    /// conversation costs a turn what fits its context, not its whole history.
+    pub async fn recent_history(
+        &self,
+        session_key: &str,
+        mut admit: impl FnMut(&ChatMessage) -> bool,
+    ) -> anyhow::Result<Vec<ChatMessage>> {
+        use futures::TryStreamExt;
+        let mut rows = sqlx::query(
+            "SELECT message FROM databot_messages WHERE session_key = $1 ORDER BY seq DESC",
+        )
+        .bind(session_key)
+        .fetch(&self.pool);
+        let mut messages = Vec::new();
+        while let Some(row) = rows.try_next().await? {
+            let text: String = row.try_get(0)?;
+            let message: ChatMessage =
+                serde_json::from_str(&text).context("a stored message is not valid JSON")?;
+            if !admit(&message) {
+                break;
+            }
+            messages.push(message);
+        }
+        messages.reverse();
+        Ok(messages)
+    }
+
+    /// Append messages and add usage, atomically, in one round trip to the database. Once
+    /// started, the write finishes (or rolls back) even if the caller stops waiting, so a turn
+    /// is saved whole or not at all.
     pub async fn append(
         &self,
         session_key: &str,
         messages: &[ChatMessage],
         usage: Usage,
     ) -> anyhow::Result<()> {
-        let mut tx = self.pool.begin().await?;
-        let next: i64 = sqlx::query(
-            "SELECT COALESCE(MAX(seq), 0) FROM databot_messages WHERE session_key = $1",
-        )
-        .bind(session_key)
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get(0)?;
-        for (offset, message) in messages.iter().enumerate() {
-            sqlx::query(
-                "INSERT INTO databot_messages (session_key, seq, message) VALUES ($1, $2, $3)",
-            )
-            .bind(session_key)
-            .bind(next + 1 + offset as i64)
-            .bind(serde_json::to_string(message)?)
-            .execute(&mut *tx)
-            .await?;
+        let statement = append_statement(messages.len(), self.sqlite);
+        let mut values = Vec::with_capacity(messages.len());
+        for message in messages {
+            values.push(serde_json::to_string(message)?);
         }
-        sqlx::query(
-            "INSERT INTO databot_usage (session_key, prompt_tokens, completion_tokens, total_tokens)
-             VALUES ($1, $2, $3, $4)
-             ON CONFLICT (session_key) DO UPDATE SET
-               prompt_tokens = databot_usage.prompt_tokens + excluded.prompt_tokens,
-               completion_tokens = databot_usage.completion_tokens + excluded.completion_tokens,
-               total_tokens = databot_usage.total_tokens + excluded.total_tokens",
-        )
-        .bind(session_key)
-        .bind(usage.prompt_tokens as i64)
-        .bind(usage.completion_tokens as i64)
-        .bind(usage.total_tokens as i64)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        let pool = self.pool.clone();
+        let session_key = session_key.to_owned();
+        let sqlite = self.sqlite;
+        let write = tokio::spawn(async move {
+            let mut connection = pool.acquire().await?;
+            // Built from placeholders and numbers only; every value is bound.
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(statement))
+                .bind(session_key)
+                .bind(usage.prompt_tokens as i64)
+                .bind(usage.completion_tokens as i64)
+                .bind(usage.total_tokens as i64);
+            for value in values {
+                query = query.bind(value);
+            }
+            let written = query.execute(&mut *connection).await;
+            if written.is_err() && sqlite {
+                // A statement after BEGIN failed: end the transaction on this connection
+                // before it goes back to the pool.
+                let _ = sqlx::query("ROLLBACK").execute(&mut *connection).await;
+            }
+            written.map(|_| ())
+        });
+        write
+            .await
+            .context("the session write was interrupted")?
+            .context("saving the turn")
     }
 
     pub async fn usage(&self, session_key: &str) -> anyhow::Result<Usage> {
@@ -258,20 +338,63 @@ impl SessionStore {
         session_key: &str,
         owner: &str,
     ) -> anyhow::Result<String> {
-        sqlx::query(
+        if let Some(bound) = self.owners.lock().get(session_key) {
+            return Ok(bound.clone());
+        }
+        let inserted = sqlx::query(
             "INSERT INTO databot_conversations (session_key, owner, created_at) VALUES ($1, $2, $3)
-             ON CONFLICT (session_key) DO NOTHING",
+             ON CONFLICT (session_key) DO NOTHING RETURNING owner",
         )
         .bind(session_key)
         .bind(owner)
         .bind(now_ms())
-        .execute(&self.pool)
+        .fetch_optional(&self.pool)
         .await?;
-        let row = sqlx::query("SELECT owner FROM databot_conversations WHERE session_key = $1")
-            .bind(session_key)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(row.try_get(0)?)
+        let bound: String = match inserted {
+            Some(row) => row.try_get(0)?,
+            // Bound before (or by a concurrent claim): read the one binding.
+            None => sqlx::query("SELECT owner FROM databot_conversations WHERE session_key = $1")
+                .bind(session_key)
+                .fetch_one(&self.pool)
+                .await?
+                .try_get(0)?,
+        };
+        let mut owners = self.owners.lock();
+        if owners.len() >= REMEMBERED_OWNERS {
+            owners.clear();
+        }
+        owners.insert(session_key.to_owned(), bound.clone());
+        Ok(bound)
+    }
+}
+
+/// The statement that saves a turn: `$1` the session, `$2`..`$4` the usage, `$5`.. the
+/// messages (numbered after the session's last). PostgreSQL runs it as one statement (the
+/// messages' insert is a data-modifying CTE); SQLite, which has none, as one transaction of
+/// statements sent together.
+fn append_statement(messages: usize, sqlite: bool) -> String {
+    let usage = "INSERT INTO databot_usage (session_key, prompt_tokens, completion_tokens, total_tokens) \
+         VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (session_key) DO UPDATE SET \
+           prompt_tokens = databot_usage.prompt_tokens + excluded.prompt_tokens, \
+           completion_tokens = databot_usage.completion_tokens + excluded.completion_tokens, \
+           total_tokens = databot_usage.total_tokens + excluded.total_tokens";
+    if messages == 0 {
+        return usage.to_owned();
+    }
+    let rows: Vec<String> = (0..messages)
+        .map(|index| format!("({}, ${})", index + 1, index + 5))
+        .collect();
+    let last = "last AS (SELECT COALESCE(MAX(seq), 0) AS seq FROM databot_messages WHERE session_key = $1)";
+    let insert = format!(
+        "INSERT INTO databot_messages (session_key, seq, message) \
+         SELECT $1, last.seq + numbered.column1, numbered.column2 FROM last, (VALUES {}) AS numbered",
+        rows.join(", ")
+    );
+    if sqlite {
+        format!("BEGIN IMMEDIATE; WITH {last} {insert}; {usage}; COMMIT")
+    } else {
+        format!("WITH {last}, inserted AS ({insert} RETURNING 1) {usage}")
     }
 }
 
@@ -317,5 +440,41 @@ fn redact(url: &str) -> String {
             format!("{}://…@{}", &url[..scheme], &url[at + 1..])
         }
         _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn writer_locks_leave_with_their_last_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("s.db").display());
+        let store = Arc::new(SessionStore::connect(&url).await.unwrap());
+        for i in 0..100 {
+            let _writer = store.lock(&format!("api:{i}")).await;
+        }
+        assert_eq!(store.locked_sessions(), 0);
+        // A waiter keeps the entry until it has written too.
+        let first = store.lock("api:x").await;
+        let waiting = tokio::spawn({
+            let store = store.clone();
+            async move {
+                let _writer = store.lock("api:x").await;
+            }
+        });
+        tokio::task::yield_now().await;
+        drop(first);
+        assert!(store.locked_sessions() <= 1);
+        waiting.await.unwrap();
+        assert_eq!(store.locked_sessions(), 0);
+        // One cancelled while waiting is gone too, here or by the next sweep.
+        let held = store.lock("api:y").await;
+        let cancelled =
+            tokio::time::timeout(std::time::Duration::from_millis(10), store.lock("api:y")).await;
+        assert!(cancelled.is_err());
+        drop(held);
+        assert_eq!(store.locked_sessions(), 0);
     }
 }

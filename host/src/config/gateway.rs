@@ -73,7 +73,8 @@ impl Default for GatewayConfig {
     }
 }
 
-/// Requests per client (API key, or address without keys) in a sliding window.
+/// Requests per client (API key, or address without keys) in a sliding window. `requests: 0`
+/// turns the limit off (trusted benchmarks, internal deployments behind their own limits).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimitConfig {
@@ -109,6 +110,13 @@ impl Default for AuthFailureConfig {
     }
 }
 
+impl RateLimitConfig {
+    /// Whether requests are limited at all (`requests: 0` is off).
+    pub fn enabled(&self) -> bool {
+        self.requests > 0
+    }
+}
+
 impl GatewayConfig {
     /// The bind address, parsed.
     pub fn bind_address(&self) -> Result<SocketAddr, String> {
@@ -135,10 +143,6 @@ impl GatewayConfig {
             }
         }
         let at_least_one = [
-            (
-                "gateway.rate_limit.requests",
-                u64::from(self.rate_limit.requests),
-            ),
             (
                 "gateway.rate_limit.window_seconds",
                 self.rate_limit.window_seconds,

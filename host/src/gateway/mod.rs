@@ -59,7 +59,8 @@ pub struct GatewayState {
     keys: ApiKeys,
     same_origin: SameOrigin,
     auth_failures: AuthFailures,
-    limiter: RateLimiter,
+    /// None when `gateway.rate_limit.requests` is 0 (off).
+    limiter: Option<RateLimiter>,
     metrics: Metrics,
     reply_timeout: Duration,
     /// Ends the MCP sessions on `/mcp` when the gateway shuts down.
@@ -85,10 +86,12 @@ impl GatewayState {
                 config.auth_failures.max_failures,
                 Duration::from_secs(config.auth_failures.window_seconds.max(1)),
             ),
-            limiter: RateLimiter::new(
-                config.rate_limit.requests.max(1),
-                Duration::from_secs(config.rate_limit.window_seconds.max(1)),
-            ),
+            limiter: config.rate_limit.enabled().then(|| {
+                RateLimiter::new(
+                    config.rate_limit.requests,
+                    Duration::from_secs(config.rate_limit.window_seconds.max(1)),
+                )
+            }),
             metrics: Metrics::default(),
             reply_timeout: Duration::from_secs(config.reply_timeout_seconds.max(1)),
             mcp_shutdown: tokio_util::sync::CancellationToken::new(),

@@ -153,7 +153,13 @@ async fn run_connection(
     body_timeout: Duration,
     stop: CancellationToken,
 ) {
-    let _ = stream.set_nodelay(true);
+    let stream = match crate::net::LowLatency::new(stream) {
+        Ok(stream) => stream,
+        Err(error) => {
+            tracing::debug!(%peer, %error, "not a usable TCP connection");
+            return;
+        }
+    };
     let service = {
         let connection = connection.clone();
         hyper::service::service_fn(move |request: Request<Incoming>| {

@@ -12,6 +12,8 @@ use std::time::Duration;
 use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+
+use crate::net::LowLatency;
 use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody};
 
@@ -56,11 +58,12 @@ fn tls_config() -> Arc<rustls::ClientConfig> {
         .clone()
 }
 
-async fn connect_any(addresses: &[SocketAddr], timeout: Duration) -> Result<TcpStream, HttpError> {
+async fn connect_any(addresses: &[SocketAddr], timeout: Duration) -> Result<LowLatency, HttpError> {
     let mut last_error = None;
     for address in addresses {
         match tokio::time::timeout(timeout, TcpStream::connect(address)).await {
-            Ok(Ok(stream)) => return Ok(stream),
+            // The request head and body may go out as separate writes (see `net`).
+            Ok(Ok(stream)) => return LowLatency::new(stream).map_err(HttpError::Connect),
             Ok(Err(error)) => last_error = Some(HttpError::Connect(error)),
             Err(_) => last_error = Some(HttpError::ConnectionTimeout),
         }

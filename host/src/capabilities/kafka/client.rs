@@ -101,7 +101,10 @@ impl KafkaCluster {
                 "socket.timeout.ms",
                 self.timeout.as_millis().max(10).to_string(),
             )
-            .set("log_level", "3");
+            .set("log_level", "3")
+            // Small requests (metadata, offsets, one produced message) go out at once instead
+            // of waiting for the ACK of the previous one (librdkafka keeps Nagle on by default).
+            .set("socket.nagle.disable", "true");
         for (key, value) in &self.config.properties {
             config.set(key, value.expose());
         }

@@ -202,18 +202,15 @@ fn rebind(socket: &Path) -> io::Result<UnixListener> {
 
 /// Relay one driver connection until either side closes or the guard stops it.
 async fn relay(mut client: UnixStream, settings: &Settings) -> io::Result<()> {
-    let upstream =
-        match &settings.upstream {
-            Upstream::Tcp { host, port } => TcpStream::connect((host.as_str(), *port))
-                .await
-                .and_then(|stream| {
-                    stream.set_nodelay(true)?;
-                    Ok(Box::new(stream) as Box<dyn Stream>)
-                }),
-            Upstream::Unix(path) => UnixStream::connect(path)
-                .await
-                .map(|stream| Box::new(stream) as Box<dyn Stream>),
-        };
+    let upstream = match &settings.upstream {
+        Upstream::Tcp { host, port } => TcpStream::connect((host.as_str(), *port))
+            .await
+            .and_then(crate::net::LowLatency::new)
+            .map(|stream| Box::new(stream) as Box<dyn Stream>),
+        Upstream::Unix(path) => UnixStream::connect(path)
+            .await
+            .map(|stream| Box::new(stream) as Box<dyn Stream>),
+    };
     let upstream = match upstream {
         Ok(stream) => stream,
         Err(error) => {
