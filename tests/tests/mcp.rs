@@ -565,3 +565,292 @@ async fn meta_traceparent_parents_the_tool_call_span() {
         "the runtime's spans of the call are children of mcp.tools/call: {spans:#?}"
     );
 }
+
+/// The JSON-RPC message in an answer to a POST: the body itself (`application/json`) or the
+/// `data:` line of the SSE event that carries it.
+fn rpc_answer(body: &str) -> Value {
+    let text = body
+        .lines()
+        .filter_map(|line| line.strip_prefix("data:"))
+        .map(str::trim)
+        .find(|data| data.starts_with('{'))
+        .unwrap_or(body);
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON-RPC ({e}): {body}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_direct_tool_calls_answer_as_the_library_does() {
+    let (_host, port, _watcher) = gateway("", "").await;
+    let key = ("x-api-key", KEY);
+    let (status, headers, body) =
+        http_call(port, "POST", "/mcp", &[JSON_BODY, ACCEPT, key], INITIALIZE).await;
+    assert_eq!(status, 200, "{body}");
+    let session = headers
+        .iter()
+        .find(|(n, _)| n == "mcp-session-id")
+        .map(|(_, v)| v.clone())
+        .expect("a session id");
+    let session = ("mcp-session-id", session.as_str());
+    let (status, _, _) = http_call(
+        port,
+        "POST",
+        "/mcp",
+        &[JSON_BODY, ACCEPT, key, session],
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+    )
+    .await;
+    assert_eq!(status, 202);
+
+    for call in [
+        r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hi","tag":3}}}"#,
+        r#"{"jsonrpc":"2.0","id":"s-6","method":"tools/call","params":{"name":"echo","arguments":{"text":7}}}"#,
+        r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"no_such_tool","arguments":{}}}"#,
+    ] {
+        // Direct: one JSON body.
+        let (status, headers, direct) = http_call(
+            port,
+            "POST",
+            "/mcp",
+            &[JSON_BODY, ACCEPT, key, session],
+            call,
+        )
+        .await;
+        assert_eq!(status, 200, "{direct}");
+        assert!(
+            headers
+                .iter()
+                .any(|(n, v)| n == "content-type" && v.starts_with("application/json")),
+            "{headers:?}"
+        );
+        // Through the library (a standard `Mcp-Method` header routes it there): an SSE event.
+        let (status, headers, library) = http_call(
+            port,
+            "POST",
+            "/mcp",
+            &[
+                JSON_BODY,
+                ACCEPT,
+                key,
+                session,
+                ("mcp-method", "tools/call"),
+            ],
+            call,
+        )
+        .await;
+        assert_eq!(status, 200, "{library}");
+        assert!(
+            headers
+                .iter()
+                .any(|(n, v)| n == "content-type" && v.starts_with("text/event-stream")),
+            "{headers:?}"
+        );
+        assert_eq!(rpc_answer(&direct), rpc_answer(&library), "{call}");
+    }
+
+    // An unknown or closed session is the library's 404, keys are still checked first, and a
+    // body over the limit is refused.
+    let call = r#"{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x"}}}"#;
+    let (status, _, _) = http_call(
+        port,
+        "POST",
+        "/mcp",
+        &[
+            JSON_BODY,
+            ACCEPT,
+            key,
+            ("mcp-session-id", "no-such-session"),
+        ],
+        call,
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, _, _) = http_call(port, "POST", "/mcp", &[JSON_BODY, ACCEPT, session], call).await;
+    assert_eq!(status, 401);
+    let big = format!(
+        r#"{{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"{}"}}}}}}"#,
+        "x".repeat(2 * 1024 * 1024)
+    );
+    let (status, _, _) = http_call(
+        port,
+        "POST",
+        "/mcp",
+        &[JSON_BODY, ACCEPT, key, session],
+        &big,
+    )
+    .await;
+    assert_eq!(status, 413);
+    // The session still works.
+    let (status, _, body) = http_call(
+        port,
+        "POST",
+        "/mcp",
+        &[JSON_BODY, ACCEPT, key, session],
+        call,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        rpc_answer(&body)["result"]["isError"],
+        json!(false),
+        "{body}"
+    );
+}
+
+/// `databot mcp` over a folder with `echo` and `hostile`, driven line by line.
+struct RawStdio {
+    child: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    answers: tokio::sync::mpsc::UnboundedReceiver<Value>,
+    _dir: tempfile::TempDir,
+}
+
+impl RawStdio {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let plugins = dir.path().join("plugins");
+        std::fs::create_dir_all(&plugins).unwrap();
+        for plugin in ["echo", "hostile"] {
+            std::fs::copy(fixture(plugin), plugins.join(format!("{plugin}.wasm"))).unwrap();
+        }
+        let config = dir.path().join("databot.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "runtime:\n  plugins_dir: {}\n  data_dir: {}\n  builtin_plugins: false\n  watch: false\n{PLUGINS}",
+                plugins.display(),
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_databot_cli"))
+            .arg("--config")
+            .arg(&config)
+            .arg("mcp")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (sender, answers) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            use tokio::io::AsyncBufReadExt;
+            let mut lines = tokio::io::BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let value: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("stdout is not JSON-RPC ({e}): {line}"));
+                if sender.send(value).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut raw = Self {
+            child,
+            stdin,
+            answers,
+            _dir: dir,
+        };
+        raw.send(INITIALIZE).await;
+        assert_eq!(raw.answer().await["id"], json!(1));
+        raw.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)
+            .await;
+        raw
+    }
+
+    async fn send(&mut self, line: &str) {
+        self.stdin.write_all(line.as_bytes()).await.unwrap();
+        self.stdin.write_all(b"\n").await.unwrap();
+    }
+
+    async fn answer(&mut self) -> Value {
+        tokio::time::timeout(Duration::from_secs(30), self.answers.recv())
+            .await
+            .expect("an answer in time")
+            .expect("databot mcp is running")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdio_pipelines_calls_cancels_and_refuses_overlong_lines() {
+    let mut raw = RawStdio::start().await;
+
+    // Twenty calls written at once come back, each answered once, in any order.
+    let batch: String = (100..120)
+        .map(|id| {
+            format!(
+                "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"tools/call\",\"params\":{{\"name\":\"echo\",\"arguments\":{{\"text\":\"n{id}\"}}}}}}\n"
+            )
+        })
+        .collect();
+    raw.stdin.write_all(batch.as_bytes()).await.unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 100..120 {
+        let answer = raw.answer().await;
+        let id = answer["id"].as_i64().unwrap();
+        assert_eq!(answer["result"]["isError"], json!(false), "{answer}");
+        assert!(
+            answer["result"]["content"][0]["text"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("n{id}")),
+            "{answer}"
+        );
+        assert!(seen.insert(id), "answered twice: {answer}");
+    }
+
+    // A cancelled call is never answered; the next one is.
+    raw.send(r#"{"jsonrpc":"2.0","id":200,"method":"tools/call","params":{"name":"spin","arguments":{}}}"#)
+        .await;
+    raw.send(r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":200,"reason":"test"}}"#)
+        .await;
+    raw.send(r#"{"jsonrpc":"2.0","id":201,"method":"tools/call","params":{"name":"echo","arguments":{"text":"after"}}}"#)
+        .await;
+    assert_eq!(raw.answer().await["id"], json!(201));
+    // `spin` would end with a timeout error after 2 s; nothing arrives for it.
+    let late = tokio::time::timeout(Duration::from_secs(4), raw.answers.recv()).await;
+    assert!(late.is_err(), "a cancelled call was answered: {late:?}");
+
+    // A line over 16 MiB is refused with a JSON-RPC error and the session goes on.
+    let long = format!(
+        r#"{{"jsonrpc":"2.0","id":300,"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"{}"}}}}}}"#,
+        "y".repeat(16 * 1024 * 1024)
+    );
+    raw.send(&long).await;
+    let refused = raw.answer().await;
+    assert_eq!(refused["id"], Value::Null, "{refused}");
+    assert_eq!(refused["error"]["code"], json!(-32600), "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("longer than"),
+        "{refused}"
+    );
+    raw.send(r#"{"jsonrpc":"2.0","id":301,"method":"tools/list"}"#)
+        .await;
+    let listed = raw.answer().await;
+    assert_eq!(listed["id"], json!(301));
+    assert!(
+        listed["result"]["tools"].as_array().unwrap().len() > 2,
+        "{listed}"
+    );
+
+    // Closing stdin ends the server cleanly, after answering what is in flight.
+    raw.send(r#"{"jsonrpc":"2.0","id":400,"method":"tools/call","params":{"name":"echo","arguments":{"text":"last"}}}"#)
+        .await;
+    drop(raw.stdin);
+    assert_eq!(
+        tokio::time::timeout(Duration::from_secs(30), raw.answers.recv())
+            .await
+            .unwrap()
+            .unwrap()["id"],
+        json!(400)
+    );
+    let status = tokio::time::timeout(Duration::from_secs(30), raw.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status}");
+}

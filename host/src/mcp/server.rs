@@ -54,8 +54,8 @@ impl DatabotMcp {
 
     /// Call a tool: the result as text (and as structured content when it is a JSON object),
     /// or a tool error with a readable message.
-    pub async fn call(&self, name: &str, arguments: Option<&JsonObject>) -> CallToolResult {
-        let arguments = Value::Object(arguments.cloned().unwrap_or_default());
+    pub async fn call(&self, name: &str, arguments: Option<JsonObject>) -> CallToolResult {
+        let arguments = Value::Object(arguments.unwrap_or_default());
         let result = match self.runtime.resolve_tool(name) {
             Some(resolved) => {
                 self.runtime
@@ -216,7 +216,7 @@ impl rmcp::ServerHandler for DatabotMcp {
                 })
         });
         let result = self
-            .call(&request.name, request.arguments.as_ref())
+            .call(&request.name, request.arguments)
             .instrument(span)
             .await;
         Ok(result.into())
