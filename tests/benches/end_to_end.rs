@@ -86,7 +86,7 @@ async fn sequential(databot: &Databot, round: usize, count: usize, tool: bool) -
     for i in 0..count {
         let chat = format!("{kind}-seq-{round}-{}", i / 10);
         let (content, expect) = if tool {
-            (format!("tool m{i}"), format!("done: "))
+            (format!("tool m{i}"), "done: ".to_owned())
         } else {
             (format!("m{i}"), format!("answer: m{i}"))
         };

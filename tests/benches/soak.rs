@@ -1,8 +1,9 @@
 //! Memory over many conversations (issue 15): `databot serve` (child process, openai provider
 //! against a loopback mock, SQLite sessions) answers one message in each of 100,000 distinct
 //! conversations from 50 concurrent clients; resident memory is read after a warm-up, right
-//! after the last answer, and once the conversations have gone idle (the bus ends a
-//! conversation's worker after 30 s without messages). Target: growth under 50 MB after idle.
+//! after the last answer, and once the conversations have gone idle for 40 s (a conversation's
+//! bus worker ends when its queue is empty; pools shrink on their own idle timers). Target:
+//! growth under 50 MB after idle.
 //!
 //! `DATABOT_BENCH_CONVERSATIONS` changes the count (default 100,000).
 
@@ -13,7 +14,7 @@ use databot_e2e::mock_openai::serve_mock_openai;
 use databot_e2e::served::ServedDatabot;
 
 const CLIENTS: usize = 50;
-/// The bus's idle time for a conversation's worker, plus a margin.
+/// How long the conversations stay idle before the last reading.
 const IDLE: Duration = Duration::from_secs(40);
 
 async fn conversations(port: u16, prefix: &str, count: usize) {

@@ -1,5 +1,6 @@
-//! In-process bus: a worker task per active conversation, a global bound on pending messages
-//! and a per-conversation bound, both enforced at submit time.
+//! In-process bus: a worker task per conversation with messages in flight (one message at a
+//! time, in order), a global bound on pending messages and a per-conversation bound, both
+//! enforced at submit time.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,7 +23,9 @@ pub struct BusLimits {
     pub publish_timeout: Duration,
     /// Stream events buffered per message for a slow reader.
     pub event_buffer: usize,
-    /// A conversation's worker stops after this long without messages.
+    /// A conversation's worker stops after this long without messages. Zero (the default):
+    /// as soon as its queue is empty, so idle conversations hold no task, channel or timer
+    /// and memory follows the messages in flight, not the conversations seen.
     pub idle: Duration,
 }
 
@@ -33,7 +36,7 @@ impl Default for BusLimits {
             max_pending_per_conversation: 100,
             publish_timeout: Duration::from_secs(5),
             event_buffer: 1024,
-            idle: Duration::from_secs(30),
+            idle: Duration::ZERO,
         }
     }
 }
@@ -153,10 +156,21 @@ fn spawn_worker(shared: Arc<Shared>, session: String) -> Conversation {
     let counter = pending.clone();
     tokio::spawn(async move {
         loop {
-            let job = match tokio::time::timeout(shared.limits.idle, receiver.recv()).await {
+            let next = if shared.limits.idle.is_zero() {
+                match receiver.try_recv() {
+                    Ok(job) => Ok(Some(job)),
+                    Err(mpsc::error::TryRecvError::Disconnected) => Ok(None),
+                    Err(mpsc::error::TryRecvError::Empty) => Err(()),
+                }
+            } else {
+                tokio::time::timeout(shared.limits.idle, receiver.recv())
+                    .await
+                    .map_err(|_| ())
+            };
+            let job = match next {
                 Ok(Some(job)) => job,
                 Ok(None) => break,
-                Err(_idle) => {
+                Err(()) => {
                     // Leave only if nothing was routed here meanwhile (checked under the lock
                     // that `submit` routes under).
                     let mut conversations = shared.conversations.lock();
