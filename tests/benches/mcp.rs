@@ -6,7 +6,7 @@
 use std::process::Stdio;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use databot_e2e::{TestHost, fixture};
+use databot_e2e::{TestHost, process_folder};
 use rmcp::ServiceExt;
 use rmcp::model::{CallToolRequestParams, JsonObject};
 use rmcp::service::{RoleClient, RunningService};
@@ -32,19 +32,7 @@ async fn call(client: &Client) {
 
 /// `databot mcp` as a child process over a folder with the `echo` plugin.
 async fn stdio_client(dir: &std::path::Path) -> Client {
-    let plugins = dir.join("plugins");
-    std::fs::create_dir_all(&plugins).expect("plugins folder");
-    std::fs::copy(fixture("echo"), plugins.join("echo.wasm")).expect("copy echo");
-    let config = dir.join("databot.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "runtime:\n  plugins_dir: {}\n  data_dir: {}\n  builtin_plugins: false\n  watch: false\n",
-            plugins.display(),
-            dir.join("data").display()
-        ),
-    )
-    .expect("config");
+    let config = process_folder(dir, &["echo"], false, "");
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_databot_cli"));
     command.arg("--config").arg(&config).arg("mcp");
     let (transport, _) = TokioChildProcess::builder(command)

@@ -12,7 +12,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use databot_e2e::http1::Http1Client;
-use databot_e2e::{fixture, process_cpu_time};
+use databot_e2e::{process_cpu_time, process_folder};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 const IN_FLIGHT: usize = 16;
@@ -73,19 +73,7 @@ struct StdioServer {
 impl StdioServer {
     async fn start() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let plugins = dir.path().join("plugins");
-        std::fs::create_dir_all(&plugins).expect("plugins folder");
-        std::fs::copy(fixture("echo"), plugins.join("echo.wasm")).expect("copy echo");
-        let config = dir.path().join("databot.yaml");
-        std::fs::write(
-            &config,
-            format!(
-                "runtime:\n  plugins_dir: {}\n  data_dir: {}\n  builtin_plugins: false\n  watch: false\n",
-                plugins.display(),
-                dir.path().join("data").display()
-            ),
-        )
-        .expect("config");
+        let config = process_folder(dir.path(), &["echo"], false, "");
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_databot_cli"))
             .arg("--config")
             .arg(&config)

@@ -104,18 +104,8 @@ impl Http1Client {
             }
             self.fill(self.buffer.len() + 1).await?;
         };
-        let head = String::from_utf8_lossy(&self.buffer[..head_end]).into_owned();
+        let (status, headers) = crate::parse_head(&self.buffer[..head_end]);
         self.buffer.drain(..head_end);
-        let mut lines = head.split("\r\n");
-        let status = lines
-            .next()
-            .and_then(|l| l.split(' ').nth(1))
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let headers: Vec<(String, String)> = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-            .collect();
         let chunked = headers
             .iter()
             .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));

@@ -20,6 +20,28 @@ pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("DATABOT_FIXTURES")).join(format!("{name}.wasm"))
 }
 
+/// A folder for a `databot` child process: `plugins/` holding the named fixtures, and
+/// `databot.yaml` over it (built-in plugins off, `watch` as given, `extra_yaml` appended).
+/// Returns the config file's path.
+pub fn process_folder(dir: &Path, fixtures: &[&str], watch: bool, extra_yaml: &str) -> PathBuf {
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins).expect("plugins folder");
+    for name in fixtures {
+        std::fs::copy(fixture(name), plugins.join(format!("{name}.wasm"))).expect("copy fixture");
+    }
+    let config = dir.join("databot.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "runtime:\n  plugins_dir: {}\n  data_dir: {}\n  builtin_plugins: false\n  watch: {watch}\n{extra_yaml}",
+            plugins.display(),
+            dir.join("data").display()
+        ),
+    )
+    .expect("config");
+    config
+}
+
 /// A host in a temporary folder with `plugins` copied into its plugins folder.
 pub struct TestHost {
     pub runtime: Runtime,
@@ -479,18 +501,8 @@ pub async fn http_call_from(
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .unwrap_or(raw.len());
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let (status, headers) = parse_head(&raw[..split]);
     let body = raw.get(split + 4..).unwrap_or_default();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
     let chunked = headers
         .iter()
         .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
@@ -500,6 +512,23 @@ pub async fn http_call_from(
         body.to_vec()
     };
     (status, headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// An HTTP/1.1 response head: its status (0 when unreadable) and its headers, names in lower
+/// case.
+pub fn parse_head(head: &[u8]) -> (u16, Vec<(String, String)>) {
+    let head = String::from_utf8_lossy(head);
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    (status, headers)
 }
 
 fn dechunk(mut body: &[u8]) -> Vec<u8> {

@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use databot_e2e::{TestHost, fixture, http_call};
+use databot_e2e::{TestHost, fixture, http_call, process_folder};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -193,21 +193,8 @@ fn assert_hot_reload(out: &Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stdio_serves_tools_resources_errors_and_list_changed() {
     let dir = tempfile::tempdir().unwrap();
+    let config = process_folder(dir.path(), &["echo", "echo_connector"], true, PLUGINS);
     let plugins = dir.path().join("plugins");
-    std::fs::create_dir_all(&plugins).unwrap();
-    for plugin in ["echo", "echo_connector"] {
-        std::fs::copy(fixture(plugin), plugins.join(format!("{plugin}.wasm"))).unwrap();
-    }
-    let config = dir.path().join("databot.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "runtime:\n  plugins_dir: {}\n  data_dir: {}\n  builtin_plugins: false\n  watch: true\n{PLUGINS}",
-            plugins.display(),
-            dir.path().join("data").display()
-        ),
-    )
-    .unwrap();
     let errlog = dir.path().join("stderr.log");
     let out = python_client(json!({
         "transport": "stdio",
@@ -578,9 +565,8 @@ fn rpc_answer(body: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON-RPC ({e}): {body}"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http_direct_tool_calls_answer_as_the_library_does() {
-    let (_host, port, _watcher) = gateway("", "").await;
+/// An initialised MCP session over HTTP with the test key: its id.
+async fn open_http_session(port: u16) -> String {
     let key = ("x-api-key", KEY);
     let (status, headers, body) =
         http_call(port, "POST", "/mcp", &[JSON_BODY, ACCEPT, key], INITIALIZE).await;
@@ -590,16 +576,56 @@ async fn http_direct_tool_calls_answer_as_the_library_does() {
         .find(|(n, _)| n == "mcp-session-id")
         .map(|(_, v)| v.clone())
         .expect("a session id");
-    let session = ("mcp-session-id", session.as_str());
     let (status, _, _) = http_call(
         port,
         "POST",
         "/mcp",
-        &[JSON_BODY, ACCEPT, key, session],
+        &[JSON_BODY, ACCEPT, key, ("mcp-session-id", &session)],
         r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
     )
     .await;
     assert_eq!(status, 202);
+    session
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_sessions_used_only_for_tool_calls_stay_open_and_idle_ones_close() {
+    let (_host, port, _watcher) = gateway("mcp:\n  session_idle_seconds: 2\n", "").await;
+    let key = ("x-api-key", KEY);
+    let busy = open_http_session(port).await;
+    let idle = open_http_session(port).await;
+    let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x"}}}"#;
+    // Twice the idle time of nothing but direct tool calls: the session stays.
+    for _ in 0..20 {
+        let (status, _, body) = http_call(
+            port,
+            "POST",
+            "/mcp",
+            &[JSON_BODY, ACCEPT, key, ("mcp-session-id", &busy)],
+            call,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The session that saw nothing is gone (404: the client opens a new one).
+    let (status, _, _) = http_call(
+        port,
+        "POST",
+        "/mcp",
+        &[JSON_BODY, ACCEPT, key, ("mcp-session-id", &idle)],
+        call,
+    )
+    .await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_direct_tool_calls_answer_as_the_library_does() {
+    let (_host, port, _watcher) = gateway("", "").await;
+    let key = ("x-api-key", KEY);
+    let session = open_http_session(port).await;
+    let session = ("mcp-session-id", session.as_str());
 
     for call in [
         r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hi","tag":3}}}"#,
@@ -707,21 +733,7 @@ struct RawStdio {
 impl RawStdio {
     async fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let plugins = dir.path().join("plugins");
-        std::fs::create_dir_all(&plugins).unwrap();
-        for plugin in ["echo", "hostile"] {
-            std::fs::copy(fixture(plugin), plugins.join(format!("{plugin}.wasm"))).unwrap();
-        }
-        let config = dir.path().join("databot.yaml");
-        std::fs::write(
-            &config,
-            format!(
-                "runtime:\n  plugins_dir: {}\n  data_dir: {}\n  builtin_plugins: false\n  watch: false\n{PLUGINS}",
-                plugins.display(),
-                dir.path().join("data").display()
-            ),
-        )
-        .unwrap();
+        let config = process_folder(dir.path(), &["echo", "hostile"], false, PLUGINS);
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_databot_cli"))
             .arg("--config")
             .arg(&config)
@@ -800,7 +812,8 @@ async fn stdio_pipelines_calls_cancels_and_refuses_overlong_lines() {
         assert!(seen.insert(id), "answered twice: {answer}");
     }
 
-    // A cancelled call is never answered; the next one is.
+    // A call cancelled while it runs is not answered (it still runs to its end, here spin's
+    // 2 s timeout); the next one is.
     raw.send(r#"{"jsonrpc":"2.0","id":200,"method":"tools/call","params":{"name":"spin","arguments":{}}}"#)
         .await;
     raw.send(r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":200,"reason":"test"}}"#)
@@ -808,7 +821,7 @@ async fn stdio_pipelines_calls_cancels_and_refuses_overlong_lines() {
     raw.send(r#"{"jsonrpc":"2.0","id":201,"method":"tools/call","params":{"name":"echo","arguments":{"text":"after"}}}"#)
         .await;
     assert_eq!(raw.answer().await["id"], json!(201));
-    // `spin` would end with a timeout error after 2 s; nothing arrives for it.
+    // `spin` ends with a timeout error after 2 s; nothing arrives for it.
     let late = tokio::time::timeout(Duration::from_secs(4), raw.answers.recv()).await;
     assert!(late.is_err(), "a cancelled call was answered: {late:?}");
 

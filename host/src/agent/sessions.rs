@@ -20,6 +20,8 @@ pub struct SessionStore {
     /// SQLite (one connection; statements sent together) rather than PostgreSQL.
     sqlite: bool,
     locks: Arc<WriterLocks>,
+    /// Size of `locks` at which `lock` next drops the entries nobody holds.
+    sweep_locks_at: std::sync::atomic::AtomicUsize,
     /// Owners of conversations seen lately. A conversation's owner never changes once bound,
     /// so a remembered one is always right; bounded by `REMEMBERED_OWNERS`.
     owners: parking_lot::Mutex<HashMap<String, String>>,
@@ -125,6 +127,7 @@ impl SessionStore {
             pool,
             sqlite,
             locks: Arc::default(),
+            sweep_locks_at: std::sync::atomic::AtomicUsize::new(STALE_LOCK_SWEEP),
             owners: parking_lot::Mutex::default(),
         })
     }
@@ -139,9 +142,18 @@ impl SessionStore {
     pub async fn lock(&self, session_key: &str) -> SessionWriter {
         let lock = {
             let mut locks = self.locks.lock();
-            // A writer cancelled while it waited may have left its entry behind.
-            if locks.len() >= STALE_LOCK_SWEEP {
+            // A writer cancelled while it waited may have left its entry behind. Swept when the
+            // map reaches twice its size after the last sweep, so many live writers do not
+            // make every `lock` scan the map.
+            let sweep_at = self
+                .sweep_locks_at
+                .load(std::sync::atomic::Ordering::Relaxed);
+            if locks.len() >= sweep_at {
                 locks.retain(|_, lock| Arc::strong_count(lock) > 1);
+                self.sweep_locks_at.store(
+                    (locks.len() * 2).max(STALE_LOCK_SWEEP),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
             }
             locks.entry(session_key.to_owned()).or_default().clone()
         };

@@ -9,10 +9,16 @@ use serde::Deserialize;
 pub struct McpConfig {
     /// Serve MCP over Streamable HTTP at `/mcp` on the gateway (behind its API keys).
     pub http: bool,
+    /// A Streamable HTTP session with no request for this long is closed (its client then
+    /// gets 404 and starts a new one). At least 1.
+    pub session_idle_seconds: u64,
 }
 
 impl Default for McpConfig {
     fn default() -> Self {
-        Self { http: true }
+        Self {
+            http: true,
+            session_idle_seconds: 300,
+        }
     }
 }

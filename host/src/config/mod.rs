@@ -101,6 +101,11 @@ impl Config {
         if self.agent.max_iterations == 0 {
             return Err(semantic("agent.max_iterations must be at least 1".into()));
         }
+        if self.mcp.session_idle_seconds == 0 {
+            return Err(semantic(
+                "mcp.session_idle_seconds must be at least 1".into(),
+            ));
+        }
         for (name, plugin) in &self.plugins {
             check_plugin_name(name).map_err(|e| semantic(format!("plugins: {e}")))?;
             if let Some(budgets) = &plugin.budgets {

@@ -7,19 +7,21 @@
 //! `application/json` body, which the transport allows for any request; everything else,
 //! and every request this service does not fully understand, goes to rmcp's service.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use rmcp::model::ProtocolVersion;
-use rmcp::transport::streamable_http_server::session::SessionManager;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::session::{SessionId, SessionManager};
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
 
@@ -39,6 +41,10 @@ pub struct McpHttpService {
     sessions: Arc<LocalSessionManager>,
     mcp: DatabotMcp,
     max_body_bytes: usize,
+    /// When each session last restarted rmcp's idle timer (`keep_session_alive`).
+    touched: Arc<parking_lot::Mutex<HashMap<SessionId, Instant>>>,
+    /// A quarter of the session idle time (`mcp.session_idle_seconds`).
+    touch_every: Duration,
 }
 
 /// The Streamable HTTP service over `runtime`. Every session is told when plugins are loaded
@@ -57,13 +63,18 @@ pub fn service(
         .with_max_request_body_bytes(gateway.max_body_bytes)
         .with_cancellation_token(shutdown);
     let mcp = DatabotMcp::new(runtime.clone(), peers);
-    let sessions = Arc::new(LocalSessionManager::default());
+    let idle = Duration::from_secs(runtime.config().mcp.session_idle_seconds.max(1));
+    let mut sessions = LocalSessionManager::default();
+    sessions.session_config.keep_alive = Some(idle);
+    let sessions = Arc::new(sessions);
     let handler = mcp.clone();
     McpHttpService {
         library: StreamableHttpService::new(move || Ok(handler.clone()), sessions.clone(), config),
         sessions,
         mcp,
         max_body_bytes: gateway.max_body_bytes,
+        touched: Arc::default(),
+        touch_every: idle / 4,
     }
 }
 
@@ -109,16 +120,13 @@ impl McpHttpService {
             }
             Err(error) => {
                 return plain(
-                    StatusCode::BAD_REQUEST,
-                    format!("Bad Request: the request body could not be read: {error}"),
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("Failed to read request body: {error}"),
                 );
             }
         };
-        let open = self
-            .sessions
-            .has_session(&session.into())
-            .await
-            .unwrap_or(false);
+        let session: SessionId = session.into();
+        let open = self.sessions.has_session(&session).await.unwrap_or(false);
         let call = if open {
             DirectCall::parse(&bytes)
         } else {
@@ -132,15 +140,30 @@ impl McpHttpService {
                 .await
                 .unwrap_or_else(|e| match e {});
         };
+        self.keep_session_alive(session).await;
         let headers = parts.headers;
-        let answer = call
-            .answer(&self.mcp, |key| {
+        let mcp = self.mcp.clone();
+        // In its own task: a client that hangs up does not cut a plugin call short (the
+        // library path never does either).
+        let call = tokio::spawn(async move {
+            call.answer(&mcp, |key| {
                 headers
                     .get(key)
                     .and_then(|value| value.to_str().ok())
                     .map(str::to_owned)
             })
-            .await;
+            .await
+        });
+        let answer = match call.await {
+            Ok(answer) => answer,
+            Err(error) => {
+                tracing::error!("an MCP tool call task failed: {error}");
+                return plain(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Internal Server Error: the tool call failed".to_owned(),
+                );
+            }
+        };
         let mut response = Response::new(Full::new(Bytes::from(answer)).boxed());
         response.headers_mut().insert(
             header::CONTENT_TYPE,
@@ -149,6 +172,36 @@ impl McpHttpService {
         response
     }
 }
+
+impl McpHttpService {
+    /// Restart the session's idle timer (rmcp closes a session after
+    /// `mcp.session_idle_seconds` without an event, and direct calls send none): at most once
+    /// per quarter of that time per session, by an event that changes nothing (closing a
+    /// request channel id rmcp never hands out).
+    async fn keep_session_alive(&self, session: SessionId) {
+        let now = Instant::now();
+        {
+            let mut touched = self.touched.lock();
+            if touched
+                .get(&session)
+                .is_some_and(|last| now.duration_since(*last) < self.touch_every)
+            {
+                return;
+            }
+            if touched.len() >= MAX_TOUCHED {
+                touched.retain(|_, last| now.duration_since(*last) < self.touch_every);
+            }
+            touched.insert(session.clone(), now);
+        }
+        let handle = self.sessions.sessions.read().await.get(&session).cloned();
+        if let Some(handle) = handle {
+            let _ = handle.close_request_wise_channel(u64::MAX).await;
+        }
+    }
+}
+
+/// Sessions remembered as touched before old entries are dropped.
+const MAX_TOUCHED: usize = 4096;
 
 /// The session of a POST that may be a direct `tools/call`: it names a session, accepts
 /// both answer types and sends JSON (as the transport requires; rmcp answers the rest),
@@ -167,13 +220,7 @@ fn direct_candidate(method: &Method, headers: &HeaderMap) -> Option<String> {
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
-        .map(|item| {
-            item.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        })
+        .filter_map(accepted_media_type)
         .collect::<Vec<_>>();
     if !accept.iter().any(|a| a == "application/json")
         || !accept.iter().any(|a| a == "text/event-stream")
@@ -204,6 +251,22 @@ fn direct_candidate(method: &Method, headers: &HeaderMap) -> Option<String> {
         }
     }
     Some(session.to_owned())
+}
+
+/// The media type of one `Accept` item, unless its quality is zero (refused). Quoted commas
+/// in parameters are not expected from MCP clients; such an item at worst fails to match and
+/// the request goes to rmcp.
+fn accepted_media_type(item: &str) -> Option<String> {
+    let mut parts = item.split(';');
+    let media = parts.next()?.trim().to_ascii_lowercase();
+    let refused = parts.any(|parameter| {
+        parameter
+            .trim()
+            .strip_prefix("q=")
+            .and_then(|q| q.trim().parse::<f32>().ok())
+            .is_some_and(|q| q <= 0.0)
+    });
+    (!refused && !media.is_empty()).then_some(media)
 }
 
 fn plain(status: StatusCode, text: String) -> McpResponse {
@@ -244,6 +307,10 @@ mod tests {
         for (drop, extra) in [
             (Some("mcp-session-id"), None),
             (Some("accept"), Some(("accept", "application/json"))),
+            (
+                Some("accept"),
+                Some(("accept", "application/json;q=0, text/event-stream")),
+            ),
             (Some("content-type"), Some(("content-type", "text/plain"))),
             (None, Some(("mcp-method", "tools/call"))),
             (None, Some(("mcp-protocol-version", "2026-07-28"))),

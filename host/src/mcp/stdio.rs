@@ -1,12 +1,14 @@
 //! MCP over stdin/stdout (`databot mcp`): one reader of the client's lines, one writer of
 //! whole answer lines. Once the session is initialised, `tools/call` requests are answered
-//! directly (`direct`), each in its own task, at most `MAX_DIRECT_IN_FLIGHT` at a time (the
-//! reader waits for a free slot, so a client cannot pile up unbounded work); every other
+//! directly (`direct`), each in its own task, at most `MAX_DIRECT_IN_FLIGHT` (and 64 MiB of
+//! requests) at a time: the reader waits for room, so a client cannot pile up unbounded work;
+//! a call always runs to its end, and cancelling it withholds its answer; every other
 //! message goes through the MCP library's session over an in-memory pipe, and its output is
 //! copied to stdout line by line. On Linux pipes the standard streams are driven by the I/O
 //! reactor (their own non-blocking file descriptions), not by a blocking thread per read.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use anyhow::Context;
@@ -14,15 +16,15 @@ use parking_lot::Mutex;
 use rmcp::ServiceExt;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::{Semaphore, mpsc};
-use tokio::task::{AbortHandle, JoinSet};
+use tokio::task::JoinSet;
 
 use super::DatabotMcp;
 use super::direct::{DirectCall, cancelled_request};
 use super::notify::{PeerRegistry, forward_runtime_events};
 use crate::runtime::Runtime;
 
-/// Longest request line taken (16 MiB); a longer one is refused with a JSON-RPC error and
-/// skipped, and the session goes on.
+/// Longest request line taken, newline included (16 MiB, the MCP library's own limit); a
+/// longer one is refused with a JSON-RPC error and skipped, and the session goes on.
 pub const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
 /// Direct tool calls running at once; the next request waits for one to finish.
 const MAX_DIRECT_IN_FLIGHT: usize = 256;
@@ -88,7 +90,8 @@ pub async fn serve(
 }
 
 /// Read request lines until end of input, answering direct calls and handing everything else
-/// to the library; returns once every direct call has been answered.
+/// to the library; returns once every direct call has finished (a call is never dropped
+/// half-way: a plugin call runs to its end, and a cancellation only withholds its answer).
 async fn read_requests(
     mcp: &DatabotMcp,
     input: impl AsyncRead + Unpin,
@@ -98,78 +101,153 @@ async fn read_requests(
 ) -> anyhow::Result<()> {
     let mut reader = BufReader::with_capacity(64 * 1024, input);
     let slots = Arc::new(Semaphore::new(MAX_DIRECT_IN_FLIGHT));
-    let running: Arc<Mutex<HashMap<String, AbortHandle>>> = Arc::default();
+    let bytes = Arc::new(Semaphore::new(DIRECT_BYTES_IN_FLIGHT / BYTE_UNIT));
+    let running = Arc::new(RunningCalls::default());
     let mut calls = JoinSet::new();
     let mut initialized = false;
     let mut line = Vec::with_capacity(4096);
-    loop {
-        line.clear();
-        let read = (&mut reader)
-            .take(MAX_LINE_BYTES as u64 + 1)
-            .read_until(b'\n', &mut line)
-            .await
-            .context("reading stdin")?;
-        if read == 0 {
-            break;
-        }
-        if line.len() > MAX_LINE_BYTES && line.last() != Some(&b'\n') {
-            skip_rest_of_line(&mut reader).await?;
-            let refusal = format!(
-                r#"{{"jsonrpc":"2.0","id":null,"error":{{"code":-32600,"message":"request line longer than {MAX_LINE_BYTES} bytes: refused; send smaller arguments"}}}}{}"#,
-                '\n'
-            );
-            if lines.send(refusal.into_bytes()).await.is_err() {
-                break;
+    let outcome: anyhow::Result<()> = async {
+        loop {
+            line.clear();
+            let read = (&mut reader)
+                .take(MAX_LINE_BYTES as u64)
+                .read_until(b'\n', &mut line)
+                .await
+                .context("reading stdin")?;
+            if read == 0 {
+                return Ok(());
             }
-            continue;
-        }
-        while calls.try_join_next().is_some() {}
-        let message = line.trim_ascii();
-        if message.is_empty() {
-            continue;
-        }
-        if initialized && negotiated.get() == Some(&true) {
-            if let Some(call) = DirectCall::parse(message) {
-                let slot = slots
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .context("the direct call slots closed")?;
-                let key = call.id_key();
-                let mcp = mcp.clone();
-                let lines = lines.clone();
-                let finished = running.clone();
-                let done_key = key.clone();
-                let handle = calls.spawn(async move {
-                    let mut answer = call.answer(&mcp, |_| None).await;
-                    answer.push(b'\n');
-                    // Unregister before answering: a cancellation that arrives after the
-                    // answer was queued no longer names a running call.
-                    finished.lock().remove(&done_key);
-                    let _ = lines.send(answer).await;
-                    drop(slot);
-                });
-                running.lock().insert(key, handle);
+            // A full line, newline included, is at most `MAX_LINE_BYTES` (the library's own
+            // limit, so both paths take and refuse the same lines).
+            if line.len() == MAX_LINE_BYTES && line.last() != Some(&b'\n') {
+                skip_rest_of_line(&mut reader).await?;
+                let refusal = format!(
+                    r#"{{"jsonrpc":"2.0","id":null,"error":{{"code":-32600,"message":"request line longer than {MAX_LINE_BYTES} bytes: refused; send smaller arguments"}}}}{}"#,
+                    '\n'
+                );
+                if lines.send(refusal.into_bytes()).await.is_err() {
+                    return Ok(());
+                }
                 continue;
             }
-            if let Some(key) = cancelled_request(message)
-                && let Some(handle) = running.lock().remove(&key)
-            {
-                // A cancelled request gets no answer (the MCP cancellation rule).
-                handle.abort();
+            while calls.try_join_next().is_some() {}
+            let message = line.trim_ascii();
+            if message.is_empty() {
                 continue;
             }
-        } else if !initialized && is_initialized_notice(message) {
-            initialized = true;
-        }
-        if to_library.write_all(&line).await.is_err() {
-            // The library's session ended (it refused the client): nothing more to serve.
-            break;
+            if initialized && negotiated.get() == Some(&true) {
+                if let Some(call) = DirectCall::parse(message) {
+                    // Bounded by count and by the bytes of the requests held: the reader waits
+                    // here (back-pressure on the client) until both have room.
+                    let units = (message.len() / BYTE_UNIT + 1).min(DIRECT_BYTES_IN_FLIGHT / BYTE_UNIT);
+                    let slot = slots.clone().acquire_owned().await?;
+                    let held = bytes.clone().acquire_many_owned(units as u32).await?;
+                    let registration = running.register(call.id_key());
+                    let mcp = mcp.clone();
+                    let lines = lines.clone();
+                    calls.spawn(async move {
+                        let mut answer = call.answer(&mcp, |_| None).await;
+                        answer.push(b'\n');
+                        if !registration.finish() {
+                            let _ = lines.send(answer).await;
+                        }
+                        drop((slot, held));
+                    });
+                    continue;
+                }
+                if let Some(key) = cancelled_request(message)
+                    && running.cancel(&key)
+                {
+                    // The call runs to its end, but its answer is withheld (the MCP
+                    // cancellation rule: a cancelled request gets no answer).
+                    continue;
+                }
+            } else if !initialized && is_initialized_notice(message) {
+                initialized = true;
+            }
+            if to_library.write_all(&line).await.is_err() {
+                // The library's session ended (it refused the client): nothing more to serve.
+                return Ok(());
+            }
         }
     }
+    .await;
     drop(to_library);
     while calls.join_next().await.is_some() {}
-    Ok(())
+    outcome
+}
+
+/// Bytes of direct requests held at once (64 MiB), counted in `BYTE_UNIT`s.
+const DIRECT_BYTES_IN_FLIGHT: usize = 64 * 1024 * 1024;
+const BYTE_UNIT: usize = 1024;
+
+/// The direct calls still running, by request id, each with the flag that withholds its answer.
+#[derive(Default)]
+struct RunningCalls {
+    calls: Mutex<HashMap<String, Arc<AtomicBool>>>,
+}
+
+impl RunningCalls {
+    /// Note a call as running (registered before it starts, so it cannot finish first). A
+    /// second call with the same id replaces the first in the map; each removes only itself.
+    fn register(self: &Arc<Self>, key: String) -> Registration {
+        let cancelled = Arc::new(AtomicBool::new(false));
+        self.calls.lock().insert(key.clone(), cancelled.clone());
+        Registration {
+            running: self.clone(),
+            key,
+            cancelled,
+            finished: false,
+        }
+    }
+
+    /// Withhold the answer of the running call `key`; false when no call by that id runs.
+    fn cancel(&self, key: &str) -> bool {
+        match self.calls.lock().remove(key) {
+            Some(cancelled) => {
+                cancelled.store(true, Ordering::Release);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// One running call's entry in `RunningCalls`, removed when the call finishes (or unwinds).
+struct Registration {
+    running: Arc<RunningCalls>,
+    key: String,
+    cancelled: Arc<AtomicBool>,
+    finished: bool,
+}
+
+impl Registration {
+    /// Leave the map; whether the call was cancelled before it did (decided under the map's
+    /// lock, so a cancellation is either seen here or finds no call and passes on).
+    fn finish(mut self) -> bool {
+        self.leave();
+        self.cancelled.load(Ordering::Acquire)
+    }
+
+    fn leave(&mut self) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        let mut calls = self.running.calls.lock();
+        if calls
+            .get(&self.key)
+            .is_some_and(|flag| Arc::ptr_eq(flag, &self.cancelled))
+        {
+            calls.remove(&self.key);
+        }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.leave();
+    }
 }
 
 async fn skip_rest_of_line(

@@ -69,7 +69,8 @@ impl CircuitBreaker {
         }
     }
 
-    /// An admitted call did not run (no concurrency slot): let the next call probe instead.
+    /// An admitted call ended without an outcome (no concurrency slot, or its future was
+    /// dropped): let the next call probe instead.
     pub fn abandon_probe(&self) {
         self.inner.lock().probing = false;
     }

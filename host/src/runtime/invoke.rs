@@ -194,6 +194,12 @@ async fn admitted_call_untraced(
             ),
         ));
     }
+    // From here on the call either records its outcome or, if it ends early (no slot, or its
+    // future is dropped), lets the next call probe a half-open breaker.
+    let mut outcome = PendingOutcome {
+        breaker: &slot.breaker,
+        recorded: false,
+    };
     let timeout = Duration::from_millis(slot.budgets.timeout_ms);
     let started = Instant::now();
     // Fast path without a timer when a slot is free.
@@ -204,8 +210,8 @@ async fn admitted_call_untraced(
     let _permit = match permit {
         Ok(Ok(permit)) => permit,
         _ => {
-            // A probe that never ran must not keep the breaker half-open forever.
-            slot.breaker.abandon_probe();
+            // A probe that never ran must not keep the breaker half-open forever (the
+            // `PendingOutcome` guard lets the next call probe).
             inner
                 .metrics
                 .budget_hit(plugin, crate::telemetry::Budget::Concurrency);
@@ -239,7 +245,24 @@ async fn admitted_call_untraced(
         slot.failures.fetch_add(1, Ordering::Relaxed);
     }
     slot.breaker.record(fault);
+    outcome.recorded = true;
     result
+}
+
+/// An admitted call that has not recorded its outcome in the breaker yet; dropped unrecorded
+/// (the call gave up or its future was dropped), it abandons a possible probe so a half-open
+/// breaker is never left waiting for an outcome that will not come.
+struct PendingOutcome<'a> {
+    breaker: &'a super::breaker::CircuitBreaker,
+    recorded: bool,
+}
+
+impl Drop for PendingOutcome<'_> {
+    fn drop(&mut self) {
+        if !self.recorded {
+            self.breaker.abandon_probe();
+        }
+    }
 }
 
 /// What a call runs under: the plugin's grants, its budgets, and its log rate across calls.
