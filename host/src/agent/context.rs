@@ -22,12 +22,8 @@ pub fn system_message(system_prompt: &str, memories: &[(String, String)]) -> Cha
 }
 
 /// Tokens left for history once the system message and the user's message are counted.
-pub fn history_budget(system: &ChatMessage, user: &str, context_tokens: usize) -> usize {
-    context_tokens.saturating_sub(system.estimated_tokens() + estimated_user_tokens(user))
-}
-
-fn estimated_user_tokens(user: &str) -> usize {
-    ChatMessage::text(Role::User, user).estimated_tokens()
+pub fn history_budget(system: &ChatMessage, user: &ChatMessage, context_tokens: usize) -> usize {
+    context_tokens.saturating_sub(system.estimated_tokens() + user.estimated_tokens())
 }
 
 /// Admits history into a token budget, newest message first, until the first that does not
@@ -57,16 +53,10 @@ impl HistoryBudget {
     }
 }
 
-/// The messages of one model call: `system`, the newest history that fits, the user's message.
-pub fn build(
-    system: ChatMessage,
-    history: &[ChatMessage],
-    user: &str,
-    context_tokens: usize,
-) -> Vec<ChatMessage> {
-    let mut budget = HistoryBudget::new(history_budget(&system, user, context_tokens));
-    let kept = history.iter().rev().take_while(|m| budget.admit(m)).count();
-    let mut start = history.len() - kept;
+/// The messages of one model call: `system`, `history` (already fitted to the budget, as
+/// `SessionStore::recent_history` with a `HistoryBudget` reads it), the user's message.
+pub fn build(system: ChatMessage, history: &[ChatMessage], user: ChatMessage) -> Vec<ChatMessage> {
+    let mut start = 0;
     // A tool result without the assistant message that asked for it confuses every API.
     while start < history.len() && history[start].role == Role::Tool {
         start += 1;
@@ -74,7 +64,7 @@ pub fn build(
     let mut messages = Vec::with_capacity(history.len() - start + 2);
     messages.push(system);
     messages.extend_from_slice(&history[start..]);
-    messages.push(ChatMessage::text(Role::User, user));
+    messages.push(user);
     messages
 }
 
@@ -82,6 +72,27 @@ pub fn build(
 mod tests {
     use super::*;
     use crate::contract::chat::ToolCall;
+
+    /// What a turn sends: the newest history that fits `context_tokens`, read newest first
+    /// through a `HistoryBudget` as the agent does.
+    fn fitted(
+        system: &str,
+        history: &[ChatMessage],
+        user: &str,
+        tokens: usize,
+    ) -> Vec<ChatMessage> {
+        let system = system_message(system, &[]);
+        let user = ChatMessage::text(Role::User, user);
+        let mut budget = HistoryBudget::new(history_budget(&system, &user, tokens));
+        let mut kept: Vec<ChatMessage> = history
+            .iter()
+            .rev()
+            .take_while(|m| budget.admit(m))
+            .cloned()
+            .collect();
+        kept.reverse();
+        build(system, &kept, user)
+    }
 
     #[test]
     fn history_is_trimmed_to_the_budget_from_the_oldest() {
@@ -93,7 +104,7 @@ mod tests {
                 )
             })
             .collect();
-        let messages = build(system_message("sys", &[]), &history, "now", 300);
+        let messages = fitted("sys", &history, "now", 300);
         assert!(messages.len() < 20, "{}", messages.len());
         assert_eq!(messages[0].role, Role::System);
         assert_eq!(messages.last().unwrap().content.as_deref(), Some("now"));
@@ -116,7 +127,7 @@ mod tests {
         let mut assistant = ChatMessage::text(Role::Assistant, "x".repeat(400));
         assistant.tool_calls.push(call.clone());
         let history = vec![assistant, ChatMessage::tool_result(&call, "ok".into())];
-        let messages = build(system_message("sys", &[]), &history, "now", 60);
+        let messages = fitted("sys", &history, "now", 60);
         assert!(messages.iter().all(|m| m.role != Role::Tool));
     }
 
@@ -125,8 +136,7 @@ mod tests {
         let messages = build(
             system_message("sys", &[("db".into(), "postgres".into())]),
             &[],
-            "hi",
-            1000,
+            ChatMessage::text(Role::User, "hi"),
         );
         assert!(
             messages[0]

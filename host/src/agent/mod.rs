@@ -306,14 +306,18 @@ impl Agent {
             .context_tokens
             .saturating_sub(knowledge.as_ref().map_or(0, ChatMessage::estimated_tokens));
         let system = context::system_message(system_prompt, &memories);
-        let mut budget =
-            context::HistoryBudget::new(context::history_budget(&system, user, context_tokens));
+        let user_message = ChatMessage::text(Role::User, user);
+        let mut budget = context::HistoryBudget::new(context::history_budget(
+            &system,
+            &user_message,
+            context_tokens,
+        ));
         let history = self
             .sessions
             .recent_history(session_key, |message| budget.admit(message))
             .await
             .map_err(AgentError::Sessions)?;
-        let mut messages = context::build(system, &history, user, context_tokens);
+        let mut messages = context::build(system, &history, user_message);
         if let Some(knowledge) = knowledge {
             messages.insert(messages.len() - 1, knowledge);
         }

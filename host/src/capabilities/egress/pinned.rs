@@ -63,7 +63,10 @@ async fn connect_any(addresses: &[SocketAddr], timeout: Duration) -> Result<LowL
     for address in addresses {
         match tokio::time::timeout(timeout, TcpStream::connect(address)).await {
             // The request head and body may go out as separate writes (see `net`).
-            Ok(Ok(stream)) => return LowLatency::new(stream).map_err(HttpError::Connect),
+            Ok(Ok(stream)) => match LowLatency::new(stream) {
+                Ok(stream) => return Ok(stream),
+                Err(error) => last_error = Some(HttpError::Connect(error)),
+            },
             Ok(Err(error)) => last_error = Some(HttpError::Connect(error)),
             Err(_) => last_error = Some(HttpError::ConnectionTimeout),
         }
