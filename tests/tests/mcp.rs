@@ -553,6 +553,17 @@ async fn meta_traceparent_parents_the_tool_call_span() {
     );
 }
 
+/// A POST to `/mcp` with the JSON body and `Accept` headers every MCP client sends.
+async fn post_mcp(
+    port: u16,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, Vec<(String, String)>, String) {
+    let mut all = vec![JSON_BODY, ACCEPT];
+    all.extend_from_slice(headers);
+    http_call(port, "POST", "/mcp", &all, body).await
+}
+
 /// The JSON-RPC message in an answer to a POST: the body itself (`application/json`) or the
 /// `data:` line of the SSE event that carries it.
 fn rpc_answer(body: &str) -> Value {
@@ -568,19 +579,16 @@ fn rpc_answer(body: &str) -> Value {
 /// An initialised MCP session over HTTP with the test key: its id.
 async fn open_http_session(port: u16) -> String {
     let key = ("x-api-key", KEY);
-    let (status, headers, body) =
-        http_call(port, "POST", "/mcp", &[JSON_BODY, ACCEPT, key], INITIALIZE).await;
+    let (status, headers, body) = post_mcp(port, &[key], INITIALIZE).await;
     assert_eq!(status, 200, "{body}");
     let session = headers
         .iter()
         .find(|(n, _)| n == "mcp-session-id")
         .map(|(_, v)| v.clone())
         .expect("a session id");
-    let (status, _, _) = http_call(
+    let (status, _, _) = post_mcp(
         port,
-        "POST",
-        "/mcp",
-        &[JSON_BODY, ACCEPT, key, ("mcp-session-id", &session)],
+        &[key, ("mcp-session-id", &session)],
         r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
     )
     .await;
@@ -597,26 +605,12 @@ async fn http_sessions_used_only_for_tool_calls_stay_open_and_idle_ones_close() 
     let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x"}}}"#;
     // Twice the idle time of nothing but direct tool calls: the session stays.
     for _ in 0..20 {
-        let (status, _, body) = http_call(
-            port,
-            "POST",
-            "/mcp",
-            &[JSON_BODY, ACCEPT, key, ("mcp-session-id", &busy)],
-            call,
-        )
-        .await;
+        let (status, _, body) = post_mcp(port, &[key, ("mcp-session-id", &busy)], call).await;
         assert_eq!(status, 200, "{body}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // The session that saw nothing is gone (404: the client opens a new one).
-    let (status, _, _) = http_call(
-        port,
-        "POST",
-        "/mcp",
-        &[JSON_BODY, ACCEPT, key, ("mcp-session-id", &idle)],
-        call,
-    )
-    .await;
+    let (status, _, _) = post_mcp(port, &[key, ("mcp-session-id", &idle)], call).await;
     assert_eq!(status, 404);
 }
 
@@ -633,14 +627,7 @@ async fn http_direct_tool_calls_answer_as_the_library_does() {
         r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"no_such_tool","arguments":{}}}"#,
     ] {
         // Direct: one JSON body.
-        let (status, headers, direct) = http_call(
-            port,
-            "POST",
-            "/mcp",
-            &[JSON_BODY, ACCEPT, key, session],
-            call,
-        )
-        .await;
+        let (status, headers, direct) = post_mcp(port, &[key, session], call).await;
         assert_eq!(status, 200, "{direct}");
         assert!(
             headers
@@ -649,20 +636,8 @@ async fn http_direct_tool_calls_answer_as_the_library_does() {
             "{headers:?}"
         );
         // Through the library (a standard `Mcp-Method` header routes it there): an SSE event.
-        let (status, headers, library) = http_call(
-            port,
-            "POST",
-            "/mcp",
-            &[
-                JSON_BODY,
-                ACCEPT,
-                key,
-                session,
-                ("mcp-method", "tools/call"),
-            ],
-            call,
-        )
-        .await;
+        let (status, headers, library) =
+            post_mcp(port, &[key, session, ("mcp-method", "tools/call")], call).await;
         assert_eq!(status, 200, "{library}");
         assert!(
             headers
@@ -676,44 +651,18 @@ async fn http_direct_tool_calls_answer_as_the_library_does() {
     // An unknown or closed session is the library's 404, keys are still checked first, and a
     // body over the limit is refused.
     let call = r#"{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x"}}}"#;
-    let (status, _, _) = http_call(
-        port,
-        "POST",
-        "/mcp",
-        &[
-            JSON_BODY,
-            ACCEPT,
-            key,
-            ("mcp-session-id", "no-such-session"),
-        ],
-        call,
-    )
-    .await;
+    let (status, _, _) = post_mcp(port, &[key, ("mcp-session-id", "no-such-session")], call).await;
     assert_eq!(status, 404);
-    let (status, _, _) = http_call(port, "POST", "/mcp", &[JSON_BODY, ACCEPT, session], call).await;
+    let (status, _, _) = post_mcp(port, &[session], call).await;
     assert_eq!(status, 401);
     let big = format!(
         r#"{{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"{}"}}}}}}"#,
         "x".repeat(2 * 1024 * 1024)
     );
-    let (status, _, _) = http_call(
-        port,
-        "POST",
-        "/mcp",
-        &[JSON_BODY, ACCEPT, key, session],
-        &big,
-    )
-    .await;
+    let (status, _, _) = post_mcp(port, &[key, session], &big).await;
     assert_eq!(status, 413);
     // The session still works.
-    let (status, _, body) = http_call(
-        port,
-        "POST",
-        "/mcp",
-        &[JSON_BODY, ACCEPT, key, session],
-        call,
-    )
-    .await;
+    let (status, _, body) = post_mcp(port, &[key, session], call).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         rpc_answer(&body)["result"]["isError"],
