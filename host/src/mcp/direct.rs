@@ -46,9 +46,13 @@ struct Params {
     meta: Option<JsonObject>,
 }
 
-/// The JSON-RPC method of a cancellation notice, and the request it names.
+/// A cancellation notice: a JSON-RPC 2.0 notification (no `id`) and the request it names.
 #[derive(Deserialize)]
 struct Cancellation<'a> {
+    #[serde(borrow)]
+    jsonrpc: std::borrow::Cow<'a, str>,
+    #[serde(default)]
+    id: Option<serde::de::IgnoredAny>,
     #[serde(borrow)]
     method: std::borrow::Cow<'a, str>,
     params: CancelledParams,
@@ -124,13 +128,13 @@ impl DirectCall {
     }
 }
 
-/// The id of the request a `notifications/cancelled` message cancels, as its JSON text.
+/// The id of the request a `notifications/cancelled` notification cancels, as its JSON text.
+/// Parsed in full (no text pre-check: the method may be written with escapes); a message
+/// with an `id` is a request, not this notification, and is left to the library to answer.
 pub fn cancelled_request(message: &[u8]) -> Option<String> {
-    if !contains(message, b"notifications/cancelled") {
-        return None;
-    }
     let notice: Cancellation = serde_json::from_slice(message).ok()?;
-    (notice.method == "notifications/cancelled").then(|| request_id_key(&notice.params.request_id))
+    (notice.jsonrpc == "2.0" && notice.id.is_none() && notice.method == "notifications/cancelled")
+        .then(|| request_id_key(&notice.params.request_id))
 }
 
 fn request_id_key(id: &RequestId) -> String {
@@ -196,8 +200,20 @@ mod tests {
             Some("12")
         );
         assert_eq!(
-            cancelled_request(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#),
-            None
+            cancelled_request(
+                br#"{"jsonrpc":"2.0","method":"notifications\/cancelled","params":{"requestId":"a"}}"#
+            )
+            .as_deref(),
+            Some("\"a\"")
         );
+        for other in [
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+            // A request (it has an id) is answered by the library, not taken as a notice.
+            r#"{"jsonrpc":"2.0","id":99,"method":"notifications/cancelled","params":{"requestId":7}}"#,
+            r#"{"method":"notifications/cancelled","params":{"requestId":7}}"#,
+            r#"{"jsonrpc":"1.0","method":"notifications/cancelled","params":{"requestId":7}}"#,
+        ] {
+            assert_eq!(cancelled_request(other.as_bytes()), None, "{other}");
+        }
     }
 }

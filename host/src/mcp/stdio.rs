@@ -155,7 +155,8 @@ async fn read_requests(
                     });
                     continue;
                 }
-                if let Some(key) = cancelled_request(message)
+                if !running.is_empty()
+                    && let Some(key) = cancelled_request(message)
                     && running.cancel(&key)
                 {
                     // The call runs to its end, but its answer is withheld (the MCP
@@ -199,6 +200,10 @@ impl RunningCalls {
             cancelled,
             finished: false,
         }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.calls.lock().is_empty()
     }
 
     /// Withhold the answer of the running call `key`; false when no call by that id runs.
