@@ -17,6 +17,7 @@ fn main() {
             "echo_connector",
             "other_major",
             "vectors_user",
+            "contract_0_1_0",
         ],
         &[
             &root.join("fixtures"),

@@ -8,7 +8,7 @@
 /// The contract this host speaks: the version of the `databot:plugin` WIT package. The WIT
 /// file, the SDK and its macros carry copies (bindgen and wit-bindgen need literals); the test
 /// below fails when one disagrees.
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CONTRACT_VERSION: &str = "0.1.1";
 
 wasmtime::component::bindgen!({
     path: "../wit",
@@ -23,7 +23,7 @@ pub use databot_types::chat;
 
 pub use self::databot::plugin::types::{Error as GuestError, Health, HealthStatus, OperationSpec};
 pub use exports::databot::plugin::{
-    channel_handler, connector_handler, provider_handler, tool_handler,
+    channel_handler, chat_channel, connector_handler, provider_handler, tool_handler,
 };
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     &["cli"],
     &["gateway"],
-    &["mcp"],
+    &["mcp", "channels"],
     &["agent"],
     &["rag"],
     &["bus"],

@@ -6,6 +6,8 @@
 //! - `gateway`: the HTTP API (messages, SSE, health, metrics, status, MCP over HTTP) over the bus;
 //! - `mcp`: the MCP server (stdio and Streamable HTTP): tools and connector resources from
 //!   `runtime`;
+//! - `channels`: chat channel plugins' ingress (verified, deduplicated, allowlisted), their
+//!   replies (split, streamed, rate-limited) and status, over the bus (a peer of `mcp`);
 //! - `agent`: the agent loop, sessions and memory (calls providers and tools via `runtime`,
 //!   retrieval via `rag`; implements the bus's `MessageHandler`);
 //! - `rag`: the knowledge base: ingestion (schemas, docs, conversations) and retrieval over a
@@ -26,6 +28,7 @@
 pub mod agent;
 pub mod bus;
 pub mod capabilities;
+pub mod channels;
 pub mod cli;
 pub mod config;
 pub mod contract;

@@ -34,7 +34,9 @@
 #![allow(clippy::too_many_arguments)]
 
 pub mod api;
+pub mod channel;
 pub mod http;
+pub mod markdown;
 pub mod provider;
 
 /// The typed data of the contract's `json` strings, shared with the host.
@@ -57,15 +59,16 @@ pub mod worlds {
             path: "../wit",
             world: "tool",
             with: {
-                "databot:plugin/types@0.1.0": crate::wit::databot::plugin::types,
-                "databot:plugin/logging@0.1.0": crate::wit::databot::plugin::logging,
-                "databot:plugin/config@0.1.0": crate::wit::databot::plugin::config,
-                "databot:plugin/state@0.1.0": crate::wit::databot::plugin::state,
-                "databot:plugin/connectors@0.1.0": crate::wit::databot::plugin::connectors,
-                "databot:plugin/sql@0.1.0": crate::wit::databot::plugin::sql,
-                "databot:plugin/shell@0.1.0": crate::wit::databot::plugin::shell,
-                "databot:plugin/kafka@0.1.0": crate::wit::databot::plugin::kafka,
-                "databot:plugin/vectors@0.1.0": crate::wit::databot::plugin::vectors,
+                "databot:plugin/types@0.1.1": crate::wit::databot::plugin::types,
+                "databot:plugin/logging@0.1.1": crate::wit::databot::plugin::logging,
+                "databot:plugin/config@0.1.1": crate::wit::databot::plugin::config,
+                "databot:plugin/state@0.1.1": crate::wit::databot::plugin::state,
+                "databot:plugin/caller@0.1.1": crate::wit::databot::plugin::caller,
+                "databot:plugin/connectors@0.1.1": crate::wit::databot::plugin::connectors,
+                "databot:plugin/sql@0.1.1": crate::wit::databot::plugin::sql,
+                "databot:plugin/shell@0.1.1": crate::wit::databot::plugin::shell,
+                "databot:plugin/kafka@0.1.1": crate::wit::databot::plugin::kafka,
+                "databot:plugin/vectors@0.1.1": crate::wit::databot::plugin::vectors,
             },
             pub_export_macro: true,
             export_macro_name: "export_tool_world",
@@ -79,13 +82,13 @@ pub mod worlds {
             path: "../wit",
             world: "connector",
             with: {
-                "databot:plugin/types@0.1.0": crate::wit::databot::plugin::types,
-                "databot:plugin/logging@0.1.0": crate::wit::databot::plugin::logging,
-                "databot:plugin/config@0.1.0": crate::wit::databot::plugin::config,
-                "databot:plugin/state@0.1.0": crate::wit::databot::plugin::state,
-                "databot:plugin/sql@0.1.0": crate::wit::databot::plugin::sql,
-                "databot:plugin/kafka@0.1.0": crate::wit::databot::plugin::kafka,
-                "databot:plugin/vectors@0.1.0": crate::wit::databot::plugin::vectors,
+                "databot:plugin/types@0.1.1": crate::wit::databot::plugin::types,
+                "databot:plugin/logging@0.1.1": crate::wit::databot::plugin::logging,
+                "databot:plugin/config@0.1.1": crate::wit::databot::plugin::config,
+                "databot:plugin/state@0.1.1": crate::wit::databot::plugin::state,
+                "databot:plugin/sql@0.1.1": crate::wit::databot::plugin::sql,
+                "databot:plugin/kafka@0.1.1": crate::wit::databot::plugin::kafka,
+                "databot:plugin/vectors@0.1.1": crate::wit::databot::plugin::vectors,
             },
             pub_export_macro: true,
             export_macro_name: "export_connector_world",
@@ -99,11 +102,11 @@ pub mod worlds {
             path: "../wit",
             world: "provider",
             with: {
-                "databot:plugin/types@0.1.0": crate::wit::databot::plugin::types,
-                "databot:plugin/logging@0.1.0": crate::wit::databot::plugin::logging,
-                "databot:plugin/config@0.1.0": crate::wit::databot::plugin::config,
-                "databot:plugin/state@0.1.0": crate::wit::databot::plugin::state,
-                "databot:plugin/stream-sink@0.1.0": crate::wit::databot::plugin::stream_sink,
+                "databot:plugin/types@0.1.1": crate::wit::databot::plugin::types,
+                "databot:plugin/logging@0.1.1": crate::wit::databot::plugin::logging,
+                "databot:plugin/config@0.1.1": crate::wit::databot::plugin::config,
+                "databot:plugin/state@0.1.1": crate::wit::databot::plugin::state,
+                "databot:plugin/stream-sink@0.1.1": crate::wit::databot::plugin::stream_sink,
             },
             pub_export_macro: true,
             export_macro_name: "export_provider_world",
@@ -117,10 +120,11 @@ pub mod worlds {
             path: "../wit",
             world: "channel",
             with: {
-                "databot:plugin/types@0.1.0": crate::wit::databot::plugin::types,
-                "databot:plugin/logging@0.1.0": crate::wit::databot::plugin::logging,
-                "databot:plugin/config@0.1.0": crate::wit::databot::plugin::config,
-                "databot:plugin/state@0.1.0": crate::wit::databot::plugin::state,
+                "databot:plugin/types@0.1.1": crate::wit::databot::plugin::types,
+                "databot:plugin/logging@0.1.1": crate::wit::databot::plugin::logging,
+                "databot:plugin/config@0.1.1": crate::wit::databot::plugin::config,
+                "databot:plugin/state@0.1.1": crate::wit::databot::plugin::state,
+                "databot:plugin/verify@0.1.1": crate::wit::databot::plugin::verify,
             },
             pub_export_macro: true,
             export_macro_name: "export_channel_world",
@@ -132,11 +136,11 @@ pub mod worlds {
 pub use databot_sdk_macros::manifest;
 pub use wit::databot::plugin::types::{Error as PluginError, Health, HealthStatus, OperationSpec};
 pub use wit::databot::plugin::{
-    config, connectors, kafka, shell, sql, state, stream_sink, vectors,
+    caller, config, connectors, kafka, shell, sql, state, stream_sink, vectors, verify,
 };
 
 /// The contract version this SDK builds against (the `databot:plugin` WIT package version).
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CONTRACT_VERSION: &str = "0.1.1";
 
 /// What most plugins need in scope.
 pub mod prelude {

@@ -1,6 +1,7 @@
 //! Helpers shared by the end-to-end tests: fixture components, throwaway hosts, a tiny HTTP
 //! server on loopback.
 
+pub mod chat_platforms;
 pub mod contained;
 pub mod http1;
 pub mod mock_openai;
@@ -294,6 +295,8 @@ pub struct SeenRequest {
     /// Header names in lower case.
     pub headers: Vec<(String, String)>,
     pub body: String,
+    /// When the whole request had arrived.
+    pub received_at: std::time::Instant,
 }
 
 impl SeenRequest {
@@ -400,6 +403,7 @@ pub async fn serve_scripted(
                     path: parts.next().unwrap_or_default().to_owned(),
                     headers,
                     body: String::from_utf8_lossy(&raw[head_end..]).into_owned(),
+                    received_at: std::time::Instant::now(),
                 };
                 let index = recorder.push(request.clone());
                 let response = respond(&request, index);

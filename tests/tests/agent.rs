@@ -250,6 +250,7 @@ async fn conversations_through_the_bus_stream_and_keep_order() {
                 stream: true,
                 thread_id: None,
                 trace_context: Vec::new(),
+                ..Default::default()
             };
             deliveries.push((chat, n, bus.submit(message).await.unwrap()));
         }
@@ -347,6 +348,7 @@ async fn say_as(agent: &Agent, session: &str, user: &str, message: &str) -> Stri
     let conversation = Conversation {
         session_key: session.to_owned(),
         user: user.to_owned(),
+        ..Conversation::default()
     };
     agent
         .turn_in_trace(&conversation, message, None, &[])
@@ -400,6 +402,7 @@ async fn memory_scopes_keep_users_and_conversations_apart() {
         let alice = Conversation {
             session_key: "api:alice-1".into(),
             user: "api:key:alice".into(),
+            ..Conversation::default()
         };
         let stored = agent
             .sessions()

@@ -23,6 +23,17 @@ async fn another_contract_major_is_refused_with_the_reason() {
 }
 
 #[tokio::test]
+async fn a_plugin_built_against_an_earlier_release_of_the_contract_line_loads_and_runs() {
+    let host = TestHost::start("", &["contract_0_1_0"]).await.unwrap();
+    let result = host
+        .runtime
+        .call_tool("old_echo", r#"{"still": "works"}"#)
+        .await
+        .unwrap();
+    assert_eq!(result, r#"{"still": "works"}"#);
+}
+
+#[tokio::test]
 async fn core_module_is_refused() {
     // The smallest valid core module: magic + version 1.
     let reason = refusal(vec![0, b'a', b's', b'm', 1, 0, 0, 0]).await;
@@ -72,7 +83,7 @@ async fn manifest_is_readable_without_running_the_plugin() {
     let manifest = read_manifest(&std::fs::read(fixture("echo")).unwrap()).unwrap();
     assert_eq!(manifest.name, "echo");
     assert_eq!(manifest.kind, databot::runtime::PluginKind::Tool);
-    assert_eq!(manifest.contract, "0.1.0");
+    assert_eq!(manifest.contract, databot::contract::CONTRACT_VERSION);
     assert!(manifest.capabilities.contains(&"state".to_owned()));
 }
 

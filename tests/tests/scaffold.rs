@@ -45,5 +45,8 @@ async fn scaffolded_plugins_build_and_load() {
         .await
         .unwrap();
     assert_eq!(output, r#"{"pong":"x"}"#);
+    // The channel exports the current `chat-channel` (not the 0.1.0 handler).
+    let limits = runtime.channel_limits("scaffold_channel").await.unwrap();
+    assert_eq!(limits.max_message_chars, 4000);
     assert!(create(Kind::Tool, "Bad-Name", &dir.path().join("bad")).is_err());
 }

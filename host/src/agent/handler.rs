@@ -13,6 +13,15 @@ impl MessageHandler for Agent {
         let conversation = Conversation {
             session_key: message.session_key(),
             user: message.user_key(),
+            caller: Some(std::sync::Arc::new(crate::capabilities::Caller {
+                channel: message.channel.clone(),
+                user: message.sender_id.clone(),
+                display_name: message.sender_name.clone(),
+                chat: message.chat_id.clone(),
+                thread: message.thread_id.clone(),
+                workspace: message.workspace.clone(),
+            })),
+            scope: message.scope.clone(),
         };
         let session = conversation.session_key.clone();
         // A bus turn always asks its provider for a stream (the same provider operation whether

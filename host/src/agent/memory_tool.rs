@@ -97,6 +97,7 @@ mod tests {
         let chat = |session: &str, user: &str| Conversation {
             session_key: session.into(),
             user: user.into(),
+            ..Conversation::default()
         };
         let (a1, a2, b1) = (
             chat("api:one", "api:key:aaaa"),

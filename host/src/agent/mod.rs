@@ -16,6 +16,8 @@ use std::sync::Arc;
 
 use self::router::{Specialist, ToolOwner};
 use self::sessions::SessionStore;
+use crate::bus::TurnScope;
+use crate::capabilities::Caller;
 use crate::config::AgentConfig;
 use crate::contract::chat::{
     ChatMessage, ChatRequest, ChatResponse, Role, ToolCall, ToolDefinition, Usage,
@@ -27,12 +29,16 @@ use serde::Serialize;
 /// The conversation a turn belongs to and the user speaking in it, as the server side of the
 /// channel knows them (the gateway: the API key; the CLI: the local user), never as a message
 /// claims them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct Conversation {
     /// `channel:chat_id`: history, routing and the one-writer lock.
     pub session_key: String,
     /// `channel:sender`: whose memories the `user` memory scope holds.
     pub user: String,
+    /// Who the turn's tool calls act for (the `caller` capability); `None` for a local user.
+    pub caller: Option<Arc<Caller>>,
+    /// The receiving side's rules: a pinned specialist, a narrower set of tools.
+    pub scope: TurnScope,
 }
 
 impl Conversation {
@@ -44,6 +50,7 @@ impl Conversation {
         Self {
             session_key: session_key.to_owned(),
             user: format!("{channel}:local"),
+            ..Self::default()
         }
     }
 }
@@ -117,21 +124,22 @@ impl Agent {
 
     /// Tools offered to the model: every loaded tool plugin's tools plus the memory tool,
     /// narrowed to the specialist's subset.
-    fn tool_definitions(&self, specialist: Option<&Specialist>) -> Vec<ToolDefinition> {
+    fn tool_definitions(
+        &self,
+        specialist: Option<&Specialist>,
+        scope: &TurnScope,
+    ) -> Vec<ToolDefinition> {
         let mut tools: Vec<ToolDefinition> = self
             .runtime
             .tools()
             .into_iter()
             .filter(|tool| {
-                specialist.is_none_or(|s| {
-                    s.allows(
-                        &tool.name,
-                        ToolOwner::Plugin {
-                            name: &tool.plugin,
-                            configured: tool.configured,
-                        },
-                    )
-                })
+                let owner = ToolOwner::Plugin {
+                    name: &tool.plugin,
+                    configured: tool.configured,
+                };
+                specialist.is_none_or(|s| s.allows(&tool.name, owner))
+                    && in_scope(scope, &tool.name, owner)
             })
             .map(|tool| ToolDefinition {
                 name: tool.name,
@@ -139,10 +147,17 @@ impl Agent {
                 input_schema: tool.input_schema,
             })
             .collect();
-        if specialist.is_none_or(|s| s.allows(memory_tool::NAME, ToolOwner::Host)) {
+        if specialist.is_none_or(|s| s.allows(memory_tool::NAME, ToolOwner::Host))
+            && in_scope(scope, memory_tool::NAME, ToolOwner::Host)
+        {
             tools.push(memory_tool::definition(self.settings.memory_scope));
         }
         tools
+    }
+
+    /// Is there a specialist of this name (a channel may pin one)?
+    pub fn has_specialist(&self, name: &str) -> bool {
+        self.specialists.iter().any(|s| s.name == name)
     }
 
     /// Pick the specialist for this message; the conversation's current one when in doubt.
@@ -150,8 +165,20 @@ impl Agent {
         &self,
         session_key: &str,
         user: &str,
+        scope: &TurnScope,
         usage: &mut Usage,
     ) -> Result<Option<&Specialist>, AgentError> {
+        if let Some(pinned) = &scope.specialist {
+            let specialist = self.specialists.iter().find(|s| &s.name == pinned);
+            if specialist.is_none() {
+                tracing::warn!(
+                    session = session_key,
+                    specialist = %pinned,
+                    "the pinned specialist does not exist; answering without one"
+                );
+            }
+            return Ok(specialist);
+        }
         if !self.settings.router.enabled {
             return Ok(None);
         }
@@ -280,7 +307,7 @@ impl Agent {
             tracing::Span::none()
         };
         let specialist = tracing::Instrument::instrument(
-            self.route(session_key, user, &mut usage),
+            self.route(session_key, user, &conversation.scope, &mut usage),
             route_span.clone(),
         )
         .await?;
@@ -322,7 +349,7 @@ impl Agent {
             messages.insert(messages.len() - 1, knowledge);
         }
         let first_new = messages.len() - 1;
-        let tools = self.tool_definitions(specialist);
+        let tools = self.tool_definitions(specialist, &conversation.scope);
         let mut tool_calls = 0;
         let mut iterations = 0;
         let content = loop {
@@ -344,13 +371,11 @@ impl Agent {
             assistant.tool_calls = response.tool_calls.clone();
             messages.push(assistant);
             tool_calls += response.tool_calls.len() as u32;
-            let results = futures::future::join_all(
-                response
-                    .tool_calls
-                    .iter()
-                    .map(|call| self.run_tool(call, specialist, &memory_scope, events)),
-            )
-            .await;
+            let results =
+                futures::future::join_all(response.tool_calls.iter().map(|call| {
+                    self.run_tool(call, specialist, conversation, &memory_scope, events)
+                }))
+                .await;
             for (call, output) in response.tool_calls.iter().zip(results) {
                 messages.push(ChatMessage::tool_result(call, output));
             }
@@ -465,6 +490,7 @@ impl Agent {
         &self,
         call: &ToolCall,
         specialist: Option<&Specialist>,
+        conversation: &Conversation,
         memory_scope: &str,
         events: Option<&EventSink>,
     ) -> String {
@@ -491,11 +517,21 @@ impl Agent {
                 specialist.name,
                 specialist.tools.join(", ")
             ))
+        } else if !in_scope(&conversation.scope, &call.name, owner) {
+            Err(format!(
+                "denied: tool `{}` is not among the tools this channel allows",
+                call.name
+            ))
         } else if call.name == memory_tool::NAME {
             memory_tool::run(&self.sessions, memory_scope, &call.arguments).await
         } else if let Some(resolved) = &resolved {
             self.runtime
-                .call_resolved(resolved, &call.name, &call.arguments)
+                .call_resolved_as(
+                    resolved,
+                    &call.name,
+                    &call.arguments,
+                    conversation.caller.clone(),
+                )
                 .await
                 .map_err(|e| e.to_string())
         } else {
@@ -515,6 +551,14 @@ impl Agent {
         }
         output
     }
+}
+
+/// Does the receiving side's tool list (if it has one) name `tool`?
+fn in_scope(scope: &TurnScope, tool: &str, owner: ToolOwner<'_>) -> bool {
+    scope
+        .tools
+        .as_deref()
+        .is_none_or(|list| router::names_tool(list, tool, owner))
 }
 
 /// The span of one provider call, after the GenAI semantic conventions (`chat {model}`).

@@ -25,19 +25,22 @@ impl Specialist {
     /// the operator did not configure (a file that gave itself a name) is matched by no list.
     /// An empty list allows all.
     pub fn allows(&self, tool: &str, owner: ToolOwner<'_>) -> bool {
-        if self.tools.is_empty() {
-            return true;
-        }
-        match owner {
-            ToolOwner::Host => self.tools.iter().any(|t| t == tool),
-            ToolOwner::Plugin {
-                name,
-                configured: true,
-            } => self.tools.iter().any(|t| t == tool || t == name),
-            ToolOwner::Plugin {
-                configured: false, ..
-            } => false,
-        }
+        self.tools.is_empty() || names_tool(&self.tools, tool, owner)
+    }
+}
+
+/// Does `list` name `tool`: the host tool by its name, a configured plugin's tool by its name
+/// or its plugin's? A plugin the operator did not configure is named by no list.
+pub fn names_tool(list: &[String], tool: &str, owner: ToolOwner<'_>) -> bool {
+    match owner {
+        ToolOwner::Host => list.iter().any(|t| t == tool),
+        ToolOwner::Plugin {
+            name,
+            configured: true,
+        } => list.iter().any(|t| t == tool || t == name),
+        ToolOwner::Plugin {
+            configured: false, ..
+        } => false,
     }
 }
 

@@ -25,7 +25,12 @@ pub struct SessionStore {
     /// Owners of conversations seen lately. A conversation's owner never changes once bound,
     /// so a remembered one is always right; bounded by `REMEMBERED_OWNERS`.
     owners: parking_lot::Mutex<HashMap<String, String>>,
+    /// Channel events claimed so far (every `EVENT_SWEEP_EVERY`th sweeps expired ones).
+    event_claims: std::sync::atomic::AtomicU64,
 }
+
+/// Claims between two sweeps of expired channel events.
+const EVENT_SWEEP_EVERY: u64 = 256;
 
 /// Conversation owners kept in memory at most (then forgotten all at once, and read again).
 const REMEMBERED_OWNERS: usize = 16 * 1024;
@@ -59,7 +64,7 @@ impl Drop for SessionWriter {
     }
 }
 
-const SCHEMA: [&str; 5] = [
+const SCHEMA: [&str; 6] = [
     "CREATE TABLE IF NOT EXISTS databot_routes (
         session_key TEXT PRIMARY KEY,
         specialist TEXT NOT NULL)",
@@ -83,6 +88,11 @@ const SCHEMA: [&str; 5] = [
         session_key TEXT PRIMARY KEY,
         owner TEXT NOT NULL,
         created_at BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS databot_channel_events (
+        channel TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        seen_at BIGINT NOT NULL,
+        PRIMARY KEY (channel, event_id))",
 ];
 
 impl SessionStore {
@@ -129,6 +139,7 @@ impl SessionStore {
             locks: Arc::default(),
             sweep_locks_at: std::sync::atomic::AtomicUsize::new(STALE_LOCK_SWEEP),
             owners: parking_lot::Mutex::default(),
+            event_claims: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -341,6 +352,53 @@ impl SessionStore {
         rows.iter()
             .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
             .collect()
+    }
+
+    /// Record that `channel` delivered the event `event_id`; false when it was recorded
+    /// before (a retry or a replay), within `keep` (older records are swept now and then).
+    /// Stored with the sessions, so a restart, or another host on the same database, still
+    /// knows it.
+    pub async fn claim_event(
+        &self,
+        channel: &str,
+        event_id: &str,
+        keep: std::time::Duration,
+    ) -> anyhow::Result<bool> {
+        let now = now_ms();
+        let claimed = sqlx::query(
+            "INSERT INTO databot_channel_events (channel, event_id, seen_at) VALUES ($1, $2, $3)
+             ON CONFLICT (channel, event_id) DO NOTHING",
+        )
+        .bind(channel)
+        .bind(event_id)
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1;
+        let claims = self
+            .event_claims
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if claims.is_multiple_of(EVENT_SWEEP_EVERY) {
+            let horizon = now.saturating_sub(i64::try_from(keep.as_millis()).unwrap_or(i64::MAX));
+            sqlx::query("DELETE FROM databot_channel_events WHERE channel = $1 AND seen_at < $2")
+                .bind(channel)
+                .bind(horizon)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(claimed)
+    }
+
+    /// Forget a claimed event (it could not be handed on, so the platform's retry must be
+    /// processed).
+    pub async fn release_event(&self, channel: &str, event_id: &str) -> anyhow::Result<()> {
+        sqlx::query("DELETE FROM databot_channel_events WHERE channel = $1 AND event_id = $2")
+            .bind(channel)
+            .bind(event_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Bind the conversation `session_key` to `owner` unless it is bound already. Returns the

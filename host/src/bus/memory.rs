@@ -253,6 +253,7 @@ mod tests {
             stream: false,
             thread_id: None,
             trace_context: Vec::new(),
+            ..Default::default()
         }
     }
 

@@ -15,7 +15,7 @@ use crate::events::{EventReceiver, EventSink};
 
 pub use memory::{BusLimits, MemoryBus};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct InboundMessage {
     /// Set by the receiving side (`api` for the gateway), never taken from a client.
     pub channel: String,
@@ -32,12 +32,37 @@ pub struct InboundMessage {
     /// joins the sender's trace (see `telemetry::propagation`). Empty when there is none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trace_context: Vec<(String, String)>,
+    /// The sender's display name, when the channel gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender_name: Option<String>,
+    /// The Slack team, Discord guild or other workspace the message came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<String>,
+    /// What the receiving side allows this turn (a channel's specialist and tools).
+    #[serde(default)]
+    pub scope: TurnScope,
+}
+
+/// Rules the receiving side sets for a turn, from the operator's config (never from a
+/// message): the specialist that answers and the tools it may use.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TurnScope {
+    /// Answer with this specialist, without routing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub specialist: Option<String>,
+    /// Only these tools (tool names, plugin names, `memory`); `None`: no narrowing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<String>>,
 }
 
 impl InboundMessage {
-    /// The conversation this message belongs to.
+    /// The conversation this message belongs to: `channel:chat`, or `channel:chat:thread`
+    /// for a thread (a thread is its own conversation).
     pub fn session_key(&self) -> String {
-        format!("{}:{}", self.channel, self.chat_id)
+        match &self.thread_id {
+            Some(thread) => format!("{}:{}:{thread}", self.channel, self.chat_id),
+            None => format!("{}:{}", self.channel, self.chat_id),
+        }
     }
 
     /// The user who sent it, as its channel names them.
@@ -46,7 +71,7 @@ impl InboundMessage {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct OutboundMessage {
     pub channel: String,
     pub chat_id: String,

@@ -19,6 +19,14 @@ pub struct SecretInjection {
     pub value: HeaderValue,
 }
 
+/// A path prefix the host puts before the path of requests to one origin (a token in the
+/// path, like Telegram's `/bot<token>`), which the guest never sees.
+#[derive(Clone)]
+pub struct PathPrefixInjection {
+    pub origin: Origin,
+    pub prefix: String,
+}
+
 /// One folder made visible to the plugin.
 #[derive(Debug, Clone)]
 pub struct Preopen {
@@ -36,6 +44,7 @@ pub struct PluginGrants {
     /// Hosts that may resolve to non-public addresses (the plugin's named endpoints).
     pub private_hosts: Vec<HostPattern>,
     pub secrets: Vec<SecretInjection>,
+    pub path_prefixes: Vec<PathPrefixInjection>,
     pub preopens: Vec<Preopen>,
     pub connectors: Vec<String>,
     pub state: bool,
@@ -46,6 +55,8 @@ pub struct PluginGrants {
     pub shell: Option<crate::config::ShellGrant>,
     pub vectors: Vec<String>,
     pub config: BTreeMap<String, serde_json::Value>,
+    /// Keys the `verify` capability checks requests with (never shown to the plugin).
+    pub verify: super::VerifyKeys,
 }
 
 impl PluginGrants {
@@ -60,32 +71,39 @@ impl PluginGrants {
             .map(|p| HostPattern::parse(p).map_err(anyhow::Error::msg))
             .collect::<anyhow::Result<Vec<_>>>()
             .with_context(|| format!("plugins.{plugin}.permissions.http.allow"))?;
-        let secrets = permissions
-            .http
-            .secrets
-            .iter()
-            .enumerate()
-            .map(|(index, secret)| {
-                let key = format!("plugins.{plugin}.permissions.http.secrets[{index}]");
-                Ok(SecretInjection {
-                    origin: Origin::parse(&secret.host)
-                        .map_err(anyhow::Error::msg)
-                        .with_context(|| format!("{key}.host"))?,
-                    header: HeaderName::from_bytes(secret.header.as_bytes())
-                        .with_context(|| format!("{key}.header: `{}`", secret.header))?,
+        let mut secrets = Vec::new();
+        let mut path_prefixes = Vec::new();
+        for (index, secret) in permissions.http.secrets.iter().enumerate() {
+            let key = format!("plugins.{plugin}.permissions.http.secrets[{index}]");
+            let origin = Origin::parse(&secret.host)
+                .map_err(anyhow::Error::msg)
+                .with_context(|| format!("{key}.host"))?;
+            secret
+                .validate()
+                .map_err(anyhow::Error::msg)
+                .with_context(|| key.clone())?;
+            match (&secret.header, &secret.value, &secret.path_prefix) {
+                (Some(header), Some(value), None) => secrets.push(SecretInjection {
+                    origin,
+                    header: HeaderName::from_bytes(header.as_bytes())
+                        .with_context(|| format!("{key}.header: `{header}`"))?,
                     value: {
                         let mut value =
-                            HeaderValue::from_str(secret.value.expose()).with_context(|| {
+                            HeaderValue::from_str(value.expose()).with_context(|| {
                                 format!("{key}.value: not a valid HTTP header value")
                             })?;
                         value.set_sensitive(true);
                         value
                     },
-                })
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
+                }),
+                (None, None, Some(prefix)) => path_prefixes.push(PathPrefixInjection {
+                    origin,
+                    prefix: prefix.expose().to_owned(),
+                }),
+                _ => anyhow::bail!("{key}: give either `header` and `value`, or `path_prefix`"),
+            }
+        }
         let mut http_allow = http_allow;
-        let mut secrets = secrets;
         let mut private_hosts = Vec::new();
         let mut config_values = section.config.clone();
         let mut endpoint_urls = serde_json::Map::new();
@@ -96,12 +114,17 @@ impl PluginGrants {
                 private_hosts.push(resolved.origin.host.clone());
             }
             http_allow.push(resolved.origin.host.clone());
-            if let Some((header, value)) = resolved.auth {
-                secrets.push(SecretInjection {
+            match resolved.auth {
+                Some(ResolvedAuth::Header(header, value)) => secrets.push(SecretInjection {
                     origin: resolved.origin,
                     header,
                     value,
-                });
+                }),
+                Some(ResolvedAuth::PathPrefix(prefix)) => path_prefixes.push(PathPrefixInjection {
+                    origin: resolved.origin,
+                    prefix,
+                }),
+                None => {}
             }
             endpoint_urls.insert(name.clone(), serde_json::Value::String(resolved.url));
         }
@@ -130,6 +153,7 @@ impl PluginGrants {
             allow_private: permissions.http.allow_private,
             private_hosts,
             secrets,
+            path_prefixes,
             preopens,
             connectors: permissions.connectors.clone(),
             state: permissions.state,
@@ -143,6 +167,9 @@ impl PluginGrants {
             }),
             vectors: permissions.vectors.clone(),
             config: config_values,
+            verify: super::VerifyKeys::from_config(&permissions.verify)
+                .map_err(anyhow::Error::msg)
+                .with_context(|| format!("plugins.{plugin}.permissions.verify"))?,
         })
     }
 
@@ -178,7 +205,12 @@ impl PluginGrants {
 struct ResolvedEndpoint {
     url: String,
     origin: Origin,
-    auth: Option<(HeaderName, HeaderValue)>,
+    auth: Option<ResolvedAuth>,
+}
+
+enum ResolvedAuth {
+    Header(HeaderName, HeaderValue),
+    PathPrefix(String),
 }
 
 fn resolve_endpoint(endpoint: &EndpointConfig) -> anyhow::Result<ResolvedEndpoint> {
@@ -205,9 +237,13 @@ fn resolve_endpoint(endpoint: &EndpointConfig) -> anyhow::Result<ResolvedEndpoin
     })
 }
 
-fn auth_header(auth: &EndpointAuth) -> anyhow::Result<(HeaderName, HeaderValue)> {
+fn auth_header(auth: &EndpointAuth) -> anyhow::Result<ResolvedAuth> {
     use base64::Engine as _;
     let (name, value) = match auth {
+        EndpointAuth::PathPrefix { prefix } => {
+            crate::config::check_path_prefix(prefix.expose()).map_err(anyhow::Error::msg)?;
+            return Ok(ResolvedAuth::PathPrefix(prefix.expose().to_owned()));
+        }
         EndpointAuth::Basic { username, password } => {
             let pair = format!("{username}:{}", password.expose());
             (
@@ -231,7 +267,7 @@ fn auth_header(auth: &EndpointAuth) -> anyhow::Result<(HeaderName, HeaderValue)>
     let mut value =
         HeaderValue::from_str(&value).context("the credential is not a valid HTTP header value")?;
     value.set_sensitive(true);
-    Ok((name, value))
+    Ok(ResolvedAuth::Header(name, value))
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 mod connectors;
 mod egress;
 mod grants;
+pub mod host_http;
 pub mod host_memory;
 mod http_bounds;
 pub mod kafka;
@@ -19,6 +20,7 @@ mod shell;
 pub mod sql;
 mod state;
 mod vectors;
+pub mod verify;
 
 use std::sync::Arc;
 
@@ -33,6 +35,7 @@ pub use http_bounds::bound_request_setters;
 pub use logging::{LogBudget, LogRate};
 pub use open_files::bound_open_files;
 pub use state::StateStore;
+pub use verify::{InboundCheck, JwksCache, VerifyKeys};
 
 use crate::contract::GuestError;
 
@@ -79,6 +82,8 @@ pub struct HostServices {
     pub connector_router: parking_lot::RwLock<Option<Arc<dyn ConnectorRouter>>>,
     /// Outgoing connections all plugin calls may hold at once (`runtime.max_outgoing_connections`).
     pub outgoing: egress::HostConnections,
+    /// Key sets channels verify JWTs with (`verify.jwt`), fetched once and shared.
+    pub jwks: Arc<JwksCache>,
 }
 
 /// Runs a connector operation on behalf of a plugin (implemented by the runtime).
@@ -120,6 +125,19 @@ pub struct StoreState {
     opened_files: Vec<std::sync::Weak<std::fs::File>>,
     /// The first limit a capability other than egress refused the call (egress keeps its own).
     breach: Option<BudgetBreach>,
+    /// The request a channel's `receive` is verifying (`verify`).
+    inbound: Option<InboundCheck>,
+    /// Who the call acts for (`caller`).
+    caller: Option<Arc<Caller>>,
+}
+
+/// Who a call acts for: the `caller` capability's identity.
+pub type Caller = crate::contract::databot::plugin::caller::Identity;
+
+impl crate::contract::databot::plugin::caller::Host for StoreState {
+    async fn current(&mut self) -> wasmtime::Result<Option<Caller>> {
+        Ok(self.caller.as_deref().cloned())
+    }
 }
 
 /// The limits of one call, from its plugin's budgets.
@@ -199,7 +217,14 @@ impl StoreState {
             max_open_files: limits.max_open_files,
             opened_files: Vec::new(),
             breach: None,
+            inbound: None,
+            caller: None,
         })
+    }
+
+    /// The call acts for `caller` (a tool call of a turn).
+    pub fn set_caller(&mut self, caller: Arc<Caller>) {
+        self.caller = Some(caller);
     }
 
     /// The first host-side limit the call broke while the guest went on, if any.

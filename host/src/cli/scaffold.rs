@@ -74,10 +74,14 @@ databot_sdk::manifest! {{
     name: "{name}",
     kind: "{kind}",
     description: "TODO: say what {name} does.",
-    capabilities: ["logging"],
+    capabilities: [{capabilities}],
 }}
 "#,
-        kind = kind_name(kind)
+        kind = kind_name(kind),
+        capabilities = match kind {
+            Kind::Channel => r#""logging", "verify", "http""#,
+            _ => r#""logging""#,
+        }
     );
     let body = match kind {
         Kind::Tool => format!(
@@ -177,32 +181,86 @@ databot_sdk::provider!(Reverse);
 "#
         .to_owned(),
         Kind::Channel => r#"
-use databot_sdk::worlds::channel::exports::databot::plugin::channel_handler::Guest;
-use databot_sdk::{Health, HealthStatus};
+use databot_sdk::channel::{
+    self, Addressed, Channel, ChannelLimits, InboundMessage, InboundRequest, Outgoing, Received,
+    SendError,
+};
+use databot_sdk::http::{self, Request};
+use databot_sdk::markdown::{Dialect, render};
 
-/// Accepts `{"body": "{\"text\": ...}"}` webhooks. Verify signatures before trusting input.
-struct Channel;
+/// A webhook channel. Requests carry `x-signature: HEX` = HMAC-SHA256 of the body under the
+/// secret the operator names `signing_secret` (`plugins.NAME.permissions.verify`); the host
+/// holds the secret and answers 401 unless the check below passed. Bodies are
+/// `{"id", "user", "chat", "thread"?, "text"}`. Replies go to the endpoint `api`
+/// (`plugins.NAME.endpoints.api`, its credentials added by the host): `POST /messages`
+/// answers `{"id"}`, `PUT /messages/ID` edits.
+struct Webhook;
 
-impl Guest for Channel {
-    fn receive(request: String) -> Result<String, PluginError> {
-        let request: Value = serde_json::from_str(&request)
-            .map_err(|e| PluginError::InvalidInput(e.to_string()))?;
-        let body: Value = serde_json::from_str(request["body"].as_str().unwrap_or("{}"))
-            .map_err(|e| PluginError::InvalidInput(e.to_string()))?;
-        Ok(json!([{ "content": body["text"], "chat_id": "default", "sender_id": "webhook" }]).to_string())
+fn api() -> Result<String, PluginError> {
+    let endpoints: Option<Value> = databot_sdk::config_value("endpoints")?;
+    endpoints
+        .and_then(|e| e["api"].as_str().map(str::to_owned))
+        .ok_or_else(|| PluginError::Denied("set plugins.NAME.endpoints.api".into()))
+}
+
+impl Channel for Webhook {
+    fn limits() -> ChannelLimits {
+        ChannelLimits { max_message_chars: 4000, min_edit_interval_ms: 1000 }
     }
 
-    fn send(message: String) -> Result<String, PluginError> {
-        log::info(&format!("would deliver: {message}"));
-        Ok(json!({ "delivered": true }).to_string())
+    fn receive(request: InboundRequest) -> Result<Received, PluginError> {
+        let signature = channel::header(&request, "x-signature").and_then(channel::decode_hex);
+        let verified = match signature {
+            Some(signature) => {
+                databot_sdk::verify::hmac_sha256("signing_secret", &request.body, &signature)?
+            }
+            None => false,
+        };
+        if request.transport == channel::Transport::Webhook && !verified {
+            return Ok(channel::nothing());
+        }
+        let body = channel::json_body(&request)?;
+        let field = |name: &str| body[name].as_str().map(str::to_owned);
+        let message = InboundMessage {
+            event_id: field("id").unwrap_or_default(),
+            sender: field("user").unwrap_or_default(),
+            sender_name: None,
+            from_bot: false,
+            not_a_message: false,
+            chat: field("chat").unwrap_or_default(),
+            thread: field("thread"),
+            workspace: None,
+            addressed: Addressed::Direct,
+            text: field("text").unwrap_or_default(),
+            attachments: Vec::new(),
+            reply_context: None,
+        };
+        Ok(Received { response: None, messages: vec![message] })
     }
 
-    fn check_health() -> Health {
-        Health { status: HealthStatus::Healthy, message: "ok".into() }
+    fn send(message: Outgoing) -> Result<String, SendError> {
+        let body = json!({
+            "chat": message.chat,
+            "thread": message.thread,
+            "text": render(&message.text, Dialect::Slack),
+        });
+        let url = format!("{}/messages", api().map_err(channel::failed)?);
+        let response = http::send(&Request::post_json(url, &body)).map_err(channel::failed)?;
+        let answer: Value = serde_json::from_slice(&channel::check_status(response, "POST /messages")?)
+            .map_err(|e| channel::failed(PluginError::Failed(e.to_string())))?;
+        Ok(answer["id"].as_str().unwrap_or_default().to_owned())
+    }
+
+    fn update(handle: String, message: Outgoing) -> Result<(), SendError> {
+        let url = format!("{}/messages/{handle}", api().map_err(channel::failed)?);
+        let mut request = Request::post_json(url, &json!({ "text": render(&message.text, Dialect::Slack) }));
+        request.method = "PUT";
+        let response = http::send(&request).map_err(channel::failed)?;
+        channel::check_status(response, "PUT /messages").map(drop)
     }
 }
 
-databot_sdk::worlds::channel::export_channel_world!(Channel);
+databot_sdk::channel!(Webhook);
 "#
         .to_owned(),
     };

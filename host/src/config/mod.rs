@@ -4,6 +4,7 @@
 //! Owns parsing, validation and the defaults embedded in the binary. Every error names the
 //! file, line and column. Secrets stay in memory only: nothing here ever writes config back.
 
+mod channel;
 mod data;
 mod gateway;
 mod mcp;
@@ -15,6 +16,7 @@ mod yaml_events;
 
 use std::path::{Path, PathBuf};
 
+pub use channel::*;
 pub use data::*;
 pub use gateway::*;
 pub use mcp::*;
@@ -123,6 +125,17 @@ impl Config {
                         "plugins.{name}.permissions.http.secrets[{index}].host: {e}"
                     ))
                 })?;
+                secret.validate().map_err(|e| {
+                    semantic(format!(
+                        "plugins.{name}.permissions.http.secrets[{index}]: {e}"
+                    ))
+                })?;
+            }
+            validate_verify_keys(name, &plugin.permissions.verify).map_err(semantic)?;
+            if let Some(channel) = &plugin.channel {
+                channel
+                    .validate()
+                    .map_err(|e| semantic(format!("plugins.{name}.channel: {e}")))?;
             }
         }
         Ok(())
@@ -214,7 +227,7 @@ mod tests {
         )
         .unwrap();
         let secret = &config.plugins["api"].permissions.http.secrets[0];
-        assert_eq!(secret.value.expose(), "Bearer s3cret");
+        assert_eq!(secret.value.as_ref().unwrap().expose(), "Bearer s3cret");
         assert!(!format!("{config:?}").contains("s3cret"));
     }
 

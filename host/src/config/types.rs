@@ -329,6 +329,9 @@ pub struct PluginConfig {
     /// granted as egress, and its credentials are added by the host to every request to it.
     #[serde(default)]
     pub endpoints: BTreeMap<String, EndpointConfig>,
+    /// For channel plugins: who they answer and with which agent.
+    #[serde(default)]
+    pub channel: Option<super::ChannelSettings>,
 }
 
 impl Default for PluginConfig {
@@ -342,6 +345,7 @@ impl Default for PluginConfig {
             permissions: Permissions::default(),
             config: BTreeMap::new(),
             endpoints: BTreeMap::new(),
+            channel: None,
         }
     }
 }
@@ -374,6 +378,9 @@ pub enum EndpointAuth {
         header: String,
         key: Secret,
     },
+    /// A token in the URL path: the host puts `prefix` before the path of every request to
+    /// the endpoint (Telegram's `/bot${TOKEN}`), so the plugin calls `URL/sendMessage`.
+    PathPrefix { prefix: Secret },
 }
 
 fn default_api_key_header() -> String {
@@ -412,6 +419,10 @@ pub struct Permissions {
     /// Vector collections (the RAG capability).
     #[serde(default)]
     pub vectors: Vec<String>,
+    /// Keys a channel verifies inbound requests with, by name (`verify` capability); the
+    /// plugin names them, it never reads them.
+    #[serde(default)]
+    pub verify: BTreeMap<String, super::VerifyKeyConfig>,
 }
 
 /// The `shell` capability: off unless this names programs.
@@ -457,17 +468,52 @@ pub struct HttpPermissions {
     pub secrets: Vec<SecretHeader>,
 }
 
+/// A credential the host adds to requests for one origin: a header (`header` and `value`),
+/// or a path prefix (`path_prefix`, for APIs with the token in the path, like Telegram's
+/// `/bot${TOKEN}`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SecretHeader {
-    /// The origin the header is sent to (`Origin`): `https://api.example.com`,
+    /// The origin the credential is sent to (`Origin`): `https://api.example.com`,
     /// `http://127.0.0.1:8080`, `https://*.example.com`. A bare host means https on port 443:
-    /// the header never goes over another scheme or to another port.
+    /// it never goes over another scheme or to another port.
     pub host: String,
     /// Header name, e.g. `authorization`.
-    pub header: String,
+    #[serde(default)]
+    pub header: Option<String>,
     /// Header value, usually `"Bearer ${TOKEN}"`.
-    pub value: Secret,
+    #[serde(default)]
+    pub value: Option<Secret>,
+    /// Put before the path of every request to the origin: `/bot${TELEGRAM_TOKEN}`.
+    #[serde(default)]
+    pub path_prefix: Option<Secret>,
+}
+
+impl SecretHeader {
+    /// Either a header and its value, or a path prefix: `/` then path characters.
+    pub fn validate(&self) -> Result<(), String> {
+        match (&self.header, &self.value, &self.path_prefix) {
+            (Some(_), Some(_), None) => Ok(()),
+            (None, None, Some(prefix)) => check_path_prefix(prefix.expose()),
+            _ => Err("give either `header` and `value`, or `path_prefix`".into()),
+        }
+    }
+}
+
+/// A path prefix starts with `/`, does not end with one, and holds only characters a path
+/// segment may carry unescaped (no `?`, `#`, `%`, spaces or controls).
+pub fn check_path_prefix(prefix: &str) -> Result<(), String> {
+    let valid = prefix.len() > 1
+        && prefix.starts_with('/')
+        && !prefix.ends_with('/')
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/-._~!$&'()*+,;=:@".contains(&b));
+    if valid {
+        Ok(())
+    } else {
+        Err("path_prefix must start with `/`, not end with `/`, and hold only letters, digits and `/-._~!$&'()*+,;=:@` (is its ${VARIABLE} set?)".into())
+    }
 }
 
 /// Longest plugin or tool name, in bytes.

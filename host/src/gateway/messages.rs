@@ -160,6 +160,7 @@ async fn inbound(
         stream,
         thread_id: None,
         trace_context: trace_context(headers),
+        ..Default::default()
     })
 }
 

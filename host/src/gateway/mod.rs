@@ -17,6 +17,7 @@
 
 mod auth;
 mod auth_failures;
+mod channels;
 mod connections;
 mod guard;
 mod messages;
@@ -33,7 +34,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
@@ -56,6 +57,8 @@ pub struct GatewayState {
     pub bus: Arc<dyn Bus>,
     pub sessions: Arc<SessionStore>,
     pub provider: String,
+    /// Channel plugins' ingress, replies and status.
+    pub channels: Arc<crate::channels::Channels>,
     keys: ApiKeys,
     same_origin: SameOrigin,
     auth_failures: AuthFailures,
@@ -75,11 +78,14 @@ impl GatewayState {
         sessions: Arc<SessionStore>,
         provider: String,
     ) -> Arc<Self> {
+        let channels =
+            crate::channels::Channels::new(runtime.clone(), bus.clone(), sessions.clone());
         Arc::new(Self {
             runtime,
             bus,
             sessions,
             provider,
+            channels,
             keys: ApiKeys::new(config.api_keys.iter().map(|k| k.expose())),
             same_origin: SameOrigin::new(config),
             auth_failures: AuthFailures::new(
@@ -131,6 +137,8 @@ pub fn router(state: Arc<GatewayState>, config: &GatewayConfig) -> anyhow::Resul
         .route("/api/v1/stream", post(messages::stream))
         .route("/api/v1/plugins", get(plugins))
         .route("/api/v1/connectors", get(connectors))
+        .route("/api/v1/channels", get(channels::list))
+        .route("/api/v1/channels/{name}/send", post(channels::send))
         .route("/metrics", get(metrics_text));
     // MCP over Streamable HTTP, behind the same guard as the API.
     let protected = if state.runtime.config().mcp.http {
@@ -145,6 +153,10 @@ pub fn router(state: Arc<GatewayState>, config: &GatewayConfig) -> anyhow::Resul
     let mut app = Router::new()
         .route("/health", get(|| async { Json(json!({ "status": "ok" })) }))
         .route("/ready", get(ready))
+        // Webhooks: outside the key check (platforms cannot send keys), verified by the
+        // channel, the body capped per channel.
+        .route("/channels/{name}", any(channels::webhook_root))
+        .route("/channels/{name}/{*rest}", any(channels::webhook_path))
         .merge(protected)
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")

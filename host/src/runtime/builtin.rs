@@ -47,6 +47,7 @@ pub const BUILTIN_PLUGINS: &[Builtin] = &[
     builtin!("kafka", "kafka_tool", false),
     builtin!("lineage", "lineage_tool", false),
     builtin!("web_search", "web_search_tool", false),
+    builtin!("slack", "slack_channel", false),
 ];
 
 /// The component bytes of a built-in plugin.

@@ -14,7 +14,7 @@ use super::{PluginSlot, RuntimeInner};
 use crate::capabilities::host_memory::{MAX_HOST_OBJECTS, Refusal};
 use crate::capabilities::{BudgetBreach, CallLimits, LogBudget, LogRate, PluginGrants, StoreState};
 use crate::config::Budgets;
-use crate::contract::{Health, OperationSpec};
+use crate::contract::{Health, OperationSpec, chat_channel};
 use crate::telemetry::{CallIdentity, CallSpan};
 
 /// wasmtime's default hostcall fuel: the most one host call copies out of the guest.
@@ -27,6 +27,8 @@ pub(super) enum Operation<'a> {
     ToolCall {
         tool: &'a str,
         arguments: &'a String,
+        /// Who the call acts for (the `caller` capability).
+        caller: Option<Arc<crate::capabilities::Caller>>,
     },
     /// A chat completion; with a sink, the provider streams events into it as they arrive.
     ProviderChat {
@@ -39,18 +41,88 @@ pub(super) enum Operation<'a> {
     },
     /// Embeddings for a list of texts.
     ProviderEmbed { request: &'a String },
+    /// A channel's limits (message length, edit interval).
+    ChannelLimits,
+    /// A channel turns an inbound request into an answer and messages.
+    ChannelReceive {
+        request: chat_channel::InboundRequest,
+    },
+    /// A channel posts a message.
+    ChannelSend { message: chat_channel::Outgoing },
+    /// A channel edits a message it posted.
+    ChannelUpdate {
+        handle: String,
+        message: chat_channel::Outgoing,
+    },
 }
 
-enum Outcome {
+pub(super) enum Outcome {
     Json(String),
     Operations(Vec<OperationSpec>),
     Health(Health),
+    ChannelLimits(chat_channel::ChannelLimits),
+    /// What `receive` returned and the key that verified the request, if one did.
+    Received {
+        received: chat_channel::Received,
+        verified_by: Option<String>,
+    },
+    /// A message was sent (its handle; empty for an update), or the platform asked to wait
+    /// this many milliseconds.
+    Sent(Result<String, u32>),
+}
+
+impl Outcome {
+    /// Bytes the host copied out of the guest for this outcome (held against
+    /// `max_output_bytes`).
+    fn output_bytes(&self) -> usize {
+        match self {
+            Self::Json(json) => json.len(),
+            Self::Received { received, .. } => {
+                let response = received.response.as_ref().map_or(0, |r| {
+                    r.body.len()
+                        + r.headers
+                            .iter()
+                            .map(|(n, v)| n.len() + v.len())
+                            .sum::<usize>()
+                });
+                response
+                    + received
+                        .messages
+                        .iter()
+                        .map(|m| {
+                            m.text.len()
+                                + m.event_id.len()
+                                + m.sender.len()
+                                + m.chat.len()
+                                + m.reply_context.as_ref().map_or(0, String::len)
+                                + m.attachments
+                                    .iter()
+                                    .map(|a| a.name.len() + a.url.as_ref().map_or(0, String::len))
+                                    .sum::<usize>()
+                                + 64
+                        })
+                        .sum::<usize>()
+            }
+            Self::Sent(Ok(handle)) => handle.len(),
+            _ => 0,
+        }
+    }
 }
 
 enum Request<'a> {
     Run(Operation<'a>),
     Describe,
     Health,
+}
+
+/// Run an operation under the plugin's budgets; its outcome as it is.
+pub(super) async fn run(
+    inner: &Arc<RuntimeInner>,
+    slot: &Arc<PluginSlot>,
+    revision: Arc<Revision>,
+    operation: Operation<'_>,
+) -> Result<Outcome, CallError> {
+    admitted_call(inner, slot, &revision, Request::Run(operation), 0, None).await
 }
 
 /// Run an operation under the plugin's budgets.
@@ -118,6 +190,10 @@ impl Request<'_> {
             }
             Self::Run(Operation::ProviderChat { .. }) => ("provider_chat", None),
             Self::Run(Operation::ProviderEmbed { .. }) => ("provider_embed", None),
+            Self::Run(Operation::ChannelLimits) => ("channel_limits", None),
+            Self::Run(Operation::ChannelReceive { .. }) => ("channel_receive", None),
+            Self::Run(Operation::ChannelSend { .. }) => ("channel_send", None),
+            Self::Run(Operation::ChannelUpdate { .. }) => ("channel_update", None),
             Self::Describe => ("describe", None),
             Self::Health => ("health", None),
         }
@@ -167,8 +243,7 @@ async fn admitted_call(
     if span.is_recording() {
         span.set_outcome(outcome);
         match &result {
-            Ok(Outcome::Json(json)) => span.set_output_bytes(json.len()),
-            Ok(_) => {}
+            Ok(outcome) => span.set_output_bytes(outcome.output_bytes()),
             Err(error) => span.fail(error.kind.as_str()),
         }
     }
@@ -302,11 +377,18 @@ async fn run_in_fresh_instance(
     {
         store.data_mut().set_trace_context(span.trace());
     }
-    if let Request::Run(Operation::ProviderChat {
-        sink: Some(sink), ..
-    }) = &request
-    {
-        store.data_mut().set_sink(sink.clone());
+    match &request {
+        Request::Run(Operation::ProviderChat {
+            sink: Some(sink), ..
+        }) => store.data_mut().set_sink(sink.clone()),
+        Request::Run(Operation::ToolCall {
+            caller: Some(caller),
+            ..
+        }) => store.data_mut().set_caller(caller.clone()),
+        Request::Run(Operation::ChannelReceive { request }) => store
+            .data_mut()
+            .set_inbound(bytes::Bytes::copy_from_slice(&request.body)),
+        _ => {}
     }
     store.limiter(|state| state);
     // What one host call may copy out of the guest (strings, lists) stays within the budget.
@@ -352,6 +434,13 @@ async fn run_in_fresh_instance(
             }
             Err(error)
         }
+        Ok(Ok(Ok(Outcome::Received { received, .. }))) => Ok(Outcome::Received {
+            received,
+            verified_by: store
+                .data()
+                .inbound()
+                .and_then(|check| check.verified_by().map(str::to_owned)),
+        }),
         Ok(Ok(Ok(outcome))) => Ok(outcome),
     };
     // A limit the guest was told about through an error code ends the call whatever the
@@ -375,17 +464,15 @@ async fn run_in_fresh_instance(
         }
     }
     let outcome = outcome?;
-    if let Outcome::Json(json) = &outcome
-        && json.len() as u64 > budgets.max_output_bytes
-    {
+    let output_bytes = outcome.output_bytes();
+    if output_bytes as u64 > budgets.max_output_bytes {
         inner
             .metrics
             .budget_hit(plugin, crate::telemetry::Budget::Output);
         return Err(CallError::new(
             ErrorKind::OutputTooLarge,
             format!(
-                "plugin `{plugin}` returned {} bytes, over its {}-byte output budget (plugins.{plugin}.budgets.max_output_bytes)",
-                json.len(),
+                "plugin `{plugin}` returned {output_bytes} bytes, over its {}-byte output budget (plugins.{plugin}.budgets.max_output_bytes)",
                 budgets.max_output_bytes
             ),
         ));
@@ -416,7 +503,12 @@ async fn guest_call(
                 guest.call_list_tools(&mut *store).await?,
             )))
         }
-        (KindExports::Tool(indices), Request::Run(Operation::ToolCall { tool, arguments })) => {
+        (
+            KindExports::Tool(indices),
+            Request::Run(Operation::ToolCall {
+                tool, arguments, ..
+            }),
+        ) => {
             let guest = indices.load(&mut *store, &instance)?;
             Ok(guest
                 .call_call(&mut *store, tool, arguments)
@@ -464,11 +556,63 @@ async fn guest_call(
                 .await?
                 .map(Outcome::Json))
         }
+        (KindExports::Channel(indices), Request::Run(operation)) => {
+            let guest = indices.load(&mut *store, &instance)?;
+            channel_call(store, &guest, operation).await
+        }
+        (KindExports::Channel(indices), Request::Health) => {
+            let guest = indices.load(&mut *store, &instance)?;
+            Ok(Ok(Outcome::Health(
+                guest.call_check_health(&mut *store).await?,
+            )))
+        }
+        (KindExports::LegacyChannel(_), _) => {
+            Ok(Err(crate::contract::GuestError::InvalidInput(format!(
+                "channel `{}` was built against databot:plugin@0.1.0, whose `channel-handler` no host serves; rebuild it with a databot-sdk of the 0.1 line (the `channel!` macro)",
+                revision.manifest.name
+            ))))
+        }
         _ => Ok(Err(crate::contract::GuestError::InvalidInput(format!(
             "plugin `{}` of kind `{}` does not offer this operation",
             revision.manifest.name,
             revision.manifest.kind.as_str()
         )))),
+    }
+}
+
+async fn channel_call(
+    store: &mut Store<StoreState>,
+    guest: &chat_channel::Guest,
+    operation: Operation<'_>,
+) -> GuestResult {
+    let sent = |result: Result<String, chat_channel::SendError>| match result {
+        Ok(handle) => Ok(Outcome::Sent(Ok(handle))),
+        Err(chat_channel::SendError::RateLimited(wait_ms)) => Ok(Outcome::Sent(Err(wait_ms))),
+        Err(chat_channel::SendError::Failed(error)) => Err(error),
+    };
+    match operation {
+        Operation::ChannelLimits => Ok(Ok(Outcome::ChannelLimits(
+            guest.call_limits(&mut *store).await?,
+        ))),
+        Operation::ChannelReceive { request } => Ok(guest
+            .call_receive(&mut *store, &request)
+            .await?
+            .map(|received| Outcome::Received {
+                received,
+                verified_by: None,
+            })),
+        Operation::ChannelSend { message } => {
+            Ok(sent(guest.call_send(&mut *store, &message).await?))
+        }
+        Operation::ChannelUpdate { handle, message } => Ok(sent(
+            guest
+                .call_update(&mut *store, &handle, &message)
+                .await?
+                .map(|()| String::new()),
+        )),
+        _ => Ok(Err(crate::contract::GuestError::InvalidInput(
+            "a channel plugin offers no such operation".into(),
+        ))),
     }
 }
 

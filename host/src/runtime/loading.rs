@@ -293,6 +293,7 @@ impl Runtime {
         let mut grants = PluginGrants::from_config(&self.inner.config, &name)?;
         if replaces_builtin {
             grants.secrets.clear();
+            grants.path_prefixes.clear();
             tracing::warn!(
                 plugin = %name,
                 "a component file replaces the built-in plugin of this name (plugins.{name}.replace_builtin); it runs without the section's secret headers and endpoint credentials"

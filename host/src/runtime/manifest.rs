@@ -27,10 +27,13 @@ impl PluginKind {
 
     /// The interface a component of this kind must export.
     pub fn export_interface(self) -> String {
-        format!(
-            "databot:plugin/{}-handler@{CONTRACT_VERSION}",
-            self.as_str()
-        )
+        match self {
+            Self::Channel => format!("databot:plugin/chat-channel@{CONTRACT_VERSION}"),
+            _ => format!(
+                "databot:plugin/{}-handler@{CONTRACT_VERSION}",
+                self.as_str()
+            ),
+        }
     }
 }
 

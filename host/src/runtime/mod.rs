@@ -10,6 +10,7 @@
 pub mod breaker;
 pub mod builtin;
 pub mod cache;
+mod channel_calls;
 pub mod engine;
 pub mod error;
 mod health;
@@ -33,6 +34,7 @@ use wasmtime::Engine;
 use wasmtime::component::Linker;
 
 pub use self::breaker::{BreakerState, CircuitBreaker};
+pub use self::channel_calls::{ChannelReceipt, SendFailure};
 pub use self::error::{CallError, ErrorKind};
 pub use self::health::{ConnectorHealth, HEALTH_TTL};
 pub use self::manifest::{Manifest, PluginKind, read_manifest};
@@ -128,6 +130,7 @@ impl Runtime {
             vectors: Default::default(),
             connector_router: RwLock::new(None),
             outgoing: crate::capabilities::HostConnections::new(outgoing_connection_limit(&config)),
+            jwks: Default::default(),
         });
         let (events, _) = broadcast::channel(256);
         let ticker = EpochTicker::start(&engine);
@@ -228,7 +231,8 @@ impl Runtime {
         let resolved = self.resolve_tool(tool).ok_or_else(|| no_such_tool(tool))?;
         let parsed = parse_arguments(tool, arguments)?;
         // The text that was validated is what the guest gets (no re-serialisation).
-        self.call_checked(&resolved, tool, &parsed, arguments).await
+        self.call_checked(&resolved, tool, &parsed, arguments, None)
+            .await
     }
 
     /// Call a resolved tool with arguments already parsed (the agent's and MCP's case): they
@@ -239,6 +243,17 @@ impl Runtime {
         tool: &str,
         arguments: &serde_json::Value,
     ) -> Result<String, CallError> {
+        self.call_resolved_as(resolved, tool, arguments, None).await
+    }
+
+    /// `call_resolved` on behalf of `caller`, whom the tool can ask about (`caller.current`).
+    pub async fn call_resolved_as(
+        &self,
+        resolved: &ResolvedTool,
+        tool: &str,
+        arguments: &serde_json::Value,
+        caller: Option<Arc<crate::capabilities::Caller>>,
+    ) -> Result<String, CallError> {
         if !arguments.is_object() {
             return Err(CallError::new(
                 ErrorKind::InvalidInput,
@@ -246,7 +261,8 @@ impl Runtime {
             ));
         }
         let text = arguments.to_string();
-        self.call_checked(resolved, tool, arguments, &text).await
+        self.call_checked(resolved, tool, arguments, &text, caller)
+            .await
     }
 
     /// Validate `parsed` against the tool's schema, then send `text` (its JSON) to the guest.
@@ -256,6 +272,7 @@ impl Runtime {
         tool: &str,
         parsed: &serde_json::Value,
         text: &str,
+        caller: Option<Arc<crate::capabilities::Caller>>,
     ) -> Result<String, CallError> {
         let revision = resolved.slot.current();
         revision
@@ -269,6 +286,7 @@ impl Runtime {
             Operation::ToolCall {
                 tool,
                 arguments: &arguments,
+                caller,
             },
             0,
             None,

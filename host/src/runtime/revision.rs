@@ -13,7 +13,7 @@ use super::cache::CompileSource;
 use super::manifest::{Manifest, PluginKind};
 use crate::capabilities::StoreState;
 use crate::contract::{
-    OperationSpec, channel_handler, connector_handler, provider_handler, tool_handler,
+    OperationSpec, channel_handler, chat_channel, connector_handler, provider_handler, tool_handler,
 };
 
 /// Where a revision's bytes came from.
@@ -38,7 +38,10 @@ pub enum KindExports {
     Tool(tool_handler::GuestIndices),
     Connector(connector_handler::GuestIndices),
     Provider(provider_handler::GuestIndices),
-    Channel(channel_handler::GuestIndices),
+    Channel(chat_channel::GuestIndices),
+    /// A channel of contract 0.1.0 (`channel-handler`): it loads and is listed, but no
+    /// ingress serves it (`channels` answers that it needs rebuilding).
+    LegacyChannel(channel_handler::GuestIndices),
 }
 
 pub struct Revision {
@@ -83,9 +86,13 @@ impl Revision {
             PluginKind::Provider => {
                 KindExports::Provider(provider_handler::GuestIndices::new(&pre).map_err(missing)?)
             }
-            PluginKind::Channel => {
-                KindExports::Channel(channel_handler::GuestIndices::new(&pre).map_err(missing)?)
-            }
+            PluginKind::Channel => match chat_channel::GuestIndices::new(&pre) {
+                Ok(indices) => KindExports::Channel(indices),
+                Err(error) => match channel_handler::GuestIndices::new(&pre) {
+                    Ok(indices) => KindExports::LegacyChannel(indices),
+                    Err(_) => return Err(missing(error)),
+                },
+            },
         };
         Ok(Self {
             manifest,

@@ -11,10 +11,12 @@ use syn::punctuated::Punctuated;
 use syn::{Ident, LitStr, Token, bracketed};
 
 /// The contract version written into manifests; kept equal to `databot_sdk::CONTRACT_VERSION`.
-const CONTRACT_VERSION: &str = "0.1.0";
+const CONTRACT_VERSION: &str = "0.1.1";
 const KINDS: [&str; 4] = ["tool", "connector", "provider", "channel"];
-const CAPABILITIES: [&str; 11] = [
+const CAPABILITIES: [&str; 13] = [
     "logging",
+    "verify",
+    "caller",
     "config",
     "state",
     "connectors",

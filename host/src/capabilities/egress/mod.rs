@@ -17,6 +17,7 @@ use super::{BudgetBreach, PluginGrants};
 use crate::config::Scheme;
 
 pub use addresses::{is_public_ip, special_purpose_block};
+pub(crate) use pinned::tls_config;
 
 type SendFuture = Box<
     dyn Future<Output = Result<(http::Response<WasiBody>, pinned::ConnectionTask), HttpError>>
@@ -258,6 +259,13 @@ impl WasiHttpHooks for EgressPolicy {
                     .headers_mut()
                     .insert(secret.header.clone(), secret.value.clone());
             }
+            if let Some(injection) = grants
+                .path_prefixes
+                .iter()
+                .find(|p| p.origin.matches(scheme, &host, port))
+            {
+                *request.uri_mut() = with_path_prefix(request.uri(), &injection.prefix)?;
+            }
             pinned::send(request, options, &addresses, &host, https, hold).await
         };
         Box::new(async move {
@@ -281,6 +289,25 @@ impl WasiHttpHooks for EgressPolicy {
             result
         })
     }
+}
+
+/// `uri` with `prefix` put before its path (the query is kept). The prefix was checked at
+/// load (`config::check_path_prefix`), so the result is a valid URI unless the guest's own
+/// path is not; the error never shows the prefix (it is a credential).
+fn with_path_prefix(uri: &http::Uri, prefix: &str) -> Result<http::Uri, HttpError> {
+    let rest = uri.path_and_query().map_or("/", |p| p.as_str());
+    let rest = if rest.starts_with('/') {
+        rest.to_owned()
+    } else {
+        format!("/{rest}")
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(
+        format!("{prefix}{rest}")
+            .parse()
+            .map_err(|_| HttpError::HttpRequestUriInvalid)?,
+    );
+    http::Uri::from_parts(parts).map_err(|_| HttpError::HttpRequestUriInvalid)
 }
 
 /// The client span of one outgoing HTTP request (OpenTelemetry HTTP conventions; the URL's

@@ -1,0 +1,156 @@
+//! The channel routes: `/channels/NAME[/...]` (any method) takes a platform's webhook outside
+//! the API-key check (platforms cannot send keys; the channel verifies each request, see
+//! `channels`), with the channel's own body cap and a deadline to read it. Behind the keys:
+//! `GET /api/v1/channels` (status) and `POST /api/v1/channels/NAME/send` (proactive messages).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{ApiError, GatewayState};
+use crate::channels::{SendError, WebhookRequest};
+
+/// Longest accepted header list of a webhook, in bytes (names and values).
+const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+pub async fn webhook_root(
+    State(state): State<Arc<GatewayState>>,
+    Path(name): Path<String>,
+    request: Request,
+) -> Response {
+    webhook(state, name, String::from("/"), request).await
+}
+
+pub async fn webhook_path(
+    State(state): State<Arc<GatewayState>>,
+    Path((name, rest)): Path<(String, String)>,
+    request: Request,
+) -> Response {
+    webhook(state, name, format!("/{rest}"), request).await
+}
+
+async fn webhook(
+    state: Arc<GatewayState>,
+    name: String,
+    path: String,
+    request: Request,
+) -> Response {
+    let limit = state.channels.max_body_bytes(&name);
+    let (parts, body) = request.into_parts();
+    let mut header_bytes = 0;
+    let mut headers = Vec::with_capacity(parts.headers.len());
+    for (header, value) in &parts.headers {
+        let Ok(value) = value.to_str() else {
+            continue;
+        };
+        header_bytes += header.as_str().len() + value.len();
+        headers.push((header.as_str().to_owned(), value.to_owned()));
+    }
+    if header_bytes > MAX_HEADER_BYTES {
+        return ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            "the request's headers are too large",
+        )
+        .into_response();
+    }
+    let body = match axum::body::to_bytes(Body::new(body), limit).await {
+        Ok(body) => body,
+        Err(_) => {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("the body is over this channel's {limit} bytes (plugins.NAME.channel.max_body_bytes)"),
+            )
+            .into_response();
+        }
+    };
+    let answer = state
+        .channels
+        .receive_webhook(
+            &name,
+            WebhookRequest {
+                method: parts.method.as_str().to_owned(),
+                path,
+                query: parts.uri.query().unwrap_or_default().to_owned(),
+                headers,
+                body,
+            },
+        )
+        .await;
+    let mut response = Response::new(Body::from(answer.body));
+    *response.status_mut() =
+        StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    for (header, value) in answer.headers {
+        if let (Ok(header), Ok(value)) = (
+            http::HeaderName::from_bytes(header.as_bytes()),
+            http::HeaderValue::from_str(&value),
+        ) {
+            response.headers_mut().append(header, value);
+        }
+    }
+    response
+}
+
+pub async fn list(State(state): State<Arc<GatewayState>>) -> Response {
+    Json(json!({ "channels": state.channels.status() })).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendRequest {
+    chat: String,
+    #[serde(default)]
+    thread: Option<String>,
+    text: String,
+}
+
+pub async fn send(
+    State(state): State<Arc<GatewayState>>,
+    Path(name): Path<String>,
+    body: Result<Json<SendRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(request) = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            return ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                rejection.body_text(),
+            )
+            .into_response();
+        }
+    };
+    if request.chat.is_empty() || request.text.trim().is_empty() {
+        return ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "`chat` and `text` must not be empty",
+        )
+        .into_response();
+    }
+    match state
+        .channels
+        .send(
+            &name,
+            &request.chat,
+            request.thread.as_deref(),
+            &request.text,
+        )
+        .await
+    {
+        Ok(handles) => Json(json!({ "sent": handles.len(), "messages": handles })).into_response(),
+        Err(error @ SendError::NoSuchChannel(_)) => {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", error.to_string()).into_response()
+        }
+        Err(error) => {
+            ApiError::new(StatusCode::BAD_GATEWAY, "send_failed", error.to_string()).into_response()
+        }
+    }
+}
