@@ -18,6 +18,7 @@ fn main() {
             "other_major",
             "vectors_user",
             "contract_0_1_0",
+            "hostile_channel",
         ],
         &[
             &root.join("fixtures"),

@@ -107,7 +107,8 @@ pub fn render(markdown: &str, dialect: Dialect) -> String {
         }
         if let Some(heading) = heading_text(trimmed) {
             if dialect == Dialect::Discord {
-                out.push_str(line);
+                out.push_str(&trimmed[..trimmed.len() - heading.len()]);
+                inline(heading, dialect, &mut out);
             } else {
                 out.push_str(marker(dialect, Style::Bold, true));
                 inline(heading, dialect, &mut out);
@@ -320,6 +321,10 @@ mod tests {
         assert_eq!(
             render("hey @everyone and @here", Dialect::Discord),
             "hey @\u{200b}everyone and @\u{200b}here"
+        );
+        assert_eq!(
+            render("# @everyone", Dialect::Discord),
+            "# @\u{200b}everyone"
         );
     }
 

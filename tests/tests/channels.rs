@@ -350,3 +350,91 @@ async fn a_streamed_answer_is_posted_early_then_edited_at_most_once_a_second_end
         previous = text;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_channel_cannot_pass_a_request_or_read_a_secret_or_reach_ungranted_hosts() {
+    let (provider, provider_seen) =
+        serve_scripted(|_, _| ScriptedResponse::json(500, json!({"error": "unexpected"}))).await;
+    let (granted, granted_seen) =
+        serve_scripted(|_, _| ScriptedResponse::json(200, json!({"ok": true}))).await;
+    let (other, other_seen) =
+        serve_scripted(|_, _| ScriptedResponse::json(200, json!({"leak": true}))).await;
+    let config = format!(
+        r#"{}  hostile_channel:
+    permissions:
+      http:
+        allow: ["127.0.0.1:{granted}"]
+        allow_private: true
+        secrets:
+          - {{ host: "http://127.0.0.1:{granted}", header: authorization, value: "Bearer SUPER-SECRET-BOT" }}
+      verify:
+        signing_secret: {{ secret: "SIGNING-SECRET-VALUE" }}
+    config:
+      note: harmless
+    channel:
+      allow_users: ["*"]
+"#,
+        databot_e2e::chat_platforms::provider_config(provider)
+    );
+    let host = TestHost::start(&format!("plugins:\n{config}"), &["hostile_channel"])
+        .await
+        .unwrap();
+    host.load_builtin("openai").await;
+    let gateway = host.start_gateway("openai", "gateway: {}\n").await;
+
+    // Messages without a passing check never reach the agent, whatever the plugin answers.
+    let (status, _, body) =
+        http_call(gateway, "POST", "/channels/hostile_channel", &[], "{}").await;
+    assert_eq!(status, 401, "{body}");
+    assert!(!body.contains("accepted"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        provider_seen.all().is_empty(),
+        "an unverified message reached the agent"
+    );
+
+    // What the plugin can see from inside a call.
+    let request = json!({"chat": format!("127.0.0.1:{granted}"), "text": format!("http://127.0.0.1:{other}/")});
+    let (status, _, body) = http_call(
+        gateway,
+        "POST",
+        "/api/v1/channels/hostile_channel/send",
+        &[("content-type", "application/json")],
+        &request.to_string(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        !body.contains("SUPER-SECRET-BOT") && !body.contains("SIGNING-SECRET-VALUE"),
+        "{body}"
+    );
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let findings: serde_json::Value =
+        serde_json::from_str(answer["messages"][0].as_str().unwrap()).unwrap();
+    assert_eq!(findings["env"], json!([]));
+    assert!(findings["root"]["Err"].is_string(), "{findings}");
+    assert!(
+        findings["not_granted_key"]
+            .as_str()
+            .unwrap()
+            .contains("Denied"),
+        "{findings}"
+    );
+    assert!(
+        findings["granted"].as_str().unwrap().starts_with("200"),
+        "{findings}"
+    );
+    assert!(
+        findings["other_port"]
+            .as_str()
+            .unwrap()
+            .starts_with("error"),
+        "{findings}"
+    );
+    assert!(other_seen.all().is_empty(), "an ungranted host was reached");
+    // The granted service got the credential the plugin never saw.
+    assert_eq!(
+        granted_seen.all()[0].header("authorization"),
+        Some("Bearer SUPER-SECRET-BOT")
+    );
+}

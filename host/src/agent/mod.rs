@@ -73,6 +73,12 @@ pub enum AgentError {
     BadResponse { provider: String, message: String },
     #[error("session store: {0:#}")]
     Sessions(anyhow::Error),
+    /// The receiving side pinned a specialist that does not exist; answering without it
+    /// would drop the tool restriction the pin stands for.
+    #[error(
+        "the specialist `{0}` this channel is pinned to does not exist; check agent.router.specialists"
+    )]
+    UnknownSpecialist(String),
 }
 
 impl AgentError {
@@ -82,6 +88,7 @@ impl AgentError {
             Self::Provider { error, .. } => error.kind.as_str(),
             Self::BadResponse { .. } => "bad_response",
             Self::Sessions(_) => "sessions",
+            Self::UnknownSpecialist(_) => "unknown_specialist",
         }
     }
 }
@@ -160,6 +167,26 @@ impl Agent {
         self.specialists.iter().any(|s| s.name == name)
     }
 
+    /// Every `plugins.NAME.channel.specialist` names a specialist of this agent; the error
+    /// names the first that does not.
+    pub fn check_pinned_specialists(&self, config: &crate::config::Config) -> Result<(), String> {
+        for (name, plugin) in &config.plugins {
+            if let Some(pinned) = plugin
+                .channel
+                .as_ref()
+                .and_then(|c| c.specialist.as_deref())
+                && !self.has_specialist(pinned)
+            {
+                let known: Vec<&str> = self.specialists.iter().map(|s| s.name.as_str()).collect();
+                return Err(format!(
+                    "plugins.{name}.channel.specialist: no specialist named `{pinned}` (there are: {})",
+                    known.join(", ")
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Pick the specialist for this message; the conversation's current one when in doubt.
     async fn route(
         &self,
@@ -169,15 +196,10 @@ impl Agent {
         usage: &mut Usage,
     ) -> Result<Option<&Specialist>, AgentError> {
         if let Some(pinned) = &scope.specialist {
-            let specialist = self.specialists.iter().find(|s| &s.name == pinned);
-            if specialist.is_none() {
-                tracing::warn!(
-                    session = session_key,
-                    specialist = %pinned,
-                    "the pinned specialist does not exist; answering without one"
-                );
-            }
-            return Ok(specialist);
+            return match self.specialists.iter().find(|s| &s.name == pinned) {
+                Some(specialist) => Ok(Some(specialist)),
+                None => Err(AgentError::UnknownSpecialist(pinned.clone())),
+            };
         }
         if !self.settings.router.enabled {
             return Ok(None);

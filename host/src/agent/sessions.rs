@@ -64,7 +64,7 @@ impl Drop for SessionWriter {
     }
 }
 
-const SCHEMA: [&str; 6] = [
+const SCHEMA: [&str; 7] = [
     "CREATE TABLE IF NOT EXISTS databot_routes (
         session_key TEXT PRIMARY KEY,
         specialist TEXT NOT NULL)",
@@ -93,6 +93,7 @@ const SCHEMA: [&str; 6] = [
         event_id TEXT NOT NULL,
         seen_at BIGINT NOT NULL,
         PRIMARY KEY (channel, event_id))",
+    "CREATE INDEX IF NOT EXISTS databot_channel_events_age ON databot_channel_events (channel, seen_at)",
 ];
 
 impl SessionStore {
@@ -381,11 +382,17 @@ impl SessionStore {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if claims.is_multiple_of(EVENT_SWEEP_EVERY) {
             let horizon = now.saturating_sub(i64::try_from(keep.as_millis()).unwrap_or(i64::MAX));
-            sqlx::query("DELETE FROM databot_channel_events WHERE channel = $1 AND seen_at < $2")
-                .bind(channel)
-                .bind(horizon)
-                .execute(&self.pool)
-                .await?;
+            // Best effort: the claim stands whether or not old records could be swept now.
+            if let Err(error) = sqlx::query(
+                "DELETE FROM databot_channel_events WHERE channel = $1 AND seen_at < $2",
+            )
+            .bind(channel)
+            .bind(horizon)
+            .execute(&self.pool)
+            .await
+            {
+                tracing::warn!(channel, "sweeping old channel events failed: {error}");
+            }
         }
         Ok(claimed)
     }

@@ -19,6 +19,13 @@ pub struct SecretInjection {
     pub value: HeaderValue,
 }
 
+/// An access token the host mints and sends as `Authorization: Bearer` to one origin.
+#[derive(Clone)]
+pub struct TokenInjection {
+    pub origin: Origin,
+    pub tokens: std::sync::Arc<super::service_account::ServiceAccountTokens>,
+}
+
 /// A path prefix the host puts before the path of requests to one origin (a token in the
 /// path, like Telegram's `/bot<token>`), which the guest never sees.
 #[derive(Clone)]
@@ -45,6 +52,7 @@ pub struct PluginGrants {
     pub private_hosts: Vec<HostPattern>,
     pub secrets: Vec<SecretInjection>,
     pub path_prefixes: Vec<PathPrefixInjection>,
+    pub tokens: Vec<TokenInjection>,
     pub preopens: Vec<Preopen>,
     pub connectors: Vec<String>,
     pub state: bool,
@@ -104,11 +112,12 @@ impl PluginGrants {
             }
         }
         let mut http_allow = http_allow;
+        let mut tokens = Vec::new();
         let mut private_hosts = Vec::new();
         let mut config_values = section.config.clone();
         let mut endpoint_urls = serde_json::Map::new();
         for (name, endpoint) in &section.endpoints {
-            let resolved = resolve_endpoint(endpoint)
+            let resolved = resolve_endpoint(endpoint, config)
                 .with_context(|| format!("plugins.{plugin}.endpoints.{name}"))?;
             if endpoint.allow_private {
                 private_hosts.push(resolved.origin.host.clone());
@@ -123,6 +132,10 @@ impl PluginGrants {
                 Some(ResolvedAuth::PathPrefix(prefix)) => path_prefixes.push(PathPrefixInjection {
                     origin: resolved.origin,
                     prefix,
+                }),
+                Some(ResolvedAuth::Tokens(source)) => tokens.push(TokenInjection {
+                    origin: resolved.origin,
+                    tokens: source,
                 }),
                 None => {}
             }
@@ -154,6 +167,7 @@ impl PluginGrants {
             private_hosts,
             secrets,
             path_prefixes,
+            tokens,
             preopens,
             connectors: permissions.connectors.clone(),
             state: permissions.state,
@@ -211,9 +225,13 @@ struct ResolvedEndpoint {
 enum ResolvedAuth {
     Header(HeaderName, HeaderValue),
     PathPrefix(String),
+    Tokens(std::sync::Arc<super::service_account::ServiceAccountTokens>),
 }
 
-fn resolve_endpoint(endpoint: &EndpointConfig) -> anyhow::Result<ResolvedEndpoint> {
+fn resolve_endpoint(
+    endpoint: &EndpointConfig,
+    config: &Config,
+) -> anyhow::Result<ResolvedEndpoint> {
     let url = url::Url::parse(&endpoint.url)
         .with_context(|| format!("`{}` is not a URL", endpoint.url))?;
     if !matches!(url.scheme(), "http" | "https") {
@@ -229,7 +247,11 @@ fn resolve_endpoint(endpoint: &EndpointConfig) -> anyhow::Result<ResolvedEndpoin
         );
     }
     let origin = Origin::of_url(&url).map_err(anyhow::Error::msg)?;
-    let auth = endpoint.auth.as_ref().map(auth_header).transpose()?;
+    let auth = endpoint
+        .auth
+        .as_ref()
+        .map(|auth| auth_header(auth, config))
+        .transpose()?;
     Ok(ResolvedEndpoint {
         url: endpoint.url.trim_end_matches('/').to_owned(),
         origin,
@@ -237,9 +259,21 @@ fn resolve_endpoint(endpoint: &EndpointConfig) -> anyhow::Result<ResolvedEndpoin
     })
 }
 
-fn auth_header(auth: &EndpointAuth) -> anyhow::Result<ResolvedAuth> {
+fn auth_header(auth: &EndpointAuth, config: &Config) -> anyhow::Result<ResolvedAuth> {
     use base64::Engine as _;
     let (name, value) = match auth {
+        EndpointAuth::GoogleServiceAccount {
+            key_file,
+            scopes,
+            token_allow_private,
+        } => {
+            let tokens = super::service_account::ServiceAccountTokens::from_key_file(
+                &config.resolve_path(key_file),
+                scopes,
+                *token_allow_private,
+            )?;
+            return Ok(ResolvedAuth::Tokens(std::sync::Arc::new(tokens)));
+        }
         EndpointAuth::PathPrefix { prefix } => {
             crate::config::check_path_prefix(prefix.expose()).map_err(anyhow::Error::msg)?;
             return Ok(ResolvedAuth::PathPrefix(prefix.expose().to_owned()));

@@ -35,30 +35,43 @@ pub struct HostResponse {
 }
 
 /// Send `request` and read the whole answer, within its deadline.
+/// Errors name the host, never the URL's path or query (they may carry a token).
 pub async fn send(request: HostRequest<'_>) -> anyhow::Result<HostResponse> {
     let timeout = request.timeout;
-    let url = request.url.to_owned();
     tokio::time::timeout(timeout, exchange(request))
         .await
-        .map_err(|_| anyhow!("{url}: no answer within {} ms", timeout.as_millis()))?
+        .map_err(|_| anyhow!("no answer within {} ms", timeout.as_millis()))?
 }
 
-async fn exchange(request: HostRequest<'_>) -> anyhow::Result<HostResponse> {
-    let url =
-        url::Url::parse(request.url).with_context(|| format!("`{}` is not a URL", request.url))?;
-    let https = match url.scheme() {
-        "https" => true,
-        "http" => false,
-        other => bail!("{}: scheme `{other}` is not supported", request.url),
+/// A connection to the host of a URL: its vetted address, TLS for https and wss.
+pub trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> Stream for T {}
+
+/// A connection to an `https`, `http`, `wss` or `ws` URL's host and port, made to an address
+/// the rules allow (never a non-public one unless `allow_private`).
+pub struct Connected {
+    stream: Box<dyn Stream>,
+    /// `host[:port]` as the `Host` header gives it.
+    authority: String,
+    /// Path and query.
+    target: String,
+}
+
+async fn connect(url: &str, allow_private: bool) -> anyhow::Result<Connected> {
+    let url = url::Url::parse(url).map_err(|e| anyhow!("not a URL: {e}"))?;
+    let tls = match url.scheme() {
+        "https" | "wss" => true,
+        "http" | "ws" => false,
+        other => bail!("scheme `{other}` is not supported"),
     };
     let host = url
         .host_str()
-        .ok_or_else(|| anyhow!("{}: no host", request.url))?
+        .ok_or_else(|| anyhow!("the URL has no host"))?
         .trim_matches(['[', ']'])
         .to_owned();
     let port = url
         .port_or_known_default()
-        .unwrap_or(if https { 443 } else { 80 });
+        .unwrap_or(if tls { 443 } else { 80 });
     let addresses: Vec<SocketAddr> = match host.parse::<IpAddr>() {
         Ok(ip) => vec![SocketAddr::new(ip, port)],
         Err(_) => tokio::net::lookup_host((host.as_str(), port))
@@ -66,9 +79,7 @@ async fn exchange(request: HostRequest<'_>) -> anyhow::Result<HostResponse> {
             .with_context(|| format!("resolving `{host}`"))?
             .collect(),
     };
-    if !request.allow_private
-        && let Some(inside) = addresses.iter().find(|a| !is_public_ip(a.ip()))
-    {
+    if !allow_private && let Some(inside) = addresses.iter().find(|a| !is_public_ip(a.ip())) {
         bail!(
             "`{host}` resolves to the non-public address {}, which this request may not reach",
             inside.ip()
@@ -81,7 +92,7 @@ async fn exchange(request: HostRequest<'_>) -> anyhow::Result<HostResponse> {
         .await
         .with_context(|| format!("connecting to {address}"))?;
     let tcp = LowLatency::new(tcp).context("setting TCP_NODELAY")?;
-    let path = match url.query() {
+    let target = match url.query() {
         Some(query) => format!("{}?{query}", url.path()),
         None => url.path().to_owned(),
     };
@@ -89,41 +100,77 @@ async fn exchange(request: HostRequest<'_>) -> anyhow::Result<HostResponse> {
         Some(port) => format!("{host}:{port}"),
         None => host.clone(),
     };
+    let stream: Box<dyn Stream> = if tls {
+        let server_name = match host.parse::<IpAddr>() {
+            Ok(ip) => rustls::pki_types::ServerName::from(ip),
+            Err(_) => rustls::pki_types::ServerName::try_from(host.clone())
+                .map_err(|_| anyhow!("`{host}` is not a valid TLS server name"))?,
+        };
+        Box::new(
+            tokio_rustls::TlsConnector::from(tls_config())
+                .connect(server_name, tcp)
+                .await
+                .with_context(|| format!("TLS with `{host}`"))?,
+        )
+    } else {
+        Box::new(tcp)
+    };
+    Ok(Connected {
+        stream,
+        authority,
+        target,
+    })
+}
+
+async fn exchange(request: HostRequest<'_>) -> anyhow::Result<HostResponse> {
+    let connected = connect(request.url, request.allow_private).await?;
     let mut builder = http::Request::builder()
         .method(request.method)
-        .uri(path)
-        .header(http::header::HOST, authority);
+        .uri(connected.target.as_str())
+        .header(http::header::HOST, connected.authority.as_str());
     for (name, value) in request.headers {
         builder = builder.header(name, value);
     }
     let outgoing = builder
         .body(Full::new(request.body))
         .context("building the request")?;
-    let response = if https {
-        let server_name = match host.parse::<IpAddr>() {
-            Ok(ip) => rustls::pki_types::ServerName::from(ip),
-            Err(_) => rustls::pki_types::ServerName::try_from(host.clone())
-                .map_err(|_| anyhow!("`{host}` is not a valid TLS server name"))?,
-        };
-        let tls = tokio_rustls::TlsConnector::from(tls_config())
-            .connect(server_name, tcp)
-            .await
-            .with_context(|| format!("TLS with `{host}`"))?;
-        round_trip(TokioIo::new(tls), outgoing).await?
-    } else {
-        round_trip(TokioIo::new(tcp), outgoing).await?
-    };
+    let authority = connected.authority.clone();
+    let response = round_trip(TokioIo::new(connected.stream), outgoing).await?;
     let (parts, body) = response.into_parts();
     let body = Limited::new(body, request.max_body_bytes)
         .collect()
         .await
-        .map_err(|e| anyhow!("reading the answer of `{host}`: {e}"))?
+        .map_err(|e| anyhow!("reading the answer of `{authority}`: {e}"))?
         .to_bytes();
     Ok(HostResponse {
         status: parts.status,
         headers: parts.headers,
         body,
     })
+}
+
+/// A WebSocket the host holds (Slack Socket Mode, the Discord Gateway), opened within
+/// `timeout` under the same address rules as requests.
+pub type HostWebSocket = tokio_tungstenite::WebSocketStream<Box<dyn Stream>>;
+
+pub async fn websocket(
+    url: &str,
+    allow_private: bool,
+    timeout: Duration,
+) -> anyhow::Result<HostWebSocket> {
+    let opening = async {
+        let connected = connect(url, allow_private).await?;
+        let (socket, _) = tokio_tungstenite::client_async(url, connected.stream)
+            .await
+            .context("the WebSocket handshake failed")?;
+        anyhow::Ok(socket)
+    };
+    tokio::time::timeout(timeout, opening).await.map_err(|_| {
+        anyhow!(
+            "the WebSocket did not open within {} ms",
+            timeout.as_millis()
+        )
+    })?
 }
 
 async fn round_trip<S>(

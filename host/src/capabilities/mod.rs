@@ -16,6 +16,7 @@ mod logging;
 mod open_files;
 mod plugin_config;
 pub mod provider_stream;
+pub mod service_account;
 mod shell;
 pub mod sql;
 mod state;

@@ -18,6 +18,8 @@ use crate::runtime::{Runtime, SendFailure};
 
 /// Longest wait for a platform's rate limit before a message is given up.
 const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(120);
+/// Wait before sending again when the plugin had no free call slot.
+const BUSY_RETRY: Duration = Duration::from_millis(500);
 /// Sends of one message tried at most, rate limits included.
 const MAX_ATTEMPTS: usize = 5;
 /// Used when a channel's `limits` cannot be read.
@@ -41,14 +43,16 @@ pub struct ReplyShape {
 }
 
 impl ReplyShape {
-    /// The channel's own limits, with the operator's edit interval when it is longer.
+    /// The channel's own limits (`limits`, read once per loaded revision and kept in
+    /// `cache`), with the operator's edit interval when it is longer.
     pub async fn of(
         runtime: &Runtime,
+        cache: &LimitsCache,
         channel: &str,
         stream: bool,
         edit_interval: Duration,
     ) -> Self {
-        match runtime.channel_limits(channel).await {
+        match cache.limits(runtime, channel).await {
             Ok(limits) => Self {
                 max_chars: (limits.max_message_chars as usize).max(64),
                 edit_interval: (stream && limits.min_edit_interval_ms > 0).then(|| {
@@ -65,6 +69,37 @@ impl ReplyShape {
                 }
             }
         }
+    }
+}
+
+/// Each channel's limits by the digest of the revision that gave them.
+#[derive(Default)]
+pub struct LimitsCache {
+    known: parking_lot::Mutex<
+        std::collections::HashMap<String, (String, crate::contract::chat_channel::ChannelLimits)>,
+    >,
+}
+
+impl LimitsCache {
+    async fn limits(
+        &self,
+        runtime: &Runtime,
+        channel: &str,
+    ) -> Result<crate::contract::chat_channel::ChannelLimits, crate::runtime::CallError> {
+        let digest = runtime
+            .plugin(channel)
+            .map(|slot| slot.current().digest.clone())
+            .unwrap_or_default();
+        if let Some((known, limits)) = self.known.lock().get(channel)
+            && *known == digest
+        {
+            return Ok(*limits);
+        }
+        let limits = runtime.channel_limits(channel).await?;
+        self.known
+            .lock()
+            .insert(channel.to_owned(), (digest, limits));
+        Ok(limits)
     }
 }
 
@@ -111,6 +146,14 @@ impl Replier {
                     bump(&self.counters.rate_limited);
                     waited += wait;
                     tokio::time::sleep(wait).await;
+                }
+                // The plugin had no free call slot: the platform never saw the message, so
+                // sending again is safe.
+                Err(SendFailure::Failed(error))
+                    if error.never_started && waited < MAX_RATE_LIMIT_WAIT =>
+                {
+                    waited += BUSY_RETRY;
+                    tokio::time::sleep(BUSY_RETRY).await;
                 }
                 Err(error) => return Err(self.failed("sending a message", &error)),
             }
@@ -220,6 +263,8 @@ struct Live {
     shown: String,
     next_edit: Instant,
     dirty: bool,
+    /// The platform refused the first post: no more streaming, the final text is tried once.
+    broken: bool,
 }
 
 impl Live {
@@ -247,9 +292,10 @@ async fn stream(
         shown: String::new(),
         next_edit: Instant::now(),
         dirty: false,
+        broken: false,
     };
     loop {
-        let event = if live.dirty {
+        let event = if live.dirty && !live.broken {
             tokio::select! {
                 event = events.recv() => event,
                 () = tokio::time::sleep_until(live.next_edit) => {
@@ -291,7 +337,10 @@ async fn stream(
         }
         live.dirty = live.view() != live.shown;
         // The first text goes out at once; later ones at the edit interval.
-        if live.dirty && (live.posted.is_empty() || Instant::now() >= live.next_edit) {
+        if live.dirty
+            && !live.broken
+            && (live.posted.is_empty() || Instant::now() >= live.next_edit)
+        {
             flush(replier, &mut live, max_chars, interval).await;
         }
     }
@@ -331,7 +380,10 @@ async fn flush(replier: &Replier, live: &mut Live, max_chars: usize, interval: D
             live.posted.pop_if(|h| h.is_empty());
             match replier.send(view.clone(), false).await {
                 Ok(handle) => live.posted.push(handle),
-                Err(_) => return,
+                Err(_) => {
+                    live.broken = true;
+                    return;
+                }
             }
         }
     }

@@ -8,6 +8,7 @@
 //! Submodules: `policy` (who is answered), `split` (answers cut to the platform's limit),
 //! `delivery` (sending and streaming a reply), `status` (counters).
 
+pub mod connections;
 mod delivery;
 pub mod policy;
 pub mod split;
@@ -85,6 +86,7 @@ pub struct Channels {
     bus: Arc<dyn Bus>,
     sessions: Arc<SessionStore>,
     counters: Mutex<BTreeMap<String, Arc<ChannelCounters>>>,
+    limits: delivery::LimitsCache,
 }
 
 impl Channels {
@@ -94,6 +96,7 @@ impl Channels {
             bus,
             sessions,
             counters: Mutex::default(),
+            limits: delivery::LimitsCache::default(),
         })
     }
 
@@ -115,8 +118,8 @@ impl Channels {
             .clone()
     }
 
-    /// Is `name` a loaded channel the host can serve? `Err` says why not.
-    fn servable(&self, name: &str) -> Result<(), WebhookAnswer> {
+    /// Is `name` a loaded channel the host can serve? `Err` is the answer to give.
+    pub fn servable(&self, name: &str) -> Result<(), WebhookAnswer> {
         use crate::runtime::revision::KindExports;
         let Some(slot) = self.runtime.plugin(name) else {
             return Err(WebhookAnswer::json(404, "not_found", "no such channel"));
@@ -146,30 +149,74 @@ impl Channels {
         if let Err(answer) = self.servable(name) {
             return answer;
         }
+        self.receive(
+            name,
+            InboundRequest {
+                transport: Transport::Webhook,
+                method: request.method,
+                path: request.path,
+                query: request.query,
+                headers: request.headers,
+                body: request.body.to_vec(),
+            },
+        )
+        .await
+    }
+
+    /// Handle one frame or update of a connection the host holds to the platform (it
+    /// authenticated the connection itself, so the channel need not verify it). `Err` when
+    /// the frame could not be handed on and should be received again.
+    pub async fn receive_from_connection(
+        &self,
+        name: &str,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    ) -> Result<(), String> {
+        if let Err(answer) = self.servable(name) {
+            return Err(String::from_utf8_lossy(&answer.body).into_owned());
+        }
+        let answer = self
+            .receive(
+                name,
+                InboundRequest {
+                    transport: Transport::Connection,
+                    method: "POST".into(),
+                    path: "/".into(),
+                    query: String::new(),
+                    headers,
+                    body,
+                },
+            )
+            .await;
+        if answer.status == 503 {
+            Err(String::from_utf8_lossy(&answer.body).into_owned())
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn receive(&self, name: &str, inbound: InboundRequest) -> WebhookAnswer {
         let counters = self.counters(name);
         bump(&counters.requests);
-        let inbound = InboundRequest {
-            transport: Transport::Webhook,
-            method: request.method,
-            path: request.path,
-            query: request.query,
-            headers: request.headers,
-            body: request.body.to_vec(),
-        };
+        let webhook = inbound.transport == Transport::Webhook;
         let receipt = match self.runtime.channel_receive(name, inbound).await {
             Ok(receipt) => receipt,
             Err(error) => {
                 counters.error(error.to_string());
                 tracing::warn!(channel = name, "receiving a request failed: {error}");
-                let status = match error.kind {
-                    ErrorKind::InvalidInput => 400,
-                    ErrorKind::Unavailable | ErrorKind::CircuitOpen | ErrorKind::Timeout => 503,
-                    _ => 500,
+                // The caller is anonymous: the details (config keys, budgets) stay in the
+                // status and the log.
+                let (status, message) = match error.kind {
+                    ErrorKind::InvalidInput => (400, "the request could not be understood"),
+                    ErrorKind::Unavailable | ErrorKind::CircuitOpen | ErrorKind::Timeout => {
+                        (503, "the channel is busy; retry later")
+                    }
+                    _ => (500, "the channel failed to handle the request"),
                 };
-                return WebhookAnswer::json(status, error.kind.as_str(), &error.message);
+                return WebhookAnswer::json(status, error.kind.as_str(), message);
             }
         };
-        if receipt.verified_by.is_none() {
+        if webhook && receipt.verified_by.is_none() {
             bump(&counters.verification_failures);
             tracing::info!(
                 channel = name,
@@ -260,11 +307,19 @@ impl Channels {
             let event_id = message.event_id.clone();
             if let Err(error) = self.submit(name, &settings, counters, message).await {
                 bump(&counters.busy);
+                tracing::warn!(
+                    channel = name,
+                    "handing a message to the agent failed: {error}"
+                );
                 // Not handed on: the platform's retry must be processed.
                 if let Err(release) = self.sessions.release_event(name, &event_id).await {
                     tracing::warn!(channel = name, "releasing event {event_id}: {release:#}");
                 }
-                return Err(WebhookAnswer::json(503, "busy", &error.to_string()));
+                return Err(WebhookAnswer::json(
+                    503,
+                    "busy",
+                    "the agent is busy; retry later",
+                ));
             }
         }
         Ok(())
@@ -285,6 +340,7 @@ impl Channels {
         };
         let shape = ReplyShape::of(
             &self.runtime,
+            &self.limits,
             name,
             settings.stream,
             Duration::from_millis(settings.edit_interval_ms),
@@ -333,7 +389,7 @@ impl Channels {
             return Err(SendError::NoSuchChannel(name.to_owned()));
         }
         let counters = self.counters(name);
-        let shape = ReplyShape::of(&self.runtime, name, false, Duration::ZERO).await;
+        let shape = ReplyShape::of(&self.runtime, &self.limits, name, false, Duration::ZERO).await;
         let replier = Replier {
             runtime: self.runtime.clone(),
             target: ReplyTarget {

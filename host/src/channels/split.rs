@@ -34,10 +34,12 @@ pub fn split_message(text: &str, max_chars: usize) -> Vec<String> {
         }
         reopen = open;
         parts.push(part.trim_end().to_owned());
-        rest = tail.trim_start_matches([' ', '\t']);
-        if !rest.is_empty() && rest.starts_with('\n') && !reopen {
-            rest = rest.trim_start_matches('\n');
-        }
+        // Inside a code block the next part keeps its indentation (Python, YAML).
+        rest = if reopen {
+            tail.strip_prefix('\n').unwrap_or(tail)
+        } else {
+            tail.trim_start()
+        };
     }
     if parts.is_empty() {
         parts.push(String::new());
@@ -114,6 +116,17 @@ mod tests {
         let parts = split_message(&long, 64);
         assert!(parts.iter().all(|p| p.chars().count() <= 64));
         assert_eq!(parts.concat(), long);
+    }
+
+    #[test]
+    fn indentation_inside_a_code_block_survives_a_cut() {
+        let code: String = (0..40).map(|i| format!("    line_{i} = {i}\n")).collect();
+        let text = format!("```python\ndef f():\n{code}```");
+        for part in split_message(&text, 120) {
+            for line in part.lines().filter(|l| l.contains("line_")) {
+                assert!(line.starts_with("    "), "{line:?} lost its indentation");
+            }
+        }
     }
 
     #[test]

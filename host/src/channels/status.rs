@@ -24,7 +24,7 @@ pub struct ChannelCounters {
 }
 
 /// One channel's status, as served.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ChannelStatus {
     pub name: String,
     /// `ready`, or why the channel cannot serve (`legacy contract`).

@@ -1,5 +1,6 @@
 //! The `databot` command line: argument parsing and dispatch to the subcommands.
 
+mod channel;
 mod chat;
 pub mod plugin;
 pub mod rag;
@@ -50,6 +51,9 @@ enum Command {
     /// The knowledge base: ingest schemas and documents, search, stats.
     #[command(subcommand)]
     Rag(rag::RagCommand),
+    /// Chat channels: status of the running host, and a check of one channel.
+    #[command(subcommand)]
+    Channel(channel::ChannelCommand),
     /// Start the host: load and watch plugins, run the agent behind the HTTP gateway.
     Serve,
     /// Serve the tools and connector resources to one MCP client over stdin/stdout (for
@@ -247,6 +251,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Serve => serve(cli.config.as_deref()).await,
         Command::Rag(command) => rag::run(command, cli.config.as_deref()).await,
+        Command::Channel(command) => channel::run(command, cli.config.as_deref()).await,
         Command::Mcp => {
             let runtime = start_runtime(cli.config.as_deref()).await?;
             // Hot loads reach the client as `notifications/tools/list_changed`.
@@ -303,6 +308,9 @@ async fn serve(config: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
     if let Some(knowledge) = rag::start_for_serve(&runtime) {
         agent = agent.with_rag(knowledge);
     }
+    agent
+        .check_pinned_specialists(runtime.config())
+        .map_err(anyhow::Error::msg)?;
     let agent = Arc::new(agent);
     let bus: Arc<dyn crate::bus::Bus> = Arc::new(crate::bus::MemoryBus::new(
         agent,

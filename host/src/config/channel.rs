@@ -58,6 +58,113 @@ pub struct ChannelSettings {
     /// own minimum applies when it is higher.
     #[serde(default = "default_edit_interval_ms")]
     pub edit_interval_ms: u64,
+    /// A connection the host holds to the platform instead of (or besides) the webhook, for a
+    /// bot behind a firewall with no public URL.
+    #[serde(default)]
+    pub connection: Option<ConnectionSettings>,
+}
+
+/// `plugins.NAME.channel.connection`: exactly one of the three.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionSettings {
+    /// Slack Socket Mode: a WebSocket opened with the app-level token (`xapp-...`).
+    #[serde(default)]
+    pub slack_socket_mode: Option<SlackSocketMode>,
+    /// The Discord Gateway: a WebSocket identified with the bot token (plain messages).
+    #[serde(default)]
+    pub discord_gateway: Option<DiscordGateway>,
+    /// Telegram long polling (`getUpdates`); the bot must have no webhook set.
+    #[serde(default)]
+    pub telegram_polling: Option<TelegramPolling>,
+    /// The platform's API may be on a private address (tests, a proxy).
+    #[serde(default)]
+    pub allow_private: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackSocketMode {
+    pub app_token: Secret,
+    #[serde(default = "default_slack_api")]
+    pub api: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscordGateway {
+    pub bot_token: Secret,
+    #[serde(default = "default_discord_api")]
+    pub api: String,
+    /// Gateway intents: guilds, guild messages, direct messages and message content by
+    /// default (message content is privileged: enable it for the bot in the developer portal).
+    #[serde(default = "default_discord_intents")]
+    pub intents: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelegramPolling {
+    pub bot_token: Secret,
+    #[serde(default = "default_telegram_api")]
+    pub api: String,
+    /// How long one `getUpdates` waits for updates (seconds).
+    #[serde(default = "default_poll_seconds")]
+    pub timeout_seconds: u64,
+}
+
+fn default_slack_api() -> String {
+    "https://slack.com/api".into()
+}
+fn default_discord_api() -> String {
+    "https://discord.com/api/v10".into()
+}
+fn default_discord_intents() -> u64 {
+    // GUILDS | GUILD_MESSAGES | DIRECT_MESSAGES | MESSAGE_CONTENT
+    1 | (1 << 9) | (1 << 12) | (1 << 15)
+}
+fn default_telegram_api() -> String {
+    "https://api.telegram.org".into()
+}
+fn default_poll_seconds() -> u64 {
+    30
+}
+
+impl ConnectionSettings {
+    pub fn validate(&self) -> Result<(), String> {
+        let chosen = [
+            self.slack_socket_mode.is_some(),
+            self.discord_gateway.is_some(),
+            self.telegram_polling.is_some(),
+        ]
+        .iter()
+        .filter(|chosen| **chosen)
+        .count();
+        if chosen != 1 {
+            return Err("connection: give exactly one of slack_socket_mode, discord_gateway or telegram_polling".into());
+        }
+        if let Some(polling) = &self.telegram_polling
+            && !(1..=50).contains(&polling.timeout_seconds)
+        {
+            return Err(
+                "connection.telegram_polling.timeout_seconds must be between 1 and 50".into(),
+            );
+        }
+        for api in [
+            self.slack_socket_mode.as_ref().map(|s| &s.api),
+            self.discord_gateway.as_ref().map(|d| &d.api),
+            self.telegram_polling.as_ref().map(|t| &t.api),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let url = url::Url::parse(api).map_err(|e| format!("connection api `{api}`: {e}"))?;
+            if !matches!(url.scheme(), "https" | "http") {
+                return Err(format!("connection api `{api}` must be an http(s) URL"));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Default for ChannelSettings {
@@ -73,6 +180,7 @@ impl Default for ChannelSettings {
             max_body_bytes: default_max_body_bytes(),
             dedupe_hours: default_dedupe_hours(),
             edit_interval_ms: default_edit_interval_ms(),
+            connection: None,
         }
     }
 }
@@ -82,11 +190,16 @@ impl ChannelSettings {
         if self.max_body_bytes == 0 || self.max_body_bytes > 16 * 1024 * 1024 {
             return Err("max_body_bytes must be between 1 and 16777216".into());
         }
-        if self.dedupe_hours == 0 {
-            return Err("dedupe_hours must be at least 1 (platforms retry for minutes)".into());
+        if self.dedupe_hours == 0 || self.dedupe_hours > 24 * 366 {
+            return Err(
+                "dedupe_hours must be between 1 (platforms retry for minutes) and 8784".into(),
+            );
         }
-        if self.edit_interval_ms < 200 {
-            return Err("edit_interval_ms must be at least 200".into());
+        if !(200..=60_000).contains(&self.edit_interval_ms) {
+            return Err("edit_interval_ms must be between 200 and 60000".into());
+        }
+        if let Some(connection) = &self.connection {
+            connection.validate()?;
         }
         if self.respond_to.is_empty() {
             return Err("respond_to is empty, so nothing would be answered; list direct, mention or ambient".into());

@@ -381,6 +381,16 @@ pub enum EndpointAuth {
     /// A token in the URL path: the host puts `prefix` before the path of every request to
     /// the endpoint (Telegram's `/bot${TOKEN}`), so the plugin calls `URL/sendMessage`.
     PathPrefix { prefix: Secret },
+    /// A Google service account: the host signs a JWT with the key of `key_file` (the JSON
+    /// key Google issues), exchanges it at the key's `token_uri` for an access token with
+    /// `scopes`, sends `Authorization: Bearer` and renews it before it expires.
+    GoogleServiceAccount {
+        key_file: PathBuf,
+        scopes: Vec<String>,
+        /// The token endpoint may be on a private address (tests, a proxy).
+        #[serde(default)]
+        token_allow_private: bool,
+    },
 }
 
 fn default_api_key_header() -> String {

@@ -41,6 +41,13 @@ async fn webhook(
     path: String,
     request: Request,
 ) -> Response {
+    // Nothing of a request to a channel that is not there is read.
+    if let Err(answer) = state.channels.servable(&name) {
+        let mut response = Response::new(Body::from(answer.body));
+        *response.status_mut() =
+            StatusCode::from_u16(answer.status).unwrap_or(StatusCode::NOT_FOUND);
+        return response;
+    }
     let limit = state.channels.max_body_bytes(&name);
     let (parts, body) = request.into_parts();
     let mut header_bytes = 0;

@@ -95,6 +95,9 @@ pub async fn serve_on(
     tracing::debug!(max_connections = connections.limit(), "gateway serving");
     let body_timeout = Duration::from_secs(config.body_read_timeout_seconds);
     let mcp_shutdown = state.mcp_shutdown.clone();
+    // The connections channels hold to their platforms live as long as the gateway serves.
+    let channel_connections = CancellationToken::new();
+    crate::channels::connections::start(&state.channels, &channel_connections);
     let router = super::router(state, config)?;
     let stop = CancellationToken::new();
     tokio::pin!(shutdown);
@@ -130,6 +133,7 @@ pub async fn serve_on(
     stop.cancel();
     // Open MCP streams would otherwise hold the shutdown forever.
     mcp_shutdown.cancel();
+    channel_connections.cancel();
     connections.all_closed().await;
     Ok(())
 }

@@ -48,6 +48,10 @@ pub const BUILTIN_PLUGINS: &[Builtin] = &[
     builtin!("lineage", "lineage_tool", false),
     builtin!("web_search", "web_search_tool", false),
     builtin!("slack", "slack_channel", false),
+    builtin!("telegram", "telegram_channel", false),
+    builtin!("discord", "discord_channel", false),
+    builtin!("whatsapp", "whatsapp_channel", false),
+    builtin!("google_chat", "google_chat_channel", false),
 ];
 
 /// The component bytes of a built-in plugin.

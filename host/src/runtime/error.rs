@@ -71,6 +71,10 @@ impl fmt::Display for ErrorKind {
 pub struct CallError {
     pub kind: ErrorKind,
     pub message: String,
+    /// The call never started: every call slot of the plugin was taken for its whole
+    /// deadline. Safe to try again, whatever the operation does.
+    #[serde(skip)]
+    pub never_started: bool,
 }
 
 impl CallError {
@@ -78,6 +82,7 @@ impl CallError {
         Self {
             kind,
             message: message.into(),
+            never_started: false,
         }
     }
 }

@@ -290,13 +290,15 @@ async fn admitted_call_untraced(
             inner
                 .metrics
                 .budget_hit(plugin, crate::telemetry::Budget::Concurrency);
-            return Err(CallError::new(
+            let mut busy = CallError::new(
                 ErrorKind::Unavailable,
                 format!(
                     "plugin `{plugin}` is busy: {} calls in flight for {} ms; raise plugins.{plugin}.budgets.max_concurrency",
                     slot.budgets.max_concurrency, slot.budgets.timeout_ms
                 ),
-            ));
+            );
+            busy.never_started = true;
+            return Err(busy);
         }
     };
     let mut budgets = slot.budgets.clone();

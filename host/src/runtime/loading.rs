@@ -294,6 +294,7 @@ impl Runtime {
         if replaces_builtin {
             grants.secrets.clear();
             grants.path_prefixes.clear();
+            grants.tokens.clear();
             tracing::warn!(
                 plugin = %name,
                 "a component file replaces the built-in plugin of this name (plugins.{name}.replace_builtin); it runs without the section's secret headers and endpoint credentials"

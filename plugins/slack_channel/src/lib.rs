@@ -57,7 +57,7 @@ fn verified(request: &InboundRequest) -> Result<bool, PluginError> {
     let Ok(seconds) = timestamp.trim().parse::<i64>() else {
         return Ok(false);
     };
-    if (channel::unix_now() - seconds).abs() > MAX_AGE_SECONDS {
+    if channel::unix_now().abs_diff(seconds) > MAX_AGE_SECONDS.unsigned_abs() {
         return Ok(false);
     }
     let Some(hex) = signature.strip_prefix("v0=") else {
@@ -138,7 +138,11 @@ fn event_message(payload: &Value) -> Option<InboundMessage> {
         not_a_message,
         chat: text_of(event, "channel")?,
         thread,
-        workspace: text_of(payload, "team_id").or_else(|| text_of(event, "team")),
+        // The sender's own workspace: in a channel shared with another organisation (Slack
+        // Connect) that is `user_team`, not the team the app is installed in.
+        workspace: text_of(event, "user_team")
+            .or_else(|| text_of(payload, "team_id"))
+            .or_else(|| text_of(event, "team")),
         addressed,
         text: without_mention(&text, bot_user.as_deref()),
         attachments,
@@ -171,6 +175,19 @@ fn command_message(request: &InboundRequest) -> Option<InboundMessage> {
     })
 }
 
+/// Percent-encoding for a form value.
+fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 struct Slack;
 
 impl Channel for Slack {
@@ -185,8 +202,9 @@ impl Channel for Slack {
         if request.transport == channel::Transport::Webhook && !verified(&request)? {
             return Ok(channel::nothing());
         }
-        let form = channel::header(&request, "content-type")
-            .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
+        // Chosen from the signed body, not from the unsigned `content-type`: an Events API
+        // payload is a JSON object, a slash command a form.
+        let form = request.body.first() != Some(&b'{');
         if form {
             return Ok(Received {
                 response: None,
@@ -209,6 +227,27 @@ impl Channel for Slack {
                 response: None,
                 messages: event_message(&payload).into_iter().collect(),
             }),
+            // A slash command through Socket Mode: the form's fields as a JSON object.
+            None if payload.get("command").is_some() => {
+                let form = payload
+                    .as_object()
+                    .map(|fields| {
+                        fields
+                            .iter()
+                            .filter_map(|(k, v)| Some(format!("{k}={}", encode(v.as_str()?))))
+                            .collect::<Vec<_>>()
+                            .join("&")
+                    })
+                    .unwrap_or_default();
+                let as_form = InboundRequest {
+                    body: form.into_bytes(),
+                    ..request.clone()
+                };
+                Ok(Received {
+                    response: None,
+                    messages: command_message(&as_form).into_iter().collect(),
+                })
+            }
             _ => Ok(channel::nothing()),
         }
     }

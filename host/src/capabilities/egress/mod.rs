@@ -260,6 +260,24 @@ impl WasiHttpHooks for EgressPolicy {
                     .insert(secret.header.clone(), secret.value.clone());
             }
             if let Some(injection) = grants
+                .tokens
+                .iter()
+                .find(|t| t.origin.matches(scheme, &host, port))
+            {
+                match injection.tokens.authorization().await {
+                    Ok(value) => {
+                        request
+                            .headers_mut()
+                            .insert(http::header::AUTHORIZATION, value);
+                    }
+                    Err(error) => {
+                        return Err(deny(format!(
+                            "the host could not get an access token for `{host}`: {error:#}"
+                        )));
+                    }
+                }
+            }
+            if let Some(injection) = grants
                 .path_prefixes
                 .iter()
                 .find(|p| p.origin.matches(scheme, &host, port))

@@ -105,7 +105,10 @@ impl StoreState {
         let Some(check) = &mut self.inbound else {
             return;
         };
-        let covers_body = signed.is_none_or(|message| message.ends_with(&check.body));
+        // A signature counts only for a request with a body it covers: over an empty body it
+        // would vouch for nothing the request carries.
+        let covers_body =
+            signed.is_none_or(|message| !check.body.is_empty() && message.ends_with(&check.body));
         if covers_body {
             check.verified_by.get_or_insert_with(|| key.to_owned());
         } else {

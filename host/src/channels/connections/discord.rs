@@ -1,0 +1,246 @@
+//! The Discord Gateway: `GET /gateway/bot` gives the WebSocket URL; after Hello the host
+//! identifies with the bot token (or resumes the last session with its sequence number),
+//! heartbeats at the interval Discord set, and reconnects (resuming) when Discord asks, when a
+//! heartbeat goes unacknowledged, or when the socket drops. `MESSAGE_CREATE` dispatches go to
+//! the channel with the bot's own user id in `x-databot-bot-user`, so it can tell mentions.
+
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+use super::{Backoff, redact, report};
+use crate::capabilities::host_http::{self, HostRequest};
+use crate::channels::Channels;
+use crate::config::DiscordGateway;
+
+const DISPATCH: u64 = 0;
+const HEARTBEAT: u64 = 1;
+const IDENTIFY: u64 = 2;
+const RESUME: u64 = 6;
+const RECONNECT: u64 = 7;
+const INVALID_SESSION: u64 = 9;
+const HELLO: u64 = 10;
+const HEARTBEAT_ACK: u64 = 11;
+
+/// What survives a reconnect: the session to resume and the last sequence number seen.
+#[derive(Default)]
+struct Session {
+    id: Option<String>,
+    resume_url: Option<String>,
+    sequence: Option<u64>,
+    bot_user: Option<String>,
+}
+
+pub async fn run(
+    channels: &Channels,
+    name: &str,
+    settings: DiscordGateway,
+    allow_private: bool,
+    stop: CancellationToken,
+) {
+    let token = settings.bot_token.expose().to_owned();
+    let mut session = Session::default();
+    let mut backoff = Backoff::new();
+    while !stop.is_cancelled() {
+        match connect(
+            channels,
+            name,
+            &settings,
+            allow_private,
+            &stop,
+            &mut session,
+        )
+        .await
+        {
+            Ok(()) => backoff.reset(),
+            Err(problem) => {
+                report(channels, name, redact(&problem, &token));
+                if !backoff.wait(&stop).await {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+async fn gateway_url(settings: &DiscordGateway, allow_private: bool) -> Result<String, String> {
+    let mut authorization =
+        http::HeaderValue::from_str(&format!("Bot {}", settings.bot_token.expose()))
+            .map_err(|_| "the bot token is not a valid header value".to_owned())?;
+    authorization.set_sensitive(true);
+    let response = host_http::send(HostRequest {
+        method: http::Method::GET,
+        url: &format!("{}/gateway/bot", settings.api.trim_end_matches('/')),
+        headers: vec![(http::header::AUTHORIZATION, authorization)],
+        body: bytes::Bytes::new(),
+        allow_private,
+        timeout: Duration::from_secs(15),
+        max_body_bytes: 64 * 1024,
+    })
+    .await
+    .map_err(|e| format!("GET /gateway/bot: {e:#}"))?;
+    if !response.status.is_success() {
+        return Err(format!(
+            "GET /gateway/bot answered HTTP {}",
+            response.status
+        ));
+    }
+    let answer: Value = serde_json::from_slice(&response.body)
+        .map_err(|e| format!("GET /gateway/bot answered no JSON: {e}"))?;
+    answer["url"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| "GET /gateway/bot gave no url".to_owned())
+}
+
+fn with_query(url: &str) -> String {
+    format!("{}/?v=10&encoding=json", url.trim_end_matches('/'))
+}
+
+/// One socket, from Hello to its end (`Ok` when Discord asked to reconnect).
+async fn connect(
+    channels: &Channels,
+    name: &str,
+    settings: &DiscordGateway,
+    allow_private: bool,
+    stop: &CancellationToken,
+    session: &mut Session,
+) -> Result<(), String> {
+    let base = match (&session.id, &session.resume_url) {
+        (Some(_), Some(resume)) => resume.clone(),
+        _ => gateway_url(settings, allow_private).await?,
+    };
+    let mut socket =
+        host_http::websocket(&with_query(&base), allow_private, Duration::from_secs(15))
+            .await
+            .map_err(|e| format!("opening the gateway: {e:#}"))?;
+    let hello = next_json(&mut socket).await?;
+    if hello["op"].as_u64() != Some(HELLO) {
+        return Err("the gateway did not start with Hello".into());
+    }
+    let interval = Duration::from_millis(
+        hello["d"]["heartbeat_interval"]
+            .as_u64()
+            .unwrap_or(41_250)
+            .max(100),
+    );
+    let greeting = match (&session.id, session.sequence) {
+        (Some(id), Some(sequence)) => json!({"op": RESUME, "d": {
+            "token": settings.bot_token.expose(), "session_id": id, "seq": sequence}}),
+        _ => json!({"op": IDENTIFY, "d": {
+            "token": settings.bot_token.expose(),
+            "intents": settings.intents,
+            "properties": {"os": std::env::consts::OS, "browser": "databot", "device": "databot"},
+        }}),
+    };
+    send(&mut socket, &greeting).await?;
+    let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    let mut acknowledged = true;
+    loop {
+        let frame = tokio::select! {
+            frame = socket.next() => frame,
+            _ = heartbeat.tick() => {
+                if !acknowledged {
+                    return Err("a heartbeat went unacknowledged; reconnecting".into());
+                }
+                acknowledged = false;
+                send(&mut socket, &json!({"op": HEARTBEAT, "d": session.sequence})).await?;
+                continue;
+            }
+            () = stop.cancelled() => {
+                let _ = socket.close(None).await;
+                return Ok(());
+            }
+        };
+        let payload: Value = match frame {
+            Some(Ok(Message::Text(text))) => match serde_json::from_str(text.as_str()) {
+                Ok(payload) => payload,
+                Err(_) => continue,
+            },
+            Some(Ok(Message::Close(_))) | None => {
+                return Err("the gateway closed the socket".into());
+            }
+            Some(Ok(_)) => continue,
+            Some(Err(error)) => return Err(format!("the gateway socket failed: {error}")),
+        };
+        if let Some(sequence) = payload["s"].as_u64() {
+            session.sequence = Some(sequence);
+        }
+        match payload["op"].as_u64() {
+            Some(HEARTBEAT_ACK) => acknowledged = true,
+            Some(HEARTBEAT) => {
+                send(
+                    &mut socket,
+                    &json!({"op": HEARTBEAT, "d": session.sequence}),
+                )
+                .await?;
+            }
+            Some(RECONNECT) => return Ok(()),
+            Some(INVALID_SESSION) => {
+                if payload["d"] != true {
+                    *session = Session {
+                        bot_user: session.bot_user.take(),
+                        ..Session::default()
+                    };
+                }
+                return Err("Discord invalidated the session".into());
+            }
+            Some(DISPATCH) => dispatch(channels, name, &payload, session).await,
+            _ => {}
+        }
+    }
+}
+
+async fn dispatch(channels: &Channels, name: &str, payload: &Value, session: &mut Session) {
+    match payload["t"].as_str() {
+        Some("READY") => {
+            session.id = payload["d"]["session_id"].as_str().map(str::to_owned);
+            session.resume_url = payload["d"]["resume_gateway_url"]
+                .as_str()
+                .map(str::to_owned);
+            session.bot_user = payload["d"]["user"]["id"].as_str().map(str::to_owned);
+        }
+        Some("MESSAGE_CREATE") => {
+            let headers = session
+                .bot_user
+                .iter()
+                .map(|id| ("x-databot-bot-user".to_owned(), id.clone()))
+                .collect();
+            if let Err(problem) = channels
+                .receive_from_connection(name, headers, payload.to_string().into_bytes())
+                .await
+            {
+                report(
+                    channels,
+                    name,
+                    format!("a message was not handed on: {problem}"),
+                );
+            }
+        }
+        _ => {}
+    }
+}
+
+async fn next_json(socket: &mut host_http::HostWebSocket) -> Result<Value, String> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(30), socket.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) => {
+                return serde_json::from_str(text.as_str()).map_err(|e| format!("not JSON: {e}"));
+            }
+            Ok(Some(Ok(_))) => continue,
+            Ok(Some(Err(error))) => return Err(format!("the gateway socket failed: {error}")),
+            Ok(None) => return Err("the gateway closed the socket".into()),
+            Err(_) => return Err("no Hello within 30 s".into()),
+        }
+    }
+}
+
+async fn send(socket: &mut host_http::HostWebSocket, payload: &Value) -> Result<(), String> {
+    socket
+        .send(Message::text(payload.to_string()))
+        .await
+        .map_err(|e| format!("writing to the gateway: {e}"))
+}

@@ -1,0 +1,289 @@
+//! Telegram as a databot channel.
+//!
+//! In: Bot API updates (`setWebhook` with a `secret_token`) on `/channels/telegram`, verified by
+//! the host comparing `X-Telegram-Bot-Api-Secret-Token` with the verify key; deduplicated on
+//! `update_id`. Private chats are direct messages; in groups the bot answers mentions of its
+//! `bot_username`, commands and replies to its own messages. Edited messages, joins and other
+//! service messages are not new messages.
+//!
+//! Out: `sendMessage` (a reply to the message answered, in its forum topic) and
+//! `editMessageText`, in HTML parse mode. The bot token is in the URL path
+//! (`/bot<token>/METHOD`): the host adds it as a path prefix, so this plugin calls
+//! `API/METHOD` and never holds it.
+//!
+//! Config (`plugins.telegram.config`): `api` (default `https://api.telegram.org`),
+//! `bot_username` (without `@`, for mentions in groups), `secret_key` (the verify key's
+//! name, default `secret_token`).
+
+use databot_sdk::channel::{
+    self, Addressed, Channel, ChannelLimits, InboundMessage, InboundRequest, Outgoing, Received,
+    SendError,
+};
+use databot_sdk::http::{self, Request};
+use databot_sdk::markdown::{Dialect, render};
+use databot_sdk::prelude::*;
+
+databot_sdk::manifest! {
+    name: "telegram",
+    kind: "channel",
+    description: "Telegram: Bot API updates in, replies and streamed edits out.",
+    capabilities: ["http", "verify", "config"],
+}
+
+fn setting(key: &str, default: &str) -> String {
+    databot_sdk::config_value::<String>(key)
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| default.to_owned())
+}
+
+fn api_base() -> String {
+    setting("api", "https://api.telegram.org")
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+fn verified(request: &InboundRequest) -> Result<bool, PluginError> {
+    match channel::header(request, "x-telegram-bot-api-secret-token") {
+        Some(token) => databot_sdk::verify::secret_equals(
+            &setting("secret_key", "secret_token"),
+            token.as_bytes(),
+        ),
+        None => Ok(false),
+    }
+}
+
+fn text_of(value: &Value, key: &str) -> Option<String> {
+    value.get(key).and_then(Value::as_str).map(str::to_owned)
+}
+
+fn id_of(value: &Value, key: &str) -> Option<String> {
+    match value.get(key)? {
+        Value::Number(n) => Some(n.to_string()),
+        Value::String(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// The message an update carries, and whether it is a new one.
+fn update_message(update: &Value) -> Option<(&Value, bool)> {
+    if let Some(message) = update.get("message") {
+        return Some((message, true));
+    }
+    for kind in ["edited_message", "channel_post", "edited_channel_post"] {
+        if let Some(message) = update.get(kind) {
+            return Some((message, false));
+        }
+    }
+    None
+}
+
+fn inbound(update: &Value) -> Option<InboundMessage> {
+    let event_id = id_of(update, "update_id")?;
+    let (message, new) = update_message(update)?;
+    let chat = message.get("chat")?;
+    let from = message.get("from").cloned().unwrap_or(Value::Null);
+    let bot = setting("bot_username", "");
+    let text = text_of(message, "text")
+        .or_else(|| text_of(message, "caption"))
+        .unwrap_or_default();
+    let private = chat.get("type").and_then(Value::as_str) == Some("private");
+    let mention = !bot.is_empty()
+        && text
+            .to_lowercase()
+            .contains(&format!("@{}", bot.to_lowercase()));
+    let command = text.starts_with('/');
+    let reply_to_bot = message
+        .get("reply_to_message")
+        .and_then(|r| r.get("from"))
+        .is_some_and(|f| {
+            f.get("is_bot").and_then(Value::as_bool) == Some(true)
+                && !bot.is_empty()
+                && text_of(f, "username").is_some_and(|u| u.eq_ignore_ascii_case(&bot))
+        });
+    let addressed = if private {
+        Addressed::Direct
+    } else if mention || command || reply_to_bot {
+        Addressed::Mention
+    } else {
+        Addressed::Ambient
+    };
+    let service = message.get("new_chat_members").is_some()
+        || message.get("left_chat_member").is_some()
+        || message.get("pinned_message").is_some();
+    let name = [text_of(&from, "first_name"), text_of(&from, "last_name")]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let cleaned = if bot.is_empty() {
+        text.trim().to_owned()
+    } else {
+        strip_mention(&text, &bot)
+    };
+    let attachments = ["document", "photo", "audio", "video", "voice"]
+        .iter()
+        .filter_map(|kind| {
+            let item = message.get(*kind)?;
+            let item = item.as_array().and_then(|a| a.last()).unwrap_or(item);
+            Some(channel::Attachment {
+                name: text_of(item, "file_name").unwrap_or_else(|| (*kind).to_owned()),
+                mime_type: text_of(item, "mime_type"),
+                size: item.get("file_size").and_then(Value::as_u64),
+                url: None,
+            })
+        })
+        .collect();
+    Some(InboundMessage {
+        event_id,
+        sender: id_of(&from, "id").unwrap_or_default(),
+        sender_name: (!name.is_empty())
+            .then_some(name)
+            .or_else(|| text_of(&from, "username")),
+        from_bot: from.get("is_bot").and_then(Value::as_bool) == Some(true),
+        not_a_message: !new || service,
+        chat: id_of(chat, "id")?,
+        thread: id_of(message, "message_thread_id"),
+        workspace: None,
+        addressed,
+        text: cleaned,
+        attachments,
+        reply_context: id_of(message, "message_id"),
+    })
+}
+
+/// `text` without `@bot` (any case).
+fn strip_mention(text: &str, bot: &str) -> String {
+    let needle = format!("@{}", bot.to_lowercase());
+    let lower = text.to_lowercase();
+    match lower.find(&needle) {
+        // Lower-casing can change byte lengths outside ASCII; only cut when it did not.
+        Some(at) if lower.len() == text.len() => {
+            format!("{}{}", &text[..at], &text[at + needle.len()..])
+                .trim()
+                .to_owned()
+        }
+        _ => text.trim().to_owned(),
+    }
+}
+
+struct Telegram;
+
+impl Channel for Telegram {
+    fn limits() -> ChannelLimits {
+        // 4096 after entities are parsed; markup is not counted, a margin is kept for the
+        // rare characters that count twice.
+        ChannelLimits {
+            max_message_chars: 4000,
+            min_edit_interval_ms: 1000,
+        }
+    }
+
+    fn receive(request: InboundRequest) -> Result<Received, PluginError> {
+        if request.transport == channel::Transport::Webhook && !verified(&request)? {
+            return Ok(channel::nothing());
+        }
+        let update = channel::json_body(&request)?;
+        Ok(Received {
+            response: None,
+            messages: inbound(&update).into_iter().collect(),
+        })
+    }
+
+    fn send(message: Outgoing) -> Result<String, SendError> {
+        let mut body = json!({
+            "chat_id": message.chat,
+            "text": render(&message.text, Dialect::TelegramHtml),
+            "parse_mode": "HTML",
+            "link_preview_options": {"is_disabled": true},
+        });
+        if let Some(thread) = &message.thread {
+            body["message_thread_id"] = json!(thread.parse::<i64>().unwrap_or_default());
+        }
+        if let Some(reply_to) = message
+            .reply_context
+            .as_deref()
+            .and_then(|m| m.parse::<i64>().ok())
+        {
+            body["reply_parameters"] =
+                json!({"message_id": reply_to, "allow_sending_without_reply": true});
+        }
+        let result = call("sendMessage", &body)?;
+        let id = result
+            .get("message_id")
+            .map(Value::to_string)
+            .ok_or_else(|| {
+                channel::failed(PluginError::Failed(
+                    "sendMessage returned no message_id".into(),
+                ))
+            })?;
+        Ok(format!("{}|{id}", message.chat))
+    }
+
+    fn update(handle: String, message: Outgoing) -> Result<(), SendError> {
+        let (chat, id) = handle.split_once('|').ok_or_else(|| {
+            channel::failed(PluginError::InvalidInput(format!(
+                "not a Telegram message handle: {handle}"
+            )))
+        })?;
+        let body = json!({
+            "chat_id": chat,
+            "message_id": id.parse::<i64>().unwrap_or_default(),
+            "text": render(&message.text, Dialect::TelegramHtml),
+            "parse_mode": "HTML",
+            "link_preview_options": {"is_disabled": true},
+        });
+        match call("editMessageText", &body) {
+            Ok(_) => Ok(()),
+            // Editing to the same text is refused by Telegram and changes nothing.
+            Err(SendError::Failed(PluginError::Failed(reason)))
+                if reason.contains("message is not modified") =>
+            {
+                Ok(())
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    fn check_health() -> databot_sdk::Health {
+        http::health_from(
+            call("getMe", &json!({})).map_err(|e| match e {
+                SendError::Failed(error) => error,
+                SendError::RateLimited(ms) => {
+                    PluginError::Unavailable(format!("rate limited for {ms} ms"))
+                }
+            }),
+            "getMe passed",
+        )
+    }
+}
+
+/// One Bot API call: `{"ok": true, "result": ...}`, or the error Telegram described; a 429's
+/// wait comes from `parameters.retry_after` (or `Retry-After`).
+fn call(method: &str, body: &Value) -> Result<Value, SendError> {
+    let request = Request::post_json(format!("{}/{method}", api_base()), body);
+    let response = http::send(&request).map_err(channel::failed)?;
+    let status = response.status;
+    let header_wait = http::retry_after(&response);
+    let (bytes, _) = response.read_capped(1024 * 1024).map_err(channel::failed)?;
+    let answer: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    if status == 429 {
+        let seconds = answer["parameters"]["retry_after"]
+            .as_u64()
+            .map(std::time::Duration::from_secs)
+            .or(header_wait)
+            .unwrap_or(std::time::Duration::from_secs(1));
+        return Err(SendError::RateLimited(
+            seconds.as_millis().clamp(1, u128::from(u32::MAX)) as u32,
+        ));
+    }
+    if answer.get("ok").and_then(Value::as_bool) == Some(true) {
+        return Ok(answer.get("result").cloned().unwrap_or(Value::Null));
+    }
+    let description = text_of(&answer, "description").unwrap_or_else(|| format!("HTTP {status}"));
+    Err(channel::failed(PluginError::Failed(format!(
+        "Telegram {method} failed: {description}"
+    ))))
+}
+
+databot_sdk::channel!(Telegram);
