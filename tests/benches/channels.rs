@@ -129,7 +129,18 @@ async fn main() {
                     headers.push(("x-slack-retry-num".into(), "1".into()));
                     headers.push(("x-slack-retry-reason".into(), "http_timeout".into()));
                 }
-                let (status, _) = deliver(port, "POST", "/channels/slack", &headers, &body).await;
+                // Like the platform: a 503 (the first copy still being handed on, or the bus
+                // full) is delivered again a little later.
+                let mut status = 0;
+                for _ in 0..50 {
+                    status = deliver(port, "POST", "/channels/slack", &headers, &body)
+                        .await
+                        .0;
+                    if status != 503 {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
                 if status == 200 {
                     sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }

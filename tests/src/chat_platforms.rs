@@ -333,3 +333,20 @@ pub fn jwt_claims(token: &str) -> serde_json::Value {
     let padded = payload.replace('-', "+").replace('_', "/");
     serde_json::from_slice(&base64_decode(&padded)).expect("JSON claims")
 }
+
+/// Whether `token` (a JWT) carries a valid RS256 signature by the PKCS#8 key `der`.
+pub fn jwt_signed_by(token: &str, der: &[u8]) -> bool {
+    let key = ring::signature::RsaKeyPair::from_pkcs8(der).expect("an RSA key");
+    let public: ring::rsa::PublicKeyComponents<Vec<u8>> = key.public().into();
+    let Some((input, signature)) = token.rsplit_once('.') else {
+        return false;
+    };
+    let signature = base64_decode(&signature.replace('-', "+").replace('_', "/"));
+    public
+        .verify(
+            &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+            input.as_bytes(),
+            &signature,
+        )
+        .is_ok()
+}

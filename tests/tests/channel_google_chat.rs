@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use databot_e2e::chat_platforms::{
-    channel_host, deliver, eventually, fake_provider, jwks, jwt_claims, jwt_rs256, provider_config,
-    requests_to, rsa_key, unix_now,
+    channel_host, deliver, eventually, fake_provider, jwks, jwt_claims, jwt_rs256, jwt_signed_by,
+    provider_config, requests_to, rsa_key, unix_now,
 };
 use databot_e2e::{ScriptedResponse, serve_scripted};
 use serde_json::json;
@@ -154,6 +154,11 @@ async fn google_signed_events_are_answered_in_their_thread_with_a_minted_token()
         "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion="
     ));
     let assertion = request.body.split("assertion=").nth(1).unwrap();
+    assert!(
+        jwt_signed_by(assertion, &account_key),
+        "the token request is not signed with the service account's key"
+    );
+    assert!(!jwt_signed_by(assertion, &other_key));
     let claims = jwt_claims(assertion);
     assert_eq!(claims["iss"], "databot@project.iam.gserviceaccount.com");
     assert_eq!(claims["scope"], "https://www.googleapis.com/auth/chat.bot");
@@ -161,5 +166,4 @@ async fn google_signed_events_are_answered_in_their_thread_with_a_minted_token()
         claims["aud"],
         format!("http://127.0.0.1:{token_port}/token")
     );
-    let _ = account_key;
 }

@@ -438,3 +438,26 @@ async fn a_hostile_channel_cannot_pass_a_request_or_read_a_secret_or_reach_ungra
         Some("Bearer SUPER-SECRET-BOT")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_of_one_event_arriving_together_are_answered_once() {
+    let provider = fake_provider("once", 1, Duration::ZERO).await;
+    let s = setup(provider, "      stream: false", |_, _| None).await;
+    let mention = slack_mention("EvTwin", "U1", "C1", "1700000030.000100", "hello");
+    let copies = (0..12).map(|_| {
+        let headers = slack_headers(SECRET, unix_now(), &mention);
+        let mention = mention.clone();
+        let port = s.gateway;
+        async move { deliver(port, &mention, headers).await.0 }
+    });
+    let statuses = futures::future::join_all(copies).await;
+    // Each copy is acknowledged, or told to come back while the first is handed on.
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 503),
+        "{statuses:?}"
+    );
+    assert!(statuses.contains(&200));
+    assert!(eventually(Duration::from_secs(10), || posts(&s.slack).len() == 1).await);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(posts(&s.slack).len(), 1, "one event was answered twice");
+}

@@ -149,6 +149,10 @@ async fn exchange(request: HostRequest<'_>) -> anyhow::Result<HostResponse> {
     })
 }
 
+/// The largest message (and frame) a host-held WebSocket accepts; platform events are far
+/// smaller, and a larger one ends the connection instead of filling memory.
+pub const MAX_WEBSOCKET_MESSAGE: usize = 1024 * 1024;
+
 /// A WebSocket the host holds (Slack Socket Mode, the Discord Gateway), opened within
 /// `timeout` under the same address rules as requests.
 pub type HostWebSocket = tokio_tungstenite::WebSocketStream<Box<dyn Stream>>;
@@ -160,9 +164,13 @@ pub async fn websocket(
 ) -> anyhow::Result<HostWebSocket> {
     let opening = async {
         let connected = connect(url, allow_private).await?;
-        let (socket, _) = tokio_tungstenite::client_async(url, connected.stream)
-            .await
-            .context("the WebSocket handshake failed")?;
+        let limits = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .max_message_size(Some(MAX_WEBSOCKET_MESSAGE))
+            .max_frame_size(Some(MAX_WEBSOCKET_MESSAGE));
+        let (socket, _) =
+            tokio_tungstenite::client_async_with_config(url, connected.stream, Some(limits))
+                .await
+                .context("the WebSocket handshake failed")?;
         anyhow::Ok(socket)
     };
     tokio::time::timeout(timeout, opening).await.map_err(|_| {

@@ -12,8 +12,10 @@ use serde::Deserialize;
 
 use super::host_http::{self, HostRequest};
 
-/// Renew this long before the token expires.
+/// Renew this long before the token expires (at most half its lifetime).
 const RENEW_BEFORE: Duration = Duration::from_secs(300);
+/// After a failed renewal, requests get the failure for this long instead of each trying again.
+const FAILURE_HOLD: Duration = Duration::from_secs(10);
 
 #[derive(Deserialize)]
 struct KeyFile {
@@ -37,7 +39,21 @@ pub struct ServiceAccountTokens {
     scopes: String,
     key: ring::signature::RsaKeyPair,
     allow_private: bool,
-    current: tokio::sync::Mutex<Option<(http::HeaderValue, Instant)>>,
+    /// One renewal at a time; the others wait for its result.
+    current: tokio::sync::Mutex<Current>,
+}
+
+#[derive(Default)]
+struct Current {
+    token: Option<Minted>,
+    /// The last renewal's failure and when it happened.
+    failure: Option<(Instant, String)>,
+}
+
+struct Minted {
+    value: http::HeaderValue,
+    renew_at: Instant,
+    expires_at: Instant,
 }
 
 impl ServiceAccountTokens {
@@ -68,25 +84,52 @@ impl ServiceAccountTokens {
             scopes: scopes.join(" "),
             key,
             allow_private,
-            current: tokio::sync::Mutex::new(None),
+            current: tokio::sync::Mutex::new(Current::default()),
         })
     }
 
-    /// `Bearer TOKEN`, minted now if there is none or it is about to expire.
+    /// `Bearer TOKEN`, minted now if there is none or it is due for renewal. While the token
+    /// endpoint fails, a token that has not expired is still used, and for `FAILURE_HOLD`
+    /// requests get the failure at once rather than each asking again.
     pub async fn authorization(&self) -> anyhow::Result<http::HeaderValue> {
         let mut current = self.current.lock().await;
-        if let Some((value, renew_at)) = current.as_ref()
-            && Instant::now() < *renew_at
+        let now = Instant::now();
+        if let Some(token) = &current.token
+            && now < token.renew_at
         {
-            return Ok(value.clone());
+            return Ok(token.value.clone());
         }
-        let (token, lifetime) = self.mint().await?;
-        let mut value = http::HeaderValue::from_str(&format!("Bearer {token}"))
-            .context("the access token is not a valid header value")?;
-        value.set_sensitive(true);
-        let renew_at = Instant::now() + lifetime.saturating_sub(RENEW_BEFORE);
-        *current = Some((value.clone(), renew_at));
-        Ok(value)
+        let still_valid = current
+            .token
+            .as_ref()
+            .filter(|token| now < token.expires_at)
+            .map(|token| token.value.clone());
+        if let Some((at, failure)) = &current.failure
+            && at.elapsed() < FAILURE_HOLD
+        {
+            return still_valid.ok_or_else(|| anyhow!("{failure}"));
+        }
+        match self.mint().await {
+            Ok((token, lifetime)) => {
+                let mut value = http::HeaderValue::from_str(&format!("Bearer {token}"))
+                    .context("the access token is not a valid header value")?;
+                value.set_sensitive(true);
+                let margin = RENEW_BEFORE.min(lifetime / 2);
+                let minted = Instant::now();
+                current.token = Some(Minted {
+                    value: value.clone(),
+                    renew_at: minted + lifetime - margin,
+                    expires_at: minted + lifetime,
+                });
+                current.failure = None;
+                Ok(value)
+            }
+            Err(error) => {
+                let failure = format!("{error:#}");
+                current.failure = Some((Instant::now(), failure.clone()));
+                still_valid.ok_or_else(|| anyhow!("{failure}"))
+            }
+        }
     }
 
     async fn mint(&self) -> anyhow::Result<(String, Duration)> {

@@ -132,6 +132,7 @@ impl Replier {
     /// Post `text`; waits out rate limits. The handle, or why it could not be sent.
     pub async fn send(&self, text: String, finished: bool) -> Result<String, String> {
         let mut waited = Duration::ZERO;
+        let mut last = SendFailure::RateLimited(Duration::ZERO);
         for _ in 0..MAX_ATTEMPTS {
             match self
                 .runtime
@@ -145,6 +146,7 @@ impl Replier {
                 Err(SendFailure::RateLimited(wait)) if waited + wait <= MAX_RATE_LIMIT_WAIT => {
                     bump(&self.counters.rate_limited);
                     waited += wait;
+                    last = SendFailure::RateLimited(wait);
                     tokio::time::sleep(wait).await;
                 }
                 // The plugin had no free call slot: the platform never saw the message, so
@@ -153,15 +155,14 @@ impl Replier {
                     if error.never_started && waited < MAX_RATE_LIMIT_WAIT =>
                 {
                     waited += BUSY_RETRY;
+                    last = SendFailure::Failed(error);
                     tokio::time::sleep(BUSY_RETRY).await;
                 }
                 Err(error) => return Err(self.failed("sending a message", &error)),
             }
         }
-        Err(self.failed(
-            "sending a message",
-            &SendFailure::RateLimited(MAX_RATE_LIMIT_WAIT),
-        ))
+        // Every attempt was refused: report the last refusal as it was.
+        Err(self.failed("sending a message", &last))
     }
 
     /// Edit a posted message. With `persist`, rate limits are waited out (the final text

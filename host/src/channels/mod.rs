@@ -87,6 +87,35 @@ pub struct Channels {
     sessions: Arc<SessionStore>,
     counters: Mutex<BTreeMap<String, Arc<ChannelCounters>>>,
     limits: delivery::LimitsCache,
+    /// Events between their claim and their hand-off to the bus (`channel`, `event id`).
+    handing_on: Mutex<std::collections::HashSet<(String, String)>>,
+}
+
+/// An event being handed on; it leaves `handing_on` when this is dropped.
+struct HandingOn<'a> {
+    set: &'a Mutex<std::collections::HashSet<(String, String)>>,
+    key: (String, String),
+}
+
+impl<'a> HandingOn<'a> {
+    /// `None` when the event is being handed on already.
+    fn start(
+        set: &'a Mutex<std::collections::HashSet<(String, String)>>,
+        channel: &str,
+        event: &str,
+    ) -> Option<Self> {
+        let key = (channel.to_owned(), event.to_owned());
+        // Decided before a guard exists: a guard made and dropped while the lock is held
+        // would take the lock again in its `drop`.
+        let inserted = set.lock().insert(key.clone());
+        inserted.then(|| Self { set, key })
+    }
+}
+
+impl Drop for HandingOn<'_> {
+    fn drop(&mut self) {
+        self.set.lock().remove(&self.key);
+    }
 }
 
 impl Channels {
@@ -97,6 +126,7 @@ impl Channels {
             sessions,
             counters: Mutex::default(),
             limits: delivery::LimitsCache::default(),
+            handing_on: Mutex::default(),
         })
     }
 
@@ -174,6 +204,15 @@ impl Channels {
     ) -> Result<(), String> {
         if let Err(answer) = self.servable(name) {
             return Err(String::from_utf8_lossy(&answer.body).into_owned());
+        }
+        let limit = self.max_body_bytes(name);
+        if body.len() > limit {
+            // Dropped, not retried: it would be as large the next time.
+            self.counters(name).error(format!(
+                "a {}-byte frame from the connection was over max_body_bytes ({limit}) and was dropped",
+                body.len()
+            ));
+            return Ok(());
         }
         let answer = self
             .receive(
@@ -284,6 +323,17 @@ impl Channels {
                 tracing::warn!(channel = name, "a message without an event id was dropped");
                 continue;
             }
+            // A retry that arrives while its first delivery is still being handed on is told
+            // to come back: if the hand-off fails, the event is released, and the platform's
+            // next retry must find it unclaimed rather than dropped as a duplicate.
+            let Some(_handing_on) = HandingOn::start(&self.handing_on, name, &message.event_id)
+            else {
+                return Err(WebhookAnswer::json(
+                    503,
+                    "in_progress",
+                    "this event is being handed on; retry later",
+                ));
+            };
             match self
                 .sessions
                 .claim_event(name, &message.event_id, keep)
@@ -422,5 +472,22 @@ impl Channels {
                 self.counters(&name).status(&name, state)
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_is_handed_on_once_at_a_time() {
+        let set = Mutex::default();
+        let first = HandingOn::start(&set, "slack", "Ev1");
+        assert!(first.is_some());
+        assert!(HandingOn::start(&set, "slack", "Ev1").is_none());
+        assert!(HandingOn::start(&set, "slack", "Ev2").is_some());
+        drop(first);
+        assert!(HandingOn::start(&set, "slack", "Ev1").is_some());
+        assert!(set.lock().is_empty());
     }
 }

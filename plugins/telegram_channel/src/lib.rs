@@ -88,10 +88,7 @@ fn inbound(update: &Value) -> Option<InboundMessage> {
         .or_else(|| text_of(message, "caption"))
         .unwrap_or_default();
     let private = chat.get("type").and_then(Value::as_str) == Some("private");
-    let mention = !bot.is_empty()
-        && text
-            .to_lowercase()
-            .contains(&format!("@{}", bot.to_lowercase()));
+    let mention = find_mention(&text, &bot).is_some();
     let command = text.starts_with('/');
     let reply_to_bot = message
         .get("reply_to_message")
@@ -143,7 +140,11 @@ fn inbound(update: &Value) -> Option<InboundMessage> {
         from_bot: from.get("is_bot").and_then(Value::as_bool) == Some(true),
         not_a_message: !new || service,
         chat: id_of(chat, "id")?,
-        thread: id_of(message, "message_thread_id"),
+        // Only forum topics are threads; Telegram sets `message_thread_id` on replies in
+        // ordinary supergroups too, where sending it back fails.
+        thread: (message["is_topic_message"].as_bool() == Some(true))
+            .then(|| id_of(message, "message_thread_id"))
+            .flatten(),
         workspace: None,
         addressed,
         text: cleaned,
@@ -152,18 +153,27 @@ fn inbound(update: &Value) -> Option<InboundMessage> {
     })
 }
 
-/// `text` without `@bot` (any case).
+/// Where `@bot` starts in `text` (ASCII case-insensitive: Telegram usernames are ASCII), as a
+/// byte offset on a character boundary; the match is ASCII, so its end is one too.
+fn find_mention(text: &str, bot: &str) -> Option<usize> {
+    let needle = format!("@{bot}");
+    if bot.is_empty() || !needle.is_ascii() {
+        return None;
+    }
+    text.char_indices().map(|(at, _)| at).find(|&at| {
+        text.as_bytes()
+            .get(at..at + needle.len())
+            .is_some_and(|bytes| bytes.eq_ignore_ascii_case(needle.as_bytes()))
+    })
+}
+
+/// `text` without `@bot`.
 fn strip_mention(text: &str, bot: &str) -> String {
-    let needle = format!("@{}", bot.to_lowercase());
-    let lower = text.to_lowercase();
-    match lower.find(&needle) {
-        // Lower-casing can change byte lengths outside ASCII; only cut when it did not.
-        Some(at) if lower.len() == text.len() => {
-            format!("{}{}", &text[..at], &text[at + needle.len()..])
-                .trim()
-                .to_owned()
-        }
-        _ => text.trim().to_owned(),
+    match find_mention(text, bot) {
+        Some(at) => format!("{}{}", &text[..at], &text[at + bot.len() + 1..])
+            .trim()
+            .to_owned(),
+        None => text.trim().to_owned(),
     }
 }
 
@@ -287,3 +297,22 @@ fn call(method: &str, body: &Value) -> Result<Value, SendError> {
 }
 
 databot_sdk::channel!(Telegram);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mentions_are_found_and_removed_whatever_the_text_around_them() {
+        assert_eq!(
+            strip_mention("@DataBot_Bot how many?", "databot_bot"),
+            "how many?"
+        );
+        // Characters that change byte length when lower-cased, around the mention.
+        let text = "\u{130}@databot_bot\u{e9}\u{2126}";
+        assert_eq!(find_mention(text, "databot_bot"), Some(2));
+        assert_eq!(strip_mention(text, "databot_bot"), "\u{130}\u{e9}\u{2126}");
+        assert_eq!(find_mention("no mention here", "databot_bot"), None);
+        assert_eq!(find_mention("@databot", "databot_bot"), None);
+    }
+}

@@ -45,7 +45,8 @@ pub async fn run(
     let mut session = Session::default();
     let mut backoff = Backoff::new();
     while !stop.is_cancelled() {
-        match connect(
+        let started = std::time::Instant::now();
+        let ended = connect(
             channels,
             name,
             &settings,
@@ -53,16 +54,60 @@ pub async fn run(
             &stop,
             &mut session,
         )
-        .await
-        {
-            Ok(()) => backoff.reset(),
-            Err(problem) => {
+        .await;
+        match ended {
+            Ok(()) => {
+                if !backoff.after_session(started.elapsed(), &stop).await {
+                    return;
+                }
+            }
+            Err(Ended::Fatal(problem)) => {
+                report(channels, name, redact(&problem, &token));
+                return;
+            }
+            Err(Ended::Retry(problem)) => {
                 report(channels, name, redact(&problem, &token));
                 if !backoff.wait(&stop).await {
                     return;
                 }
             }
         }
+    }
+}
+
+/// Why a gateway connection ended.
+enum Ended {
+    /// Connect again (resuming when there is a session).
+    Retry(String),
+    /// Discord refused the bot for good (a bad token, intents it may not have): connecting
+    /// again would only repeat it and spend the daily identify budget.
+    Fatal(String),
+}
+
+impl From<String> for Ended {
+    fn from(problem: String) -> Self {
+        Self::Retry(problem)
+    }
+}
+
+impl From<&str> for Ended {
+    fn from(problem: &str) -> Self {
+        Self::Retry(problem.to_owned())
+    }
+}
+
+/// Close codes after which Discord will not accept the same identify again.
+fn fatal_close(code: u16) -> Option<&'static str> {
+    match code {
+        4004 => Some("the bot token was refused (4004)"),
+        4010 => Some("invalid shard (4010)"),
+        4011 => Some("sharding required (4011)"),
+        4012 => Some("invalid API version (4012)"),
+        4013 => Some("invalid intents (4013)"),
+        4014 => Some(
+            "disallowed intents (4014): enable them for the bot in the developer portal (message content is privileged)",
+        ),
+        _ => None,
     }
 }
 
@@ -108,7 +153,7 @@ async fn connect(
     allow_private: bool,
     stop: &CancellationToken,
     session: &mut Session,
-) -> Result<(), String> {
+) -> Result<(), Ended> {
     let base = match (&session.id, &session.resume_url) {
         (Some(_), Some(resume)) => resume.clone(),
         _ => gateway_url(settings, allow_private).await?,
@@ -125,7 +170,7 @@ async fn connect(
         hello["d"]["heartbeat_interval"]
             .as_u64()
             .unwrap_or(41_250)
-            .max(100),
+            .clamp(100, 300_000),
     );
     let greeting = match (&session.id, session.sequence) {
         (Some(id), Some(sequence)) => json!({"op": RESUME, "d": {
@@ -160,15 +205,28 @@ async fn connect(
                 Ok(payload) => payload,
                 Err(_) => continue,
             },
-            Some(Ok(Message::Close(_))) | None => {
-                return Err("the gateway closed the socket".into());
+            Some(Ok(Message::Close(frame))) => {
+                let code = frame.as_ref().map(|f| u16::from(f.code));
+                if let Some(reason) = code.and_then(fatal_close) {
+                    return Err(Ended::Fatal(format!(
+                        "Discord closed the gateway: {reason}"
+                    )));
+                }
+                if matches!(code, Some(4007 | 4009)) {
+                    // The session cannot be resumed: identify afresh.
+                    *session = Session {
+                        bot_user: session.bot_user.take(),
+                        ..Session::default()
+                    };
+                }
+                return Err(format!("the gateway closed the socket ({code:?})").into());
             }
+            None => return Err("the gateway closed the socket".into()),
             Some(Ok(_)) => continue,
-            Some(Err(error)) => return Err(format!("the gateway socket failed: {error}")),
+            Some(Err(error)) => {
+                return Err(format!("the gateway socket failed: {error}").into());
+            }
         };
-        if let Some(sequence) = payload["s"].as_u64() {
-            session.sequence = Some(sequence);
-        }
         match payload["op"].as_u64() {
             Some(HEARTBEAT_ACK) => acknowledged = true,
             Some(HEARTBEAT) => {
@@ -188,13 +246,25 @@ async fn connect(
                 }
                 return Err("Discord invalidated the session".into());
             }
-            Some(DISPATCH) => dispatch(channels, name, &payload, session).await,
+            Some(DISPATCH) => {
+                // The sequence moves on only past what was handed on: a dispatch that was not
+                // is replayed by Discord when the session is resumed.
+                dispatch(channels, name, &payload, session).await?;
+                if let Some(sequence) = payload["s"].as_u64() {
+                    session.sequence = Some(sequence);
+                }
+            }
             _ => {}
         }
     }
 }
 
-async fn dispatch(channels: &Channels, name: &str, payload: &Value, session: &mut Session) {
+async fn dispatch(
+    channels: &Channels,
+    name: &str,
+    payload: &Value,
+    session: &mut Session,
+) -> Result<(), String> {
     match payload["t"].as_str() {
         Some("READY") => {
             session.id = payload["d"]["session_id"].as_str().map(str::to_owned);
@@ -209,19 +279,16 @@ async fn dispatch(channels: &Channels, name: &str, payload: &Value, session: &mu
                 .iter()
                 .map(|id| ("x-databot-bot-user".to_owned(), id.clone()))
                 .collect();
-            if let Err(problem) = channels
+            channels
                 .receive_from_connection(name, headers, payload.to_string().into_bytes())
                 .await
-            {
-                report(
-                    channels,
-                    name,
-                    format!("a message was not handed on: {problem}"),
-                );
-            }
+                .map_err(|problem| {
+                    format!("a message was not handed on ({problem}); resuming to get it again")
+                })?;
         }
         _ => {}
     }
+    Ok(())
 }
 
 async fn next_json(socket: &mut host_http::HostWebSocket) -> Result<Value, String> {

@@ -17,6 +17,8 @@ use super::Channels;
 
 /// Longest wait between two attempts to reconnect.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// A connection that lived this long was healthy: the next reconnect starts from 1 s again.
+const HEALTHY: Duration = Duration::from_secs(30);
 
 /// Start a task for every channel whose settings name a connection; they end with `stop`.
 pub fn start(channels: &Arc<Channels>, stop: &CancellationToken) {
@@ -55,6 +57,17 @@ impl Backoff {
 
     fn reset(&mut self) {
         self.next = Duration::from_secs(1);
+    }
+
+    /// After a connection that ended without an error: reconnect at once when it lived long
+    /// enough to count as healthy, else wait like after an error (a platform that keeps
+    /// closing at once must not get a reconnect storm). False when stopped.
+    async fn after_session(&mut self, lived: Duration, stop: &CancellationToken) -> bool {
+        if lived >= HEALTHY {
+            self.reset();
+            return !stop.is_cancelled();
+        }
+        self.wait(stop).await
     }
 
     /// Wait the current delay (or until `stop`); false when stopped.

@@ -14,6 +14,11 @@ use crate::capabilities::host_http::{self, HostRequest};
 use crate::channels::Channels;
 use crate::config::SlackSocketMode;
 
+/// Our own pings keep a half-open connection from going unnoticed.
+const PING_EVERY: Duration = Duration::from_secs(30);
+/// With nothing heard for this long (not even a pong), the socket is given up.
+const SILENCE: Duration = Duration::from_secs(90);
+
 pub async fn run(
     channels: &Channels,
     name: &str,
@@ -24,8 +29,13 @@ pub async fn run(
     let token = settings.app_token.expose().to_owned();
     let mut backoff = Backoff::new();
     while !stop.is_cancelled() {
+        let started = std::time::Instant::now();
         match session(channels, name, &settings, allow_private, &stop).await {
-            Ok(()) => backoff.reset(),
+            Ok(()) => {
+                if !backoff.after_session(started.elapsed(), &stop).await {
+                    return;
+                }
+            }
             Err(problem) => {
                 report(channels, name, redact(&problem, &token));
                 if !backoff.wait(&stop).await {
@@ -79,14 +89,28 @@ async fn session(
     let mut socket = host_http::websocket(url, allow_private, Duration::from_secs(15))
         .await
         .map_err(|e| format!("opening the socket: {e:#}"))?;
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.tick().await;
+    let mut last_heard = std::time::Instant::now();
     loop {
         let frame = tokio::select! {
             frame = socket.next() => frame,
+            _ = ping.tick() => {
+                if last_heard.elapsed() > SILENCE {
+                    return Err("nothing heard on the socket for 90 s; reconnecting".into());
+                }
+                socket
+                    .send(Message::Ping(Vec::new().into()))
+                    .await
+                    .map_err(|e| format!("pinging the socket: {e}"))?;
+                continue;
+            }
             () = stop.cancelled() => {
                 let _ = socket.close(None).await;
                 return Ok(());
             }
         };
+        last_heard = std::time::Instant::now();
         let text = match frame {
             Some(Ok(Message::Text(text))) => text,
             Some(Ok(Message::Close(_))) | None => return Err("the socket closed".into()),

@@ -13,6 +13,11 @@ use crate::channels::Channels;
 use crate::config::TelegramPolling;
 
 const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
+/// Hand-offs of one update tried before it is skipped (reported, and confirmed to Telegram so
+/// the updates after it are not held up forever).
+const MAX_ATTEMPTS: u32 = 5;
+/// Most bytes of an error answer kept in the status and the log.
+const MAX_ERROR_BYTES: usize = 512;
 
 pub async fn run(
     channels: &Channels,
@@ -28,6 +33,7 @@ pub async fn run(
     );
     let mut offset: Option<i64> = None;
     let mut backoff = Backoff::new();
+    let mut failing: Option<(i64, u32)> = None;
     while !stop.is_cancelled() {
         let body = serde_json::json!({
             "offset": offset,
@@ -74,7 +80,12 @@ pub async fn run(
                     format!(
                         "getUpdates answered HTTP {}: {}",
                         response.status,
-                        redact(&String::from_utf8_lossy(&response.body), &token)
+                        redact(
+                            &String::from_utf8_lossy(
+                                &response.body[..response.body.len().min(MAX_ERROR_BYTES)]
+                            ),
+                            &token
+                        )
                     )
                 };
                 report(channels, name, problem);
@@ -95,7 +106,7 @@ pub async fn run(
                 continue;
             }
         };
-        backoff.reset();
+        let mut stalled = false;
         for update in updates {
             let Some(id) = update["update_id"].as_i64() else {
                 continue;
@@ -104,17 +115,43 @@ pub async fn run(
                 .receive_from_connection(name, Vec::new(), update.to_string().into_bytes())
                 .await
             {
-                Ok(()) => offset = Some(id + 1),
+                Ok(()) => {
+                    offset = Some(id + 1);
+                    failing = None;
+                }
                 Err(problem) => {
-                    // Not confirmed: the next poll gets it again.
+                    let attempts = match failing {
+                        Some((failed, attempts)) if failed == id => attempts + 1,
+                        _ => 1,
+                    };
+                    if attempts >= MAX_ATTEMPTS {
+                        report(
+                            channels,
+                            name,
+                            format!("update {id} skipped after {attempts} attempts: {problem}"),
+                        );
+                        offset = Some(id + 1);
+                        failing = None;
+                        continue;
+                    }
+                    // Not confirmed: the next poll, after a pause, gets it again.
                     report(
                         channels,
                         name,
                         format!("update {id} not handed on: {problem}"),
                     );
+                    failing = Some((id, attempts));
+                    stalled = true;
                     break;
                 }
             }
+        }
+        if stalled {
+            if !backoff.wait(&stop).await {
+                return;
+            }
+        } else {
+            backoff.reset();
         }
     }
 }
