@@ -81,6 +81,27 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// A string setting of the channel (`plugins.NAME.config.KEY`), or `default`.
+pub fn setting(key: &str, default: &str) -> String {
+    crate::config_value::<String>(key)
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| default.to_owned())
+}
+
+/// The base URL of the platform's API: the `api` setting or `default`, without a trailing `/`.
+pub fn api_base(default: &str) -> String {
+    setting("api", default).trim_end_matches('/').to_owned()
+}
+
+/// A string field of a JSON object.
+pub fn text_of(value: &serde_json::Value, key: &str) -> Option<String> {
+    value
+        .get(key)
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned)
+}
+
 /// Bytes from hexadecimal text (either case); `None` when it is not hex.
 pub fn decode_hex(text: &str) -> Option<Vec<u8>> {
     if !text.len().is_multiple_of(2) {

@@ -37,19 +37,6 @@ const DEFERRED: u64 = 5;
 /// The `LOADING` flag of a deferred response not yet edited.
 const LOADING_FLAG: u64 = 1 << 7;
 
-fn setting(key: &str, default: &str) -> String {
-    databot_sdk::config_value::<String>(key)
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| default.to_owned())
-}
-
-fn api_base() -> String {
-    setting("api", "https://discord.com/api/v10")
-        .trim_end_matches('/')
-        .to_owned()
-}
-
 fn verified(request: &InboundRequest) -> Result<bool, PluginError> {
     let (Some(signature), Some(timestamp)) = (
         channel::header(request, "x-signature-ed25519"),
@@ -63,14 +50,10 @@ fn verified(request: &InboundRequest) -> Result<bool, PluginError> {
     let mut message = timestamp.as_bytes().to_vec();
     message.extend_from_slice(&request.body);
     databot_sdk::verify::ed25519(
-        &setting("public_key_name", "public_key"),
+        &channel::setting("public_key_name", "public_key"),
         &message,
         &signature,
     )
-}
-
-fn text_of(value: &Value, key: &str) -> Option<String> {
-    value.get(key).and_then(Value::as_str).map(str::to_owned)
 }
 
 /// The words of a command: its options' values in order (sub-commands flattened).
@@ -90,7 +73,7 @@ fn command_text(data: &Value) -> String {
     let mut words = Vec::new();
     collect(data.get("options").unwrap_or(&Value::Null), &mut words);
     if words.is_empty() {
-        text_of(data, "name").unwrap_or_default()
+        channel::text_of(data, "name").unwrap_or_default()
     } else {
         words.join(" ")
     }
@@ -101,16 +84,20 @@ fn command_message(interaction: &Value) -> Option<InboundMessage> {
         .get("member")
         .and_then(|m| m.get("user"))
         .or_else(|| interaction.get("user"))?;
-    let guild = text_of(interaction, "guild_id");
+    let guild = channel::text_of(interaction, "guild_id");
     let data = interaction.get("data")?;
     Some(InboundMessage {
-        event_id: text_of(interaction, "id")?,
-        sender: text_of(user, "id")?,
-        sender_name: text_of(user, "global_name").or_else(|| text_of(user, "username")),
+        event_id: channel::text_of(interaction, "id")?,
+        sender: channel::text_of(user, "id")?,
+        sender_name: channel::text_of(user, "global_name")
+            .or_else(|| channel::text_of(user, "username")),
         from_bot: user.get("bot").and_then(Value::as_bool) == Some(true),
         not_a_message: false,
-        chat: text_of(interaction, "channel_id")
-            .or_else(|| interaction.get("channel").and_then(|c| text_of(c, "id")))?,
+        chat: channel::text_of(interaction, "channel_id").or_else(|| {
+            interaction
+                .get("channel")
+                .and_then(|c| channel::text_of(c, "id"))
+        })?,
         thread: None,
         addressed: if guild.is_some() {
             Addressed::Mention
@@ -122,8 +109,8 @@ fn command_message(interaction: &Value) -> Option<InboundMessage> {
         attachments: Vec::new(),
         reply_context: Some(format!(
             "interaction|{}|{}",
-            text_of(interaction, "application_id")?,
-            text_of(interaction, "token")?
+            channel::text_of(interaction, "application_id")?,
+            channel::text_of(interaction, "token")?
         )),
     })
 }
@@ -136,7 +123,7 @@ fn gateway_message(dispatch: &Value, bot: Option<&str>) -> Option<InboundMessage
     }
     let message = &dispatch["d"];
     let author = &message["author"];
-    let guild = text_of(message, "guild_id");
+    let guild = channel::text_of(message, "guild_id");
     let mentioned = bot.is_some_and(|bot| {
         message["mentions"]
             .as_array()
@@ -144,33 +131,34 @@ fn gateway_message(dispatch: &Value, bot: Option<&str>) -> Option<InboundMessage
             .flatten()
             .any(|m| m["id"].as_str() == Some(bot))
     });
-    let mut text = text_of(message, "content").unwrap_or_default();
+    let mut text = channel::text_of(message, "content").unwrap_or_default();
     if let Some(bot) = bot {
         text = text
             .replace(&format!("<@{bot}>"), "")
             .replace(&format!("<@!{bot}>"), "");
     }
-    let id = text_of(message, "id")?;
+    let id = channel::text_of(message, "id")?;
     let attachments = message["attachments"]
         .as_array()
         .into_iter()
         .flatten()
         .map(|a| channel::Attachment {
-            name: text_of(a, "filename").unwrap_or_default(),
-            mime_type: text_of(a, "content_type"),
+            name: channel::text_of(a, "filename").unwrap_or_default(),
+            mime_type: channel::text_of(a, "content_type"),
             size: a["size"].as_u64(),
-            url: text_of(a, "url"),
+            url: channel::text_of(a, "url"),
         })
         .collect();
     Some(InboundMessage {
         event_id: id.clone(),
-        sender: text_of(author, "id")?,
-        sender_name: text_of(author, "global_name").or_else(|| text_of(author, "username")),
+        sender: channel::text_of(author, "id")?,
+        sender_name: channel::text_of(author, "global_name")
+            .or_else(|| channel::text_of(author, "username")),
         from_bot: author["bot"].as_bool() == Some(true)
             || bot.is_some_and(|bot| author["id"].as_str() == Some(bot)),
         // Only plain messages and replies (types 0 and 19) are new messages.
         not_a_message: !matches!(message["type"].as_u64(), Some(0) | Some(19) | None),
-        chat: text_of(message, "channel_id")?,
+        chat: channel::text_of(message, "channel_id")?,
         thread: None,
         addressed: if guild.is_none() {
             Addressed::Direct
@@ -241,7 +229,10 @@ impl Channel for Discord {
             .unwrap_or_default();
         match context.as_slice() {
             ["interaction", app, token] => {
-                let webhook = format!("{}/webhooks/{app}/{token}", api_base());
+                let webhook = format!(
+                    "{}/webhooks/{app}/{token}",
+                    channel::api_base("https://discord.com/api/v10")
+                );
                 // The first part replaces the deferred "thinking" response; later ones follow.
                 let original = call("GET", &format!("{webhook}/messages/@original"), None)?;
                 let loading = original["flags"].as_u64().unwrap_or(0) & LOADING_FLAG != 0;
@@ -254,11 +245,15 @@ impl Channel for Discord {
                     return Ok(format!("webhook|{app}|{token}|@original"));
                 }
                 let posted = call("POST", &format!("{webhook}?wait=true"), Some(&content))?;
-                let id = text_of(&posted, "id").unwrap_or_default();
+                let id = channel::text_of(&posted, "id").unwrap_or_default();
                 Ok(format!("webhook|{app}|{token}|{id}"))
             }
             reply => {
-                let url = format!("{}/channels/{}/messages", api_base(), message.chat);
+                let url = format!(
+                    "{}/channels/{}/messages",
+                    channel::api_base("https://discord.com/api/v10"),
+                    message.chat
+                );
                 let mut content = content;
                 // A reply to the message answered (a Gateway message), the first part only
                 // matters to Discord, the rest read as a continuation.
@@ -267,7 +262,7 @@ impl Channel for Discord {
                         json!({"message_id": id, "fail_if_not_exists": false});
                 }
                 let posted = call("POST", &url, Some(&content))?;
-                let id = text_of(&posted, "id").ok_or_else(|| {
+                let id = channel::text_of(&posted, "id").ok_or_else(|| {
                     channel::failed(PluginError::Failed("Discord returned no message id".into()))
                 })?;
                 Ok(format!("channel|{}|{id}", message.chat))
@@ -283,9 +278,15 @@ impl Channel for Discord {
         let parts: Vec<&str> = handle.split('|').collect();
         let url = match parts.as_slice() {
             ["webhook", app, token, id] => {
-                format!("{}/webhooks/{app}/{token}/messages/{id}", api_base())
+                format!(
+                    "{}/webhooks/{app}/{token}/messages/{id}",
+                    channel::api_base("https://discord.com/api/v10")
+                )
             }
-            ["channel", chat, id] => format!("{}/channels/{chat}/messages/{id}", api_base()),
+            ["channel", chat, id] => format!(
+                "{}/channels/{chat}/messages/{id}",
+                channel::api_base("https://discord.com/api/v10")
+            ),
             _ => {
                 return Err(channel::failed(PluginError::InvalidInput(format!(
                     "not a Discord message handle: {handle}"
@@ -297,7 +298,15 @@ impl Channel for Discord {
 
     fn check_health() -> databot_sdk::Health {
         http::health_from(
-            call("GET", &format!("{}/users/@me", api_base()), None).map_err(|e| match e {
+            call(
+                "GET",
+                &format!(
+                    "{}/users/@me",
+                    channel::api_base("https://discord.com/api/v10")
+                ),
+                None,
+            )
+            .map_err(|e| match e {
                 SendError::Failed(error) => error,
                 SendError::RateLimited(ms) => {
                     PluginError::Unavailable(format!("rate limited for {ms} ms"))

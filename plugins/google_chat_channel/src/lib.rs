@@ -29,30 +29,13 @@ databot_sdk::manifest! {
     capabilities: ["http", "verify", "config"],
 }
 
-fn setting(key: &str, default: &str) -> String {
-    databot_sdk::config_value::<String>(key)
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| default.to_owned())
-}
-
-fn api_base() -> String {
-    setting("api", "https://chat.googleapis.com")
-        .trim_end_matches('/')
-        .to_owned()
-}
-
 fn verified(request: &InboundRequest) -> Result<bool, PluginError> {
     let Some(token) =
         channel::header(request, "authorization").and_then(|value| value.strip_prefix("Bearer "))
     else {
         return Ok(false);
     };
-    Ok(databot_sdk::verify::jwt(&setting("jwt_key", "google"), token.trim())?.is_some())
-}
-
-fn text_of(value: &Value, key: &str) -> Option<String> {
-    value.get(key).and_then(Value::as_str).map(str::to_owned)
+    Ok(databot_sdk::verify::jwt(&channel::setting("jwt_key", "google"), token.trim())?.is_some())
 }
 
 fn event_message(event: &Value) -> Option<InboundMessage> {
@@ -67,27 +50,27 @@ fn event_message(event: &Value) -> Option<InboundMessage> {
         || space["spaceType"].as_str() == Some("DIRECT_MESSAGE")
         || space["singleUserBotDm"].as_bool() == Some(true);
     let sender = &message["sender"];
-    let text = text_of(message, "argumentText")
-        .or_else(|| text_of(message, "text"))
+    let text = channel::text_of(message, "argumentText")
+        .or_else(|| channel::text_of(message, "text"))
         .unwrap_or_default();
     let attachments = message["attachment"]
         .as_array()
         .into_iter()
         .flatten()
         .map(|a| channel::Attachment {
-            name: text_of(a, "contentName").unwrap_or_default(),
-            mime_type: text_of(a, "contentType"),
+            name: channel::text_of(a, "contentName").unwrap_or_default(),
+            mime_type: channel::text_of(a, "contentType"),
             size: None,
-            url: text_of(a, "downloadUri"),
+            url: channel::text_of(a, "downloadUri"),
         })
         .collect();
     Some(InboundMessage {
-        event_id: text_of(message, "name")?,
-        sender: text_of(sender, "name")?,
-        sender_name: text_of(sender, "displayName"),
+        event_id: channel::text_of(message, "name")?,
+        sender: channel::text_of(sender, "name")?,
+        sender_name: channel::text_of(sender, "displayName"),
         from_bot: sender["type"].as_str() == Some("BOT"),
         not_a_message: kind != "MESSAGE",
-        chat: text_of(space, "name")?,
+        chat: channel::text_of(space, "name")?,
         thread: if direct {
             None
         } else {
@@ -130,7 +113,11 @@ impl Channel for GoogleChat {
 
     fn send(message: Outgoing) -> Result<String, SendError> {
         let mut body = json!({ "text": render(&message.text, Dialect::Slack) });
-        let mut url = format!("{}/v1/{}/messages", api_base(), message.chat);
+        let mut url = format!(
+            "{}/v1/{}/messages",
+            channel::api_base("https://chat.googleapis.com"),
+            message.chat
+        );
         if let Some(thread) = &message.thread {
             body["thread"] = json!({ "name": thread });
             url.push_str("?messageReplyOption=REPLY_MESSAGE_FALLBACK_TO_NEW_THREAD");
@@ -138,7 +125,7 @@ impl Channel for GoogleChat {
         let response = http::send(&Request::post_json(url, &body)).map_err(channel::failed)?;
         let bytes = channel::check_status(response, "spaces.messages.create")?;
         let created: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        text_of(&created, "name").ok_or_else(|| {
+        channel::text_of(&created, "name").ok_or_else(|| {
             channel::failed(PluginError::Failed(
                 "spaces.messages.create returned no message name".into(),
             ))
@@ -151,7 +138,10 @@ impl Channel for GoogleChat {
                 "not a Google Chat message name: {handle}"
             ))));
         }
-        let url = format!("{}/v1/{handle}?updateMask=text", api_base());
+        let url = format!(
+            "{}/v1/{handle}?updateMask=text",
+            channel::api_base("https://chat.googleapis.com")
+        );
         let mut request = Request::post_json(
             url,
             &json!({ "text": render(&message.text, Dialect::Slack) }),

@@ -30,22 +30,6 @@ databot_sdk::manifest! {
 /// Slack's signature window, as its SDKs check it.
 const MAX_AGE_SECONDS: i64 = 300;
 
-fn api_base() -> String {
-    databot_sdk::config_value::<String>("api")
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| "https://slack.com/api".to_owned())
-        .trim_end_matches('/')
-        .to_owned()
-}
-
-fn signing_key() -> String {
-    databot_sdk::config_value::<String>("signing_key")
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| "signing_secret".to_owned())
-}
-
 /// Is the request signed by Slack within the window? (The host records a passed check.)
 fn verified(request: &InboundRequest) -> Result<bool, PluginError> {
     let (Some(timestamp), Some(signature)) = (
@@ -68,11 +52,11 @@ fn verified(request: &InboundRequest) -> Result<bool, PluginError> {
     };
     let mut message = format!("v0:{timestamp}:").into_bytes();
     message.extend_from_slice(&request.body);
-    databot_sdk::verify::hmac_sha256(&signing_key(), &message, &mac)
-}
-
-fn text_of(value: &Value, key: &str) -> Option<String> {
-    value.get(key).and_then(Value::as_str).map(str::to_owned)
+    databot_sdk::verify::hmac_sha256(
+        &channel::setting("signing_key", "signing_secret"),
+        &message,
+        &mac,
+    )
 }
 
 /// `<@U123>` mentions of the bot removed from a message's text.
@@ -89,10 +73,10 @@ fn event_message(payload: &Value) -> Option<InboundMessage> {
     let bot_user = payload
         .get("authorizations")
         .and_then(|a| a.get(0))
-        .and_then(|a| text_of(a, "user_id"));
-    let text = text_of(event, "text").unwrap_or_default();
-    let channel_type = text_of(event, "channel_type");
-    let subtype = text_of(event, "subtype");
+        .and_then(|a| channel::text_of(a, "user_id"));
+    let text = channel::text_of(event, "text").unwrap_or_default();
+    let channel_type = channel::text_of(event, "channel_type");
+    let subtype = channel::text_of(event, "subtype");
     let direct = channel_type.as_deref() == Some("im");
     let addressed = match kind {
         "app_mention" => Addressed::Mention,
@@ -105,7 +89,7 @@ fn event_message(payload: &Value) -> Option<InboundMessage> {
         .is_some_and(|bot| text.contains(&format!("<@{bot}>")));
     // Slack sends a mention as `app_mention` and again as `message`: one is enough.
     let duplicate_of_mention = kind == "message" && !direct && mentions_bot;
-    let sender = text_of(event, "user").unwrap_or_default();
+    let sender = channel::text_of(event, "user").unwrap_or_default();
     let from_bot = event.get("bot_id").is_some()
         || subtype.as_deref() == Some("bot_message")
         || bot_user.as_deref().is_some_and(|bot| bot == sender);
@@ -113,8 +97,8 @@ fn event_message(payload: &Value) -> Option<InboundMessage> {
         || subtype
             .as_deref()
             .is_some_and(|s| s != "file_share" && s != "thread_broadcast");
-    let ts = text_of(event, "ts");
-    let thread = text_of(event, "thread_ts").or(if direct { None } else { ts.clone() });
+    let ts = channel::text_of(event, "ts");
+    let thread = channel::text_of(event, "thread_ts").or(if direct { None } else { ts.clone() });
     let attachments = event
         .get("files")
         .and_then(Value::as_array)
@@ -122,27 +106,27 @@ fn event_message(payload: &Value) -> Option<InboundMessage> {
             files
                 .iter()
                 .map(|file| Attachment {
-                    name: text_of(file, "name").unwrap_or_default(),
-                    mime_type: text_of(file, "mimetype"),
+                    name: channel::text_of(file, "name").unwrap_or_default(),
+                    mime_type: channel::text_of(file, "mimetype"),
                     size: file.get("size").and_then(Value::as_u64),
-                    url: text_of(file, "url_private"),
+                    url: channel::text_of(file, "url_private"),
                 })
                 .collect()
         })
         .unwrap_or_default();
     Some(InboundMessage {
-        event_id: text_of(payload, "event_id")?,
+        event_id: channel::text_of(payload, "event_id")?,
         sender,
         sender_name: None,
         from_bot,
         not_a_message,
-        chat: text_of(event, "channel")?,
+        chat: channel::text_of(event, "channel")?,
         thread,
         // The sender's own workspace: in a channel shared with another organisation (Slack
         // Connect) that is `user_team`, not the team the app is installed in.
-        workspace: text_of(event, "user_team")
-            .or_else(|| text_of(payload, "team_id"))
-            .or_else(|| text_of(event, "team")),
+        workspace: channel::text_of(event, "user_team")
+            .or_else(|| channel::text_of(payload, "team_id"))
+            .or_else(|| channel::text_of(event, "team")),
         addressed,
         text: without_mention(&text, bot_user.as_deref()),
         attachments,
@@ -214,7 +198,7 @@ impl Channel for Slack {
         let payload = channel::json_body(&request)?;
         match payload.get("type").and_then(Value::as_str) {
             Some("url_verification") => {
-                let challenge = text_of(&payload, "challenge").unwrap_or_default();
+                let challenge = channel::text_of(&payload, "challenge").unwrap_or_default();
                 Ok(Received {
                     response: Some(channel::respond_json(
                         200,
@@ -262,7 +246,7 @@ impl Channel for Slack {
             body["thread_ts"] = json!(thread);
         }
         let answer = call("chat.postMessage", &body)?;
-        let ts = text_of(&answer, "ts").ok_or_else(|| {
+        let ts = channel::text_of(&answer, "ts").ok_or_else(|| {
             channel::failed(PluginError::Failed(
                 "chat.postMessage returned no ts".into(),
             ))
@@ -302,7 +286,10 @@ impl Channel for Slack {
 
 /// One Web API call; Slack answers HTTP 200 with `"ok": false` for most errors.
 fn call(method: &str, body: &Value) -> Result<Value, SendError> {
-    let request = Request::post_json(format!("{}/{method}", api_base()), body);
+    let request = Request::post_json(
+        format!("{}/{method}", channel::api_base("https://slack.com/api")),
+        body,
+    );
     let response = http::send(&request).map_err(channel::failed)?;
     let bytes = channel::check_status(response, method)?;
     let answer: Value = serde_json::from_slice(&bytes).map_err(|e| {
@@ -313,7 +300,7 @@ fn call(method: &str, body: &Value) -> Result<Value, SendError> {
     if answer.get("ok").and_then(Value::as_bool) == Some(true) {
         return Ok(answer);
     }
-    let error = text_of(&answer, "error").unwrap_or_else(|| "unknown error".into());
+    let error = channel::text_of(&answer, "error").unwrap_or_else(|| "unknown error".into());
     if error == "ratelimited" {
         return Err(SendError::RateLimited(1000));
     }

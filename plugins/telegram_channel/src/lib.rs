@@ -30,31 +30,14 @@ databot_sdk::manifest! {
     capabilities: ["http", "verify", "config"],
 }
 
-fn setting(key: &str, default: &str) -> String {
-    databot_sdk::config_value::<String>(key)
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| default.to_owned())
-}
-
-fn api_base() -> String {
-    setting("api", "https://api.telegram.org")
-        .trim_end_matches('/')
-        .to_owned()
-}
-
 fn verified(request: &InboundRequest) -> Result<bool, PluginError> {
     match channel::header(request, "x-telegram-bot-api-secret-token") {
         Some(token) => databot_sdk::verify::secret_equals(
-            &setting("secret_key", "secret_token"),
+            &channel::setting("secret_key", "secret_token"),
             token.as_bytes(),
         ),
         None => Ok(false),
     }
-}
-
-fn text_of(value: &Value, key: &str) -> Option<String> {
-    value.get(key).and_then(Value::as_str).map(str::to_owned)
 }
 
 fn id_of(value: &Value, key: &str) -> Option<String> {
@@ -83,9 +66,9 @@ fn inbound(update: &Value) -> Option<InboundMessage> {
     let (message, new) = update_message(update)?;
     let chat = message.get("chat")?;
     let from = message.get("from").cloned().unwrap_or(Value::Null);
-    let bot = setting("bot_username", "");
-    let text = text_of(message, "text")
-        .or_else(|| text_of(message, "caption"))
+    let bot = channel::setting("bot_username", "");
+    let text = channel::text_of(message, "text")
+        .or_else(|| channel::text_of(message, "caption"))
         .unwrap_or_default();
     let private = chat.get("type").and_then(Value::as_str) == Some("private");
     let mention = find_mention(&text, &bot).is_some();
@@ -96,7 +79,7 @@ fn inbound(update: &Value) -> Option<InboundMessage> {
         .is_some_and(|f| {
             f.get("is_bot").and_then(Value::as_bool) == Some(true)
                 && !bot.is_empty()
-                && text_of(f, "username").is_some_and(|u| u.eq_ignore_ascii_case(&bot))
+                && channel::text_of(f, "username").is_some_and(|u| u.eq_ignore_ascii_case(&bot))
         });
     let addressed = if private {
         Addressed::Direct
@@ -108,11 +91,14 @@ fn inbound(update: &Value) -> Option<InboundMessage> {
     let service = message.get("new_chat_members").is_some()
         || message.get("left_chat_member").is_some()
         || message.get("pinned_message").is_some();
-    let name = [text_of(&from, "first_name"), text_of(&from, "last_name")]
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>()
-        .join(" ");
+    let name = [
+        channel::text_of(&from, "first_name"),
+        channel::text_of(&from, "last_name"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>()
+    .join(" ");
     let cleaned = if bot.is_empty() {
         text.trim().to_owned()
     } else {
@@ -124,8 +110,8 @@ fn inbound(update: &Value) -> Option<InboundMessage> {
             let item = message.get(*kind)?;
             let item = item.as_array().and_then(|a| a.last()).unwrap_or(item);
             Some(channel::Attachment {
-                name: text_of(item, "file_name").unwrap_or_else(|| (*kind).to_owned()),
-                mime_type: text_of(item, "mime_type"),
+                name: channel::text_of(item, "file_name").unwrap_or_else(|| (*kind).to_owned()),
+                mime_type: channel::text_of(item, "mime_type"),
                 size: item.get("file_size").and_then(Value::as_u64),
                 url: None,
             })
@@ -136,7 +122,7 @@ fn inbound(update: &Value) -> Option<InboundMessage> {
         sender: id_of(&from, "id").unwrap_or_default(),
         sender_name: (!name.is_empty())
             .then_some(name)
-            .or_else(|| text_of(&from, "username")),
+            .or_else(|| channel::text_of(&from, "username")),
         from_bot: from.get("is_bot").and_then(Value::as_bool) == Some(true),
         not_a_message: !new || service,
         chat: id_of(chat, "id")?,
@@ -271,7 +257,10 @@ impl Channel for Telegram {
 /// One Bot API call: `{"ok": true, "result": ...}`, or the error Telegram described; a 429's
 /// wait comes from `parameters.retry_after` (or `Retry-After`).
 fn call(method: &str, body: &Value) -> Result<Value, SendError> {
-    let request = Request::post_json(format!("{}/{method}", api_base()), body);
+    let request = Request::post_json(
+        format!("{}/{method}", channel::api_base("https://api.telegram.org")),
+        body,
+    );
     let response = http::send(&request).map_err(channel::failed)?;
     let status = response.status;
     let header_wait = http::retry_after(&response);
@@ -290,7 +279,8 @@ fn call(method: &str, body: &Value) -> Result<Value, SendError> {
     if answer.get("ok").and_then(Value::as_bool) == Some(true) {
         return Ok(answer.get("result").cloned().unwrap_or(Value::Null));
     }
-    let description = text_of(&answer, "description").unwrap_or_else(|| format!("HTTP {status}"));
+    let description =
+        channel::text_of(&answer, "description").unwrap_or_else(|| format!("HTTP {status}"));
     Err(channel::failed(PluginError::Failed(format!(
         "Telegram {method} failed: {description}"
     ))))

@@ -29,17 +29,6 @@ databot_sdk::manifest! {
     capabilities: ["http", "verify", "config"],
 }
 
-fn setting(key: &str, default: &str) -> String {
-    databot_sdk::config_value::<String>(key)
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| default.to_owned())
-}
-
-fn text_of(value: &Value, key: &str) -> Option<String> {
-    value.get(key).and_then(Value::as_str).map(str::to_owned)
-}
-
 /// The verify-token handshake: the challenge to echo when the token is right.
 fn handshake(request: &InboundRequest) -> Result<Option<String>, PluginError> {
     if channel::query_param(request, "hub.mode").as_deref() != Some("subscribe") {
@@ -51,7 +40,7 @@ fn handshake(request: &InboundRequest) -> Result<Option<String>, PluginError> {
     ) else {
         return Ok(None);
     };
-    let key = setting("verify_token_key", "verify_token");
+    let key = channel::setting("verify_token_key", "verify_token");
     Ok(databot_sdk::verify::secret_equals(&key, token.as_bytes())?.then_some(challenge))
 }
 
@@ -62,7 +51,7 @@ fn signed(request: &InboundRequest) -> Result<bool, PluginError> {
     else {
         return Ok(false);
     };
-    let key = setting("app_secret_key", "app_secret");
+    let key = channel::setting("app_secret_key", "app_secret");
     databot_sdk::verify::hmac_sha256(&key, &request.body, &mac)
 }
 
@@ -80,17 +69,19 @@ fn messages(payload: &Value) -> Vec<InboundMessage> {
                 .flatten()
                 .filter_map(|c| {
                     Some((
-                        text_of(c, "wa_id")?,
+                        channel::text_of(c, "wa_id")?,
                         c["profile"]["name"].as_str()?.to_owned(),
                     ))
                 })
                 .collect();
             for message in value["messages"].as_array().into_iter().flatten() {
-                let (Some(id), Some(from)) = (text_of(message, "id"), text_of(message, "from"))
-                else {
+                let (Some(id), Some(from)) = (
+                    channel::text_of(message, "id"),
+                    channel::text_of(message, "from"),
+                ) else {
                     continue;
                 };
-                let kind = text_of(message, "type").unwrap_or_default();
+                let kind = channel::text_of(message, "type").unwrap_or_default();
                 let text = match kind.as_str() {
                     "text" => message["text"]["body"]
                         .as_str()
@@ -115,8 +106,9 @@ fn messages(payload: &Value) -> Vec<InboundMessage> {
                     .filter_map(|media| {
                         let item = message.get(*media)?;
                         Some(channel::Attachment {
-                            name: text_of(item, "filename").unwrap_or_else(|| (*media).to_owned()),
-                            mime_type: text_of(item, "mime_type"),
+                            name: channel::text_of(item, "filename")
+                                .unwrap_or_else(|| (*media).to_owned()),
+                            mime_type: channel::text_of(item, "mime_type"),
                             size: None,
                             url: None,
                         })
@@ -187,7 +179,7 @@ impl Channel for WhatsApp {
             })?;
         let url = format!(
             "{}/{phone_number_id}/messages",
-            setting("api", "https://graph.facebook.com/v21.0").trim_end_matches('/')
+            channel::api_base("https://graph.facebook.com/v21.0")
         );
         let body = json!({
             "messaging_product": "whatsapp",
