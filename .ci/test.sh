@@ -4,6 +4,13 @@
 set -eu
 cd "$(dirname "$0")/.."
 
+# A cold run writes about 25 GB of build artifacts (host, guests, tests); say so up front
+# rather than failing half-way with "No space left on device".
+free_kb=$(df -Pk . | awk 'NR == 2 { print $4 }')
+if [ "${free_kb:-0}" -lt $((30 * 1024 * 1024)) ]; then
+  echo "warning: only $((free_kb / 1024 / 1024)) GiB free here; a cold test run needs about 30 GiB" >&2
+fi
+
 # The pinned toolchain and the guest target (rustup's auto-install may be off).
 toolchain=$(sed -n 's/^channel = "\(.*\)"/\1/p' rust-toolchain.toml)
 rustup toolchain install "$toolchain" --profile minimal --component rustfmt,clippy --target wasm32-wasip2 >/dev/null

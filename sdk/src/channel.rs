@@ -181,6 +181,46 @@ pub fn failed(error: PluginError) -> SendError {
     SendError::Failed(error)
 }
 
+/// A health answer from a probe made with the plugin's send path (`auth.test`, `getMe`): a
+/// rate limit means the platform is there but busy.
+pub fn health_from_send<T>(probe: Result<T, SendError>, healthy: &str) -> crate::Health {
+    crate::http::health_from(
+        probe.map_err(|error| match error {
+            SendError::Failed(error) => error,
+            SendError::RateLimited(ms) => {
+                PluginError::Unavailable(format!("rate limited for {ms} ms"))
+            }
+        }),
+        healthy,
+    )
+}
+
+/// Where a platform keeps an attachment's metadata in its JSON object.
+pub struct AttachmentFields<'a> {
+    pub name: &'a str,
+    pub mime_type: &'a str,
+    pub size: Option<&'a str>,
+    pub url: Option<&'a str>,
+}
+
+/// An attachment's metadata read from `item` (the file itself is never fetched); `fallback`
+/// names it when the platform gives no name.
+pub fn attachment(
+    item: &serde_json::Value,
+    fields: &AttachmentFields,
+    fallback: &str,
+) -> Attachment {
+    Attachment {
+        name: text_of(item, fields.name).unwrap_or_else(|| fallback.to_owned()),
+        mime_type: text_of(item, fields.mime_type),
+        size: fields
+            .size
+            .and_then(|key| item.get(key))
+            .and_then(serde_json::Value::as_u64),
+        url: fields.url.and_then(|key| text_of(item, key)),
+    }
+}
+
 #[doc(hidden)]
 pub mod __private {
     pub use crate::worlds::channel::exports::databot::plugin::chat_channel::Guest;

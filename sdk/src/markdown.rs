@@ -40,11 +40,13 @@ fn escape(dialect: Dialect, text: &str, out: &mut String) {
         }
         Dialect::WhatsApp => out.push_str(text),
         Dialect::Discord => {
-            // A model's text must never ping a whole server.
+            // A model's text must never ping a whole server (the plugin also sends
+            // `allowed_mentions: {parse: []}`). The full-width at sign is one UTF-16 unit like
+            // `@`, so defusing never lengthens a message past the limit the host split it to.
             out.push_str(
                 &text
-                    .replace("@everyone", "@\u{200b}everyone")
-                    .replace("@here", "@\u{200b}here"),
+                    .replace("@everyone", "\u{ff20}everyone")
+                    .replace("@here", "\u{ff20}here"),
             );
         }
     }
@@ -320,11 +322,11 @@ mod tests {
         );
         assert_eq!(
             render("hey @everyone and @here", Dialect::Discord),
-            "hey @\u{200b}everyone and @\u{200b}here"
+            "hey \u{ff20}everyone and \u{ff20}here"
         );
         assert_eq!(
             render("# @everyone", Dialect::Discord),
-            "# @\u{200b}everyone"
+            "# \u{ff20}everyone"
         );
     }
 

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use databot_e2e::chat_platforms::{
-    deliver, eventually, fake_provider, fake_slack, requests_to, slack_headers, slack_mention,
-    unix_now,
+    deliver, eventually, fake_provider, fake_slack, requests_to, slack_config, slack_headers,
+    slack_mention, unix_now,
 };
 use databot_e2e::served::ServedDatabot;
 use databot_e2e::{ScriptedResponse, serve_scripted};
@@ -21,22 +21,7 @@ use databot_e2e::{ScriptedResponse, serve_scripted};
 const SECRET: &str = "bench-signing-secret";
 
 fn slack_yaml(slack_port: u16) -> String {
-    format!(
-        r#"  slack:
-    permissions:
-      http:
-        allow: ["127.0.0.1:{slack_port}"]
-        allow_private: true
-        secrets:
-          - {{ host: "http://127.0.0.1:{slack_port}", header: authorization, value: "Bearer xoxb-bench" }}
-      verify:
-        signing_secret: {{ secret: "{SECRET}" }}
-    config:
-      api: "http://127.0.0.1:{slack_port}/api"
-    channel:
-      allow_users: [U1]
-"#
-    )
+    slack_config(slack_port, SECRET, "", "")
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {

@@ -51,8 +51,8 @@ pub fn slack_mention(event_id: &str, user: &str, channel: &str, ts: &str, text: 
     .to_string()
 }
 
-/// A Slack Web API on loopback: `chat.postMessage` answers a new `ts` each time,
-/// `chat.update` and `auth.test` answer ok. `script` may replace an answer (to send a 429):
+/// A Slack Web API on loopback: `chat.postMessage` and `chat.startStream` answer a new `ts`
+/// each time, everything else (`chat.update`, `chat.appendStream`, `auth.test`, ...) ok. `script` may replace an answer (to send a 429):
 /// it gets the request and its index and returns `Some` to answer otherwise.
 pub async fn fake_slack(
     script: impl Fn(&SeenRequest, usize) -> Option<ScriptedResponse> + Send + Sync + 'static,
@@ -61,7 +61,9 @@ pub async fn fake_slack(
         if let Some(answer) = script(request, index) {
             return answer;
         }
-        let body = if request.path.ends_with("/chat.postMessage") {
+        let body = if request.path.ends_with("/chat.postMessage")
+            || request.path.ends_with("/chat.startStream")
+        {
             serde_json::json!({"ok": true, "channel": "C1", "ts": format!("1700000000.{index:06}")})
         } else {
             serde_json::json!({"ok": true})
@@ -97,6 +99,38 @@ pub async fn fake_provider(text: &'static str, pieces: usize, pause: std::time::
     })
     .await;
     port
+}
+
+/// The `slack` section (under `plugins:`) for a fake Slack on `slack_port`: the bot token
+/// `xoxb-test-token` injected by the host for that origin only, egress to any loopback port
+/// (a slash command's `response_url` lives elsewhere), webhooks verified under `secret`, `U1`
+/// allowed;
+/// `permissions_extra` and `channel_extra` add lines to its `permissions:` and `channel:`
+/// blocks (indented six spaces).
+pub fn slack_config(
+    slack_port: u16,
+    secret: &str,
+    permissions_extra: &str,
+    channel_extra: &str,
+) -> String {
+    format!(
+        r#"  slack:
+    permissions:
+{permissions_extra}
+      http:
+        allow: ["127.0.0.1"]
+        allow_private: true
+        secrets:
+          - {{ host: "http://127.0.0.1:{slack_port}", header: authorization, value: "Bearer xoxb-test-token" }}
+      verify:
+        signing_secret: {{ secret: "{secret}" }}
+    config:
+      api: "http://127.0.0.1:{slack_port}/api"
+    channel:
+      allow_users: [U1]
+{channel_extra}
+"#
+    )
 }
 
 /// The config section of the `openai` provider talking to `fake_provider` on `port`.

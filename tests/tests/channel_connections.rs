@@ -161,16 +161,20 @@ async fn slack_socket_mode_acknowledges_envelopes_and_reconnects_on_disconnect()
 async fn the_discord_gateway_identifies_heartbeats_and_resumes_after_a_drop() {
     let provider = fake_provider("gateway answer", 1, Duration::ZERO).await;
     let greetings = Arc::new(Mutex::new(Vec::<serde_json::Value>::new()));
+    let greeted_at = Arc::new(Mutex::new(Vec::<std::time::Instant>::new()));
+    let greeting_times = greeted_at.clone();
     let heartbeats = Arc::new(Mutex::new(0usize));
     let own_port = Arc::new(std::sync::atomic::AtomicU16::new(0));
     let (recorded, beats, resume_port) = (greetings.clone(), heartbeats.clone(), own_port.clone());
     let gateway_port = websocket_server(move |mut socket, index| {
         let (greetings, heartbeats) = (recorded.clone(), beats.clone());
+        let greeting_times = greeting_times.clone();
         let resume = format!("ws://127.0.0.1:{}", resume_port.load(std::sync::atomic::Ordering::SeqCst));
         async move {
             send_json(&mut socket, json!({"op": 10, "d": {"heartbeat_interval": 150}})).await;
             let Some(greeting) = next_json(&mut socket).await else { return };
             greetings.lock().unwrap().push(greeting);
+            greeting_times.lock().unwrap().push(std::time::Instant::now());
             let message = |seq: u64, id: &str| json!({"op": 0, "s": seq, "t": "MESSAGE_CREATE", "d": {
                 "id": id, "type": 0, "channel_id": "CH1", "guild_id": "G1", "content": "<@BOT> status?",
                 "author": {"id": "U7", "username": "ada"}, "mentions": [{"id": "BOT"}],
@@ -200,9 +204,11 @@ async fn the_discord_gateway_identifies_heartbeats_and_resumes_after_a_drop() {
     own_port.store(gateway_port, std::sync::atomic::Ordering::SeqCst);
     let (api, seen) = serve_scripted(move |request, _| {
         if request.path.ends_with("/gateway/bot") {
+            // The day's session starts are used up: no Identify before the reset.
             return ScriptedResponse::json(
                 200,
-                json!({"url": format!("ws://127.0.0.1:{gateway_port}")}),
+                json!({"url": format!("ws://127.0.0.1:{gateway_port}"), "shards": 1,
+                    "session_start_limit": {"total": 1000, "remaining": 0, "reset_after": 800, "max_concurrency": 1}}),
             );
         }
         ScriptedResponse::json(200, json!({"id": "R1"}))
@@ -241,6 +247,13 @@ async fn the_discord_gateway_identifies_heartbeats_and_resumes_after_a_drop() {
     assert_eq!(posts[0].json()["content"], "gateway answer");
     let greetings = greetings.lock().unwrap().clone();
     assert_eq!(greetings[0]["op"], 2, "first an Identify");
+    let asked = requests_to(&seen, "/gateway/bot")[0].received_at;
+    let identified = greeted_at.lock().unwrap()[0];
+    assert!(
+        identified.duration_since(asked) >= Duration::from_millis(800),
+        "identified {:?} after learning the budget was used up",
+        identified.duration_since(asked)
+    );
     assert_eq!(greetings[0]["d"]["token"], "discord-gateway-token");
     assert_eq!(greetings[1]["op"], 6, "then a Resume");
     assert_eq!(greetings[1]["d"]["session_id"], "S1");

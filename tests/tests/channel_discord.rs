@@ -114,7 +114,7 @@ async fn interactions_are_verified_deferred_and_answered_through_the_webhook() {
         .unwrap();
     assert_eq!(edit.path, "/api/v10/webhooks/A1/tok1/messages/@original");
     let body = edit.json();
-    assert_eq!(body["content"], "Ping @\u{200b}everyone: **done**");
+    assert_eq!(body["content"], "Ping \u{ff20}everyone: **done**");
     assert_eq!(body["allowed_mentions"], json!({"parse": []}));
 
     // Discord does not retry interactions, but a replay of the same one is answered once.

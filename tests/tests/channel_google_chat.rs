@@ -21,7 +21,7 @@ async fn google_signed_events_are_answered_in_their_thread_with_a_minted_token()
     let (other_key, _) = rsa_key();
     let (account_key, account_pem) = rsa_key();
     let key_set = jwks(&google_key, "g1");
-    let (keys_port, _) =
+    let (keys_port, keys_seen) =
         serve_scripted(move |_, _| ScriptedResponse::json(200, key_set.clone())).await;
     let (token_port, token_seen) = serve_scripted(|_, _| {
         ScriptedResponse::json(200, json!({"access_token": "ya29.minted-token", "expires_in": 3600, "token_type": "Bearer"}))
@@ -89,7 +89,8 @@ async fn google_signed_events_are_answered_in_their_thread_with_a_minted_token()
             ("authorization".to_owned(), format!("Bearer {token}")),
         ]
     };
-    for (token, what) in [
+    // All at once, on a cold cache: the key set is fetched once (single flight).
+    let refused = [
         (
             jwt_rs256(&google_key, "g1", &claims("999", now + 600)),
             "wrong audience",
@@ -102,17 +103,21 @@ async fn google_signed_events_are_answered_in_their_thread_with_a_minted_token()
             jwt_rs256(&google_key, "g1", &claims(PROJECT, now - 120)),
             "expired",
         ),
-    ] {
-        let (status, _) = deliver(
-            gateway,
-            "POST",
-            "/channels/google_chat",
-            &bearer(token),
-            &event,
-        )
-        .await;
+    ];
+    let statuses = futures::future::join_all(refused.iter().map(|(token, what)| {
+        let headers = bearer(token.clone());
+        let event = &event;
+        async move {
+            let (status, _) =
+                deliver(gateway, "POST", "/channels/google_chat", &headers, event).await;
+            (status, *what)
+        }
+    }))
+    .await;
+    for (status, what) in statuses {
         assert_eq!(status, 401, "{what}");
     }
+    assert_eq!(keys_seen.all().len(), 1, "one fetch of the key set");
     let good = jwt_rs256(&google_key, "g1", &claims(PROJECT, now + 600));
     let (status, body) = deliver(
         gateway,

@@ -7,35 +7,16 @@
 
 use std::time::{Duration, Instant};
 
-use databot_e2e::chat_platforms::{fake_slack, slack_headers, slack_mention, unix_now};
-use databot_e2e::{ScriptedResponse, SeenRequest, TestHost, http_call, serve_scripted};
+use databot_e2e::chat_platforms::{
+    eventually, fake_provider, fake_slack, provider_config, slack_config, slack_headers,
+    slack_mention, unix_now,
+};
+use databot_e2e::{
+    ScriptedResponse, SeenRequest, TestHost, http_call, http_call_from, serve_scripted,
+};
 use serde_json::json;
 
 const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
-
-/// A provider that answers `text` streamed in `pieces`, `pause` apart.
-async fn fake_provider(text: &'static str, pieces: usize, pause: Duration) -> u16 {
-    let (port, _) = serve_scripted(move |_, _| {
-        let size = text.len().div_ceil(pieces.max(1));
-        let mut chunks: Vec<serde_json::Value> = Vec::new();
-        let mut rest = text;
-        while !rest.is_empty() {
-            let mut cut = size.min(rest.len());
-            while !rest.is_char_boundary(cut) {
-                cut += 1;
-            }
-            let (piece, tail) = rest.split_at(cut);
-            chunks.push(json!({"choices": [{"index": 0, "delta": {"content": piece}}]}));
-            rest = tail;
-        }
-        chunks.push(json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}));
-        let mut response = ScriptedResponse::sse(&chunks);
-        response.pause = pause;
-        response
-    })
-    .await;
-    port
-}
 
 struct Setup {
     host: TestHost,
@@ -48,32 +29,20 @@ async fn setup(
     channel_extra: &str,
     script: impl Fn(&SeenRequest, usize) -> Option<ScriptedResponse> + Send + Sync + 'static,
 ) -> Setup {
+    setup_with(provider_port, "", channel_extra, script).await
+}
+
+async fn setup_with(
+    provider_port: u16,
+    permissions_extra: &str,
+    channel_extra: &str,
+    script: impl Fn(&SeenRequest, usize) -> Option<ScriptedResponse> + Send + Sync + 'static,
+) -> Setup {
     let (slack_port, slack) = fake_slack(script).await;
     let config = format!(
-        r#"plugins:
-  openai:
-    permissions:
-      http:
-        allow: ["127.0.0.1:{provider_port}"]
-        allow_private: true
-    config:
-      base_url: "http://127.0.0.1:{provider_port}/v1"
-      model: gpt-test
-  slack:
-    permissions:
-      http:
-        allow: ["127.0.0.1:{slack_port}"]
-        allow_private: true
-        secrets:
-          - {{ host: "http://127.0.0.1:{slack_port}", header: authorization, value: "Bearer xoxb-test-token" }}
-      verify:
-        signing_secret: {{ secret: "{SECRET}" }}
-    config:
-      api: "http://127.0.0.1:{slack_port}/api"
-    channel:
-      allow_users: [U1]
-{channel_extra}
-"#
+        "plugins:\n{}{}",
+        provider_config(provider_port),
+        slack_config(slack_port, SECRET, permissions_extra, channel_extra)
     );
     let host = TestHost::start(&config, &[]).await.unwrap();
     host.load_builtin("openai").await;
@@ -109,18 +78,6 @@ fn updates(slack: &databot_e2e::recorded::Requests) -> Vec<SeenRequest> {
         .into_iter()
         .filter(|r| r.path.ends_with("/chat.update"))
         .collect()
-}
-
-/// Wait until `check` holds, up to `limit`.
-async fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let started = Instant::now();
-    while started.elapsed() < limit {
-        if check() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    check()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -355,8 +312,20 @@ async fn a_streamed_answer_is_posted_early_then_edited_at_most_once_a_second_end
 async fn a_hostile_channel_cannot_pass_a_request_or_read_a_secret_or_reach_ungranted_hosts() {
     let (provider, provider_seen) =
         serve_scripted(|_, _| ScriptedResponse::json(500, json!({"error": "unexpected"}))).await;
-    let (granted, granted_seen) =
-        serve_scripted(|_, _| ScriptedResponse::json(200, json!({"ok": true}))).await;
+    // The granted service echoes what it got (path and headers) in its body and in a
+    // redirect-style `Location`, split over chunks: the host masks what it injected.
+    let (granted, granted_seen) = serve_scripted(|request, _| {
+        let echo = json!({"path": request.path, "headers": request.headers}).to_string();
+        let middle = echo.len() / 2;
+        let mut response = ScriptedResponse::json(200, json!({}));
+        response.chunks = vec![echo[..middle].to_owned(), echo[middle..].to_owned()];
+        response.headers.push((
+            "location".into(),
+            format!("http://elsewhere{}", request.path),
+        ));
+        response
+    })
+    .await;
     let (other, other_seen) =
         serve_scripted(|_, _| ScriptedResponse::json(200, json!({"leak": true}))).await;
     let config = format!(
@@ -367,6 +336,7 @@ async fn a_hostile_channel_cannot_pass_a_request_or_read_a_secret_or_reach_ungra
         allow_private: true
         secrets:
           - {{ host: "http://127.0.0.1:{granted}", header: authorization, value: "Bearer SUPER-SECRET-BOT" }}
+          - {{ host: "http://127.0.0.1:{granted}", path_prefix: "/botPATH-SECRET-TOKEN" }}
       verify:
         signing_secret: {{ secret: "SIGNING-SECRET-VALUE" }}
     config:
@@ -404,10 +374,13 @@ async fn a_hostile_channel_cannot_pass_a_request_or_read_a_secret_or_reach_ungra
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    assert!(
-        !body.contains("SUPER-SECRET-BOT") && !body.contains("SIGNING-SECRET-VALUE"),
-        "{body}"
-    );
+    for secret in [
+        "SUPER-SECRET-BOT",
+        "SIGNING-SECRET-VALUE",
+        "PATH-SECRET-TOKEN",
+    ] {
+        assert!(!body.contains(secret), "{secret} leaked: {body}");
+    }
     let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
     let findings: serde_json::Value =
         serde_json::from_str(answer["messages"][0].as_str().unwrap()).unwrap();
@@ -432,10 +405,19 @@ async fn a_hostile_channel_cannot_pass_a_request_or_read_a_secret_or_reach_ungra
         "{findings}"
     );
     assert!(other_seen.all().is_empty(), "an ungranted host was reached");
-    // The granted service got the credential the plugin never saw.
+    // The granted service got the credentials the plugin never saw, and the plugin read
+    // its echo with them masked.
+    let seen = &granted_seen.all()[0];
     assert_eq!(
-        granted_seen.all()[0].header("authorization"),
+        seen.header("authorization"),
         Some("Bearer SUPER-SECRET-BOT")
+    );
+    assert_eq!(seen.path, "/botPATH-SECRET-TOKEN/echo");
+    let granted_answer = findings["granted"].as_str().unwrap();
+    assert!(granted_answer.contains("/echo"), "{granted_answer}");
+    assert!(
+        granted_answer.starts_with("200 http://elsewhere*****"),
+        "{granted_answer}"
     );
 }
 
@@ -460,4 +442,192 @@ async fn copies_of_one_event_arriving_together_are_answered_once() {
     assert!(eventually(Duration::from_secs(10), || posts(&s.slack).len() == 1).await);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(posts(&s.slack).len(), 1, "one event was answered twice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_that_keeps_failing_verification_is_refused_unless_it_passed_lately() {
+    let provider = fake_provider("ok", 1, Duration::ZERO).await;
+    let s = setup(provider, "      stream: false", |_, _| None).await;
+    let strict = "gateway: {auth_failures: {max_failures: 3, window_seconds: 60}}\n";
+    let unsigned = |event: &str| {
+        let body = slack_mention(event, "U1", "C9", "1700000009.000100", "hi");
+        let mut headers = slack_headers(SECRET, unix_now(), &body);
+        headers.retain(|(n, _)| n != "x-slack-signature");
+        (body, headers)
+    };
+    let signed = |event: &str| {
+        let body = slack_mention(event, "U1", "C9", "1700000009.000200", "hi");
+        let headers = slack_headers(SECRET, unix_now(), &body);
+        (body, headers)
+    };
+
+    let gateway = s.host.start_gateway("openai", strict).await;
+    let from = |source: &str, (body, headers): (String, Vec<(String, String)>)| {
+        let source: std::net::IpAddr = source.parse().unwrap();
+        async move {
+            let headers: Vec<(&str, &str)> = headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str()))
+                .collect();
+            let (status, response_headers, _) =
+                http_call_from(source, gateway, "POST", "/channels/slack", &headers, &body).await;
+            (status, response_headers)
+        }
+    };
+
+    // The platform (127.0.0.1) delivers a verified request.
+    assert_eq!(from("127.0.0.1", signed("EvFirst")).await.0, 200);
+    // A stranger (127.0.0.2): three failures, then 429 with Retry-After before the channel
+    // runs, for signed requests too.
+    for _ in 0..3 {
+        assert_eq!(from("127.0.0.2", unsigned("EvX")).await.0, 401);
+    }
+    let (status, headers) = from("127.0.0.2", signed("EvLocked")).await;
+    assert_eq!(status, 429);
+    assert!(
+        headers
+            .iter()
+            .any(|(n, v)| n == "retry-after" && v.parse::<u64>().is_ok_and(|s| s >= 1)),
+        "{headers:?}"
+    );
+    // Failures from the platform's address (a flood behind the same proxy) never lock it
+    // out: it passed lately.
+    for _ in 0..6 {
+        assert_eq!(from("127.0.0.1", unsigned("EvY")).await.0, 401);
+    }
+    assert_eq!(from("127.0.0.1", signed("EvSecond")).await.0, 200);
+    assert!(
+        eventually(Duration::from_secs(10), || posts(&s.slack).len() == 2).await,
+        "both verified messages were answered, the locked-out one was not"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_state_granted_a_thread_reply_streams_natively_and_the_pieces_add_up_exactly() {
+    let answer = "one **two** three four five six seven eight nine ten eleven twelve";
+    let provider = fake_provider(answer, 12, Duration::from_millis(250)).await;
+    let s = setup_with(
+        provider,
+        "      state: true",
+        "      stream: true",
+        |_, _| None,
+    )
+    .await;
+    let mention = slack_mention("Ev30", "U1", "C1", "1700000030.000100", "count");
+    let (status, _) = deliver(
+        s.gateway,
+        &mention,
+        slack_headers(SECRET, unix_now(), &mention),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let of = |suffix: &str| -> Vec<SeenRequest> {
+        s.slack
+            .all()
+            .into_iter()
+            .filter(|r| r.path.ends_with(suffix))
+            .collect()
+    };
+    assert!(
+        eventually(Duration::from_secs(15), || !of("/chat.stopStream")
+            .is_empty())
+        .await,
+        "the stream was stopped"
+    );
+    let start = &of("/chat.startStream")[0];
+    let started = start.json();
+    assert_eq!(
+        start.header("authorization"),
+        Some("Bearer xoxb-test-token")
+    );
+    assert_eq!(started["channel"], "C1");
+    assert_eq!(started["thread_ts"], "1700000030.000100");
+    assert_eq!(started["recipient_user_id"], "U1");
+    assert_eq!(started["recipient_team_id"], "T1");
+    let appends = of("/chat.appendStream");
+    assert!(!appends.is_empty(), "no appends");
+    for pair in appends.windows(2) {
+        let gap = pair[1].received_at.duration_since(pair[0].received_at);
+        assert!(gap >= Duration::from_millis(900), "appends {gap:?} apart");
+    }
+    let stop = of("/chat.stopStream")[0].json();
+    let ts = "1700000000.000000";
+    assert!(appends.iter().all(|a| a.json()["ts"] == ts));
+    assert_eq!(stop["ts"], ts);
+    // Markdown as the model wrote it, appended piece by piece: together exactly the answer.
+    let mut shown = started["markdown_text"].as_str().unwrap().to_owned();
+    for append in &appends {
+        shown.push_str(append.json()["markdown_text"].as_str().unwrap());
+    }
+    shown.push_str(stop["markdown_text"].as_str().unwrap_or_default());
+    assert_eq!(shown, answer);
+    assert!(of("/chat.postMessage").is_empty() && of("/chat.update").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slash_command_is_answered_once_through_its_response_url_in_a_conversation_of_its_own() {
+    let (provider, provider_seen) = serve_scripted(|request, _| {
+        let asked = if request.body.contains("how many orders") {
+            "orders: 12"
+        } else {
+            "tables: 3"
+        };
+        ScriptedResponse::sse(&[
+            json!({"choices": [{"index": 0, "delta": {"content": asked}}]}),
+            json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}),
+        ])
+    })
+    .await;
+    let s = setup(provider, "      stream: true", |_, _| None).await;
+    let command = |user: &str, trigger: &str, text: &str, url: &str| {
+        format!(
+            "command=%2Fdatabot&text={}&trigger_id={trigger}&user_id={user}&user_name=ada&channel_id=C5&team_id=T1&response_url={}",
+            text.replace(' ', "+"),
+            url.replace(':', "%3A").replace('/', "%2F"),
+        )
+    };
+    // Slack's response URLs are on another host than its Web API (hooks.slack.com).
+    let (hooks_port, hooks) = serve_scripted(|_, _| ScriptedResponse::json(200, json!({}))).await;
+    let base = format!("http://127.0.0.1:{hooks_port}");
+    for (user, trigger, text, path) in [
+        ("U1", "111.222", "how many orders", "/commands/T1/1/aaa"),
+        ("U1", "333.444", "which tables", "/commands/T1/2/bbb"),
+    ] {
+        let body = command(user, trigger, text, &format!("{base}{path}"));
+        let mut headers = slack_headers(SECRET, unix_now(), &body);
+        headers[0].1 = "application/x-www-form-urlencoded".into();
+        let (status, answer) = deliver(s.gateway, &body, headers).await;
+        assert_eq!(status, 200, "{answer}");
+        assert!(
+            eventually(Duration::from_secs(10), || hooks
+                .all()
+                .iter()
+                .any(|r| r.path == path))
+            .await,
+            "answered at {path}"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let responses = hooks.all();
+    assert_eq!(responses.len(), 2, "each command answered once");
+    let first = responses.iter().find(|r| r.path.ends_with("/aaa")).unwrap();
+    assert_eq!(
+        first.json(),
+        json!({"response_type": "in_channel", "text": "orders: 12", "mrkdwn": true})
+    );
+    assert_eq!(
+        first.header("authorization"),
+        None,
+        "no bot token to the response URL"
+    );
+    assert!(s.slack.all().is_empty(), "nothing went through the Web API");
+    // The second invocation, by the same user in the same channel, did not carry the first
+    // one's conversation.
+    let asks = provider_seen.all();
+    assert_eq!(asks.len(), 2);
+    let second = asks
+        .iter()
+        .find(|r| r.body.contains("which tables"))
+        .unwrap();
+    assert!(!second.body.contains("how many orders"), "{}", second.body);
 }

@@ -10,8 +10,9 @@ use databot::runtime::{PluginSource, Runtime};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scaffolded_plugins_build_and_load() {
     let dir = tempfile::tempdir().unwrap();
-    // Share one target dir across the scaffolds so the SDK compiles once.
-    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/scaffold-test");
+    // One target dir for the scaffolds, so the SDK compiles once; inside the temporary
+    // folder, so its gigabyte of release artifacts goes when the test ends.
+    let target = dir.path().join("target");
     // SAFETY: no other thread of this test binary reads the environment concurrently.
     unsafe { std::env::set_var("CARGO_TARGET_DIR", &target) };
     let config = format!(

@@ -55,14 +55,20 @@ pub struct TurnScope {
     pub tools: Option<Vec<String>>,
 }
 
+/// The conversation a message of `channel` in `chat` (and `thread`) belongs to: a thread is
+/// a conversation of its own.
+pub fn session_key(channel: &str, chat: &str, thread: Option<&str>) -> String {
+    match thread {
+        Some(thread) => format!("{channel}:{chat}:{thread}"),
+        None => format!("{channel}:{chat}"),
+    }
+}
+
 impl InboundMessage {
     /// The conversation this message belongs to: `channel:chat`, or `channel:chat:thread`
     /// for a thread (a thread is its own conversation).
     pub fn session_key(&self) -> String {
-        match &self.thread_id {
-            Some(thread) => format!("{}:{}:{thread}", self.channel, self.chat_id),
-            None => format!("{}:{}", self.channel, self.chat_id),
-        }
+        session_key(&self.channel, &self.chat_id, self.thread_id.as_deref())
     }
 
     /// The user who sent it, as its channel names them.

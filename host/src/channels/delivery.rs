@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::split::{first_cut, split_message};
+use super::split::{first_cut, prefix_within, split_message, units};
 use super::status::{ChannelCounters, bump};
 use crate::bus::Delivery;
 use crate::contract::chat_channel::Outgoing;
@@ -231,7 +231,7 @@ pub async fn deliver(replier: Replier, delivery: Delivery, shape: ReplyShape) {
                     Err(_) => return,
                 },
             };
-            finish(&replier, &final_text, posted, shape.max_chars).await;
+            finish(&replier, &final_text, &posted, shape.max_chars).await;
         }
         None => {
             drop(events);
@@ -245,12 +245,20 @@ pub async fn deliver(replier: Replier, delivery: Delivery, shape: ReplyShape) {
 enum Streamed {
     Finished {
         text: String,
-        posted: Vec<String>,
+        posted: Posted,
     },
     /// The events ended without the turn's last event (they were dropped).
     Unfinished {
-        posted: Vec<String>,
+        posted: Posted,
     },
+}
+
+/// The messages a streamed reply posted, in order, and the text each message that was
+/// closed early (the stream ran past the limit) was finished with.
+#[derive(Default)]
+struct Posted {
+    handles: Vec<String>,
+    finished_with: std::collections::HashMap<String, String>,
 }
 
 /// The message being streamed: what has been generated, what is shown, and when it may next
@@ -258,7 +266,9 @@ enum Streamed {
 struct Live {
     text: String,
     status: Option<String>,
+    /// Handles of the posted messages; an empty one stands for a message about to be posted.
     posted: Vec<String>,
+    finished_with: std::collections::HashMap<String, String>,
     /// Byte offset in `text` where the current (last posted) message starts.
     start: usize,
     shown: String,
@@ -269,6 +279,13 @@ struct Live {
 }
 
 impl Live {
+    fn into_posted(self) -> Posted {
+        Posted {
+            handles: self.posted.into_iter().filter(|h| !h.is_empty()).collect(),
+            finished_with: self.finished_with,
+        }
+    }
+
     fn view(&self) -> String {
         let body = self.text[self.start..].trim_start();
         match &self.status {
@@ -289,6 +306,7 @@ async fn stream(
         text: String::new(),
         status: None,
         posted: Vec::new(),
+        finished_with: std::collections::HashMap::new(),
         start: 0,
         shown: String::new(),
         next_edit: Instant::now(),
@@ -309,7 +327,7 @@ async fn stream(
         };
         let Some(event) = event else {
             return Streamed::Unfinished {
-                posted: live.posted,
+                posted: live.into_posted(),
             };
         };
         match event {
@@ -326,13 +344,13 @@ async fn stream(
             TurnEvent::Done { content } => {
                 return Streamed::Finished {
                     text: content,
-                    posted: live.posted,
+                    posted: live.into_posted(),
                 };
             }
             TurnEvent::Error { message } => {
                 return Streamed::Finished {
                     text: message,
-                    posted: live.posted,
+                    posted: live.into_posted(),
                 };
             }
         }
@@ -352,20 +370,22 @@ async fn stream(
 async fn flush(replier: &Replier, live: &mut Live, max_chars: usize, interval: Duration) {
     live.dirty = false;
     let mut view = live.view();
-    if view.chars().count() > max_chars
+    if units(&view) > max_chars
         && let Some(handle) = live.posted.last().cloned()
     {
         let current = &live.text[live.start..];
         let cut = first_cut(current, max_chars);
         if cut < current.len() {
-            let first = current[..cut].trim_end().to_owned();
-            let _ = replier.update(&handle, first, true, true).await;
+            // The first part as `split_message` makes it (a cut code block closed).
+            let first = split_message(current, max_chars).swap_remove(0);
+            let _ = replier.update(&handle, first.clone(), true, true).await;
+            live.finished_with.insert(handle, first);
             live.start += cut;
             live.posted.push(String::new());
             view = live.view();
         }
     }
-    let view: String = view.chars().take(max_chars).collect();
+    let view = prefix_within(&view, max_chars).to_owned();
     if view.trim().is_empty() {
         return;
     }
@@ -393,12 +413,14 @@ async fn flush(replier: &Replier, live: &mut Live, max_chars: usize, interval: D
 }
 
 /// Replace what was streamed with the exact final text: the posted messages are edited to
-/// its parts in order, and parts beyond them are posted.
-async fn finish(replier: &Replier, text: &str, posted: Vec<String>, max_chars: usize) {
-    let posted: Vec<String> = posted.into_iter().filter(|h| !h.is_empty()).collect();
+/// its parts in order (a message already finished with exactly its part is left alone, so
+/// each gets one finished version when the stream and the answer agree), and parts beyond
+/// them are posted.
+async fn finish(replier: &Replier, text: &str, posted: &Posted, max_chars: usize) {
     let parts = split_message(text, max_chars);
     for (index, part) in parts.iter().enumerate() {
-        match posted.get(index) {
+        match posted.handles.get(index) {
+            Some(handle) if posted.finished_with.get(handle) == Some(part) => {}
             Some(handle) => {
                 let _ = replier.update(handle, part.clone(), true, true).await;
             }
@@ -410,7 +432,7 @@ async fn finish(replier: &Replier, text: &str, posted: Vec<String>, max_chars: u
         }
     }
     // Streamed text that ran longer than the answer: the extra messages say so.
-    for handle in posted.iter().skip(parts.len()) {
+    for handle in posted.handles.iter().skip(parts.len()) {
         let _ = replier
             .update(handle, "_(continued above)_".to_owned(), true, true)
             .await;

@@ -6,11 +6,13 @@
 //! status. Platform secrets stay in the host's config.
 //!
 //! Submodules: `policy` (who is answered), `split` (answers cut to the platform's limit),
-//! `delivery` (sending and streaming a reply), `status` (counters).
+//! `delivery` (sending and streaming a reply), `queue` (one conversation's replies in order),
+//! `status` (counters).
 
 pub mod connections;
 mod delivery;
 pub mod policy;
+mod queue;
 pub mod split;
 mod status;
 
@@ -50,6 +52,9 @@ pub struct WebhookAnswer {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// Whether the channel verified the request (`Some(false)`: it ran and did not); `None`
+    /// when it never got that far (no such channel, the plugin failed).
+    pub verified: Option<bool>,
 }
 
 impl WebhookAnswer {
@@ -59,6 +64,7 @@ impl WebhookAnswer {
             status,
             headers: vec![("content-type".into(), "application/json".into())],
             body: body.to_string().into_bytes(),
+            verified: None,
         }
     }
 
@@ -67,6 +73,14 @@ impl WebhookAnswer {
             status: 200,
             headers: Vec::new(),
             body: Vec::new(),
+            verified: None,
+        }
+    }
+
+    fn verified(self, verified: bool) -> Self {
+        Self {
+            verified: Some(verified),
+            ..self
         }
     }
 }
@@ -89,6 +103,7 @@ pub struct Channels {
     limits: delivery::LimitsCache,
     /// Events between their claim and their hand-off to the bus (`channel`, `event id`).
     handing_on: Mutex<std::collections::HashSet<(String, String)>>,
+    replies: queue::ConversationQueue,
 }
 
 /// An event being handed on; it leaves `handing_on` when this is dropped.
@@ -127,6 +142,7 @@ impl Channels {
             counters: Mutex::default(),
             limits: delivery::LimitsCache::default(),
             handing_on: Mutex::default(),
+            replies: queue::ConversationQueue::default(),
         })
     }
 
@@ -265,7 +281,8 @@ impl Channels {
                 401,
                 "unverified",
                 "the request's signature or token could not be verified",
-            );
+            )
+            .verified(false);
         }
         counters.event_seen();
         let answer = match receipt.received.response {
@@ -273,15 +290,17 @@ impl Channels {
                 status: response.status,
                 headers: response.headers,
                 body: response.body,
+                verified: None,
             },
             None => WebhookAnswer::empty(),
         };
+        let verified = receipt.verified_by.is_some();
         match self
             .accept(name, &counters, receipt.received.messages)
             .await
         {
-            Ok(()) => answer,
-            Err(busy) => busy,
+            Ok(()) => answer.verified(verified),
+            Err(busy) => busy.verified(verified),
         }
     }
 
@@ -411,17 +430,24 @@ impl Channels {
                 tools: settings.tools.clone(),
             },
         };
+        let conversation = inbound.session_key();
         let delivery = match tokio::time::timeout(SUBMIT_WAIT, self.bus.submit(inbound)).await {
             Ok(result) => result?,
             Err(_) => return Err(BusError::Busy { pending: 0 }),
         };
+        // Queued in hand-off order, so the conversation's replies go out in its turns' order.
+        let mut place = self.replies.enqueue(conversation);
         bump(&counters.accepted);
         let replier = Replier {
             runtime: self.runtime.clone(),
             target,
             counters: counters.clone(),
         };
-        tokio::spawn(delivery::deliver(replier, delivery, shape));
+        tokio::spawn(async move {
+            place.turn().await;
+            delivery::deliver(replier, delivery, shape).await;
+            drop(place);
+        });
         Ok(())
     }
 
@@ -440,6 +466,11 @@ impl Channels {
         }
         let counters = self.counters(name);
         let shape = ReplyShape::of(&self.runtime, &self.limits, name, false, Duration::ZERO).await;
+        // After the replies queued in that conversation, not in the middle of one.
+        let mut place = self
+            .replies
+            .enqueue(crate::bus::session_key(name, chat, thread));
+        place.turn().await;
         let replier = Replier {
             runtime: self.runtime.clone(),
             target: ReplyTarget {

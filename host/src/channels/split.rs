@@ -1,6 +1,32 @@
-//! Splitting an answer into messages a platform accepts: at most `max_chars` characters
-//! each, cut at a paragraph, a line, a sentence or a word where there is one, and a fenced
-//! code block cut in two is closed at the end of one part and reopened at the start of the next.
+//! Splitting an answer into messages a platform accepts: at most `max_chars` each, cut at a
+//! paragraph, a line, a sentence or a word where there is one, and a fenced code block cut in
+//! two is closed at the end of one part and reopened at the start of the next.
+//!
+//! Lengths are UTF-16 code units, the way the platforms count (Telegram, Discord and Slack
+//! measure strings as JavaScript does): an emoji outside the Basic Multilingual Plane is two,
+//! and counting scalar values instead would let such text run over the limit.
+
+/// The length of `text` as the platforms count it.
+pub fn units(text: &str) -> usize {
+    text.chars().map(char::len_utf16).sum()
+}
+
+/// The longest prefix of `text` of at most `max_units`, ending on a character boundary.
+pub fn prefix_within(text: &str, max_units: usize) -> &str {
+    &text[..offset_at(text, max_units)]
+}
+
+/// The byte offset where the prefix of at most `max_units` ends.
+fn offset_at(text: &str, max_units: usize) -> usize {
+    let mut counted = 0;
+    for (at, c) in text.char_indices() {
+        counted += c.len_utf16();
+        if counted > max_units {
+            return at;
+        }
+    }
+    text.len()
+}
 
 /// Characters kept free in each part for a closing and a reopening fence.
 const FENCE_ROOM: usize = 8;
@@ -14,11 +40,7 @@ pub fn split_message(text: &str, max_chars: usize) -> Vec<String> {
     let mut reopen = false;
     while !rest.is_empty() {
         let budget = max_chars - if reopen { FENCE_ROOM } else { 0 };
-        let cut = if rest.chars().count() <= budget {
-            rest.len()
-        } else {
-            cut_point(rest, budget - FENCE_ROOM)
-        };
+        let cut = head_len(rest, budget);
         let (head, tail) = rest.split_at(cut);
         let mut part = String::with_capacity(head.len() + FENCE_ROOM * 2);
         if reopen {
@@ -47,12 +69,21 @@ pub fn split_message(text: &str, max_chars: usize) -> Vec<String> {
     parts
 }
 
-/// Where a streamed text that passed `max_chars` is cut: the length of its first part.
+/// Where a streamed text that passed `max_chars` is cut: the length of its first part, the
+/// same cut `split_message` makes (so a message closed while streaming already holds the
+/// first part of the same text split whole).
 pub fn first_cut(text: &str, max_chars: usize) -> usize {
-    if text.chars().count() <= max_chars {
-        return text.len();
+    head_len(text, max_chars.max(FENCE_ROOM * 4))
+}
+
+/// The length of the head of `rest` that one part of `budget` units takes (room kept for a
+/// closing fence when it must be cut).
+fn head_len(rest: &str, budget: usize) -> usize {
+    if units(rest) <= budget {
+        rest.len()
+    } else {
+        cut_point(rest, budget - FENCE_ROOM)
     }
-    cut_point(text, max_chars.max(FENCE_ROOM * 4))
 }
 
 /// Is a code fence open after `head`, given whether one was open before it?
@@ -62,19 +93,13 @@ fn fence_open_after(open_before: bool, head: &str) -> bool {
         .fold(open_before, |open, _| !open)
 }
 
-/// The byte offset to cut `text` at so the head holds at most `budget` characters: after the
-/// last paragraph break, line break, sentence end or space in the second half of the budget,
-/// else at the budget.
+/// The byte offset to cut `text` at so the head holds at most `budget` units: after the last
+/// paragraph break, line break, sentence end or space in the second half of the budget, else
+/// at the budget.
 fn cut_point(text: &str, budget: usize) -> usize {
-    let limit = text
-        .char_indices()
-        .nth(budget)
-        .map_or(text.len(), |(at, _)| at);
+    let limit = offset_at(text, budget);
     let window = &text[..limit];
-    let floor = window
-        .char_indices()
-        .nth(budget / 2)
-        .map_or(0, |(at, _)| at);
+    let floor = offset_at(window, budget / 2);
     for separator in ["\n\n", "\n", ". ", " "] {
         if let Some(at) = window.rfind(separator)
             && at >= floor
@@ -101,7 +126,7 @@ mod tests {
         let parts = split_message(&text, 100);
         assert!(parts.len() > 40);
         for part in &parts {
-            assert!(part.chars().count() <= 100, "{}", part.len());
+            assert!(units(part) <= 100, "{}", part.len());
             assert!(!part.starts_with(' ') && !part.contains("wor d"));
         }
         assert_eq!(parts.join(" ").split_whitespace().count(), 1000);
@@ -114,7 +139,7 @@ mod tests {
         assert_eq!(parts, vec!["ä".repeat(60), "ö".repeat(60)]);
         let long = "é".repeat(1000);
         let parts = split_message(&long, 64);
-        assert!(parts.iter().all(|p| p.chars().count() <= 64));
+        assert!(parts.iter().all(|p| units(p) <= 64));
         assert_eq!(parts.concat(), long);
     }
 
@@ -136,7 +161,7 @@ mod tests {
         let parts = split_message(&text, 200);
         assert!(parts.len() > 2);
         for part in &parts {
-            assert!(part.chars().count() <= 200, "{part}");
+            assert!(units(part) <= 200, "{part}");
             let fences = part
                 .lines()
                 .filter(|l| l.trim_start().starts_with("```"))
@@ -144,5 +169,17 @@ mod tests {
             assert_eq!(fences % 2, 0, "unbalanced: {part}");
         }
         assert!(parts.last().unwrap().ends_with("Done."));
+    }
+
+    #[test]
+    fn lengths_are_utf16_units_so_emoji_count_twice() {
+        assert_eq!(units("a😀é"), 4);
+        assert_eq!(prefix_within("😀😀", 3), "😀");
+        assert_eq!(prefix_within("ab", 9), "ab");
+        let text = "😀".repeat(100);
+        let parts = split_message(&text, 64);
+        assert!(parts.iter().all(|p| units(p) <= 64), "{parts:?}");
+        assert_eq!(parts.concat(), text);
+        assert_eq!(first_cut(&text, 64) % 4, 0, "never inside a character");
     }
 }

@@ -8,6 +8,12 @@
 //! the key rules (16 characters or more), not by the lockout. An IPv6 client is counted by its
 //! /64, which one client usually controls whole. Memory is bounded: past `MAX_CLIENTS`
 //! addresses with recent failures, new addresses share one bucket.
+//!
+//! Channel webhooks keep a tally of their own (requests the channel could not verify). There
+//! the check that passes is the channel's, which runs only if the request is let in; so an
+//! address that delivered a verified request within the window (`passed`) is never locked
+//! out: a platform behind the same proxy or NAT as a flood keeps getting through, and the
+//! flood is held by the channel's own call slots instead.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr};
@@ -48,6 +54,8 @@ pub struct AuthFailures {
 
 struct State {
     failures: HashMap<Client, VecDeque<Instant>>,
+    /// When each address last passed (`passed`); bounded like `failures`.
+    passes: HashMap<Client, Instant>,
     swept: Option<Instant>,
 }
 
@@ -58,6 +66,7 @@ impl AuthFailures {
             window,
             state: Mutex::new(State {
                 failures: HashMap::new(),
+                passes: HashMap::new(),
                 swept: None,
             }),
         }
@@ -68,6 +77,13 @@ impl AuthFailures {
     pub fn locked_out(&self, ip: IpAddr) -> Option<Duration> {
         let now = Instant::now();
         let mut state = self.state.lock();
+        if state
+            .passes
+            .get(&Client::of(ip))
+            .is_some_and(|at| now.duration_since(*at) < self.window)
+        {
+            return None;
+        }
         let bucket = state.bucket(Client::of(ip), now, self.window);
         let failures = state.failures.get_mut(&bucket)?;
         expire(failures, now, self.window);
@@ -91,6 +107,25 @@ impl AuthFailures {
         while failures.len() > self.limit {
             failures.pop_front();
         }
+    }
+}
+
+impl AuthFailures {
+    /// Record that `ip` passed a check: it is not locked out for the window.
+    pub fn passed(&self, ip: IpAddr) {
+        let now = Instant::now();
+        let client = Client::of(ip);
+        let window = self.window;
+        let mut state = self.state.lock();
+        if !state.passes.contains_key(&client) && state.passes.len() >= MAX_CLIENTS {
+            state
+                .passes
+                .retain(|_, at| now.duration_since(*at) < window);
+            if state.passes.len() >= MAX_CLIENTS {
+                return;
+            }
+        }
+        state.passes.insert(client, now);
     }
 }
 
@@ -152,6 +187,25 @@ mod tests {
         assert!(failures.locked_out(ip("10.0.0.2")).is_none());
         std::thread::sleep(Duration::from_millis(250));
         assert!(failures.locked_out(ip("10.0.0.1")).is_none());
+    }
+
+    #[test]
+    fn an_address_that_passed_within_the_window_is_never_locked_out() {
+        let failures = AuthFailures::new(2, Duration::from_millis(200));
+        failures.passed(ip("10.0.0.1"));
+        for _ in 0..5 {
+            failures.failed(ip("10.0.0.1"));
+            failures.failed(ip("10.0.0.2"));
+        }
+        assert!(failures.locked_out(ip("10.0.0.1")).is_none());
+        assert!(failures.locked_out(ip("10.0.0.2")).is_some());
+        std::thread::sleep(Duration::from_millis(250));
+        failures.failed(ip("10.0.0.1"));
+        failures.failed(ip("10.0.0.1"));
+        assert!(
+            failures.locked_out(ip("10.0.0.1")).is_some(),
+            "the pass has expired"
+        );
     }
 
     #[test]

@@ -164,7 +164,7 @@ fn require_json(request: &Request) -> Result<(), ApiError> {
 }
 
 /// A 429 with `Retry-After` in whole seconds (at least 1).
-fn too_many(code: &'static str, message: String, retry_after: Duration) -> Response {
+pub(super) fn too_many(code: &'static str, message: String, retry_after: Duration) -> Response {
     let mut refused = ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, message).into_response();
     let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
     refused

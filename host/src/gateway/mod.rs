@@ -62,6 +62,8 @@ pub struct GatewayState {
     keys: ApiKeys,
     same_origin: SameOrigin,
     auth_failures: AuthFailures,
+    /// Channel webhooks that failed verification, per address (the same limits).
+    channel_failures: AuthFailures,
     /// None when `gateway.rate_limit.requests` is 0 (off).
     limiter: Option<RateLimiter>,
     metrics: Metrics,
@@ -89,6 +91,10 @@ impl GatewayState {
             keys: ApiKeys::new(config.api_keys.iter().map(|k| k.expose())),
             same_origin: SameOrigin::new(config),
             auth_failures: AuthFailures::new(
+                config.auth_failures.max_failures,
+                Duration::from_secs(config.auth_failures.window_seconds.max(1)),
+            ),
+            channel_failures: AuthFailures::new(
                 config.auth_failures.max_failures,
                 Duration::from_secs(config.auth_failures.window_seconds.max(1)),
             ),

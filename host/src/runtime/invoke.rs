@@ -277,10 +277,15 @@ async fn admitted_call_untraced(
     };
     let timeout = Duration::from_millis(slot.budgets.timeout_ms);
     let started = Instant::now();
+    let pool = if matches!(request, Request::Run(Operation::ChannelReceive { .. })) {
+        &slot.inbound_concurrency
+    } else {
+        &slot.concurrency
+    };
     // Fast path without a timer when a slot is free.
-    let permit = match slot.concurrency.clone().try_acquire_owned() {
+    let permit = match pool.clone().try_acquire_owned() {
         Ok(permit) => Ok(Ok(permit)),
-        Err(_) => tokio::time::timeout(timeout, slot.concurrency.clone().acquire_owned()).await,
+        Err(_) => tokio::time::timeout(timeout, pool.clone().acquire_owned()).await,
     };
     let _permit = match permit {
         Ok(Ok(permit)) => permit,

@@ -371,6 +371,7 @@ impl Runtime {
                     span_name: Arc::<str>::from(name.as_str()).into(),
                     current: ArcSwap::new(revision.clone()),
                     concurrency: Arc::new(Semaphore::new(budgets.max_concurrency as usize)),
+                    inbound_concurrency: Arc::new(Semaphore::new(budgets.max_concurrency as usize)),
                     log_rate: crate::capabilities::LogRate::new(budgets.max_log_bytes_per_minute),
                     grants,
                     budgets,

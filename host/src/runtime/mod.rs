@@ -64,6 +64,9 @@ pub struct PluginSlot {
     grants: Arc<PluginGrants>,
     budgets: Budgets,
     concurrency: Arc<Semaphore>,
+    /// A channel's `receive` calls have slots of their own (as many again): a flood of
+    /// webhooks, verified or not, cannot take the slots its replies need, nor the reverse.
+    inbound_concurrency: Arc<Semaphore>,
     /// The plugin's log rate over all its calls (`budgets.max_log_bytes_per_minute`).
     log_rate: Arc<crate::capabilities::LogRate>,
     pub breaker: CircuitBreaker,

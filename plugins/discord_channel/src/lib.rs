@@ -142,11 +142,14 @@ fn gateway_message(dispatch: &Value, bot: Option<&str>) -> Option<InboundMessage
         .as_array()
         .into_iter()
         .flatten()
-        .map(|a| channel::Attachment {
-            name: channel::text_of(a, "filename").unwrap_or_default(),
-            mime_type: channel::text_of(a, "content_type"),
-            size: a["size"].as_u64(),
-            url: channel::text_of(a, "url"),
+        .map(|a| {
+            let fields = channel::AttachmentFields {
+                name: "filename",
+                mime_type: "content_type",
+                size: Some("size"),
+                url: Some("url"),
+            };
+            channel::attachment(a, &fields, "")
         })
         .collect();
     Some(InboundMessage {
@@ -297,7 +300,7 @@ impl Channel for Discord {
     }
 
     fn check_health() -> databot_sdk::Health {
-        http::health_from(
+        channel::health_from_send(
             call(
                 "GET",
                 &format!(
@@ -305,13 +308,7 @@ impl Channel for Discord {
                     channel::api_base("https://discord.com/api/v10")
                 ),
                 None,
-            )
-            .map_err(|e| match e {
-                SendError::Failed(error) => error,
-                SendError::RateLimited(ms) => {
-                    PluginError::Unavailable(format!("rate limited for {ms} ms"))
-                }
-            }),
+            ),
             "the bot token is valid",
         )
     }

@@ -57,11 +57,14 @@ fn event_message(event: &Value) -> Option<InboundMessage> {
         .as_array()
         .into_iter()
         .flatten()
-        .map(|a| channel::Attachment {
-            name: channel::text_of(a, "contentName").unwrap_or_default(),
-            mime_type: channel::text_of(a, "contentType"),
-            size: None,
-            url: channel::text_of(a, "downloadUri"),
+        .map(|a| {
+            let fields = channel::AttachmentFields {
+                name: "contentName",
+                mime_type: "contentType",
+                size: None,
+                url: Some("downloadUri"),
+            };
+            channel::attachment(a, &fields, "")
         })
         .collect();
     Some(InboundMessage {

@@ -6,15 +6,23 @@
 //! `v0:TIMESTAMP:BODY`, the timestamp within five minutes. A mention arrives twice from Slack
 //! (`app_mention` and `message`); only `app_mention` is passed on.
 //!
-//! Out: `chat.postMessage` and `chat.update` on the Web API (the bot token is added by the
-//! host), in the thread of the message answered, rendered as Slack `mrkdwn`.
+//! Out, on the Web API (the bot token is added by the host), in the thread of the message
+//! answered:
+//! - streamed replies in a thread use Slack's native streaming (`chat.startStream`, then
+//!   `chat.appendStream` with what was added, then `chat.stopStream`), which needs
+//!   `permissions.state: true` to remember what each stream has shown; without it, or in a
+//!   direct message (streams are thread replies), or with `config.streaming: edits`, a reply
+//!   is posted (`chat.postMessage`, rendered as `mrkdwn`) and edited (`chat.update`);
+//! - a slash command is answered through its `response_url` (which works where the bot is not
+//!   a member), once the answer is finished, and each invocation is its own conversation.
 //!
 //! Config (`plugins.slack.config`): `api` (default `https://slack.com/api`),
-//! `signing_key` (the name of the verify key, default `signing_secret`).
+//! `signing_key` (the name of the verify key, default `signing_secret`), `streaming`
+//! (`native`, the default, or `edits`).
 
 use databot_sdk::channel::{
-    self, Addressed, Attachment, Channel, ChannelLimits, InboundMessage, InboundRequest, Outgoing,
-    Received, SendError,
+    self, Addressed, Channel, ChannelLimits, InboundMessage, InboundRequest, Outgoing, Received,
+    SendError,
 };
 use databot_sdk::http::{self, Request};
 use databot_sdk::markdown::{Dialect, render};
@@ -24,7 +32,7 @@ databot_sdk::manifest! {
     name: "slack",
     kind: "channel",
     description: "Slack: Events API and slash commands in, threaded and streamed replies out.",
-    capabilities: ["http", "verify", "config"],
+    capabilities: ["http", "verify", "config", "state"],
 }
 
 /// Slack's signature window, as its SDKs check it.
@@ -105,15 +113,26 @@ fn event_message(payload: &Value) -> Option<InboundMessage> {
         .map(|files| {
             files
                 .iter()
-                .map(|file| Attachment {
-                    name: channel::text_of(file, "name").unwrap_or_default(),
-                    mime_type: channel::text_of(file, "mimetype"),
-                    size: file.get("size").and_then(Value::as_u64),
-                    url: channel::text_of(file, "url_private"),
+                .map(|file| {
+                    let fields = channel::AttachmentFields {
+                        name: "name",
+                        mime_type: "mimetype",
+                        size: Some("size"),
+                        url: Some("url_private"),
+                    };
+                    channel::attachment(file, &fields, "")
                 })
                 .collect()
         })
         .unwrap_or_default();
+    let workspace = channel::text_of(event, "user_team")
+        .or_else(|| channel::text_of(payload, "team_id"))
+        .or_else(|| channel::text_of(event, "team"));
+    let context = ReplyContext {
+        user: Some(sender.clone()),
+        team: workspace.clone(),
+        response_url: None,
+    };
     Some(InboundMessage {
         event_id: channel::text_of(payload, "event_id")?,
         sender,
@@ -124,17 +143,44 @@ fn event_message(payload: &Value) -> Option<InboundMessage> {
         thread,
         // The sender's own workspace: in a channel shared with another organisation (Slack
         // Connect) that is `user_team`, not the team the app is installed in.
-        workspace: channel::text_of(event, "user_team")
-            .or_else(|| channel::text_of(payload, "team_id"))
-            .or_else(|| channel::text_of(event, "team")),
+        workspace,
         addressed,
         text: without_mention(&text, bot_user.as_deref()),
         attachments,
-        reply_context: None,
+        reply_context: context.encode(),
     })
 }
 
-/// A slash command (`application/x-www-form-urlencoded`).
+/// What a reply needs to know of the message it answers (`reply-context`).
+#[derive(Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+struct ReplyContext {
+    /// The sender and their workspace: a stream outside a direct message names its reader.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    team: Option<String>,
+    /// A slash command's reply address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    response_url: Option<String>,
+}
+
+impl ReplyContext {
+    fn encode(&self) -> Option<String> {
+        serde_json::to_string(self).ok()
+    }
+
+    fn of(message: &Outgoing) -> Self {
+        message
+            .reply_context
+            .as_deref()
+            .and_then(|text| serde_json::from_str(text).ok())
+            .unwrap_or_default()
+    }
+}
+
+/// A slash command (`application/x-www-form-urlencoded`). Each invocation is a conversation of
+/// its own (its trigger id stands in for a thread), so one user's command never carries
+/// another's context.
 fn command_message(request: &InboundRequest) -> Option<InboundMessage> {
     let form = InboundRequest {
         query: String::from_utf8_lossy(&request.body).into_owned(),
@@ -143,19 +189,26 @@ fn command_message(request: &InboundRequest) -> Option<InboundMessage> {
     let field = |name: &str| channel::query_param(&form, name);
     let command = field("command")?;
     let text = field("text").unwrap_or_default();
+    let trigger = field("trigger_id")?;
+    let sender = field("user_id")?;
+    let context = ReplyContext {
+        user: Some(sender.clone()),
+        team: field("team_id"),
+        response_url: field("response_url"),
+    };
     Some(InboundMessage {
-        event_id: field("trigger_id")?,
-        sender: field("user_id")?,
+        event_id: trigger.clone(),
+        sender,
         sender_name: field("user_name"),
         from_bot: false,
         not_a_message: false,
         chat: field("channel_id")?,
-        thread: None,
+        thread: Some(format!("command-{trigger}")),
         workspace: field("team_id"),
         addressed: Addressed::Mention,
         text: if text.is_empty() { command } else { text },
         attachments: Vec::new(),
-        reply_context: None,
+        reply_context: context.encode(),
     })
 }
 
@@ -237,50 +290,263 @@ impl Channel for Slack {
     }
 
     fn send(message: Outgoing) -> Result<String, SendError> {
-        let mut body = json!({
-            "channel": message.chat,
-            "text": render(&message.text, Dialect::Slack),
-            "mrkdwn": true,
-        });
-        if let Some(thread) = &message.thread {
-            body["thread_ts"] = json!(thread);
+        let context = ReplyContext::of(&message);
+        if let Some(url) = context.response_url {
+            // A slash command's answer goes out once, finished (`update` posts it).
+            if message.finished {
+                respond(&url, &message.text)?;
+            }
+            return Ok(Handle::Command { url }.encode());
         }
-        let answer = call("chat.postMessage", &body)?;
-        let ts = channel::text_of(&answer, "ts").ok_or_else(|| {
-            channel::failed(PluginError::Failed(
-                "chat.postMessage returned no ts".into(),
-            ))
-        })?;
-        Ok(format!("{}|{ts}", message.chat))
+        if !message.finished
+            && let Some(thread) = &message.thread
+            && let Some(handle) = stream::start(&message, thread, &context)?
+        {
+            return Ok(handle.encode());
+        }
+        post(&message)
     }
 
     fn update(handle: String, message: Outgoing) -> Result<(), SendError> {
-        let (chat, ts) = handle.split_once('|').ok_or_else(|| {
-            channel::failed(PluginError::InvalidInput(format!(
-                "not a Slack message handle: {handle}"
-            )))
-        })?;
-        call(
-            "chat.update",
-            &json!({
-                "channel": chat,
-                "ts": ts,
-                "text": render(&message.text, Dialect::Slack),
-            }),
-        )
-        .map(drop)
+        match Handle::decode(&handle)? {
+            Handle::Message { chat, ts } => edit(&chat, &ts, &message.text),
+            Handle::Stream { chat, ts } => stream::update(&chat, &ts, &message),
+            Handle::Command { url } => {
+                if message.finished {
+                    respond(&url, &message.text)?;
+                }
+                Ok(())
+            }
+        }
     }
 
     fn check_health() -> databot_sdk::Health {
-        http::health_from(
-            call("auth.test", &json!({})).map_err(|e| match e {
-                SendError::Failed(error) => error,
-                SendError::RateLimited(ms) => {
-                    PluginError::Unavailable(format!("rate limited for {ms} ms"))
-                }
-            }),
-            "auth.test passed",
-        )
+        channel::health_from_send(call("auth.test", &json!({})), "auth.test passed")
+    }
+}
+
+/// What `send` returned, for `update` to find the message again.
+#[derive(Debug, PartialEq)]
+enum Handle {
+    /// A posted message, edited with `chat.update`.
+    Message { chat: String, ts: String },
+    /// A native stream, appended to and stopped.
+    Stream { chat: String, ts: String },
+    /// A slash command's reply address.
+    Command { url: String },
+}
+
+impl Handle {
+    fn encode(&self) -> String {
+        match self {
+            Self::Message { chat, ts } => format!("message|{chat}|{ts}"),
+            Self::Stream { chat, ts } => format!("stream|{chat}|{ts}"),
+            Self::Command { url } => format!("command|{url}"),
+        }
+    }
+
+    fn decode(handle: &str) -> Result<Self, SendError> {
+        let invalid = || {
+            channel::failed(PluginError::InvalidInput(format!(
+                "not a Slack message handle: {handle}"
+            )))
+        };
+        let (kind, rest) = handle.split_once('|').ok_or_else(invalid)?;
+        if kind == "command" {
+            return Ok(Self::Command {
+                url: rest.to_owned(),
+            });
+        }
+        let (chat, ts) = rest.split_once('|').ok_or_else(invalid)?;
+        let (chat, ts) = (chat.to_owned(), ts.to_owned());
+        match kind {
+            "message" => Ok(Self::Message { chat, ts }),
+            "stream" => Ok(Self::Stream { chat, ts }),
+            _ => Err(invalid()),
+        }
+    }
+}
+
+/// Post a message (`chat.postMessage`, `mrkdwn`) in its thread; its handle.
+fn post(message: &Outgoing) -> Result<String, SendError> {
+    let mut body = json!({
+        "channel": message.chat,
+        "text": render(&message.text, Dialect::Slack),
+        "mrkdwn": true,
+    });
+    if let Some(thread) = &message.thread {
+        body["thread_ts"] = json!(thread);
+    }
+    let answer = call("chat.postMessage", &body)?;
+    let ts = channel::text_of(&answer, "ts").ok_or_else(|| {
+        channel::failed(PluginError::Failed(
+            "chat.postMessage returned no ts".into(),
+        ))
+    })?;
+    Ok(Handle::Message {
+        chat: message.chat.clone(),
+        ts,
+    }
+    .encode())
+}
+
+/// Replace a posted message's text (`chat.update`).
+fn edit(chat: &str, ts: &str, text: &str) -> Result<(), SendError> {
+    call(
+        "chat.update",
+        &json!({"channel": chat, "ts": ts, "text": render(text, Dialect::Slack)}),
+    )
+    .map(drop)
+}
+
+/// Answer a slash command through its `response_url`, visible to the channel.
+fn respond(url: &str, text: &str) -> Result<(), SendError> {
+    let body = json!({
+        "response_type": "in_channel",
+        "text": render(text, Dialect::Slack),
+        "mrkdwn": true,
+    });
+    let response =
+        http::send(&Request::post_json(url.to_owned(), &body)).map_err(channel::failed)?;
+    channel::check_status(response, "the slash command's response_url").map(drop)
+}
+
+/// Slack's native streaming. A stream shows Markdown as it is appended, so `update` sends
+/// only what the text gained since the last call; what a stream has shown is kept in the
+/// plugin's state under `stream/TS` until it stops.
+mod stream {
+    use super::*;
+
+    /// Streams older than this are taken as abandoned (the host stopped mid-answer) and
+    /// their state is removed when a new stream starts.
+    const ABANDONED_AFTER_SECONDS: i64 = 3600;
+
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Shown {
+        text: String,
+        started: i64,
+    }
+
+    fn key(ts: &str) -> String {
+        format!("stream/{ts}")
+    }
+
+    fn load(ts: &str) -> Option<Shown> {
+        let bytes = databot_sdk::state::get(&key(ts)).ok()??;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    fn save(ts: &str, shown: &Shown) -> Result<(), SendError> {
+        let bytes = serde_json::to_vec(shown)
+            .map_err(|e| channel::failed(PluginError::Failed(e.to_string())))?;
+        databot_sdk::state::set(&key(ts), &bytes).map_err(channel::failed)
+    }
+
+    /// Whether native streaming is on and the plugin may keep state.
+    fn available() -> bool {
+        channel::setting("streaming", "native") == "native"
+            && databot_sdk::state::list_keys("stream/").is_ok()
+    }
+
+    fn forget_abandoned() {
+        let Ok(keys) = databot_sdk::state::list_keys("stream/") else {
+            return;
+        };
+        let now = channel::unix_now();
+        for key in keys {
+            let stale = databot_sdk::state::get(&key)
+                .ok()
+                .flatten()
+                .and_then(|bytes| serde_json::from_slice::<Shown>(&bytes).ok())
+                .is_none_or(|shown| now - shown.started > ABANDONED_AFTER_SECONDS);
+            if stale {
+                let _ = databot_sdk::state::delete(&key);
+            }
+        }
+    }
+
+    /// Start a stream in `thread`, showing the message's text; `None` when streaming is not
+    /// available here (the caller posts instead).
+    pub(super) fn start(
+        message: &Outgoing,
+        thread: &str,
+        context: &ReplyContext,
+    ) -> Result<Option<Handle>, SendError> {
+        if !available() {
+            return Ok(None);
+        }
+        forget_abandoned();
+        let mut body = json!({
+            "channel": message.chat,
+            "thread_ts": thread,
+            "markdown_text": message.text,
+        });
+        // Outside a direct message a stream names its reader.
+        if let (Some(user), Some(team)) = (&context.user, &context.team) {
+            body["recipient_user_id"] = json!(user);
+            body["recipient_team_id"] = json!(team);
+        }
+        let answer = match call("chat.startStream", &body) {
+            Ok(answer) => answer,
+            Err(SendError::RateLimited(ms)) => return Err(SendError::RateLimited(ms)),
+            // A workspace or conversation where streams are refused: post instead.
+            Err(SendError::Failed(error)) => {
+                databot_sdk::log::warn(&format!(
+                    "chat.startStream failed, posting instead: {error:?}"
+                ));
+                return Ok(None);
+            }
+        };
+        let ts = channel::text_of(&answer, "ts").ok_or_else(|| {
+            channel::failed(PluginError::Failed(
+                "chat.startStream returned no ts".into(),
+            ))
+        })?;
+        let shown = Shown {
+            text: message.text.clone(),
+            started: channel::unix_now(),
+        };
+        save(&ts, &shown)?;
+        Ok(Some(Handle::Stream {
+            chat: message.chat.clone(),
+            ts,
+        }))
+    }
+
+    /// Append what the text gained; stop the stream on the finished text. A text that does
+    /// not extend what was shown (progress replaced by the answer) waits for the finished
+    /// one, which stops the stream and replaces the message whole.
+    pub(super) fn update(chat: &str, ts: &str, message: &Outgoing) -> Result<(), SendError> {
+        let Some(mut shown) = load(ts) else {
+            // The state is gone (abandoned and swept): the message can still be replaced.
+            if message.finished {
+                let _ = call("chat.stopStream", &json!({"channel": chat, "ts": ts}));
+                return edit(chat, ts, &message.text);
+            }
+            return Ok(());
+        };
+        let added = message.text.strip_prefix(shown.text.as_str());
+        if !message.finished {
+            if let Some(added) = added.filter(|a| !a.is_empty()) {
+                call(
+                    "chat.appendStream",
+                    &json!({"channel": chat, "ts": ts, "markdown_text": added}),
+                )?;
+                shown.text = message.text.clone();
+                save(ts, &shown)?;
+            }
+            return Ok(());
+        }
+        let mut stop = json!({"channel": chat, "ts": ts});
+        if let Some(added) = added.filter(|a| !a.is_empty()) {
+            stop["markdown_text"] = json!(added);
+        }
+        call("chat.stopStream", &stop)?;
+        if added.is_none() {
+            edit(chat, ts, &message.text)?;
+        }
+        let _ = databot_sdk::state::delete(&key(ts));
+        Ok(())
     }
 }
 
@@ -310,3 +576,58 @@ fn call(method: &str, body: &Value) -> Result<Value, SendError> {
 }
 
 databot_sdk::channel!(Slack);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_round_trip_and_foreign_ones_are_refused() {
+        for handle in [
+            Handle::Message {
+                chat: "C1".into(),
+                ts: "1.2".into(),
+            },
+            Handle::Stream {
+                chat: "C1".into(),
+                ts: "1.3".into(),
+            },
+            Handle::Command {
+                url: "https://hooks.slack.com/commands/T1/1/x".into(),
+            },
+        ] {
+            assert_eq!(Handle::decode(&handle.encode()).unwrap(), handle);
+        }
+        assert!(Handle::decode("C1|1.2").is_err());
+        assert!(Handle::decode("other|C1|1.2").is_err());
+    }
+
+    #[test]
+    fn a_slash_command_is_its_own_conversation_and_keeps_its_response_url() {
+        let body = "command=%2Fdatabot&text=how+many&trigger_id=9.8&user_id=U1&channel_id=C5&team_id=T1&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1%2F1%2Fx";
+        let request = InboundRequest {
+            transport: channel::Transport::Webhook,
+            method: "POST".into(),
+            path: "/".into(),
+            query: String::new(),
+            headers: Vec::new(),
+            body: body.as_bytes().to_vec(),
+        };
+        let message = command_message(&request).unwrap();
+        assert_eq!(message.thread.as_deref(), Some("command-9.8"));
+        assert_eq!(message.text, "how many");
+        let outgoing = Outgoing {
+            chat: "C5".into(),
+            thread: message.thread.clone(),
+            text: String::new(),
+            reply_context: message.reply_context.clone(),
+            finished: true,
+        };
+        let context = ReplyContext::of(&outgoing);
+        assert_eq!(
+            context.response_url.as_deref(),
+            Some("https://hooks.slack.com/commands/T1/1/x")
+        );
+        assert_eq!(context.user.as_deref(), Some("U1"));
+    }
+}

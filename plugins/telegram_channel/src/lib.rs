@@ -109,12 +109,13 @@ fn inbound(update: &Value) -> Option<InboundMessage> {
         .filter_map(|kind| {
             let item = message.get(*kind)?;
             let item = item.as_array().and_then(|a| a.last()).unwrap_or(item);
-            Some(channel::Attachment {
-                name: channel::text_of(item, "file_name").unwrap_or_else(|| (*kind).to_owned()),
-                mime_type: channel::text_of(item, "mime_type"),
-                size: item.get("file_size").and_then(Value::as_u64),
+            let fields = channel::AttachmentFields {
+                name: "file_name",
+                mime_type: "mime_type",
+                size: Some("file_size"),
                 url: None,
-            })
+            };
+            Some(channel::attachment(item, &fields, kind))
         })
         .collect();
     Some(InboundMessage {
@@ -242,15 +243,7 @@ impl Channel for Telegram {
     }
 
     fn check_health() -> databot_sdk::Health {
-        http::health_from(
-            call("getMe", &json!({})).map_err(|e| match e {
-                SendError::Failed(error) => error,
-                SendError::RateLimited(ms) => {
-                    PluginError::Unavailable(format!("rate limited for {ms} ms"))
-                }
-            }),
-            "getMe passed",
-        )
+        channel::health_from_send(call("getMe", &json!({})), "getMe passed")
     }
 }
 

@@ -105,13 +105,13 @@ fn messages(payload: &Value) -> Vec<InboundMessage> {
                     .iter()
                     .filter_map(|media| {
                         let item = message.get(*media)?;
-                        Some(channel::Attachment {
-                            name: channel::text_of(item, "filename")
-                                .unwrap_or_else(|| (*media).to_owned()),
-                            mime_type: channel::text_of(item, "mime_type"),
+                        let fields = channel::AttachmentFields {
+                            name: "filename",
+                            mime_type: "mime_type",
                             size: None,
                             url: None,
-                        })
+                        };
+                        Some(channel::attachment(item, &fields, media))
                     })
                     .collect();
                 found.push(InboundMessage {

@@ -5,6 +5,7 @@
 
 mod addresses;
 mod pinned;
+mod redact;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -250,11 +251,14 @@ impl WasiHttpHooks for EgressPolicy {
                     inside.ip()
                 )));
             }
+            // What the host injects, masked out of the response again (`redact`).
+            let mut injected = redact::Secrets::default();
             for secret in grants
                 .secrets
                 .iter()
                 .filter(|s| s.origin.matches(scheme, &host, port))
             {
+                injected.add(secret.value.as_bytes());
                 request
                     .headers_mut()
                     .insert(secret.header.clone(), secret.value.clone());
@@ -266,6 +270,7 @@ impl WasiHttpHooks for EgressPolicy {
             {
                 match injection.tokens.authorization().await {
                     Ok(value) => {
+                        injected.add(value.as_bytes());
                         request
                             .headers_mut()
                             .insert(http::header::AUTHORIZATION, value);
@@ -282,9 +287,12 @@ impl WasiHttpHooks for EgressPolicy {
                 .iter()
                 .find(|p| p.origin.matches(scheme, &host, port))
             {
+                injected.add(injection.prefix.as_bytes());
                 *request.uri_mut() = with_path_prefix(request.uri(), &injection.prefix)?;
             }
-            pinned::send(request, options, &addresses, &host, https, hold).await
+            let (response, task) =
+                pinned::send(request, options, &addresses, &host, https, hold).await?;
+            Ok((injected.redact(response), task))
         };
         Box::new(async move {
             let result = tracing::Instrument::instrument(work, traced.clone()).await;

@@ -1,12 +1,16 @@
-//! JSON Web Key Sets fetched by the host and cached per URL: refreshed after the key's
-//! `refresh_seconds`, and at most once a minute early when a token names a key id the cached
-//! set lacks (the publisher rotated its keys).
+//! JSON Web Key Sets fetched by the host and cached per URL. Guarantees:
+//! - a set is refreshed after the key's `refresh_seconds`, and at most once a minute early
+//!   when a token names a key id the cached set lacks (the publisher rotated its keys);
+//! - one fetch per URL at a time: concurrent requests that miss wait for it (single flight);
+//! - after a failed fetch the URL is not asked again until a backoff (5 s doubling to 5 min)
+//!   has passed, and meanwhile the last good set is used for up to a day, so an outage of the
+//!   publisher neither floods it nor locks out senders whose keys are known.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::{Context, anyhow, bail};
 use parking_lot::Mutex;
 use serde::Deserialize;
 
@@ -17,6 +21,10 @@ use crate::config::JwksKey;
 const MIN_REFETCH: Duration = Duration::from_secs(60);
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_SET_BYTES: usize = 512 * 1024;
+/// How long the last good set stands in while its URL cannot be fetched.
+const MAX_STALE: Duration = Duration::from_secs(24 * 60 * 60);
+const FIRST_BACKOFF: Duration = Duration::from_secs(5);
+const MAX_BACKOFF: Duration = Duration::from_secs(5 * 60);
 
 /// One RSA key of a set.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,15 +54,76 @@ struct Jwk {
     e: Option<String>,
 }
 
+type Keys = Arc<Vec<RsaKey>>;
+
+#[derive(Default)]
 struct Entry {
-    keys: Arc<Vec<RsaKey>>,
-    fetched: Instant,
+    /// The last set fetched successfully, and when.
+    good: Option<(Keys, Instant)>,
+    failure: Option<Failure>,
+}
+
+struct Failure {
+    at: Instant,
+    consecutive: u32,
+    message: String,
+}
+
+impl Failure {
+    fn backoff(&self) -> Duration {
+        let doublings = self.consecutive.saturating_sub(1).min(16);
+        FIRST_BACKOFF
+            .saturating_mul(1 << doublings)
+            .min(MAX_BACKOFF)
+    }
+}
+
+/// What to do for one request for keys.
+#[derive(Debug)]
+enum Decision {
+    Use(Keys),
+    Fetch,
+    Fail(String),
+}
+
+impl Entry {
+    /// The last good set while it may still stand in for a fresh one.
+    fn usable_stale(&self, now: Instant) -> Option<Keys> {
+        let (keys, fetched) = self.good.as_ref()?;
+        (now.saturating_duration_since(*fetched) < MAX_STALE).then(|| keys.clone())
+    }
+
+    fn decide(&self, now: Instant, refresh: Duration, kid: Option<&str>) -> Decision {
+        if let Some(failure) = &self.failure
+            && now.saturating_duration_since(failure.at) < failure.backoff()
+        {
+            return match self.usable_stale(now) {
+                Some(keys) => Decision::Use(keys),
+                None => Decision::Fail(failure.message.clone()),
+            };
+        }
+        let Some((keys, fetched)) = &self.good else {
+            return Decision::Fetch;
+        };
+        let age = now.saturating_duration_since(*fetched);
+        if age >= refresh {
+            return Decision::Fetch;
+        }
+        let knows_kid =
+            kid.is_none_or(|kid| keys.iter().any(|key| key.kid.as_deref() == Some(kid)));
+        if !knows_kid && age >= MIN_REFETCH {
+            return Decision::Fetch;
+        }
+        Decision::Use(keys.clone())
+    }
 }
 
 /// The key sets of every plugin, shared by all calls.
 #[derive(Default)]
 pub struct JwksCache {
     entries: Mutex<HashMap<String, Entry>>,
+    /// One lock per URL, held while that URL is fetched.
+    fetching: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl JwksCache {
@@ -64,35 +133,63 @@ impl JwksCache {
         &self,
         settings: &JwksKey,
         refetch_for_kid: Option<&str>,
-    ) -> anyhow::Result<Arc<Vec<RsaKey>>> {
+    ) -> anyhow::Result<Keys> {
+        let url = settings.url.as_str();
         let refresh = Duration::from_secs(settings.refresh_seconds);
-        if let Some(keys) = self.cached(&settings.url, refresh, refetch_for_kid) {
-            return Ok(keys);
+        match self.decide(url, refresh, refetch_for_kid) {
+            Decision::Use(keys) => return Ok(keys),
+            Decision::Fail(message) => return Err(anyhow!(message)),
+            Decision::Fetch => {}
         }
-        let keys = Arc::new(fetch(settings).await?);
-        self.entries.lock().insert(
-            settings.url.clone(),
-            Entry {
-                keys: keys.clone(),
-                fetched: Instant::now(),
-            },
-        );
-        Ok(keys)
+        let lock = self
+            .fetching
+            .lock()
+            .entry(url.to_owned())
+            .or_default()
+            .clone();
+        let _fetching = lock.lock().await;
+        // Another request may have fetched (or failed) while this one waited.
+        match self.decide(url, refresh, refetch_for_kid) {
+            Decision::Use(keys) => return Ok(keys),
+            Decision::Fail(message) => return Err(anyhow!(message)),
+            Decision::Fetch => {}
+        }
+        let fetched = fetch(settings).await;
+        let mut entries = self.entries.lock();
+        let entry = entries.entry(url.to_owned()).or_default();
+        let now = Instant::now();
+        match fetched {
+            Ok(keys) => {
+                let keys = Arc::new(keys);
+                entry.good = Some((keys.clone(), now));
+                entry.failure = None;
+                Ok(keys)
+            }
+            Err(error) => {
+                let consecutive = entry.failure.as_ref().map_or(0, |f| f.consecutive) + 1;
+                let message = format!("{error:#}");
+                entry.failure = Some(Failure {
+                    at: now,
+                    consecutive,
+                    message: message.clone(),
+                });
+                match entry.usable_stale(now) {
+                    Some(keys) => {
+                        tracing::warn!(url, error = %message, "the key set could not be refreshed; using the last one fetched");
+                        Ok(keys)
+                    }
+                    None => Err(error),
+                }
+            }
+        }
     }
 
-    fn cached(&self, url: &str, refresh: Duration, kid: Option<&str>) -> Option<Arc<Vec<RsaKey>>> {
+    fn decide(&self, url: &str, refresh: Duration, kid: Option<&str>) -> Decision {
         let entries = self.entries.lock();
-        let entry = entries.get(url)?;
-        let age = entry.fetched.elapsed();
-        if age >= refresh {
-            return None;
+        match entries.get(url) {
+            Some(entry) => entry.decide(Instant::now(), refresh, kid),
+            None => Decision::Fetch,
         }
-        let knows_kid =
-            kid.is_none_or(|kid| entry.keys.iter().any(|key| key.kid.as_deref() == Some(kid)));
-        if !knows_kid && age >= MIN_REFETCH {
-            return None;
-        }
-        Some(entry.keys.clone())
     }
 }
 
@@ -146,4 +243,102 @@ pub fn parse_key_set(body: &[u8]) -> anyhow::Result<Vec<RsaKey>> {
         bail!("it holds no RSA signing key");
     }
     Ok(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(kid: &str) -> RsaKey {
+        RsaKey {
+            kid: Some(kid.to_owned()),
+            modulus: vec![1],
+            exponent: vec![1],
+        }
+    }
+
+    fn fetched(kid: &str, at: Instant) -> Entry {
+        Entry {
+            good: Some((Arc::new(vec![key(kid)]), at)),
+            failure: None,
+        }
+    }
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    #[test]
+    fn fresh_sets_are_used_and_old_or_rotated_ones_refetched() {
+        let start = Instant::now();
+        let entry = fetched("a", start);
+        assert!(matches!(
+            entry.decide(start, HOUR, Some("a")),
+            Decision::Use(_)
+        ));
+        assert!(matches!(
+            entry.decide(start + HOUR, HOUR, None),
+            Decision::Fetch
+        ));
+        // An unknown key id refetches, but not more than once a minute.
+        let soon = start + Duration::from_secs(10);
+        assert!(matches!(
+            entry.decide(soon, HOUR, Some("b")),
+            Decision::Use(_)
+        ));
+        let later = start + MIN_REFETCH;
+        assert!(matches!(
+            entry.decide(later, HOUR, Some("b")),
+            Decision::Fetch
+        ));
+        assert!(matches!(
+            Entry::default().decide(start, HOUR, None),
+            Decision::Fetch
+        ));
+    }
+
+    #[test]
+    fn after_a_failure_the_last_good_set_stands_in_until_the_backoff_ends() {
+        let start = Instant::now();
+        let mut entry = fetched("a", start);
+        let failed_at = start + 2 * HOUR;
+        entry.failure = Some(Failure {
+            at: failed_at,
+            consecutive: 3,
+            message: "down".into(),
+        });
+        // Backoff after three failures: 20 s.
+        let during = failed_at + Duration::from_secs(19);
+        assert!(matches!(entry.decide(during, HOUR, None), Decision::Use(_)));
+        let after = failed_at + Duration::from_secs(20);
+        assert!(matches!(entry.decide(after, HOUR, None), Decision::Fetch));
+        // A set older than a day no longer stands in.
+        entry.failure.as_mut().unwrap().at = start + MAX_STALE;
+        let too_old = start + MAX_STALE + Duration::from_secs(1);
+        assert!(matches!(entry.decide(too_old, HOUR, None), Decision::Fail(m) if m == "down"));
+        // Nothing fetched yet: the failure is the answer during the backoff.
+        let never = Entry {
+            good: None,
+            failure: Some(Failure {
+                at: start,
+                consecutive: 1,
+                message: "down".into(),
+            }),
+        };
+        assert!(matches!(never.decide(start, HOUR, None), Decision::Fail(_)));
+        assert!(matches!(
+            never.decide(start + FIRST_BACKOFF, HOUR, None),
+            Decision::Fetch
+        ));
+    }
+
+    #[test]
+    fn backoff_doubles_to_a_cap() {
+        let failure = |consecutive| Failure {
+            at: Instant::now(),
+            consecutive,
+            message: String::new(),
+        };
+        assert_eq!(failure(1).backoff(), FIRST_BACKOFF);
+        assert_eq!(failure(2).backoff(), FIRST_BACKOFF * 2);
+        assert_eq!(failure(40).backoff(), MAX_BACKOFF);
+    }
 }

@@ -144,6 +144,27 @@ fn too_long(length: usize) -> Option<GuestError> {
     })
 }
 
+impl StoreState {
+    /// Check a signature over `message` with the named key: `check` gets the resolved key
+    /// and answers whether the signature is valid (or that the key is of the wrong kind).
+    /// A valid signature is recorded for the request being received.
+    fn check_signature(
+        &mut self,
+        key: &str,
+        message: &[u8],
+        check: impl FnOnce(&ResolvedKey) -> Result<bool, GuestError>,
+    ) -> Result<bool, GuestError> {
+        if let Some(error) = too_long(message.len()) {
+            return Err(error);
+        }
+        let valid = check(self.verify_key(key)?)?;
+        if valid {
+            self.passed(key, Some(message));
+        }
+        Ok(valid)
+    }
+}
+
 impl Host for StoreState {
     async fn hmac_sha256(
         &mut self,
@@ -151,20 +172,15 @@ impl Host for StoreState {
         message: Vec<u8>,
         signature: Vec<u8>,
     ) -> wasmtime::Result<Result<bool, GuestError>> {
-        if let Some(error) = too_long(message.len()) {
-            return Ok(Err(error));
-        }
-        let secret = match self.verify_key(&key) {
-            Ok(ResolvedKey::Secret(secret)) => secret.clone(),
-            Ok(_) => return Ok(Err(wrong_kind(&key, "a secret"))),
-            Err(error) => return Ok(Err(error)),
-        };
-        let mac = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret);
-        let valid = ring::hmac::verify(&mac, &message, &signature).is_ok();
-        if valid {
-            self.passed(&key, Some(&message));
-        }
-        Ok(Ok(valid))
+        Ok(
+            self.check_signature(&key, &message, |resolved| match resolved {
+                ResolvedKey::Secret(secret) => {
+                    let mac = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
+                    Ok(ring::hmac::verify(&mac, &message, &signature).is_ok())
+                }
+                _ => Err(wrong_kind(&key, "a secret")),
+            }),
+        )
     }
 
     async fn ed25519(
@@ -173,21 +189,17 @@ impl Host for StoreState {
         message: Vec<u8>,
         signature: Vec<u8>,
     ) -> wasmtime::Result<Result<bool, GuestError>> {
-        if let Some(error) = too_long(message.len()) {
-            return Ok(Err(error));
-        }
-        let public = match self.verify_key(&key) {
-            Ok(ResolvedKey::Ed25519(public)) => *public,
-            Ok(_) => return Ok(Err(wrong_kind(&key, "an Ed25519 public key"))),
-            Err(error) => return Ok(Err(error)),
-        };
-        let valid = ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, public)
-            .verify(&message, &signature)
-            .is_ok();
-        if valid {
-            self.passed(&key, Some(&message));
-        }
-        Ok(Ok(valid))
+        Ok(
+            self.check_signature(&key, &message, |resolved| match resolved {
+                ResolvedKey::Ed25519(public) => Ok(ring::signature::UnparsedPublicKey::new(
+                    &ring::signature::ED25519,
+                    public,
+                )
+                .verify(&message, &signature)
+                .is_ok()),
+                _ => Err(wrong_kind(&key, "an Ed25519 public key")),
+            }),
+        )
     }
 
     async fn secret_equals(
@@ -196,13 +208,13 @@ impl Host for StoreState {
         presented: Vec<u8>,
     ) -> wasmtime::Result<Result<bool, GuestError>> {
         let secret = match self.verify_key(&key) {
-            Ok(ResolvedKey::Secret(secret)) => secret.clone(),
+            Ok(ResolvedKey::Secret(secret)) => secret,
             Ok(_) => return Ok(Err(wrong_kind(&key, "a secret"))),
             Err(error) => return Ok(Err(error)),
         };
         // Digests of equal length, compared in constant time: neither the content nor the
         // length of the secret shows in the timing.
-        let expected = ring::digest::digest(&ring::digest::SHA256, &secret);
+        let expected = ring::digest::digest(&ring::digest::SHA256, secret);
         let given = ring::digest::digest(&ring::digest::SHA256, &presented);
         let valid = bool::from(expected.as_ref().ct_eq(given.as_ref()));
         if valid {

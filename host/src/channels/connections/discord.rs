@@ -111,7 +111,39 @@ fn fatal_close(code: u16) -> Option<&'static str> {
     }
 }
 
-async fn gateway_url(settings: &DiscordGateway, allow_private: bool) -> Result<String, String> {
+/// What `GET /gateway/bot` tells: where to connect, and when the next Identify is allowed.
+#[derive(Debug, PartialEq)]
+struct GatewayInfo {
+    url: String,
+    /// Set when the day's session starts are used up: wait this long before identifying.
+    wait_before_identify: Option<Duration>,
+}
+
+/// Longest wait for the session start budget to reset (Discord's window is a day).
+const MAX_START_WAIT: Duration = Duration::from_secs(24 * 60 * 60);
+
+impl GatewayInfo {
+    fn parse(answer: &Value) -> Result<Self, String> {
+        let url = answer["url"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| "GET /gateway/bot gave no url".to_owned())?;
+        let limit = &answer["session_start_limit"];
+        let wait_before_identify = (limit["remaining"].as_u64() == Some(0)).then(|| {
+            Duration::from_millis(limit["reset_after"].as_u64().unwrap_or(5_000))
+                .min(MAX_START_WAIT)
+        });
+        Ok(Self {
+            url,
+            wait_before_identify,
+        })
+    }
+}
+
+async fn gateway_info(
+    settings: &DiscordGateway,
+    allow_private: bool,
+) -> Result<GatewayInfo, String> {
     let mut authorization =
         http::HeaderValue::from_str(&format!("Bot {}", settings.bot_token.expose()))
             .map_err(|_| "the bot token is not a valid header value".to_owned())?;
@@ -135,10 +167,7 @@ async fn gateway_url(settings: &DiscordGateway, allow_private: bool) -> Result<S
     }
     let answer: Value = serde_json::from_slice(&response.body)
         .map_err(|e| format!("GET /gateway/bot answered no JSON: {e}"))?;
-    answer["url"]
-        .as_str()
-        .map(str::to_owned)
-        .ok_or_else(|| "GET /gateway/bot gave no url".to_owned())
+    GatewayInfo::parse(&answer)
 }
 
 fn with_query(url: &str) -> String {
@@ -156,7 +185,25 @@ async fn connect(
 ) -> Result<(), Ended> {
     let base = match (&session.id, &session.resume_url) {
         (Some(_), Some(resume)) => resume.clone(),
-        _ => gateway_url(settings, allow_private).await?,
+        _ => {
+            let info = gateway_info(settings, allow_private).await?;
+            if let Some(wait) = info.wait_before_identify {
+                // Identifying past the budget would get the token reset by Discord.
+                report(
+                    channels,
+                    name,
+                    format!(
+                        "the day's session starts are used up; identifying again in {} s",
+                        wait.as_secs()
+                    ),
+                );
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = stop.cancelled() => return Ok(()),
+                }
+            }
+            info.url
+        }
     };
     let mut socket =
         host_http::websocket(&with_query(&base), allow_private, Duration::from_secs(15))
@@ -310,4 +357,23 @@ async fn send(socket: &mut host_http::HostWebSocket, payload: &Value) -> Result<
         .send(Message::text(payload.to_string()))
         .await
         .map_err(|e| format!("writing to the gateway: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_exhausted_session_start_budget_means_waiting_for_its_reset() {
+        let info = GatewayInfo::parse(&json!({"url": "wss://g", "shards": 1,
+            "session_start_limit": {"total": 1000, "remaining": 0, "reset_after": 1500, "max_concurrency": 1}}))
+        .unwrap();
+        assert_eq!(info.url, "wss://g");
+        assert_eq!(info.wait_before_identify, Some(Duration::from_millis(1500)));
+        let fine = GatewayInfo::parse(&json!({"url": "wss://g",
+            "session_start_limit": {"remaining": 999, "reset_after": 1500}}))
+        .unwrap();
+        assert_eq!(fine.wait_before_identify, None);
+        assert!(GatewayInfo::parse(&json!({})).is_err());
+    }
 }
