@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use databot_e2e::chat_platforms::{
-    deliver, eventually, fake_provider, fake_slack, requests_to, slack_config, slack_headers,
-    slack_mention, unix_now,
+    SlackExtra, deliver, eventually, fake_provider, fake_slack, requests_to, slack_config,
+    slack_headers, slack_mention, unix_now,
 };
 use databot_e2e::served::ServedDatabot;
 use databot_e2e::{ScriptedResponse, serve_scripted};
@@ -21,7 +21,7 @@ use databot_e2e::{ScriptedResponse, serve_scripted};
 const SECRET: &str = "bench-signing-secret";
 
 fn slack_yaml(slack_port: u16) -> String {
-    slack_config(slack_port, SECRET, "", "")
+    slack_config(slack_port, SECRET, SlackExtra::default())
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -68,6 +68,25 @@ async fn main() {
     let served = ServedDatabot::start(binary, slow, &slack_yaml(slack_port)).await;
     acknowledgements(served.port, 99).await; // warm-up
     tokio::time::sleep(Duration::from_secs(3)).await;
+    // For a profiler: `CHANNELS_PROFILE_ROUNDS=N` prints the host's pid, waits 5 s (attach
+    // then), runs N bursts 2 s apart and stops.
+    if let Some(rounds) = std::env::var("CHANNELS_PROFILE_ROUNDS")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+    {
+        println!("databot pid {}", served.pid);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        for round in 0..rounds {
+            let times = acknowledgements(served.port, 1000 + round).await;
+            println!(
+                "round {round}: p50 {} p99 {}",
+                ms(percentile(&times, 0.5)),
+                ms(percentile(&times, 0.99))
+            );
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        return;
+    }
     let mut p50s = Vec::new();
     let mut p99s = Vec::new();
     for round in 0..4 {

@@ -101,22 +101,28 @@ pub async fn fake_provider(text: &'static str, pieces: usize, pause: std::time::
     port
 }
 
+/// Lines added to the blocks of the `slack` section (each indented six spaces).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SlackExtra<'a> {
+    pub permissions: &'a str,
+    pub config: &'a str,
+    pub channel: &'a str,
+}
+
 /// The `slack` section (under `plugins:`) for a fake Slack on `slack_port`: the bot token
 /// `xoxb-test-token` injected by the host for that origin only, egress to any loopback port
 /// (a slash command's `response_url` lives elsewhere), webhooks verified under `secret`, `U1`
-/// allowed;
-/// `permissions_extra` and `channel_extra` add lines to its `permissions:` and `channel:`
-/// blocks (indented six spaces).
-pub fn slack_config(
-    slack_port: u16,
-    secret: &str,
-    permissions_extra: &str,
-    channel_extra: &str,
-) -> String {
+/// allowed, plus `extra`.
+pub fn slack_config(slack_port: u16, secret: &str, extra: SlackExtra) -> String {
+    let SlackExtra {
+        permissions,
+        config,
+        channel,
+    } = extra;
     format!(
         r#"  slack:
     permissions:
-{permissions_extra}
+{permissions}
       http:
         allow: ["127.0.0.1"]
         allow_private: true
@@ -126,9 +132,10 @@ pub fn slack_config(
         signing_secret: {{ secret: "{secret}" }}
     config:
       api: "http://127.0.0.1:{slack_port}/api"
+{config}
     channel:
       allow_users: [U1]
-{channel_extra}
+{channel}
 "#
     )
 }

@@ -8,8 +8,8 @@
 use std::time::{Duration, Instant};
 
 use databot_e2e::chat_platforms::{
-    eventually, fake_provider, fake_slack, provider_config, slack_config, slack_headers,
-    slack_mention, unix_now,
+    SlackExtra, eventually, fake_provider, fake_slack, provider_config, slack_config,
+    slack_headers, slack_mention, unix_now,
 };
 use databot_e2e::{
     ScriptedResponse, SeenRequest, TestHost, http_call, http_call_from, serve_scripted,
@@ -29,20 +29,23 @@ async fn setup(
     channel_extra: &str,
     script: impl Fn(&SeenRequest, usize) -> Option<ScriptedResponse> + Send + Sync + 'static,
 ) -> Setup {
-    setup_with(provider_port, "", channel_extra, script).await
+    let extra = SlackExtra {
+        channel: channel_extra,
+        ..SlackExtra::default()
+    };
+    setup_with(provider_port, extra, script).await
 }
 
 async fn setup_with(
     provider_port: u16,
-    permissions_extra: &str,
-    channel_extra: &str,
+    extra: SlackExtra<'_>,
     script: impl Fn(&SeenRequest, usize) -> Option<ScriptedResponse> + Send + Sync + 'static,
 ) -> Setup {
     let (slack_port, slack) = fake_slack(script).await;
     let config = format!(
         "plugins:\n{}{}",
         provider_config(provider_port),
-        slack_config(slack_port, SECRET, permissions_extra, channel_extra)
+        slack_config(slack_port, SECRET, extra)
     );
     let host = TestHost::start(&config, &[]).await.unwrap();
     host.load_builtin("openai").await;
@@ -500,19 +503,37 @@ async fn an_address_that_keeps_failing_verification_is_refused_unless_it_passed_
         eventually(Duration::from_secs(10), || posts(&s.slack).len() == 2).await,
         "both verified messages were answered, the locked-out one was not"
     );
+
+    // Behind a trusted proxy (here loopback) clients are told apart by `X-Forwarded-For`:
+    // the stranger's failures lock out only the stranger.
+    let proxied = s
+        .host
+        .start_gateway(
+            "openai",
+            "gateway: {auth_failures: {max_failures: 3, window_seconds: 60}, trusted_proxies: [127.0.0.1]}\n",
+        )
+        .await;
+    let via_proxy = |client: &str, (body, mut headers): (String, Vec<(String, String)>)| {
+        headers.push(("x-forwarded-for".into(), client.to_owned()));
+        async move { deliver(proxied, &body, headers).await.0 }
+    };
+    for _ in 0..3 {
+        assert_eq!(via_proxy("203.0.113.9", unsigned("EvZ")).await, 401);
+    }
+    assert_eq!(via_proxy("203.0.113.9", signed("EvStranger")).await, 429);
+    assert_eq!(via_proxy("198.51.100.7", signed("EvPlatform")).await, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_state_granted_a_thread_reply_streams_natively_and_the_pieces_add_up_exactly() {
     let answer = "one **two** three four five six seven eight nine ten eleven twelve";
     let provider = fake_provider(answer, 12, Duration::from_millis(250)).await;
-    let s = setup_with(
-        provider,
-        "      state: true",
-        "      stream: true",
-        |_, _| None,
-    )
-    .await;
+    let extra = SlackExtra {
+        permissions: "      state: true",
+        channel: "      stream: true",
+        ..SlackExtra::default()
+    };
+    let s = setup_with(provider, extra, |_, _| None).await;
     let mention = slack_mention("Ev30", "U1", "C1", "1700000030.000100", "count");
     let (status, _) = deliver(
         s.gateway,
@@ -578,7 +599,15 @@ async fn a_slash_command_is_answered_once_through_its_response_url_in_a_conversa
         ])
     })
     .await;
-    let s = setup(provider, "      stream: true", |_, _| None).await;
+    // Slack's response URLs are on another host than its Web API (hooks.slack.com).
+    let (hooks_port, hooks) = serve_scripted(|_, _| ScriptedResponse::json(200, json!({}))).await;
+    let prefix = format!("      response_url_prefix: \"http://127.0.0.1:{hooks_port}/commands/\"");
+    let extra = SlackExtra {
+        config: &prefix,
+        channel: "      stream: true",
+        ..SlackExtra::default()
+    };
+    let s = setup_with(provider, extra, |_, _| None).await;
     let command = |user: &str, trigger: &str, text: &str, url: &str| {
         format!(
             "command=%2Fdatabot&text={}&trigger_id={trigger}&user_id={user}&user_name=ada&channel_id=C5&team_id=T1&response_url={}",
@@ -586,8 +615,6 @@ async fn a_slash_command_is_answered_once_through_its_response_url_in_a_conversa
             url.replace(':', "%3A").replace('/', "%2F"),
         )
     };
-    // Slack's response URLs are on another host than its Web API (hooks.slack.com).
-    let (hooks_port, hooks) = serve_scripted(|_, _| ScriptedResponse::json(200, json!({}))).await;
     let base = format!("http://127.0.0.1:{hooks_port}");
     for (user, trigger, text, path) in [
         ("U1", "111.222", "how many orders", "/commands/T1/1/aaa"),
@@ -607,7 +634,18 @@ async fn a_slash_command_is_answered_once_through_its_response_url_in_a_conversa
             "answered at {path}"
         );
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // A response URL outside the configured prefix is not posted to, signed or not.
+    let body = command(
+        "U1",
+        "555.666",
+        "which tables",
+        &format!("{base}/elsewhere/x"),
+    );
+    let mut headers = slack_headers(SECRET, unix_now(), &body);
+    headers[0].1 = "application/x-www-form-urlencoded".into();
+    assert_eq!(deliver(s.gateway, &body, headers).await.0, 200);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(!hooks.all().iter().any(|r| r.path.starts_with("/elsewhere")));
     let responses = hooks.all();
     assert_eq!(responses.len(), 2, "each command answered once");
     let first = responses.iter().find(|r| r.path.ends_with("/aaa")).unwrap();
@@ -624,7 +662,7 @@ async fn a_slash_command_is_answered_once_through_its_response_url_in_a_conversa
     // The second invocation, by the same user in the same channel, did not carry the first
     // one's conversation.
     let asks = provider_seen.all();
-    assert_eq!(asks.len(), 2);
+    assert_eq!(asks.len(), 3);
     let second = asks
         .iter()
         .find(|r| r.body.contains("which tables"))

@@ -140,7 +140,10 @@ impl Replier {
                 .await
             {
                 Ok(handle) => {
-                    bump(&self.counters.replies);
+                    // An empty handle: nothing was posted yet (see `flush`).
+                    if !handle.is_empty() {
+                        bump(&self.counters.replies);
+                    }
                     return Ok(handle);
                 }
                 Err(SendFailure::RateLimited(wait)) if waited + wait <= MAX_RATE_LIMIT_WAIT => {
@@ -165,15 +168,17 @@ impl Replier {
         Err(self.failed("sending a message", &last))
     }
 
-    /// Edit a posted message. With `persist`, rate limits are waited out (the final text
-    /// must arrive); otherwise the edit is skipped and `Err(wait)` says for how long to hold off.
+    /// Edit a posted message: `Ok(true)` when it was edited, `Ok(false)` when the edit
+    /// failed (counted and reported). With `persist`, rate limits are waited out (the final
+    /// text must arrive); otherwise the edit is skipped and `Err(wait)` says for how long to
+    /// hold off.
     pub async fn update(
         &self,
         handle: &str,
         text: String,
         finished: bool,
         persist: bool,
-    ) -> Result<(), Duration> {
+    ) -> Result<bool, Duration> {
         let mut waited = Duration::ZERO;
         for _ in 0..MAX_ATTEMPTS {
             match self
@@ -185,7 +190,7 @@ impl Replier {
                 )
                 .await
             {
-                Ok(()) => return Ok(()),
+                Ok(()) => return Ok(true),
                 Err(SendFailure::RateLimited(wait)) => {
                     bump(&self.counters.rate_limited);
                     if !persist {
@@ -199,12 +204,12 @@ impl Replier {
                 }
                 Err(error) => {
                     self.failed("editing a message", &error);
-                    return Ok(());
+                    return Ok(false);
                 }
             }
         }
         self.failed("editing a message", &SendFailure::RateLimited(waited));
-        Ok(())
+        Ok(false)
     }
 
     /// Send a whole text as one or more messages; their handles, or why one failed (the
@@ -378,8 +383,9 @@ async fn flush(replier: &Replier, live: &mut Live, max_chars: usize, interval: D
         if cut < current.len() {
             // The first part as `split_message` makes it (a cut code block closed).
             let first = split_message(current, max_chars).swap_remove(0);
-            let _ = replier.update(&handle, first.clone(), true, true).await;
-            live.finished_with.insert(handle, first);
+            if replier.update(&handle, first.clone(), true, true).await == Ok(true) {
+                live.finished_with.insert(handle, first);
+            }
             live.start += cut;
             live.posted.push(String::new());
             view = live.view();
@@ -400,6 +406,12 @@ async fn flush(replier: &Replier, live: &mut Live, max_chars: usize, interval: D
         _ => {
             live.posted.pop_if(|h| h.is_empty());
             match replier.send(view.clone(), false).await {
+                // The plugin cannot show this message until it is finished (a slash
+                // command's reply address): no streaming; the final text goes whole.
+                Ok(handle) if handle.is_empty() => {
+                    live.broken = true;
+                    return;
+                }
                 Ok(handle) => live.posted.push(handle),
                 Err(_) => {
                     live.broken = true;

@@ -35,6 +35,8 @@ use crate::runtime::{ErrorKind, Runtime};
 
 /// How long a hand-off to the bus may wait for room before the platform is told to retry.
 const SUBMIT_WAIT: Duration = Duration::from_millis(1500);
+/// Longest wait of a proactive message for the replies queued before it in its conversation.
+const SEND_QUEUE_WAIT: Duration = Duration::from_secs(60);
 
 /// An HTTP request to `/channels/NAME[/...]`, as received.
 #[derive(Debug, Clone)]
@@ -430,13 +432,13 @@ impl Channels {
                 tools: settings.tools.clone(),
             },
         };
-        let conversation = inbound.session_key();
+        // Queued before the hand-off, so the conversation's replies go out in the order its
+        // messages went to the bus (a failed hand-off gives its place up).
+        let mut place = self.replies.enqueue(inbound.session_key());
         let delivery = match tokio::time::timeout(SUBMIT_WAIT, self.bus.submit(inbound)).await {
             Ok(result) => result?,
             Err(_) => return Err(BusError::Busy { pending: 0 }),
         };
-        // Queued in hand-off order, so the conversation's replies go out in its turns' order.
-        let mut place = self.replies.enqueue(conversation);
         bump(&counters.accepted);
         let replier = Replier {
             runtime: self.runtime.clone(),
@@ -466,11 +468,21 @@ impl Channels {
         }
         let counters = self.counters(name);
         let shape = ReplyShape::of(&self.runtime, &self.limits, name, false, Duration::ZERO).await;
-        // After the replies queued in that conversation, not in the middle of one.
+        // After the replies queued in that conversation, not in the middle of one; but a
+        // message sent on the host's initiative waits at most `SEND_QUEUE_WAIT` for them.
         let mut place = self
             .replies
             .enqueue(crate::bus::session_key(name, chat, thread));
-        place.turn().await;
+        if tokio::time::timeout(SEND_QUEUE_WAIT, place.turn())
+            .await
+            .is_err()
+        {
+            tracing::info!(
+                channel = name,
+                chat,
+                "a reply in this conversation is still going out; sending without waiting for it"
+            );
+        }
         let replier = Replier {
             runtime: self.runtime.clone(),
             target: ReplyTarget {

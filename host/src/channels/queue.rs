@@ -61,22 +61,47 @@ impl Place {
     /// Wait until every reply queued before this one in its conversation is done (or was
     /// dropped: a failed reply does not hold up the next).
     pub async fn turn(&mut self) {
-        if let Some(previous) = self.previous.take() {
-            let _ = previous.await;
+        if let Some(previous) = &self.previous {
+            let _ = previous.clone().await;
         }
+        self.previous = None;
     }
 }
 
 impl Drop for Place {
     fn drop(&mut self) {
-        // Done: release the next reply, and forget the conversation if none is queued.
-        drop(self.done.take());
-        let mut tails = self.queue.tails.lock();
-        if tails
-            .get(&self.conversation)
-            .is_some_and(|(generation, _)| *generation == self.generation)
+        let done = self.done.take();
+        let (queue, conversation, generation) = (
+            self.queue.clone(),
+            std::mem::take(&mut self.conversation),
+            self.generation,
+        );
+        // Dropped before its turn came (its caller gave up): the replies queued after it must
+        // still wait for the ones before it, so it lets go only once those are done.
+        if let Some(previous) = self.previous.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
-            tails.remove(&self.conversation);
+            runtime.spawn(async move {
+                let _ = previous.await;
+                queue.release(&conversation, generation, done);
+            });
+            return;
+        }
+        queue.release(&conversation, generation, done);
+    }
+}
+
+impl ConversationQueue {
+    /// A place is done: the next reply may go, and the conversation is forgotten when nothing
+    /// was queued after it.
+    fn release(&self, conversation: &str, generation: u64, done: Option<oneshot::Sender<()>>) {
+        drop(done);
+        let mut tails = self.tails.lock();
+        if tails
+            .get(conversation)
+            .is_some_and(|(tail, _)| *tail == generation)
+        {
+            tails.remove(conversation);
         }
     }
 }
@@ -116,6 +141,36 @@ mod tests {
         assert!(at("c1-second end") < at("c1-third start"));
         assert!(at("c2-only end") < at("c1-first end"), "{log:?}");
         assert_eq!(queue.len(), 0, "nothing kept once the queues are empty");
+    }
+
+    #[tokio::test]
+    async fn a_place_given_up_before_its_turn_still_keeps_the_order() {
+        let queue = ConversationQueue::default();
+        let first = queue.enqueue("c".into());
+        let second = queue.enqueue("c".into());
+        let mut third = queue.enqueue("c".into());
+        drop(second);
+        let waited = tokio::time::timeout(Duration::from_millis(100), third.turn()).await;
+        assert!(waited.is_err(), "the third ran while the first was running");
+        drop(first);
+        tokio::time::timeout(Duration::from_secs(1), third.turn())
+            .await
+            .unwrap();
+        drop(third);
+
+        // The same when the one given up was the last queued.
+        let first = queue.enqueue("d".into());
+        drop(queue.enqueue("d".into()));
+        let mut later = queue.enqueue("d".into());
+        let waited = tokio::time::timeout(Duration::from_millis(100), later.turn()).await;
+        assert!(
+            waited.is_err(),
+            "the later one ran while the first was running"
+        );
+        drop(first);
+        tokio::time::timeout(Duration::from_secs(1), later.turn())
+            .await
+            .unwrap();
     }
 
     #[tokio::test]

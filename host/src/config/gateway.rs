@@ -28,6 +28,9 @@ pub struct GatewayConfig {
     pub rate_limit: RateLimitConfig,
     /// Failed authentications one client address may make before it is refused for a while.
     pub auth_failures: AuthFailureConfig,
+    /// Reverse proxies (addresses or networks) whose `X-Forwarded-For` names the client for
+    /// the per-client limits; without them every client behind a proxy is the proxy.
+    pub trusted_proxies: Vec<String>,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
     /// Origins allowed by CORS; empty sends no CORS headers at all. They also pass the
@@ -60,6 +63,7 @@ impl Default for GatewayConfig {
             api_keys: Vec::new(),
             rate_limit: RateLimitConfig::default(),
             auth_failures: AuthFailureConfig::default(),
+            trusted_proxies: Vec::new(),
             max_body_bytes: 1024 * 1024,
             cors_origins: Vec::new(),
             allowed_hosts: Vec::new(),
@@ -128,9 +132,28 @@ impl GatewayConfig {
         })
     }
 
+    /// `trusted_proxies` parsed: addresses (`10.0.0.5`) and networks (`10.0.0.0/8`).
+    pub fn trusted_proxy_networks(&self) -> Result<Vec<ipnet::IpNet>, String> {
+        self.trusted_proxies
+            .iter()
+            .map(|entry| {
+                let entry = entry.trim();
+                entry
+                    .parse::<ipnet::IpNet>()
+                    .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        format!(
+                            "gateway.trusted_proxies: `{entry}` is not an address or a network (10.0.0.5, 10.0.0.0/8, fd00::/8)"
+                        )
+                    })
+            })
+            .collect()
+    }
+
     /// Every rule the gateway relies on; the error names the key.
     pub fn validate(&self) -> Result<(), String> {
         self.bind_address()?;
+        self.trusted_proxy_networks()?;
         for (index, key) in self.api_keys.iter().enumerate() {
             check_api_key(key.expose()).map_err(|e| format!("gateway.api_keys[{index}]: {e}"))?;
             if let Some(first) = self.api_keys[..index]

@@ -9,11 +9,13 @@
 //! /64, which one client usually controls whole. Memory is bounded: past `MAX_CLIENTS`
 //! addresses with recent failures, new addresses share one bucket.
 //!
-//! Channel webhooks keep a tally of their own (requests the channel could not verify). There
-//! the check that passes is the channel's, which runs only if the request is let in; so an
-//! address that delivered a verified request within the window (`passed`) is never locked
-//! out: a platform behind the same proxy or NAT as a flood keeps getting through, and the
-//! flood is held by the channel's own call slots instead.
+//! Channel webhooks keep a tally per channel (requests the channel could not verify). There
+//! the check that passes is the channel's, which runs only if the request is let in, so:
+//! an address that delivered a verified request within the window (`passed`) is never locked
+//! out (a platform sharing a NAT with a flood keeps getting through, and the flood is held by
+//! the channel's own call slots instead); and the shared overflow bucket never locks
+//! (`without_overflow_lockout`): a flood from a whole IPv6 /48 must not lock out platforms
+//! that send from addresses not yet seen.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr};
@@ -49,6 +51,8 @@ impl Client {
 pub struct AuthFailures {
     limit: usize,
     window: Duration,
+    /// Whether the shared overflow bucket can be locked out.
+    overflow_locks: bool,
     state: Mutex<State>,
 }
 
@@ -64,11 +68,20 @@ impl AuthFailures {
         Self {
             limit: max_failures.max(1) as usize,
             window,
+            overflow_locks: true,
             state: Mutex::new(State {
                 failures: HashMap::new(),
                 passes: HashMap::new(),
                 swept: None,
             }),
+        }
+    }
+
+    /// Never lock out the addresses that share the overflow bucket.
+    pub fn without_overflow_lockout(self) -> Self {
+        Self {
+            overflow_locks: false,
+            ..self
         }
     }
 
@@ -85,6 +98,9 @@ impl AuthFailures {
             return None;
         }
         let bucket = state.bucket(Client::of(ip), now, self.window);
+        if bucket == Client::Overflow && !self.overflow_locks {
+            return None;
+        }
         let failures = state.failures.get_mut(&bucket)?;
         expire(failures, now, self.window);
         if failures.len() < self.limit {
@@ -242,5 +258,12 @@ mod tests {
         assert!(failures.state.lock().failures.len() <= MAX_CLIENTS + 1);
         // Addresses tracked one by one are unaffected.
         assert!(failures.locked_out(ip("10.0.0.5")).is_none());
+        // A tally that fails open never locks the overflow bucket.
+        let open = AuthFailures::new(1, Duration::from_secs(60)).without_overflow_lockout();
+        for n in 0..MAX_CLIENTS as u32 + 10 {
+            open.failed(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + n)));
+        }
+        assert!(open.locked_out(ip("192.0.2.9")).is_none());
+        assert!(open.locked_out(ip("10.0.0.5")).is_some());
     }
 }

@@ -1,16 +1,15 @@
 //! The channel routes: `/channels/NAME[/...]` (any method) takes a platform's webhook outside
 //! the API-key check (platforms cannot send keys; the channel verifies each request, see
-//! `channels`), with the channel's own body cap and a deadline to read it. An address whose
-//! requests keep failing verification is refused with 429 before its body is read, unless it
-//! also delivered a verified request lately (see `auth_failures`). Behind the keys:
+//! `channels`), with the channel's own body cap and a deadline to read it. A client address
+//! whose requests to a channel keep failing verification is refused with 429 before its body
+//! is read, unless it also delivered a verified request lately (see `auth_failures`). Behind the keys:
 //! `GET /api/v1/channels` (status) and `POST /api/v1/channels/NAME/send` (proactive messages).
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -51,11 +50,9 @@ async fn webhook(
             StatusCode::from_u16(answer.status).unwrap_or(StatusCode::NOT_FOUND);
         return response;
     }
-    let address = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
-    if let Some(retry_after) = state.channel_failures.locked_out(address) {
+    let address = state.client_address(&request);
+    let failures = state.channel_failures(&name);
+    if let Some(retry_after) = failures.locked_out(address) {
         return super::guard::too_many(
             "too_many_unverified",
             "too many requests from this address failed verification; retry later".to_owned(),
@@ -106,8 +103,8 @@ async fn webhook(
         )
         .await;
     match answer.verified {
-        Some(true) => state.channel_failures.passed(address),
-        Some(false) => state.channel_failures.failed(address),
+        Some(true) => failures.passed(address),
+        Some(false) => failures.failed(address),
         None => {}
     }
     let mut response = Response::new(Body::from(answer.body));

@@ -5,11 +5,11 @@
 //! preflight), and the request rate of the principal (429). A request that passes carries its
 //! `Principal` in its extensions.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, Method, StatusCode, header};
@@ -27,10 +27,7 @@ pub async fn guard(
         return ApiError::new(StatusCode::FORBIDDEN, refusal.code(), refusal.message())
             .into_response();
     }
-    let address = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+    let address = state.client_address(&request);
     let principal = match authenticate(&state, request.headers(), address) {
         Ok(principal) => principal,
         Err(refused) => return refused.into_response(),

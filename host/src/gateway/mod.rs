@@ -18,6 +18,7 @@
 mod auth;
 mod auth_failures;
 mod channels;
+mod client_address;
 mod connections;
 mod guard;
 mod messages;
@@ -26,6 +27,7 @@ mod rate_limit;
 mod rebinding;
 mod server;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,6 +38,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::{Json, Router};
+use parking_lot::Mutex;
 use serde_json::json;
 
 use self::auth::ApiKeys;
@@ -62,8 +65,11 @@ pub struct GatewayState {
     keys: ApiKeys,
     same_origin: SameOrigin,
     auth_failures: AuthFailures,
-    /// Channel webhooks that failed verification, per address (the same limits).
-    channel_failures: AuthFailures,
+    /// Channel webhooks that failed verification, per channel and address (the same limits).
+    channel_failures: Mutex<HashMap<String, Arc<AuthFailures>>>,
+    failure_limits: (u32, Duration),
+    /// Whose `X-Forwarded-For` names the client (`gateway.trusted_proxies`).
+    trusted_proxies: client_address::TrustedProxies,
     /// None when `gateway.rate_limit.requests` is 0 (off).
     limiter: Option<RateLimiter>,
     metrics: Metrics,
@@ -73,6 +79,29 @@ pub struct GatewayState {
 }
 
 impl GatewayState {
+    /// The unverified-webhook tally of channel `name`.
+    fn channel_failures(&self, name: &str) -> Arc<AuthFailures> {
+        let (max_failures, window) = self.failure_limits;
+        self.channel_failures
+            .lock()
+            .entry(name.to_owned())
+            .or_insert_with(|| {
+                Arc::new(AuthFailures::new(max_failures, window).without_overflow_lockout())
+            })
+            .clone()
+    }
+
+    /// The client a request came from (see `client_address`).
+    fn client_address(&self, request: &Request) -> std::net::IpAddr {
+        let peer = request
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |c| {
+                c.0.ip()
+            });
+        self.trusted_proxies.client(peer, request.headers())
+    }
+
     pub fn new(
         config: &GatewayConfig,
         runtime: Runtime,
@@ -94,9 +123,14 @@ impl GatewayState {
                 config.auth_failures.max_failures,
                 Duration::from_secs(config.auth_failures.window_seconds.max(1)),
             ),
-            channel_failures: AuthFailures::new(
+            channel_failures: Mutex::default(),
+            failure_limits: (
                 config.auth_failures.max_failures,
                 Duration::from_secs(config.auth_failures.window_seconds.max(1)),
+            ),
+            // Checked when the config was loaded (`GatewayConfig::validate`).
+            trusted_proxies: client_address::TrustedProxies::new(
+                config.trusted_proxy_networks().unwrap_or_default(),
             ),
             limiter: config.rate_limit.enabled().then(|| {
                 RateLimiter::new(

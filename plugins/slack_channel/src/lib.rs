@@ -292,10 +292,12 @@ impl Channel for Slack {
     fn send(message: Outgoing) -> Result<String, SendError> {
         let context = ReplyContext::of(&message);
         if let Some(url) = context.response_url {
-            // A slash command's answer goes out once, finished (`update` posts it).
-            if message.finished {
-                respond(&url, &message.text)?;
+            // A slash command's answer goes out once, finished: an unfinished one is not
+            // posted, and the empty handle tells the host to send the final text whole.
+            if !message.finished {
+                return Ok(String::new());
             }
+            respond(&url, &message.text)?;
             return Ok(Handle::Command { url }.encode());
         }
         if !message.finished
@@ -311,12 +313,8 @@ impl Channel for Slack {
         match Handle::decode(&handle)? {
             Handle::Message { chat, ts } => edit(&chat, &ts, &message.text),
             Handle::Stream { chat, ts } => stream::update(&chat, &ts, &message),
-            Handle::Command { url } => {
-                if message.finished {
-                    respond(&url, &message.text)?;
-                }
-                Ok(())
-            }
+            // Posted finished and never shown before: there is nothing to edit.
+            Handle::Command { .. } => Ok(()),
         }
     }
 
@@ -399,8 +397,16 @@ fn edit(chat: &str, ts: &str, text: &str) -> Result<(), SendError> {
     .map(drop)
 }
 
-/// Answer a slash command through its `response_url`, visible to the channel.
+/// Answer a slash command through its `response_url`, visible to the channel. The URL comes
+/// from the signed request; it must still start with `config.response_url_prefix` (Slack's
+/// `https://hooks.slack.com/` by default).
 fn respond(url: &str, text: &str) -> Result<(), SendError> {
+    let prefix = channel::setting("response_url_prefix", "https://hooks.slack.com/");
+    if !url.starts_with(&prefix) {
+        return Err(channel::failed(PluginError::InvalidInput(format!(
+            "the slash command's response_url is not under {prefix}"
+        ))));
+    }
     let body = json!({
         "response_type": "in_channel",
         "text": render(text, Dialect::Slack),
@@ -429,6 +435,27 @@ mod stream {
 
     fn key(ts: &str) -> String {
         format!("stream/{ts}")
+    }
+
+    /// The part of a live text that will not change: the host shows tool progress as a last
+    /// paragraph in italics (`_Running …_`) and drops it when the answer goes on, and an
+    /// appended stream cannot take text back, so that paragraph is never appended.
+    pub(super) fn settled(text: &str) -> &str {
+        let Some((before, last)) = text.trim_end().rsplit_once("\n\n") else {
+            return if is_progress(text.trim()) { "" } else { text };
+        };
+        if is_progress(last.trim()) {
+            before.trim_end()
+        } else {
+            text
+        }
+    }
+
+    fn is_progress(paragraph: &str) -> bool {
+        paragraph.len() > 2
+            && paragraph.starts_with('_')
+            && paragraph.ends_with('_')
+            && !paragraph.contains('\n')
     }
 
     fn load(ts: &str) -> Option<Shown> {
@@ -476,11 +503,11 @@ mod stream {
             return Ok(None);
         }
         forget_abandoned();
-        let mut body = json!({
-            "channel": message.chat,
-            "thread_ts": thread,
-            "markdown_text": message.text,
-        });
+        let first = settled(&message.text);
+        let mut body = json!({"channel": message.chat, "thread_ts": thread});
+        if !first.is_empty() {
+            body["markdown_text"] = json!(first);
+        }
         // Outside a direct message a stream names its reader.
         if let (Some(user), Some(team)) = (&context.user, &context.team) {
             body["recipient_user_id"] = json!(user);
@@ -503,10 +530,21 @@ mod stream {
             ))
         })?;
         let shown = Shown {
-            text: message.text.clone(),
+            text: first.to_owned(),
             started: channel::unix_now(),
         };
-        save(&ts, &shown)?;
+        if save(&ts, &shown).is_err() {
+            // Without its record the stream cannot be appended to: stop it, and edit it as a
+            // posted message from now on.
+            let _ = call(
+                "chat.stopStream",
+                &json!({"channel": message.chat, "ts": ts}),
+            );
+            return Ok(Some(Handle::Message {
+                chat: message.chat.clone(),
+                ts,
+            }));
+        }
         Ok(Some(Handle::Stream {
             chat: message.chat.clone(),
             ts,
@@ -525,18 +563,22 @@ mod stream {
             }
             return Ok(());
         };
-        let added = message.text.strip_prefix(shown.text.as_str());
         if !message.finished {
-            if let Some(added) = added.filter(|a| !a.is_empty()) {
+            let live = settled(&message.text);
+            if let Some(added) = live
+                .strip_prefix(shown.text.as_str())
+                .filter(|a| !a.is_empty())
+            {
                 call(
                     "chat.appendStream",
                     &json!({"channel": chat, "ts": ts, "markdown_text": added}),
                 )?;
-                shown.text = message.text.clone();
+                shown.text = live.to_owned();
                 save(ts, &shown)?;
             }
             return Ok(());
         }
+        let added = message.text.strip_prefix(shown.text.as_str());
         let mut stop = json!({"channel": chat, "ts": ts});
         if let Some(added) = added.filter(|a| !a.is_empty()) {
             stop["markdown_text"] = json!(added);
@@ -580,6 +622,20 @@ databot_sdk::channel!(Slack);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tool_progress_at_the_end_is_never_appended() {
+        assert_eq!(
+            stream::settled("Counting.\n\n_Running `sql_query`…_"),
+            "Counting."
+        );
+        assert_eq!(stream::settled("_Running `sql_query`…_"), "");
+        assert_eq!(
+            stream::settled("Counting.\n\nThere are 3"),
+            "Counting.\n\nThere are 3"
+        );
+        assert_eq!(stream::settled("a _b_"), "a _b_");
+    }
 
     #[test]
     fn handles_round_trip_and_foreign_ones_are_refused() {

@@ -290,8 +290,10 @@ impl WasiHttpHooks for EgressPolicy {
                 injected.add(injection.prefix.as_bytes());
                 *request.uri_mut() = with_path_prefix(request.uri(), &injection.prefix)?;
             }
+            injected.prepare(request.headers_mut());
             let (response, task) =
                 pinned::send(request, options, &addresses, &host, https, hold).await?;
+            injected.check_plain(&response).map_err(&deny)?;
             Ok((injected.redact(response), task))
         };
         Box::new(async move {

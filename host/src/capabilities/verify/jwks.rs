@@ -3,7 +3,8 @@
 //!   when a token names a key id the cached set lacks (the publisher rotated its keys);
 //! - one fetch per URL at a time: concurrent requests that miss wait for it (single flight);
 //! - after a failed fetch the URL is not asked again until a backoff (5 s doubling to 5 min)
-//!   has passed, and meanwhile the last good set is used for up to a day, so an outage of the
+//!   has passed, and meanwhile the last good set is used for up to six hours (about how long
+//!   publishers such as Google let clients cache theirs), so an outage of the
 //!   publisher neither floods it nor locks out senders whose keys are known.
 
 use std::collections::HashMap;
@@ -22,7 +23,7 @@ const MIN_REFETCH: Duration = Duration::from_secs(60);
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_SET_BYTES: usize = 512 * 1024;
 /// How long the last good set stands in while its URL cannot be fetched.
-const MAX_STALE: Duration = Duration::from_secs(24 * 60 * 60);
+const MAX_STALE: Duration = Duration::from_secs(6 * 60 * 60);
 const FIRST_BACKOFF: Duration = Duration::from_secs(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(5 * 60);
 
@@ -310,7 +311,7 @@ mod tests {
         assert!(matches!(entry.decide(during, HOUR, None), Decision::Use(_)));
         let after = failed_at + Duration::from_secs(20);
         assert!(matches!(entry.decide(after, HOUR, None), Decision::Fetch));
-        // A set older than a day no longer stands in.
+        // A set older than `MAX_STALE` no longer stands in.
         entry.failure.as_mut().unwrap().at = start + MAX_STALE;
         let too_old = start + MAX_STALE + Duration::from_secs(1);
         assert!(matches!(entry.decide(too_old, HOUR, None), Decision::Fail(m) if m == "down"));

@@ -1,0 +1,117 @@
+//! The address a request came from, for the per-client limits (failed authentications,
+//! unverified webhooks, request rates). It is the connection's peer, unless the peer is one of
+//! `gateway.trusted_proxies`: then the client is the right-most address in
+//! `X-Forwarded-For` that is not a trusted proxy (hops appended by untrusted parties further
+//! left are not believed). A proxy that sends no usable header leaves its own address.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+/// The trusted proxies, parsed once (`gateway.trusted_proxies`).
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies {
+    networks: Vec<IpNet>,
+}
+
+impl TrustedProxies {
+    /// From `gateway.trusted_proxies` (checked by the config's `validate`).
+    pub fn new(networks: Vec<IpNet>) -> Self {
+        Self { networks }
+    }
+
+    fn trusts(&self, address: IpAddr) -> bool {
+        let address = canonical(address);
+        self.networks.iter().any(|net| net.contains(&address))
+    }
+
+    /// The client behind `peer`, as far as the trusted proxies vouch for it.
+    pub fn client(&self, peer: IpAddr, headers: &http::HeaderMap) -> IpAddr {
+        if !self.trusts(peer) {
+            return peer;
+        }
+        let hops: Vec<&str> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .map(str::trim)
+            .collect();
+        let mut client = peer;
+        for hop in hops.iter().rev() {
+            let Ok(address) = hop.parse::<IpAddr>() else {
+                // Garbage from a hop: nothing further left can be believed.
+                break;
+            };
+            client = address;
+            if !self.trusts(address) {
+                break;
+            }
+        }
+        client
+    }
+}
+
+/// IPv4-mapped IPv6 addresses as IPv4, so `10.0.0.0/8` matches `::ffff:10.0.0.5`.
+fn canonical(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, IpAddr::V4),
+        IpAddr::V4(_) => address,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(forwarded: &[&str]) -> http::HeaderMap {
+        let mut map = http::HeaderMap::new();
+        for value in forwarded {
+            map.append("x-forwarded-for", value.parse().unwrap());
+        }
+        map
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn only_a_trusted_peer_is_looked_behind_and_only_as_far_as_trusted_hops_go() {
+        let config: crate::config::GatewayConfig =
+            serde_yaml::from_str("trusted_proxies: [10.0.0.0/8, 192.0.2.7]").unwrap();
+        let proxies = TrustedProxies::new(config.trusted_proxy_networks().unwrap());
+        // An untrusted peer is the client, whatever it claims.
+        assert_eq!(
+            proxies.client(ip("198.51.100.1"), &headers(&["203.0.113.9"])),
+            ip("198.51.100.1")
+        );
+        // Behind the proxy: the right-most untrusted hop; a spoofed left-most one is ignored.
+        assert_eq!(
+            proxies.client(ip("10.0.0.5"), &headers(&["1.2.3.4, 203.0.113.9"])),
+            ip("203.0.113.9")
+        );
+        // Two trusted proxies in a row, over two header lines.
+        assert_eq!(
+            proxies.client(
+                ip("::ffff:10.0.0.5"),
+                &headers(&["203.0.113.9", "192.0.2.7"])
+            ),
+            ip("203.0.113.9")
+        );
+        // No header, or garbage: the proxy's own address.
+        assert_eq!(
+            proxies.client(ip("10.0.0.5"), &headers(&[])),
+            ip("10.0.0.5")
+        );
+        assert_eq!(
+            proxies.client(ip("10.0.0.5"), &headers(&["not-an-ip"])),
+            ip("10.0.0.5")
+        );
+        for bad in ["10.0.0.0/33", "proxy.example"] {
+            let config: crate::config::GatewayConfig =
+                serde_yaml::from_str(&format!("trusted_proxies: [\"{bad}\"]")).unwrap();
+            assert!(config.validate().unwrap_err().contains("trusted_proxies"));
+        }
+    }
+}
