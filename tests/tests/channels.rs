@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use databot_e2e::chat_platforms::{
-    SlackExtra, eventually, fake_provider, fake_slack, provider_config, slack_config,
+    SlackExtra, eventually, fake_provider, fake_slack, provider_config, requests_to, slack_config,
     slack_headers, slack_mention, unix_now,
 };
 use databot_e2e::{
@@ -67,20 +67,17 @@ async fn deliver(port: u16, body: &str, headers: Vec<(String, String)>) -> (u16,
     (status, body)
 }
 
+/// Deliver `body` to the Slack webhook, signed now under `SECRET`.
+async fn deliver_signed(port: u16, body: &str) -> (u16, String) {
+    deliver(port, body, slack_headers(SECRET, unix_now(), body)).await
+}
+
 fn posts(slack: &databot_e2e::recorded::Requests) -> Vec<SeenRequest> {
-    slack
-        .all()
-        .into_iter()
-        .filter(|r| r.path.ends_with("/chat.postMessage"))
-        .collect()
+    requests_to(slack, "/chat.postMessage")
 }
 
 fn updates(slack: &databot_e2e::recorded::Requests) -> Vec<SeenRequest> {
-    slack
-        .all()
-        .into_iter()
-        .filter(|r| r.path.ends_with("/chat.update"))
-        .collect()
+    requests_to(slack, "/chat.update")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -91,12 +88,7 @@ async fn a_signed_mention_is_answered_in_its_thread_once_and_forgeries_are_refus
     // The URL handshake, signed, echoes the challenge.
     let challenge =
         json!({"type": "url_verification", "challenge": "c-123", "token": "x"}).to_string();
-    let (status, body) = deliver(
-        s.gateway,
-        &challenge,
-        slack_headers(SECRET, unix_now(), &challenge),
-    )
-    .await;
+    let (status, body) = deliver_signed(s.gateway, &challenge).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         serde_json::from_str::<serde_json::Value>(&body).unwrap()["challenge"],
@@ -136,12 +128,7 @@ async fn a_signed_mention_is_answered_in_its_thread_once_and_forgeries_are_refus
     );
 
     // The real delivery: acknowledged at once, answered in the mention's thread.
-    let (status, _) = deliver(
-        s.gateway,
-        &mention,
-        slack_headers(SECRET, unix_now(), &mention),
-    )
-    .await;
+    let (status, _) = deliver_signed(s.gateway, &mention).await;
     assert_eq!(status, 200);
     assert!(eventually(Duration::from_secs(10), || posts(&s.slack).len() == 1).await);
     let post = &posts(&s.slack)[0];
@@ -171,12 +158,7 @@ async fn a_signed_mention_is_answered_in_its_thread_once_and_forgeries_are_refus
 
     // A stranger is not answered.
     let stranger = slack_mention("Ev2", "U9", "C1", "1700000002.000100", "hello?");
-    let (status, _) = deliver(
-        s.gateway,
-        &stranger,
-        slack_headers(SECRET, unix_now(), &stranger),
-    )
-    .await;
+    let (status, _) = deliver_signed(s.gateway, &stranger).await;
     assert_eq!(status, 200);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
@@ -219,12 +201,7 @@ async fn a_rate_limited_reply_waits_for_retry_after_and_a_long_answer_is_split()
     .await;
     let mention = slack_mention("Ev10", "U1", "C1", "1700000010.000100", "write a lot");
     let started = Instant::now();
-    let (status, _) = deliver(
-        s.gateway,
-        &mention,
-        slack_headers(SECRET, unix_now(), &mention),
-    )
-    .await;
+    let (status, _) = deliver_signed(s.gateway, &mention).await;
     assert_eq!(status, 200);
     assert!(
         started.elapsed() < Duration::from_secs(1),
@@ -264,12 +241,7 @@ async fn a_streamed_answer_is_posted_early_then_edited_at_most_once_a_second_end
     let provider = fake_provider(answer, 12, Duration::from_millis(250)).await;
     let s = setup(provider, "      stream: true", |_, _| None).await;
     let mention = slack_mention("Ev20", "U1", "C1", "1700000020.000100", "count");
-    let (status, _) = deliver(
-        s.gateway,
-        &mention,
-        slack_headers(SECRET, unix_now(), &mention),
-    )
-    .await;
+    let (status, _) = deliver_signed(s.gateway, &mention).await;
     assert_eq!(status, 200);
     assert!(
         eventually(Duration::from_secs(15), || updates(&s.slack)
@@ -419,7 +391,7 @@ async fn a_hostile_channel_cannot_pass_a_request_or_read_a_secret_or_reach_ungra
     let granted_answer = findings["granted"].as_str().unwrap();
     assert!(granted_answer.contains("/echo"), "{granted_answer}");
     assert!(
-        granted_answer.starts_with("200 http://elsewhere*****"),
+        granted_answer.starts_with("200 http://elsewhere/****"),
         "{granted_answer}"
     );
 }
@@ -535,20 +507,9 @@ async fn with_state_granted_a_thread_reply_streams_natively_and_the_pieces_add_u
     };
     let s = setup_with(provider, extra, |_, _| None).await;
     let mention = slack_mention("Ev30", "U1", "C1", "1700000030.000100", "count");
-    let (status, _) = deliver(
-        s.gateway,
-        &mention,
-        slack_headers(SECRET, unix_now(), &mention),
-    )
-    .await;
+    let (status, _) = deliver_signed(s.gateway, &mention).await;
     assert_eq!(status, 200);
-    let of = |suffix: &str| -> Vec<SeenRequest> {
-        s.slack
-            .all()
-            .into_iter()
-            .filter(|r| r.path.ends_with(suffix))
-            .collect()
-    };
+    let of = |suffix: &str| requests_to(&s.slack, suffix);
     assert!(
         eventually(Duration::from_secs(15), || !of("/chat.stopStream")
             .is_empty())

@@ -139,6 +139,14 @@ impl Replier {
                 .channel_send(&self.target.channel, self.outgoing(text.clone(), finished))
                 .await
             {
+                // A finished message must be posted: an empty handle says it was not.
+                Ok(handle) if handle.is_empty() && finished => {
+                    let error = crate::runtime::CallError::new(
+                        crate::runtime::ErrorKind::Failed,
+                        "the channel posted nothing for a finished message",
+                    );
+                    return Err(self.failed("sending a message", &SendFailure::Failed(error)));
+                }
                 Ok(handle) => {
                     // An empty handle: nothing was posted yet (see `flush`).
                     if !handle.is_empty() {

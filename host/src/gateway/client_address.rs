@@ -30,16 +30,15 @@ impl TrustedProxies {
         if !self.trusts(peer) {
             return peer;
         }
-        let hops: Vec<&str> = headers
+        // Each hop decoded on its own: one bad byte from a client spoils only its own hop.
+        let hops: Vec<&[u8]> = headers
             .get_all("x-forwarded-for")
             .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(','))
-            .map(str::trim)
+            .flat_map(|value| value.as_bytes().split(|&b| b == b','))
             .collect();
         let mut client = peer;
         for hop in hops.iter().rev() {
-            let Ok(address) = hop.parse::<IpAddr>() else {
+            let Some(address) = parse_hop(hop) else {
                 // Garbage from a hop: nothing further left can be believed.
                 break;
             };
@@ -50,6 +49,21 @@ impl TrustedProxies {
         }
         client
     }
+}
+
+/// One `X-Forwarded-For` hop: an address, or an address with a port (`1.2.3.4:80`,
+/// `[2001:db8::1]:80`, as some proxies write them), or a bracketed IPv6 address.
+fn parse_hop(hop: &[u8]) -> Option<IpAddr> {
+    let hop = std::str::from_utf8(hop).ok()?.trim();
+    hop.parse::<IpAddr>()
+        .or_else(|_| hop.parse::<std::net::SocketAddr>().map(|a| a.ip()))
+        .or_else(|_| {
+            hop.strip_prefix('[')
+                .and_then(|h| h.strip_suffix(']'))
+                .unwrap_or(hop)
+                .parse::<IpAddr>()
+        })
+        .ok()
 }
 
 /// IPv4-mapped IPv6 addresses as IPv4, so `10.0.0.0/8` matches `::ffff:10.0.0.5`.
@@ -107,6 +121,15 @@ mod tests {
         assert_eq!(
             proxies.client(ip("10.0.0.5"), &headers(&["not-an-ip"])),
             ip("10.0.0.5")
+        );
+        // Hops with ports, as some proxies write them.
+        assert_eq!(
+            proxies.client(ip("10.0.0.5"), &headers(&["[2001:db8::7]:443"])),
+            ip("2001:db8::7")
+        );
+        assert_eq!(
+            proxies.client(ip("10.0.0.5"), &headers(&["203.0.113.9:5000"])),
+            ip("203.0.113.9")
         );
         for bad in ["10.0.0.0/33", "proxy.example"] {
             let config: crate::config::GatewayConfig =

@@ -40,7 +40,8 @@ pub async fn guard(
         return next.run(request).await;
     };
     let bucket = if state.keys.is_empty() {
-        format!("address:{address}")
+        // An IPv6 client counts by its /64, as for failed authentications.
+        format!("address:{:?}", super::auth_failures::Client::of(address))
     } else {
         principal.as_str().to_owned()
     };

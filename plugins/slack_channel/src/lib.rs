@@ -401,8 +401,12 @@ fn edit(chat: &str, ts: &str, text: &str) -> Result<(), SendError> {
 /// from the signed request; it must still start with `config.response_url_prefix` (Slack's
 /// `https://hooks.slack.com/` by default).
 fn respond(url: &str, text: &str) -> Result<(), SendError> {
-    let prefix = channel::setting("response_url_prefix", "https://hooks.slack.com/");
-    if !url.starts_with(&prefix) {
+    // Ending in `/`, the prefix fixes the whole authority: nothing can follow the host name.
+    let mut prefix = channel::setting("response_url_prefix", "https://hooks.slack.com/");
+    if !prefix.ends_with('/') {
+        prefix.push('/');
+    }
+    if prefix.matches('/').count() < 3 || !url.starts_with(&prefix) {
         return Err(channel::failed(PluginError::InvalidInput(format!(
             "the slash command's response_url is not under {prefix}"
         ))));

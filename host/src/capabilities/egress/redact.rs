@@ -1,35 +1,38 @@
 //! Credentials the host injected into a request are masked out of its response before the
 //! guest reads it: a server that echoes the request (a redirect's `Location` to the same
-//! path, an error page quoting the URL or the headers) would otherwise hand the guest the
-//! token it must never hold. Guarantees:
-//! - every length is kept (each byte of a match becomes `*`), so `content-length` stays true;
-//! - matches are found across body chunk boundaries, ignoring ASCII case, and in the forms an
-//!   echo takes: the value, its pieces (split at space, `/` and `:`), their percent-encoded
-//!   and JSON-escaped (`\/`) forms;
-//! - what is held back at a chunk's end does not depend on the content (always the longest
-//!   pattern less one byte), so where frames end tells the guest nothing about the secret;
-//! - the request asks for an identity encoding and no range, and a response that is
-//!   compressed or partial anyway is refused (`Secrets::check_plain`): masking cannot see
-//!   into compressed bytes.
+//! path, an error page quoting the URL or the headers, a message quoting a truncated token)
+//! would otherwise hand the guest the token it must never hold. Guarantees:
+//! - every run of 8 or more bytes of a credential is masked, ignoring ASCII case, in the
+//!   forms an echo takes: as sent, percent-encoded, JSON-escaped (`\/`); a credential is cut
+//!   into pieces at space, `/` and `:` first (so `Bearer` or `/bot` alone mask nothing), and
+//!   pieces shorter than 8 bytes are not masked on their own;
+//! - every length is kept (each masked byte becomes `*`), so `content-length` stays true;
+//! - matches are found across body chunk boundaries by holding back the last 7 bytes of what
+//!   has arrived, whatever they are: where frames end tells the guest nothing, and a streamed
+//!   answer is late by at most 7 bytes;
+//! - the request asks for no encoding and no range (`prepare`), and a response that is
+//!   compressed, transfer-encoded other than chunked, or partial is refused (`check_plain`):
+//!   masking cannot see into compressed bytes.
 
+use std::collections::BTreeSet;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use aho_corasick::AhoCorasick;
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame};
 use http_body_util::BodyExt;
 use wasmtime_wasi_http::{Error as HttpError, WasiBody};
 
-/// Shortest piece of an injected value masked on its own (shorter pieces, like `Bearer`, are
-/// not secrets and would mask ordinary text).
-const MIN_PIECE: usize = 8;
+/// Length of the runs matched: the shortest stretch of a credential that is masked.
+const WINDOW: usize = 8;
 
-/// The byte strings to mask in one response (lower case; matching ignores ASCII case).
+/// The credentials of one request, to mask in its response.
 #[derive(Debug, Clone, Default)]
 pub struct Secrets {
-    patterns: Vec<Arc<[u8]>>,
-    longest: usize,
+    /// Every `WINDOW`-byte run of every form of every piece, lower case.
+    windows: BTreeSet<Vec<u8>>,
 }
 
 /// `text` percent-encoded the way a URL's path or query carries it.
@@ -58,49 +61,39 @@ fn json_escaped(text: &[u8]) -> Vec<u8> {
 }
 
 impl Secrets {
-    /// Mask `value`, its pieces of at least 8 bytes, and their encoded forms.
+    /// Mask `value`: the runs of its pieces, in each form.
     pub fn add(&mut self, value: &[u8]) {
-        let pieces = value.split(|&b| matches!(b, b' ' | b'/' | b':'));
-        for piece in std::iter::once(value).chain(pieces) {
-            if piece.len() < MIN_PIECE {
+        for piece in value.split(|&b| matches!(b, b' ' | b'/' | b':')) {
+            if piece.len() < WINDOW {
                 continue;
             }
             for form in [piece.to_vec(), percent_encoded(piece), json_escaped(piece)] {
-                let form = form.to_ascii_lowercase();
-                if !self.patterns.iter().any(|p| **p == *form) {
-                    self.longest = self.longest.max(form.len());
-                    self.patterns.push(Arc::from(form));
+                for window in form.windows(WINDOW) {
+                    self.windows.insert(window.to_ascii_lowercase());
                 }
             }
         }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.patterns.is_empty()
+        self.windows.is_empty()
     }
 
-    /// Mask every whole occurrence in `bytes`, in place, ignoring ASCII case.
-    fn mask(&self, bytes: &mut [u8]) {
-        self.mask_starting_before(bytes, bytes.len());
-    }
-
-    /// Mask the occurrences that start before `end` (whole, even where they run past it).
-    /// Later ones are left as they are: more bytes may make them part of a longer match,
-    /// which a masked piece would hide.
-    fn mask_starting_before(&self, bytes: &mut [u8], end: usize) {
-        let lower = bytes.to_ascii_lowercase();
-        for pattern in &self.patterns {
-            for at in memchr::memmem::find_iter(&lower, &pattern[..]) {
-                if at >= end {
-                    break;
-                }
-                bytes[at..at + pattern.len()].fill(b'*');
-            }
+    /// The matcher for these runs; `None` when there is nothing to mask.
+    fn masker(&self) -> Option<Masker> {
+        if self.is_empty() {
+            return None;
         }
+        let matcher = AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build(&self.windows)
+            .map_err(|error| tracing::error!("building the credential matcher: {error}"))
+            .ok()?;
+        Some(Masker(Arc::new(matcher)))
     }
 
-    /// Make the request safe to mask the answer of: an identity encoding (a compressed echo
-    /// would pass unseen) and no range (a slice could cut an echo where no pattern matches).
+    /// Make the request safe to mask the answer of: no content or transfer encoding (a
+    /// compressed echo would pass unseen) and no range.
     pub fn prepare(&self, headers: &mut http::HeaderMap) {
         if self.is_empty() {
             return;
@@ -109,8 +102,13 @@ impl Secrets {
             http::header::ACCEPT_ENCODING,
             http::HeaderValue::from_static("identity"),
         );
-        headers.remove(http::header::RANGE);
-        headers.remove(http::header::IF_RANGE);
+        for header in [
+            http::header::TE,
+            http::header::RANGE,
+            http::header::IF_RANGE,
+        ] {
+            headers.remove(header);
+        }
     }
 
     /// Refuse a response the masking cannot cover: compressed or partial.
@@ -118,13 +116,18 @@ impl Secrets {
         if self.is_empty() {
             return Ok(());
         }
-        let encoded = response
-            .headers()
+        let headers = response.headers();
+        let encoded = headers
             .get_all(http::header::CONTENT_ENCODING)
             .iter()
             .any(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
-        if encoded {
-            return Err("the server compressed its answer although the host asked for none; a response to a request that carries a host credential must be uncompressed".into());
+        let transfer_encoded = headers
+            .get_all(http::header::TRANSFER_ENCODING)
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+            .any(|coding| !coding.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        if encoded || transfer_encoded {
+            return Err("the server encoded its answer although the host asked for none; a response to a request that carries a host credential must be uncompressed".into());
         }
         if response.status() == http::StatusCode::PARTIAL_CONTENT {
             return Err("the server answered with part of the content (206); a response to a request that carries a host credential must be whole".into());
@@ -134,12 +137,12 @@ impl Secrets {
 
     /// `response` with the secrets masked in its header values and its body.
     pub fn redact(self, mut response: http::Response<WasiBody>) -> http::Response<WasiBody> {
-        if self.is_empty() {
+        let Some(masker) = self.masker() else {
             return response;
-        }
+        };
         for value in response.headers_mut().values_mut() {
             let mut bytes = value.as_bytes().to_vec();
-            self.mask(&mut bytes);
+            masker.mask(&mut bytes);
             if bytes != value.as_bytes()
                 && let Ok(masked) = http::HeaderValue::from_bytes(&bytes)
             {
@@ -149,8 +152,9 @@ impl Secrets {
         response.map(|body| {
             RedactingBody {
                 inner: body,
-                secrets: self,
+                masker,
                 held: BytesMut::new(),
+                marks: Vec::new(),
                 trailers: None,
                 ended: false,
             }
@@ -159,29 +163,72 @@ impl Secrets {
     }
 }
 
-/// A body with the secrets masked. It always holds back the last `longest - 1` bytes until
+/// Masks the runs of a request's credentials.
+#[derive(Clone)]
+struct Masker(Arc<AhoCorasick>);
+
+impl Masker {
+    /// Mask every run in `bytes`, in place.
+    fn mask(&self, bytes: &mut [u8]) {
+        let mut marks = vec![false; bytes.len()];
+        self.mark_starting_before(bytes, &mut marks, bytes.len());
+        apply(bytes, &marks);
+    }
+
+    /// Mark the bytes of the runs in `bytes` that start before `end` (whole, also where they
+    /// run past it). The bytes themselves stay as they are, so a run that starts later is
+    /// still found when more bytes come.
+    fn mark_starting_before(&self, bytes: &[u8], marks: &mut [bool], end: usize) {
+        for found in self.0.find_overlapping_iter(bytes) {
+            if found.start() < end {
+                marks[found.start()..found.end()].fill(true);
+            }
+        }
+    }
+}
+
+/// `bytes` with every marked byte replaced by `*`.
+fn apply(bytes: &mut [u8], marks: &[bool]) {
+    for (byte, marked) in bytes.iter_mut().zip(marks) {
+        if *marked {
+            *byte = b'*';
+        }
+    }
+}
+
+/// A body with the secrets masked. It always holds back the last `WINDOW - 1` bytes until
 /// more arrive or the body ends.
 struct RedactingBody {
     inner: WasiBody,
-    secrets: Secrets,
+    masker: Masker,
+    /// What arrived and is not released yet, as it arrived, and which of it is masked.
     held: BytesMut,
+    marks: Vec<bool>,
     trailers: Option<http::HeaderMap>,
     ended: bool,
 }
 
 impl RedactingBody {
-    /// The held bytes that can no longer be part of an occurrence, masked. An occurrence
-    /// that starts in them ends within what is held (the tail kept is one byte shorter than
-    /// the longest pattern), so it is masked whole.
+    /// The held bytes that can no longer be part of a run, masked. A run that starts in them
+    /// ends within what is held (the tail kept is one byte shorter than a run), so it is
+    /// masked whole.
     fn release(&mut self, all: bool) -> Option<Bytes> {
         let keep = if all {
             0
         } else {
-            self.held.len().min(self.secrets.longest.saturating_sub(1))
+            self.held.len().min(WINDOW - 1)
         };
         let ready = self.held.len() - keep;
-        self.secrets.mask_starting_before(&mut self.held, ready);
-        (ready > 0).then(|| self.held.split_to(ready).freeze())
+        self.marks.resize(self.held.len(), false);
+        self.masker
+            .mark_starting_before(&self.held, &mut self.marks, ready);
+        if ready == 0 {
+            return None;
+        }
+        let mut out = self.held.split_to(ready);
+        apply(&mut out, &self.marks[..ready]);
+        self.marks.drain(..ready);
+        Some(out.freeze())
     }
 }
 
@@ -201,7 +248,7 @@ impl Body for RedactingBody {
                 return Poll::Ready(self.trailers.take().map(|mut trailers| {
                     for value in trailers.values_mut() {
                         let mut bytes = value.as_bytes().to_vec();
-                        self.secrets.mask(&mut bytes);
+                        self.masker.mask(&mut bytes);
                         if let Ok(masked) = http::HeaderValue::from_bytes(&bytes) {
                             *value = masked;
                         }
@@ -238,6 +285,10 @@ impl Body for RedactingBody {
 mod tests {
     use super::*;
 
+    fn masker(secrets: &Secrets) -> Masker {
+        secrets.masker().expect("something to mask")
+    }
+
     fn secrets(values: &[&str]) -> Secrets {
         let mut secrets = Secrets::default();
         for value in values {
@@ -267,8 +318,9 @@ mod tests {
 
     #[tokio::test]
     async fn injected_values_are_masked_in_headers_and_across_chunks() {
+        // Pieces: `bot123456`, `SECRET-token`, `xoxb-abcdefgh` (`Bearer`, `/`, `:` are not
+        // secret and stay).
         let secrets = secrets(&["/bot123456:SECRET-token", "Bearer xoxb-abcdefgh"]);
-        // (":" splits pieces too: "SECRET-token" alone is masked wherever it appears.)
         let (location, body) = redacted_body(
             secrets,
             &[
@@ -280,12 +332,16 @@ mod tests {
         )
         .await;
         let stars = |n: usize| "*".repeat(n);
-        assert_eq!(location, format!("https://api.example{}/getMe", stars(23)));
+        assert_eq!(
+            location,
+            format!("https://api.example/{}:{}/getMe", stars(9), stars(12))
+        );
         assert_eq!(
             body,
             format!(
-                "no route for {}/sendMessage; you sent {}",
-                stars(23),
+                "no route for /{}:{}/sendMessage; you sent {}",
+                stars(9),
+                stars(12),
                 stars(13)
             )
         );
@@ -300,10 +356,39 @@ mod tests {
 
     #[test]
     fn short_pieces_are_not_masked_on_their_own() {
-        let secrets = secrets(&["Bearer abc"]);
-        let mut text = b"Bearer token and abc".to_vec();
-        secrets.mask(&mut text);
-        assert_eq!(text, b"Bearer token and abc");
+        assert!(secrets(&["Bearer abc"]).is_empty());
+        assert!(secrets(&["/bot12:abc"]).is_empty());
+    }
+
+    #[tokio::test]
+    async fn any_chunking_masks_exactly_what_masking_the_whole_body_does() {
+        let body = "a /bot123456:SECRET-token b xoxb-abcdefgh c SECRET-tok d";
+        let values = ["/bot123456:SECRET-token", "Bearer xoxb-abcdefgh"];
+        let mut whole = body.as_bytes().to_vec();
+        masker(&secrets(&values)).mask(&mut whole);
+        let whole = String::from_utf8(whole).unwrap();
+        assert!(
+            !whole.contains("SECRET") && !whole.contains("xoxb"),
+            "{whole}"
+        );
+        for first in 0..body.len() {
+            for second in first..body.len() {
+                let chunks = [&body[..first], &body[first..second], &body[second..]];
+                let (_, masked) = redacted_body(secrets(&values), &chunks).await;
+                assert_eq!(masked, whole, "chunks at {first} and {second}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_truncated_echo_is_masked_from_eight_bytes_on() {
+        let secrets = secrets(&["Bearer xoxb-1234567890-abcdef"]);
+        let mut text = "invalid token xoxb-1234… (Bearer)".as_bytes().to_vec();
+        masker(&secrets).mask(&mut text);
+        assert_eq!(
+            String::from_utf8(text).unwrap(),
+            "invalid token *********… (Bearer)"
+        );
     }
 
     #[test]
@@ -316,7 +401,7 @@ mod tests {
             "just the part after the colon: AAH-secret_Token",
         ] {
             let mut text = echo.as_bytes().to_vec();
-            secrets.mask(&mut text);
+            masker(&secrets).mask(&mut text);
             let text = String::from_utf8(text).unwrap();
             assert!(
                 !text.to_ascii_lowercase().contains("aah-secret_token"),
@@ -357,9 +442,11 @@ mod tests {
         let mut headers = http::HeaderMap::new();
         headers.insert(http::header::ACCEPT_ENCODING, "gzip, br".parse().unwrap());
         headers.insert(http::header::RANGE, "bytes=0-10".parse().unwrap());
+        headers.insert(http::header::TE, "gzip".parse().unwrap());
         secrets.prepare(&mut headers);
         assert_eq!(headers[http::header::ACCEPT_ENCODING], "identity");
         assert!(headers.get(http::header::RANGE).is_none());
+        assert!(headers.get(http::header::TE).is_none());
         let empty = || {
             http_body_util::Empty::new()
                 .map_err(|e| match e {})
@@ -370,6 +457,16 @@ mod tests {
             .body(empty())
             .unwrap();
         assert!(secrets.check_plain(&gzip).is_err());
+        let transfer_gzip = http::Response::builder()
+            .header("transfer-encoding", "gzip, chunked")
+            .body(empty())
+            .unwrap();
+        assert!(secrets.check_plain(&transfer_gzip).is_err());
+        let chunked = http::Response::builder()
+            .header("transfer-encoding", "chunked")
+            .body(empty())
+            .unwrap();
+        assert!(secrets.check_plain(&chunked).is_ok());
         let partial = http::Response::builder().status(206).body(empty()).unwrap();
         assert!(secrets.check_plain(&partial).is_err());
         let plain = http::Response::builder().body(empty()).unwrap();
