@@ -4,11 +4,11 @@
 set -eu
 cd "$(dirname "$0")/.."
 
-# A cold run writes about 25 GB of build artifacts (host, guests, tests); say so up front
+# A cold run writes about 15 GB of build artifacts (host, guests, tests); say so up front
 # rather than failing half-way with "No space left on device".
 free_kb=$(df -Pk . | awk 'NR == 2 { print $4 }')
-if [ "${free_kb:-0}" -lt $((30 * 1024 * 1024)) ]; then
-  echo "warning: only $((free_kb / 1024 / 1024)) GiB free here; a cold test run needs about 30 GiB" >&2
+if [ "${free_kb:-0}" -lt $((20 * 1024 * 1024)) ]; then
+  echo "warning: only $((free_kb / 1024 / 1024)) GiB free here; a cold test run needs about 20 GiB" >&2
 fi
 
 # The pinned toolchain and the guest target (rustup's auto-install may be off).

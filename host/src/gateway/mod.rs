@@ -10,10 +10,11 @@
 //! as `{"error": {"code": "...", "message": "..."}}`.
 //!
 //! Submodules: `guard` (the checks in front of the protected routes), `rebinding` (`Host` and
-//! `Origin`), `auth` (keys and principals), `auth_failures` (the lockout), `rate_limit`,
-//! `messages` (the message and stream endpoints, conversation ownership), `server` (listening,
-//! connections, body deadlines), `connections` (the cap and the waiting connections' deadlines),
-//! `metrics`.
+//! `Origin`), `auth` (keys and principals), `auth_failures` (the lockout), `client_address`
+//! (who the client is behind trusted proxies), `rate_limit`, `messages` (the message and
+//! stream endpoints, conversation ownership), `channels` (platform webhooks and channel
+//! status), `server` (listening, connections, body deadlines), `connections` (the cap and the
+//! waiting connections' deadlines), `metrics`.
 
 mod auth;
 mod auth_failures;
