@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::split::{first_cut, prefix_within, split_message, units};
+use super::split::{first_part, prefix_within, split_message, units};
 use super::status::{ChannelCounters, bump};
 use crate::bus::Delivery;
 use crate::contract::chat_channel::Outgoing;
@@ -387,10 +387,8 @@ async fn flush(replier: &Replier, live: &mut Live, max_chars: usize, interval: D
         && let Some(handle) = live.posted.last().cloned()
     {
         let current = &live.text[live.start..];
-        let cut = first_cut(current, max_chars);
+        let (first, cut) = first_part(current, max_chars);
         if cut < current.len() {
-            // The first part as `split_message` makes it (a cut code block closed).
-            let first = split_message(current, max_chars).swap_remove(0);
             if replier.update(&handle, first.clone(), true, true).await == Ok(true) {
                 live.finished_with.insert(handle, first);
             }

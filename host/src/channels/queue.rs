@@ -51,6 +51,19 @@ impl ConversationQueue {
         }
     }
 
+    /// A place is done: the next reply may go, and the conversation is forgotten when nothing
+    /// was queued after it.
+    fn release(&self, conversation: &str, generation: u64, done: Option<oneshot::Sender<()>>) {
+        drop(done);
+        let mut tails = self.tails.lock();
+        if tails
+            .get(conversation)
+            .is_some_and(|(tail, _)| *tail == generation)
+        {
+            tails.remove(conversation);
+        }
+    }
+
     #[cfg(test)]
     fn len(&self) -> usize {
         self.tails.lock().len()
@@ -88,21 +101,6 @@ impl Drop for Place {
             return;
         }
         queue.release(&conversation, generation, done);
-    }
-}
-
-impl ConversationQueue {
-    /// A place is done: the next reply may go, and the conversation is forgotten when nothing
-    /// was queued after it.
-    fn release(&self, conversation: &str, generation: u64, done: Option<oneshot::Sender<()>>) {
-        drop(done);
-        let mut tails = self.tails.lock();
-        if tails
-            .get(conversation)
-            .is_some_and(|(tail, _)| *tail == generation)
-        {
-            tails.remove(conversation);
-        }
     }
 }
 

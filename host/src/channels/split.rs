@@ -39,23 +39,10 @@ pub fn split_message(text: &str, max_chars: usize) -> Vec<String> {
     let mut rest = text;
     let mut reopen = false;
     while !rest.is_empty() {
-        let budget = max_chars - if reopen { FENCE_ROOM } else { 0 };
-        let cut = head_len(rest, budget);
-        let (head, tail) = rest.split_at(cut);
-        let mut part = String::with_capacity(head.len() + FENCE_ROOM * 2);
-        if reopen {
-            part.push_str("```\n");
-        }
-        part.push_str(head);
-        let open = fence_open_after(reopen, head);
-        if open && !tail.is_empty() {
-            if !part.ends_with('\n') {
-                part.push('\n');
-            }
-            part.push_str("```");
-        }
+        let (part, head_len, open) = next_part(rest, max_chars, reopen);
+        parts.push(part);
+        let tail = &rest[head_len..];
         reopen = open;
-        parts.push(part.trim_end().to_owned());
         // Inside a code block the next part keeps its indentation (Python, YAML).
         rest = if reopen {
             tail.strip_prefix('\n').unwrap_or(tail)
@@ -69,21 +56,38 @@ pub fn split_message(text: &str, max_chars: usize) -> Vec<String> {
     parts
 }
 
-/// Where a streamed text that passed `max_chars` is cut: the length of its first part, the
-/// same cut `split_message` makes (so a message closed while streaming already holds the
-/// first part of the same text split whole).
-pub fn first_cut(text: &str, max_chars: usize) -> usize {
-    head_len(text, max_chars.max(FENCE_ROOM * 4))
+/// The first part of `text` exactly as `split_message` makes it, and how many bytes of
+/// `text` it takes: a message closed while a stream runs past the limit already holds the
+/// first part of the answer split whole.
+pub fn first_part(text: &str, max_chars: usize) -> (String, usize) {
+    let (part, head_len, _) = next_part(text, max_chars.max(FENCE_ROOM * 4), false);
+    (part, head_len)
 }
 
-/// The length of the head of `rest` that one part of `budget` units takes (room kept for a
-/// closing fence when it must be cut).
-fn head_len(rest: &str, budget: usize) -> usize {
-    if units(rest) <= budget {
+/// One part cut from the front of `rest` (`reopen`: a code fence is open before it): its
+/// text, the bytes of `rest` it takes, and whether a fence is open after it.
+fn next_part(rest: &str, max_chars: usize, reopen: bool) -> (String, usize, bool) {
+    let budget = max_chars - if reopen { FENCE_ROOM } else { 0 };
+    let cut = if units(rest) <= budget {
         rest.len()
     } else {
+        // Room kept for the closing fence.
         cut_point(rest, budget - FENCE_ROOM)
+    };
+    let (head, tail) = rest.split_at(cut);
+    let mut part = String::with_capacity(head.len() + FENCE_ROOM * 2);
+    if reopen {
+        part.push_str("```\n");
     }
+    part.push_str(head);
+    let open = fence_open_after(reopen, head);
+    if open && !tail.is_empty() {
+        if !part.ends_with('\n') {
+            part.push('\n');
+        }
+        part.push_str("```");
+    }
+    (part.trim_end().to_owned(), cut, open)
 }
 
 /// Is a code fence open after `head`, given whether one was open before it?
@@ -180,6 +184,8 @@ mod tests {
         let parts = split_message(&text, 64);
         assert!(parts.iter().all(|p| units(p) <= 64), "{parts:?}");
         assert_eq!(parts.concat(), text);
-        assert_eq!(first_cut(&text, 64) % 4, 0, "never inside a character");
+        let (first, taken) = first_part(&text, 64);
+        assert_eq!(taken % 4, 0, "never inside a character");
+        assert_eq!(first, parts[0]);
     }
 }
