@@ -14,7 +14,7 @@
 //!   compressed, transfer-encoded other than chunked, or partial is refused (`check_plain`):
 //!   masking cannot see into compressed bytes.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -31,9 +31,16 @@ const WINDOW: usize = 8;
 /// The credentials of one request, to mask in its response.
 #[derive(Debug, Clone, Default)]
 pub struct Secrets {
-    /// Every `WINDOW`-byte run of every form of every piece, lower case.
-    windows: BTreeSet<Vec<u8>>,
+    /// The pieces (at least `WINDOW` bytes) of the values injected, in order.
+    pieces: Vec<Vec<u8>>,
 }
+
+/// Matchers built lately, by the pieces they mask: a plugin's injected values rarely change
+/// (a minted token every hour), so requests reuse the matcher instead of building it again.
+/// Cleared whole when full.
+static MASKERS: std::sync::LazyLock<parking_lot::Mutex<HashMap<Vec<Vec<u8>>, Masker>>> =
+    std::sync::LazyLock::new(Default::default);
+const MAX_MASKERS: usize = 256;
 
 /// `text` percent-encoded the way a URL's path or query carries it.
 fn percent_encoded(text: &[u8]) -> Vec<u8> {
@@ -64,32 +71,45 @@ impl Secrets {
     /// Mask `value`: the runs of its pieces, in each form.
     pub fn add(&mut self, value: &[u8]) {
         for piece in value.split(|&b| matches!(b, b' ' | b'/' | b':')) {
-            if piece.len() < WINDOW {
-                continue;
-            }
-            for form in [piece.to_vec(), percent_encoded(piece), json_escaped(piece)] {
-                for window in form.windows(WINDOW) {
-                    self.windows.insert(window.to_ascii_lowercase());
-                }
+            if piece.len() >= WINDOW && !self.pieces.iter().any(|p| p == piece) {
+                self.pieces.push(piece.to_vec());
             }
         }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.windows.is_empty()
+        self.pieces.is_empty()
     }
 
-    /// The matcher for these runs; `None` when there is nothing to mask.
+    /// The matcher for these pieces (from `MASKERS` when built before); `None` when there is
+    /// nothing to mask.
     fn masker(&self) -> Option<Masker> {
         if self.is_empty() {
             return None;
         }
+        if let Some(masker) = MASKERS.lock().get(&self.pieces) {
+            return Some(masker.clone());
+        }
+        let mut windows = BTreeSet::new();
+        for piece in &self.pieces {
+            for form in [piece.clone(), percent_encoded(piece), json_escaped(piece)] {
+                for window in form.windows(WINDOW) {
+                    windows.insert(window.to_ascii_lowercase());
+                }
+            }
+        }
         let matcher = AhoCorasick::builder()
             .ascii_case_insensitive(true)
-            .build(&self.windows)
+            .build(&windows)
             .map_err(|error| tracing::error!("building the credential matcher: {error}"))
             .ok()?;
-        Some(Masker(Arc::new(matcher)))
+        let masker = Masker(Arc::new(matcher));
+        let mut maskers = MASKERS.lock();
+        if maskers.len() >= MAX_MASKERS {
+            maskers.clear();
+        }
+        maskers.insert(self.pieces.clone(), masker.clone());
+        Some(masker)
     }
 
     /// Make the request safe to mask the answer of: no content or transfer encoding (a
