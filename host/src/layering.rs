@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     &["cli"],
     &["gateway"],
+    &["schedules"],
     &["mcp", "channels"],
     &["agent"],
     &["rag"],
@@ -18,7 +19,14 @@ const LAYERS: &[&[&str]] = &[
     &["contract"],
     &["telemetry"],
     &["config"],
-    &["events", "digest", "process_limits", "net"],
+    &[
+        "events",
+        "digest",
+        "process_limits",
+        "net",
+        "timing",
+        "progress",
+    ],
 ];
 
 fn rank(module: &str) -> Option<usize> {

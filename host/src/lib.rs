@@ -4,6 +4,9 @@
 //! (`layering.rs` checks every `crate::` path against this order):
 //! - `cli`: the `databot` command line;
 //! - `gateway`: the HTTP API (messages, SSE, health, metrics, status, MCP over HTTP) over the bus;
+//! - `schedules`: scheduled jobs (agent prompts and tool calls on cron, intervals, one-off
+//!   times), claimed exactly once per slot in the sessions database, delivered through
+//!   `channels`, webhooks or the history;
 //! - `mcp`: the MCP server (stdio and Streamable HTTP): tools and connector resources from
 //!   `runtime`;
 //! - `channels`: chat channel plugins' ingress (verified, deduplicated, allowlisted), their
@@ -21,9 +24,10 @@
 //! - `telemetry`: tracing, OpenTelemetry export, trace-context propagation and metrics (any
 //!   layer above may record into it);
 //! - `config`: the operator's YAML configuration;
-//! - `events`, `digest`, `process_limits`, `net`: leaves (a turn's event queue, from provider
-//!   to listener; content digests; the open-file limit and its share-out; TCP sockets without
-//!   Nagle/delayed-ACK stalls).
+//! - `events`, `digest`, `process_limits`, `net`, `timing`, `progress`: leaves (a turn's event
+//!   queue, from provider to listener; content digests; the open-file limit and its share-out;
+//!   TCP sockets without Nagle/delayed-ACK stalls; when a cron pattern, interval or instant is
+//!   next due; how long work reports its progress).
 
 pub mod agent;
 pub mod bus;
@@ -38,9 +42,12 @@ pub mod gateway;
 pub mod mcp;
 pub mod net;
 pub mod process_limits;
+pub mod progress;
 pub mod rag;
 pub mod runtime;
+pub mod schedules;
 pub mod telemetry;
+pub mod timing;
 pub mod vectors;
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ pub mod mock_openai;
 pub mod otlp;
 pub mod python;
 pub mod qdrant;
+pub mod schedules;
 pub mod served;
 
 use std::path::{Path, PathBuf};
@@ -189,7 +190,8 @@ impl TestHost {
 
     /// The HTTP gateway over this host (agent on `provider`, router off, gateway and other
     /// agent settings from `yaml`) on a loopback port with room for many simultaneous connects.
-    /// Its sessions are `self.sessions("sessions")`.
+    /// Its sessions are `self.sessions("sessions")`, with the schedule endpoints over them (no
+    /// scheduler runs the jobs).
     pub async fn start_gateway(&self, provider: &str, yaml: &str) -> u16 {
         let config = Config::parse(yaml, "gateway.yaml", |_| None).expect("gateway config");
         let settings = databot::config::AgentConfig {
@@ -201,6 +203,9 @@ impl TestHost {
             ..config.agent.clone()
         };
         let sessions = self.sessions("sessions").await;
+        let schedules = databot::schedules::Schedules::open(&config, &sessions)
+            .await
+            .expect("the schedule tables open");
         let agent = Arc::new(databot::agent::Agent::new(
             self.runtime.clone(),
             sessions.clone(),
@@ -216,6 +221,7 @@ impl TestHost {
             bus,
             sessions,
             provider.to_owned(),
+            Some(schedules),
         );
         let socket = tokio::net::TcpSocket::new_v4().expect("socket");
         socket

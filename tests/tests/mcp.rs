@@ -407,6 +407,7 @@ async fn gateway_shutdown_ends_open_mcp_streams() {
         bus,
         sessions,
         "offline".to_owned(),
+        None,
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();

@@ -634,3 +634,89 @@ async fn failed_calls_are_marked_and_calls_nest_under_the_callers_span() {
     assert_eq!(echo.status_code, 0, "{echo:?}");
     assert!(echo.end_ns >= echo.start_ns);
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_scheduled_run_and_its_agent_turn_share_the_trace_in_its_history() {
+    let receiver = OtlpReceiver::grpc().await;
+    let (guard, _default) = export_to(&receiver.endpoint, OtlpProtocol::Grpc, None, None);
+    let host = data_host().await;
+    let url = format!("sqlite://{}", host.dir.path().join("sessions.db").display());
+    let scheduler =
+        databot_e2e::schedules::SchedulerUnderTest::start(&host, &url, "traced", "").await;
+    let store = scheduler.schedules.store.clone();
+    let spec: databot::config::JobSpec = serde_json::from_value(serde_json::json!({
+        "name": "nightly-echo", "every": "1h", "prompt": "/echo {\"text\": \"from the schedule\"}"
+    }))
+    .expect("a job");
+    store
+        .add(
+            spec,
+            databot::schedules::JobOrigin::Operator,
+            "test",
+            None,
+            databot::schedules::store::now_ms(),
+        )
+        .await
+        .expect("added");
+    let slot = store
+        .trigger("nightly-echo", databot::schedules::store::now_ms())
+        .await
+        .expect("triggered");
+    let mut run = None;
+    for _ in 0..400 {
+        run = store
+            .run("nightly-echo", slot)
+            .await
+            .expect("run")
+            .filter(|r| r.status.is_final());
+        if run.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let run = run.expect("the run finished");
+    assert_eq!(
+        run.status,
+        databot::schedules::RunStatus::Succeeded,
+        "{run:?}"
+    );
+    assert!(
+        run.output
+            .as_deref()
+            .is_some_and(|o| o.contains("from the schedule")),
+        "{run:?}"
+    );
+    let trace_id = run.trace_id.clone().expect("a trace id");
+    assert_eq!(
+        scheduler
+            .schedules
+            .metrics
+            .runs("nightly-echo", "succeeded"),
+        1
+    );
+    scheduler.stop().await;
+    flush(guard).await.expect("flushed");
+    let spans = receiver
+        .wait_for(Duration::from_secs(10), |spans| {
+            !named(spans, "schedule.run").is_empty() && !named(spans, "agent.turn").is_empty()
+        })
+        .await;
+    let runs = named(&spans, "schedule.run");
+    assert_eq!(runs.len(), 1, "{spans:#?}");
+    let run_span = runs[0];
+    assert_eq!(
+        run_span.trace_id, trace_id,
+        "the history links the run's trace"
+    );
+    assert_eq!(run_span.str_attr("databot.job"), Some("nightly-echo"));
+    assert_eq!(run_span.str_attr("databot.outcome"), Some("succeeded"));
+    let turn = named(&spans, "agent.turn")
+        .into_iter()
+        .find(|t| t.str_attr("databot.session") == Some("schedule:nightly-echo"))
+        .expect("the scheduled turn");
+    assert_eq!(turn.trace_id, trace_id, "the turn joins the run's trace");
+    assert_eq!(
+        turn.parent_span_id, run_span.span_id,
+        "under the run's span"
+    );
+}

@@ -8,12 +8,14 @@
 
 pub mod context;
 mod handler;
+pub mod host_tool;
 pub mod memory_tool;
 pub mod router;
 pub mod sessions;
 
 use std::sync::Arc;
 
+use self::host_tool::HostTool;
 use self::router::{Specialist, ToolOwner};
 use self::sessions::SessionStore;
 use crate::bus::TurnScope;
@@ -100,6 +102,8 @@ pub struct Agent {
     specialists: Vec<Specialist>,
     /// Knowledge base searched before each turn and fed with completed turns.
     rag: Option<Arc<crate::rag::Rag>>,
+    /// Tools the host implements in a layer above (the scheduler's `cron`).
+    host_tools: Vec<Arc<dyn HostTool>>,
 }
 
 impl Agent {
@@ -111,7 +115,14 @@ impl Agent {
             settings,
             specialists,
             rag: None,
+            host_tools: Vec::new(),
         }
+    }
+
+    /// Offer this host tool to the model, beside the memory tool and the plugins' tools.
+    pub fn with_host_tool(mut self, tool: Arc<dyn HostTool>) -> Self {
+        self.host_tools.push(tool);
+        self
     }
 
     /// Enrich prompts from (and remember turns in) this knowledge base.
@@ -154,10 +165,21 @@ impl Agent {
                 input_schema: tool.input_schema,
             })
             .collect();
+        let groups = self.runtime.tool_groups();
         if specialist.is_none_or(|s| s.allows(memory_tool::NAME, ToolOwner::Host))
             && in_scope(scope, memory_tool::NAME, ToolOwner::Host)
+            && groups.allows(memory_tool::NAME, ToolOwner::Host)
         {
             tools.push(memory_tool::definition(self.settings.memory_scope));
+        }
+        for host_tool in &self.host_tools {
+            let definition = host_tool.definition();
+            if specialist.is_none_or(|s| s.allows(&definition.name, ToolOwner::Host))
+                && in_scope(scope, &definition.name, ToolOwner::Host)
+                && groups.allows(&definition.name, ToolOwner::Host)
+            {
+                tools.push(definition);
+            }
         }
         tools
     }
@@ -167,8 +189,8 @@ impl Agent {
         self.specialists.iter().any(|s| s.name == name)
     }
 
-    /// Every `plugins.NAME.channel.specialist` names a specialist of this agent; the error
-    /// names the first that does not.
+    /// Every `plugins.NAME.channel.specialist` and `schedules.jobs[].specialist` names a
+    /// specialist of this agent; the error names the first that does not.
     pub fn check_pinned_specialists(&self, config: &crate::config::Config) -> Result<(), String> {
         for (name, plugin) in &config.plugins {
             if let Some(pinned) = plugin
@@ -181,6 +203,16 @@ impl Agent {
                 return Err(format!(
                     "plugins.{name}.channel.specialist: no specialist named `{pinned}` (there are: {})",
                     known.join(", ")
+                ));
+            }
+        }
+        for job in &config.schedules.jobs {
+            if let Some(pinned) = &job.specialist
+                && !self.has_specialist(pinned)
+            {
+                return Err(format!(
+                    "schedules.jobs ({}): no specialist named `{pinned}`; check agent.router.specialists",
+                    job.name
                 ));
             }
         }
@@ -544,8 +576,13 @@ impl Agent {
                 "denied: tool `{}` is not among the tools this channel allows",
                 call.name
             ))
+        } else if owner == ToolOwner::Host && !self.runtime.tool_groups().allows(&call.name, owner)
+        {
+            Err(self.runtime.unavailable_tool(&call.name).to_string())
         } else if call.name == memory_tool::NAME {
             memory_tool::run(&self.sessions, memory_scope, &call.arguments).await
+        } else if let Some(host_tool) = self.host_tools.iter().find(|t| t.name() == call.name) {
+            host_tool.call(conversation, &call.arguments).await
         } else if let Some(resolved) = &resolved {
             self.runtime
                 .call_resolved_as(
@@ -557,7 +594,7 @@ impl Agent {
                 .await
                 .map_err(|e| e.to_string())
         } else {
-            Err(crate::runtime::no_such_tool(&call.name).to_string())
+            Err(self.runtime.unavailable_tool(&call.name).to_string())
         };
         let ok = result.is_ok();
         let output = match result {

@@ -9,6 +9,7 @@
 use serde::Deserialize;
 
 use crate::config::SpecialistConfig;
+pub use crate::runtime::tool_names::{ToolOwner, names_tool};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Specialist {
@@ -29,30 +30,6 @@ impl Specialist {
     }
 }
 
-/// Does `list` name `tool`: the host tool by its name, a configured plugin's tool by its name
-/// or its plugin's? A plugin the operator did not configure is named by no list.
-pub fn names_tool(list: &[String], tool: &str, owner: ToolOwner<'_>) -> bool {
-    match owner {
-        ToolOwner::Host => list.iter().any(|t| t == tool),
-        ToolOwner::Plugin {
-            name,
-            configured: true,
-        } => list.iter().any(|t| t == tool || t == name),
-        ToolOwner::Plugin {
-            configured: false, ..
-        } => false,
-    }
-}
-
-/// Who provides a tool, for the specialists' filters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ToolOwner<'a> {
-    /// The host itself (the memory tool).
-    Host,
-    /// A plugin; `configured`: a built-in or one with a `plugins.NAME` section.
-    Plugin { name: &'a str, configured: bool },
-}
-
 pub const FALLBACK: &str = "general";
 
 fn specialist(name: &str, description: &str, prompt: &str, tools: &[&str]) -> Specialist {
@@ -64,7 +41,8 @@ fn specialist(name: &str, description: &str, prompt: &str, tools: &[&str]) -> Sp
     }
 }
 
-/// The six default specialists. The memory tool is available to all of them.
+/// The six default specialists. The memory tool is available to all of them; the pipeline
+/// and quality specialists may also schedule jobs (`cron`).
 pub fn default_specialists() -> Vec<Specialist> {
     vec![
         specialist(
@@ -77,13 +55,13 @@ pub fn default_specialists() -> Vec<Specialist> {
             "pipeline",
             "Data pipelines: Airflow DAGs, Spark jobs, orchestration and their failures.",
             "You are databot's pipeline specialist. Inspect DAGs, runs, task instances and logs; find the failing step and its cause; propose the fix. Never trigger or pause anything without saying so first.",
-            &["airflow", "spark", "shell", "memory"],
+            &["airflow", "spark", "shell", "memory", "cron"],
         ),
         specialist(
             "quality",
             "Data quality checks: row counts, null rates, freshness, uniqueness, comparisons.",
             "You are databot's data quality specialist. Define and run checks, compare tables, and diagnose anomalies with SQL. Report each check with its threshold and result.",
-            &["data_quality", "sql", "memory"],
+            &["data_quality", "sql", "memory", "cron"],
         ),
         specialist(
             "catalog",

@@ -144,6 +144,16 @@ impl SessionStore {
         })
     }
 
+    /// The database, for other tables that live beside the sessions (schedules).
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// SQLite (one process, one connection) rather than PostgreSQL.
+    pub fn is_sqlite(&self) -> bool {
+        self.sqlite
+    }
+
     /// Is the store reachable?
     pub async fn ping(&self) -> anyhow::Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;

@@ -22,8 +22,21 @@ pub async fn run(
     let sessions = SessionStore::connect(&runtime.config().sessions_url())
         .await
         .context("opening the session store")?;
+    super::rag::ingest_new_samples(&runtime).await;
     let knowledge = super::rag::open_for_chat(&runtime);
-    let mut agent = Agent::new(runtime, Arc::new(sessions), settings);
+    let config = runtime.config().clone();
+    let schedules = crate::schedules::Schedules::open(&config, &sessions)
+        .await
+        .context("opening the scheduled jobs")?;
+    let mut agent = Agent::new(runtime.clone(), Arc::new(sessions), settings);
+    if config.schedules.agent.enabled {
+        // Jobs made here are run by `databot serve` on the same database.
+        agent = agent.with_host_tool(Arc::new(crate::schedules::cron_tool::CronTool::new(
+            schedules.store.clone(),
+            runtime,
+            config.schedules.agent.clone(),
+        )));
+    }
     if let Some(knowledge) = knowledge {
         agent = agent.with_rag(knowledge);
     }

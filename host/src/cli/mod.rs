@@ -2,9 +2,13 @@
 
 mod channel;
 mod chat;
+mod cron;
+mod init;
 pub mod plugin;
+mod progress;
 pub mod rag;
 pub mod scaffold;
+mod status;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -54,7 +58,23 @@ enum Command {
     /// Chat channels: status of the running host, and a check of one channel.
     #[command(subcommand)]
     Channel(channel::ChannelCommand),
-    /// Start the host: load and watch plugins, run the agent behind the HTTP gateway.
+    /// Scheduled jobs: add, list, show, pause, resume, remove, run now, history.
+    #[command(subcommand)]
+    Cron(cron::CronCommand),
+    /// One screen on this host: config, provider, plugins, connectors, channels, tool groups,
+    /// schedules, sessions database, data dir. Exit code 1 when something is unhealthy.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a starting configuration, asking a few questions; secrets become `${VAR}`s.
+    Init {
+        /// Where to write it (asked when absent).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Start the host: load and watch plugins, run the agent behind the HTTP gateway, run
+    /// scheduled jobs.
     Serve,
     /// Serve the tools and connector resources to one MCP client over stdin/stdout (for
     /// Claude Desktop, Cursor and other MCP hosts). Logs go to stderr.
@@ -86,6 +106,15 @@ enum ToolCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The tool groups, their tools and whether each is on.
+    Groups {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Turn a tool group on (kept in the data dir; a running host follows within a second).
+    Enable { group: String },
+    /// Turn a tool group off: its tools are neither offered, listed nor callable.
+    Disable { group: String },
 }
 
 #[derive(Subcommand)]
@@ -141,7 +170,7 @@ pub fn main() -> ExitCode {
     // Telemetry comes from the config, so read it before anything logs. A config that does not
     // load is reported by the command itself; logging then starts without export.
     let telemetry = match &cli.command {
-        Command::Config(_) => crate::config::TelemetryConfig::default(),
+        Command::Config(_) | Command::Init { .. } => crate::config::TelemetryConfig::default(),
         _ => Config::load(cli.config.as_deref())
             .map(|config| config.telemetry)
             .unwrap_or_default(),
@@ -213,6 +242,34 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Tool(ToolCommand::Groups { json }) => {
+            let groups = tool_groups(cli.config.as_deref())?;
+            let list = groups.list();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                for group in list {
+                    println!(
+                        "{:<14} {:<4} {:<40} {}",
+                        group.name,
+                        if group.enabled { "on" } else { "off" },
+                        group.tools.join(", "),
+                        group.description
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Tool(ToolCommand::Enable { group }) => {
+            tool_groups(cli.config.as_deref())?.set_enabled(&group, true)?;
+            println!("tool group `{group}` is on");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Tool(ToolCommand::Disable { group }) => {
+            tool_groups(cli.config.as_deref())?.set_enabled(&group, false)?;
+            println!("tool group `{group}` is off");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Connector(ConnectorCommand::List { json }) => {
             let runtime = start_runtime(cli.config.as_deref()).await?;
             let connectors = runtime.connectors_health(crate::runtime::HEALTH_TTL).await;
@@ -252,6 +309,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve => serve(cli.config.as_deref()).await,
         Command::Rag(command) => rag::run(command, cli.config.as_deref()).await,
         Command::Channel(command) => channel::run(command, cli.config.as_deref()).await,
+        Command::Cron(command) => cron::run(command, cli.config.as_deref()).await,
+        Command::Status { json } => status::run(cli.config.as_deref(), json).await,
+        Command::Init { output } => init::run(output),
         Command::Mcp => {
             let runtime = start_runtime(cli.config.as_deref()).await?;
             // Hot loads reach the client as `notifications/tools/list_changed`.
@@ -269,11 +329,26 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The tool groups of the configured data dir, without loading any plugin.
+fn tool_groups(
+    config: Option<&std::path::Path>,
+) -> anyhow::Result<crate::runtime::tool_groups::ToolGroups> {
+    let config = Config::load(config)?;
+    let data_dir = config.resolve_path(&config.runtime.data_dir);
+    Ok(crate::runtime::tool_groups::ToolGroups::new(
+        &config.agent.tool_groups,
+        Some(data_dir.join("tool_groups.json")),
+    ))
+}
+
 /// Load the configuration and every configured plugin.
 pub(crate) async fn start_runtime(config: Option<&std::path::Path>) -> anyhow::Result<Runtime> {
     let config = Arc::new(Config::load(config)?);
     let runtime = Runtime::new(config).context("starting the plugin runtime")?;
-    runtime.load_configured().await?;
+    let progress = Arc::new(progress::TerminalProgress::new("loading plugins", 0));
+    let loaded = runtime.load_configured_with(Some(progress.clone())).await;
+    progress.finish();
+    loaded?;
     Ok(runtime)
 }
 
@@ -303,10 +378,20 @@ async fn serve(config: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
             .await
             .context("opening the session store")?,
     );
+    let schedules = crate::schedules::Schedules::open(&config, &sessions)
+        .await
+        .context("opening the scheduled jobs")?;
     let mut agent =
         crate::agent::Agent::new(runtime.clone(), sessions.clone(), config.agent.clone());
     if let Some(knowledge) = rag::start_for_serve(&runtime) {
         agent = agent.with_rag(knowledge);
+    }
+    if config.schedules.agent.enabled {
+        agent = agent.with_host_tool(Arc::new(crate::schedules::cron_tool::CronTool::new(
+            schedules.store.clone(),
+            runtime.clone(),
+            config.schedules.agent.clone(),
+        )));
     }
     agent
         .check_pinned_specialists(runtime.config())
@@ -318,18 +403,55 @@ async fn serve(config: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
     ));
     let state = crate::gateway::GatewayState::new(
         &config.gateway,
-        runtime,
-        bus,
+        runtime.clone(),
+        bus.clone(),
         sessions,
         config.agent.provider.clone(),
+        Some(schedules.clone()),
     );
+    let stop = tokio_util::sync::CancellationToken::new();
+    let scheduler = config.schedules.enabled.then(|| {
+        let scheduler = crate::schedules::Scheduler::new(
+            schedules.store.clone(),
+            bus,
+            runtime,
+            Some(state.channels.clone()),
+            config.schedules.clone(),
+            schedules.metrics.clone(),
+        );
+        tokio::spawn(scheduler.run(stop.clone()))
+    });
     tracing::info!("databot is serving; press Ctrl-C to stop");
-    crate::gateway::serve(state, &config.gateway, async {
-        let _ = tokio::signal::ctrl_c().await;
+    let stopping = stop.clone();
+    crate::gateway::serve(state, &config.gateway, async move {
+        shutdown_signal().await;
         tracing::info!("shutting down");
+        stopping.cancel();
     })
     .await?;
+    stop.cancel();
+    if let Some(scheduler) = scheduler {
+        // The scheduler hands its runs in progress back before it returns.
+        let _ = scheduler.await;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Ctrl-C (SIGINT) or SIGTERM (what service managers and Kubernetes send).
+async fn shutdown_signal() {
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(error) => {
+                tracing::warn!("cannot listen for SIGTERM ({error}); stop with Ctrl-C");
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
 }
 
 fn pretty(json: &str) -> String {

@@ -51,8 +51,15 @@ pub async fn run(
     config: Option<&std::path::Path>,
 ) -> anyhow::Result<ExitCode> {
     let runtime = super::start_runtime(config).await?;
+    if matches!(
+        command,
+        RagCommand::Search { .. } | RagCommand::Stats { .. }
+    ) {
+        ingest_new_samples(&runtime).await;
+    }
+    let progress = Arc::new(super::progress::TerminalProgress::new("ingesting", 0));
     let rag = match &command {
-        RagCommand::Ingest { .. } => Rag::open(&runtime)?,
+        RagCommand::Ingest { .. } => Rag::open(&runtime)?.with_progress(progress.clone()),
         RagCommand::Search { .. } | RagCommand::Stats { .. } => Rag::open_read_only(&runtime)?,
     };
     match command {
@@ -64,8 +71,21 @@ pub async fn run(
         } => {
             let everything = !schemas && !docs && paths.is_empty();
             let mut report = serde_json::Map::new();
-            if schemas || everything {
-                let schemas = rag.ingest_schemas().await?;
+            // Everything runs under the progress bar; the summary is printed once it is gone.
+            let schema_report = if schemas || everything {
+                Some(rag.ingest_schemas().await?)
+            } else {
+                None
+            };
+            let mut runs = Vec::new();
+            if docs || everything {
+                runs.push(("docs", rag.ingest_docs().await?));
+            }
+            if !paths.is_empty() {
+                runs.push(("paths", rag.ingest_paths(&paths).await?));
+            }
+            progress.finish();
+            if let Some(schemas) = schema_report {
                 if !json {
                     for gone in &schemas.removed_connectors {
                         println!(
@@ -86,13 +106,6 @@ pub async fn run(
                     }
                 }
                 report.insert("schemas".into(), serde_json::to_value(&schemas)?);
-            }
-            let mut runs = Vec::new();
-            if docs || everything {
-                runs.push(("docs", rag.ingest_docs().await?));
-            }
-            if !paths.is_empty() {
-                runs.push(("paths", rag.ingest_paths(&paths).await?));
             }
             for (name, docs_report) in runs {
                 if !json {
@@ -163,6 +176,55 @@ pub async fn run(
 /// The knowledge base for `databot chat`: retrieval on, no background ingestion. When a
 /// running `serve` owns the store, chat searches a read-only snapshot and does not keep its
 /// turns (the owner would overwrite them). `None` when RAG is off or the store cannot be read.
+/// The schema of every sample warehouse (`data.sql.NAME.sample`, served by the connector
+/// `NAME`) into the knowledge base once, so a fresh install answers `rag search` and grounds
+/// its first chat; a marker in the data dir records that it was done.
+pub async fn ingest_new_samples(runtime: &Runtime) {
+    let config = runtime.config();
+    if !config.rag.enabled {
+        return;
+    }
+    let data_dir = config.resolve_path(&config.runtime.data_dir);
+    let fresh: Vec<&String> = config
+        .data
+        .sql
+        .iter()
+        .filter(|(name, source)| {
+            source.sample
+                && runtime.plugin(name).is_some()
+                && !data_dir.join(format!("sample-{name}.ingested")).exists()
+        })
+        .map(|(name, _)| name)
+        .collect();
+    if fresh.is_empty() {
+        return;
+    }
+    let rag = match Rag::open(runtime) {
+        Ok(rag) => rag,
+        Err(error) => {
+            tracing::warn!(
+                "the sample warehouse's schema is not in the knowledge base yet: {error}"
+            );
+            return;
+        }
+    };
+    for name in fresh {
+        match rag.ingest_connector(name).await {
+            Ok(report) => {
+                tracing::info!(connector = %name, tables = report.tables, "the sample warehouse's schema is in the knowledge base");
+                if let Err(error) =
+                    std::fs::write(data_dir.join(format!("sample-{name}.ingested")), "")
+                {
+                    tracing::warn!("recording the sample's ingestion: {error}");
+                }
+            }
+            Err(error) => {
+                tracing::warn!(connector = %name, "ingesting the sample warehouse's schema: {error}")
+            }
+        }
+    }
+}
+
 pub fn open_for_chat(runtime: &Runtime) -> Option<Arc<Rag>> {
     if !runtime.config().rag.enabled {
         return None;

@@ -60,6 +60,10 @@ pub struct SqlSourceConfig {
     /// Give up connecting after this long.
     #[serde(default = "default_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
+    /// A `sqlite://` source whose file, when missing, is created with the built-in sample
+    /// warehouse (customers, products, orders, order lines) on the first start.
+    #[serde(default)]
+    pub sample: bool,
 }
 
 fn default_max_rows() -> u32 {

@@ -9,6 +9,7 @@ mod data;
 mod gateway;
 mod mcp;
 mod rag;
+mod schedules;
 mod substitute;
 mod telemetry;
 mod types;
@@ -21,6 +22,7 @@ pub use data::*;
 pub use gateway::*;
 pub use mcp::*;
 pub use rag::*;
+pub use schedules::*;
 pub use substitute::{Substituted, substitute_env};
 pub use telemetry::*;
 pub use types::*;
@@ -98,6 +100,7 @@ impl Config {
             .map_err(|e| semantic(format!("runtime.budgets: {e}")))?;
         self.rag.validate().map_err(semantic)?;
         self.gateway.validate().map_err(semantic)?;
+        self.schedules.validate().map_err(semantic)?;
         // The YAML alone (the `OTEL_*` variables are checked again at start-up).
         self.telemetry.resolve(|_| None).map_err(semantic)?;
         if self.agent.max_iterations == 0 {

@@ -31,6 +31,9 @@ pub struct Config {
     /// OpenTelemetry trace export; off unless an endpoint is configured (here or `OTEL_*`).
     #[serde(default)]
     pub telemetry: super::TelemetryConfig,
+    /// Scheduled jobs: the scheduler's settings, declared jobs, the agent's limits.
+    #[serde(default)]
+    pub schedules: super::SchedulesConfig,
     /// Folder of the config file; relative paths resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -113,6 +116,21 @@ pub struct AgentConfig {
     /// Session store: `sqlite://PATH` or `postgres://...`; default `sqlite://DATA_DIR/sessions.db`.
     pub sessions_url: Option<String>,
     pub router: RouterConfig,
+    /// Named sets of tools an operator turns on and off at runtime (`databot tool enable`,
+    /// `/api/v1/tool-groups`): the built-in groups, changed or added to here.
+    pub tool_groups: BTreeMap<String, ToolGroupConfig>,
+}
+
+/// One tool group: the tools it names (tool names, plugin names, `memory`, `cron`) and whether
+/// it is on until an operator says otherwise.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolGroupConfig {
+    #[serde(default)]
+    pub description: String,
+    pub tools: Vec<String>,
+    #[serde(default = "yes")]
+    pub enabled: bool,
 }
 
 /// Who shares the agent's persistent memory.
@@ -170,6 +188,7 @@ impl Default for AgentConfig {
             memory_scope: MemoryScope::default(),
             sessions_url: None,
             router: RouterConfig::default(),
+            tool_groups: BTreeMap::new(),
         }
     }
 }
@@ -535,7 +554,10 @@ pub const HOST_MEMORY_TOOL: &str = "memory";
 /// Names of the host's own tools: no plugin and no plugin's tool may take one (a plugin
 /// named `memory` would pass every specialist's filter, and the model would be offered two
 /// tools of that name).
-pub const RESERVED_NAMES: &[&str] = &[HOST_MEMORY_TOOL];
+pub const RESERVED_NAMES: &[&str] = &[HOST_MEMORY_TOOL, HOST_CRON_TOOL];
+
+/// The host's own scheduling tool (`schedules::cron_tool`).
+pub const HOST_CRON_TOOL: &str = "cron";
 
 /// A plugin name (a manifest's `name`, a `plugins.NAME` section) is `[a-z][a-z0-9_]*` and at
 /// most `MAX_PLUGIN_NAME` bytes: it becomes a config key, a metric label, a log field, a span

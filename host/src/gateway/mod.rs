@@ -13,8 +13,8 @@
 //! `Origin`), `auth` (keys and principals), `auth_failures` (the lockout), `client_address`
 //! (who the client is behind trusted proxies), `rate_limit`, `messages` (the message and
 //! stream endpoints, conversation ownership), `channels` (platform webhooks and channel
-//! status), `server` (listening, connections, body deadlines), `connections` (the cap and the
-//! waiting connections' deadlines), `metrics`.
+//! status), `schedules` (the scheduled-job endpoints), `server` (listening, connections, body
+//! deadlines), `connections` (the cap and the waiting connections' deadlines), `metrics`.
 
 mod auth;
 mod auth_failures;
@@ -26,6 +26,7 @@ mod messages;
 mod metrics;
 mod rate_limit;
 mod rebinding;
+mod schedules;
 mod server;
 
 use std::collections::HashMap;
@@ -63,6 +64,8 @@ pub struct GatewayState {
     pub provider: String,
     /// Channel plugins' ingress, replies and status.
     pub channels: Arc<crate::channels::Channels>,
+    /// Scheduled jobs (the `/api/v1/schedules` endpoints and their metrics), when opened.
+    pub schedules: Option<crate::schedules::Schedules>,
     keys: ApiKeys,
     same_origin: SameOrigin,
     auth_failures: AuthFailures,
@@ -109,6 +112,7 @@ impl GatewayState {
         bus: Arc<dyn Bus>,
         sessions: Arc<SessionStore>,
         provider: String,
+        schedules: Option<crate::schedules::Schedules>,
     ) -> Arc<Self> {
         let channels =
             crate::channels::Channels::new(runtime.clone(), bus.clone(), sessions.clone());
@@ -118,6 +122,7 @@ impl GatewayState {
             sessions,
             provider,
             channels,
+            schedules,
             keys: ApiKeys::new(config.api_keys.iter().map(|k| k.expose())),
             same_origin: SameOrigin::new(config),
             auth_failures: AuthFailures::new(
@@ -180,6 +185,24 @@ pub fn router(state: Arc<GatewayState>, config: &GatewayConfig) -> anyhow::Resul
         .route("/api/v1/connectors", get(connectors))
         .route("/api/v1/channels", get(channels::list))
         .route("/api/v1/channels/{name}/send", post(channels::send))
+        .route(
+            "/api/v1/schedules",
+            get(schedules::list).post(schedules::create),
+        )
+        .route(
+            "/api/v1/schedules/{name}",
+            get(schedules::show).delete(schedules::remove),
+        )
+        .route("/api/v1/schedules/{name}/pause", post(schedules::pause))
+        .route("/api/v1/schedules/{name}/resume", post(schedules::resume))
+        .route("/api/v1/schedules/{name}/run", post(schedules::trigger))
+        .route("/api/v1/schedules/{name}/runs", get(schedules::history))
+        .route("/api/v1/tool-groups", get(tool_groups))
+        .route("/api/v1/tool-groups/{name}/enable", post(enable_tool_group))
+        .route(
+            "/api/v1/tool-groups/{name}/disable",
+            post(disable_tool_group),
+        )
         .route("/metrics", get(metrics_text));
     // MCP over Streamable HTTP, behind the same guard as the API.
     let protected = if state.runtime.config().mcp.http {
@@ -275,9 +298,53 @@ async fn connectors(State(state): State<Arc<GatewayState>>) -> Response {
     Json(json!({ "connectors": connectors })).into_response()
 }
 
+async fn tool_groups(State(state): State<Arc<GatewayState>>) -> Response {
+    Json(json!({ "groups": state.runtime.tool_groups().list() })).into_response()
+}
+
+async fn enable_tool_group(
+    State(state): State<Arc<GatewayState>>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Result<Response, ApiError> {
+    set_tool_group(&state, &name, true)
+}
+
+async fn disable_tool_group(
+    State(state): State<Arc<GatewayState>>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Result<Response, ApiError> {
+    set_tool_group(&state, &name, false)
+}
+
+/// Turn a tool group on or off for every process on this data dir.
+fn set_tool_group(state: &GatewayState, name: &str, enabled: bool) -> Result<Response, ApiError> {
+    use crate::runtime::tool_groups::ToolGroupError;
+    let groups = state.runtime.tool_groups();
+    groups
+        .set_enabled(name, enabled)
+        .map_err(|error| match error {
+            ToolGroupError::Unknown(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", error.to_string())
+            }
+            ToolGroupError::Save { .. } => {
+                tracing::error!("{error}");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the tool groups could not be saved",
+                )
+            }
+        })?;
+    let group = groups.list().into_iter().find(|g| g.name == name);
+    Ok(Json(json!({ "group": group })).into_response())
+}
+
 async fn metrics_text(State(state): State<Arc<GatewayState>>) -> Response {
-    let text = state
+    let mut text = state
         .metrics
         .render(&state.runtime.status(), state.runtime.metrics());
+    if let Some(schedules) = &state.schedules {
+        schedules.metrics.render(&mut text);
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

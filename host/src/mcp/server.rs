@@ -62,7 +62,7 @@ impl DatabotMcp {
                     .call_resolved(&resolved, name, &arguments)
                     .await
             }
-            None => Err(crate::runtime::no_such_tool(name)),
+            None => Err(self.runtime.unavailable_tool(name)),
         };
         match result {
             Ok(text) => {

@@ -163,7 +163,9 @@ impl Rag {
             .filter(|s| s.operations.iter().any(|o| o == "discover_schema"))
             .map(|s| s.name)
             .collect();
+        self.found(connectors.len());
         for connector in &connectors {
+            self.next_item(connector);
             let entry = self.ingest_connector(connector).await?;
             report.connectors.insert(connector.clone(), entry);
         }
@@ -338,7 +340,9 @@ impl Rag {
                     continue;
                 }
             };
+            self.found(files.len());
             for (path, relative) in files {
+                self.next_item(&relative);
                 let group = format!("doc:{relative}");
                 if seen.contains(&group) {
                     report.skipped.push(format!(

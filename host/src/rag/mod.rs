@@ -46,6 +46,8 @@ pub struct Rag {
     settings: RagConfig,
     embedder: Embedder,
     store: Arc<dyn VectorStore>,
+    /// Told how far an ingestion has come (the CLI draws a progress bar).
+    progress: Option<Arc<dyn crate::progress::Progress>>,
 }
 
 /// What `databot rag stats` shows.
@@ -102,6 +104,25 @@ impl Rag {
             settings,
             embedder,
             store,
+            progress: None,
+        }
+    }
+
+    /// Report the progress of ingestions (connectors and files) to `progress`.
+    pub fn with_progress(mut self, progress: Arc<dyn crate::progress::Progress>) -> Self {
+        self.progress = Some(progress);
+        self
+    }
+
+    fn found(&self, count: usize) {
+        if let Some(progress) = &self.progress {
+            progress.found(count as u64);
+        }
+    }
+
+    fn next_item(&self, what: &str) {
+        if let Some(progress) = &self.progress {
+            progress.next(what);
         }
     }
 

@@ -20,28 +20,64 @@ impl Runtime {
     /// `plugins.NAME.path`, then every `.wasm` in the plugins folder, concurrently. Failures are
     /// logged and shown in status; they do not stop the others.
     pub async fn load_configured(&self) -> anyhow::Result<()> {
+        self.load_configured_with(None).await
+    }
+
+    /// `load_configured`, telling `progress` of each plugin as its load starts (the CLI draws
+    /// a bar: a first start compiles every component).
+    pub async fn load_configured_with(
+        &self,
+        progress: Option<std::sync::Arc<dyn crate::progress::Progress>>,
+    ) -> anyhow::Result<()> {
         let config = self.inner.config.clone();
-        if config.runtime.builtin_plugins {
-            for builtin in builtin::BUILTIN_PLUGINS {
-                let configured = config.plugins.contains_key(builtin.name);
-                if !(builtin.on_by_default || configured) || !config.plugin(builtin.name).enabled {
-                    continue;
-                }
-                if let Err(error) = self
-                    .load_instance(builtin.bytes.to_vec(), PluginSource::Builtin, None)
-                    .await
-                {
-                    tracing::error!(
-                        plugin = builtin.name,
-                        "built-in plugin failed to load: {error:#}"
-                    );
-                }
+        // Sample sources exist before anything can query them.
+        crate::capabilities::sql::sample::ensure_samples(&config).await?;
+        let builtins: Vec<&builtin::Builtin> = if config.runtime.builtin_plugins {
+            builtin::BUILTIN_PLUGINS
+                .iter()
+                .filter(|b| {
+                    (b.on_by_default || config.plugins.contains_key(b.name))
+                        && config.plugin(b.name).enabled
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let instances: Vec<(&String, &str)> = config
+            .plugins
+            .iter()
+            .filter(|(_, section)| section.enabled)
+            .filter_map(|(instance, section)| Some((instance, section.builtin.as_deref()?)))
+            .collect();
+        let mut files: Vec<PathBuf> = config
+            .plugins
+            .values()
+            .filter(|p| p.enabled)
+            .filter_map(|p| p.path.as_deref().map(|path| config.resolve_path(path)))
+            .collect();
+        files.extend(self.plugin_files_in_folder()?);
+        let next = |what: &str| {
+            if let Some(progress) = &progress {
+                progress.next(what);
+            }
+        };
+        if let Some(progress) = &progress {
+            progress.found((builtins.len() + instances.len() + files.len()) as u64);
+        }
+        for builtin in builtins {
+            next(builtin.name);
+            if let Err(error) = self
+                .load_instance(builtin.bytes.to_vec(), PluginSource::Builtin, None)
+                .await
+            {
+                tracing::error!(
+                    plugin = builtin.name,
+                    "built-in plugin failed to load: {error:#}"
+                );
             }
         }
-        for (instance, section) in &config.plugins {
-            let Some(component) = section.builtin.as_deref().filter(|_| section.enabled) else {
-                continue;
-            };
+        for (instance, component) in instances {
+            next(instance);
             let Some(bytes) = builtin::builtin_bytes(component) else {
                 tracing::error!(
                     plugin = %instance,
@@ -56,16 +92,15 @@ impl Runtime {
                 tracing::error!(plugin = %instance, "instance of built-in `{component}` failed to load: {error:#}");
             }
         }
-        let mut files: Vec<PathBuf> = config
-            .plugins
-            .values()
-            .filter(|p| p.enabled)
-            .filter_map(|p| p.path.as_deref().map(|path| config.resolve_path(path)))
-            .collect();
-        files.extend(self.plugin_files_in_folder()?);
         let loads = files.into_iter().map(|path| {
             let runtime = self.clone();
-            tokio::spawn(async move { runtime.load_file(&path).await })
+            let progress = progress.clone();
+            tokio::spawn(async move {
+                if let Some(progress) = &progress {
+                    progress.next(&path.display().to_string());
+                }
+                runtime.load_file(&path).await
+            })
         });
         for load in loads.collect::<Vec<_>>() {
             // Errors were recorded by `load_file`; a panicked task is a bug worth surfacing.

@@ -20,6 +20,8 @@ mod loading;
 pub mod manifest;
 pub mod revision;
 pub mod status;
+pub mod tool_groups;
+pub mod tool_names;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -97,6 +99,8 @@ pub(crate) struct RuntimeInner {
     health: health::HealthCache,
     /// Calls, latencies, budgets hit, tokens (rendered on the gateway's `/metrics`).
     metrics: Arc<crate::telemetry::RuntimeMetrics>,
+    /// Groups of tools an operator turns on and off at runtime.
+    tool_groups: tool_groups::ToolGroups,
     _ticker: EpochTicker,
 }
 
@@ -136,6 +140,10 @@ impl Runtime {
             jwks: Default::default(),
         });
         let (events, _) = broadcast::channel(256);
+        let tool_groups = tool_groups::ToolGroups::new(
+            &config.agent.tool_groups,
+            Some(data_dir.join("tool_groups.json")),
+        );
         let ticker = EpochTicker::start(&engine);
         let inner = Arc::new(RuntimeInner {
             engine,
@@ -149,6 +157,7 @@ impl Runtime {
             events,
             health: health::HealthCache::default(),
             metrics: Arc::default(),
+            tool_groups,
             _ticker: ticker,
         });
         let router: Arc<dyn ConnectorRouter> = Arc::new(RouterHandle(Arc::downgrade(&inner)));
@@ -183,6 +192,48 @@ impl Runtime {
         self.inner.plugins.read().get(name).cloned()
     }
 
+    /// The tool groups and their state.
+    pub fn tool_groups(&self) -> &tool_groups::ToolGroups {
+        &self.inner.tool_groups
+    }
+
+    /// The error for a tool that cannot be called: turned off by a tool group, or not there.
+    pub fn unavailable_tool(&self, tool: &str) -> CallError {
+        let owner = self.tool_plugin(tool).and_then(|plugin| {
+            let slot = self.plugin(&plugin)?;
+            let configured = self.is_configured(&slot, &slot.current());
+            Some((plugin, configured))
+        });
+        let group = match &owner {
+            Some((plugin, configured)) => self.inner.tool_groups.disabling_group(
+                tool,
+                tool_names::ToolOwner::Plugin {
+                    name: plugin,
+                    configured: *configured,
+                },
+            ),
+            None => self
+                .inner
+                .tool_groups
+                .disabling_group(tool, tool_names::ToolOwner::Host),
+        };
+        match group {
+            Some(group) => CallError::new(
+                ErrorKind::Denied,
+                format!(
+                    "tool `{tool}` is turned off: its tool group `{group}` is disabled (`databot tool enable {group}`)"
+                ),
+            ),
+            None => no_such_tool(tool),
+        }
+    }
+
+    /// Is `name` a loaded channel plugin built against the current contract?
+    pub fn is_channel(&self, name: &str) -> bool {
+        self.plugin(name)
+            .is_some_and(|slot| matches!(slot.current().exports, revision::KindExports::Channel(_)))
+    }
+
     /// The plugin that provides `tool`, if one does.
     pub fn tool_plugin(&self, tool: &str) -> Option<String> {
         self.inner.tools.read().get(tool).cloned()
@@ -194,6 +245,13 @@ impl Runtime {
         let plugin = self.tool_plugin(tool)?;
         let slot = self.plugin(&plugin)?;
         let configured = self.is_configured(&slot, &slot.current());
+        let owner = tool_names::ToolOwner::Plugin {
+            name: &slot.name,
+            configured,
+        };
+        if !self.inner.tool_groups.allows(tool, owner) {
+            return None;
+        }
         Some(ResolvedTool { slot, configured })
     }
 
@@ -212,13 +270,24 @@ impl Runtime {
                 if revision.manifest.kind != PluginKind::Tool {
                     return Vec::new();
                 }
+                let configured = self.is_configured(slot, &revision);
+                let groups = &self.inner.tool_groups;
                 revision
                     .operations
                     .iter()
+                    .filter(|op| {
+                        groups.allows(
+                            &op.name,
+                            tool_names::ToolOwner::Plugin {
+                                name: &slot.name,
+                                configured,
+                            },
+                        )
+                    })
                     .map(|op| ToolInfo {
                         name: op.name.clone(),
                         plugin: slot.name.clone(),
-                        configured: self.is_configured(slot, &revision),
+                        configured,
                         description: op.description.clone(),
                         input_schema: serde_json::from_str(&op.input_schema).unwrap_or_default(),
                     })
@@ -231,7 +300,9 @@ impl Runtime {
 
     /// Call a tool by name with JSON arguments (validated against its schema first).
     pub async fn call_tool(&self, tool: &str, arguments: &str) -> Result<String, CallError> {
-        let resolved = self.resolve_tool(tool).ok_or_else(|| no_such_tool(tool))?;
+        let resolved = self
+            .resolve_tool(tool)
+            .ok_or_else(|| self.unavailable_tool(tool))?;
         let parsed = parse_arguments(tool, arguments)?;
         // The text that was validated is what the guest gets (no re-serialisation).
         self.call_checked(&resolved, tool, &parsed, arguments, None)

@@ -167,7 +167,7 @@ pub fn list_tables(backend: &Backend, schema: &str) -> Result<Vec<TableSummary>,
             "SELECT c.relname::text AS name, CASE c.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view' WHEN 'f' THEN 'foreign table' ELSE 'table' END AS kind, obj_description(c.oid, 'pg_class') AS comment, GREATEST(c.reltuples, 0)::bigint AS row_estimate FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = {p1} AND c.relkind IN ('r', 'v', 'm', 'p', 'f') ORDER BY 1"
         ),
         "mysql" => "SELECT TABLE_NAME AS name, CASE TABLE_TYPE WHEN 'VIEW' THEN 'view' ELSE 'table' END AS kind, TABLE_COMMENT AS comment, TABLE_ROWS AS row_estimate FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? ORDER BY TABLE_NAME".into(),
-        "sqlite" => "SELECT name, type AS kind FROM sqlite_master WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND ?1 = 'main' ORDER BY name".into(),
+        "sqlite" => "SELECT name, type AS kind, sql AS definition FROM sqlite_master WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND ?1 = 'main' ORDER BY name".into(),
         _ => "SELECT table_name AS name, CASE table_type WHEN 'VIEW' THEN 'view' ELSE 'table' END AS kind FROM information_schema.tables WHERE table_schema = ? ORDER BY table_name".into(),
     };
     let result = backend
@@ -179,7 +179,9 @@ pub fn list_tables(backend: &Backend, schema: &str) -> Result<Vec<TableSummary>,
         .map(|r| TableSummary {
             name: text(r, "name").unwrap_or_default(),
             kind: text(r, "kind").unwrap_or_else(|| "table".into()),
-            comment: text(r, "comment").filter(|c| !c.is_empty()),
+            comment: text(r, "comment")
+                .filter(|c| !c.is_empty())
+                .or_else(|| text(r, "definition").and_then(|d| sqlite_comments(&d).0)),
             row_estimate: r.get("row_estimate").and_then(|v| {
                 v.as_i64()
                     .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
@@ -238,7 +240,7 @@ fn add_columns(
             vec![json!(schema), filter.clone(), filter.clone()],
         ),
         "sqlite" => (
-            "SELECT m.name AS table_name, p.name AS name, p.type AS data_type, p.\"notnull\" = 0 AS nullable, p.dflt_value AS default_value, p.pk AS pk FROM sqlite_master m JOIN pragma_table_info(m.name) p WHERE m.type IN ('table', 'view') AND m.name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND (?1 IS NULL OR m.name = ?1) ORDER BY m.name, p.cid",
+            "SELECT m.name AS table_name, p.name AS name, p.type AS data_type, p.\"notnull\" = 0 AS nullable, p.dflt_value AS default_value, p.pk AS pk, m.sql AS definition FROM sqlite_master m JOIN pragma_table_info(m.name) p WHERE m.type IN ('table', 'view') AND m.name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND (?1 IS NULL OR m.name = ?1) ORDER BY m.name, p.cid",
             vec![filter.clone()],
         ),
         _ => (
@@ -252,6 +254,7 @@ fn add_columns(
             continue;
         };
         let name = text(&record, "name").unwrap_or_default();
+        let name_for_comment = name.clone();
         if record.get("pk").and_then(Value::as_i64).unwrap_or(0) > 0 {
             table.primary_key.push(name.clone());
         }
@@ -262,10 +265,58 @@ fn add_columns(
                 .unwrap_or_else(|| "any".into()),
             nullable: truthy(&record, "nullable"),
             default: text(&record, "default_value"),
-            comment: text(&record, "comment").filter(|c| !c.is_empty()),
+            comment: text(&record, "comment")
+                .filter(|c| !c.is_empty())
+                .or_else(|| {
+                    let definition = text(&record, "definition")?;
+                    sqlite_comments(&definition).1.remove(&name_for_comment)
+                }),
         });
     }
     Ok(())
+}
+
+/// The comments SQLite keeps in a `CREATE TABLE` statement, which is how a SQLite schema
+/// documents itself: `-- text` lines before the first column are the table's comment, and
+/// `-- text` at the end of a column's line is that column's.
+pub fn sqlite_comments(definition: &str) -> (Option<String>, BTreeMap<String, String>) {
+    let mut table: Vec<&str> = Vec::new();
+    let mut columns = BTreeMap::new();
+    let mut seen_column = false;
+    let Some(open) = definition.find('(') else {
+        return (None, columns);
+    };
+    for line in definition[open + 1..].lines() {
+        let (code, comment) = match line.split_once("--") {
+            Some((code, comment)) => (code.trim(), Some(comment.trim())),
+            None => (line.trim(), None),
+        };
+        let Some(name) = code
+            .split_whitespace()
+            .next()
+            .map(|word| word.trim_matches(|c| matches!(c, '"' | '`' | '[' | ']' | ',')))
+            .filter(|word| !word.is_empty())
+        else {
+            if let Some(comment) = comment.filter(|c| !c.is_empty())
+                && !seen_column
+            {
+                table.push(comment);
+            }
+            continue;
+        };
+        let constraint = ["PRIMARY", "FOREIGN", "UNIQUE", "CHECK", "CONSTRAINT", ")"]
+            .iter()
+            .any(|keyword| name.eq_ignore_ascii_case(keyword));
+        if constraint {
+            continue;
+        }
+        seen_column = true;
+        if let Some(comment) = comment.filter(|c| !c.is_empty()) {
+            columns.insert(name.to_owned(), comment.to_owned());
+        }
+    }
+    let table = (!table.is_empty()).then(|| table.join(" "));
+    (table, columns)
 }
 
 fn add_keys(
@@ -406,5 +457,32 @@ pub fn qualified(backend: &Backend, schema: Option<&str>, table: &str) -> String
     match schema {
         Some(schema) => format!("{}.{}", quote(schema), quote(table)),
         None => quote(table),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sqlite_comments;
+
+    #[test]
+    fn sqlite_comments_come_from_the_create_statement() {
+        let (table, columns) = sqlite_comments(
+            "CREATE TABLE orders (\n  -- One row per order a customer placed.\n  id INTEGER PRIMARY KEY, -- order number\n  \"customer_id\" INTEGER NOT NULL REFERENCES customers(id), -- who ordered\n  total REAL,\n  FOREIGN KEY (customer_id) REFERENCES customers(id) -- not a column\n)",
+        );
+        assert_eq!(
+            table.as_deref(),
+            Some("One row per order a customer placed.")
+        );
+        assert_eq!(columns.get("id").map(String::as_str), Some("order number"));
+        assert_eq!(
+            columns.get("customer_id").map(String::as_str),
+            Some("who ordered")
+        );
+        assert!(!columns.contains_key("total"));
+        assert!(!columns.contains_key("FOREIGN"));
+        assert_eq!(
+            sqlite_comments("CREATE TABLE t (a, b)"),
+            (None, Default::default())
+        );
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! `policy` parses and classifies the statement for the source's dialect; `execute` runs what
 //! it accepts in a transaction (read-only for reads) with the statement timeout and the row
-//! and byte caps; `rows` turns values into JSON; `sources` owns the pools and credentials.
+//! and byte caps; `rows` turns values into JSON; `sources` owns the pools and credentials;
+//! `sample` creates the sample warehouse of the embedded default.
 
 mod bind;
 mod execute;
@@ -11,6 +12,7 @@ mod functions;
 mod lexer;
 pub mod policy;
 mod rows;
+pub mod sample;
 mod screen;
 mod session;
 mod sources;

@@ -7,7 +7,7 @@
 //! length limit. Sessions are pinned on connect and cleared or checked on release (`session`).
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -138,6 +138,15 @@ impl SqlSources {
     }
 }
 
+/// The file of a `sqlite://` source URL, relative to the config's folder.
+pub(crate) fn sqlite_file(url: &str, base_dir: &Path) -> Option<PathBuf> {
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = path.split('?').next().unwrap_or_default();
+    (!path.is_empty() && path != ":memory:").then(|| base_dir.join(path))
+}
+
 impl SqlSource {
     fn new(
         name: &str,
@@ -200,16 +209,11 @@ impl SqlSource {
                 (SqlDialect::Mysql, PoolSpec::Mysql(pool, options))
             }
             "sqlite" => {
-                let path = url
-                    .trim_start_matches("sqlite://")
-                    .trim_start_matches("sqlite:");
-                let path = path.split('?').next().unwrap_or_default();
-                if path.is_empty() || path == ":memory:" {
+                let Some(file) = sqlite_file(url, base_dir) else {
                     anyhow::bail!(
                         "a SQLite source needs a file: `sqlite://path/to/file.db` (in-memory databases would be empty)"
                     );
-                }
-                let file = base_dir.join(path);
+                };
                 let mut options = SqliteConnectOptions::new()
                     .filename(&file)
                     .read_only(!config.writable)

@@ -1,0 +1,175 @@
+//! The scheduled-job endpoints, behind the API keys: list, create, show, remove, pause,
+//! resume, trigger and history (`/api/v1/schedules…`). A job created here is owned by the
+//! key's principal; webhook URLs are shown by their origin only (their paths may hold tokens).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{ApiError, GatewayState, Principal};
+use crate::config::JobSpec;
+use crate::schedules::store::now_ms;
+use crate::schedules::{JobOrigin, Schedules, StoreError};
+
+fn schedules(state: &GatewayState) -> Result<&Schedules, ApiError> {
+    state.schedules.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "scheduled jobs are not available on this gateway",
+        )
+    })
+}
+
+fn store_error(error: StoreError) -> ApiError {
+    match error {
+        StoreError::NoSuchJob(_) => {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", error.to_string())
+        }
+        StoreError::Exists(_) => ApiError::new(StatusCode::CONFLICT, "conflict", error.to_string()),
+        StoreError::Invalid(message) => {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+        }
+        StoreError::Database(error) => {
+            tracing::error!("schedule store: {error:#}");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the schedule store is unavailable; retry later",
+            )
+        }
+    }
+}
+
+pub async fn list(State(state): State<Arc<GatewayState>>) -> Result<Response, ApiError> {
+    let jobs = schedules(&state)?.store.list().await.map_err(store_error)?;
+    let jobs: Vec<_> = jobs
+        .iter()
+        .map(crate::schedules::store::JobRecord::view)
+        .collect();
+    Ok(Json(json!({ "jobs": jobs })).into_response())
+}
+
+pub async fn create(
+    State(state): State<Arc<GatewayState>>,
+    Extension(principal): Extension<Principal>,
+    body: Result<Json<JobSpec>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(spec) = body.map_err(|rejection| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            rejection.body_text(),
+        )
+    })?;
+    let job = schedules(&state)?
+        .store
+        .add(
+            spec,
+            JobOrigin::Operator,
+            principal.as_str(),
+            None,
+            now_ms(),
+        )
+        .await
+        .map_err(store_error)?;
+    Ok((StatusCode::CREATED, Json(json!({ "job": job.view() }))).into_response())
+}
+
+pub async fn show(
+    State(state): State<Arc<GatewayState>>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let store = &schedules(&state)?.store;
+    let job = store.get(&name).await.map_err(store_error)?;
+    let runs = store.history(&name, 20).await.map_err(store_error)?;
+    Ok(Json(json!({ "job": job.view(), "runs": runs })).into_response())
+}
+
+pub async fn remove(
+    State(state): State<Arc<GatewayState>>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    schedules(&state)?
+        .store
+        .remove(&name)
+        .await
+        .map_err(store_error)?;
+    Ok(Json(json!({ "removed": name })).into_response())
+}
+
+pub async fn pause(
+    State(state): State<Arc<GatewayState>>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    set_paused(&state, &name, true).await
+}
+
+pub async fn resume(
+    State(state): State<Arc<GatewayState>>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    set_paused(&state, &name, false).await
+}
+
+async fn set_paused(state: &GatewayState, name: &str, paused: bool) -> Result<Response, ApiError> {
+    let job = schedules(state)?
+        .store
+        .set_paused(name, paused, now_ms())
+        .await
+        .map_err(store_error)?;
+    Ok(Json(json!({ "job": job.view() })).into_response())
+}
+
+pub async fn trigger(
+    State(state): State<Arc<GatewayState>>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let slot = schedules(&state)?
+        .store
+        .trigger(&name, now_ms())
+        .await
+        .map_err(store_error)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "job": name, "slot": slot, "slot_time": crate::schedules::deliver::rfc3339(slot) })),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryQuery {
+    #[serde(default = "default_limit")]
+    limit: u32,
+}
+
+fn default_limit() -> u32 {
+    50
+}
+
+pub async fn history(
+    State(state): State<Arc<GatewayState>>,
+    Path(name): Path<String>,
+    query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|rejection| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            rejection.body_text(),
+        )
+    })?;
+    let store = &schedules(&state)?.store;
+    store.get(&name).await.map_err(store_error)?;
+    let runs = store
+        .history(&name, query.limit.clamp(1, 1000))
+        .await
+        .map_err(store_error)?;
+    Ok(Json(json!({ "job": name, "runs": runs })).into_response())
+}
