@@ -110,6 +110,26 @@ impl Timing {
         }
     }
 
+    /// The last slot at or before `at` (ms), or `None` when there is none.
+    pub fn last_at_or_before(&self, at: i64) -> Option<i64> {
+        match self {
+            Self::Cron { cron, zone } => {
+                // Slots are whole seconds: the search starts at the second `at` falls in.
+                let second = at.div_euclid(1000) * 1000;
+                let start =
+                    zone.from_utc_datetime(&Utc.timestamp_millis_opt(second).single()?.naive_utc());
+                cron.find_previous_occurrence(&start, true)
+                    .ok()
+                    .map(|previous| previous.timestamp_millis())
+            }
+            Self::Every { period_ms, anchor } => {
+                let period = (*period_ms).max(1);
+                (at >= *anchor).then(|| anchor + (at - anchor) / period * period)
+            }
+            Self::Once { at: instant } => (*instant <= at).then_some(*instant),
+        }
+    }
+
     /// The shortest gap between two consecutive slots from `from` on, sampled over the next
     /// `samples` slots (for a minimum-interval rule); `None` for a one-off.
     pub fn shortest_gap(&self, from: i64, samples: usize) -> Option<Duration> {
@@ -280,6 +300,29 @@ mod tests {
         let once = Timing::once("2027-01-01T09:00:00+01:00").expect("valid");
         assert_eq!(once.next_after(anchor), Some(ms("2027-01-01T08:00:00Z")));
         assert_eq!(once.next_after(ms("2027-01-01T08:00:00Z")), None);
+    }
+
+    #[test]
+    fn the_last_slot_at_or_before_an_instant() {
+        let cron = Timing::cron("0 30 2 * * *", Some("Europe/Berlin")).expect("valid");
+        let at = ms("2027-03-29T00:30:00Z");
+        assert_eq!(cron.last_at_or_before(at), Some(at));
+        assert_eq!(cron.last_at_or_before(at + 999), Some(at));
+        assert_eq!(
+            cron.last_at_or_before(at - 1),
+            Some(ms("2027-03-28T01:00:00Z")),
+            "the day the 02:30 was skipped, it ran at 03:00"
+        );
+        let every = Timing::every("10s", 5_000).expect("valid");
+        assert_eq!(every.last_at_or_before(4_999), None);
+        assert_eq!(every.last_at_or_before(5_000), Some(5_000));
+        assert_eq!(every.last_at_or_before(24_999), Some(15_000));
+        let once = Timing::once("2027-01-01T00:00:00Z").expect("valid");
+        assert_eq!(
+            once.last_at_or_before(ms("2027-01-02T00:00:00Z")),
+            Some(ms("2027-01-01T00:00:00Z"))
+        );
+        assert_eq!(once.last_at_or_before(ms("2026-12-31T00:00:00Z")), None);
     }
 
     #[test]

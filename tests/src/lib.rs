@@ -203,7 +203,7 @@ impl TestHost {
             ..config.agent.clone()
         };
         let sessions = self.sessions("sessions").await;
-        let schedules = databot::schedules::Schedules::open(&config, &sessions)
+        let schedules = databot::schedules::Schedules::open(&config, sessions.clone())
             .await
             .expect("the schedule tables open");
         let agent = Arc::new(databot::agent::Agent::new(

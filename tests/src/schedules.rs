@@ -34,23 +34,30 @@ impl SchedulerUnderTest {
                 .await
                 .expect("the sessions database opens"),
         );
-        let schedules = Schedules::open(&config, &sessions)
+        let schedules = Schedules::open(&config, sessions.clone())
             .await
             .expect("the schedule tables open");
+        schedules
+            .sync_config(&config)
+            .await
+            .expect("the file's jobs apply");
         let agent = Arc::new(databot::agent::Agent::new(
             host.runtime.clone(),
-            sessions,
+            sessions.clone(),
             host.runtime.config().agent.clone(),
         ));
-        let bus = Arc::new(databot::bus::MemoryBus::new(
+        let bus: Arc<dyn databot::bus::Bus> = Arc::new(databot::bus::MemoryBus::new(
             agent,
             databot::bus::BusLimits::default(),
         ));
+        // Results go out through the host's channel plugins, as in `databot serve`.
+        let channels =
+            databot::channels::Channels::new(host.runtime.clone(), bus.clone(), sessions);
         let scheduler = Scheduler::new(
             schedules.store.clone(),
             bus,
             host.runtime.clone(),
-            None,
+            Some(channels),
             config.schedules.clone(),
             schedules.metrics.clone(),
         );

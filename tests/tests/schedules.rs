@@ -50,7 +50,7 @@ async fn two_hosts_on_one_postgres_run_every_slot_exactly_once() {
     tokio::time::sleep(Duration::from_secs(16)).await;
     for index in 0..jobs {
         store
-            .set_paused(&format!("tick-{index}"), true, now_ms())
+            .set_paused(&format!("tick-{index}"), true, now_ms(), None)
             .await
             .expect("paused");
     }
@@ -257,15 +257,19 @@ async fn a_webhook_to_a_private_address_is_refused_unless_allowed() {
 }
 
 fn conversation(channel: &str, chat: &str, user: &str) -> Conversation {
+    conversation_in(channel, chat, None, user)
+}
+
+fn conversation_in(channel: &str, chat: &str, thread: Option<&str>, user: &str) -> Conversation {
     Conversation {
-        session_key: databot::bus::session_key(channel, chat, None),
+        session_key: databot::bus::session_key(channel, chat, thread),
         user: format!("{channel}:{user}"),
         caller: Some(Arc::new(databot::capabilities::Caller {
             channel: channel.to_owned(),
             user: user.to_owned(),
             display_name: None,
             chat: chat.to_owned(),
-            thread: None,
+            thread: thread.map(str::to_owned),
             workspace: None,
         })),
         scope: databot::bus::TurnScope::default(),
@@ -285,7 +289,7 @@ async fn the_agents_cron_tool_keeps_to_the_operators_limits() {
     let sessions = databot::agent::sessions::SessionStore::connect(&url)
         .await
         .expect("sessions");
-    let schedules = databot::schedules::Schedules::open(&config, &sessions)
+    let schedules = databot::schedules::Schedules::open(&config, Arc::new(sessions))
         .await
         .expect("schedules");
     let tool = databot::schedules::cron_tool::CronTool::new(
@@ -306,6 +310,7 @@ async fn the_agents_cron_tool_keeps_to_the_operators_limits() {
     let denied = tool
         .call(
             &conversation("telegram", "7", "U1"),
+            None,
             &add("t", json!({"cron": "0 9 * * MON-FRI"})),
         )
         .await
@@ -313,7 +318,7 @@ async fn the_agents_cron_tool_keeps_to_the_operators_limits() {
     assert!(denied.contains("may not schedule"), "{denied}");
     // The shortest interval, for intervals and for cron patterns alike.
     let fast = tool
-        .call(&alice, &add("fast", json!({"every": "5m"})))
+        .call(&alice, None, &add("fast", json!({"every": "5m"})))
         .await
         .expect_err("too frequent");
     assert!(
@@ -321,7 +326,7 @@ async fn the_agents_cron_tool_keeps_to_the_operators_limits() {
         "{fast}"
     );
     let fast_cron = tool
-        .call(&alice, &add("fast2", json!({"cron": "*/10 * * * *"})))
+        .call(&alice, None, &add("fast2", json!({"cron": "*/10 * * * *"})))
         .await
         .expect_err("too frequent");
     assert!(fast_cron.contains("600 s apart"), "{fast_cron}");
@@ -329,6 +334,7 @@ async fn the_agents_cron_tool_keeps_to_the_operators_limits() {
     let added = tool
         .call(
             &alice,
+            None,
             &add(
                 "standup",
                 json!({"cron": "0 9 * * MON-FRI", "timezone": "Europe/Berlin"}),
@@ -343,46 +349,43 @@ async fn the_agents_cron_tool_keeps_to_the_operators_limits() {
     assert_eq!(stored.conversation.as_deref(), Some("slack:C1"));
     // No `slack` channel plugin is loaded here, so its results are kept in the history.
     assert!(stored.spec.deliver.is_stored());
-    tool.call(&alice, &add("weekly", json!({"every": "7d"})))
+    tool.call(&alice, None, &add("weekly", json!({"every": "7d"})))
         .await
         .expect("a second job");
     let third = tool
-        .call(&alice, &add("third", json!({"every": "1d"})))
+        .call(&alice, None, &add("third", json!({"every": "1d"})))
         .await
         .expect_err("over the per-conversation limit");
     assert!(third.contains("max_jobs_per_conversation"), "{third}");
     // Another conversation sees none of them and cannot touch them.
     let bob = conversation("slack", "C2", "U2");
     let listed = tool
-        .call(&bob, &json!({"action": "list"}))
+        .call(&bob, None, &json!({"action": "list"}))
         .await
         .expect("list");
     assert!(listed.contains("no scheduled jobs"), "{listed}");
     let steal = tool
-        .call(&bob, &json!({"action": "remove", "name": "standup"}))
+        .call(&bob, None, &json!({"action": "remove", "name": "standup"}))
         .await
         .expect_err("not bob's job");
     assert!(steal.contains("no job named `standup`"), "{steal}");
     let listed = tool
-        .call(&alice, &json!({"action": "list"}))
+        .call(&alice, None, &json!({"action": "list"}))
         .await
         .expect("list");
     assert!(
         listed.contains("standup") && listed.contains("weekly"),
         "{listed}"
     );
-    tool.call(&alice, &json!({"action": "pause", "name": "standup"}))
+    tool.call(&alice, None, &json!({"action": "pause", "name": "standup"}))
         .await
         .expect("paused");
     assert!(schedules.store.get("standup").await.expect("job").paused);
-    tool.call(&alice, &json!({"action": "remove", "name": "weekly"}))
+    tool.call(&alice, None, &json!({"action": "remove", "name": "weekly"}))
         .await
         .expect("removed");
     // The model cannot aim a job elsewhere: delivery is not an argument.
-    let aimed = tool
-        .call(
-            &alice,
-            &json!({"action": "add", "name": "x", "every": "1d", "prompt": "p", "deliver": {"webhook": "http://127.0.0.1:1/"}}),
+    let aimed = tool.call(&alice, None, &json!({"action": "add", "name": "x", "every": "1d", "prompt": "p", "deliver": {"webhook": "http://127.0.0.1:1/"}}),
         )
         .await
         .expect_err("unknown field");
@@ -398,9 +401,94 @@ async fn the_agents_cron_tool_keeps_to_the_operators_limits() {
         closed,
     );
     assert!(
-        tool.call(&alice, &add("n", json!({"every": "1d"})))
+        tool.call(&alice, None, &add("n", json!({"every": "1d"})))
             .await
             .is_err()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_cannot_make_jobs_nor_escape_their_specialist() {
+    let host = TestHost::start("", &["echo"]).await.expect("host");
+    let url = format!("sqlite://{}", host.dir.path().join("sessions.db").display());
+    let config = databot::config::Config::parse("{}", "t.yaml", |_| None).expect("config");
+    let sessions = databot::agent::sessions::SessionStore::connect(&url)
+        .await
+        .expect("sessions");
+    let schedules = databot::schedules::Schedules::open(&config, Arc::new(sessions))
+        .await
+        .expect("schedules");
+    let tool = databot::schedules::cron_tool::CronTool::new(
+        schedules.store.clone(),
+        host.runtime.clone(),
+        config.schedules.agent.clone(),
+    );
+    // A scheduled run's own turn is not offered the tool, and cannot call it.
+    let run_turn = Conversation::local("schedule:parent");
+    assert!(!tool.offered(&run_turn));
+    let refused = tool
+        .call(
+            &run_turn,
+            None,
+            &json!({"action": "add", "name": "child", "every": "1d", "prompt": "spawn more"}),
+        )
+        .await
+        .expect_err("a job cannot make jobs");
+    assert!(refused.contains("scheduled run cannot"), "{refused}");
+    // A tool job keeps to the specialist that answered: `quality` has no `echo`.
+    let alice = conversation("slack", "C1", "U1");
+    let tool_job = json!({"action": "add", "name": "t", "every": "1d", "tool": "echo", "arguments": {"text": "x"}});
+    let denied = tool
+        .call(&alice, Some("quality"), &tool_job)
+        .await
+        .expect_err("not a quality tool");
+    assert!(denied.contains("`quality` specialist"), "{denied}");
+    // A channel's pinned specialist holds the same way.
+    let mut pinned = conversation("slack", "C2", "U1");
+    pinned.scope.specialist = Some("sql".into());
+    let denied = tool
+        .call(&pinned, None, &tool_job)
+        .await
+        .expect_err("not an sql tool");
+    assert!(denied.contains("`sql` specialist"), "{denied}");
+    // Without a specialist (router off) the tool job is made, and records who answered.
+    tool.call(&alice, None, &tool_job).await.expect("made");
+    assert!(
+        schedules
+            .store
+            .get("t")
+            .await
+            .expect("job")
+            .context
+            .is_some()
+    );
+    // Parallel adds of one answer cannot pass the per-conversation limit (5 by default).
+    let adds = (0..12).map(|i| {
+        let tool = &tool;
+        let alice = &alice;
+        async move {
+            tool.call(
+                alice,
+                None,
+                &json!({"action": "add", "name": format!("p{i}"), "every": "1d", "prompt": "x"}),
+            )
+            .await
+        }
+    });
+    let made = futures::future::join_all(adds)
+        .await
+        .into_iter()
+        .filter(Result::is_ok)
+        .count();
+    assert_eq!(made, 4, "one job existed, the limit is 5");
+    assert_eq!(
+        schedules
+            .store
+            .list_for_conversation("slack:C1")
+            .await
+            .expect("list")
+            .len(),
+        5
     );
 }
 
@@ -440,7 +528,7 @@ async fn store_of(data: &std::path::Path) -> ScheduleStore {
     ))
     .await
     .expect("sessions database");
-    ScheduleStore::open(&sessions, "reader".into(), Duration::from_secs(30))
+    ScheduleStore::open(Arc::new(sessions), "reader".into(), Duration::from_secs(30))
         .await
         .expect("schedule tables")
 }
@@ -768,9 +856,28 @@ async fn the_cron_command_manages_jobs_and_runs_one_through_the_serving_host() {
 async fn the_http_endpoints_manage_jobs_behind_the_api_keys() {
     let host = TestHost::start("", &["echo"]).await.expect("host");
     let key = "schedules-test-key-0123456789";
+    let other = "another-clients-key-0123456789";
+    let admin = "the-operators-key-0123456789";
     let port = host
-        .start_gateway("offline", &format!("gateway:\n  api_keys: [\"{key}\"]\n"))
+        .start_gateway(
+            "offline",
+            &format!(
+                "gateway:\n  api_keys: [\"{key}\", \"{other}\"]\n  admin_keys: [\"{admin}\"]\n"
+            ),
+        )
         .await;
+    let as_key = |key: &'static str, method: &'static str, path: &'static str| async move {
+        let auth = format!("Bearer {key}");
+        let headers = [
+            ("authorization", auth.as_str()),
+            ("content-type", "application/json"),
+        ];
+        let (status, _, body) = databot_e2e::http_call(port, method, path, &headers, "").await;
+        (
+            status,
+            serde_json::from_str::<serde_json::Value>(&body).unwrap_or(json!(body)),
+        )
+    };
     let auth = format!("Bearer {key}");
     let call = |method: &'static str, path: String, body: String| {
         let auth = auth.clone();
@@ -820,6 +927,36 @@ async fn the_http_endpoints_manage_jobs_behind_the_api_keys() {
     let (status, body) = call("GET", "/api/v1/schedules".into(), String::new()).await;
     assert_eq!(status, 200);
     assert_eq!(body["jobs"].as_array().map(Vec::len), Some(1));
+    // Another client's key does not see it; the operator's key does.
+    let (status, body) = as_key(other, "GET", "/api/v1/schedules").await;
+    assert_eq!(
+        (status, body["jobs"].as_array().map(Vec::len)),
+        (200, Some(0)),
+        "{body}"
+    );
+    for (method, path) in [
+        ("GET", "/api/v1/schedules/freshness"),
+        ("DELETE", "/api/v1/schedules/freshness"),
+        ("POST", "/api/v1/schedules/freshness/run"),
+        ("GET", "/api/v1/schedules/freshness/runs"),
+    ] {
+        let (status, _) = as_key(other, method, path).await;
+        assert_eq!(status, 404, "{method} {path} by another client");
+    }
+    let (status, body) = as_key(admin, "GET", "/api/v1/schedules").await;
+    assert_eq!(
+        (status, body["jobs"].as_array().map(Vec::len)),
+        (200, Some(1)),
+        "{body}"
+    );
+    // Only an operator turns tool groups on and off.
+    let (status, _) = as_key(key, "POST", "/api/v1/tool-groups/shell/disable").await;
+    assert_eq!(status, 403);
+    let (status, _) = as_key(admin, "POST", "/api/v1/tool-groups/shell/disable").await;
+    assert_eq!(status, 200);
+    // A name that cannot be a job's is simply not found.
+    let (status, _) = as_key(key, "GET", "/api/v1/schedules/a%00b").await;
+    assert_eq!(status, 404);
     let (status, body) = call(
         "POST",
         "/api/v1/schedules/freshness/pause".into(),
@@ -1068,5 +1205,127 @@ async fn overlapping_slots_follow_the_concurrency_policy() {
         allow.1.started_at < allow.0.finished_at,
         "the two runs overlapped: {allow:?}"
     );
+    scheduler.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_the_agent_made_in_a_slack_thread_posts_its_result_back_to_that_thread() {
+    use databot_e2e::chat_platforms::{SlackExtra, fake_slack, requests_to, slack_config};
+    let (slack_port, seen) = fake_slack(|_, _| None).await;
+    let host = TestHost::start(
+        &format!(
+            "agent: {{provider: offline, router: {{enabled: false}}}}\nplugins:\n{}",
+            slack_config(slack_port, "unused-secret", SlackExtra::default())
+        ),
+        &["echo"],
+    )
+    .await
+    .expect("host");
+    host.load_builtin("offline").await;
+    host.load_builtin("slack").await;
+    let url = format!("sqlite://{}", host.dir.path().join("sessions.db").display());
+    let scheduler = SchedulerUnderTest::start(&host, &url, "solo", "").await;
+    let store = scheduler.schedules.store.clone();
+    let tool = databot::schedules::cron_tool::CronTool::new(
+        store.clone(),
+        host.runtime.clone(),
+        databot::config::AgentSchedulingConfig::default(),
+    );
+    let asking = conversation_in("slack", "C1", Some("1700000000.000100"), "U1");
+    let answer = tool
+        .call(
+            &asking,
+            None,
+            &json!({"action": "add", "name": "standup", "cron": "0 9 * * MON-FRI",
+                    "prompt": "/echo {\"text\": \"standup time\"}"}),
+        )
+        .await
+        .expect("added");
+    assert!(
+        answer.contains("results go to this conversation"),
+        "{answer}"
+    );
+    let job = store.get("standup").await.expect("job");
+    assert_eq!(
+        job.spec.deliver.describe(),
+        "slack C1 (thread 1700000000.000100)"
+    );
+    let slot = store.trigger("standup", now_ms()).await.expect("trigger");
+    let run = finished_run(&store, "standup", slot, Duration::from_secs(30)).await;
+    assert_eq!(run.status, RunStatus::Succeeded, "{run:?}");
+    assert_eq!(
+        run.delivered.as_deref(),
+        Some("sent to slack C1 (thread 1700000000.000100)")
+    );
+    let posts = requests_to(&seen, "/chat.postMessage");
+    assert_eq!(posts.len(), 1, "{posts:?}");
+    let body = posts[0].json();
+    assert_eq!(body["channel"], "C1");
+    assert_eq!(body["thread_ts"], "1700000000.000100");
+    assert!(
+        body["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("standup time")),
+        "{body}"
+    );
+    scheduler.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_on_change_sends_a_result_only_when_it_differs_from_the_last_sent() {
+    let host = TestHost::start(
+        "plugins:\n  echo:\n    permissions: {state: true}\n",
+        &["echo"],
+    )
+    .await
+    .expect("host");
+    let (hook_port, seen) = serve_scripted(|_, _| ScriptedResponse::json(200, json!({}))).await;
+    let url = format!("sqlite://{}", host.dir.path().join("sessions.db").display());
+    let scheduler = SchedulerUnderTest::start(
+        &host,
+        &url,
+        "solo",
+        "  webhooks:\n    allow_private: true\n",
+    )
+    .await;
+    let store = scheduler.schedules.store.clone();
+    let hook = format!("http://127.0.0.1:{hook_port}/h");
+    // `echo` answers the same each time; `counter` answers a new number each time.
+    for (name, tool, arguments) in [
+        ("same", "echo", r#"{"text": "42 rows"}"#),
+        ("changing", "counter", r#"{"key": "k"}"#),
+    ] {
+        let spec = job(&format!(
+            r#"{{"name": "{name}", "every": "1h", "tool": "{tool}", "arguments": {arguments}, "notify": "on_change", "deliver": {{"webhook": "{hook}"}}}}"#
+        ));
+        store
+            .add(spec, JobOrigin::Operator, "test", None, now_ms())
+            .await
+            .expect("job added");
+    }
+    let mut delivered = BTreeMap::new();
+    for name in ["same", "changing"] {
+        for _ in 0..2 {
+            let slot = store.trigger(name, now_ms()).await.expect("trigger");
+            let run = finished_run(&store, name, slot, Duration::from_secs(20)).await;
+            assert_eq!(run.status, RunStatus::Succeeded, "{run:?}");
+            delivered
+                .entry(name)
+                .or_insert_with(Vec::new)
+                .push(run.delivered.unwrap_or_default());
+        }
+    }
+    assert!(
+        delivered["same"][0].starts_with("posted to"),
+        "{delivered:?}"
+    );
+    assert_eq!(delivered["same"][1], "not sent (notify: on_change)");
+    assert!(
+        delivered["changing"]
+            .iter()
+            .all(|d| d.starts_with("posted to")),
+        "{delivered:?}"
+    );
+    assert_eq!(seen.all().len(), 3);
     scheduler.stop().await;
 }

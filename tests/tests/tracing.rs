@@ -694,6 +694,33 @@ async fn a_scheduled_run_and_its_agent_turn_share_the_trace_in_its_history() {
             .runs("nightly-echo", "succeeded"),
         1
     );
+    // Removing the job takes its conversation with it: a later job of the same name starts
+    // with nothing of this one's.
+    let sessions = databot::agent::sessions::SessionStore::connect(&url)
+        .await
+        .expect("sessions");
+    assert!(
+        !sessions
+            .history("schedule:nightly-echo")
+            .await
+            .expect("history")
+            .is_empty()
+    );
+    store.remove("nightly-echo", None).await.expect("removed");
+    assert!(
+        sessions
+            .history("schedule:nightly-echo")
+            .await
+            .expect("history")
+            .is_empty()
+    );
+    assert!(
+        store
+            .history("nightly-echo", 10)
+            .await
+            .expect("runs")
+            .is_empty()
+    );
     scheduler.stop().await;
     flush(guard).await.expect("flushed");
     let spans = receiver

@@ -13,10 +13,17 @@ pub trait HostTool: Send + Sync {
     /// What the model is shown.
     fn definition(&self) -> ToolDefinition;
 
-    /// Run one call for `conversation`; an error is text the model reads and acts on.
+    /// Is the tool there at all in `conversation` (not offered, not callable otherwise)?
+    fn offered(&self, _conversation: &Conversation) -> bool {
+        true
+    }
+
+    /// Run one call for `conversation`, in a turn answered by `specialist` (if the router
+    /// or the channel chose one); an error is text the model reads and acts on.
     async fn call(
         &self,
         conversation: &Conversation,
+        specialist: Option<&str>,
         arguments: &serde_json::Value,
     ) -> Result<String, String>;
 }

@@ -145,8 +145,9 @@ impl Agent {
     fn tool_definitions(
         &self,
         specialist: Option<&Specialist>,
-        scope: &TurnScope,
+        conversation: &Conversation,
     ) -> Vec<ToolDefinition> {
+        let scope = &conversation.scope;
         let mut tools: Vec<ToolDefinition> = self
             .runtime
             .tools()
@@ -172,7 +173,7 @@ impl Agent {
         {
             tools.push(memory_tool::definition(self.settings.memory_scope));
         }
-        for host_tool in &self.host_tools {
+        for host_tool in self.host_tools.iter().filter(|t| t.offered(conversation)) {
             let definition = host_tool.definition();
             if specialist.is_none_or(|s| s.allows(&definition.name, ToolOwner::Host))
                 && in_scope(scope, &definition.name, ToolOwner::Host)
@@ -403,7 +404,7 @@ impl Agent {
             messages.insert(messages.len() - 1, knowledge);
         }
         let first_new = messages.len() - 1;
-        let tools = self.tool_definitions(specialist, &conversation.scope);
+        let tools = self.tool_definitions(specialist, conversation);
         let mut tool_calls = 0;
         let mut iterations = 0;
         let content = loop {
@@ -581,8 +582,15 @@ impl Agent {
             Err(self.runtime.unavailable_tool(&call.name).to_string())
         } else if call.name == memory_tool::NAME {
             memory_tool::run(&self.sessions, memory_scope, &call.arguments).await
-        } else if let Some(host_tool) = self.host_tools.iter().find(|t| t.name() == call.name) {
-            host_tool.call(conversation, &call.arguments).await
+        } else if let Some(host_tool) = self
+            .host_tools
+            .iter()
+            .find(|t| t.name() == call.name && t.offered(conversation))
+        {
+            let specialist = specialist.map(|s| s.name.as_str());
+            host_tool
+                .call(conversation, specialist, &call.arguments)
+                .await
         } else if let Some(resolved) = &resolved {
             self.runtime
                 .call_resolved_as(

@@ -127,7 +127,7 @@ impl SessionStore {
         let pool = options
             .connect(&url)
             .await
-            .with_context(|| format!("connecting to the session store {}", redact(&url)))?;
+            .with_context(|| format!("connecting to the session store {}", redact_url(&url)))?;
         for statement in SCHEMA {
             sqlx::query(statement).execute(&pool).await?;
         }
@@ -152,6 +152,26 @@ impl SessionStore {
     /// SQLite (one process, one connection) rather than PostgreSQL.
     pub fn is_sqlite(&self) -> bool {
         self.sqlite
+    }
+
+    /// Forget a conversation: its messages, usage, specialist and owner.
+    pub async fn delete_conversation(&self, session_key: &str) -> anyhow::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for table in [
+            "databot_messages",
+            "databot_usage",
+            "databot_routes",
+            "databot_conversations",
+        ] {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE session_key = $1"
+            )))
+            .bind(session_key)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Is the store reachable?
@@ -521,7 +541,10 @@ async fn adopt_unscoped_memories(pool: &AnyPool, sqlite: bool) -> anyhow::Result
 }
 
 /// A connection URL without its password, for messages.
-fn redact(url: &str) -> String {
+/// A database URL fit to show: no user information (`user:password@`) and no query string
+/// (which can carry `password=`).
+pub fn redact_url(url: &str) -> String {
+    let url = url.split_once('?').map_or(url, |(base, _)| base);
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             format!("{}://…@{}", &url[..scheme], &url[at + 1..])

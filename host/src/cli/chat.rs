@@ -19,16 +19,18 @@ pub async fn run(
 ) -> anyhow::Result<ExitCode> {
     let runtime = super::start_runtime(config).await?;
     let settings = runtime.config().agent.clone();
-    let sessions = SessionStore::connect(&runtime.config().sessions_url())
-        .await
-        .context("opening the session store")?;
+    let sessions = Arc::new(
+        SessionStore::connect(&runtime.config().sessions_url())
+            .await
+            .context("opening the session store")?,
+    );
     super::rag::ingest_new_samples(&runtime).await;
     let knowledge = super::rag::open_for_chat(&runtime);
     let config = runtime.config().clone();
-    let schedules = crate::schedules::Schedules::open(&config, &sessions)
+    let schedules = crate::schedules::Schedules::open(&config, sessions.clone())
         .await
         .context("opening the scheduled jobs")?;
-    let mut agent = Agent::new(runtime.clone(), Arc::new(sessions), settings);
+    let mut agent = Agent::new(runtime.clone(), sessions, settings);
     if config.schedules.agent.enabled {
         // Jobs made here are run by `databot serve` on the same database.
         agent = agent.with_host_tool(Arc::new(crate::schedules::cron_tool::CronTool::new(

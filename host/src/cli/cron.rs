@@ -221,7 +221,7 @@ pub async fn run(command: CronCommand, config: Option<&Path>) -> anyhow::Result<
     let sessions = crate::agent::sessions::SessionStore::connect(&config.sessions_url())
         .await
         .context("opening the session store")?;
-    let schedules = Schedules::open(&config, &sessions).await?;
+    let schedules = Schedules::open(&config, std::sync::Arc::new(sessions)).await?;
     let store = &schedules.store;
     match command {
         CronCommand::Add(args) => {
@@ -287,18 +287,18 @@ pub async fn run(command: CronCommand, config: Option<&Path>) -> anyhow::Result<
             }
         }
         CronCommand::Pause { name } => {
-            store.set_paused(&name, true, now_ms()).await?;
+            store.set_paused(&name, true, now_ms(), None).await?;
             println!("paused `{name}`");
         }
         CronCommand::Resume { name } => {
-            let job = store.set_paused(&name, false, now_ms()).await?;
+            let job = store.set_paused(&name, false, now_ms(), None).await?;
             println!(
                 "resumed `{name}`; next run {}",
                 job.next_slot.map(rfc3339).unwrap_or_else(|| "-".into())
             );
         }
         CronCommand::Remove { name } => {
-            store.remove(&name).await?;
+            store.remove(&name, None).await?;
             println!("removed `{name}`");
         }
         CronCommand::Run { name, wait } => {

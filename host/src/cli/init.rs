@@ -141,6 +141,14 @@ fn interview<R: BufRead, W: Write>(prompter: &mut Prompter<R, W>) -> anyhow::Res
         kind => {
             let name = prompter.ask("Its name", "warehouse")?;
             crate::config::check_plugin_name(&name).map_err(anyhow::Error::msg)?;
+            // The source's connector is a plugin section of that name: it must not be one the
+            // wizard (or the binary) already uses.
+            if crate::runtime::builtin::BUILTIN_PLUGINS
+                .iter()
+                .any(|b| b.name == name)
+            {
+                bail!("`{name}` is the name of a built-in plugin; name the source otherwise");
+            }
             Some(SqlAnswer {
                 name,
                 kind: kind.to_owned(),
@@ -177,15 +185,16 @@ fn render(answers: &Answers) -> (String, Vec<(String, String)>) {
     let mut variables: Vec<(String, String)> = Vec::new();
     let _ = write!(
         yaml,
-        "runtime:\n  plugins_dir: {dir}/plugins\n  data_dir: {dir}\n  builtin_plugins: true\n  watch: true\n",
-        dir = quote(&answers.data_dir)
+        "runtime:\n  plugins_dir: {plugins}\n  data_dir: {dir}\n  builtin_plugins: true\n  watch: true\n",
+        plugins = scalar(&format!("{}/plugins", answers.data_dir)),
+        dir = scalar(&answers.data_dir)
     );
     let _ = write!(yaml, "agent:\n  provider: {}\n", answers.provider);
     let loopback = answers
         .bind
         .parse::<std::net::SocketAddr>()
         .is_ok_and(|a| a.ip().is_loopback());
-    let _ = write!(yaml, "gateway:\n  bind: \"{}\"\n", answers.bind);
+    let _ = writeln!(yaml, "gateway:\n  bind: {}", scalar(&answers.bind));
     if !loopback {
         yaml.push_str("  api_keys: [\"${DATABOT_API_KEY}\"]\n");
         variables.push((
@@ -196,20 +205,20 @@ fn render(answers: &Answers) -> (String, Vec<(String, String)>) {
     if let Some(sql) = &answers.sql {
         let (url, variable) = match sql.kind.as_str() {
             "sqlite" => (
-                format!("sqlite://{}/{}.db", answers.data_dir, sql.name),
+                scalar(&format!("sqlite://{}/{}.db", answers.data_dir, sql.name)),
                 None,
             ),
             kind => {
                 let variable = format!("{}_URL", sql.name.to_ascii_uppercase());
                 (
-                    format!("${{{variable}}}"),
+                    format!("\"${{{variable}}}\""),
                     Some((variable, kind.to_owned())),
                 )
             }
         };
         let _ = write!(
             yaml,
-            "data:\n  sql:\n    {name}: {{ url: \"{url}\" }}   # read-only unless `writable: true`\n",
+            "data:\n  sql:\n    {name}: {{ url: {url} }}   # read-only unless `writable: true`\n",
             name = sql.name
         );
         if let Some((variable, kind)) = variable {
@@ -230,8 +239,8 @@ fn render(answers: &Answers) -> (String, Vec<(String, String)>) {
             yaml.push_str("  openai:\n    permissions:\n      http:\n        allow: [\"api.openai.com\"]\n        secrets: [{ host: \"https://api.openai.com\", header: authorization, value: \"Bearer ${OPENAI_API_KEY}\" }]\n");
             let _ = writeln!(
                 yaml,
-                "    config: {{ model: \"{}\" }}",
-                answers.model.as_deref().unwrap_or_default()
+                "    config: {{ model: {} }}",
+                scalar(answers.model.as_deref().unwrap_or_default())
             );
             variables.push(("OPENAI_API_KEY".into(), "your OpenAI API key".into()));
         }
@@ -239,8 +248,8 @@ fn render(answers: &Answers) -> (String, Vec<(String, String)>) {
             yaml.push_str("  anthropic:\n    permissions:\n      http:\n        allow: [\"api.anthropic.com\"]\n        secrets: [{ host: \"https://api.anthropic.com\", header: x-api-key, value: \"${ANTHROPIC_API_KEY}\" }]\n");
             let _ = writeln!(
                 yaml,
-                "    config: {{ model: \"{}\" }}",
-                answers.model.as_deref().unwrap_or_default()
+                "    config: {{ model: {} }}",
+                scalar(answers.model.as_deref().unwrap_or_default())
             );
             variables.push(("ANTHROPIC_API_KEY".into(), "your Anthropic API key".into()));
         }
@@ -293,16 +302,10 @@ fn render(answers: &Answers) -> (String, Vec<(String, String)>) {
     (yaml, variables)
 }
 
-/// A YAML scalar for a path: quoted when it needs to be.
-fn quote(text: &str) -> String {
-    if text
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '/' | '_' | '-'))
-    {
-        text.to_owned()
-    } else {
-        format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
-    }
+/// An answer as one YAML scalar, whatever it holds: a double-quoted string (JSON's escapes
+/// are YAML's), with `${` written `$${` so it is never taken for a placeholder.
+fn scalar(text: &str) -> String {
+    serde_json::to_string(&text.replace("${", "$${")).unwrap_or_else(|_| "\"\"".to_owned())
 }
 
 /// Write `text` to `path` (replacing it only after the operator agreed, which `run` asked).
@@ -360,6 +363,30 @@ mod tests {
         let missing = crate::config::Config::parse(&yaml, "init.yaml", |_| None)
             .expect_err("unset variables are errors");
         assert!(missing.to_string().contains("DATABOT_API_KEY"), "{missing}");
+    }
+
+    #[test]
+    fn answers_cannot_add_keys_or_placeholders() {
+        let sneaky = answers(
+            "openai\ngpt-4o\", base_url: \"http://127.0.0.1:9/v1\n\n\n\nMy ${HOME} \"data\"\n",
+        );
+        let (yaml, _) = render(&sneaky);
+        let config = crate::config::Config::parse(&yaml, "init.yaml", |name| {
+            (name == "OPENAI_API_KEY").then(|| "x".into())
+        })
+        .expect("valid");
+        assert_eq!(
+            config.runtime.data_dir,
+            std::path::Path::new("My ${HOME} \"data\"")
+        );
+        let openai = &config.plugins["openai"].config;
+        assert_eq!(openai.len(), 1, "only the model: {openai:?}");
+        let mut prompter = Prompter {
+            input: std::io::Cursor::new(b"offline\n\npostgres\nslack\n".to_vec()),
+            output: Vec::new(),
+        };
+        let clash = interview(&mut prompter).expect_err("a built-in's name");
+        assert!(clash.to_string().contains("built-in plugin"), "{clash}");
     }
 
     #[test]

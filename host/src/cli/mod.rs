@@ -378,9 +378,10 @@ async fn serve(config: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
             .await
             .context("opening the session store")?,
     );
-    let schedules = crate::schedules::Schedules::open(&config, &sessions)
+    let schedules = crate::schedules::Schedules::open(&config, sessions.clone())
         .await
         .context("opening the scheduled jobs")?;
+    schedules.sync_config(&config).await?;
     let mut agent =
         crate::agent::Agent::new(runtime.clone(), sessions.clone(), config.agent.clone());
     if let Some(knowledge) = rag::start_for_serve(&runtime) {

@@ -167,10 +167,13 @@ pub async fn run(config_path: Option<&Path>, json: bool) -> anyhow::Result<ExitC
             group.tools.join(", "),
         ));
     }
-    match crate::agent::sessions::SessionStore::connect(&config.sessions_url()).await {
+    match crate::agent::sessions::SessionStore::connect(&config.sessions_url())
+        .await
+        .map(std::sync::Arc::new)
+    {
         Err(error) => checks.push(Check::new(
             "sessions",
-            redact_url(&config.sessions_url()),
+            crate::agent::sessions::redact_url(&config.sessions_url()),
             false,
             "unreachable",
             format!("{error:#}"),
@@ -178,12 +181,12 @@ pub async fn run(config_path: Option<&Path>, json: bool) -> anyhow::Result<ExitC
         Ok(sessions) => {
             checks.push(Check::new(
                 "sessions",
-                redact_url(&config.sessions_url()),
+                crate::agent::sessions::redact_url(&config.sessions_url()),
                 true,
                 "reachable",
                 "",
             ));
-            schedule_checks(&config, &sessions, &mut checks).await;
+            schedule_checks(&config, sessions, &mut checks).await;
         }
     }
     report(&checks, json)
@@ -191,7 +194,7 @@ pub async fn run(config_path: Option<&Path>, json: bool) -> anyhow::Result<ExitC
 
 async fn schedule_checks(
     config: &Config,
-    sessions: &crate::agent::sessions::SessionStore,
+    sessions: std::sync::Arc<crate::agent::sessions::SessionStore>,
     checks: &mut Vec<Check>,
 ) {
     let schedules = match crate::schedules::Schedules::open(config, sessions).await {
@@ -247,17 +250,6 @@ async fn schedule_checks(
                 last.error.clone().unwrap_or_default(),
             ));
         }
-    }
-}
-
-/// A database URL without its password.
-fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("****"));
-            parsed.to_string()
-        }
-        _ => url.to_owned(),
     }
 }
 

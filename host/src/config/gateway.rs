@@ -20,11 +20,14 @@ pub const MAX_API_KEY_CHARS: usize = 512;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GatewayConfig {
-    /// Address to listen on. Anything but loopback requires `api_keys`.
+    /// Address to listen on. Anything but loopback requires `api_keys` or `admin_keys`.
     pub bind: String,
     /// Accepted keys (`Authorization: Bearer KEY` or `X-API-Key: KEY`), each 16 to 512 visible
     /// ASCII characters. Empty: no auth, and only a loopback bind is allowed.
     pub api_keys: Vec<Secret>,
+    /// Operators' keys: accepted like `api_keys`, and they manage every scheduled job and
+    /// the tool groups (other keys manage only the jobs they made).
+    pub admin_keys: Vec<Secret>,
     pub rate_limit: RateLimitConfig,
     /// Failed authentications one client address may make before it is refused for a while.
     pub auth_failures: AuthFailureConfig,
@@ -61,6 +64,7 @@ impl Default for GatewayConfig {
         Self {
             bind: "127.0.0.1:8080".to_owned(),
             api_keys: Vec::new(),
+            admin_keys: Vec::new(),
             rate_limit: RateLimitConfig::default(),
             auth_failures: AuthFailureConfig::default(),
             trusted_proxies: Vec::new(),
@@ -154,15 +158,25 @@ impl GatewayConfig {
     pub fn validate(&self) -> Result<(), String> {
         self.bind_address()?;
         self.trusted_proxy_networks()?;
-        for (index, key) in self.api_keys.iter().enumerate() {
-            check_api_key(key.expose()).map_err(|e| format!("gateway.api_keys[{index}]: {e}"))?;
-            if let Some(first) = self.api_keys[..index]
+        let all: Vec<(String, &Secret)> = self
+            .api_keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (format!("gateway.api_keys[{i}]"), k))
+            .chain(
+                self.admin_keys
+                    .iter()
+                    .enumerate()
+                    .map(|(i, k)| (format!("gateway.admin_keys[{i}]"), k)),
+            )
+            .collect();
+        for (index, (name, key)) in all.iter().enumerate() {
+            check_api_key(key.expose()).map_err(|e| format!("{name}: {e}"))?;
+            if let Some((first, _)) = all[..index]
                 .iter()
-                .position(|other| other.expose() == key.expose())
+                .find(|(_, other)| other.expose() == key.expose())
             {
-                return Err(format!(
-                    "gateway.api_keys[{index}] is the same key as gateway.api_keys[{first}]"
-                ));
+                return Err(format!("{name} is the same key as {first}"));
             }
         }
         let at_least_one = [

@@ -212,6 +212,9 @@ pub struct JobSpec {
     pub paused: bool,
 }
 
+/// A day, the bound of a job's jitter, misfire grace and retry backoff.
+const MAX_DAY_SECONDS: u64 = 86_400;
+
 /// The longest prompt a job may carry.
 pub const MAX_PROMPT_BYTES: usize = 16 * 1024;
 /// The largest tool arguments a job may carry (JSON).
@@ -265,6 +268,18 @@ impl JobSpec {
         }
         if self.retries > 20 {
             return Err("`retries` is at most 20".into());
+        }
+        if self.jitter_seconds > MAX_DAY_SECONDS || self.misfire_grace_seconds > MAX_DAY_SECONDS {
+            return Err(
+                "`jitter_seconds` and `misfire_grace_seconds` are at most 86400 (a day)".into(),
+            );
+        }
+        if self.timeout_seconds > 7 * MAX_DAY_SECONDS
+            || self.retry_backoff_seconds > MAX_DAY_SECONDS
+        {
+            return Err(
+                "`timeout_seconds` is at most a week and `retry_backoff_seconds` a day".into(),
+            );
         }
         if let Misfire::CatchUp(n) = self.misfire
             && !(1..=1000).contains(&n)

@@ -3,22 +3,36 @@
 //!
 //! A request that passes is made by a `Principal`: the key that matched (named by a one-way
 //! label, never the key), or the one local principal of a gateway without keys. Conversations
-//! and memories are bound to it, and rate limits count per principal.
+//! and memories are bound to it, and rate limits count per principal. Keys listed in
+//! `gateway.admin_keys` (and the local principal) are operators: they manage every scheduled
+//! job and turn tool groups on and off; other keys manage only their own jobs.
 
 use sha2::{Digest, Sha256};
 
 /// Who made a request. Stable across restarts as long as the key is unchanged.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Principal(String);
+pub struct Principal {
+    name: String,
+    /// An operator's key (`gateway.admin_keys`) or the local principal.
+    admin: bool,
+}
 
 impl Principal {
-    /// Every client of a gateway without keys (which only binds loopback).
+    /// Every client of a gateway without keys (which only binds loopback): an operator.
     pub fn local() -> Self {
-        Self("local".to_owned())
+        Self {
+            name: "local".to_owned(),
+            admin: true,
+        }
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.name
+    }
+
+    /// May it manage what belongs to every principal (all scheduled jobs, tool groups)?
+    pub fn is_admin(&self) -> bool {
+        self.admin
     }
 }
 
@@ -37,12 +51,15 @@ fn digest(key: &str) -> [u8; 32] {
 
 /// `key:` and 128 bits of a domain-separated SHA-256 of the key: names the key in the session
 /// store and in rate-limit buckets without being usable as the key.
-fn principal_of(key: &str) -> Principal {
+fn principal_of(key: &str, admin: bool) -> Principal {
     let mut hasher = Sha256::new();
     hasher.update(b"databot gateway principal\0");
     hasher.update(key.as_bytes());
     let label = hasher.finalize();
-    Principal(format!("key:{}", hex::encode(&label[..16])))
+    Principal {
+        name: format!("key:{}", hex::encode(&label[..16])),
+        admin,
+    }
 }
 
 /// Equality whose time does not depend on where the inputs differ.
@@ -52,14 +69,25 @@ fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
 }
 
 impl ApiKeys {
+    #[cfg(test)]
     pub fn new<'a>(keys: impl IntoIterator<Item = &'a str>) -> Self {
+        Self::with_admins(keys, [])
+    }
+
+    /// `keys` and the operators' `admin_keys`, each accepted.
+    pub fn with_admins<'a>(
+        keys: impl IntoIterator<Item = &'a str>,
+        admin_keys: impl IntoIterator<Item = &'a str>,
+    ) -> Self {
+        let key = |key: &str, admin: bool| Key {
+            digest: digest(key),
+            principal: principal_of(key, admin),
+        };
         Self {
             keys: keys
                 .into_iter()
-                .map(|key| Key {
-                    digest: digest(key),
-                    principal: principal_of(key),
-                })
+                .map(|k| key(k, false))
+                .chain(admin_keys.into_iter().map(|k| key(k, true)))
                 .collect(),
         }
     }
@@ -122,6 +150,20 @@ mod tests {
             assert!(keys.identify(wrong).is_none(), "{wrong}");
         }
         assert_ne!(Principal::local(), beta);
+        assert!(Principal::local().is_admin() && !beta.is_admin());
+        let with_admin = ApiKeys::with_admins(["alpha-key-0123456789"], ["admin-key-0123456789"]);
+        assert!(
+            with_admin
+                .identify("admin-key-0123456789")
+                .unwrap()
+                .is_admin()
+        );
+        assert!(
+            !with_admin
+                .identify("alpha-key-0123456789")
+                .unwrap()
+                .is_admin()
+        );
     }
 
     #[test]

@@ -123,7 +123,10 @@ impl GatewayState {
             provider,
             channels,
             schedules,
-            keys: ApiKeys::new(config.api_keys.iter().map(|k| k.expose())),
+            keys: ApiKeys::with_admins(
+                config.api_keys.iter().map(|k| k.expose()),
+                config.admin_keys.iter().map(|k| k.expose()),
+            ),
             same_origin: SameOrigin::new(config),
             auth_failures: AuthFailures::new(
                 config.auth_failures.max_failures,
@@ -304,21 +307,36 @@ async fn tool_groups(State(state): State<Arc<GatewayState>>) -> Response {
 
 async fn enable_tool_group(
     State(state): State<Arc<GatewayState>>,
+    axum::extract::Extension(principal): axum::extract::Extension<Principal>,
     axum::extract::Path(name): axum::extract::Path<String>,
 ) -> Result<Response, ApiError> {
-    set_tool_group(&state, &name, true)
+    set_tool_group(&state, &principal, &name, true)
 }
 
 async fn disable_tool_group(
     State(state): State<Arc<GatewayState>>,
+    axum::extract::Extension(principal): axum::extract::Extension<Principal>,
     axum::extract::Path(name): axum::extract::Path<String>,
 ) -> Result<Response, ApiError> {
-    set_tool_group(&state, &name, false)
+    set_tool_group(&state, &principal, &name, false)
 }
 
-/// Turn a tool group on or off for every process on this data dir.
-fn set_tool_group(state: &GatewayState, name: &str, enabled: bool) -> Result<Response, ApiError> {
+/// Turn a tool group on or off for every process on this data dir (operators only: the
+/// switch holds for every channel and client).
+fn set_tool_group(
+    state: &GatewayState,
+    principal: &Principal,
+    name: &str,
+    enabled: bool,
+) -> Result<Response, ApiError> {
     use crate::runtime::tool_groups::ToolGroupError;
+    if !principal.is_admin() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "only an operator's key (gateway.admin_keys) turns tool groups on and off",
+        ));
+    }
     let groups = state.runtime.tool_groups();
     groups
         .set_enabled(name, enabled)

@@ -1,6 +1,9 @@
 //! The scheduled-job endpoints, behind the API keys: list, create, show, remove, pause,
 //! resume, trigger and history (`/api/v1/schedules…`). A job created here is owned by the
-//! key's principal; webhook URLs are shown by their origin only (their paths may hold tokens).
+//! key's principal. An operator's key (`gateway.admin_keys`, or any client of a keyless
+//! loopback gateway) manages every job; another key sees and manages only the jobs it made and
+//! those the agent made in its conversations, and any other job is "not found" for it.
+//! Webhook URLs are shown by their origin only (their paths may hold tokens).
 
 use std::sync::Arc;
 
@@ -14,7 +17,7 @@ use serde_json::json;
 use super::{ApiError, GatewayState, Principal};
 use crate::config::JobSpec;
 use crate::schedules::store::now_ms;
-use crate::schedules::{JobOrigin, Schedules, StoreError};
+use crate::schedules::{JobOrigin, JobRecord, Schedules, StoreError};
 
 fn schedules(state: &GatewayState) -> Result<&Schedules, ApiError> {
     state.schedules.as_ref().ok_or_else(|| {
@@ -26,12 +29,35 @@ fn schedules(state: &GatewayState) -> Result<&Schedules, ApiError> {
     })
 }
 
+/// Does `job` belong to `principal` (its own, or made by the agent in its API conversations)?
+fn belongs(job: &JobRecord, principal: &Principal) -> bool {
+    principal.is_admin()
+        || job.owner == principal.as_str()
+        || job.owner == format!("{}:{}", super::CHANNEL, principal.as_str())
+}
+
+/// The job `name`, if `principal` may see it (otherwise it is not found).
+async fn visible_job(
+    schedules: &Schedules,
+    principal: &Principal,
+    name: &str,
+) -> Result<JobRecord, ApiError> {
+    let job = schedules.store.get(name).await.map_err(store_error)?;
+    if belongs(&job, principal) {
+        Ok(job)
+    } else {
+        Err(store_error(StoreError::NoSuchJob(name.to_owned())))
+    }
+}
+
 fn store_error(error: StoreError) -> ApiError {
     match error {
         StoreError::NoSuchJob(_) => {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", error.to_string())
         }
-        StoreError::Exists(_) => ApiError::new(StatusCode::CONFLICT, "conflict", error.to_string()),
+        StoreError::Exists(_) | StoreError::Limit(_) => {
+            ApiError::new(StatusCode::CONFLICT, "conflict", error.to_string())
+        }
         StoreError::Invalid(message) => {
             ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
         }
@@ -46,11 +72,15 @@ fn store_error(error: StoreError) -> ApiError {
     }
 }
 
-pub async fn list(State(state): State<Arc<GatewayState>>) -> Result<Response, ApiError> {
+pub async fn list(
+    State(state): State<Arc<GatewayState>>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Response, ApiError> {
     let jobs = schedules(&state)?.store.list().await.map_err(store_error)?;
     let jobs: Vec<_> = jobs
         .iter()
-        .map(crate::schedules::store::JobRecord::view)
+        .filter(|job| belongs(job, &principal))
+        .map(JobRecord::view)
         .collect();
     Ok(Json(json!({ "jobs": jobs })).into_response())
 }
@@ -83,21 +113,29 @@ pub async fn create(
 
 pub async fn show(
     State(state): State<Arc<GatewayState>>,
+    Extension(principal): Extension<Principal>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    let store = &schedules(&state)?.store;
-    let job = store.get(&name).await.map_err(store_error)?;
-    let runs = store.history(&name, 20).await.map_err(store_error)?;
+    let schedules = schedules(&state)?;
+    let job = visible_job(schedules, &principal, &name).await?;
+    let runs = schedules
+        .store
+        .history(&name, 20)
+        .await
+        .map_err(store_error)?;
     Ok(Json(json!({ "job": job.view(), "runs": runs })).into_response())
 }
 
 pub async fn remove(
     State(state): State<Arc<GatewayState>>,
+    Extension(principal): Extension<Principal>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    schedules(&state)?
+    let schedules = schedules(&state)?;
+    visible_job(schedules, &principal, &name).await?;
+    schedules
         .store
-        .remove(&name)
+        .remove(&name, None)
         .await
         .map_err(store_error)?;
     Ok(Json(json!({ "removed": name })).into_response())
@@ -105,22 +143,31 @@ pub async fn remove(
 
 pub async fn pause(
     State(state): State<Arc<GatewayState>>,
+    Extension(principal): Extension<Principal>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    set_paused(&state, &name, true).await
+    set_paused(&state, &principal, &name, true).await
 }
 
 pub async fn resume(
     State(state): State<Arc<GatewayState>>,
+    Extension(principal): Extension<Principal>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    set_paused(&state, &name, false).await
+    set_paused(&state, &principal, &name, false).await
 }
 
-async fn set_paused(state: &GatewayState, name: &str, paused: bool) -> Result<Response, ApiError> {
-    let job = schedules(state)?
+async fn set_paused(
+    state: &GatewayState,
+    principal: &Principal,
+    name: &str,
+    paused: bool,
+) -> Result<Response, ApiError> {
+    let schedules = schedules(state)?;
+    visible_job(schedules, principal, name).await?;
+    let job = schedules
         .store
-        .set_paused(name, paused, now_ms())
+        .set_paused(name, paused, now_ms(), None)
         .await
         .map_err(store_error)?;
     Ok(Json(json!({ "job": job.view() })).into_response())
@@ -128,16 +175,23 @@ async fn set_paused(state: &GatewayState, name: &str, paused: bool) -> Result<Re
 
 pub async fn trigger(
     State(state): State<Arc<GatewayState>>,
+    Extension(principal): Extension<Principal>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    let slot = schedules(&state)?
+    let schedules = schedules(&state)?;
+    visible_job(schedules, &principal, &name).await?;
+    let slot = schedules
         .store
         .trigger(&name, now_ms())
         .await
         .map_err(store_error)?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({ "job": name, "slot": slot, "slot_time": crate::schedules::deliver::rfc3339(slot) })),
+        Json(json!({
+            "job": name,
+            "slot": slot,
+            "slot_time": crate::schedules::deliver::rfc3339(slot)
+        })),
     )
         .into_response())
 }
@@ -155,6 +209,7 @@ fn default_limit() -> u32 {
 
 pub async fn history(
     State(state): State<Arc<GatewayState>>,
+    Extension(principal): Extension<Principal>,
     Path(name): Path<String>,
     query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -165,9 +220,10 @@ pub async fn history(
             rejection.body_text(),
         )
     })?;
-    let store = &schedules(&state)?.store;
-    store.get(&name).await.map_err(store_error)?;
-    let runs = store
+    let schedules = schedules(&state)?;
+    visible_job(schedules, &principal, &name).await?;
+    let runs = schedules
+        .store
         .history(&name, query.limit.clamp(1, 1000))
         .await
         .map_err(store_error)?;

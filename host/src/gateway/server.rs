@@ -42,7 +42,7 @@ pub fn check_bind(config: &GatewayConfig) -> anyhow::Result<SocketAddr> {
 }
 
 fn refuse_public_without_keys(address: SocketAddr, config: &GatewayConfig) -> anyhow::Result<()> {
-    if !address.ip().is_loopback() && config.api_keys.is_empty() {
+    if !address.ip().is_loopback() && config.api_keys.is_empty() && config.admin_keys.is_empty() {
         bail!(
             "refusing to listen on {address} without API keys: set gateway.api_keys, or bind 127.0.0.1"
         );

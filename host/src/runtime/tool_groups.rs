@@ -6,7 +6,10 @@
 //! The built-in groups cover the first-party tools; `agent.tool_groups` changes or adds to
 //! them. Turning a group on or off is kept in `DATA_DIR/tool_groups.json`, never by rewriting
 //! the operator's YAML, and every process on that data dir sees the change within a second
-//! (the file is looked at again at most once a second, when a tool is resolved).
+//! (the file is looked at again at most once a second, when a tool is resolved). Changes from
+//! several processes are serialized by a lock file and written whole (a new file renamed into
+//! place); a file that cannot be read leaves the last state read in force, so a damaged file
+//! never turns back on what an operator turned off.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -142,8 +145,21 @@ impl ToolGroups {
         if !self.groups.contains_key(name) {
             return Err(ToolGroupError::Unknown(name.to_owned()));
         }
+        let save_error = |path: &std::path::Path, source| ToolGroupError::Save {
+            path: path.display().to_string(),
+            source,
+        };
         let _guard = self.file_stamp.lock();
-        let mut overrides = Overrides::clone(&self.read_file().unwrap_or_default());
+        // Other processes wait here until this change is written.
+        let _file_lock = match &self.file {
+            Some(file) => Some(lock_file(file).map_err(|e| save_error(file, e))?),
+            None => None,
+        };
+        let mut overrides = match self.read_file() {
+            Ok(Some(overrides)) => overrides,
+            Ok(None) => Overrides::default(),
+            Err(()) => Overrides::clone(&self.overrides.load()),
+        };
         overrides.enabled.remove(name);
         overrides.disabled.remove(name);
         let default = self.groups.get(name).is_some_and(|g| g.enabled);
@@ -155,10 +171,7 @@ impl ToolGroups {
             }
         }
         if let Some(file) = &self.file {
-            write_atomically(file, &overrides).map_err(|source| ToolGroupError::Save {
-                path: file.display().to_string(),
-                source,
-            })?;
+            write_atomically(file, &overrides).map_err(|e| save_error(file, e))?;
         }
         self.apply(overrides);
         Ok(())
@@ -222,20 +235,35 @@ impl ToolGroups {
             .and_then(|f| std::fs::metadata(f).ok())
             .and_then(|m| m.modified().ok());
         *self.file_stamp.lock() = stamp;
-        self.apply(self.read_file().unwrap_or_default());
+        // An unreadable file keeps the last state read in force (see the module's header).
+        if let Ok(overrides) = self.read_file() {
+            self.apply(overrides.unwrap_or_default());
+        }
     }
 
-    fn read_file(&self) -> Option<Overrides> {
-        let text = std::fs::read_to_string(self.file.as_ref()?).ok()?;
-        match serde_json::from_str(&text) {
-            Ok(overrides) => Some(overrides),
+    /// The file's overrides: `Ok(None)` when there is no file, `Err` when it cannot be read
+    /// or parsed (logged).
+    fn read_file(&self) -> Result<Option<Overrides>, ()> {
+        let Some(file) = &self.file else {
+            return Ok(None);
+        };
+        let text = match std::fs::read_to_string(file) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(error) => {
                 tracing::warn!(
-                    "tool_groups.json does not parse, using the configured defaults: {error}"
+                    "{}: cannot be read, keeping the tool groups as they were: {error}",
+                    file.display()
                 );
-                None
+                return Err(());
             }
-        }
+        };
+        serde_json::from_str(&text).map(Some).map_err(|error| {
+            tracing::warn!(
+                "{}: does not parse, keeping the tool groups as they were: {error}",
+                file.display()
+            );
+        })
     }
 
     fn apply(&self, overrides: Overrides) {
@@ -262,12 +290,24 @@ fn turns_off(group: &ToolGroupConfig, tool: &str, owner: ToolOwner<'_>) -> bool 
     })
 }
 
-fn write_atomically(file: &std::path::Path, overrides: &Overrides) -> std::io::Result<()> {
+/// The exclusive lock beside `file`, held until the returned handle is dropped.
+fn lock_file(file: &std::path::Path) -> std::io::Result<std::fs::File> {
     if let Some(parent) = file.parent() {
         std::fs::create_dir_all(parent)?;
     }
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(file.with_extension("json.lock"))?;
+    lock.lock()?;
+    Ok(lock)
+}
+
+/// Write the file whole: a new file of this process's own, renamed into place.
+fn write_atomically(file: &std::path::Path, overrides: &Overrides) -> std::io::Result<()> {
     let text = serde_json::to_string_pretty(overrides).map_err(std::io::Error::other)?;
-    let temporary = file.with_extension("json.tmp");
+    let temporary = file.with_extension(format!("json.{}.tmp", std::process::id()));
     std::fs::write(&temporary, text)?;
     std::fs::rename(&temporary, file)
 }
@@ -299,6 +339,14 @@ mod tests {
         // Another process on the same data dir reads the same state.
         let other = ToolGroups::new(&BTreeMap::new(), Some(file.clone()));
         assert!(!other.allows("shell_run", shell()));
+        // A damaged file leaves the last state read in force.
+        std::fs::write(&file, "{not json").expect("damaged");
+        other.reload();
+        assert!(
+            !other.allows("shell_run", shell()),
+            "still off after a damaged read"
+        );
+        groups.set_enabled("shell", false).expect("rewritten");
         groups.set_enabled("shell", true).expect("on");
         let text = std::fs::read_to_string(&file).expect("file");
         assert!(!text.contains("shell"), "back to the default: {text}");

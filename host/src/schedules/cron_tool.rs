@@ -4,8 +4,10 @@
 //!
 //! A job made here delivers to the conversation that asked (its chat and thread) when that
 //! conversation is on a chat channel, and is kept in the run history otherwise (CLI, API).
-//! Its prompt runs under that conversation's channel rules (pinned specialist, tool list),
-//! and the model can neither aim it elsewhere nor touch another conversation's jobs.
+//! Its prompt runs under that conversation's channel rules (pinned specialist, tool list); a
+//! tool job is held to those rules and to the specialist that answered, when it is made and
+//! at every run. The model can neither aim a job elsewhere nor touch another conversation's
+//! jobs, and a scheduled run cannot make jobs (no job begets jobs).
 
 use std::sync::Arc;
 
@@ -22,6 +24,9 @@ pub struct CronTool {
     store: Arc<ScheduleStore>,
     runtime: Runtime,
     limits: AgentSchedulingConfig,
+    /// One add at a time in this process: the per-conversation count and the insert are one
+    /// statement, and parallel tool calls of one answer cannot race past the limit.
+    adding: tokio::sync::Mutex<()>,
 }
 
 #[derive(Deserialize)]
@@ -64,11 +69,15 @@ impl CronTool {
             store,
             runtime,
             limits,
+            adding: tokio::sync::Mutex::new(()),
         }
     }
 
     /// The conversation a call comes from, as a job's context.
-    fn context(conversation: &Conversation) -> ConversationContext {
+    fn context(conversation: &Conversation, specialist: Option<&str>) -> ConversationContext {
+        let specialist = specialist
+            .map(str::to_owned)
+            .or_else(|| conversation.scope.specialist.clone());
         match &conversation.caller {
             Some(caller) => ConversationContext {
                 channel: caller.channel.clone(),
@@ -76,6 +85,7 @@ impl CronTool {
                 thread: caller.thread.clone(),
                 user: caller.user.clone(),
                 scope: conversation.scope.clone(),
+                specialist,
             },
             None => {
                 let (channel, chat) = conversation
@@ -88,29 +98,23 @@ impl CronTool {
                     thread: None,
                     user: "local".to_owned(),
                     scope: conversation.scope.clone(),
+                    specialist,
                 }
             }
         }
     }
 
-    async fn add(&self, conversation: &Conversation, mut spec: JobSpec) -> Result<String, String> {
-        let context = Self::context(conversation);
+    async fn add(
+        &self,
+        conversation: &Conversation,
+        specialist: Option<&str>,
+        mut spec: JobSpec,
+    ) -> Result<String, String> {
+        let context = Self::context(conversation, specialist);
         if !self.limits.allows(&context.channel, &context.user) {
             return Err(format!(
                 "denied: `{}:{}` may not schedule jobs (schedules.agent.allow)",
                 context.channel, context.user
-            ));
-        }
-        let session = &conversation.session_key;
-        let existing = self
-            .store
-            .list_for_conversation(session)
-            .await
-            .map_err(|e| e.to_string())?;
-        if existing.len() >= self.limits.max_jobs_per_conversation as usize {
-            return Err(format!(
-                "denied: this conversation has {} scheduled jobs, the most allowed (schedules.agent.max_jobs_per_conversation); remove one first",
-                existing.len()
             ));
         }
         let now = now_ms();
@@ -126,14 +130,7 @@ impl CronTool {
             ));
         }
         if let Some(tool) = &spec.tool {
-            if self.runtime.resolve_tool(tool).is_none() {
-                return Err(format!("no tool named `{tool}` is loaded"));
-            }
-            if !super::tool_in_scope(&self.runtime, &context.scope, tool) {
-                return Err(format!(
-                    "denied: tool `{tool}` is not among the tools this channel allows"
-                ));
-            }
+            super::tool_allowed(&self.runtime, &context, tool)?;
         }
         spec.deliver = if self.runtime.is_channel(&context.channel) {
             Delivery {
@@ -146,14 +143,25 @@ impl CronTool {
             Delivery::default()
         };
         let owner = format!("{}:{}", context.channel, context.user);
+        let _one_at_a_time = self.adding.lock().await;
         let job = self
             .store
-            .add(spec, JobOrigin::Agent, &owner, Some(context), now)
+            .add_limited(
+                spec,
+                JobOrigin::Agent,
+                &owner,
+                Some(context),
+                now,
+                Some(self.limits.max_jobs_per_conversation),
+            )
             .await
             .map_err(|e| match e {
                 StoreError::Exists(name) => {
                     format!("a job named `{name}` exists already; choose another name")
                 }
+                StoreError::Limit(limit) => format!(
+                    "denied: this conversation has {limit} scheduled jobs, the most allowed (schedules.agent.max_jobs_per_conversation); remove one first"
+                ),
                 other => other.to_string(),
             })?;
         let next = job
@@ -170,25 +178,22 @@ impl CronTool {
             }
         ))
     }
-
-    /// A job of this conversation, or an error naming why not.
-    async fn own_job(&self, conversation: &Conversation, name: &str) -> Result<(), String> {
-        match self.store.get(name).await {
-            Ok(job) if job.conversation.as_deref() == Some(conversation.session_key.as_str()) => {
-                Ok(())
-            }
-            Ok(_) | Err(StoreError::NoSuchJob(_)) => {
-                Err(format!("this conversation has no job named `{name}`"))
-            }
-            Err(other) => Err(other.to_string()),
-        }
-    }
 }
 
 #[async_trait::async_trait]
 impl HostTool for CronTool {
     fn name(&self) -> &str {
         crate::config::HOST_CRON_TOOL
+    }
+
+    /// Not in a scheduled run's own turn: a job cannot make jobs.
+    fn offered(&self, conversation: &Conversation) -> bool {
+        let channel = conversation
+            .caller
+            .as_ref()
+            .map(|c| c.channel.as_str())
+            .or_else(|| conversation.session_key.split(':').next());
+        channel != Some(super::runner::CHANNEL)
     }
 
     fn definition(&self) -> ToolDefinition {
@@ -221,8 +226,12 @@ impl HostTool for CronTool {
     async fn call(
         &self,
         conversation: &Conversation,
+        specialist: Option<&str>,
         arguments: &serde_json::Value,
     ) -> Result<String, String> {
+        if !self.offered(conversation) {
+            return Err("denied: a scheduled run cannot make or change jobs".into());
+        }
         let action: Action = serde_json::from_value(arguments.clone())
             .map_err(|e| format!("invalid arguments for `cron`: {e}"))?;
         match action {
@@ -251,7 +260,7 @@ impl HostTool for CronTool {
                     notify: notify.unwrap_or_default(),
                     ..default_spec()
                 };
-                self.add(conversation, spec).await
+                self.add(conversation, specialist, spec).await
             }
             Action::List => {
                 let jobs = self
@@ -280,8 +289,10 @@ impl HostTool for CronTool {
                 Ok(text)
             }
             Action::Remove { name } => {
-                self.own_job(conversation, &name).await?;
-                self.store.remove(&name).await.map_err(|e| e.to_string())?;
+                self.store
+                    .remove(&name, Some(&conversation.session_key))
+                    .await
+                    .map_err(|e| not_ours(e, &name))?;
                 Ok(format!("Removed `{name}`."))
             }
             Action::Pause { name } => self.set_paused(conversation, &name, true).await,
@@ -298,12 +309,11 @@ impl CronTool {
         pause: bool,
     ) -> Result<String, String> {
         {
-            self.own_job(conversation, name).await?;
             let job = self
                 .store
-                .set_paused(name, pause, now_ms())
+                .set_paused(name, pause, now_ms(), Some(&conversation.session_key))
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| not_ours(e, name))?;
             Ok(if pause {
                 format!("Paused `{name}`.")
             } else {
@@ -315,6 +325,15 @@ impl CronTool {
                 )
             })
         }
+    }
+}
+
+/// A store error for a job this conversation asked about: another conversation's job is
+/// "not there" for it.
+fn not_ours(error: StoreError, name: &str) -> String {
+    match error {
+        StoreError::NoSuchJob(_) => format!("this conversation has no job named `{name}`"),
+        other => other.to_string(),
     }
 }
 

@@ -19,7 +19,6 @@ pub use self::metrics::ScheduleMetrics;
 pub use self::runner::Scheduler;
 pub use self::store::{JobOrigin, JobRecord, RunRecord, RunStatus, ScheduleStore, StoreError};
 use crate::agent::router::{ToolOwner, names_tool};
-use crate::bus::TurnScope;
 use crate::config::Config;
 use crate::runtime::Runtime;
 
@@ -31,10 +30,11 @@ pub struct Schedules {
 }
 
 impl Schedules {
-    /// Open the schedule tables beside `sessions` and bring `schedules.jobs` in step.
+    /// Open the schedule tables beside `sessions` (creating them if missing). Reads and
+    /// changes jobs; the file's `schedules.jobs` are applied only by `sync_config`.
     pub async fn open(
         config: &Config,
-        sessions: &crate::agent::sessions::SessionStore,
+        sessions: Arc<crate::agent::sessions::SessionStore>,
     ) -> anyhow::Result<Self> {
         let settings = &config.schedules;
         let replica = settings.replica.clone().unwrap_or_else(default_replica);
@@ -46,8 +46,18 @@ impl Schedules {
             )
             .await?,
         );
-        let clashes = store
-            .sync_config_jobs(&settings.jobs, store::now_ms())
+        Ok(Self {
+            store,
+            metrics: Arc::default(),
+        })
+    }
+
+    /// Bring the jobs of `schedules.jobs` in step with the file (what `databot serve` does
+    /// at start; other commands leave the store's config jobs as the serving host made them).
+    pub async fn sync_config(&self, config: &Config) -> anyhow::Result<()> {
+        let clashes = self
+            .store
+            .sync_config_jobs(&config.schedules.jobs, store::now_ms())
             .await
             .map_err(|e| anyhow::anyhow!("bringing schedules.jobs into the store: {e}"))?;
         for name in clashes {
@@ -56,10 +66,7 @@ impl Schedules {
                 "schedules.jobs: a job of this name was made from the CLI, the API or the agent; the file's job is not applied (rename one of them)"
             );
         }
-        Ok(Self {
-            store,
-            metrics: Arc::default(),
-        })
+        Ok(())
     }
 }
 
@@ -73,19 +80,44 @@ fn default_replica() -> String {
     format!("{host}-{}", std::process::id())
 }
 
-/// May a turn of `scope` use `tool` (its channel's tool list, if it has one)?
-fn tool_in_scope(runtime: &Runtime, scope: &TurnScope, tool: &str) -> bool {
-    let Some(list) = &scope.tools else {
-        return true;
+/// May a job made in the conversation `context` call `tool`: is it in that channel's tool
+/// list (if it has one), and among the tools of the specialist that answered (a channel's
+/// pinned one included)? Checked when the job is made and at every run.
+fn tool_allowed(
+    runtime: &Runtime,
+    context: &store::ConversationContext,
+    tool: &str,
+) -> Result<(), String> {
+    let Some(resolved) = runtime.resolve_tool(tool) else {
+        return Err(runtime.unavailable_tool(tool).to_string());
     };
-    runtime.resolve_tool(tool).is_some_and(|resolved| {
-        names_tool(
-            list,
-            tool,
-            ToolOwner::Plugin {
-                name: resolved.plugin(),
-                configured: resolved.configured,
-            },
-        )
-    })
+    let owner = ToolOwner::Plugin {
+        name: resolved.plugin(),
+        configured: resolved.configured,
+    };
+    if let Some(list) = &context.scope.tools
+        && !names_tool(list, tool, owner)
+    {
+        return Err(format!(
+            "denied: tool `{tool}` is not among the tools of the channel this job was made in"
+        ));
+    }
+    for name in context
+        .specialist
+        .iter()
+        .chain(context.scope.specialist.iter())
+    {
+        let specialists =
+            crate::agent::router::specialists(&runtime.config().agent.router.specialists);
+        match specialists.iter().find(|s| &s.name == name) {
+            Some(specialist) if specialist.allows(tool, owner) => {}
+            Some(_) => {
+                return Err(format!(
+                    "denied: tool `{tool}` is not among the `{name}` specialist's tools"
+                ));
+            }
+            None => return Err(format!("denied: there is no specialist `{name}` any more")),
+        }
+    }
+    Ok(())
 }

@@ -29,6 +29,9 @@ pub const CHANNEL: &str = "schedule";
 /// Runs started per look at the database.
 const CLAIM_BATCH: u32 = 256;
 
+/// The wait before looking again when something due could not be taken.
+const IDLE_RETRY: Duration = Duration::from_millis(50);
+
 /// How long shutdown waits for cancelled runs to hand themselves back.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -95,9 +98,12 @@ impl Scheduler {
         loop {
             let now = now_ms();
             let wait = match self.tick(now).await {
-                Ok(()) => {
+                Ok(progress) => {
                     failures = 0;
                     match self.store.next_wake().await {
+                        // Something is due that this look could not take (another host holds
+                        // it): wait a little rather than spin.
+                        Ok(Some(at)) if at <= now_ms() && progress == 0 => IDLE_RETRY.min(poll),
                         Ok(Some(at)) => {
                             Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0))
                                 .min(poll)
@@ -130,12 +136,15 @@ impl Scheduler {
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, active.wait_for(|n| *n == 0)).await;
     }
 
-    /// Make due slots into runs and start the due runs.
-    async fn tick(self: &Arc<Self>, now: i64) -> anyhow::Result<()> {
-        self.store
+    /// Make due slots into runs and start the due runs; how many runs were made or started.
+    async fn tick(self: &Arc<Self>, now: i64) -> anyhow::Result<usize> {
+        let made = self
+            .store
             .materialize(now, CLAIM_BATCH, |spec| jitter_ms(spec.jitter_seconds))
             .await?;
-        for run in self.store.claim(now, CLAIM_BATCH).await? {
+        let claimed = self.store.claim(now, CLAIM_BATCH).await?;
+        let progress = made + claimed.len();
+        for run in claimed {
             let cancel = CancellationToken::new();
             let reason = Arc::new(Mutex::new(None));
             self.running.lock().insert(
@@ -151,7 +160,7 @@ impl Scheduler {
                 scheduler.active.send_modify(|n| *n -= 1);
             });
         }
-        Ok(())
+        Ok(progress)
     }
 
     async fn execute(
@@ -199,15 +208,16 @@ impl Scheduler {
             }),
             () = cancel.cancelled() => None,
         };
-        renewer.abort();
         let stop = *reason.lock();
         let result = match (performed, stop) {
             (_, Some(Stop::LeaseLost)) => {
+                renewer.abort();
                 tracing::warn!(job = %name, slot = run.slot, "the run's lease was lost; another host owns it now");
                 span.record("databot.outcome", "lease_lost");
                 return;
             }
             (_, Some(Stop::Shutdown)) | (None, None) => {
+                renewer.abort();
                 span.record("databot.outcome", "handed_back");
                 if let Err(error) = self.store.release(&name, run.slot, now_ms()).await {
                     tracing::warn!(job = %name, "handing the run back failed: {error}");
@@ -220,7 +230,10 @@ impl Scheduler {
             },
             (Some(performed), None) => performed,
         };
+        // The lease is renewed until the outcome is recorded: a slow delivery must not let
+        // the run look abandoned and be taken up again.
         self.conclude(&run, result, stop, &trace_id, &span).await;
+        renewer.abort();
     }
 
     /// Record, retry or deliver a run that ended.
@@ -319,6 +332,15 @@ impl Scheduler {
     /// Run the job's prompt or tool once.
     async fn perform(&self, run: &ClaimedRun, trace_context: Vec<(String, String)>) -> Performed {
         let spec = &run.job.spec;
+        // A job the agent made runs only while its maker may still schedule.
+        if let Some(context) = &run.job.context
+            && !self.settings.agent.allows(&context.channel, &context.user)
+        {
+            return failed(format!(
+                "denied: `{}:{}` may no longer schedule jobs (schedules.agent.allow)",
+                context.channel, context.user
+            ));
+        }
         let scope = run
             .job
             .context
@@ -360,10 +382,10 @@ impl Scheduler {
         let Some(tool) = &spec.tool else {
             return failed("the job has neither a prompt nor a tool".into());
         };
-        if !super::tool_in_scope(&self.runtime, &scope, tool) {
-            return failed(format!(
-                "denied: tool `{tool}` is not among the tools of the conversation that made this job"
-            ));
+        if let Some(context) = &run.job.context
+            && let Err(denied) = super::tool_allowed(&self.runtime, context, tool)
+        {
+            return failed(denied);
         }
         let arguments = spec
             .arguments
@@ -388,8 +410,8 @@ impl Scheduler {
     ) -> tokio::task::JoinHandle<()> {
         let store = self.store.clone();
         let (job, slot) = (run.job.spec.name.clone(), run.slot);
-        let every =
-            Duration::from_millis(u64::try_from(store.lease_ms() / 3).unwrap_or(1000).max(100));
+        let every_ms = (store.lease_ms() / 3).max(100);
+        let every = Duration::from_millis(u64::try_from(every_ms).unwrap_or(1000));
         tokio::spawn(async move {
             let mut renewed = now_ms();
             loop {
@@ -401,9 +423,9 @@ impl Scheduler {
                     }
                     Ok(Lease::CancelRequested) => Stop::Cancelled,
                     Ok(Lease::Lost) => Stop::LeaseLost,
-                    // Unrenewed past its lease, the run may be another host's (or this host's
-                    // again) by now: stop rather than run it twice.
-                    Err(error) if now_ms() - renewed >= store.lease_ms() => {
+                    // Stop before the lease runs out unrenewed: past it, the run may be another
+                    // host's (or this host's again), and two must never go at once.
+                    Err(error) if now_ms() - renewed >= store.lease_ms() - every_ms => {
                         tracing::warn!(%job, "the run's lease could not be renewed in time: {error}");
                         Stop::LeaseLost
                     }

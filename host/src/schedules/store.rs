@@ -95,6 +95,9 @@ pub struct ConversationContext {
     pub user: String,
     #[serde(default)]
     pub scope: TurnScope,
+    /// The specialist that answered when the job was made (its tool jobs keep to its tools).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub specialist: Option<String>,
 }
 
 /// A job as stored.
@@ -269,6 +272,8 @@ pub enum StoreError {
     Exists(String),
     #[error("{0}")]
     Invalid(String),
+    #[error("the conversation has {0} scheduled jobs, the most allowed")]
+    Limit(u32),
     #[error(transparent)]
     Database(#[from] anyhow::Error),
 }
@@ -281,6 +286,8 @@ impl From<sqlx::Error> for StoreError {
 
 pub struct ScheduleStore {
     pool: AnyPool,
+    /// The sessions beside the tables: a removed job's conversation goes with it.
+    sessions: Arc<SessionStore>,
     postgres: bool,
     /// This host's name in leases and history.
     replica: String,
@@ -303,7 +310,7 @@ const RUN_COLUMNS: &str = "job, slot, manual, status, due_at, attempt, replica, 
 impl ScheduleStore {
     /// The schedule tables in `sessions`' database, created if missing.
     pub async fn open(
-        sessions: &SessionStore,
+        sessions: Arc<SessionStore>,
         replica: String,
         lease: std::time::Duration,
     ) -> anyhow::Result<Self> {
@@ -317,6 +324,7 @@ impl ScheduleStore {
         Ok(Self {
             postgres: !sessions.is_sqlite(),
             pool,
+            sessions,
             replica,
             lease_ms: i64::try_from(lease.as_millis()).unwrap_or(i64::MAX),
             changed: Arc::default(),
@@ -350,6 +358,21 @@ impl ScheduleStore {
         context: Option<ConversationContext>,
         now: i64,
     ) -> Result<JobRecord, StoreError> {
+        self.add_limited(spec, origin, owner, context, now, None)
+            .await
+    }
+
+    /// `add`, refused with `StoreError::Limit` when the job's conversation already has
+    /// `limit` jobs; the count and the insert are one statement.
+    pub async fn add_limited(
+        &self,
+        spec: JobSpec,
+        origin: JobOrigin,
+        owner: &str,
+        context: Option<ConversationContext>,
+        now: i64,
+        limit: Option<u32>,
+    ) -> Result<JobRecord, StoreError> {
         let timing = spec.validate(now).map_err(StoreError::Invalid)?;
         let next_slot = timing.next_after(now);
         if next_slot.is_none() {
@@ -372,9 +395,14 @@ impl ScheduleStore {
             created_at: now,
             updated_at: now,
         };
+        if self.get(&record.spec.name).await.is_ok() {
+            return Err(StoreError::Exists(record.spec.name));
+        }
         let inserted = sqlx::query(
             "INSERT INTO databot_schedules (name, spec, origin, owner, conversation, context, paused, next_slot, last_digest, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9, $9) ON CONFLICT (name) DO NOTHING",
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, NULL, $9, $9
+             WHERE (SELECT COUNT(*) FROM databot_schedules WHERE conversation = $5) < $10
+             ON CONFLICT (name) DO NOTHING",
         )
         .bind(&record.spec.name)
         .bind(serde_json::to_string(&record.spec).context("encoding the job")?)
@@ -392,10 +420,16 @@ impl ScheduleStore {
         .bind(i64::from(record.paused))
         .bind(next_slot)
         .bind(now)
+        .bind(limit.map_or(i64::MAX, i64::from))
         .execute(&self.pool)
         .await?;
         if inserted.rows_affected() == 0 {
-            return Err(StoreError::Exists(record.spec.name));
+            return Err(match limit {
+                Some(limit) if self.get(&record.spec.name).await.is_err() => {
+                    StoreError::Limit(limit)
+                }
+                _ => StoreError::Exists(record.spec.name),
+            });
         }
         self.touched();
         Ok(record)
@@ -418,7 +452,8 @@ impl ScheduleStore {
                     .add(spec.clone(), JobOrigin::Config, "config", None, now)
                     .await
                 {
-                    Ok(_) => {}
+                    // Another host starting at the same time added it.
+                    Ok(_) | Err(StoreError::Exists(_)) => {}
                     // A one-off whose time has passed: nothing to schedule.
                     Err(StoreError::Invalid(reason)) => {
                         tracing::warn!(job = %spec.name, "schedules.jobs: not scheduled: {reason}");
@@ -427,13 +462,22 @@ impl ScheduleStore {
                 },
                 Some(job) if job.origin != JobOrigin::Config => clashes.push(spec.name.clone()),
                 Some(job) if job.spec == *spec => {}
-                Some(_) => {
-                    let timing = spec.validate(now).map_err(StoreError::Invalid)?;
+                Some(job) => {
+                    // Intervals keep counting from when the job was first made.
+                    let timing = spec.validate(job.created_at).map_err(StoreError::Invalid)?;
+                    // The file's `paused` applies when it changed there; otherwise a pause
+                    // or resume from the CLI or the API stands.
+                    let paused = if job.spec.paused == spec.paused {
+                        job.paused
+                    } else {
+                        spec.paused
+                    };
                     sqlx::query(
-                        "UPDATE databot_schedules SET spec = $1, next_slot = $2, updated_at = $3 WHERE name = $4",
+                        "UPDATE databot_schedules SET spec = $1, next_slot = $2, paused = $3, updated_at = $4 WHERE name = $5",
                     )
                     .bind(serde_json::to_string(spec).context("encoding the job")?)
                     .bind(timing.next_after(now))
+                    .bind(i64::from(paused))
                     .bind(now)
                     .bind(&spec.name)
                     .execute(&self.pool)
@@ -443,7 +487,7 @@ impl ScheduleStore {
         }
         for job in existing {
             if job.origin == JobOrigin::Config && !jobs.iter().any(|s| s.name == job.spec.name) {
-                self.remove(&job.spec.name).await?;
+                self.remove(&job.spec.name, None).await?;
             }
         }
         self.touched();
@@ -451,6 +495,7 @@ impl ScheduleStore {
     }
 
     pub async fn get(&self, name: &str) -> Result<JobRecord, StoreError> {
+        known_name(name)?;
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {JOB_COLUMNS} FROM databot_schedules WHERE name = $1"
         )))
@@ -468,7 +513,7 @@ impl ScheduleStore {
         )))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(job_from_row).collect()
+        Ok(parsed_jobs(&rows))
     }
 
     /// The jobs of one conversation (session key), by name.
@@ -482,46 +527,61 @@ impl ScheduleStore {
         .bind(conversation)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(job_from_row).collect()
+        Ok(parsed_jobs(&rows))
     }
 
-    /// Delete a job and its waiting runs; a run in progress is asked to cancel. Its history
-    /// stays until `history` trimming or `purge_history`.
-    pub async fn remove(&self, name: &str) -> Result<(), StoreError> {
+    /// Delete a job with its runs and its conversation (`schedule:NAME`), so a job made
+    /// later under the same name starts with nothing of this one's. A run in progress loses
+    /// its lease and stops. With `conversation`, only a job of that conversation is removed
+    /// (checked in the same transaction).
+    pub async fn remove(&self, name: &str, conversation: Option<&str>) -> Result<(), StoreError> {
+        known_name(name)?;
         let mut tx = self.pool.begin().await?;
-        let deleted = sqlx::query("DELETE FROM databot_schedules WHERE name = $1")
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
-        if deleted.rows_affected() == 0 {
+        // Runs before the job: the order `claim` locks them in.
+        let (runs, job) = match conversation {
+            None => (
+                "DELETE FROM databot_schedule_runs WHERE job = $1",
+                "DELETE FROM databot_schedules WHERE name = $1",
+            ),
+            Some(_) => (
+                "DELETE FROM databot_schedule_runs WHERE job = $1
+                   AND EXISTS (SELECT 1 FROM databot_schedules WHERE name = $1 AND conversation = $2)",
+                "DELETE FROM databot_schedules WHERE name = $1 AND conversation = $2",
+            ),
+        };
+        let mut delete_runs = sqlx::query(runs).bind(name);
+        let mut delete_job = sqlx::query(job).bind(name);
+        if let Some(conversation) = conversation {
+            delete_runs = delete_runs.bind(conversation);
+            delete_job = delete_job.bind(conversation);
+        }
+        delete_runs.execute(&mut *tx).await?;
+        if delete_job.execute(&mut *tx).await?.rows_affected() == 0 {
             return Err(StoreError::NoSuchJob(name.to_owned()));
         }
-        sqlx::query(
-            "DELETE FROM databot_schedule_runs WHERE job = $1 AND status IN ('pending', 'retrying')",
-        )
-        .bind(name)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "UPDATE databot_schedule_runs SET cancel = 1 WHERE job = $1 AND status = 'running'",
-        )
-        .bind(name)
-        .execute(&mut *tx)
-        .await?;
         tx.commit().await?;
+        let session = crate::bus::session_key(super::runner::CHANNEL, name, None);
+        if let Err(error) = self.sessions.delete_conversation(&session).await {
+            tracing::warn!(job = %name, "removing the job's conversation failed: {error:#}");
+        }
         self.touched();
         Ok(())
     }
 
-    /// Pause or resume. Resuming starts from the first slot after `now`: the slots that
-    /// passed while paused are not made up.
+    /// Pause or resume (with `conversation`, only a job of that conversation). Resuming
+    /// starts from the first slot after `now`: the slots that passed while paused are not
+    /// made up.
     pub async fn set_paused(
         &self,
         name: &str,
         paused: bool,
         now: i64,
+        conversation: Option<&str>,
     ) -> Result<JobRecord, StoreError> {
         let job = self.get(name).await?;
+        if conversation.is_some_and(|c| job.conversation.as_deref() != Some(c)) {
+            return Err(StoreError::NoSuchJob(name.to_owned()));
+        }
         let next_slot = if paused {
             job.next_slot
         } else {
@@ -530,13 +590,15 @@ impl ScheduleStore {
                 .map_err(StoreError::Invalid)?
                 .next_after(now)
         };
+        // Only the row read above: a job removed and made again meanwhile is not touched.
         sqlx::query(
-            "UPDATE databot_schedules SET paused = $1, next_slot = $2, updated_at = $3 WHERE name = $4",
+            "UPDATE databot_schedules SET paused = $1, next_slot = $2, updated_at = $3 WHERE name = $4 AND created_at = $5",
         )
         .bind(i64::from(paused))
         .bind(next_slot)
         .bind(now)
         .bind(name)
+        .bind(job.created_at)
         .execute(&self.pool)
         .await?;
         self.touched();
@@ -545,9 +607,17 @@ impl ScheduleStore {
 
     /// Queue a run of `name` now, outside its schedule (paused jobs too). Returns its slot.
     pub async fn trigger(&self, name: &str, now: i64) -> Result<i64, StoreError> {
-        self.get(name).await?;
-        // A manual run's slot is its trigger time, moved on past any taken one.
+        let job = self.get(name).await?;
+        let timing = job.spec.timing(job.created_at).ok();
+        // A manual run's slot is its trigger time, moved on past any taken one and past the
+        // job's own slots (which it must never take from the schedule).
         for slot in now..now + 1000 {
+            if timing
+                .as_ref()
+                .is_some_and(|t| t.next_after(slot - 1) == Some(slot))
+            {
+                continue;
+            }
             let inserted = sqlx::query(
                 "INSERT INTO databot_schedule_runs (job, slot, manual, status, due_at, attempt, cancel)
                  VALUES ($1, $2, 1, 'pending', $3, 0, 0) ON CONFLICT (job, slot) DO NOTHING",
@@ -582,6 +652,8 @@ impl ScheduleStore {
             .spec
             .timing(job.created_at)
             .map_err(StoreError::Invalid)?;
+        // Future slots are the schedule's to run, not a backfill's.
+        let to = to.min(now);
         let mut slots = Vec::new();
         let mut at = timing.next_after(from - 1);
         while let Some(slot) = at.filter(|slot| *slot <= to) {
@@ -617,6 +689,7 @@ impl ScheduleStore {
 
     /// The latest `limit` runs of a job, newest first.
     pub async fn history(&self, name: &str, limit: u32) -> Result<Vec<RunRecord>, StoreError> {
+        known_name(name)?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {RUN_COLUMNS} FROM databot_schedule_runs WHERE job = $1 ORDER BY slot DESC LIMIT $2"
         )))
@@ -628,6 +701,7 @@ impl ScheduleStore {
     }
 
     pub async fn run(&self, name: &str, slot: i64) -> Result<Option<RunRecord>, StoreError> {
+        known_name(name)?;
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {RUN_COLUMNS} FROM databot_schedule_runs WHERE job = $1 AND slot = $2"
         )))
@@ -729,12 +803,17 @@ impl ScheduleStore {
                 )
                 .bind(&name)
                 .bind(slot)
-                .bind(slot + jitter(&spec).max(0))
+                .bind(slot.saturating_add(jitter(&spec).max(0)))
                 .execute(&mut *tx)
                 .await?;
                 made += inserted.rows_affected() as usize;
             }
-            if let Some((slot, count)) = plan.missed {
+            if let Some(Missed {
+                newest: slot,
+                count,
+                at_least,
+            }) = plan.missed
+            {
                 sqlx::query(
                     "INSERT INTO databot_schedule_runs (job, slot, manual, status, due_at, attempt, cancel, finished_at, error)
                      VALUES ($1, $2, 0, 'missed', $2, 0, 0, $3, $4) ON CONFLICT (job, slot) DO NOTHING",
@@ -743,7 +822,8 @@ impl ScheduleStore {
                 .bind(slot)
                 .bind(now)
                 .bind(format!(
-                    "{count} slot(s) up to this one passed while no host could run them; not run (misfire: {})",
+                    "{}{count} slot(s) up to this one passed while no host could run them; not run (misfire: {})",
+                    if at_least { "at least " } else { "" },
                     misfire_name(spec.misfire)
                 ))
                 .execute(&mut *tx)
@@ -759,7 +839,9 @@ impl ScheduleStore {
     pub async fn claim(&self, now: i64, batch: u32) -> Result<Vec<ClaimedRun>, StoreError> {
         let mut tx = self.pool.begin().await?;
         let (lock, lock_runs) = if self.postgres {
-            (" FOR UPDATE SKIP LOCKED", " FOR UPDATE OF r SKIP LOCKED")
+            // The job rows with their runs, at once and skipping locked ones: a host never
+            // waits holding one lock for another (no deadlock with another host or `remove`).
+            (" FOR UPDATE SKIP LOCKED", " FOR UPDATE OF r, s SKIP LOCKED")
         } else {
             ("", "")
         };
@@ -822,9 +904,24 @@ impl ScheduleStore {
             let manual = row.try_get::<i64, _>(2)? != 0;
             let due_at: i64 = row.try_get(3)?;
             let attempt = u32::try_from(row.try_get::<i64, _>(4)?).unwrap_or(u32::MAX);
-            let job = match self.job_in(&mut tx, &job_name).await? {
-                Some(job) => job,
-                None => continue,
+            let job = match self.job_in(&mut tx, &job_name).await {
+                Ok(Some(job)) => job,
+                Ok(None) => continue,
+                // A definition this host cannot read (a newer host's format): that run fails,
+                // the others go on.
+                Err(error) => {
+                    sqlx::query(
+                        "UPDATE databot_schedule_runs SET status = 'failed', finished_at = $1, error = $2
+                         WHERE job = $3 AND slot = $4 AND status IN ('pending', 'retrying')",
+                    )
+                    .bind(now)
+                    .bind(format!("the job's definition could not be read: {error}"))
+                    .bind(&job_name)
+                    .bind(slot)
+                    .execute(&mut *tx)
+                    .await?;
+                    continue;
+                }
             };
             if job.spec.concurrency != Concurrency::Allow {
                 let running = sqlx::query(
@@ -891,9 +988,9 @@ impl ScheduleStore {
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         name: &str,
     ) -> Result<Option<JobRecord>, StoreError> {
-        let lock = if self.postgres { " FOR UPDATE" } else { "" };
+        // Locked already, with its run, by the query that chose the run.
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {JOB_COLUMNS} FROM databot_schedules WHERE name = $1{lock}"
+            "SELECT {JOB_COLUMNS} FROM databot_schedules WHERE name = $1"
         )))
         .bind(name)
         .fetch_optional(&mut **tx)
@@ -1026,6 +1123,24 @@ impl ScheduleStore {
     }
 }
 
+/// A name that cannot be a job's is no job's (checked before it reaches the database).
+fn known_name(name: &str) -> Result<(), StoreError> {
+    crate::config::check_job_name(name).map_err(|_| StoreError::NoSuchJob(name.to_owned()))
+}
+
+/// The rows that parse; one that does not (a newer host's format) is left out and logged.
+fn parsed_jobs(rows: &[sqlx::any::AnyRow]) -> Vec<JobRecord> {
+    rows.iter()
+        .filter_map(|row| match job_from_row(row) {
+            Ok(job) => Some(job),
+            Err(error) => {
+                tracing::warn!("a stored job does not parse, left out: {error}");
+                None
+            }
+        })
+        .collect()
+}
+
 async fn job_spec(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     name: &str,
@@ -1053,67 +1168,90 @@ fn misfire_name(misfire: Misfire) -> String {
 struct SlotPlan {
     /// Slots to run, oldest first.
     run: Vec<i64>,
-    /// The newest slot not run and how many were not run, for the history.
-    missed: Option<(i64, usize)>,
+    /// Slots not run: the newest, how many, and whether that count is only a lower bound.
+    missed: Option<Missed>,
     /// The job's next slot after `now`.
     next_slot: Option<i64>,
 }
 
-/// The most slots counted one by one when a job has been down for long; past it the count
-/// is a lower bound and only the newest slots matter.
-const MAX_SLOTS_WALKED: usize = 10_000;
+#[derive(Debug, PartialEq)]
+struct Missed {
+    newest: i64,
+    count: usize,
+    at_least: bool,
+}
 
-/// Slots at or after `first` and not after `now`: those within the job's misfire grace run;
-/// older ones are misfires, handled by its policy.
+/// The most runs one look makes of a job's slots (the newest are kept).
+const MAX_RUNS_PER_LOOK: usize = 1000;
+
+/// The most late slots counted one by one; past it the count is a lower bound.
+const MAX_SLOTS_COUNTED: usize = 10_000;
+
+/// Slots from `first` to `now`: those within the job's misfire grace (at most
+/// `MAX_RUNS_PER_LOOK`, the newest) run; older ones are misfires, of which the policy runs
+/// the newest it keeps, found walking back from the grace boundary, so a long outage costs
+/// the kept slots and a bounded count, never a walk over every slot missed.
 fn plan_slots(spec: &JobSpec, timing: &crate::timing::Timing, first: i64, now: i64) -> SlotPlan {
     let grace = i64::try_from(spec.misfire_grace_seconds.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let boundary = now.saturating_sub(grace);
     let next_slot = timing.next_after(now);
-    let mut on_time = Vec::new();
-    // Newest misfires last; only the newest `keep` are kept.
+    // On time: from the grace boundary (or `first`) to `now`.
+    let mut on_time = std::collections::VecDeque::new();
+    let mut newest_dropped = None;
+    let mut dropped = 0usize;
+    let mut at = if first >= boundary {
+        Some(first)
+    } else {
+        timing.next_after(boundary - 1)
+    };
+    while let Some(slot) = at.filter(|slot| *slot <= now) {
+        on_time.push_back(slot);
+        if on_time.len() > MAX_RUNS_PER_LOOK {
+            newest_dropped = on_time.pop_front();
+            dropped += 1;
+        }
+        at = timing.next_after(slot);
+    }
+    // Late: from `first` to before the boundary. The policy's newest ones run.
     let keep = match spec.misfire {
         Misfire::Skip => 0,
         Misfire::RunOnce => 1,
         Misfire::CatchUp(n) => n as usize,
-    };
-    let mut late: std::collections::VecDeque<i64> = std::collections::VecDeque::new();
-    // Late slots that fall out of `late`: how many, and the newest of them.
-    let mut dropped = 0usize;
-    let mut newest_dropped = None;
-    let mut previous: Option<i64> = None;
-    let mut slot = Some(first);
-    let mut walked = 0;
-    while let Some(at) = slot.filter(|at| *at <= now) {
-        if now - at <= grace {
-            on_time.push(at);
-        } else {
-            late.push_back(at);
-            if late.len() > keep {
-                newest_dropped = late.pop_front();
-                dropped += 1;
-            }
-        }
-        walked += 1;
-        slot = timing.next_after(at);
-        if walked == MAX_SLOTS_WALKED
-            && let (Some(before), Some(next)) = (previous, slot)
-        {
-            // Jump ahead to just before the slots that can still matter (the newest `keep`
-            // late ones and the on-time ones), estimating the period from the last gap; the
-            // slots jumped over count as missed (the count becomes a lower bound).
-            let period = (at - before).max(1);
-            let margin = period.saturating_mul(keep as i64 + 1);
-            let resume = now.saturating_sub(grace).saturating_sub(margin);
-            if resume > next {
-                dropped += late.len();
-                newest_dropped = late.back().copied().or(newest_dropped);
-                late.clear();
-                slot = timing.next_after(resume);
-            }
-        }
-        previous = Some(at);
     }
-    let missed = newest_dropped.map(|slot| (slot, dropped));
-    let mut run: Vec<i64> = late.into_iter().collect();
+    .min(MAX_RUNS_PER_LOOK);
+    let mut late = Vec::new();
+    let mut late_count = 0usize;
+    let mut at_least = false;
+    let mut newest_late_not_run = None;
+    if first < boundary {
+        let mut at = timing.last_at_or_before(boundary - 1);
+        while let Some(slot) = at.filter(|slot| *slot >= first) {
+            if late.len() == keep {
+                newest_late_not_run = Some(slot);
+                break;
+            }
+            late.push(slot);
+            at = timing.last_at_or_before(slot - 1);
+        }
+        late.reverse();
+        let mut at = Some(first);
+        while let Some(slot) = at.filter(|slot| *slot < boundary) {
+            if late_count == MAX_SLOTS_COUNTED {
+                at_least = true;
+                break;
+            }
+            late_count += 1;
+            at = timing.next_after(slot);
+        }
+    }
+    let not_run = late_count.saturating_sub(late.len()) + dropped;
+    let newest = newest_dropped.max(newest_late_not_run);
+    let missed = newest.filter(|_| not_run > 0).map(|newest| Missed {
+        newest,
+        count: not_run,
+        at_least,
+    });
+    let mut run = late;
     run.extend(on_time);
     SlotPlan {
         run,
@@ -1178,7 +1316,14 @@ mod tests {
             100_000,
         );
         assert_eq!(skip.run, vec![90_000, 100_000]);
-        assert_eq!(skip.missed, Some((80_000, 9)));
+        assert_eq!(
+            skip.missed,
+            Some(Missed {
+                newest: 80_000,
+                count: 9,
+                at_least: false
+            })
+        );
         assert_eq!(skip.next_slot, Some(110_000));
         let once = plan_slots(
             &spec(&format!("{base}, misfire: run_once}}")),
@@ -1187,7 +1332,14 @@ mod tests {
             100_000,
         );
         assert_eq!(once.run, vec![80_000, 90_000, 100_000]);
-        assert_eq!(once.missed, Some((70_000, 8)));
+        assert_eq!(
+            once.missed,
+            Some(Missed {
+                newest: 70_000,
+                count: 8,
+                at_least: false
+            })
+        );
         let three = plan_slots(
             &spec(&format!("{base}, misfire: {{catch_up: 3}}}}")),
             &timing,
@@ -1195,7 +1347,7 @@ mod tests {
             100_000,
         );
         assert_eq!(three.run, vec![60_000, 70_000, 80_000, 90_000, 100_000]);
-        assert_eq!(three.missed.map(|(_, n)| n), Some(6));
+        assert_eq!(three.missed.map(|m| m.count), Some(6));
         let all = plan_slots(
             &spec(&format!("{base}, misfire: {{catch_up: 50}}}}")),
             &timing,
@@ -1218,6 +1370,42 @@ mod tests {
         );
         assert_eq!(plan.next_slot, Some(30 * 86_400_000 + 1000));
         assert_eq!(plan.run.len(), 4, "{:?}", plan.run);
-        assert!(plan.missed.is_some());
+        let missed = plan.missed.expect("missed slots");
+        assert!(
+            missed.at_least && missed.count >= MAX_SLOTS_COUNTED - 1,
+            "{missed:?}"
+        );
+    }
+
+    #[test]
+    fn the_newest_late_slot_is_found_even_far_past_the_first() {
+        // Every second from 09:00 to 09:59 UTC; down for ten days; looked at at 15:00.
+        let timing = crate::timing::Timing::cron("* * 9 * * *", None).expect("valid");
+        let day = 86_400_000;
+        let first = 9 * 3_600_000;
+        let now = 10 * day + 15 * 3_600_000;
+        let plan = plan_slots(
+            &spec("{name: a, cron: '* * 9 * * *', prompt: x, misfire: run_once}"),
+            &timing,
+            first,
+            now,
+        );
+        let latest = 10 * day + 9 * 3_600_000 + 3_599_000;
+        assert_eq!(plan.run, vec![latest], "the newest missed slot runs once");
+        assert_eq!(plan.missed.expect("missed").newest, latest - 1000);
+    }
+
+    #[test]
+    fn on_time_runs_are_bounded_per_look() {
+        let timing = crate::timing::Timing::every("1s", 0).expect("valid");
+        let plan = plan_slots(
+            &spec("{name: a, every: 1s, prompt: x, misfire: skip, misfire_grace_seconds: 86400}"),
+            &timing,
+            0,
+            86_400_000,
+        );
+        assert_eq!(plan.run.len(), MAX_RUNS_PER_LOOK);
+        assert_eq!(plan.run.last(), Some(&86_400_000));
+        assert!(plan.missed.expect("missed").count > 80_000);
     }
 }
