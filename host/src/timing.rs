@@ -130,6 +130,43 @@ impl Timing {
         }
     }
 
+    /// How many slots fall in `from..until` (ms), counting at most `cap`; `true` with it when
+    /// there are more. Intervals are counted by arithmetic, patterns slot by slot.
+    pub fn count_between(&self, from: i64, until: i64, cap: usize) -> (usize, bool) {
+        if until <= from {
+            return (0, false);
+        }
+        match self {
+            Self::Every { period_ms, anchor } => {
+                let period = i128::from((*period_ms).max(1));
+                let (anchor, from, until) =
+                    (i128::from(*anchor), i128::from(from), i128::from(until));
+                let start = from.max(anchor);
+                if until <= start {
+                    return (0, false);
+                }
+                // Slots anchor + k * period with start <= slot < until.
+                let first = (start - anchor + period - 1) / period;
+                let last = (until - 1 - anchor) / period;
+                let count = usize::try_from((last - first + 1).max(0)).unwrap_or(usize::MAX);
+                (count.min(cap), count > cap)
+            }
+            Self::Once { at } => ((from <= *at && *at < until) as usize, false),
+            Self::Cron { .. } => {
+                let mut count = 0;
+                let mut at = self.next_after(from - 1);
+                while let Some(slot) = at.filter(|slot| *slot < until) {
+                    if count == cap {
+                        return (count, true);
+                    }
+                    count += 1;
+                    at = self.next_after(slot);
+                }
+                (count, false)
+            }
+        }
+    }
+
     /// The shortest gap between two consecutive slots from `from` on, sampled over the next
     /// `samples` slots (for a minimum-interval rule); `None` for a one-off.
     pub fn shortest_gap(&self, from: i64, samples: usize) -> Option<Duration> {
@@ -323,6 +360,21 @@ mod tests {
             Some(ms("2027-01-01T00:00:00Z"))
         );
         assert_eq!(once.last_at_or_before(ms("2026-12-31T00:00:00Z")), None);
+    }
+
+    #[test]
+    fn slots_are_counted_by_arithmetic_or_one_by_one() {
+        let every = Timing::every("10s", 5_000).expect("valid");
+        assert_eq!(every.count_between(0, 5_000, 100), (0, false));
+        assert_eq!(every.count_between(5_000, 15_001, 100), (2, false));
+        assert_eq!(every.count_between(6_000, 45_000, 100), (3, false));
+        assert_eq!(every.count_between(0, 86_400_000_000, 1000), (1000, true));
+        let cron = Timing::cron("0 * * * *", None).expect("valid");
+        assert_eq!(cron.count_between(0, 3 * 3_600_000, 100), (3, false));
+        assert_eq!(cron.count_between(0, 3 * 3_600_000 + 1, 100), (4, false));
+        assert_eq!(cron.count_between(0, 10 * 3_600_000, 5), (5, true));
+        let once = Timing::once("1970-01-01T00:00:01Z").expect("valid");
+        assert_eq!(once.count_between(0, 1_001, 10), (1, false));
     }
 
     #[test]

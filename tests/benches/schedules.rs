@@ -52,7 +52,12 @@ async fn lags(store: &ScheduleStore, prefix: &str, count: usize) -> Vec<f64> {
 async fn pause_all(store: &ScheduleStore, prefix: &str, count: usize) {
     for index in 0..count {
         store
-            .set_paused(&format!("{prefix}-{index}"), true, now_ms(), None)
+            .set_paused(
+                &format!("{prefix}-{index}"),
+                true,
+                now_ms(),
+                databot::schedules::store::Only::Any,
+            )
             .await
             .expect("paused");
     }
@@ -136,13 +141,9 @@ async fn claim_overhead() -> Vec<(String, String)> {
     let sessions = databot::agent::sessions::SessionStore::connect(&url)
         .await
         .expect("PostgreSQL sessions");
-    let store = ScheduleStore::open(
-        std::sync::Arc::new(sessions),
-        "bench".into(),
-        Duration::from_secs(30),
-    )
-    .await
-    .expect("tables");
+    let store = ScheduleStore::open(&sessions, "bench".into(), Duration::from_secs(30))
+        .await
+        .expect("tables");
     let ended = RunEnd {
         status: RunStatus::Succeeded,
         output: None,
@@ -184,12 +185,15 @@ async fn claim_overhead() -> Vec<(String, String)> {
             single.push(elapsed.as_secs_f64() * 1000.0);
         }
         store
-            .finish("single", claimed[0].slot, &ended, now)
+            .finish(&claimed[0], &ended, now)
             .await
             .expect("finish");
     }
     single.sort_by(f64::total_cmp);
-    store.remove("single", None).await.expect("removed");
+    store
+        .remove("single", databot::schedules::store::Only::Any)
+        .await
+        .expect("removed");
 
     // 200 jobs due at once, claimed in batches.
     let base = now_ms() - 1_000_000;

@@ -50,7 +50,12 @@ async fn two_hosts_on_one_postgres_run_every_slot_exactly_once() {
     tokio::time::sleep(Duration::from_secs(16)).await;
     for index in 0..jobs {
         store
-            .set_paused(&format!("tick-{index}"), true, now_ms(), None)
+            .set_paused(
+                &format!("tick-{index}"),
+                true,
+                now_ms(),
+                databot::schedules::store::Only::Any,
+            )
             .await
             .expect("paused");
     }
@@ -528,7 +533,7 @@ async fn store_of(data: &std::path::Path) -> ScheduleStore {
     ))
     .await
     .expect("sessions database");
-    ScheduleStore::open(Arc::new(sessions), "reader".into(), Duration::from_secs(30))
+    ScheduleStore::open(&sessions, "reader".into(), Duration::from_secs(30))
         .await
         .expect("schedule tables")
 }
@@ -1144,15 +1149,16 @@ async fn overlapping_slots_follow_the_concurrency_policy() {
     // Short leases, so a cancellation is seen within a second.
     let scheduler = SchedulerUnderTest::start(&host, &url, "solo", "  lease_seconds: 3\n").await;
     let store = scheduler.schedules.store.clone();
-    for (name, policy) in [
-        ("forbid", "forbid"),
-        ("replace", "replace"),
-        ("allow", "allow"),
+    for (name, every, policy) in [
+        ("forbid", "2s", "forbid"),
+        ("queued", "1h", "forbid"),
+        ("replace", "1h", "replace"),
+        ("allow", "1h", "allow"),
     ] {
         store
             .add(
                 job(&format!(
-                    r#"{{"name": "{name}", "every": "1h", "prompt": "summarise", "concurrency": "{policy}", "timeout_seconds": 30}}"#
+                    r#"{{"name": "{name}", "every": "{every}", "prompt": "summarise", "concurrency": "{policy}", "timeout_seconds": 30}}"#
                 )),
                 JobOrigin::Operator,
                 "test",
@@ -1163,29 +1169,27 @@ async fn overlapping_slots_follow_the_concurrency_policy() {
             .expect("job added");
     }
     let mut first = BTreeMap::new();
-    for name in ["forbid", "replace", "allow"] {
+    for name in ["queued", "replace", "allow"] {
         first.insert(name, store.trigger(name, now_ms()).await.expect("trigger"));
     }
-    // Once the first runs go, a second slot of each arrives while they still run.
+    // Once the first runs go, a second run of each is asked for while they still run.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let mut second = BTreeMap::new();
-    for name in ["forbid", "replace", "allow"] {
+    for name in ["queued", "replace", "allow"] {
         second.insert(name, store.trigger(name, now_ms()).await.expect("trigger"));
     }
-    let limit = Duration::from_secs(40);
-    let forbid = (
-        finished_run(&store, "forbid", first["forbid"], limit).await,
-        finished_run(&store, "forbid", second["forbid"], limit).await,
+    let limit = Duration::from_secs(60);
+    // `forbid`: a run asked for by hand waits for the running one, then runs.
+    let queued = (
+        finished_run(&store, "queued", first["queued"], limit).await,
+        finished_run(&store, "queued", second["queued"], limit).await,
     );
-    assert_eq!(forbid.0.status, RunStatus::Succeeded);
-    assert_eq!(forbid.1.status, RunStatus::Skipped, "{:?}", forbid.1);
-    assert!(
-        forbid
-            .1
-            .error
-            .as_deref()
-            .is_some_and(|e| e.contains("concurrency: forbid"))
+    assert_eq!(
+        (queued.0.status, queued.1.status),
+        (RunStatus::Succeeded, RunStatus::Succeeded),
+        "{queued:?}"
     );
+    assert!(queued.1.started_at >= queued.0.finished_at, "{queued:?}");
     let replace = (
         finished_run(&store, "replace", first["replace"], limit).await,
         finished_run(&store, "replace", second["replace"], limit).await,
@@ -1205,6 +1209,44 @@ async fn overlapping_slots_follow_the_concurrency_policy() {
         allow.1.started_at < allow.0.finished_at,
         "the two runs overlapped: {allow:?}"
     );
+    // `forbid` on a 2 s schedule with 6 s runs: the slots that come due while one runs are
+    // skipped, and no two runs overlap.
+    store
+        .set_paused(
+            "forbid",
+            true,
+            now_ms(),
+            databot::schedules::store::Only::Any,
+        )
+        .await
+        .expect("paused");
+    let deadline = tokio::time::Instant::now() + limit;
+    while !store.open_runs("forbid").await.expect("open").is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "forbid runs still open"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let runs = all_runs(&store, "forbid").await;
+    let ran: Vec<&RunRecord> = runs
+        .iter()
+        .filter(|r| r.status == RunStatus::Succeeded)
+        .collect();
+    assert!(!ran.is_empty(), "{runs:#?}");
+    assert!(
+        runs.iter().any(|r| r.status == RunStatus::Skipped
+            && r.error
+                .as_deref()
+                .is_some_and(|e| e.contains("concurrency: forbid"))),
+        "{runs:#?}"
+    );
+    for pair in ran.windows(2) {
+        assert!(
+            pair[1].started_at >= pair[0].finished_at,
+            "overlap: {runs:#?}"
+        );
+    }
     scheduler.stop().await;
 }
 

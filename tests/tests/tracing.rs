@@ -706,7 +706,10 @@ async fn a_scheduled_run_and_its_agent_turn_share_the_trace_in_its_history() {
             .expect("history")
             .is_empty()
     );
-    store.remove("nightly-echo", None).await.expect("removed");
+    store
+        .remove("nightly-echo", databot::schedules::store::Only::Any)
+        .await
+        .expect("removed");
     assert!(
         sessions
             .history("schedule:nightly-echo")

@@ -154,26 +154,6 @@ impl SessionStore {
         self.sqlite
     }
 
-    /// Forget a conversation: its messages, usage, specialist and owner.
-    pub async fn delete_conversation(&self, session_key: &str) -> anyhow::Result<()> {
-        let mut tx = self.pool.begin().await?;
-        for table in [
-            "databot_messages",
-            "databot_usage",
-            "databot_routes",
-            "databot_conversations",
-        ] {
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DELETE FROM {table} WHERE session_key = $1"
-            )))
-            .bind(session_key)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
     /// Is the store reachable?
     pub async fn ping(&self) -> anyhow::Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
@@ -541,21 +521,68 @@ async fn adopt_unscoped_memories(pool: &AnyPool, sqlite: bool) -> anyhow::Result
 }
 
 /// A connection URL without its password, for messages.
+/// Forget a conversation, within the caller's transaction: its messages, usage, specialist,
+/// owner, and the memories of its `conversation` scope.
+pub async fn delete_conversation_in(
+    connection: &mut sqlx::AnyConnection,
+    session_key: &str,
+) -> anyhow::Result<()> {
+    for table in [
+        "databot_messages",
+        "databot_usage",
+        "databot_routes",
+        "databot_conversations",
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM {table} WHERE session_key = $1"
+        )))
+        .bind(session_key)
+        .execute(&mut *connection)
+        .await?;
+    }
+    let memories = super::memory_tool::scope_key(
+        crate::config::MemoryScope::Conversation,
+        &super::Conversation::local(session_key),
+    );
+    sqlx::query("DELETE FROM databot_memories WHERE scope = $1")
+        .bind(memories)
+        .execute(&mut *connection)
+        .await?;
+    Ok(())
+}
+
 /// A database URL fit to show: no user information (`user:password@`) and no query string
 /// (which can carry `password=`).
 pub fn redact_url(url: &str) -> String {
-    let url = url.split_once('?').map_or(url, |(base, _)| base);
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}://…@{}", &url[..scheme], &url[at + 1..])
+    // User information first (a password may hold `?` or `/`), then the query.
+    let (scheme, rest) = match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => (Some(&url[..scheme]), &url[at + 1..]),
+        (Some(scheme), _) => (Some(&url[..scheme]), &url[scheme + 3..]),
+        _ => (None, url),
+    };
+    let rest = rest.split_once('?').map_or(rest, |(base, _)| base);
+    match scheme {
+        Some(scheme) if url.rfind('@').is_some_and(|at| at > scheme.len()) => {
+            format!("{scheme}://…@{rest}")
         }
-        _ => url.to_owned(),
+        Some(scheme) => format!("{scheme}://{rest}"),
+        None => rest.to_owned(),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shown_urls_have_no_credentials() {
+        assert_eq!(
+            redact_url("postgres://u:pa?ss@db:5432/x?password=S"),
+            "postgres://…@db:5432/x"
+        );
+        assert_eq!(redact_url("postgres://db/x?password=S"), "postgres://db/x");
+        assert_eq!(redact_url("sqlite:///tmp/s.db"), "sqlite:///tmp/s.db");
+    }
 
     #[tokio::test]
     async fn writer_locks_leave_with_their_last_holder() {

@@ -183,14 +183,31 @@ fn spawn_worker(shared: Arc<Shared>, session: String) -> Conversation {
             };
             let Job {
                 message,
-                reply,
+                mut reply,
                 events,
                 _permit,
             } = job;
-            let outbound = shared.handler.handle(message, events).await;
+            let cancellable = message.cancel_when_abandoned;
+            let turn = shared.handler.handle(message, events);
+            let outbound = if cancellable {
+                // Dropping the turn's future stops it, guest calls included, saving nothing.
+                tokio::select! {
+                    outbound = turn => Some(outbound),
+                    () = reply.closed() => None,
+                }
+            } else {
+                Some(turn.await)
+            };
             counter.fetch_sub(1, Ordering::AcqRel);
-            if reply.send(outbound).is_err() {
-                tracing::debug!(%session, "reply dropped: the submitter stopped waiting");
+            match outbound {
+                Some(outbound) => {
+                    if reply.send(outbound).is_err() {
+                        tracing::debug!(%session, "reply dropped: the submitter stopped waiting");
+                    }
+                }
+                None => {
+                    tracing::debug!(%session, "turn stopped: its submitter abandoned it");
+                }
             }
         }
     });
@@ -255,6 +272,48 @@ mod tests {
             trace_context: Vec::new(),
             ..Default::default()
         }
+    }
+
+    /// Takes a minute to answer "slow", at once otherwise.
+    struct Slow;
+
+    #[async_trait::async_trait]
+    impl MessageHandler for Slow {
+        async fn handle(&self, message: InboundMessage, _events: EventSink) -> OutboundMessage {
+            if message.content == "slow" {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            }
+            OutboundMessage {
+                content: message.content,
+                ..OutboundMessage::default()
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_abandoned_turn_stops_only_when_its_submitter_asked_for_that() {
+        let bus = MemoryBus::new(Arc::new(Slow), BusLimits::default());
+        let slow = |cancel| InboundMessage {
+            content: "slow".into(),
+            cancel_when_abandoned: cancel,
+            ..message(1, 0)
+        };
+        // Abandoned and cancellable: the conversation's next message goes at once.
+        drop(bus.submit(slow(true)).await.expect("accepted"));
+        let next = bus.submit(message(1, 7)).await.expect("accepted");
+        let reply = tokio::time::timeout(Duration::from_secs(5), next.reply)
+            .await
+            .expect("not behind the abandoned turn")
+            .expect("a reply");
+        assert_eq!(reply.content, "7");
+        // Abandoned but not cancellable: it goes on, and the next one waits behind it.
+        drop(bus.submit(slow(false)).await.expect("accepted"));
+        let next = bus.submit(message(1, 8)).await.expect("accepted");
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), next.reply)
+                .await
+                .is_err()
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

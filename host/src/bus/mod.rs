@@ -41,6 +41,11 @@ pub struct InboundMessage {
     /// What the receiving side allows this turn (a channel's specialist and tools).
     #[serde(default)]
     pub scope: TurnScope,
+    /// Stop the turn (nothing of it is saved) if the submitter stops waiting for the reply:
+    /// a scheduled run that timed out, was cancelled or lost its lease. Otherwise a turn
+    /// goes on and is saved whether or not anyone waits.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cancel_when_abandoned: bool,
 }
 
 /// Rules the receiving side sets for a turn, from the operator's config (never from a

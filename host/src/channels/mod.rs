@@ -431,6 +431,7 @@ impl Channels {
                 specialist: settings.specialist.clone(),
                 tools: settings.tools.clone(),
             },
+            cancel_when_abandoned: false,
         };
         // Queued before the hand-off, so the conversation's replies go out in the order its
         // messages went to the bus (a failed hand-off gives its place up).

@@ -40,21 +40,37 @@ pub fn decide(settings: &ChannelSettings, message: &InboundMessage) -> Decision 
     if !settings.respond_to.contains(&addressed(message)) {
         return Decision::Ignore("does not address the bot in a way this channel responds to");
     }
+    match admits(
+        settings,
+        &message.sender,
+        &message.chat,
+        message.workspace.as_deref(),
+    ) {
+        Ok(()) => Decision::Answer,
+        Err(why) => Decision::Refuse(why),
+    }
+}
+
+/// Do the allowlists admit `user` in `chat` (of `workspace`)? Why not, otherwise. Checked for
+/// each message, and again at each run of a job made in the channel.
+pub fn admits(
+    settings: &ChannelSettings,
+    user: &str,
+    chat: &str,
+    workspace: Option<&str>,
+) -> Result<(), &'static str> {
     if !settings.allow_workspaces.is_empty()
-        && !message
-            .workspace
-            .as_deref()
-            .is_some_and(|w| listed(&settings.allow_workspaces, w))
+        && !workspace.is_some_and(|w| listed(&settings.allow_workspaces, w))
     {
-        return Decision::Refuse("workspace not in allow_workspaces");
+        return Err("workspace not in allow_workspaces");
     }
-    if !settings.allow_chats.is_empty() && !listed(&settings.allow_chats, &message.chat) {
-        return Decision::Refuse("chat not in allow_chats");
+    if !settings.allow_chats.is_empty() && !listed(&settings.allow_chats, chat) {
+        return Err("chat not in allow_chats");
     }
-    if !listed(&settings.allow_users, &message.sender) {
-        return Decision::Refuse("user not in allow_users");
+    if !listed(&settings.allow_users, user) {
+        return Err("user not in allow_users");
     }
-    Decision::Answer
+    Ok(())
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 
 use crate::config::{Concurrency, Config, Delivery, JobSpec, Misfire, Notify};
 use crate::schedules::deliver::rfc3339;
-use crate::schedules::store::now_ms;
+use crate::schedules::store::{Only, now_ms};
 use crate::schedules::{JobOrigin, RunRecord, Schedules};
 
 #[derive(Subcommand)]
@@ -287,18 +287,18 @@ pub async fn run(command: CronCommand, config: Option<&Path>) -> anyhow::Result<
             }
         }
         CronCommand::Pause { name } => {
-            store.set_paused(&name, true, now_ms(), None).await?;
+            store.set_paused(&name, true, now_ms(), Only::Any).await?;
             println!("paused `{name}`");
         }
         CronCommand::Resume { name } => {
-            let job = store.set_paused(&name, false, now_ms(), None).await?;
+            let job = store.set_paused(&name, false, now_ms(), Only::Any).await?;
             println!(
                 "resumed `{name}`; next run {}",
                 job.next_slot.map(rfc3339).unwrap_or_else(|| "-".into())
             );
         }
         CronCommand::Remove { name } => {
-            store.remove(&name, None).await?;
+            store.remove(&name, Only::Any).await?;
             println!("removed `{name}`");
         }
         CronCommand::Run { name, wait } => {

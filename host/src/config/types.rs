@@ -556,6 +556,11 @@ pub const HOST_MEMORY_TOOL: &str = "memory";
 /// tools of that name).
 pub const RESERVED_NAMES: &[&str] = &[HOST_MEMORY_TOOL, HOST_CRON_TOOL];
 
+/// The channels of the host's own conversations (the HTTP API, the CLI, scheduled runs): no
+/// chat channel plugin may take one of these names, or it would share their conversations
+/// and owners.
+pub const HOST_CHANNELS: &[&str] = &["api", "cli", "schedule"];
+
 /// The host's own scheduling tool (`schedules::cron_tool`).
 pub const HOST_CRON_TOOL: &str = "cron";
 

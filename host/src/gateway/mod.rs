@@ -13,8 +13,9 @@
 //! `Origin`), `auth` (keys and principals), `auth_failures` (the lockout), `client_address`
 //! (who the client is behind trusted proxies), `rate_limit`, `messages` (the message and
 //! stream endpoints, conversation ownership), `channels` (platform webhooks and channel
-//! status), `schedules` (the scheduled-job endpoints), `server` (listening, connections, body
-//! deadlines), `connections` (the cap and the waiting connections' deadlines), `metrics`.
+//! status), `schedules` (the scheduled-job endpoints), `tool_groups` (listing and switching
+//! tool groups), `server` (listening, connections, body deadlines), `connections` (the cap and
+//! the waiting connections' deadlines), `metrics`.
 
 mod auth;
 mod auth_failures;
@@ -28,6 +29,7 @@ mod rate_limit;
 mod rebinding;
 mod schedules;
 mod server;
+mod tool_groups;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -200,11 +202,14 @@ pub fn router(state: Arc<GatewayState>, config: &GatewayConfig) -> anyhow::Resul
         .route("/api/v1/schedules/{name}/resume", post(schedules::resume))
         .route("/api/v1/schedules/{name}/run", post(schedules::trigger))
         .route("/api/v1/schedules/{name}/runs", get(schedules::history))
-        .route("/api/v1/tool-groups", get(tool_groups))
-        .route("/api/v1/tool-groups/{name}/enable", post(enable_tool_group))
+        .route("/api/v1/tool-groups", get(tool_groups::list))
+        .route(
+            "/api/v1/tool-groups/{name}/enable",
+            post(tool_groups::enable),
+        )
         .route(
             "/api/v1/tool-groups/{name}/disable",
-            post(disable_tool_group),
+            post(tool_groups::disable),
         )
         .route("/metrics", get(metrics_text));
     // MCP over Streamable HTTP, behind the same guard as the API.
@@ -299,62 +304,6 @@ async fn connectors(State(state): State<Arc<GatewayState>>) -> Response {
         .connectors_health(crate::runtime::HEALTH_TTL)
         .await;
     Json(json!({ "connectors": connectors })).into_response()
-}
-
-async fn tool_groups(State(state): State<Arc<GatewayState>>) -> Response {
-    Json(json!({ "groups": state.runtime.tool_groups().list() })).into_response()
-}
-
-async fn enable_tool_group(
-    State(state): State<Arc<GatewayState>>,
-    axum::extract::Extension(principal): axum::extract::Extension<Principal>,
-    axum::extract::Path(name): axum::extract::Path<String>,
-) -> Result<Response, ApiError> {
-    set_tool_group(&state, &principal, &name, true)
-}
-
-async fn disable_tool_group(
-    State(state): State<Arc<GatewayState>>,
-    axum::extract::Extension(principal): axum::extract::Extension<Principal>,
-    axum::extract::Path(name): axum::extract::Path<String>,
-) -> Result<Response, ApiError> {
-    set_tool_group(&state, &principal, &name, false)
-}
-
-/// Turn a tool group on or off for every process on this data dir (operators only: the
-/// switch holds for every channel and client).
-fn set_tool_group(
-    state: &GatewayState,
-    principal: &Principal,
-    name: &str,
-    enabled: bool,
-) -> Result<Response, ApiError> {
-    use crate::runtime::tool_groups::ToolGroupError;
-    if !principal.is_admin() {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "only an operator's key (gateway.admin_keys) turns tool groups on and off",
-        ));
-    }
-    let groups = state.runtime.tool_groups();
-    groups
-        .set_enabled(name, enabled)
-        .map_err(|error| match error {
-            ToolGroupError::Unknown(_) => {
-                ApiError::new(StatusCode::NOT_FOUND, "not_found", error.to_string())
-            }
-            ToolGroupError::Save { .. } => {
-                tracing::error!("{error}");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "the tool groups could not be saved",
-                )
-            }
-        })?;
-    let group = groups.list().into_iter().find(|g| g.name == name);
-    Ok(Json(json!({ "group": group })).into_response())
 }
 
 async fn metrics_text(State(state): State<Arc<GatewayState>>) -> Response {

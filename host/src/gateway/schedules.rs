@@ -16,7 +16,7 @@ use serde_json::json;
 
 use super::{ApiError, GatewayState, Principal};
 use crate::config::JobSpec;
-use crate::schedules::store::now_ms;
+use crate::schedules::store::{Only, now_ms};
 use crate::schedules::{JobOrigin, JobRecord, Schedules, StoreError};
 
 fn schedules(state: &GatewayState) -> Result<&Schedules, ApiError> {
@@ -29,11 +29,21 @@ fn schedules(state: &GatewayState) -> Result<&Schedules, ApiError> {
     })
 }
 
-/// Does `job` belong to `principal` (its own, or made by the agent in its API conversations)?
+/// Jobs one key that is not an operator's may have made over HTTP.
+const MAX_JOBS_PER_KEY: usize = 100;
+
+/// Does `job` belong to `principal`: one it made over HTTP, or one the agent made in its API
+/// conversations? Operators' keys hold every job.
 fn belongs(job: &JobRecord, principal: &Principal) -> bool {
     principal.is_admin()
-        || job.owner == principal.as_str()
-        || job.owner == format!("{}:{}", super::CHANNEL, principal.as_str())
+        || match job.origin {
+            JobOrigin::Operator => job.owner == principal.as_str(),
+            JobOrigin::Agent => job
+                .context
+                .as_ref()
+                .is_some_and(|c| c.channel == super::CHANNEL && c.user == principal.as_str()),
+            JobOrigin::Config => false,
+        }
 }
 
 /// The job `name`, if `principal` may see it (otherwise it is not found).
@@ -97,7 +107,22 @@ pub async fn create(
             rejection.body_text(),
         )
     })?;
-    let job = schedules(&state)?
+    let schedules = schedules(&state)?;
+    if !principal.is_admin() {
+        let jobs = schedules.store.list().await.map_err(store_error)?;
+        let own = jobs
+            .iter()
+            .filter(|job| job.origin == JobOrigin::Operator && job.owner == principal.as_str())
+            .count();
+        if own >= MAX_JOBS_PER_KEY {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!("this key has made {own} jobs, the most allowed; remove one first"),
+            ));
+        }
+    }
+    let job = schedules
         .store
         .add(
             spec,
@@ -132,10 +157,10 @@ pub async fn remove(
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     let schedules = schedules(&state)?;
-    visible_job(schedules, &principal, &name).await?;
+    let job = visible_job(schedules, &principal, &name).await?;
     schedules
         .store
-        .remove(&name, None)
+        .remove(&name, Only::Generation(job.created_at))
         .await
         .map_err(store_error)?;
     Ok(Json(json!({ "removed": name })).into_response())
@@ -164,10 +189,10 @@ async fn set_paused(
     paused: bool,
 ) -> Result<Response, ApiError> {
     let schedules = schedules(state)?;
-    visible_job(schedules, principal, name).await?;
+    let job = visible_job(schedules, principal, name).await?;
     let job = schedules
         .store
-        .set_paused(name, paused, now_ms(), None)
+        .set_paused(name, paused, now_ms(), Only::Generation(job.created_at))
         .await
         .map_err(store_error)?;
     Ok(Json(json!({ "job": job.view() })).into_response())

@@ -249,6 +249,14 @@ impl Runtime {
             manifest.name = instance.to_owned();
         }
         let name = manifest.name.clone();
+        if manifest.kind == PluginKind::Channel
+            && crate::config::HOST_CHANNELS.contains(&name.as_str())
+        {
+            anyhow::bail!(
+                "a chat channel cannot be named `{name}`: the host's own conversations use that channel name ({}); name it otherwise",
+                crate::config::HOST_CHANNELS.join(", ")
+            );
+        }
         let plugin_config = self.inner.config.plugin(&name);
         if !plugin_config.enabled {
             anyhow::bail!("plugin `{name}` is disabled in config (plugins.{name}.enabled: false)");

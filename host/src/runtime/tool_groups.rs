@@ -91,6 +91,8 @@ pub struct ToolGroups {
     /// When the file was last looked at (ms) and its modification time then.
     checked_at: AtomicI64,
     file_stamp: Mutex<Option<SystemTime>>,
+    /// One change at a time in this process (the lock file orders processes).
+    writing: Mutex<()>,
 }
 
 impl ToolGroups {
@@ -119,7 +121,10 @@ impl ToolGroups {
             disabled: ArcSwap::default(),
             checked_at: AtomicI64::new(0),
             file_stamp: Mutex::new(None),
+            writing: Mutex::new(()),
         };
+        // The configured defaults hold until (and unless) the file is read.
+        groups.apply(Overrides::default());
         groups.reload();
         groups
     }
@@ -149,7 +154,7 @@ impl ToolGroups {
             path: path.display().to_string(),
             source,
         };
-        let _guard = self.file_stamp.lock();
+        let _one_at_a_time = self.writing.lock();
         // Other processes wait here until this change is written.
         let _file_lock = match &self.file {
             Some(file) => Some(lock_file(file).map_err(|e| save_error(file, e))?),
@@ -304,12 +309,21 @@ fn lock_file(file: &std::path::Path) -> std::io::Result<std::fs::File> {
     Ok(lock)
 }
 
-/// Write the file whole: a new file of this process's own, renamed into place.
+/// Write the file whole: a new file of this process's own, on disk before it is renamed into
+/// place (a crash leaves the old file or the new one, never an empty one).
 fn write_atomically(file: &std::path::Path, overrides: &Overrides) -> std::io::Result<()> {
+    use std::io::Write as _;
     let text = serde_json::to_string_pretty(overrides).map_err(std::io::Error::other)?;
     let temporary = file.with_extension(format!("json.{}.tmp", std::process::id()));
-    std::fs::write(&temporary, text)?;
-    std::fs::rename(&temporary, file)
+    let written = std::fs::File::create(&temporary).and_then(|mut out| {
+        out.write_all(text.as_bytes())?;
+        out.sync_all()
+    });
+    let renamed = written.and_then(|()| std::fs::rename(&temporary, file));
+    if renamed.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    renamed
 }
 
 #[cfg(test)]

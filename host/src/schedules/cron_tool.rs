@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::store::{ConversationContext, JobOrigin, ScheduleStore, StoreError, now_ms};
+use super::store::{ConversationContext, JobOrigin, Only, ScheduleStore, StoreError, now_ms};
 use crate::agent::Conversation;
 use crate::agent::host_tool::HostTool;
 use crate::config::{AgentSchedulingConfig, Delivery, JobSpec, Notify};
@@ -86,6 +86,7 @@ impl CronTool {
                 user: caller.user.clone(),
                 scope: conversation.scope.clone(),
                 specialist,
+                workspace: caller.workspace.clone(),
             },
             None => {
                 let (channel, chat) = conversation
@@ -99,6 +100,7 @@ impl CronTool {
                     user: "local".to_owned(),
                     scope: conversation.scope.clone(),
                     specialist,
+                    workspace: None,
                 }
             }
         }
@@ -290,7 +292,7 @@ impl HostTool for CronTool {
             }
             Action::Remove { name } => {
                 self.store
-                    .remove(&name, Some(&conversation.session_key))
+                    .remove(&name, Only::Conversation(&conversation.session_key))
                     .await
                     .map_err(|e| not_ours(e, &name))?;
                 Ok(format!("Removed `{name}`."))
@@ -311,7 +313,12 @@ impl CronTool {
         {
             let job = self
                 .store
-                .set_paused(name, pause, now_ms(), Some(&conversation.session_key))
+                .set_paused(
+                    name,
+                    pause,
+                    now_ms(),
+                    Only::Conversation(&conversation.session_key),
+                )
                 .await
                 .map_err(|e| not_ours(e, name))?;
             Ok(if pause {

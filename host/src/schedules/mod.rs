@@ -40,7 +40,7 @@ impl Schedules {
         let replica = settings.replica.clone().unwrap_or_else(default_replica);
         let store = Arc::new(
             ScheduleStore::open(
-                sessions,
+                &sessions,
                 replica,
                 std::time::Duration::from_secs(settings.lease_seconds),
             )

@@ -16,7 +16,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::deliver::{self, Finished};
 use super::metrics::ScheduleMetrics;
-use super::store::{ClaimedRun, Lease, RunEnd, RunStatus, ScheduleStore, now_ms};
+use super::store::{
+    ClaimedRun, ConversationContext, JobOrigin, Lease, RunEnd, RunStatus, ScheduleStore, now_ms,
+};
 use crate::bus::{Bus, InboundMessage, TurnScope};
 use crate::channels::Channels;
 use crate::config::SchedulesConfig;
@@ -219,7 +221,7 @@ impl Scheduler {
             (_, Some(Stop::Shutdown)) | (None, None) => {
                 renewer.abort();
                 span.record("databot.outcome", "handed_back");
-                if let Err(error) = self.store.release(&name, run.slot, now_ms()).await {
+                if let Err(error) = self.store.release(&run, now_ms()).await {
                     tracing::warn!(job = %name, "handing the run back failed: {error}");
                 }
                 return;
@@ -259,11 +261,9 @@ impl Scheduler {
             span.record("databot.outcome", "retrying");
             crate::telemetry::spans::record_error(span, "failed");
             let due = now_ms() + i64::try_from(backoff.as_millis()).unwrap_or(i64::MAX / 2);
-            if let Err(error) = self
-                .store
-                .retry_later(name, run.slot, error, Some(trace_id), due)
-                .await
-            {
+            let recorded =
+                with_retries(|| self.store.retry_later(run, error, Some(trace_id), due)).await;
+            if let Err(error) = recorded {
                 tracing::warn!(job = %name, "recording the retry failed: {error}");
             }
             return;
@@ -313,7 +313,9 @@ impl Scheduler {
             delivered,
             digest,
         };
-        match self.store.finish(name, run.slot, &end, now_ms()).await {
+        // Recorded while the lease is still renewed, with a few tries: a run left `running`
+        // would be taken up again when its lease ran out, and delivered twice.
+        match with_retries(|| self.store.finish(run, &end, now_ms())).await {
             Ok(true) => {}
             Ok(false) => {
                 tracing::warn!(job = %name, slot = run.slot, "the run was no longer this host's when it ended; its result is not recorded");
@@ -332,22 +334,15 @@ impl Scheduler {
     /// Run the job's prompt or tool once.
     async fn perform(&self, run: &ClaimedRun, trace_context: Vec<(String, String)>) -> Performed {
         let spec = &run.job.spec;
-        // A job the agent made runs only while its maker may still schedule.
-        if let Some(context) = &run.job.context
-            && !self.settings.agent.allows(&context.channel, &context.user)
-        {
-            return failed(format!(
-                "denied: `{}:{}` may no longer schedule jobs (schedules.agent.allow)",
-                context.channel, context.user
-            ));
-        }
-        let scope = run
-            .job
-            .context
-            .as_ref()
-            .map(|c| c.scope.clone())
-            .unwrap_or_default();
+        let context = match self.current_context(run) {
+            Ok(context) => context,
+            Err(denied) => return failed(denied),
+        };
         if let Some(prompt) = &spec.prompt {
+            let scope = context
+                .as_ref()
+                .map(|c| c.scope.clone())
+                .unwrap_or_default();
             let scope = TurnScope {
                 specialist: spec.specialist.clone().or(scope.specialist),
                 tools: scope.tools,
@@ -359,6 +354,9 @@ impl Scheduler {
                 content: prompt.clone(),
                 trace_context,
                 scope,
+                // A run that stops waiting (timeout, cancelled, lease lost, shutdown) stops
+                // its turn too: it must not go on beside a retry or another host's run.
+                cancel_when_abandoned: true,
                 ..InboundMessage::default()
             };
             let delivery = match self.bus.submit(message).await {
@@ -382,17 +380,37 @@ impl Scheduler {
         let Some(tool) = &spec.tool else {
             return failed("the job has neither a prompt nor a tool".into());
         };
-        if let Some(context) = &run.job.context
+        if let Some(context) = &context
             && let Err(denied) = super::tool_allowed(&self.runtime, context, tool)
         {
             return failed(denied);
         }
+        let Some(resolved) = self.runtime.resolve_tool(tool) else {
+            return failed(format!(
+                "the tool failed: {}",
+                self.runtime.unavailable_tool(tool)
+            ));
+        };
         let arguments = spec
             .arguments
             .clone()
-            .unwrap_or_else(|| serde_json::json!({}))
-            .to_string();
-        match self.runtime.call_tool(tool, &arguments).await {
+            .unwrap_or_else(|| serde_json::json!({}));
+        // A job the agent made acts for the user who made it, as their own turn's calls do.
+        let caller = context.map(|c| {
+            Arc::new(crate::capabilities::Caller {
+                channel: c.channel,
+                user: c.user,
+                display_name: None,
+                chat: c.chat,
+                thread: c.thread,
+                workspace: c.workspace,
+            })
+        });
+        match self
+            .runtime
+            .call_resolved_as(&resolved, tool, &arguments, caller)
+            .await
+        {
             Ok(output) => {
                 let error = check_failed(&output).then(|| "the check did not pass".to_owned());
                 Performed { output, error }
@@ -401,7 +419,51 @@ impl Scheduler {
         }
     }
 
-    /// Renew the run's lease every third of it; stop the run when it is lost or cancelled.
+    /// The conversation an agent-made job acts for, under its channel's rules as they are
+    /// now (allowlists, pinned specialist, tool list); `None` for an operator's job. A job
+    /// whose maker may no longer schedule, or may no longer use the channel, does not run.
+    fn current_context(&self, run: &ClaimedRun) -> Result<Option<ConversationContext>, String> {
+        let Some(mut context) = run.job.context.clone() else {
+            if run.job.origin == JobOrigin::Agent {
+                return Err(
+                    "the job's conversation could not be read; remove the job and make it again"
+                        .into(),
+                );
+            }
+            return Ok(None);
+        };
+        if !self.settings.agent.allows(&context.channel, &context.user) {
+            return Err(format!(
+                "denied: `{}:{}` may no longer schedule jobs (schedules.agent.allow)",
+                context.channel, context.user
+            ));
+        }
+        let settings = self
+            .runtime
+            .config()
+            .plugins
+            .get(&context.channel)
+            .and_then(|plugin| plugin.channel.as_ref());
+        if let Some(settings) = settings {
+            crate::channels::policy::admits(
+                settings,
+                &context.user,
+                &context.chat,
+                context.workspace.as_deref(),
+            )
+            .map_err(|why| {
+                format!("denied: the channel no longer admits the job's maker ({why})")
+            })?;
+            context.scope = TurnScope {
+                specialist: settings.specialist.clone(),
+                tools: settings.tools.clone(),
+            };
+        }
+        Ok(Some(context))
+    }
+
+    /// Renew the run's lease every third of it; stop the run when it is lost or cancelled,
+    /// or before it would run out unrenewed.
     fn renew_lease(
         &self,
         run: &ClaimedRun,
@@ -409,28 +471,35 @@ impl Scheduler {
         reason: Arc<Mutex<Option<Stop>>>,
     ) -> tokio::task::JoinHandle<()> {
         let store = self.store.clone();
-        let (job, slot) = (run.job.spec.name.clone(), run.slot);
+        let run = run.clone();
         let every_ms = (store.lease_ms() / 3).max(100);
         let every = Duration::from_millis(u64::try_from(every_ms).unwrap_or(1000));
         tokio::spawn(async move {
-            let mut renewed = now_ms();
+            // The lease was last extended no later than this.
+            let mut renewed = run.started_at;
             loop {
                 tokio::time::sleep(every).await;
-                let stop = match store.renew(&job, slot, now_ms()).await {
-                    Ok(Lease::Held) => {
-                        renewed = now_ms();
+                let asked = now_ms();
+                let answer = tokio::time::timeout(every, store.renew(&run, asked)).await;
+                let stop = match answer {
+                    Ok(Ok(Lease::Held)) => {
+                        renewed = asked;
                         continue;
                     }
-                    Ok(Lease::CancelRequested) => Stop::Cancelled,
-                    Ok(Lease::Lost) => Stop::LeaseLost,
+                    Ok(Ok(Lease::CancelRequested)) => Stop::Cancelled,
+                    Ok(Ok(Lease::Lost)) => Stop::LeaseLost,
                     // Stop before the lease runs out unrenewed: past it, the run may be another
                     // host's (or this host's again), and two must never go at once.
-                    Err(error) if now_ms() - renewed >= store.lease_ms() - every_ms => {
-                        tracing::warn!(%job, "the run's lease could not be renewed in time: {error}");
+                    _ if now_ms() - renewed >= store.lease_ms() - 2 * every_ms => {
+                        tracing::warn!(job = %run.job.spec.name, "the run's lease could not be renewed in time; stopping it");
                         Stop::LeaseLost
                     }
-                    Err(error) => {
-                        tracing::warn!(%job, "renewing the run's lease failed: {error}");
+                    Ok(Err(error)) => {
+                        tracing::warn!(job = %run.job.spec.name, "renewing the run's lease failed: {error}");
+                        continue;
+                    }
+                    Err(_) => {
+                        tracing::warn!(job = %run.job.spec.name, "renewing the run's lease took too long");
                         continue;
                     }
                 };
@@ -439,6 +508,26 @@ impl Scheduler {
                 return;
             }
         })
+    }
+}
+
+/// `attempt` with a few tries, a second apart: a database blip must not leave a run's outcome
+/// unrecorded.
+async fn with_retries<T, F, Fut>(mut attempt: F) -> Result<T, super::StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, super::StoreError>>,
+{
+    let mut tries = 0;
+    loop {
+        match attempt().await {
+            Err(error) if tries < 3 => {
+                tries += 1;
+                tracing::debug!("retrying a schedule store write: {error}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            other => return other,
+        }
     }
 }
 
