@@ -197,31 +197,15 @@ async fn schedule_checks(
     sessions: std::sync::Arc<crate::agent::sessions::SessionStore>,
     checks: &mut Vec<Check>,
 ) {
+    let unavailable =
+        |detail: String| Check::new("schedules", "store", false, "unavailable", detail);
     let schedules = match crate::schedules::Schedules::open(config, sessions).await {
         Ok(schedules) => schedules,
-        Err(error) => {
-            checks.push(Check::new(
-                "schedules",
-                "store",
-                false,
-                "unavailable",
-                format!("{error:#}"),
-            ));
-            return;
-        }
+        Err(error) => return checks.push(unavailable(format!("{error:#}"))),
     };
     let jobs = match schedules.store.list().await {
         Ok(jobs) => jobs,
-        Err(error) => {
-            checks.push(Check::new(
-                "schedules",
-                "store",
-                false,
-                "unavailable",
-                error.to_string(),
-            ));
-            return;
-        }
+        Err(error) => return checks.push(unavailable(error.to_string())),
     };
     let paused = jobs.iter().filter(|j| j.paused).count();
     checks.push(Check::new(

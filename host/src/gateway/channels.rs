@@ -142,21 +142,11 @@ pub async fn send(
     let Json(request) = match body {
         Ok(body) => body,
         Err(rejection) => {
-            return ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                rejection.body_text(),
-            )
-            .into_response();
+            return ApiError::invalid_request(rejection.body_text()).into_response();
         }
     };
     if request.chat.is_empty() || request.text.trim().is_empty() {
-        return ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "`chat` and `text` must not be empty",
-        )
-        .into_response();
+        return ApiError::invalid_request("`chat` and `text` must not be empty").into_response();
     }
     match state
         .channels

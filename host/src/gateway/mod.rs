@@ -165,6 +165,11 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// 400 `invalid_request`: the request itself is wrong, and `message` says how.
+    fn invalid_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    }
+
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,

@@ -68,9 +68,7 @@ fn store_error(error: StoreError) -> ApiError {
         StoreError::Exists(_) | StoreError::Limit(_) => {
             ApiError::new(StatusCode::CONFLICT, "conflict", error.to_string())
         }
-        StoreError::Invalid(message) => {
-            ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
-        }
+        StoreError::Invalid(message) => ApiError::invalid_request(message),
         StoreError::Database(error) => {
             tracing::error!("schedule store: {error:#}");
             ApiError::new(
@@ -100,13 +98,7 @@ pub async fn create(
     Extension(principal): Extension<Principal>,
     body: Result<Json<JobSpec>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(spec) = body.map_err(|rejection| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            rejection.body_text(),
-        )
-    })?;
+    let Json(spec) = body.map_err(|rejection| ApiError::invalid_request(rejection.body_text()))?;
     let schedules = schedules(&state)?;
     if !principal.is_admin() {
         let jobs = schedules.store.list().await.map_err(store_error)?;
@@ -238,13 +230,8 @@ pub async fn history(
     Path(name): Path<String>,
     query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(query) = query.map_err(|rejection| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            rejection.body_text(),
-        )
-    })?;
+    let Query(query) =
+        query.map_err(|rejection| ApiError::invalid_request(rejection.body_text()))?;
     let schedules = schedules(&state)?;
     visible_job(schedules, &principal, &name).await?;
     let runs = schedules
