@@ -15,6 +15,11 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 
+/// Wall clock, ms since the Unix epoch.
+pub fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
 /// The shortest interval a schedule may have.
 pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
 

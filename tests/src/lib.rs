@@ -8,6 +8,7 @@ pub mod mock_openai;
 pub mod otlp;
 pub mod python;
 pub mod qdrant;
+pub mod replicas;
 pub mod schedules;
 pub mod served;
 
@@ -541,7 +542,7 @@ pub fn parse_head(head: &[u8]) -> (u16, Vec<(String, String)>) {
     (status, headers)
 }
 
-fn dechunk(mut body: &[u8]) -> Vec<u8> {
+pub fn dechunk(mut body: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     while let Some(line_end) = body.windows(2).position(|w| w == b"\r\n") {
         let size = std::str::from_utf8(&body[..line_end])

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 /// A running `databot serve`; killed when dropped.
 pub struct ServedDatabot {
     child: tokio::process::Child,
+    binary: String,
+    config: std::path::PathBuf,
     pub port: u16,
     pub pid: u32,
     _dir: tempfile::TempDir,
@@ -20,6 +22,16 @@ impl ServedDatabot {
     /// `echo` plugin, the provider at `127.0.0.1:provider_port`, and `extra_yaml` appended to
     /// the configuration; returns once `/ready` answers 200.
     pub async fn start(binary: &str, provider_port: u16, extra_yaml: &str) -> Self {
+        Self::start_with(binary, provider_port, "", extra_yaml).await
+    }
+
+    /// `start` with `agent_yaml` (lines indented two spaces) added to the `agent` section.
+    pub async fn start_with(
+        binary: &str,
+        provider_port: u16,
+        agent_yaml: &str,
+        extra_yaml: &str,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let plugins = dir.path().join("plugins");
         std::fs::create_dir_all(&plugins).expect("plugins folder");
@@ -28,29 +40,51 @@ impl ServedDatabot {
         let config = dir.path().join("databot.yaml");
         let yaml = format!(
             "{}{extra_yaml}",
-            config_yaml(dir.path(), port, provider_port)
+            config_yaml(dir.path(), port, provider_port, agent_yaml)
         );
         std::fs::write(&config, yaml).expect("config");
-        let child = tokio::process::Command::new(binary)
-            .arg("--config")
-            .arg(&config)
-            .arg("serve")
-            .env("DATABOT_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("databot serve starts");
+        let child = spawn(binary, &config);
         let pid = child.id().expect("child pid");
         let served = Self {
             child,
+            binary: binary.to_owned(),
+            config,
             port,
             pid,
             _dir: dir,
         };
         served.wait_ready().await;
         served
+    }
+
+    /// Kill it at once (`SIGKILL`): nothing of it is tidied up.
+    pub async fn kill(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+
+    /// Ask it to stop (`SIGTERM`) and wait for it to exit, up to `limit`; how long it took,
+    /// `None` when it was still running at the limit (it is then killed).
+    pub async fn terminate(&mut self, limit: Duration) -> Option<Duration> {
+        let started = Instant::now();
+        // SAFETY: kill(2) with a pid this process spawned and still owns.
+        unsafe {
+            libc::kill(self.pid as i32, libc::SIGTERM);
+        }
+        match tokio::time::timeout(limit, self.child.wait()).await {
+            Ok(_) => Some(started.elapsed()),
+            Err(_) => {
+                self.kill().await;
+                None
+            }
+        }
+    }
+
+    /// Start it again, with the same configuration and data, after `kill` or `terminate`.
+    pub async fn restart(&mut self) {
+        self.child = spawn(&self.binary, &self.config);
+        self.pid = self.child.id().expect("child pid");
+        self.wait_ready().await;
     }
 
     async fn wait_ready(&self) {
@@ -89,7 +123,21 @@ impl Drop for ServedDatabot {
     }
 }
 
-fn config_yaml(dir: &Path, port: u16, provider_port: u16) -> String {
+fn spawn(binary: &str, config: &Path) -> tokio::process::Child {
+    tokio::process::Command::new(binary)
+        .arg("--config")
+        .arg(config)
+        .arg("serve")
+        .env("DATABOT_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("databot serve starts")
+}
+
+fn config_yaml(dir: &Path, port: u16, provider_port: u16, agent_yaml: &str) -> String {
     format!(
         "runtime:
   plugins_dir: {plugins}
@@ -98,7 +146,7 @@ fn config_yaml(dir: &Path, port: u16, provider_port: u16) -> String {
   watch: false
 agent:
   provider: openai
-  router:
+{agent_yaml}  router:
     enabled: false
 rag:
   enabled: false

@@ -278,6 +278,7 @@ fn conversation_in(channel: &str, chat: &str, thread: Option<&str>, user: &str) 
             workspace: None,
         })),
         scope: databot::bus::TurnScope::default(),
+        reply: None,
     }
 }
 

@@ -22,7 +22,9 @@ impl MessageHandler for Agent {
                 workspace: message.workspace.clone(),
             })),
             scope: message.scope.clone(),
+            reply: crate::bus::outbox::ReplyReceipt::of(&message),
         };
+        let recorded_with_turn = conversation.reply.is_some();
         let session = conversation.session_key.clone();
         // A bus turn always asks its provider for a stream (the same provider operation whether
         // or not the sender listens); without a listener its events go nowhere.
@@ -68,6 +70,8 @@ impl MessageHandler for Agent {
             content,
             thread_id: message.thread_id,
             failed,
+            // A turn that succeeded saved its reply with it.
+            recorded: recorded_with_turn && !failed,
         }
     }
 }

@@ -41,6 +41,9 @@ pub struct Conversation {
     pub caller: Option<Arc<Caller>>,
     /// The receiving side's rules: a pinned specialist, a narrower set of tools.
     pub scope: TurnScope,
+    /// Set for a message of a replicated bus: the turn records its reply (the message's
+    /// processed record) in the same statement as its session writes.
+    pub reply: Option<crate::bus::outbox::ReplyReceipt>,
 }
 
 impl Conversation {
@@ -435,8 +438,16 @@ impl Agent {
                 messages.push(ChatMessage::tool_result(call, output));
             }
         };
+        let reply = match &conversation.reply {
+            Some(receipt) => Some(
+                receipt
+                    .record(&content, false)
+                    .map_err(|e| AgentError::Sessions(e.into()))?,
+            ),
+            None => None,
+        };
         self.sessions
-            .append(session_key, &messages[first_new..], usage)
+            .append_turn(session_key, &messages[first_new..], usage, reply.as_ref())
             .await
             .map_err(AgentError::Sessions)?;
         self.remember(session_key, user, &content);

@@ -245,7 +245,24 @@ impl SessionStore {
         messages: &[ChatMessage],
         usage: Usage,
     ) -> anyhow::Result<()> {
-        let statement = append_statement(messages.len(), self.sqlite);
+        self.append_turn(session_key, messages, usage, None).await
+    }
+
+    /// `append`, and record `reply` (the processed record of the message the turn answered,
+    /// with its notification) in the same statement: both are saved or neither. A message
+    /// already answered (by another replica) makes the whole write fail. PostgreSQL only.
+    pub async fn append_turn(
+        &self,
+        session_key: &str,
+        messages: &[ChatMessage],
+        usage: Usage,
+        reply: Option<&crate::bus::outbox::ReplyRecord>,
+    ) -> anyhow::Result<()> {
+        if reply.is_some() && self.sqlite {
+            anyhow::bail!("replies of a replicated bus are recorded in PostgreSQL only");
+        }
+        let statement = append_statement(messages.len(), self.sqlite, reply.is_some());
+        let reply = reply.cloned();
         let mut values = Vec::with_capacity(messages.len());
         for message in messages {
             values.push(serde_json::to_string(message)?);
@@ -263,6 +280,9 @@ impl SessionStore {
                 .bind(usage.total_tokens as i64);
             for value in values {
                 query = query.bind(value);
+            }
+            if let Some(reply) = &reply {
+                query = reply.bind(query);
             }
             let written = query.execute(&mut *connection).await;
             if written.is_err() && sqlite {
@@ -456,40 +476,48 @@ impl SessionStore {
 }
 
 /// The statement that saves a turn: `$1` the session, `$2`..`$4` the usage, `$5`.. the
-/// messages (numbered after the session's last). PostgreSQL runs it as one statement (the
-/// messages' insert is a data-modifying CTE); SQLite, which has none, as one transaction of
-/// statements sent together.
-fn append_statement(messages: usize, sqlite: bool) -> String {
+/// messages (numbered after the session's last), then the reply record's values when
+/// `with_reply`. PostgreSQL runs it as one statement (the inserts are data-modifying CTEs);
+/// SQLite, which has none, as one transaction of statements sent together.
+fn append_statement(messages: usize, sqlite: bool, with_reply: bool) -> String {
     let usage = "INSERT INTO databot_usage (session_key, prompt_tokens, completion_tokens, total_tokens) \
          VALUES ($1, $2, $3, $4) \
          ON CONFLICT (session_key) DO UPDATE SET \
            prompt_tokens = databot_usage.prompt_tokens + excluded.prompt_tokens, \
            completion_tokens = databot_usage.completion_tokens + excluded.completion_tokens, \
            total_tokens = databot_usage.total_tokens + excluded.total_tokens";
-    if messages == 0 {
-        return usage.to_owned();
+    let mut ctes = Vec::new();
+    if messages > 0 {
+        let rows: Vec<String> = (0..messages)
+            .map(|index| format!("({}, ${})", index + 1, index + 5))
+            .collect();
+        let last = "last AS (SELECT COALESCE(MAX(seq), 0) AS seq FROM databot_messages WHERE session_key = $1)";
+        let insert = format!(
+            "INSERT INTO databot_messages (session_key, seq, message) \
+             SELECT $1, last.seq + numbered.column1, numbered.column2 FROM last, (VALUES {}) AS numbered",
+            rows.join(", ")
+        );
+        if sqlite {
+            return format!("BEGIN IMMEDIATE; WITH {last} {insert}; {usage}; COMMIT");
+        }
+        ctes.push(last.to_owned());
+        ctes.push(format!("inserted AS ({insert} RETURNING 1)"));
     }
-    let rows: Vec<String> = (0..messages)
-        .map(|index| format!("({}, ${})", index + 1, index + 5))
-        .collect();
-    let last = "last AS (SELECT COALESCE(MAX(seq), 0) AS seq FROM databot_messages WHERE session_key = $1)";
-    let insert = format!(
-        "INSERT INTO databot_messages (session_key, seq, message) \
-         SELECT $1, last.seq + numbered.column1, numbered.column2 FROM last, (VALUES {}) AS numbered",
-        rows.join(", ")
-    );
-    if sqlite {
-        format!("BEGIN IMMEDIATE; WITH {last} {insert}; {usage}; COMMIT")
+    if with_reply {
+        let (reply, select) =
+            crate::bus::outbox::ReplyRecord::statement_parts(messages + 5, 1, false);
+        ctes.push(format!("usage_added AS ({usage} RETURNING 1)"));
+        ctes.push(reply);
+        return format!("WITH {} {select}", ctes.join(", "));
+    }
+    if ctes.is_empty() {
+        usage.to_owned()
     } else {
-        format!("WITH {last}, inserted AS ({insert} RETURNING 1) {usage}")
+        format!("WITH {} {usage}", ctes.join(", "))
     }
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
+use crate::timing::now_ms;
 
 /// Memories of a store from before scopes (table `databot_memory`, one namespace for all) are
 /// what every conversation saw: they move to the global scope, and the old table goes.

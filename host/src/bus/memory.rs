@@ -146,6 +146,7 @@ impl Bus for MemoryBus {
         Ok(Delivery {
             reply: reply_receiver,
             events: events_receiver,
+            settle: super::Settle::default(),
         })
     }
 }
@@ -255,8 +256,7 @@ mod tests {
                 channel: message.channel,
                 chat_id: message.chat_id,
                 content: format!("re: {}", message.content),
-                thread_id: None,
-                failed: false,
+                ..OutboundMessage::default()
             }
         }
     }

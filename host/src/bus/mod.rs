@@ -1,18 +1,27 @@
 //! The message bus: how channels, the gateway and the CLI hand messages to the agent.
 //!
-//! `Bus` is the seam a distributed backend (Kafka, partitioned by conversation) will implement;
-//! `MemoryBus` is the in-process one. Guarantees: messages of one conversation
-//! (`channel:chat_id`) are handled in order, one at a time; different conversations run
-//! concurrently; queues are bounded and a full bus answers `BusError::Busy` instead of
-//! dropping or blocking forever; nobody has to drain anything for the bus to keep working.
+//! `MemoryBus` is the in-process bus; `KafkaBus` runs several replicas as one consumer group
+//! on a topic keyed by conversation, with replies recorded in PostgreSQL (`outbox`) and
+//! brought back to the replica that took the message in (`replies`). Guarantees of both:
+//! messages of one conversation (`channel:chat_id`) are handled in order, one at a time;
+//! different conversations run concurrently; queues are bounded and a full bus answers
+//! `BusError::Busy` instead of dropping or blocking forever; nobody has to drain anything for
+//! the bus to keep working. The Kafka bus adds: a message is answered once even when it is
+//! delivered again (its processed record is written with the turn).
 
+mod durable;
+pub mod kafka;
 mod memory;
+pub mod outbox;
+mod replies;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use crate::events::{EventReceiver, EventSink};
 
+pub use durable::DurableHandler;
+pub use kafka::KafkaBus;
 pub use memory::{BusLimits, MemoryBus};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -46,6 +55,13 @@ pub struct InboundMessage {
     /// goes on and is saved whether or not anyone waits.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cancel_when_abandoned: bool,
+    /// The message's id: the platform's event id for a channel message, one the gateway or
+    /// the bus assigns otherwise. A replicated bus answers each id once.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub id: String,
+    /// Set by a replicated bus: the replica and request the reply goes back to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<outbox::ReplyAddress>,
 }
 
 /// Rules the receiving side sets for a turn, from the operator's config (never from a
@@ -92,6 +108,9 @@ pub struct OutboundMessage {
     /// The turn failed; `content` says why in words fit for the user.
     #[serde(default)]
     pub failed: bool,
+    /// The reply is recorded in the outbox of a replicated bus (with the turn, or on its own).
+    #[serde(skip)]
+    pub recorded: bool,
 }
 
 /// What a submitter gets back: the reply when the turn ends, and its stream events.
@@ -100,6 +119,37 @@ pub struct Delivery {
     pub reply: oneshot::Receiver<OutboundMessage>,
     /// The turn's events (`stream: true` messages only), ending with `done` or `error`.
     pub events: EventReceiver,
+    /// Call `settled` once the reply has reached its recipient (a chat platform took it):
+    /// until then a replicated bus keeps it to send again should this replica die.
+    pub settle: Settle,
+}
+
+/// The acknowledgement of a delivered reply (see `Delivery::settle`); nothing to do for the
+/// in-process bus.
+#[derive(Default)]
+pub struct Settle(Option<Box<dyn FnOnce() + Send + Sync>>);
+
+impl Settle {
+    pub fn new(settle: impl FnOnce() + Send + Sync + 'static) -> Self {
+        Self(Some(Box::new(settle)))
+    }
+
+    /// The reply reached its recipient.
+    pub fn settled(mut self) {
+        if let Some(settle) = self.0.take() {
+            settle();
+        }
+    }
+}
+
+impl std::fmt::Debug for Settle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Settle(pending)"
+        } else {
+            "Settle(none)"
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -112,6 +162,8 @@ pub enum BusError {
     ConversationBusy { session: String, pending: usize },
     #[error("the bus is shutting down")]
     Closed,
+    #[error("the message broker cannot take messages now ({0}); retry later")]
+    Unavailable(String),
 }
 
 /// Handles one message of a conversation (the agent, in production).

@@ -231,10 +231,14 @@ impl Replier {
     }
 }
 
-/// Deliver the reply of one turn.
+/// Deliver the reply of one turn; the delivery is settled once its text went out.
 pub async fn deliver(replier: Replier, delivery: Delivery, shape: ReplyShape) {
-    let Delivery { reply, events } = delivery;
-    match shape.edit_interval {
+    let Delivery {
+        reply,
+        events,
+        settle,
+    } = delivery;
+    let sent = match shape.edit_interval {
         Some(interval) => {
             let final_text = stream(&replier, events, shape.max_chars, interval).await;
             let (final_text, posted) = match final_text {
@@ -244,14 +248,21 @@ pub async fn deliver(replier: Replier, delivery: Delivery, shape: ReplyShape) {
                     Err(_) => return,
                 },
             };
-            finish(&replier, &final_text, &posted, shape.max_chars).await;
+            finish(&replier, &final_text, &posted, shape.max_chars).await
         }
         None => {
             drop(events);
-            if let Ok(reply) = reply.await {
-                let _ = replier.send_whole(&reply.content, shape.max_chars).await;
+            match reply.await {
+                Ok(reply) => replier
+                    .send_whole(&reply.content, shape.max_chars)
+                    .await
+                    .is_ok(),
+                Err(_) => return,
             }
         }
+    };
+    if sent {
+        settle.settled();
     }
 }
 
@@ -434,7 +445,8 @@ async fn flush(replier: &Replier, live: &mut Live, max_chars: usize, interval: D
 /// its parts in order (a message already finished with exactly its part is left alone, so
 /// each gets one finished version when the stream and the answer agree), and parts beyond
 /// them are posted.
-async fn finish(replier: &Replier, text: &str, posted: &Posted, max_chars: usize) {
+/// Bring the posted messages to the final text; false when a part could not be posted.
+async fn finish(replier: &Replier, text: &str, posted: &Posted, max_chars: usize) -> bool {
     let parts = split_message(text, max_chars);
     for (index, part) in parts.iter().enumerate() {
         match posted.handles.get(index) {
@@ -444,7 +456,7 @@ async fn finish(replier: &Replier, text: &str, posted: &Posted, max_chars: usize
             }
             None => {
                 if replier.send(part.clone(), true).await.is_err() {
-                    return;
+                    return false;
                 }
             }
         }
@@ -455,4 +467,5 @@ async fn finish(replier: &Replier, text: &str, posted: &Posted, max_chars: usize
             .update(handle, "_(continued above)_".to_owned(), true, true)
             .await;
     }
+    true
 }

@@ -15,6 +15,7 @@ pub mod policy;
 mod queue;
 pub mod split;
 mod status;
+pub mod stranded;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -432,6 +433,9 @@ impl Channels {
                 tools: settings.tools.clone(),
             },
             cancel_when_abandoned: false,
+            // Platforms retry and replay: the event id names the message everywhere.
+            id: format!("{name}:{}", message.event_id),
+            reply_to: None,
         };
         // Queued before the hand-off, so the conversation's replies go out in the order its
         // messages went to the bus (a failed hand-off gives its place up).

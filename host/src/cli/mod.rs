@@ -1,5 +1,6 @@
 //! The `databot` command line: argument parsing and dispatch to the subcommands.
 
+mod bus_setup;
 mod channel;
 mod chat;
 mod cron;
@@ -398,23 +399,32 @@ async fn serve(config: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
         .check_pinned_specialists(runtime.config())
         .map_err(anyhow::Error::msg)?;
     let agent = Arc::new(agent);
-    let bus: Arc<dyn crate::bus::Bus> = Arc::new(crate::bus::MemoryBus::new(
-        agent,
-        crate::bus::BusLimits::default(),
-    ));
+    let stop = tokio_util::sync::CancellationToken::new();
+    // Replies keep coming until the gateway has answered its last request.
+    let bus_stop = tokio_util::sync::CancellationToken::new();
+    let buses = bus_setup::start(&config, agent, &sessions, bus_stop.clone()).await?;
     let state = crate::gateway::GatewayState::new(
         &config.gateway,
         runtime.clone(),
-        bus.clone(),
+        buses.inbound.clone(),
         sessions,
         config.agent.provider.clone(),
         Some(schedules.clone()),
     );
-    let stop = tokio_util::sync::CancellationToken::new();
+    if let Some(replicated) = &buses.replicated {
+        tokio::spawn(crate::channels::stranded::relay(
+            state.channels.clone(),
+            replicated.outbox.clone(),
+            replicated.stranded_after,
+            replicated.keep_replies,
+            stop.clone(),
+        ));
+    }
     let scheduler = config.schedules.enabled.then(|| {
+        // A scheduled run holds its job's lease: its turn runs here, not across the group.
         let scheduler = crate::schedules::Scheduler::new(
             schedules.store.clone(),
-            bus,
+            buses.local.clone(),
             runtime,
             Some(state.channels.clone()),
             config.schedules.clone(),
@@ -422,14 +432,29 @@ async fn serve(config: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
         );
         tokio::spawn(scheduler.run(stop.clone()))
     });
+    // On a signal a replica stops taking messages at once, finishes or hands back the running
+    // ones, commits and leaves its group, while the gateway answers the requests it has.
+    let draining = tokio_util::sync::CancellationToken::new();
+    let drained = buses.replicated.map(|replicated| {
+        let draining = draining.clone();
+        tokio::spawn(async move {
+            draining.cancelled().await;
+            replicated.consumer.drain().await;
+        })
+    });
     tracing::info!("databot is serving; press Ctrl-C to stop");
     let stopping = stop.clone();
     crate::gateway::serve(state, &config.gateway, async move {
         shutdown_signal().await;
         tracing::info!("shutting down");
+        draining.cancel();
         stopping.cancel();
     })
     .await?;
+    if let Some(drained) = drained {
+        let _ = drained.await;
+    }
+    bus_stop.cancel();
     stop.cancel();
     if let Some(scheduler) = scheduler {
         // The scheduler hands its runs in progress back before it returns.

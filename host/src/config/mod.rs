@@ -4,6 +4,7 @@
 //! Owns parsing, validation and the defaults embedded in the binary. Every error names the
 //! file, line and column. Secrets stay in memory only: nothing here ever writes config back.
 
+mod bus;
 mod channel;
 mod data;
 mod gateway;
@@ -17,6 +18,7 @@ mod yaml_events;
 
 use std::path::{Path, PathBuf};
 
+pub use bus::*;
 pub use channel::*;
 pub use data::*;
 pub use gateway::*;
@@ -101,6 +103,7 @@ impl Config {
         self.rag.validate().map_err(semantic)?;
         self.gateway.validate().map_err(semantic)?;
         self.schedules.validate().map_err(semantic)?;
+        self.bus.validate(&self.sessions_url()).map_err(semantic)?;
         // The YAML alone (the `OTEL_*` variables are checked again at start-up).
         self.telemetry.resolve(|_| None).map_err(semantic)?;
         if self.agent.max_iterations == 0 {

@@ -34,6 +34,9 @@ pub struct Config {
     /// Scheduled jobs: the scheduler's settings, declared jobs, the agent's limits.
     #[serde(default)]
     pub schedules: super::SchedulesConfig,
+    /// How messages reach the agent: in-process (default) or Kafka for several replicas.
+    #[serde(default)]
+    pub bus: super::BusConfig,
     /// Folder of the config file; relative paths resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,

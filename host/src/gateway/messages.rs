@@ -28,6 +28,8 @@ use crate::events::TurnEvent;
 pub const CHANNEL: &str = "api";
 /// Longest `chat_id` a client may name.
 const MAX_CHAT_ID: usize = 128;
+/// Longest `Idempotency-Key` header.
+const MAX_IDEMPOTENCY_KEY: usize = 255;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -152,7 +154,9 @@ async fn inbound(
             }
         },
     };
+    let id = idempotency_id(headers, principal, &chat_id)?;
     Ok(InboundMessage {
+        id,
         channel: CHANNEL.to_owned(),
         chat_id,
         sender_id: principal.as_str().to_owned(),
@@ -162,6 +166,35 @@ async fn inbound(
         trace_context: trace_context(headers),
         ..Default::default()
     })
+}
+
+/// The message id of a request with an `Idempotency-Key` (empty without one: the bus gives
+/// it one). The id is bound to the caller and the conversation, so a key never reaches
+/// another principal's message; a request sent again with the same key is answered once
+/// (by the Kafka bus, whose processed records are shared by the replicas).
+fn idempotency_id(
+    headers: &http::HeaderMap,
+    principal: &Principal,
+    chat_id: &str,
+) -> Result<String, ApiError> {
+    let Some(key) = headers.get("idempotency-key") else {
+        return Ok(String::new());
+    };
+    let key = key
+        .to_str()
+        .ok()
+        .filter(|key| {
+            (1..=MAX_IDEMPOTENCY_KEY).contains(&key.len())
+                && key.bytes().all(|b| b.is_ascii_graphic())
+        })
+        .ok_or_else(|| {
+            ApiError::invalid_request(format!(
+                "`Idempotency-Key` must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"
+            ))
+        })?;
+    let digest =
+        crate::digest::sha256_hex(format!("{}\n{chat_id}\n{key}", principal.as_str()).as_bytes());
+    Ok(format!("{CHANNEL}:{}", &digest[..32]))
 }
 
 fn parse(body: BodyResult) -> Result<MessageRequest, ApiError> {
@@ -183,21 +216,13 @@ fn parse(body: BodyResult) -> Result<MessageRequest, ApiError> {
         }
     })?;
     let request: MessageRequest = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            format!(
-                "the body must be JSON like {{\"content\": \"...\", \"chat_id\": \"...\"}} \
+        ApiError::invalid_request(format!(
+            "the body must be JSON like {{\"content\": \"...\", \"chat_id\": \"...\"}} \
                  (the channel and sender are set by the server): {e}"
-            ),
-        )
+        ))
     })?;
     if request.content.trim().is_empty() {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "`content` is empty",
-        ));
+        return Err(ApiError::invalid_request("`content` is empty"));
     }
     Ok(request)
 }
@@ -212,11 +237,9 @@ fn check_chat_id(chat_id: &str) -> Result<(), ApiError> {
     if valid {
         Ok(())
     } else {
-        Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            format!("`chat_id` must be 1 to {MAX_CHAT_ID} of the characters A-Z a-z 0-9 . _ -"),
-        ))
+        Err(ApiError::invalid_request(format!(
+            "`chat_id` must be 1 to {MAX_CHAT_ID} of the characters A-Z a-z 0-9 . _ -"
+        )))
     }
 }
 
@@ -284,6 +307,11 @@ fn bus_error(error: BusError) -> ApiError {
         BusError::Closed => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "shutting_down",
+            error.to_string(),
+        ),
+        BusError::Unavailable(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
             error.to_string(),
         ),
     }

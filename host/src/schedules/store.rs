@@ -330,10 +330,7 @@ const BACKLOG_RETRY_MS: i64 = 1000;
 /// The most slots one backfill queues.
 pub const MAX_BACKFILL: usize = 1000;
 
-/// Wall clock, ms since the epoch.
-pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
+pub use crate::timing::now_ms;
 
 const JOB_COLUMNS: &str = "name, spec, origin, owner, conversation, context, paused, next_slot, last_digest, created_at, updated_at";
 /// `JOB_COLUMNS` of the job table aliased `s`.
@@ -1285,18 +1282,7 @@ fn plan_slots(spec: &JobSpec, timing: &crate::timing::Timing, first: i64, now: i
     let next_slot = timing.next_after(now);
     // On time: from the grace boundary (or `first`) to `now`, the newest first.
     let on_time_from = first.max(boundary);
-    let mut on_time = Vec::new();
-    let mut newest_dropped = None;
-    let mut at = timing.last_at_or_before(now);
-    while let Some(slot) = at.filter(|slot| *slot >= on_time_from) {
-        if on_time.len() == MAX_RUNS_PER_LOOK {
-            newest_dropped = Some(slot);
-            break;
-        }
-        on_time.push(slot);
-        at = timing.last_at_or_before(slot - 1);
-    }
-    on_time.reverse();
+    let (on_time, newest_dropped) = newest_slots(timing, on_time_from, now, MAX_RUNS_PER_LOOK);
     let (dropped, dropped_at_least) = match newest_dropped {
         Some(newest) => timing.count_between(on_time_from, newest + 1, MAX_SLOTS_COUNTED),
         None => (0, false),
@@ -1308,23 +1294,12 @@ fn plan_slots(spec: &JobSpec, timing: &crate::timing::Timing, first: i64, now: i
         Misfire::CatchUp(n) => n as usize,
     }
     .min(MAX_RUNS_PER_LOOK);
-    let mut late = Vec::new();
-    let mut newest_late_not_run = None;
-    let (late_count, late_at_least) = if first < boundary {
-        let mut at = timing.last_at_or_before(boundary - 1);
-        while let Some(slot) = at.filter(|slot| *slot >= first) {
-            if late.len() == keep {
-                newest_late_not_run = Some(slot);
-                break;
-            }
-            late.push(slot);
-            at = timing.last_at_or_before(slot - 1);
-        }
-        late.reverse();
-        timing.count_between(first, boundary, MAX_SLOTS_COUNTED)
+    let (late, newest_late_not_run) = if first < boundary {
+        newest_slots(timing, first, boundary - 1, keep)
     } else {
-        (0, false)
+        (Vec::new(), None)
     };
+    let (late_count, late_at_least) = timing.count_between(first, boundary, MAX_SLOTS_COUNTED);
     let not_run = late_count.saturating_sub(late.len()) + dropped;
     let newest = newest_dropped.max(newest_late_not_run);
     let missed = newest.filter(|_| not_run > 0).map(|newest| Missed {
@@ -1339,6 +1314,28 @@ fn plan_slots(spec: &JobSpec, timing: &crate::timing::Timing, first: i64, now: i
         missed,
         next_slot,
     }
+}
+
+/// The newest `keep` slots in `from..=until`, oldest first, walking back from `until`; and
+/// the newest slot left out, if one is.
+fn newest_slots(
+    timing: &crate::timing::Timing,
+    from: i64,
+    until: i64,
+    keep: usize,
+) -> (Vec<i64>, Option<i64>) {
+    let mut kept = Vec::new();
+    let mut at = timing.last_at_or_before(until);
+    while let Some(slot) = at.filter(|slot| *slot >= from) {
+        if kept.len() == keep {
+            kept.reverse();
+            return (kept, Some(slot));
+        }
+        kept.push(slot);
+        at = timing.last_at_or_before(slot - 1);
+    }
+    kept.reverse();
+    (kept, None)
 }
 
 fn job_from_row(row: &sqlx::any::AnyRow) -> Result<JobRecord, StoreError> {

@@ -1,0 +1,425 @@
+//! A replica's member of the consumer group: a thread of its own polls librdkafka (rebalance
+//! callbacks run there and may wait for turns without holding up the async workers), hands
+//! messages in partition order to one dispatcher task, which submits them to the local bus;
+//! each message's completion moves its partition's committable offset (`offsets`).
+//!
+//! Offsets are stored for the auto-commit only once everything before them is recorded, and
+//! committed synchronously when partitions are revoked and when the replica leaves. Fetching
+//! pauses while `max_in_flight` messages run. Partitions are assigned cooperatively
+//! (`cooperative-sticky`): a rebalance only stops the partitions that move. A revoked
+//! partition's running turns get `revoke_grace` to finish, then are stopped (nothing of them
+//! saved) and left to the new owner.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use parking_lot::Mutex;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::{ClientContext, Message};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::offsets::Progress;
+use crate::bus::outbox::{Outbox, ReplyAddress};
+use crate::bus::{Bus, BusError, Delivery, InboundMessage, MemoryBus};
+use crate::config::KafkaBusConfig;
+use crate::events::EventReceiver;
+
+/// How long one poll waits for a message (and so how soon a stop or a finished message's
+/// offset is noticed).
+const POLL: Duration = Duration::from_millis(50);
+/// Longest a revoked partition's running turns may take to finish before they are stopped.
+const REVOKE_GRACE: Duration = Duration::from_secs(10);
+
+/// State the polling thread, the rebalance callbacks and the turns share.
+struct Shared {
+    topic: String,
+    progress: Mutex<Progress>,
+    /// Cancelled when its partition is revoked: the partition's turns still running stop.
+    owned: Mutex<HashMap<i32, CancellationToken>>,
+    in_flight: AtomicUsize,
+    /// Revoked partitions wait this long for their turns.
+    revoke_grace: Mutex<Duration>,
+}
+
+impl Shared {
+    fn token(&self, partition: i32) -> Option<CancellationToken> {
+        self.owned.lock().get(&partition).cloned()
+    }
+
+    fn finished(&self, partition: i32, offset: i64) {
+        self.progress.lock().finished(partition, offset);
+    }
+
+    /// Give revoked partitions back: wait for their turns up to the grace, stop the rest,
+    /// commit what finished.
+    fn hand_back(&self, consumer: &BaseConsumer<GroupContext>, partitions: &[i32]) {
+        let deadline = Instant::now() + *self.revoke_grace.lock();
+        while self.progress.lock().unfinished_in(partitions) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let mut commits = TopicPartitionList::new();
+        {
+            let mut owned = self.owned.lock();
+            let mut progress = self.progress.lock();
+            for partition in partitions {
+                if let Some(token) = owned.remove(partition) {
+                    token.cancel();
+                }
+                if let Some(offset) = progress.remove(*partition) {
+                    let _ = commits.add_partition_offset(
+                        &self.topic,
+                        *partition,
+                        Offset::Offset(offset),
+                    );
+                }
+            }
+        }
+        if commits.count() > 0
+            && let Err(error) = consumer.commit(&commits, CommitMode::Sync)
+        {
+            // The new owner starts from the last commit: some messages run again and are
+            // skipped by their processed records.
+            tracing::warn!("committing revoked partitions failed: {error}");
+        }
+        tracing::info!(?partitions, "partitions handed back");
+    }
+}
+
+struct GroupContext {
+    shared: Arc<Shared>,
+}
+
+impl ClientContext for GroupContext {}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(list) = rebalance {
+            let partitions = partitions_of(list, &self.shared.topic);
+            if consumer.assignment_lost() {
+                // Another member may already own them: stop at once, commit nothing.
+                let mut owned = self.shared.owned.lock();
+                let mut progress = self.shared.progress.lock();
+                for partition in &partitions {
+                    if let Some(token) = owned.remove(partition) {
+                        token.cancel();
+                    }
+                    progress.remove(*partition);
+                }
+                tracing::warn!(?partitions, "partitions lost");
+            } else {
+                self.shared.hand_back(consumer, &partitions);
+            }
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(list) => {
+                let partitions = partitions_of(list, &self.shared.topic);
+                let mut owned = self.shared.owned.lock();
+                for partition in &partitions {
+                    owned.entry(*partition).or_default();
+                }
+                tracing::info!(?partitions, "partitions assigned");
+            }
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(error) => tracing::warn!("rebalance failed: {error}"),
+        }
+    }
+}
+
+fn partitions_of(list: &TopicPartitionList, topic: &str) -> Vec<i32> {
+    list.elements()
+        .iter()
+        .filter(|element| element.topic() == topic)
+        .map(|element| element.partition())
+        .collect()
+}
+
+/// A message polled, on its way to the dispatcher.
+struct Polled {
+    partition: i32,
+    offset: i64,
+    message: InboundMessage,
+}
+
+/// The running member; `drain` makes it leave the group.
+pub struct Consumer {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    shared: Arc<Shared>,
+}
+
+impl Consumer {
+    /// Join the group and run its messages on `local` (a `kafka::local_bus` over a
+    /// `DurableHandler`), publishing stream events through `outbox`.
+    pub fn start(
+        config: &KafkaBusConfig,
+        replica: &str,
+        local: Arc<MemoryBus>,
+        outbox: Outbox,
+    ) -> anyhow::Result<Self> {
+        let shared = Arc::new(Shared {
+            topic: config.topic.clone(),
+            progress: Mutex::default(),
+            owned: Mutex::default(),
+            in_flight: AtomicUsize::new(0),
+            revoke_grace: Mutex::new(REVOKE_GRACE.min(Duration::from_secs(config.drain_seconds))),
+        });
+        let mut client = super::client_config(config, replica);
+        client
+            .set("group.id", &config.group)
+            .set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", "1000")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false")
+            .set("partition.assignment.strategy", "cooperative-sticky");
+        let consumer: BaseConsumer<GroupContext> = client
+            .create_with_context(GroupContext {
+                shared: shared.clone(),
+            })
+            .context("creating the Kafka consumer of the bus")?;
+        consumer
+            .subscribe(&[&config.topic])
+            .with_context(|| format!("subscribing to `{}`", config.topic))?;
+        let (polled, to_dispatch) = mpsc::unbounded_channel();
+        tokio::spawn(dispatch(to_dispatch, local, outbox, shared.clone()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = std::thread::Builder::new()
+            .name("databot-bus-consumer".into())
+            .spawn({
+                let stop = stop.clone();
+                let shared = shared.clone();
+                let max_in_flight = config.max_in_flight;
+                let drain = Duration::from_secs(config.drain_seconds);
+                move || poll_loop(&consumer, &shared, &polled, &stop, max_in_flight, drain)
+            })
+            .context("starting the bus consumer thread")?;
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+            shared,
+        })
+    }
+
+    /// Messages running on this replica now.
+    pub fn in_flight(&self) -> usize {
+        self.shared.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Stop taking messages, let the running ones finish (up to `drain_seconds`), commit and
+    /// leave the group. Returns when the member is gone.
+    pub async fn drain(mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+    }
+}
+
+fn poll_loop(
+    consumer: &BaseConsumer<GroupContext>,
+    shared: &Shared,
+    polled: &mpsc::UnboundedSender<Polled>,
+    stop: &AtomicBool,
+    max_in_flight: usize,
+    drain: Duration,
+) {
+    let mut paused = false;
+    while !stop.load(Ordering::Acquire) {
+        let in_flight = shared.in_flight.load(Ordering::Acquire);
+        if !paused && in_flight >= max_in_flight {
+            paused = set_paused(consumer, true);
+        } else if paused && in_flight <= max_in_flight / 2 {
+            paused = !set_paused(consumer, false);
+        }
+        match consumer.poll(POLL) {
+            Some(Ok(record)) => {
+                let partition = record.partition();
+                let offset = record.offset();
+                match decode(record.payload()) {
+                    Ok(mut message) => {
+                        // The replica stops a turn whose partition it lost.
+                        message.cancel_when_abandoned = true;
+                        shared.progress.lock().started(partition, offset);
+                        shared.in_flight.fetch_add(1, Ordering::AcqRel);
+                        if polled
+                            .send(Polled {
+                                partition,
+                                offset,
+                                message,
+                            })
+                            .is_err()
+                        {
+                            break;
+                        }
+                    }
+                    Err(error) => {
+                        // Nothing can answer it; it must not hold its partition up.
+                        tracing::error!(
+                            partition,
+                            offset,
+                            "an unreadable bus message was skipped: {error}"
+                        );
+                        let mut progress = shared.progress.lock();
+                        progress.started(partition, offset);
+                        progress.finished(partition, offset);
+                    }
+                }
+            }
+            Some(Err(error)) => tracing::warn!("the bus consumer: {error}"),
+            None => {}
+        }
+        store_commits(consumer, shared);
+    }
+    // Draining: nothing new is fetched; the running turns get `drain` to finish.
+    set_paused(consumer, true);
+    let deadline = Instant::now() + drain;
+    while shared.in_flight.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+        // Polling keeps the membership alive (and serves callbacks) while turns finish.
+        let _ = consumer.poll(Duration::from_millis(20));
+        store_commits(consumer, shared);
+    }
+    store_commits(consumer, shared);
+    if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
+        tracing::debug!("committing on leave: {error}");
+    }
+    // What still runs is stopped when its partition is handed back, at once.
+    *shared.revoke_grace.lock() = Duration::ZERO;
+    consumer.unsubscribe();
+    let until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < until && !shared.owned.lock().is_empty() {
+        let _ = consumer.poll(Duration::from_millis(20));
+    }
+    tracing::info!("left the bus consumer group");
+}
+
+fn decode(payload: Option<&[u8]>) -> Result<InboundMessage, String> {
+    let payload = payload.ok_or("no payload")?;
+    let message: InboundMessage = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
+    if message.id.is_empty() || message.reply_to.is_none() {
+        return Err("a message without an id or a reply address".into());
+    }
+    Ok(message)
+}
+
+/// Pause or resume fetching for the whole assignment; true when it took effect.
+fn set_paused(consumer: &BaseConsumer<GroupContext>, pause: bool) -> bool {
+    let Ok(assignment) = consumer.assignment() else {
+        return false;
+    };
+    let done = if pause {
+        consumer.pause(&assignment)
+    } else {
+        consumer.resume(&assignment)
+    };
+    match done {
+        Ok(()) => true,
+        Err(error) => {
+            tracing::warn!("pausing or resuming the bus consumer: {error}");
+            false
+        }
+    }
+}
+
+/// Store the offsets that moved, for the next auto-commit.
+fn store_commits(consumer: &BaseConsumer<GroupContext>, shared: &Shared) {
+    let commits = shared.progress.lock().new_commits();
+    if commits.is_empty() {
+        return;
+    }
+    let mut list = TopicPartitionList::new();
+    for (partition, offset) in commits {
+        let _ = list.add_partition_offset(&shared.topic, partition, Offset::Offset(offset));
+    }
+    if let Err(error) = consumer.store_offsets(&list) {
+        tracing::debug!("storing offsets: {error}");
+    }
+}
+
+/// Submit polled messages to the local bus in the order they came, and follow each to its
+/// end.
+async fn dispatch(
+    mut polled: mpsc::UnboundedReceiver<Polled>,
+    local: Arc<MemoryBus>,
+    outbox: Outbox,
+    shared: Arc<Shared>,
+) {
+    while let Some(Polled {
+        partition,
+        offset,
+        message,
+    }) = polled.recv().await
+    {
+        let token = match shared.token(partition) {
+            Some(token) if !token.is_cancelled() => token,
+            // Revoked since it was polled: the new owner runs it.
+            _ => {
+                shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+                continue;
+            }
+        };
+        let address = message.reply_to.clone();
+        let stream = message.stream;
+        let delivery = loop {
+            match local.submit(message.clone()).await {
+                Ok(delivery) => break Some(delivery),
+                Err(BusError::Closed) => break None,
+                Err(error) => {
+                    tracing::debug!("the local bus is full ({error}); waiting");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        };
+        let Some(delivery) = delivery else {
+            shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+            continue;
+        };
+        let shared = shared.clone();
+        let outbox = outbox.clone();
+        tokio::spawn(async move {
+            let Delivery { reply, events, .. } = delivery;
+            if stream && let Some(address) = address {
+                tokio::spawn(forward_events(outbox, address, events));
+            }
+            tokio::select! {
+                // The handler returns once the reply is recorded (or the message was answered
+                // before).
+                _ = reply => shared.finished(partition, offset),
+                // Dropping the reply stops the turn: the partition's new owner runs it.
+                () = token.cancelled() => {}
+            }
+            shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+        });
+    }
+}
+
+/// Send a turn's stream events to the replica its submitter waits on, batched as they come.
+async fn forward_events(outbox: Outbox, address: ReplyAddress, mut events: EventReceiver) {
+    while let Some(first) = events.recv().await {
+        let mut batch = vec![first];
+        while let Some(event) = events.try_recv() {
+            batch.push(event);
+        }
+        // The reply itself ends the stream on the other side.
+        batch.retain(|event| !event.is_last());
+        if batch.is_empty() {
+            continue;
+        }
+        if let Err(error) = outbox.publish_events(&address, batch).await {
+            tracing::debug!("forwarding stream events failed: {error}");
+        }
+    }
+}
