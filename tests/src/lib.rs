@@ -191,8 +191,9 @@ impl TestHost {
 
     /// The HTTP gateway over this host (agent on `provider`, router off, gateway and other
     /// agent settings from `yaml`) on a loopback port with room for many simultaneous connects.
-    /// Its sessions are `self.sessions("sessions")`, with the schedule endpoints over them (no
-    /// scheduler runs the jobs).
+    /// Its sessions are `agent.sessions_url` when `yaml` sets it, else
+    /// `self.sessions("sessions")`, with the schedule endpoints over them (no scheduler runs
+    /// the jobs).
     pub async fn start_gateway(&self, provider: &str, yaml: &str) -> u16 {
         let config = Config::parse(yaml, "gateway.yaml", |_| None).expect("gateway config");
         let settings = databot::config::AgentConfig {
@@ -203,7 +204,14 @@ impl TestHost {
             },
             ..config.agent.clone()
         };
-        let sessions = self.sessions("sessions").await;
+        let sessions = match &config.agent.sessions_url {
+            Some(url) => Arc::new(
+                databot::agent::sessions::SessionStore::connect(url)
+                    .await
+                    .expect("the session store opens"),
+            ),
+            None => self.sessions("sessions").await,
+        };
         let schedules = databot::schedules::Schedules::open(&config, sessions.clone())
             .await
             .expect("the schedule tables open");

@@ -26,6 +26,16 @@ impl Replicas {
     /// this returns, though the group may still be assigning partitions: messages wait in the
     /// topic meanwhile).
     pub async fn start(binary: &str, count: usize, extra_yaml: &str) -> Self {
+        Self::launch(binary, count, true, extra_yaml).await
+    }
+
+    /// One process on the in-process bus with the same PostgreSQL sessions: the baseline the
+    /// Kafka bus is measured against.
+    pub async fn start_in_process(binary: &str) -> Self {
+        Self::launch(binary, 1, false, "").await
+    }
+
+    async fn launch(binary: &str, count: usize, kafka: bool, extra_yaml: &str) -> Self {
         let provider = crate::mock_openai::serve_mock_openai().await;
         let schema = crate::unique_name("scale");
         crate::postgres_exec(&[format!("CREATE SCHEMA {schema}")]).await;
@@ -37,8 +47,9 @@ impl Replicas {
         let group = crate::unique_name("databot");
         let mut members = Vec::new();
         for index in 0..count {
-            let yaml = format!(
-                "bus:
+            let bus = if kafka {
+                format!(
+                    "bus:
   kind: kafka
   kafka:
     bootstrap_servers: \"{KAFKA}\"
@@ -53,10 +64,16 @@ impl Replicas {
       session.timeout.ms: \"6000\"
       heartbeat.interval.ms: \"500\"
       max.poll.interval.ms: \"6000\"
-{extra_yaml}"
-            );
+"
+                )
+            } else {
+                String::new()
+            };
             let agent = format!("  sessions_url: \"{database_url}\"\n");
-            members.push(ServedDatabot::start_with(binary, provider, &agent, &yaml).await);
+            members.push(
+                ServedDatabot::start_with(binary, provider, &agent, &format!("{bus}{extra_yaml}"))
+                    .await,
+            );
         }
         Self {
             members,

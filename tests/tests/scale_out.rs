@@ -434,3 +434,102 @@ async fn a_message_delivered_again_is_not_run_again() {
     assert!(!local.recorded);
     assert_eq!(inner.runs.load(Ordering::SeqCst), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clients_rate_limit_holds_across_replicas() {
+    let schema = databot_e2e::unique_name("limits");
+    databot_e2e::postgres_exec(&[format!("CREATE SCHEMA {schema}")]).await;
+    let url = format!(
+        "{}?options=-c%20search_path%3D{schema}",
+        databot_e2e::POSTGRES_URL
+    );
+    let host = databot_e2e::TestHost::start("", &[]).await.expect("host");
+    let gateway = |shared: bool| {
+        format!(
+            "agent:
+  sessions_url: \"{url}\"
+gateway:
+  api_keys: [\"key-one-0123456789\", \"key-two-0123456789\"]
+  rate_limit:
+    requests: 4
+    window_seconds: 60
+    shared: {shared}
+"
+        )
+    };
+    let get = |port: u16, key: &'static str| async move {
+        databot_e2e::http_call(port, "GET", "/api/v1/channels", &[("x-api-key", key)], "")
+            .await
+            .0
+    };
+    // Two replicas sharing the count: four requests in all, wherever they land.
+    let a = host.start_gateway("offline", &gateway(true)).await;
+    let b = host.start_gateway("offline", &gateway(true)).await;
+    let mut statuses = Vec::new();
+    for n in 0..6 {
+        statuses.push(get(if n % 2 == 0 { a } else { b }, "key-one-0123456789").await);
+    }
+    assert_eq!(statuses, vec![200, 200, 200, 200, 429, 429]);
+    assert_eq!(get(b, "key-two-0123456789").await, 200, "per key");
+    // Counted apart, each replica allows the limit on its own.
+    let c = host.start_gateway("offline", &gateway(false)).await;
+    let d = host.start_gateway("offline", &gateway(false)).await;
+    let mut allowed = 0;
+    for n in 0..10 {
+        if get(if n % 2 == 0 { c } else { d }, "key-two-0123456789").await == 200 {
+            allowed += 1;
+        }
+    }
+    assert_eq!(allowed, 8);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_state_is_one_for_every_replica() {
+    let schema = databot_e2e::unique_name("state");
+    databot_e2e::postgres_exec(&[format!("CREATE SCHEMA {schema}")]).await;
+    let url = format!(
+        "{}?options=-c%20search_path%3D{schema}",
+        databot_e2e::POSTGRES_URL
+    );
+    let one = databot::capabilities::SharedStateStore::connect_lazy(&url).expect("store");
+    let two = databot::capabilities::SharedStateStore::connect_lazy(&url).expect("store");
+    one.set("counter", "seen/a".into(), b"1".to_vec())
+        .await
+        .expect("set");
+    one.set("counter", "seen/b".into(), vec![0, 255, 7])
+        .await
+        .expect("set");
+    one.set("other", "seen/c".into(), b"x".to_vec())
+        .await
+        .expect("set");
+    assert_eq!(
+        two.get("counter", "seen/b").await.expect("get"),
+        Some(vec![0, 255, 7]),
+        "bytes as they were, on another replica"
+    );
+    assert_eq!(
+        two.keys("counter", "seen/").await.expect("keys"),
+        vec!["seen/a", "seen/b"],
+        "a plugin sees its own keys only"
+    );
+    assert_eq!(two.keys("counter", "%").await.expect("keys"), Vec::<String>::new());
+    two.set("counter", "seen/a".into(), b"2".to_vec())
+        .await
+        .expect("overwrite");
+    assert_eq!(one.get("counter", "seen/a").await.expect("get"), Some(b"2".to_vec()));
+    two.delete("counter", "seen/a").await.expect("delete");
+    assert_eq!(one.get("counter", "seen/a").await.expect("get"), None);
+    // The per-plugin limit holds for the shared store too.
+    let big = vec![7u8; 1024 * 1024];
+    let mut stored = 0;
+    let refused = loop {
+        match one.set("hoarder", format!("k{stored}"), big.clone()).await {
+            Ok(()) => stored += 1,
+            Err(error) => break error,
+        }
+        assert!(stored < 40, "the limit never bit");
+    };
+    assert!(refused.to_string().contains("full"), "{refused}");
+    assert_eq!(stored, 15, "16 MiB of keys and values at most");
+    assert!(one.set("other", "fits".into(), big).await.is_ok(), "per plugin");
+}

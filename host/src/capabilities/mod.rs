@@ -17,6 +17,7 @@ mod open_files;
 mod plugin_config;
 pub mod provider_stream;
 pub mod service_account;
+mod shared_state;
 mod shell;
 pub mod sql;
 mod state;
@@ -35,7 +36,8 @@ pub use grants::PluginGrants;
 pub use http_bounds::bound_request_setters;
 pub use logging::{LogBudget, LogRate};
 pub use open_files::bound_open_files;
-pub use state::StateStore;
+pub use shared_state::SharedStateStore;
+pub use state::{StateBackend, StateStore};
 pub use verify::{InboundCheck, JwksCache, VerifyKeys};
 
 use crate::contract::GuestError;
@@ -70,7 +72,7 @@ pub const MAX_HEADER_BYTES: usize = 12 * 1024;
 
 /// Host-wide services shared by every call.
 pub struct HostServices {
-    pub state: StateStore,
+    pub state: StateBackend,
     /// SQL sources of `data.sql`.
     pub sql: sql::SqlSources,
     /// Kafka clusters of `data.kafka`.

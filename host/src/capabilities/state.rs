@@ -47,6 +47,44 @@ const DELETE_FRAMING: u64 = 1 + 2;
 type Entries = BTreeMap<String, Arc<[u8]>>;
 
 /// Persisted plugin state; `None` folder keeps state in memory only (tests, benchmarks).
+/// Where plugins' state lives: a file per plugin in the data dir, or the shared PostgreSQL
+/// store when several replicas run (the Kafka bus).
+pub enum StateBackend {
+    Files(StateStore),
+    Shared(super::shared_state::SharedStateStore),
+}
+
+impl StateBackend {
+    pub async fn get(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>, GuestError> {
+        match self {
+            Self::Files(store) => store.get(plugin, key).await,
+            Self::Shared(store) => store.get(plugin, key).await,
+        }
+    }
+
+    pub async fn keys(&self, plugin: &str, prefix: &str) -> Result<Vec<String>, GuestError> {
+        match self {
+            Self::Files(store) => store.keys(plugin, prefix).await,
+            Self::Shared(store) => store.keys(plugin, prefix).await,
+        }
+    }
+
+    pub async fn set(&self, plugin: &str, key: String, value: Vec<u8>) -> Result<(), GuestError> {
+        match self {
+            Self::Files(store) => store.set(plugin, key, value).await,
+            Self::Shared(store) => store.set(plugin, key, value).await,
+        }
+    }
+
+    pub async fn delete(&self, plugin: &str, key: &str) -> Result<(), GuestError> {
+        match self {
+            Self::Files(store) => store.delete(plugin, key).await,
+            Self::Shared(store) => store.delete(plugin, key).await,
+        }
+    }
+}
+
+/// State in files, one per plugin.
 pub struct StateStore {
     folder: Option<PathBuf>,
     /// Held only to find or add a plugin's own lock, never across file work.
@@ -296,13 +334,7 @@ impl StateStore {
     }
 
     pub async fn set(&self, plugin: &str, key: String, value: Vec<u8>) -> Result<(), GuestError> {
-        if value.len() > MAX_VALUE_BYTES {
-            return Err(GuestError::InvalidInput(format!(
-                "a state value of {} bytes is over the limit of {MAX_VALUE_BYTES} bytes a value; store it in parts under several keys",
-                value.len()
-            )));
-        }
-        check_key(&key)?;
+        check_entry(&key, &value)?;
         let lock = self.plugin_lock(plugin);
         let mut state = lock.lock().await;
         let file_bytes = state.file_bytes;
@@ -384,6 +416,17 @@ impl StateStore {
         })
         .await
     }
+}
+
+/// A key and value within the per-entry limits.
+pub(super) fn check_entry(key: &str, value: &[u8]) -> Result<(), GuestError> {
+    if value.len() > MAX_VALUE_BYTES {
+        return Err(GuestError::InvalidInput(format!(
+            "a state value of {} bytes is over the limit of {MAX_VALUE_BYTES} bytes a value; store it in parts under several keys",
+            value.len()
+        )));
+    }
+    check_key(key)
 }
 
 fn check_key(key: &str) -> Result<(), GuestError> {

@@ -88,6 +88,9 @@ impl Default for GatewayConfig {
 pub struct RateLimitConfig {
     pub requests: u32,
     pub window_seconds: u64,
+    /// Count requests in the shared PostgreSQL session store, so a client's limit holds across
+    /// replicas. Unset: shared when the bus is Kafka (several replicas), in memory otherwise.
+    pub shared: Option<bool>,
 }
 
 impl Default for RateLimitConfig {
@@ -95,6 +98,7 @@ impl Default for RateLimitConfig {
         Self {
             requests: 120,
             window_seconds: 60,
+            shared: None,
         }
     }
 }

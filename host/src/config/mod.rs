@@ -104,6 +104,23 @@ impl Config {
         self.gateway.validate().map_err(semantic)?;
         self.schedules.validate().map_err(semantic)?;
         self.bus.validate(&self.sessions_url()).map_err(semantic)?;
+        if self.bus.kind == BusKind::Kafka
+            && self.rag.enabled
+            && self.rag.store == RagStoreKind::Embedded
+        {
+            return Err(semantic(
+                "bus.kind kafka with rag.store embedded: each replica would keep a knowledge base of its own; \
+                 use rag.store: qdrant (shared) or rag.enabled: false"
+                    .into(),
+            ));
+        }
+        if self.gateway.rate_limit.shared == Some(true)
+            && self.sessions_url().starts_with("sqlite:")
+        {
+            return Err(semantic(
+                "gateway.rate_limit.shared needs agent.sessions_url on PostgreSQL (the replicas count requests there)".into(),
+            ));
+        }
         // The YAML alone (the `OTEL_*` variables are checked again at start-up).
         self.telemetry.resolve(|_| None).map_err(semantic)?;
         if self.agent.max_iterations == 0 {

@@ -45,7 +45,7 @@ pub async fn guard(
     } else {
         principal.as_str().to_owned()
     };
-    let decision = limiter.check(&bucket);
+    let decision = limiter.check(&bucket).await;
     let mut response = if decision.allowed {
         request.extensions_mut().insert(principal);
         next.run(request).await

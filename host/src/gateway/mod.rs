@@ -50,7 +50,7 @@ pub use self::auth::Principal;
 use self::auth_failures::AuthFailures;
 pub use self::messages::CHANNEL;
 use self::metrics::Metrics;
-use self::rate_limit::RateLimiter;
+use self::rate_limit::{Limiter, RateLimiter, SharedLimiter};
 use self::rebinding::SameOrigin;
 pub use self::server::{check_bind, serve, serve_on};
 use crate::agent::sessions::SessionStore;
@@ -77,7 +77,7 @@ pub struct GatewayState {
     /// Whose `X-Forwarded-For` names the client (`gateway.trusted_proxies`).
     trusted_proxies: client_address::TrustedProxies,
     /// None when `gateway.rate_limit.requests` is 0 (off).
-    limiter: Option<RateLimiter>,
+    limiter: Option<Limiter>,
     metrics: Metrics,
     reply_timeout: Duration,
     /// Ends the MCP sessions on `/mcp` when the gateway shuts down.
@@ -118,6 +118,18 @@ impl GatewayState {
     ) -> Arc<Self> {
         let channels =
             crate::channels::Channels::new(runtime.clone(), bus.clone(), sessions.clone());
+        let limiter = config.rate_limit.enabled().then(|| {
+            let window = Duration::from_secs(config.rate_limit.window_seconds.max(1));
+            if config.rate_limit.shared == Some(true) && !sessions.is_sqlite() {
+                Limiter::Shared(SharedLimiter::new(
+                    sessions.pool().clone(),
+                    config.rate_limit.requests,
+                    window,
+                ))
+            } else {
+                Limiter::Local(RateLimiter::new(config.rate_limit.requests, window))
+            }
+        });
         Arc::new(Self {
             runtime,
             bus,
@@ -143,12 +155,7 @@ impl GatewayState {
             trusted_proxies: client_address::TrustedProxies::new(
                 config.trusted_proxy_networks().unwrap_or_default(),
             ),
-            limiter: config.rate_limit.enabled().then(|| {
-                RateLimiter::new(
-                    config.rate_limit.requests,
-                    Duration::from_secs(config.rate_limit.window_seconds.max(1)),
-                )
-            }),
+            limiter,
             metrics: Metrics::default(),
             reply_timeout: Duration::from_secs(config.reply_timeout_seconds.max(1)),
             mcp_shutdown: tokio_util::sync::CancellationToken::new(),

@@ -46,7 +46,9 @@ pub use self::status::{PluginStatus, ToolInfo};
 use self::cache::CompileCache;
 use self::engine::EpochTicker;
 use self::invoke::Operation;
-use crate::capabilities::{ConnectorRouter, HostServices, PluginGrants, StateStore, StoreState};
+use crate::capabilities::{
+    ConnectorRouter, HostServices, PluginGrants, StateBackend, StateStore, StoreState,
+};
 use crate::config::{Budgets, Config};
 
 /// What changed in the set of loaded plugins (MCP `list_changed` and the CLI listen to this).
@@ -130,7 +132,7 @@ impl Runtime {
         let data_dir = config.resolve_path(&config.runtime.data_dir);
         let cache = CompileCache::new(&engine, Some(data_dir.join("cache")));
         let services = Arc::new(HostServices {
-            state: StateStore::new(Some(data_dir.join("state"))),
+            state: plugin_state(&config, &data_dir)?,
             sql: crate::capabilities::sql::SqlSources::from_config(&config)?,
             kafka: crate::capabilities::kafka::KafkaClusters::from_config(&config),
             data_dir: data_dir.clone(),
@@ -596,6 +598,19 @@ pub fn is_plugin_file(path: &Path) -> bool {
 
 /// Outgoing connections all calls may hold: the configured number, lowered to the share of
 /// open files the process plan gives them.
+/// Plugins' state: files in the data dir; in the shared PostgreSQL session store when several
+/// replicas run (the Kafka bus), so every replica's instance of a plugin sees the same state.
+fn plugin_state(config: &Config, data_dir: &std::path::Path) -> anyhow::Result<StateBackend> {
+    if config.bus.kind == crate::config::BusKind::Kafka {
+        let store = crate::capabilities::SharedStateStore::connect_lazy(&config.sessions_url())
+            .map_err(|e| anyhow!("the shared plugin state store: {e}"))?;
+        return Ok(StateBackend::Shared(store));
+    }
+    Ok(StateBackend::Files(StateStore::new(Some(
+        data_dir.join("state"),
+    ))))
+}
+
 fn outgoing_connection_limit(config: &Config) -> usize {
     let plan = crate::process_limits::descriptor_plan();
     match config.runtime.max_outgoing_connections {

@@ -32,8 +32,17 @@ use crate::events::EventReceiver;
 /// How long one poll waits for a message (and so how soon a stop or a finished message's
 /// offset is noticed).
 const POLL: Duration = Duration::from_millis(50);
-/// Longest a revoked partition's running turns may take to finish before they are stopped.
+/// Longest a revoked partition's running turns may take to finish before they are stopped
+/// (never more than half of `max.poll.interval.ms`: the callback holds the poll up).
 const REVOKE_GRACE: Duration = Duration::from_secs(10);
+/// Group timing unless the operator sets it: a dead replica's partitions move after 6 s
+/// without heartbeats (librdkafka's default is 45 s), and a member may go 20 s without
+/// polling (a revoke's grace holds the poll) before it is taken out.
+const GROUP_DEFAULTS: &[(&str, &str)] = &[
+    ("session.timeout.ms", "6000"),
+    ("heartbeat.interval.ms", "1500"),
+    ("max.poll.interval.ms", "20000"),
+];
 
 /// State the polling thread, the rebalance callbacks and the turns share.
 struct Shared {
@@ -169,9 +178,9 @@ impl Consumer {
             progress: Mutex::default(),
             owned: Mutex::default(),
             in_flight: AtomicUsize::new(0),
-            revoke_grace: Mutex::new(REVOKE_GRACE.min(Duration::from_secs(config.drain_seconds))),
+            revoke_grace: Mutex::new(revoke_grace(config)),
         });
-        let mut client = super::client_config(config, replica);
+        let mut client = super::client_config(config, replica, GROUP_DEFAULTS);
         client
             .set("group.id", &config.group)
             .set("enable.auto.commit", "true")
@@ -304,6 +313,26 @@ fn poll_loop(
         let _ = consumer.poll(Duration::from_millis(20));
     }
     tracing::info!("left the bus consumer group");
+}
+
+/// How long a revoked partition's turns may run on: `REVOKE_GRACE`, the drain time, and half
+/// of the poll interval, whichever is shortest.
+fn revoke_grace(config: &KafkaBusConfig) -> Duration {
+    let poll_interval_ms = config
+        .properties
+        .get("max.poll.interval.ms")
+        .map(|value| value.expose().to_owned())
+        .or_else(|| {
+            GROUP_DEFAULTS
+                .iter()
+                .find(|(key, _)| *key == "max.poll.interval.ms")
+                .map(|(_, value)| (*value).to_owned())
+        })
+        .and_then(|value| value.parse::<u64>().ok())
+        .unwrap_or(20_000);
+    REVOKE_GRACE
+        .min(Duration::from_secs(config.drain_seconds))
+        .min(Duration::from_millis(poll_interval_ms / 2))
 }
 
 fn decode(payload: Option<&[u8]>) -> Result<InboundMessage, String> {

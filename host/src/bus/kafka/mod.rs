@@ -37,13 +37,14 @@ pub use consumer::Consumer;
 pub async fn ensure_topic(config: &KafkaBusConfig, replica: &str) {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     use rdkafka::client::DefaultClientContext;
-    let admin: AdminClient<DefaultClientContext> = match client_config(config, replica).create() {
-        Ok(admin) => admin,
-        Err(error) => {
-            tracing::warn!("creating a Kafka admin client: {error}");
-            return;
-        }
-    };
+    let admin: AdminClient<DefaultClientContext> =
+        match client_config(config, replica, &[]).create() {
+            Ok(admin) => admin,
+            Err(error) => {
+                tracing::warn!("creating a Kafka admin client: {error}");
+                return;
+            }
+        };
     let topic = NewTopic::new(
         &config.topic,
         config.partitions,
@@ -80,8 +81,13 @@ pub struct KafkaBus {
     dropped_events: Arc<std::sync::atomic::AtomicU64>,
 }
 
-/// The librdkafka settings both clients share: the operator's properties over ours.
-fn client_config(config: &KafkaBusConfig, replica: &str) -> ClientConfig {
+/// The librdkafka settings every client of the bus shares, `defaults` (the operator may
+/// override them), then the operator's properties.
+fn client_config(
+    config: &KafkaBusConfig,
+    replica: &str,
+    defaults: &[(&str, &str)],
+) -> ClientConfig {
     let mut client = ClientConfig::new();
     client
         .set("bootstrap.servers", &config.bootstrap_servers)
@@ -89,6 +95,9 @@ fn client_config(config: &KafkaBusConfig, replica: &str) -> ClientConfig {
         .set("log_level", "4")
         // Small messages go out at once instead of waiting for the previous ACK.
         .set("socket.nagle.disable", "true");
+    for (key, value) in defaults {
+        client.set(*key, *value);
+    }
     for (key, value) in &config.properties {
         client.set(key, value.expose());
     }
@@ -104,7 +113,7 @@ impl KafkaBus {
         outbox: Outbox,
         stop: CancellationToken,
     ) -> anyhow::Result<Self> {
-        let mut producer_config = client_config(config, replica);
+        let mut producer_config = client_config(config, replica, &[]);
         producer_config
             .set("enable.idempotence", "true")
             .set("acks", "all")
