@@ -2,6 +2,9 @@
 //! (tansu, started by `.ci/start-tansu.sh`), the local PostgreSQL with a schema of the test's
 //! own (so tests never share tables), and the mock OpenAI-compatible provider, which answers
 //! `answer: CONTENT` (the content carries each message's sequence number).
+//!
+//! tansu answers a consumer's fetch only when its wait (`fetch.wait.max.ms`, 500 ms by
+//! default) runs out, not when a message arrives as Kafka does; the replicas here wait 1 ms.
 
 use std::time::Duration;
 
@@ -64,6 +67,7 @@ impl Replicas {
       session.timeout.ms: \"6000\"
       heartbeat.interval.ms: \"500\"
       max.poll.interval.ms: \"6000\"
+      fetch.wait.max.ms: \"1\"
 "
                 )
             } else {

@@ -172,3 +172,63 @@ async fn calls_in_flight_finish_on_the_old_revision() {
     let error = in_flight.await.unwrap().unwrap_err();
     assert_eq!(error.kind, databot::runtime::ErrorKind::Timeout);
 }
+
+/// A folder laid out as Kubernetes mounts a ConfigMap: `echo.wasm` links to
+/// `..data/echo.wasm`, and `..data` links to the current version's folder; an update swaps
+/// `..data` in one rename, so no event names a `.wasm` file.
+fn configmap_version(plugins: &std::path::Path, version: &str, bytes: &[u8]) {
+    let folder = plugins.join(format!("..{version}"));
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("echo.wasm"), bytes).unwrap();
+    let link = plugins.join("..data_tmp");
+    std::os::unix::fs::symlink(format!("..{version}"), &link).unwrap();
+    std::fs::rename(&link, plugins.join("..data")).unwrap();
+    let entry = plugins.join("echo.wasm");
+    if std::fs::symlink_metadata(&entry).is_err() {
+        std::os::unix::fs::symlink("..data/echo.wasm", &entry).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_sharing_a_folder_all_take_a_swapped_configmap_revision() {
+    let original = std::fs::read(fixture("echo")).unwrap();
+    let host = TestHost::start_with("  rescan_seconds: 1\n", &[], |dir| {
+        let plugins = dir.join("plugins");
+        std::fs::create_dir_all(&plugins)?;
+        configmap_version(&plugins, "v1", &original);
+        Ok(())
+    })
+    .await
+    .unwrap();
+    // A second replica on the same folder.
+    let other = databot::runtime::Runtime::new(Arc::new(host.runtime.config().clone())).unwrap();
+    other.load_configured().await.unwrap();
+    let digest_of = |runtime: &databot::runtime::Runtime| {
+        runtime
+            .status()
+            .into_iter()
+            .find(|status| status.name == "echo")
+            .and_then(|status| status.digest)
+    };
+    assert_eq!(digest_of(&host.runtime), digest_of(&other));
+    let _watchers = (host.runtime.watch().unwrap(), other.watch().unwrap());
+    let (mut first, mut second) = (host.runtime.subscribe(), other.subscribe());
+    let revised = with_marker(&original, "configmap-v2");
+    let digest = databot::digest::sha256_hex(&revised);
+    configmap_version(&host.plugins_dir(), "v2", &revised);
+    for events in [&mut first, &mut second] {
+        wait_for(
+            events,
+            |e| matches!(e, RuntimeEvent::Loaded { digest: d, .. } if *d == digest),
+        )
+        .await;
+    }
+    assert_eq!(digest_of(&host.runtime).as_deref(), Some(digest.as_str()));
+    assert_eq!(
+        digest_of(&other).as_deref(),
+        Some(digest.as_str()),
+        "both replicas"
+    );
+    let output = other.call_tool("echo", r#"{"text":"hi"}"#).await.unwrap();
+    assert!(output.contains("hi"));
+}

@@ -512,11 +512,17 @@ async fn plugin_state_is_one_for_every_replica() {
         vec!["seen/a", "seen/b"],
         "a plugin sees its own keys only"
     );
-    assert_eq!(two.keys("counter", "%").await.expect("keys"), Vec::<String>::new());
+    assert_eq!(
+        two.keys("counter", "%").await.expect("keys"),
+        Vec::<String>::new()
+    );
     two.set("counter", "seen/a".into(), b"2".to_vec())
         .await
         .expect("overwrite");
-    assert_eq!(one.get("counter", "seen/a").await.expect("get"), Some(b"2".to_vec()));
+    assert_eq!(
+        one.get("counter", "seen/a").await.expect("get"),
+        Some(b"2".to_vec())
+    );
     two.delete("counter", "seen/a").await.expect("delete");
     assert_eq!(one.get("counter", "seen/a").await.expect("get"), None);
     // The per-plugin limit holds for the shared store too.
@@ -531,5 +537,8 @@ async fn plugin_state_is_one_for_every_replica() {
     };
     assert!(refused.to_string().contains("full"), "{refused}");
     assert_eq!(stored, 15, "16 MiB of keys and values at most");
-    assert!(one.set("other", "fits".into(), big).await.is_ok(), "per plugin");
+    assert!(
+        one.set("other", "fits".into(), big).await.is_ok(),
+        "per plugin"
+    );
 }

@@ -54,6 +54,11 @@ pub struct RuntimeConfig {
     /// Watch `plugins_dir` and hot-swap changed components.
     #[serde(default = "yes")]
     pub watch: bool,
+    /// With `watch`, also look over `plugins_dir` every this many seconds (0: never): file
+    /// events do not cross machines, so a folder shared by replicas on several nodes (a
+    /// network volume, a Kubernetes ConfigMap's symlink swap) is seen changed this way.
+    #[serde(default)]
+    pub rescan_seconds: u64,
     /// Where compiled artifacts and plugin state live.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
@@ -74,6 +79,7 @@ impl Default for RuntimeConfig {
             plugins_dir: default_plugins_dir(),
             builtin_plugins: true,
             watch: true,
+            rescan_seconds: 0,
             data_dir: default_data_dir(),
             budgets: Budgets::default(),
             circuit_breaker: BreakerConfig::default(),

@@ -1,5 +1,8 @@
 //! Hot loading: watch the plugins folder and load, swap or unload components as files come,
-//! change and go. Events are debounced per file; compiles happen off the event thread.
+//! change and go. Events are debounced per file; compiles happen off the event thread. With
+//! `runtime.rescan_seconds` the folder is also listed periodically and files whose size or
+//! modification time changed (or that appeared or went) go through the same path: file
+//! events do not reach a replica from writes made on another machine.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -17,11 +20,15 @@ const DEBOUNCE: Duration = Duration::from_millis(40);
 pub struct HotLoader {
     _watcher: notify::RecommendedWatcher,
     task: tokio::task::JoinHandle<()>,
+    rescan: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for HotLoader {
     fn drop(&mut self) {
         self.task.abort();
+        if let Some(rescan) = &self.rescan {
+            rescan.abort();
+        }
     }
 }
 
@@ -32,6 +39,14 @@ impl Runtime {
         std::fs::create_dir_all(&folder)
             .with_context(|| format!("creating {}", folder.display()))?;
         let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<PathBuf>();
+        let rescan = match self.config().runtime.rescan_seconds {
+            0 => None,
+            seconds => Some(tokio::spawn(rescan(
+                folder.clone(),
+                Duration::from_secs(seconds),
+                sender.clone(),
+            ))),
+        };
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
                 Ok(event) => {
@@ -78,6 +93,58 @@ impl Runtime {
         Ok(HotLoader {
             _watcher: watcher,
             task,
+            rescan,
         })
+    }
+}
+
+/// What a listing knows of a file: its size and modification time.
+type Seen = HashMap<PathBuf, (u64, Option<std::time::SystemTime>)>;
+
+fn list_plugins(folder: &std::path::Path) -> Seen {
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return Seen::new();
+    };
+    entries
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|e| e == "wasm"))
+        .filter_map(|path| {
+            // Followed through symlinks: a ConfigMap's files are links into a swapped folder.
+            let metadata = std::fs::metadata(&path).ok()?;
+            metadata
+                .is_file()
+                .then(|| (path, (metadata.len(), metadata.modified().ok())))
+        })
+        .collect()
+}
+
+/// Every `every`, send the files that appeared, changed or went since the last listing.
+async fn rescan(
+    folder: PathBuf,
+    every: Duration,
+    changed: tokio::sync::mpsc::UnboundedSender<PathBuf>,
+) {
+    let listed = folder.clone();
+    let mut seen = tokio::task::spawn_blocking(move || list_plugins(&listed))
+        .await
+        .unwrap_or_default();
+    loop {
+        tokio::time::sleep(every).await;
+        let listed = folder.clone();
+        let Ok(now) = tokio::task::spawn_blocking(move || list_plugins(&listed)).await else {
+            continue;
+        };
+        for (path, stamp) in &now {
+            if seen.get(path) != Some(stamp) && changed.send(path.clone()).is_err() {
+                return;
+            }
+        }
+        for path in seen.keys().filter(|path| !now.contains_key(*path)) {
+            if changed.send(path.clone()).is_err() {
+                return;
+            }
+        }
+        seen = now;
     }
 }
