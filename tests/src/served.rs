@@ -128,7 +128,11 @@ fn spawn(binary: &str, config: &Path) -> tokio::process::Child {
         .arg("--config")
         .arg(config)
         .arg("serve")
-        .env("DATABOT_LOG", "warn")
+        // `DATABOT_TEST_LOG` (e.g. `info,databot::bus=debug`) shows more when a test needs it.
+        .env(
+            "DATABOT_LOG",
+            std::env::var("DATABOT_TEST_LOG").unwrap_or_else(|_| "warn".to_owned()),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())

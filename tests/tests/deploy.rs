@@ -937,10 +937,7 @@ fn the_embedded_config_loads_with_the_real_loader() {
         .collect();
     let (origin, text) = embedded_config(&documents);
     let config = Config::parse(&text, &origin, |name| {
-        provided
-            .iter()
-            .any(|variable| *variable == name)
-            .then(|| harmless(name))
+        provided.contains(&name).then(|| harmless(name))
     })
     .unwrap_or_else(|e| panic!("the real loader refuses the deployment's config: {e}"));
     assert_eq!(config.bus.kind, BusKind::Kafka, "{origin}: bus.kind");

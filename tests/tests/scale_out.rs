@@ -370,10 +370,12 @@ async fn a_turn_and_its_processed_record_are_saved_together_or_not_at_all() {
     );
 }
 
-/// Counts the turns it runs; fails those whose content is `fail`.
+/// Counts the turns it runs; fails those whose content is `fail`, panics on `panic`, and
+/// cannot reach its store on run number `first_transient` of `store down once`.
 #[derive(Default)]
 struct Counting {
     runs: AtomicUsize,
+    first_transient: usize,
 }
 
 #[async_trait::async_trait]
@@ -383,12 +385,15 @@ impl databot::bus::MessageHandler for Counting {
         message: databot::bus::InboundMessage,
         _events: databot::events::EventSink,
     ) -> databot::bus::OutboundMessage {
-        self.runs.fetch_add(1, Ordering::SeqCst);
+        let run = self.runs.fetch_add(1, Ordering::SeqCst);
+        assert_ne!(message.content, "panic", "a bug in a turn");
         databot::bus::OutboundMessage {
             channel: message.channel,
             chat_id: message.chat_id,
             content: format!("ran: {}", message.content),
-            failed: message.content == "fail",
+            failed: message.content == "fail" || message.content == "store down once",
+            // The session store is out of reach on the first run only.
+            transient: message.content == "store down once" && run == self.first_transient,
             ..Default::default()
         }
     }
@@ -421,6 +426,33 @@ async fn a_message_delivered_again_is_not_run_again() {
             .content,
         "ran: fail"
     );
+    // A turn that panics is answered as failed (its message is not lost).
+    let panicked = durable
+        .handle(replicated_message("m-3", "panic"), events.clone())
+        .await;
+    assert!(panicked.failed && panicked.recorded, "{panicked:?}");
+    assert!(panicked.content.contains("unexpectedly"));
+    assert!(
+        outbox
+            .reply_for("m-3")
+            .await
+            .expect("read")
+            .expect("recorded")
+            .reply
+            .failed,
+        "the failure is the message's answer"
+    );
+    // A turn that could not reach its store runs again instead of recording the failure.
+    let inner = Arc::new(Counting {
+        first_transient: 0,
+        ..Counting::default()
+    });
+    let durable = databot::bus::DurableHandler::new(inner.clone(), outbox.clone());
+    let retried = durable
+        .handle(replicated_message("m-4", "store down once"), events.clone())
+        .await;
+    assert_eq!(inner.runs.load(Ordering::SeqCst), 2, "ran again");
+    assert!(retried.recorded && !retried.transient);
     // Without a reply address (the in-process bus) it is the inner handler alone.
     let local = durable
         .handle(
@@ -432,7 +464,7 @@ async fn a_message_delivered_again_is_not_run_again() {
         )
         .await;
     assert!(!local.recorded);
-    assert_eq!(inner.runs.load(Ordering::SeqCst), 2);
+    assert_eq!(inner.runs.load(Ordering::SeqCst), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -43,16 +43,30 @@ impl MessageHandler for Agent {
                 &message.trace_context,
             )
             .await;
-        let (content, failed) = match outcome {
-            Ok(outcome) => (outcome.content, false),
+        let (content, failed, transient) = match outcome {
+            Ok(outcome) => (outcome.content, false, false),
             Err(error) => {
                 tracing::error!(%session, "turn failed: {error}");
                 (
                     format!("Sorry, this message could not be answered: {error}"),
                     true,
+                    // The session store could not be read or written: worth running again.
+                    matches!(error, super::AgentError::Sessions(_)),
                 )
             }
         };
+        if transient && recorded_with_turn {
+            // A replicated bus runs it again; a failure now would only be a stray event.
+            return OutboundMessage {
+                channel: message.channel,
+                chat_id: message.chat_id,
+                content,
+                thread_id: message.thread_id,
+                failed,
+                transient,
+                ..OutboundMessage::default()
+            };
+        }
         if message.stream {
             events.emit(if failed {
                 TurnEvent::Error {
@@ -72,6 +86,7 @@ impl MessageHandler for Agent {
             failed,
             // A turn that succeeded saved its reply with it.
             recorded: recorded_with_turn && !failed,
+            transient,
         }
     }
 }

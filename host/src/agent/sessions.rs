@@ -248,8 +248,8 @@ impl SessionStore {
         self.append_turn(session_key, messages, usage, None).await
     }
 
-    /// `append`, and record `reply` (the processed record of the message the turn answered,
-    /// with its notification) in the same statement: both are saved or neither. A message
+    /// `append`, and record `reply` (the processed record of the message the turn answered)
+    /// in the same statement: both are saved or neither. A message
     /// already answered (by another replica) makes the whole write fail. PostgreSQL only.
     pub async fn append_turn(
         &self,
@@ -504,11 +504,11 @@ fn append_statement(messages: usize, sqlite: bool, with_reply: bool) -> String {
         ctes.push(format!("inserted AS ({insert} RETURNING 1)"));
     }
     if with_reply {
-        let (reply, select) =
-            crate::bus::outbox::ReplyRecord::statement_parts(messages + 5, 1, false);
-        ctes.push(format!("usage_added AS ({usage} RETURNING 1)"));
-        ctes.push(reply);
-        return format!("WITH {} {select}", ctes.join(", "));
+        ctes.push(crate::bus::outbox::ReplyRecord::insert_cte(
+            messages + 5,
+            1,
+            false,
+        ));
     }
     if ctes.is_empty() {
         usage.to_owned()

@@ -111,6 +111,10 @@ pub struct OutboundMessage {
     /// The reply is recorded in the outbox of a replicated bus (with the turn, or on its own).
     #[serde(skip)]
     pub recorded: bool,
+    /// The turn failed for a reason that may pass (its session store was unreachable): a
+    /// replicated bus runs the message again instead of recording the failure.
+    #[serde(skip)]
+    pub transient: bool,
 }
 
 /// What a submitter gets back: the reply when the turn ends, and its stream events.
@@ -164,6 +168,10 @@ pub enum BusError {
     Closed,
     #[error("the message broker cannot take messages now ({0}); retry later")]
     Unavailable(String),
+    #[error(
+        "the message takes {bytes} bytes on the bus, over its limit of {limit}; send a shorter one"
+    )]
+    TooLarge { bytes: usize, limit: usize },
 }
 
 /// Handles one message of a conversation (the agent, in production).

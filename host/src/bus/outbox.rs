@@ -1,12 +1,16 @@
 //! The replies of a replicated bus, in PostgreSQL (`databot_replies`): one row per inbound
 //! message that was answered. The row is the message's processed record and its reply's
-//! outbox at once. A turn writes it in the same statement as the turn's session writes, with
-//! a `pg_notify` to the replica that waits for the reply; PostgreSQL delivers a notification
-//! only when its transaction commits, so a saved turn's reply is always announced and an
-//! unsaved one never is. A redelivered message whose row exists is not run again.
+//! outbox at once. A turn writes it in the same statement as the turn's session writes, so
+//! the two are saved together or not at all; a redelivered message whose row exists is not run
+//! again. Once the row is saved, the replica waiting for the reply is told by a notification
+//! on its channel that carries ids only (`Notification::Reply`): it reads the reply from the
+//! row, which takes table privileges a mere `LISTEN` does not have. A lost notification (the
+//! listener was reconnecting, the sender died right after the commit) is made up for by the
+//! waiting replica reading its waiters' rows now and then (`replies::CATCH_UP_EVERY`).
 //!
-//! Rows a replica never took (it died before the reply came) are delivered by any other
-//! replica once they are `stranded_after` old: claimed for a while, sent, then marked.
+//! Rows no replica delivered are delivered by another once `stranded_after` old: the replica
+//! that takes a reply to post to a chat leases its row while it posts, so only rows of a dead
+//! replica come free. Times are the database's clock, the same for every replica.
 
 use std::time::Duration;
 
@@ -15,14 +19,18 @@ use sqlx::{AnyPool, Row};
 
 use super::OutboundMessage;
 use crate::events::TurnEvent;
-use crate::timing::now_ms;
 
 /// Longest notification payload sent (PostgreSQL refuses 8,000 bytes and more).
 pub const MAX_NOTIFICATION_BYTES: usize = 7_800;
 /// How long a relay holds a stranded reply it is sending before another may take it.
 const STRANDED_CLAIM_MS: i64 = 60_000;
+/// Longest message id kept as it is; longer ones (and ids with characters PostgreSQL text
+/// cannot hold) are replaced by their digest (`message_id`).
+const MAX_MESSAGE_ID: usize = 128;
+/// The database's clock in ms since the epoch.
+const DB_NOW_MS: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT";
 
-const SCHEMA: [&str; 2] = [
+const SCHEMA: [&str; 3] = [
     "CREATE TABLE IF NOT EXISTS databot_replies (
         message_id TEXT PRIMARY KEY,
         session_key TEXT NOT NULL,
@@ -33,7 +41,18 @@ const SCHEMA: [&str; 2] = [
         claimed_until BIGINT,
         delivered_at BIGINT)",
     "CREATE INDEX IF NOT EXISTS databot_replies_age ON databot_replies (created_at)",
+    "CREATE INDEX IF NOT EXISTS databot_replies_undelivered ON databot_replies (created_at)
+        WHERE delivered_at IS NULL",
 ];
+
+/// A message id as the bus keeps it: `id` when short and plain, else `sha256:` and its digest.
+pub fn message_id(id: &str) -> String {
+    if id.len() <= MAX_MESSAGE_ID && !id.contains('\0') {
+        id.to_owned()
+    } else {
+        format!("sha256:{}", crate::digest::sha256_hex(id.as_bytes()))
+    }
+}
 
 /// Where a reply goes: the replica that took the message in, and its request there.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,14 +72,8 @@ pub fn notify_channel(replica: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Notification {
-    /// A message was answered; `reply` is absent when it did not fit the payload (read the
-    /// row).
-    Reply {
-        request: String,
-        message: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        reply: Option<OutboundMessage>,
-    },
+    /// A message was answered: read its row.
+    Reply { request: String, message: String },
     /// Stream events of a turn in progress, in order.
     Events {
         request: String,
@@ -75,7 +88,6 @@ pub struct ReplyRecord {
     pub session_key: String,
     pub address: ReplyAddress,
     reply: String,
-    notification: String,
 }
 
 impl ReplyRecord {
@@ -85,58 +97,36 @@ impl ReplyRecord {
         address: &ReplyAddress,
         reply: &OutboundMessage,
     ) -> Result<Self, serde_json::Error> {
-        let reply_json = serde_json::to_string(reply)?;
-        let mut notification = Notification::Reply {
-            request: address.request.clone(),
-            message: message_id.to_owned(),
-            reply: Some(reply.clone()),
-        };
-        let mut payload = serde_json::to_string(&notification)?;
-        if payload.len() > MAX_NOTIFICATION_BYTES {
-            if let Notification::Reply { reply, .. } = &mut notification {
-                *reply = None;
-            }
-            payload = serde_json::to_string(&notification)?;
-        }
         Ok(Self {
             message_id: message_id.to_owned(),
             session_key: session_key.to_owned(),
             address: address.clone(),
-            reply: reply_json,
-            notification: payload,
+            reply: serde_json::to_string(reply)?,
         })
     }
 
-    /// The pieces of a PostgreSQL statement that records this reply: a `reply` CTE (insert)
-    /// and the statement's final `SELECT`, which notifies the waiting replica when the row
-    /// went in. Placeholders run from `$first` (7 of them); the session key is `$session`.
-    pub fn statement_parts(
-        first: usize,
-        session: usize,
-        on_conflict_nothing: bool,
-    ) -> (String, String) {
+    /// A `reply` CTE that inserts this record, for a PostgreSQL statement whose placeholders
+    /// for it run from `$first` (4 of them; the session key is `$session`). Without
+    /// `on_conflict_nothing` a message that already has a record fails the whole statement.
+    pub fn insert_cte(first: usize, session: usize, on_conflict_nothing: bool) -> String {
         let p = |offset: usize| format!("${}", first + offset);
         let conflict = if on_conflict_nothing {
             " ON CONFLICT (message_id) DO NOTHING"
         } else {
             ""
         };
-        (
-            format!(
-                "reply AS (INSERT INTO databot_replies \
-                 (message_id, session_key, replica, request, reply, created_at) \
-                 VALUES ({}, ${session}, {}, {}, {}, {}){conflict} RETURNING 1)",
-                p(0),
-                p(1),
-                p(2),
-                p(3),
-                p(4),
-            ),
-            format!("SELECT COUNT(pg_notify({}, {})) FROM reply", p(5), p(6)),
+        format!(
+            "reply AS (INSERT INTO databot_replies \
+             (message_id, session_key, replica, request, reply, created_at) \
+             VALUES ({}, ${session}, {}, {}, {}, {DB_NOW_MS}){conflict} RETURNING 1)",
+            p(0),
+            p(1),
+            p(2),
+            p(3),
         )
     }
 
-    /// Bind this record's values for `statement_parts` (after the statement's own).
+    /// Bind this record's values for `insert_cte` (after the statement's own).
     pub fn bind<'q>(
         &self,
         query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
@@ -146,9 +136,6 @@ impl ReplyRecord {
             .bind(self.address.replica.clone())
             .bind(self.address.request.clone())
             .bind(self.reply.clone())
-            .bind(now_ms())
-            .bind(notify_channel(&self.address.replica))
-            .bind(self.notification.clone())
     }
 }
 
@@ -187,6 +174,7 @@ impl ReplyReceipt {
             thread_id: self.thread_id.clone(),
             failed,
             recorded: true,
+            ..OutboundMessage::default()
         };
         ReplyRecord::new(&self.message_id, &self.session_key, &self.address, &reply)
     }
@@ -196,10 +184,13 @@ impl ReplyReceipt {
 #[derive(Debug, Clone)]
 pub struct StoredReply {
     pub message_id: String,
+    pub session_key: String,
     pub address: ReplyAddress,
     pub reply: OutboundMessage,
     pub delivered: bool,
 }
+
+const STORED_COLUMNS: &str = "message_id, session_key, replica, request, reply, delivered_at";
 
 /// The replies table.
 #[derive(Clone)]
@@ -217,10 +208,12 @@ impl Outbox {
     }
 
     /// Record a reply that no turn recorded (a failed turn), unless the message already has
-    /// one; notify its replica when this one went in. True when it went in.
+    /// one. True when it went in.
     pub async fn record(&self, record: &ReplyRecord) -> Result<bool, sqlx::Error> {
-        let (cte, select) = ReplyRecord::statement_parts(2, 1, true);
-        let statement = format!("WITH {cte} {select}");
+        let statement = format!(
+            "WITH {} SELECT COUNT(*) FROM reply",
+            ReplyRecord::insert_cte(2, 1, true)
+        );
         let query = sqlx::query(sqlx::AssertSqlSafe(statement)).bind(record.session_key.clone());
         let row = record.bind(query).fetch_one(&self.pool).await?;
         let inserted: i64 = row.try_get(0)?;
@@ -229,25 +222,50 @@ impl Outbox {
 
     /// The reply recorded for a message, if any.
     pub async fn reply_for(&self, message_id: &str) -> Result<Option<StoredReply>, sqlx::Error> {
-        let row = sqlx::query(
-            "SELECT message_id, replica, request, reply, delivered_at FROM databot_replies WHERE message_id = $1",
-        )
-        .bind(message_id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let statement =
+            format!("SELECT {STORED_COLUMNS} FROM databot_replies WHERE message_id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(statement))
+            .bind(message_id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(|row| stored(&row)).transpose()
     }
 
-    /// Announce a recorded reply (again) to `address`: the message was delivered again, and
-    /// whoever waits for it now (the same request, or the request of a resubmission) is told.
-    pub async fn renotify(
+    /// The replies recorded for any of these messages.
+    pub async fn replies_for(
         &self,
-        stored: &StoredReply,
+        message_ids: &[String],
+    ) -> Result<Vec<StoredReply>, sqlx::Error> {
+        let mut found = Vec::new();
+        for chunk in message_ids.chunks(500) {
+            let statement = format!(
+                "SELECT {STORED_COLUMNS} FROM databot_replies WHERE message_id IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(statement));
+            for id in chunk {
+                query = query.bind(id.clone());
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                found.push(stored(&row)?);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Tell the replica at `address` that `message_id` has its reply (after the commit that
+    /// saved it; best effort: a lost notification is made up by the waiter's catch-up).
+    pub async fn announce(
+        &self,
         address: &ReplyAddress,
+        message_id: &str,
     ) -> Result<(), sqlx::Error> {
-        let record = ReplyRecord::new(&stored.message_id, "", address, &stored.reply)
-            .map_err(|e| sqlx::Error::Protocol(format!("encoding a reply notification: {e}")))?;
-        self.notify(&notify_channel(&address.replica), &record.notification)
+        let payload = serde_json::to_string(&Notification::Reply {
+            request: address.request.clone(),
+            message: message_id.to_owned(),
+        })
+        .map_err(|e| sqlx::Error::Protocol(format!("encoding a reply notification: {e}")))?;
+        self.notify(&notify_channel(&address.replica), &payload)
             .await
     }
 
@@ -275,14 +293,33 @@ impl Outbox {
 
     /// Mark replies delivered (their replica handed them on).
     pub async fn mark_delivered(&self, message_ids: &[String]) -> Result<(), sqlx::Error> {
+        self.update_undelivered(message_ids, &format!("delivered_at = {DB_NOW_MS}"))
+            .await
+    }
+
+    /// Hold replies for `lease` while their replica posts them, so no relay takes them as
+    /// stranded meanwhile.
+    pub async fn lease(&self, message_ids: &[String], lease: Duration) -> Result<(), sqlx::Error> {
+        let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+        self.update_undelivered(
+            message_ids,
+            &format!("claimed_until = {DB_NOW_MS} + {lease_ms}"),
+        )
+        .await
+    }
+
+    async fn update_undelivered(
+        &self,
+        message_ids: &[String],
+        set: &str,
+    ) -> Result<(), sqlx::Error> {
         for chunk in message_ids.chunks(500) {
-            let placeholders: Vec<String> =
-                (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+            // `set` is built here from constants and numbers; the ids are bound.
             let statement = format!(
-                "UPDATE databot_replies SET delivered_at = $1 WHERE delivered_at IS NULL AND message_id IN ({})",
-                placeholders.join(", ")
+                "UPDATE databot_replies SET {set} WHERE delivered_at IS NULL AND message_id IN ({})",
+                placeholders(1, chunk.len())
             );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(statement)).bind(now_ms());
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(statement));
             for id in chunk {
                 query = query.bind(id.clone());
             }
@@ -291,52 +328,62 @@ impl Outbox {
         Ok(())
     }
 
-    /// Take up to `limit` replies nobody delivered within `after` (their replica died), for
-    /// a while: deliver them, then `mark_delivered`. A relay that dies meanwhile lets them
-    /// go again when the claim ends.
+    /// Take up to `limit` replies nobody delivered or holds within `after` of their saving
+    /// (their replica died), for a while: deliver them, then `mark_delivered`. A relay that
+    /// dies meanwhile lets them go again when the claim ends.
     pub async fn claim_stranded(
         &self,
         after: Duration,
         limit: usize,
     ) -> Result<Vec<StoredReply>, sqlx::Error> {
-        let now = now_ms();
-        let before = now.saturating_sub(i64::try_from(after.as_millis()).unwrap_or(i64::MAX));
-        let rows = sqlx::query(
-            "UPDATE databot_replies SET claimed_until = $1 WHERE message_id IN (
+        let after_ms = i64::try_from(after.as_millis()).unwrap_or(i64::MAX);
+        let statement = format!(
+            "UPDATE databot_replies SET claimed_until = {DB_NOW_MS} + $1 WHERE message_id IN (
                 SELECT message_id FROM databot_replies
-                WHERE delivered_at IS NULL AND created_at < $2
-                  AND (claimed_until IS NULL OR claimed_until < $3)
-                ORDER BY created_at LIMIT $4 FOR UPDATE SKIP LOCKED)
-             RETURNING message_id, replica, request, reply, delivered_at",
-        )
-        .bind(now + STRANDED_CLAIM_MS)
-        .bind(before)
-        .bind(now)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await?;
+                WHERE delivered_at IS NULL AND created_at < {DB_NOW_MS} - $2
+                  AND (claimed_until IS NULL OR claimed_until < {DB_NOW_MS})
+                ORDER BY created_at LIMIT $3 FOR UPDATE SKIP LOCKED)
+             RETURNING {STORED_COLUMNS}"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(statement))
+            .bind(STRANDED_CLAIM_MS)
+            .bind(after_ms)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(stored).collect()
     }
 
-    /// Forget records older than `keep` (a message redelivered after that would run again).
+    /// Forget records older than `keep` (a message redelivered after that would run again;
+    /// the consumer refuses records that old).
     pub async fn expire(&self, keep: Duration) -> Result<u64, sqlx::Error> {
-        let before = now_ms().saturating_sub(i64::try_from(keep.as_millis()).unwrap_or(i64::MAX));
-        let done = sqlx::query("DELETE FROM databot_replies WHERE created_at < $1")
-            .bind(before)
+        let keep_ms = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
+        let statement = format!("DELETE FROM databot_replies WHERE created_at < {DB_NOW_MS} - $1");
+        let done = sqlx::query(sqlx::AssertSqlSafe(statement))
+            .bind(keep_ms)
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected())
     }
 }
 
+/// `$first, $first+1, ...`: `count` placeholders.
+fn placeholders(first: usize, count: usize) -> String {
+    (0..count)
+        .map(|i| format!("${}", first + i))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn stored(row: &sqlx::any::AnyRow) -> Result<StoredReply, sqlx::Error> {
-    let reply: String = row.try_get(3)?;
-    let delivered: Option<i64> = row.try_get(4)?;
+    let reply: String = row.try_get(4)?;
+    let delivered: Option<i64> = row.try_get(5)?;
     Ok(StoredReply {
         message_id: row.try_get(0)?,
+        session_key: row.try_get(1)?,
         address: ReplyAddress {
-            replica: row.try_get(1)?,
-            request: row.try_get(2)?,
+            replica: row.try_get(2)?,
+            request: row.try_get(3)?,
         },
         reply: serde_json::from_str(&reply)
             .map_err(|e| sqlx::Error::Protocol(format!("a stored reply does not parse: {e}")))?,
@@ -450,30 +497,22 @@ mod tests {
     }
 
     #[test]
-    fn a_reply_too_big_to_notify_is_announced_without_its_text() {
-        let address = ReplyAddress {
-            replica: "r".into(),
+    fn long_or_unstorable_message_ids_become_digests() {
+        assert_eq!(message_id("slack:Ev123"), "slack:Ev123");
+        let long = message_id(&"x".repeat(10_000));
+        assert!(long.starts_with("sha256:") && long.len() < MAX_MESSAGE_ID);
+        assert_ne!(long, message_id(&"x".repeat(10_001)));
+        assert!(message_id("a\0b").starts_with("sha256:"));
+    }
+
+    #[test]
+    fn a_reply_notification_names_ids_only() {
+        let payload = serde_json::to_string(&Notification::Reply {
             request: "q".into(),
-        };
-        let small = OutboundMessage {
-            content: "hello".into(),
-            ..OutboundMessage::default()
-        };
-        let record = ReplyRecord::new("m", "s", &address, &small).expect("record");
-        let heard: Notification = serde_json::from_str(&record.notification).expect("json");
-        assert!(
-            matches!(heard, Notification::Reply { reply: Some(ref r), .. } if r.content == "hello")
-        );
-        let big = OutboundMessage {
-            content: "x".repeat(20_000),
-            ..OutboundMessage::default()
-        };
-        let record = ReplyRecord::new("m", "s", &address, &big).expect("record");
-        assert!(record.notification.len() <= MAX_NOTIFICATION_BYTES);
-        let heard: Notification = serde_json::from_str(&record.notification).expect("json");
-        assert!(
-            matches!(heard, Notification::Reply { reply: None, ref message, .. } if message == "m")
-        );
+            message: "m".into(),
+        })
+        .expect("json");
+        assert_eq!(payload, r#"{"kind":"reply","request":"q","message":"m"}"#);
     }
 
     #[test]

@@ -2,9 +2,15 @@
 //! turn: the waiters of this replica's submitted messages, fed by PostgreSQL notifications on
 //! this replica's channel (`outbox::notify_channel`).
 //!
-//! Notifications are not stored: one sent while the listening connection was down is lost.
-//! So after every reconnection, and every `CATCH_UP_EVERY` for waiters older than that, the
-//! waiters' replies are read from the outbox, where a saved turn's reply always is.
+//! A reply notification names ids only; the reply is read from its row, and only taken when
+//! the row belongs to the waiter's conversation. Notifications are not stored: one sent while
+//! the listening connection was down is lost. So every `CATCH_UP_EVERY`, the rows of waiters
+//! that have waited that long are read in one query, and after every reconnection those of
+//! all waiters.
+//!
+//! A conversation has at most `MAX_PER_CONVERSATION` messages waiting on this replica: a
+//! waiter stays counted until its reply comes, even when its submitter stopped listening
+//! (the message runs anyway), and is only forgotten `FORGET_AFTER` later.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,18 +28,31 @@ use crate::events::{EventSink, TurnEvent};
 
 /// How often waiters that have waited this long are looked up in the outbox.
 const CATCH_UP_EVERY: Duration = Duration::from_secs(5);
-/// Replies marked delivered together, at most this often.
+/// Replies marked delivered (or leased) together, at most this often.
 const MARK_EVERY: Duration = Duration::from_millis(50);
+/// Messages of one conversation waiting for replies on one replica, at most.
+pub const MAX_PER_CONVERSATION: usize = 100;
+/// A waiter nobody listens to any more is forgotten this long after its message.
+const FORGET_AFTER: Duration = Duration::from_secs(15 * 60);
+/// Any waiter is forgotten this long after its message (its submitter then learns the turn
+/// ended without a reply; a reply recorded later goes out through the stranded-reply relay).
+const MAX_WAIT: Duration = Duration::from_secs(60 * 60);
+/// How long a reply taken to be posted to a chat is held from the stranded-reply relay.
+const POSTING_LEASE: Duration = Duration::from_secs(15 * 60);
+/// Marks kept for another try at most, when the database cannot take them.
+const MAX_PENDING_MARKS: usize = 100_000;
 
 /// One submitted message of this replica waiting for its reply.
 pub struct Waiter {
     pub message_id: String,
+    pub session_key: String,
     pub reply: oneshot::Sender<OutboundMessage>,
     pub events: EventSink,
     /// Emit the reply as the stream's last event (the submitter asked for events).
     pub stream: bool,
     /// Mark the reply delivered when it reaches the waiter (the submitter is the recipient:
-    /// the API, the CLI). Otherwise the submitter settles it once the reply is out.
+    /// the API, the CLI). Otherwise the reply is leased while the submitter posts it, and
+    /// settled once it is out.
     pub settle_on_handoff: bool,
     pub since: Instant,
 }
@@ -45,11 +64,54 @@ impl Waiter {
     }
 }
 
+#[derive(Default)]
+struct Waiting {
+    by_request: HashMap<String, Waiter>,
+    per_conversation: HashMap<String, usize>,
+}
+
+impl Waiting {
+    fn remove(&mut self, request: &str) -> Option<Waiter> {
+        let waiter = self.by_request.remove(request)?;
+        if let Some(count) = self.per_conversation.get_mut(&waiter.session_key) {
+            *count -= 1;
+            if *count == 0 {
+                self.per_conversation.remove(&waiter.session_key);
+            }
+        }
+        Some(waiter)
+    }
+
+    /// Forget waiters nobody listens to that have waited past `FORGET_AFTER`, and any that
+    /// waited past `MAX_WAIT`.
+    fn forget_abandoned(&mut self) {
+        let now = Instant::now();
+        let gone: Vec<String> = self
+            .by_request
+            .iter()
+            .filter(|(_, waiter)| {
+                let waited = now.duration_since(waiter.since);
+                (waiter.abandoned() && waited >= FORGET_AFTER) || waited >= MAX_WAIT
+            })
+            .map(|(request, _)| request.clone())
+            .collect();
+        for request in gone {
+            self.remove(&request);
+        }
+    }
+}
+
+/// What the marking task writes.
+enum Mark {
+    Delivered(String),
+    Posting(String),
+}
+
 /// This replica's waiters and the listener that feeds them.
 pub struct ReplyRelay {
     outbox: Outbox,
-    waiters: Mutex<HashMap<String, Waiter>>,
-    delivered: mpsc::UnboundedSender<String>,
+    waiting: Mutex<Waiting>,
+    marks: mpsc::UnboundedSender<Mark>,
 }
 
 impl ReplyRelay {
@@ -64,59 +126,63 @@ impl ReplyRelay {
         let channel = notify_channel(replica);
         let mut listener = PgListener::connect(database_url).await?;
         listener.listen(&channel).await?;
-        let (delivered, marks) = mpsc::unbounded_channel();
+        let (marks, marks_receiver) = mpsc::unbounded_channel();
         let relay = Arc::new(Self {
             outbox,
-            waiters: Mutex::default(),
-            delivered,
+            waiting: Mutex::default(),
+            marks,
         });
-        tokio::spawn(relay.clone().mark_delivered(marks, stop.clone()));
+        tokio::spawn(relay.clone().mark(marks_receiver, stop.clone()));
+        tokio::spawn(relay.clone().catch_up_every(stop.clone()));
         tokio::spawn(relay.clone().listen(listener, stop));
         Ok(relay)
     }
 
-    /// Wait for the reply to `request`.
-    pub fn expect(&self, request: String, waiter: Waiter) {
-        let mut waiters = self.waiters.lock();
-        // A waiter whose submitter left is dropped whenever the map has grown: the map is
-        // bounded by the messages whose submitters still wait.
-        if waiters.len() >= 1024 && waiters.len().is_power_of_two() {
-            waiters.retain(|_, waiter| !waiter.abandoned());
+    /// Wait for the reply to `request`; refused with the number waiting when its
+    /// conversation already has `MAX_PER_CONVERSATION` messages waiting here.
+    pub fn expect(&self, request: String, waiter: Waiter) -> Result<(), usize> {
+        let mut waiting = self.waiting.lock();
+        if waiting.by_request.len() >= 1024 && waiting.by_request.len().is_power_of_two() {
+            waiting.forget_abandoned();
         }
-        waiters.insert(request, waiter);
+        let count = waiting
+            .per_conversation
+            .entry(waiter.session_key.clone())
+            .or_default();
+        if *count >= MAX_PER_CONVERSATION {
+            return Err(*count);
+        }
+        *count += 1;
+        waiting.by_request.insert(request, waiter);
+        Ok(())
     }
 
     /// Stop waiting for `request` (its message never reached the bus).
     pub fn forget(&self, request: &str) {
-        self.waiters.lock().remove(request);
+        self.waiting.lock().remove(request);
     }
 
     /// Messages whose replies this replica waits for.
     pub fn waiting(&self) -> usize {
-        self.waiters.lock().len()
+        self.waiting.lock().by_request.len()
     }
 
     /// Mark a reply delivered (its submitter handed it on).
     pub fn settle(&self, message_id: String) {
-        let _ = self.delivered.send(message_id);
+        let _ = self.marks.send(Mark::Delivered(message_id));
     }
 
     async fn listen(self: Arc<Self>, mut listener: PgListener, stop: CancellationToken) {
-        let mut catch_up = tokio::time::interval(CATCH_UP_EVERY);
-        catch_up.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
-                _ = catch_up.tick() => {
-                    self.catch_up(Some(CATCH_UP_EVERY)).await;
-                }
                 received = listener.try_recv() => match received {
                     Ok(Some(notification)) => self.heard(notification.payload()),
                     Ok(None) => {
                         // The connection dropped and the next receive reconnects: what was
                         // said meanwhile is read back from the outbox.
                         tracing::warn!("the reply listener lost its database connection; reconnecting");
-                        self.catch_up(None).await;
+                        tokio::spawn(self.clone().catch_up(None));
                     }
                     Err(error) => {
                         tracing::warn!("the reply listener failed: {error}; retrying");
@@ -124,7 +190,7 @@ impl ReplyRelay {
                             () = stop.cancelled() => return,
                             () = tokio::time::sleep(Duration::from_secs(1)) => {}
                         }
-                        self.catch_up(None).await;
+                        tokio::spawn(self.clone().catch_up(None));
                     }
                 },
             }
@@ -141,36 +207,27 @@ impl ReplyRelay {
         };
         match notification {
             Notification::Events { request, events } => {
-                let waiters = self.waiters.lock();
-                if let Some(waiter) = waiters.get(&request) {
+                let waiting = self.waiting.lock();
+                if let Some(waiter) = waiting.by_request.get(&request) {
                     // The last event is made from the reply itself, when it arrives.
                     for event in events.into_iter().filter(|event| !event.is_last()) {
                         waiter.events.emit(event);
                     }
                 }
             }
-            Notification::Reply {
-                request,
-                message,
-                reply: Some(reply),
-            } => self.answer(&request, &message, reply),
-            Notification::Reply {
-                request,
-                message,
-                reply: None,
-            } => {
-                if !self.waiters.lock().contains_key(&request) {
+            Notification::Reply { request, message } => {
+                if !self.waiting.lock().by_request.contains_key(&request) {
                     return;
                 }
-                // Too long for the notification: read from the outbox (the waiter stays).
                 let relay = self.clone();
                 tokio::spawn(async move {
                     match relay.outbox.reply_for(&message).await {
-                        Ok(Some(stored)) => relay.answer(&request, &message, stored.reply),
+                        Ok(Some(stored)) => relay.answer(&request, stored),
                         Ok(None) => {
                             tracing::warn!(message, "an announced reply is not in the outbox")
                         }
                         Err(error) => {
+                            // The catch-up reads it again.
                             tracing::warn!(message, "reading an announced reply failed: {error}");
                         }
                     }
@@ -179,18 +236,25 @@ impl ReplyRelay {
         }
     }
 
-    /// Hand `reply` to the waiter of `request`, if it is still there and is for `message`.
-    fn answer(&self, request: &str, message: &str, reply: OutboundMessage) {
+    /// Hand a stored reply to the waiter of `request`, if it is still there and the reply is
+    /// its message's, in its conversation.
+    fn answer(&self, request: &str, stored: StoredReply) {
         let waiter = {
-            let mut waiters = self.waiters.lock();
-            match waiters.get(request) {
-                Some(waiter) if waiter.message_id == message => waiters.remove(request),
+            let mut waiting = self.waiting.lock();
+            match waiting.by_request.get(request) {
+                Some(waiter)
+                    if waiter.message_id == stored.message_id
+                        && waiter.session_key == stored.session_key =>
+                {
+                    waiting.remove(request)
+                }
                 _ => None,
             }
         };
         let Some(waiter) = waiter else {
             return;
         };
+        let reply = stored.reply;
         // A streaming submitter listens to the events only (the gateway's SSE response).
         let streamed = waiter.stream && !waiter.events.is_closed();
         if waiter.stream {
@@ -205,49 +269,75 @@ impl ReplyRelay {
             });
         }
         let handed = waiter.reply.send(reply).is_ok() || streamed;
-        if handed && waiter.settle_on_handoff {
-            self.settle(waiter.message_id);
+        if !handed {
+            // Nobody took it: left for the stranded-reply relay.
+            return;
         }
+        let mark = if waiter.settle_on_handoff {
+            Mark::Delivered(waiter.message_id)
+        } else {
+            Mark::Posting(waiter.message_id)
+        };
+        let _ = self.marks.send(mark);
     }
 
-    /// Read from the outbox the replies of waiters that have waited at least `older_than`
-    /// (all of them when `None`): the replies whose notification was lost.
-    async fn catch_up(self: &Arc<Self>, older_than: Option<Duration>) {
-        let now = Instant::now();
-        let due: Vec<(String, String)> = self
-            .waiters
-            .lock()
-            .iter()
-            .filter(|(_, waiter)| {
-                older_than.is_none_or(|age| now.duration_since(waiter.since) >= age)
-            })
-            .map(|(request, waiter)| (request.clone(), waiter.message_id.clone()))
-            .collect();
-        for (request, message) in due {
-            match self.outbox.reply_for(&message).await {
-                Ok(Some(StoredReply { reply, .. })) => self.answer(&request, &message, reply),
-                Ok(None) => {}
-                Err(error) => {
-                    tracing::warn!("looking up replies in the outbox failed: {error}");
-                    return;
-                }
+    async fn catch_up_every(self: Arc<Self>, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(CATCH_UP_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = tick.tick() => self.clone().catch_up(Some(CATCH_UP_EVERY)).await,
             }
         }
-        self.waiters.lock().retain(|_, waiter| !waiter.abandoned());
     }
 
-    /// Mark settled replies delivered, in batches.
-    async fn mark_delivered(
+    /// Read from the outbox, in one query, the replies of waiters that have waited at least
+    /// `older_than` (all of them when `None`): the replies whose notification was lost.
+    async fn catch_up(self: Arc<Self>, older_than: Option<Duration>) {
+        let now = Instant::now();
+        let due: HashMap<String, String> = {
+            let mut waiting = self.waiting.lock();
+            waiting.forget_abandoned();
+            waiting
+                .by_request
+                .iter()
+                .filter(|(_, waiter)| {
+                    older_than.is_none_or(|age| now.duration_since(waiter.since) >= age)
+                })
+                .map(|(request, waiter)| (waiter.message_id.clone(), request.clone()))
+                .collect()
+        };
+        if due.is_empty() {
+            return;
+        }
+        let ids: Vec<String> = due.keys().cloned().collect();
+        match self.outbox.replies_for(&ids).await {
+            Ok(found) => {
+                for stored in found {
+                    if let Some(request) = due.get(&stored.message_id) {
+                        self.answer(request, stored);
+                    }
+                }
+            }
+            Err(error) => tracing::warn!("looking up replies in the outbox failed: {error}"),
+        }
+    }
+
+    /// Write marks in batches; a batch the database did not take is tried again.
+    async fn mark(
         self: Arc<Self>,
-        mut marks: mpsc::UnboundedReceiver<String>,
+        mut marks: mpsc::UnboundedReceiver<Mark>,
         stop: CancellationToken,
     ) {
-        let mut batch = Vec::new();
+        let mut delivered: Vec<String> = Vec::new();
+        let mut posting: Vec<String> = Vec::new();
+        let mut received = Vec::new();
         loop {
             let stopping = tokio::select! {
                 () = stop.cancelled() => true,
-                received = marks.recv_many(&mut batch, 1000) => {
-                    if received == 0 {
+                count = marks.recv_many(&mut received, 1000) => {
+                    if count == 0 {
                         return;
                     }
                     false
@@ -255,18 +345,38 @@ impl ReplyRelay {
             };
             if stopping {
                 while let Ok(mark) = marks.try_recv() {
-                    batch.push(mark);
+                    received.push(mark);
                 }
             }
-            if !batch.is_empty() {
-                if let Err(error) = self.outbox.mark_delivered(&batch).await {
-                    // Left undelivered: the stranded-reply relay may send them again.
-                    tracing::warn!(
-                        replies = batch.len(),
-                        "marking replies delivered failed: {error}"
-                    );
+            for mark in received.drain(..) {
+                match mark {
+                    Mark::Delivered(id) => delivered.push(id),
+                    Mark::Posting(id) => posting.push(id),
                 }
-                batch.clear();
+            }
+            if !posting.is_empty() {
+                match self.outbox.lease(&posting, POSTING_LEASE).await {
+                    Ok(()) => posting.clear(),
+                    Err(error) => tracing::warn!(
+                        replies = posting.len(),
+                        "leasing replies being posted failed: {error}; trying again"
+                    ),
+                }
+            }
+            if !delivered.is_empty() {
+                match self.outbox.mark_delivered(&delivered).await {
+                    Ok(()) => delivered.clear(),
+                    Err(error) => tracing::warn!(
+                        replies = delivered.len(),
+                        "marking replies delivered failed: {error}; trying again"
+                    ),
+                }
+            }
+            for kept in [&mut delivered, &mut posting] {
+                if kept.len() > MAX_PENDING_MARKS {
+                    let excess = kept.len() - MAX_PENDING_MARKS;
+                    kept.drain(..excess);
+                }
             }
             if stopping {
                 return;

@@ -8,11 +8,13 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::Agent;
-use crate::agent::sessions::SessionStore;
 use crate::bus::kafka::{self, Consumer, KafkaBus};
 use crate::bus::outbox::Outbox;
 use crate::bus::{Bus, BusLimits, DurableHandler, MemoryBus};
 use crate::config::{BusKind, Config};
+
+/// Connections of the outbox pool (replies, notifications, catch-ups, marks).
+const OUTBOX_CONNECTIONS: u32 = 6;
 
 pub struct Buses {
     /// Where the gateway and the channels submit messages.
@@ -35,7 +37,6 @@ pub struct Replicated {
 pub async fn start(
     config: &Config,
     agent: Arc<Agent>,
-    sessions: &SessionStore,
     stop: CancellationToken,
 ) -> anyhow::Result<Buses> {
     let kafka_config = match (config.bus.kind, &config.bus.kafka) {
@@ -51,7 +52,15 @@ pub async fn start(
         }
     };
     let replica = kafka_config.replica_name();
-    let outbox = Outbox::open(sessions.pool().clone())
+    // Its own connections: replies, notifications and catch-ups never wait behind turns'
+    // session reads and writes (and the reverse).
+    sqlx::any::install_default_drivers();
+    let outbox_pool = sqlx::any::AnyPoolOptions::new()
+        .max_connections(OUTBOX_CONNECTIONS)
+        .connect(&config.sessions_url())
+        .await
+        .context("connecting to PostgreSQL for the replies outbox")?;
+    let outbox = Outbox::open(outbox_pool)
         .await
         .context("opening the replies outbox in PostgreSQL")?;
     kafka::ensure_topic(kafka_config, &replica).await;

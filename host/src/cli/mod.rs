@@ -402,7 +402,7 @@ async fn serve(config: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
     let stop = tokio_util::sync::CancellationToken::new();
     // Replies keep coming until the gateway has answered its last request.
     let bus_stop = tokio_util::sync::CancellationToken::new();
-    let buses = bus_setup::start(&config, agent, &sessions, bus_stop.clone()).await?;
+    let buses = bus_setup::start(&config, agent, bus_stop.clone()).await?;
     // Replicas count each client's requests together unless the operator said otherwise.
     let mut gateway_config = config.gateway.clone();
     if config.bus.kind == crate::config::BusKind::Kafka {

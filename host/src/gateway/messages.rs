@@ -137,8 +137,9 @@ async fn inbound(
     stream: bool,
 ) -> Result<InboundMessage, ApiError> {
     let request = parse(body)?;
-    let chat_id = match request.chat_id {
-        Some(chat_id) => {
+    let key = idempotency_key(headers)?;
+    let chat_id = match (request.chat_id, key) {
+        (Some(chat_id), _) => {
             check_chat_id(&chat_id)?;
             let owner = claim(state, &chat_id, principal).await?;
             if owner != principal.as_str() {
@@ -146,7 +147,15 @@ async fn inbound(
             }
             chat_id
         }
-        None => loop {
+        // A request sent again with the same key must land in the same new conversation.
+        (None, Some(key)) => {
+            let chat_id = keyed_chat_id(principal, key);
+            if claim(state, &chat_id, principal).await? != principal.as_str() {
+                return Err(not_found());
+            }
+            chat_id
+        }
+        (None, None) => loop {
             let chat_id = new_chat_id()?;
             // 128 random bits do not collide; a claimed id would only mean drawing again.
             if claim(state, &chat_id, principal).await? == principal.as_str() {
@@ -154,7 +163,7 @@ async fn inbound(
             }
         },
     };
-    let id = idempotency_id(headers, principal, &chat_id)?;
+    let id = key.map_or_else(String::new, |key| idempotency_id(principal, &chat_id, key));
     Ok(InboundMessage {
         id,
         channel: CHANNEL.to_owned(),
@@ -168,33 +177,41 @@ async fn inbound(
     })
 }
 
-/// The message id of a request with an `Idempotency-Key` (empty without one: the bus gives
-/// it one). The id is bound to the caller and the conversation, so a key never reaches
-/// another principal's message; a request sent again with the same key is answered once
-/// (by the Kafka bus, whose processed records are shared by the replicas).
-fn idempotency_id(
-    headers: &http::HeaderMap,
-    principal: &Principal,
-    chat_id: &str,
-) -> Result<String, ApiError> {
+/// The request's `Idempotency-Key`, if it has a valid one.
+fn idempotency_key(headers: &http::HeaderMap) -> Result<Option<&str>, ApiError> {
     let Some(key) = headers.get("idempotency-key") else {
-        return Ok(String::new());
+        return Ok(None);
     };
-    let key = key
-        .to_str()
+    key.to_str()
         .ok()
         .filter(|key| {
             (1..=MAX_IDEMPOTENCY_KEY).contains(&key.len())
                 && key.bytes().all(|b| b.is_ascii_graphic())
         })
+        .map(Some)
         .ok_or_else(|| {
             ApiError::invalid_request(format!(
                 "`Idempotency-Key` must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"
             ))
-        })?;
+        })
+}
+
+/// The message id of a request with an `Idempotency-Key`. It is bound to the caller and the
+/// conversation, so a key never reaches another principal's message; a request sent again
+/// with the same key is answered once (by the Kafka bus, whose processed records the replicas
+/// share).
+fn idempotency_id(principal: &Principal, chat_id: &str, key: &str) -> String {
     let digest =
         crate::digest::sha256_hex(format!("{}\n{chat_id}\n{key}", principal.as_str()).as_bytes());
-    Ok(format!("{CHANNEL}:{}", &digest[..32]))
+    format!("{CHANNEL}:{}", &digest[..32])
+}
+
+/// The new conversation of a request with an `Idempotency-Key` and no `chat_id`: the same
+/// for the same caller and key.
+fn keyed_chat_id(principal: &Principal, key: &str) -> String {
+    let digest =
+        crate::digest::sha256_hex(format!("new\n{}\n{key}", principal.as_str()).as_bytes());
+    digest[..32].to_owned()
 }
 
 fn parse(body: BodyResult) -> Result<MessageRequest, ApiError> {
@@ -307,6 +324,11 @@ fn bus_error(error: BusError) -> ApiError {
         BusError::Closed => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "shutting_down",
+            error.to_string(),
+        ),
+        BusError::TooLarge { .. } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
             error.to_string(),
         ),
         BusError::Unavailable(_) => ApiError::new(

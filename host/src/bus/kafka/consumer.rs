@@ -7,8 +7,11 @@
 //! committed synchronously when partitions are revoked and when the replica leaves. Fetching
 //! pauses while `max_in_flight` messages run. Partitions are assigned cooperatively
 //! (`cooperative-sticky`): a rebalance only stops the partitions that move. A revoked
-//! partition's running turns get `revoke_grace` to finish, then are stopped (nothing of them
-//! saved) and left to the new owner.
+//! partition's running turns get `revoke_grace` to finish, then are stopped and left to the
+//! new owner (a turn whose save was already under way may still commit: its processed record
+//! then keeps the new owner from answering it again). Fetching also pauses for one partition
+//! whose backlog is long, so one conversation does not hold the others up, and records older
+//! than the processed records are kept are refused.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -150,11 +153,13 @@ fn partitions_of(list: &TopicPartitionList, topic: &str) -> Vec<i32> {
         .collect()
 }
 
-/// A message polled, on its way to the dispatcher.
+/// A message polled, on its way to the dispatcher, with its partition's ownership at the
+/// time (a message of an ownership that ended is not run: the partition's next owner runs it).
 struct Polled {
     partition: i32,
     offset: i64,
     message: InboundMessage,
+    owner: CancellationToken,
 }
 
 /// The running member; `drain` makes it leave the group.
@@ -206,8 +211,19 @@ impl Consumer {
                 let stop = stop.clone();
                 let shared = shared.clone();
                 let max_in_flight = config.max_in_flight;
+                let keep = Duration::from_secs(config.keep_replies_hours * 3600);
                 let drain = Duration::from_secs(config.drain_seconds);
-                move || poll_loop(&consumer, &shared, &polled, &stop, max_in_flight, drain)
+                move || {
+                    poll_loop(
+                        &consumer,
+                        &shared,
+                        &polled,
+                        &stop,
+                        max_in_flight,
+                        keep,
+                        drain,
+                    )
+                }
             })
             .context("starting the bus consumer thread")?;
         Ok(Self {
@@ -244,22 +260,24 @@ fn poll_loop(
     polled: &mpsc::UnboundedSender<Polled>,
     stop: &AtomicBool,
     max_in_flight: usize,
+    keep: Duration,
     drain: Duration,
 ) {
-    let mut paused = false;
+    let mut pauses = Pauses::default();
     while !stop.load(Ordering::Acquire) {
-        let in_flight = shared.in_flight.load(Ordering::Acquire);
-        if !paused && in_flight >= max_in_flight {
-            paused = set_paused(consumer, true);
-        } else if paused && in_flight <= max_in_flight / 2 {
-            paused = !set_paused(consumer, false);
-        }
+        pauses.update(consumer, shared, max_in_flight);
         match consumer.poll(POLL) {
             Some(Ok(record)) => {
                 let partition = record.partition();
                 let offset = record.offset();
-                match decode(record.payload()) {
-                    Ok(mut message) => {
+                let owner = shared
+                    .token(partition)
+                    .filter(|token| !token.is_cancelled());
+                let decoded = decode(record.payload(), record.timestamp().to_millis(), keep);
+                match (owner, decoded) {
+                    // Polled from a partition this replica no longer owns.
+                    (None, _) => {}
+                    (Some(owner), Ok(mut message)) => {
                         // The replica stops a turn whose partition it lost.
                         message.cancel_when_abandoned = true;
                         shared.progress.lock().started(partition, offset);
@@ -269,19 +287,16 @@ fn poll_loop(
                                 partition,
                                 offset,
                                 message,
+                                owner,
                             })
                             .is_err()
                         {
                             break;
                         }
                     }
-                    Err(error) => {
+                    (Some(_), Err(error)) => {
                         // Nothing can answer it; it must not hold its partition up.
-                        tracing::error!(
-                            partition,
-                            offset,
-                            "an unreadable bus message was skipped: {error}"
-                        );
+                        tracing::error!(partition, offset, "a bus message was skipped: {error}");
                         let mut progress = shared.progress.lock();
                         progress.started(partition, offset);
                         progress.finished(partition, offset);
@@ -294,7 +309,7 @@ fn poll_loop(
         store_commits(consumer, shared);
     }
     // Draining: nothing new is fetched; the running turns get `drain` to finish.
-    set_paused(consumer, true);
+    pauses.pause_all(consumer);
     let deadline = Instant::now() + drain;
     while shared.in_flight.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
         // Polling keeps the membership alive (and serves callbacks) while turns finish.
@@ -335,7 +350,23 @@ fn revoke_grace(config: &KafkaBusConfig) -> Duration {
         .min(Duration::from_millis(poll_interval_ms / 2))
 }
 
-fn decode(payload: Option<&[u8]>) -> Result<InboundMessage, String> {
+/// The message of a record; refused when unreadable, or when it is older than the
+/// processed records are kept (`keep`): a group that lost its offsets and reads its topic
+/// again must not answer messages whose answers it no longer knows.
+fn decode(
+    payload: Option<&[u8]>,
+    timestamp: Option<i64>,
+    keep: Duration,
+) -> Result<InboundMessage, String> {
+    if let Some(timestamp) = timestamp {
+        let age = crate::timing::now_ms().saturating_sub(timestamp);
+        if u128::try_from(age).unwrap_or(0) > keep.as_millis() {
+            return Err(format!(
+                "it is {} h old, older than bus.kafka.keep_replies_hours (was the group's offset lost?)",
+                age / 3_600_000
+            ));
+        }
+    }
     let payload = payload.ok_or("no payload")?;
     let message: InboundMessage = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
     if message.id.is_empty() || message.reply_to.is_none() {
@@ -344,21 +375,71 @@ fn decode(payload: Option<&[u8]>) -> Result<InboundMessage, String> {
     Ok(message)
 }
 
-/// Pause or resume fetching for the whole assignment; true when it took effect.
-fn set_paused(consumer: &BaseConsumer<GroupContext>, pause: bool) -> bool {
-    let Ok(assignment) = consumer.assignment() else {
-        return false;
-    };
-    let done = if pause {
-        consumer.pause(&assignment)
-    } else {
-        consumer.resume(&assignment)
-    };
-    match done {
-        Ok(()) => true,
-        Err(error) => {
-            tracing::warn!("pausing or resuming the bus consumer: {error}");
-            false
+/// Unfinished messages at which one partition stops fetching (a conversation's backlog must
+/// not hold the others up); it fetches again at half as many.
+const PARTITION_BACKLOG: usize = 64;
+
+/// Which owned partitions are paused: all while `max_in_flight` messages are unfinished
+/// (until half of them finished), and any whose own backlog is too long. Looked at every
+/// poll, so partitions assigned meanwhile follow the same rule.
+#[derive(Default)]
+struct Pauses {
+    all: bool,
+    paused: std::collections::HashSet<i32>,
+}
+
+impl Pauses {
+    fn update(
+        &mut self,
+        consumer: &BaseConsumer<GroupContext>,
+        shared: &Shared,
+        max_in_flight: usize,
+    ) {
+        let in_flight = shared.in_flight.load(Ordering::Acquire);
+        if in_flight >= max_in_flight {
+            self.all = true;
+        } else if in_flight <= max_in_flight / 2 {
+            self.all = false;
+        }
+        let owned: Vec<i32> = shared.owned.lock().keys().copied().collect();
+        self.paused.retain(|partition| owned.contains(partition));
+        let mut pause = TopicPartitionList::new();
+        let mut resume = TopicPartitionList::new();
+        {
+            let progress = shared.progress.lock();
+            for partition in owned {
+                let backlog = progress.unfinished_in(&[partition]);
+                let paused = self.paused.contains(&partition);
+                let want = self.all
+                    || backlog >= PARTITION_BACKLOG
+                    || (paused && backlog > PARTITION_BACKLOG / 2);
+                if want && !paused {
+                    pause.add_partition(&shared.topic, partition);
+                    self.paused.insert(partition);
+                } else if !want && paused {
+                    resume.add_partition(&shared.topic, partition);
+                    self.paused.remove(&partition);
+                }
+            }
+        }
+        if pause.count() > 0
+            && let Err(error) = consumer.pause(&pause)
+        {
+            tracing::warn!("pausing partitions: {error}");
+        }
+        if resume.count() > 0
+            && let Err(error) = consumer.resume(&resume)
+        {
+            tracing::warn!("resuming partitions: {error}");
+        }
+    }
+
+    fn pause_all(&mut self, consumer: &BaseConsumer<GroupContext>) {
+        self.all = true;
+        if let Ok(assignment) = consumer.assignment()
+            && let Err(error) = consumer.pause(&assignment)
+        {
+            tracing::warn!("pausing the bus consumer: {error}");
         }
     }
 }
@@ -390,16 +471,15 @@ async fn dispatch(
         partition,
         offset,
         message,
+        owner,
     }) = polled.recv().await
     {
-        let token = match shared.token(partition) {
-            Some(token) if !token.is_cancelled() => token,
+        if owner.is_cancelled() {
             // Revoked since it was polled: the new owner runs it.
-            _ => {
-                shared.in_flight.fetch_sub(1, Ordering::AcqRel);
-                continue;
-            }
-        };
+            shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+            continue;
+        }
+        let token = owner;
         let address = message.reply_to.clone();
         let stream = message.stream;
         let delivery = loop {
@@ -426,7 +506,12 @@ async fn dispatch(
             tokio::select! {
                 // The handler returns once the reply is recorded (or the message was answered
                 // before).
-                _ = reply => shared.finished(partition, offset),
+                replied = reply => match replied {
+                    Ok(_) => shared.finished(partition, offset),
+                    // The local bus lost the message without a reply: its offset stays
+                    // uncommitted, so the partition's next owner runs it.
+                    Err(_) => tracing::error!(partition, offset, "a bus message ended without a reply; it runs again after the next rebalance or restart"),
+                },
                 // Dropping the reply stops the turn: the partition's new owner runs it.
                 () = token.cancelled() => {}
             }

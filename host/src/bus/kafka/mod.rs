@@ -5,8 +5,8 @@
 //! inbound topic keyed by its conversation; so a conversation's messages share a partition,
 //! and the partition's one owner in the group runs them in order (`consumer`). The owner runs
 //! each through a local `MemoryBus` whose handler is a `DurableHandler`: the turn records its
-//! reply in the outbox in the same statement as its session writes and notifies the waiting
-//! replica on commit. Offsets are committed only up to the first message whose reply is not
+//! reply in the outbox in the same statement as its session writes, and the waiting replica
+//! is notified after the commit. Offsets are committed only up to the first message whose reply is not
 //! recorded yet, so a replica that dies leaves its unfinished messages to be delivered again,
 //! and their processed records keep any from being answered twice.
 
@@ -45,11 +45,15 @@ pub async fn ensure_topic(config: &KafkaBusConfig, replica: &str) {
                 return;
             }
         };
+    // Records live no longer than their processed records: a group that lost its offsets
+    // finds nothing it would answer twice (the consumer also refuses older records).
+    let retention = (config.keep_replies_hours * 3_600_000).to_string();
     let topic = NewTopic::new(
         &config.topic,
         config.partitions,
         TopicReplication::Fixed(config.replication_factor),
-    );
+    )
+    .set("retention.ms", &retention);
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     match admin.create_topics([&topic], &options).await {
         Ok(results) => {
@@ -66,6 +70,9 @@ pub async fn ensure_topic(config: &KafkaBusConfig, replica: &str) {
         Err(error) => tracing::warn!("creating the bus topic: {error}"),
     }
 }
+
+/// Largest record produced (Kafka's default `message.max.bytes` is about 1 MB).
+const MAX_RECORD_BYTES: usize = 900_000;
 
 /// Messages this replica waits for replies to, at most (then `submit` answers busy).
 const MAX_WAITING: usize = 10_000;
@@ -159,9 +166,11 @@ impl Bus for KafkaBus {
                 pending: MAX_WAITING,
             });
         }
-        if message.id.is_empty() {
-            message.id = uuid::Uuid::new_v4().to_string();
-        }
+        message.id = if message.id.is_empty() {
+            uuid::Uuid::new_v4().to_string()
+        } else {
+            super::outbox::message_id(&message.id)
+        };
         let request = uuid::Uuid::new_v4().simple().to_string();
         message.reply_to = Some(ReplyAddress {
             replica: self.replica.clone(),
@@ -169,6 +178,12 @@ impl Bus for KafkaBus {
         });
         let payload = serde_json::to_vec(&message)
             .map_err(|e| BusError::Unavailable(format!("encoding the message: {e}")))?;
+        if payload.len() > MAX_RECORD_BYTES {
+            return Err(BusError::TooLarge {
+                bytes: payload.len(),
+                limit: MAX_RECORD_BYTES,
+            });
+        }
         let key = message.session_key();
         let (reply, reply_receiver) = oneshot::channel();
         let (events, events_receiver) =
@@ -176,17 +191,23 @@ impl Bus for KafkaBus {
         let settle_on_handoff = crate::config::HOST_CHANNELS.contains(&message.channel.as_str());
         let message_id = message.id.clone();
         // Waiting before producing: the reply may come back before `send` returns.
-        self.relay.expect(
-            request.clone(),
-            Waiter {
-                message_id: message_id.clone(),
-                reply,
-                events,
-                stream: message.stream,
-                settle_on_handoff,
-                since: Instant::now(),
-            },
-        );
+        self.relay
+            .expect(
+                request.clone(),
+                Waiter {
+                    message_id: message_id.clone(),
+                    session_key: key.clone(),
+                    reply,
+                    events,
+                    stream: message.stream,
+                    settle_on_handoff,
+                    since: Instant::now(),
+                },
+            )
+            .map_err(|pending| BusError::ConversationBusy {
+                session: key.clone(),
+                pending,
+            })?;
         let record = FutureRecord::to(&self.topic).key(&key).payload(&payload);
         if let Err((error, _)) = self.producer.send(record, self.publish_timeout).await {
             self.relay.forget(&request);
