@@ -12,6 +12,10 @@ use sqlx::Row;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_databot_cli");
 
+/// The tests that run replicas take turns: on two cores, two sets of replicas and their
+/// clients at once only measure the machine.
+static REPLICAS_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// What the clients saw.
 #[derive(Default)]
 struct Seen {
@@ -208,6 +212,7 @@ fn check_clients(seen: &Seen, conversations: usize, messages: usize, cut_allowed
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_replicas_answer_every_message_once_in_conversation_order() {
+    let _turn = REPLICAS_AT_A_TIME.lock().await;
     let replicas = Replicas::start(BINARY, 3, "").await;
     let ports = Arc::new(std::sync::Mutex::new(
         (0..3).map(|index| Some(replicas.port(index))).collect(),
@@ -221,6 +226,7 @@ async fn three_replicas_answer_every_message_once_in_conversation_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_and_a_restarted_replica_lose_and_duplicate_nothing() {
+    let _turn = REPLICAS_AT_A_TIME.lock().await;
     let mut replicas = Replicas::start(BINARY, 3, "").await;
     let ports = Arc::new(std::sync::Mutex::new(
         (0..3)
@@ -257,6 +263,7 @@ async fn a_killed_and_a_restarted_replica_lose_and_duplicate_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_terminated_replica_drains_in_time_and_loses_no_turn() {
+    let _turn = REPLICAS_AT_A_TIME.lock().await;
     let mut replicas = Replicas::start(BINARY, 2, "").await;
     let ports = Arc::new(std::sync::Mutex::new(vec![
         Some(replicas.port(0)),

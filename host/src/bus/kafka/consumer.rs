@@ -67,6 +67,19 @@ impl Shared {
         self.progress.lock().finished(partition, offset);
     }
 
+    /// Stop at once the turns of partitions another member may already own, committing
+    /// nothing (their unfinished messages run again there).
+    fn drop_partitions(&self, partitions: &[i32]) {
+        let mut owned = self.owned.lock();
+        let mut progress = self.progress.lock();
+        for partition in partitions {
+            if let Some(token) = owned.remove(partition) {
+                token.cancel();
+            }
+            progress.remove(*partition);
+        }
+    }
+
     /// Give revoked partitions back: wait for their turns up to the grace, stop the rest,
     /// commit what finished.
     fn hand_back(&self, consumer: &BaseConsumer<GroupContext>, partitions: &[i32]) {
@@ -110,22 +123,26 @@ impl ClientContext for GroupContext {}
 
 impl ConsumerContext for GroupContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(list) = rebalance {
-            let partitions = partitions_of(list, &self.shared.topic);
-            if consumer.assignment_lost() {
-                // Another member may already own them: stop at once, commit nothing.
-                let mut owned = self.shared.owned.lock();
-                let mut progress = self.shared.progress.lock();
-                for partition in &partitions {
-                    if let Some(token) = owned.remove(partition) {
-                        token.cancel();
-                    }
-                    progress.remove(*partition);
+        match rebalance {
+            Rebalance::Revoke(list) => {
+                let partitions = partitions_of(list, &self.shared.topic);
+                if consumer.assignment_lost() {
+                    self.shared.drop_partitions(&partitions);
+                    tracing::warn!(?partitions, "partitions lost");
+                } else {
+                    self.shared.hand_back(consumer, &partitions);
                 }
-                tracing::warn!(?partitions, "partitions lost");
-            } else {
-                self.shared.hand_back(consumer, &partitions);
             }
+            // librdkafka then drops the whole assignment: so does the replica.
+            Rebalance::Error(error) => {
+                let partitions: Vec<i32> = self.shared.owned.lock().keys().copied().collect();
+                self.shared.drop_partitions(&partitions);
+                tracing::warn!(
+                    ?partitions,
+                    "rebalance failed ({error}); partitions dropped"
+                );
+            }
+            Rebalance::Assign(_) => {}
         }
     }
 
@@ -139,8 +156,7 @@ impl ConsumerContext for GroupContext {
                 }
                 tracing::info!(?partitions, "partitions assigned");
             }
-            Rebalance::Revoke(_) => {}
-            Rebalance::Error(error) => tracing::warn!("rebalance failed: {error}"),
+            Rebalance::Revoke(_) | Rebalance::Error(_) => {}
         }
     }
 }
@@ -377,7 +393,7 @@ fn decode(
 
 /// Unfinished messages at which one partition stops fetching (a conversation's backlog must
 /// not hold the others up); it fetches again at half as many.
-const PARTITION_BACKLOG: usize = 64;
+const PARTITION_BACKLOG: usize = 256;
 
 /// Which owned partitions are paused: all while `max_in_flight` messages are unfinished
 /// (until half of them finished), and any whose own backlog is too long. Looked at every

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use parking_lot::RwLock;
 use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::sync::oneshot;
@@ -79,7 +80,10 @@ const MAX_WAITING: usize = 10_000;
 
 /// The submitting side of the Kafka bus on one replica.
 pub struct KafkaBus {
-    producer: FutureProducer,
+    /// Replaced when librdkafka reports a fatal error (an idempotent producer that lost its
+    /// sequence cannot send again).
+    producer: RwLock<Arc<FutureProducer>>,
+    producer_config: ClientConfig,
     topic: String,
     replica: String,
     relay: Arc<ReplyRelay>,
@@ -132,11 +136,13 @@ impl KafkaBus {
         let producer: FutureProducer = producer_config
             .create()
             .context("creating the Kafka producer of the bus")?;
+        let producer = RwLock::new(Arc::new(producer));
         let relay = ReplyRelay::start(database_url, outbox, replica, stop)
             .await
             .context("listening for replies in PostgreSQL")?;
         Ok(Self {
             producer,
+            producer_config,
             topic: config.topic.clone(),
             replica: replica.to_owned(),
             relay,
@@ -144,6 +150,27 @@ impl KafkaBus {
             event_buffer: BusLimits::default().event_buffer,
             dropped_events: Arc::default(),
         })
+    }
+
+    /// A producer in a fatal state is replaced (once, by whoever sees it first).
+    fn replace_if_fatal(&self, failed: &Arc<FutureProducer>) {
+        use rdkafka::producer::Producer;
+        let Some((code, reason)) = failed.client().fatal_error() else {
+            return;
+        };
+        let mut current = self.producer.write();
+        if !Arc::ptr_eq(&current, failed) {
+            return;
+        }
+        match self.producer_config.create::<FutureProducer>() {
+            Ok(fresh) => {
+                tracing::warn!(
+                    "the bus producer failed for good ({code:?}: {reason}); replaced it"
+                );
+                *current = Arc::new(fresh);
+            }
+            Err(error) => tracing::error!("replacing the failed bus producer: {error}"),
+        }
     }
 
     /// Messages this replica submitted and still waits on.
@@ -209,8 +236,10 @@ impl Bus for KafkaBus {
                 pending,
             })?;
         let record = FutureRecord::to(&self.topic).key(&key).payload(&payload);
-        if let Err((error, _)) = self.producer.send(record, self.publish_timeout).await {
+        let producer = self.producer.read().clone();
+        if let Err((error, _)) = producer.send(record, self.publish_timeout).await {
             self.relay.forget(&request);
+            self.replace_if_fatal(&producer);
             return Err(BusError::Unavailable(error.to_string()));
         }
         let settle = if settle_on_handoff {
