@@ -50,8 +50,8 @@ impl MessageHandler for Agent {
                 (
                     format!("Sorry, this message could not be answered: {error}"),
                     true,
-                    // The session store could not be read or written: worth running again.
-                    matches!(error, super::AgentError::Sessions(_)),
+                    // The session store was out of reach: worth running again.
+                    matches!(&error, super::AgentError::Sessions(cause) if crate::bus::transient_store_error(cause)),
                 )
             }
         };

@@ -36,6 +36,7 @@ enum Attempt {
 pub fn transient(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => true,
@@ -50,6 +51,14 @@ pub fn transient(error: &sqlx::Error) -> bool {
     }
 }
 
+/// `transient` for the first database error in an error's chain (none: not transient).
+pub fn transient_in(error: &anyhow::Error) -> bool {
+    error
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<sqlx::Error>())
+        .is_some_and(transient)
+}
+
 impl DurableHandler {
     pub fn new(inner: Arc<dyn MessageHandler>, outbox: Outbox) -> Self {
         Self { inner, outbox }
@@ -62,6 +71,10 @@ impl DurableHandler {
         events: &EventSink,
     ) -> Attempt {
         match self.outbox.reply_for(&receipt.message_id).await {
+            Ok(Some(stored)) if stored.session_key != receipt.session_key => {
+                tracing::error!(message = %receipt.message_id, "the message id is already another conversation's; left unanswered");
+                return Attempt::Done(OutboundMessage::default());
+            }
             Ok(Some(stored)) => {
                 tracing::debug!(message = %receipt.message_id, "already answered; not run again");
                 self.announce(receipt).await;

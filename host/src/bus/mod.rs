@@ -20,7 +20,7 @@ use tokio::sync::oneshot;
 
 use crate::events::{EventReceiver, EventSink};
 
-pub use durable::DurableHandler;
+pub use durable::{DurableHandler, transient_in as transient_store_error};
 pub use kafka::KafkaBus;
 pub use memory::{BusLimits, MemoryBus};
 

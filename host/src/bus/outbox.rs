@@ -293,30 +293,10 @@ impl Outbox {
 
     /// Mark replies delivered (their replica handed them on).
     pub async fn mark_delivered(&self, message_ids: &[String]) -> Result<(), sqlx::Error> {
-        self.update_undelivered(message_ids, &format!("delivered_at = {DB_NOW_MS}"))
-            .await
-    }
-
-    /// Hold replies for `lease` while their replica posts them, so no relay takes them as
-    /// stranded meanwhile.
-    pub async fn lease(&self, message_ids: &[String], lease: Duration) -> Result<(), sqlx::Error> {
-        let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
-        self.update_undelivered(
-            message_ids,
-            &format!("claimed_until = {DB_NOW_MS} + {lease_ms}"),
-        )
-        .await
-    }
-
-    async fn update_undelivered(
-        &self,
-        message_ids: &[String],
-        set: &str,
-    ) -> Result<(), sqlx::Error> {
         for chunk in message_ids.chunks(500) {
-            // `set` is built here from constants and numbers; the ids are bound.
             let statement = format!(
-                "UPDATE databot_replies SET {set} WHERE delivered_at IS NULL AND message_id IN ({})",
+                "UPDATE databot_replies SET delivered_at = {DB_NOW_MS} \
+                 WHERE delivered_at IS NULL AND message_id IN ({})",
                 placeholders(1, chunk.len())
             );
             let mut query = sqlx::query(sqlx::AssertSqlSafe(statement));
@@ -326,6 +306,28 @@ impl Outbox {
             query.execute(&self.pool).await?;
         }
         Ok(())
+    }
+
+    /// Take a reply to post to its chat, holding it for `lease` from the stranded-reply
+    /// relay; false when it is delivered already or another replica holds it.
+    pub async fn take_for_posting(
+        &self,
+        message_id: &str,
+        lease: Duration,
+    ) -> Result<bool, sqlx::Error> {
+        let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+        let statement = format!(
+            "UPDATE databot_replies SET claimed_until = {DB_NOW_MS} + $1
+             WHERE message_id = $2 AND delivered_at IS NULL
+               AND (claimed_until IS NULL OR claimed_until < {DB_NOW_MS})
+             RETURNING message_id"
+        );
+        let taken = sqlx::query(sqlx::AssertSqlSafe(statement))
+            .bind(lease_ms)
+            .bind(message_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(taken.is_some())
     }
 
     /// Take up to `limit` replies nobody delivered or holds within `after` of their saving

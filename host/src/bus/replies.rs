@@ -28,7 +28,7 @@ use crate::events::{EventSink, TurnEvent};
 
 /// How often waiters that have waited this long are looked up in the outbox.
 const CATCH_UP_EVERY: Duration = Duration::from_secs(5);
-/// Replies marked delivered (or leased) together, at most this often.
+/// Replies marked delivered together, at most this often.
 const MARK_EVERY: Duration = Duration::from_millis(50);
 /// Messages of one conversation waiting for replies on one replica, at most.
 pub const MAX_PER_CONVERSATION: usize = 100;
@@ -39,6 +39,8 @@ const FORGET_AFTER: Duration = Duration::from_secs(15 * 60);
 const MAX_WAIT: Duration = Duration::from_secs(60 * 60);
 /// How long a reply taken to be posted to a chat is held from the stranded-reply relay.
 const POSTING_LEASE: Duration = Duration::from_secs(15 * 60);
+/// How soon marks the database did not take are tried again.
+const MARK_RETRY: Duration = Duration::from_secs(1);
 /// Marks kept for another try at most, when the database cannot take them.
 const MAX_PENDING_MARKS: usize = 100_000;
 
@@ -101,17 +103,12 @@ impl Waiting {
     }
 }
 
-/// What the marking task writes.
-enum Mark {
-    Delivered(String),
-    Posting(String),
-}
-
 /// This replica's waiters and the listener that feeds them.
 pub struct ReplyRelay {
     outbox: Outbox,
     waiting: Mutex<Waiting>,
-    marks: mpsc::UnboundedSender<Mark>,
+    /// Replies to mark delivered.
+    marks: mpsc::UnboundedSender<String>,
 }
 
 impl ReplyRelay {
@@ -169,7 +166,7 @@ impl ReplyRelay {
 
     /// Mark a reply delivered (its submitter handed it on).
     pub fn settle(&self, message_id: String) {
-        let _ = self.marks.send(Mark::Delivered(message_id));
+        let _ = self.marks.send(message_id);
     }
 
     async fn listen(self: Arc<Self>, mut listener: PgListener, stop: CancellationToken) {
@@ -222,7 +219,7 @@ impl ReplyRelay {
                 let relay = self.clone();
                 tokio::spawn(async move {
                     match relay.outbox.reply_for(&message).await {
-                        Ok(Some(stored)) => relay.answer(&request, stored),
+                        Ok(Some(stored)) => relay.answer(&request, stored).await,
                         Ok(None) => {
                             tracing::warn!(message, "an announced reply is not in the outbox")
                         }
@@ -237,8 +234,10 @@ impl ReplyRelay {
     }
 
     /// Hand a stored reply to the waiter of `request`, if it is still there and the reply is
-    /// its message's, in its conversation.
-    fn answer(&self, request: &str, stored: StoredReply) {
+    /// its message's, in its conversation. A reply for a chat is first taken from the
+    /// stranded-reply relay (leased while it is posted); if another replica holds it or it is
+    /// delivered already, the waiter is let go without it.
+    async fn answer(&self, request: &str, stored: StoredReply) {
         let waiter = {
             let mut waiting = self.waiting.lock();
             match waiting.by_request.get(request) {
@@ -254,6 +253,21 @@ impl ReplyRelay {
         let Some(waiter) = waiter else {
             return;
         };
+        if !waiter.settle_on_handoff {
+            match self
+                .outbox
+                .take_for_posting(&waiter.message_id, POSTING_LEASE)
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::debug!(message = %waiter.message_id, "the reply is posted by another replica");
+                    return;
+                }
+                // Posting it is better than losing it; the relay may post it again.
+                Err(error) => tracing::warn!("leasing a reply to post failed: {error}"),
+            }
+        }
         let reply = stored.reply;
         // A streaming submitter listens to the events only (the gateway's SSE response).
         let streamed = waiter.stream && !waiter.events.is_closed();
@@ -269,16 +283,9 @@ impl ReplyRelay {
             });
         }
         let handed = waiter.reply.send(reply).is_ok() || streamed;
-        if !handed {
-            // Nobody took it: left for the stranded-reply relay.
-            return;
+        if handed && waiter.settle_on_handoff {
+            let _ = self.marks.send(waiter.message_id);
         }
-        let mark = if waiter.settle_on_handoff {
-            Mark::Delivered(waiter.message_id)
-        } else {
-            Mark::Posting(waiter.message_id)
-        };
-        let _ = self.marks.send(mark);
     }
 
     async fn catch_up_every(self: Arc<Self>, stop: CancellationToken) {
@@ -316,7 +323,7 @@ impl ReplyRelay {
             Ok(found) => {
                 for stored in found {
                     if let Some(request) = due.get(&stored.message_id) {
-                        self.answer(request, stored);
+                        self.answer(request, stored).await;
                     }
                 }
             }
@@ -324,20 +331,24 @@ impl ReplyRelay {
         }
     }
 
-    /// Write marks in batches; a batch the database did not take is tried again.
+    /// Mark replies delivered in batches; a batch the database did not take is tried again
+    /// a second later, whether or not more marks come.
     async fn mark(
         self: Arc<Self>,
-        mut marks: mpsc::UnboundedReceiver<Mark>,
+        mut marks: mpsc::UnboundedReceiver<String>,
         stop: CancellationToken,
     ) {
-        let mut delivered: Vec<String> = Vec::new();
-        let mut posting: Vec<String> = Vec::new();
-        let mut received = Vec::new();
+        let mut pending: Vec<String> = Vec::new();
         loop {
+            let wait = if pending.is_empty() {
+                Duration::from_secs(24 * 3600)
+            } else {
+                MARK_RETRY
+            };
             let stopping = tokio::select! {
                 () = stop.cancelled() => true,
-                count = marks.recv_many(&mut received, 1000) => {
-                    if count == 0 {
+                received = tokio::time::timeout(wait, marks.recv_many(&mut pending, 1000)) => {
+                    if matches!(received, Ok(0)) {
                         return;
                     }
                     false
@@ -345,37 +356,20 @@ impl ReplyRelay {
             };
             if stopping {
                 while let Ok(mark) = marks.try_recv() {
-                    received.push(mark);
+                    pending.push(mark);
                 }
             }
-            for mark in received.drain(..) {
-                match mark {
-                    Mark::Delivered(id) => delivered.push(id),
-                    Mark::Posting(id) => posting.push(id),
-                }
-            }
-            if !posting.is_empty() {
-                match self.outbox.lease(&posting, POSTING_LEASE).await {
-                    Ok(()) => posting.clear(),
+            if !pending.is_empty() {
+                match self.outbox.mark_delivered(&pending).await {
+                    Ok(()) => pending.clear(),
                     Err(error) => tracing::warn!(
-                        replies = posting.len(),
-                        "leasing replies being posted failed: {error}; trying again"
-                    ),
-                }
-            }
-            if !delivered.is_empty() {
-                match self.outbox.mark_delivered(&delivered).await {
-                    Ok(()) => delivered.clear(),
-                    Err(error) => tracing::warn!(
-                        replies = delivered.len(),
+                        replies = pending.len(),
                         "marking replies delivered failed: {error}; trying again"
                     ),
                 }
-            }
-            for kept in [&mut delivered, &mut posting] {
-                if kept.len() > MAX_PENDING_MARKS {
-                    let excess = kept.len() - MAX_PENDING_MARKS;
-                    kept.drain(..excess);
+                if pending.len() > MAX_PENDING_MARKS {
+                    let excess = pending.len() - MAX_PENDING_MARKS;
+                    pending.drain(..excess);
                 }
             }
             if stopping {

@@ -69,10 +69,11 @@ impl SharedStateStore {
     pub async fn keys(&self, plugin: &str, prefix: &str) -> Result<Vec<String>, GuestError> {
         let pool = self.ready().await?;
         // Prefix matched exactly (no LIKE patterns): the keys from `prefix` up to the first
-        // key that no longer starts with it.
+        // key that no longer starts with it, in byte order whatever the database's collation.
         let rows = sqlx::query(
             "SELECT state_key FROM databot_plugin_state
-             WHERE plugin = $1 AND state_key >= $2 ORDER BY state_key",
+             WHERE plugin = $1 AND state_key COLLATE \"C\" >= $2
+             ORDER BY state_key COLLATE \"C\"",
         )
         .bind(plugin)
         .bind(prefix)
@@ -92,13 +93,18 @@ impl SharedStateStore {
 
     pub async fn set(&self, plugin: &str, key: String, value: Vec<u8>) -> Result<(), GuestError> {
         super::state::check_entry(&key, &value)?;
+        if key.contains('\0') {
+            return Err(GuestError::InvalidInput(
+                "a state key may not contain NUL when state is shared by replicas".into(),
+            ));
+        }
         let pool = self.ready().await?;
         let size = i64::try_from(key.len() + value.len()).unwrap_or(i64::MAX);
         // The plugin's live bytes without this key, plus the new entry, within the limit.
         let written = sqlx::query(
             "INSERT INTO databot_plugin_state (plugin, state_key, state_value)
              SELECT $1, $2, $3 WHERE
-               (SELECT COALESCE(SUM(LENGTH(state_key) + LENGTH(state_value)), 0)
+               (SELECT COALESCE(SUM(OCTET_LENGTH(state_key) + OCTET_LENGTH(state_value)), 0)
                   FROM databot_plugin_state WHERE plugin = $1 AND state_key <> $2) + $4 <= $5
              ON CONFLICT (plugin, state_key) DO UPDATE SET state_value = excluded.state_value",
         )

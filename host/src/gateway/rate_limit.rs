@@ -37,6 +37,9 @@ pub struct SharedLimiter {
     schema: tokio::sync::OnceCell<()>,
 }
 
+/// Longest a request waits for the shared count (the pool is the sessions'); past it the
+/// replica judges alone.
+const SHARED_WAIT: Duration = Duration::from_millis(250);
 /// Checks between two deletions of windows no judgement needs any more.
 const EXPIRE_EVERY: u64 = 4096;
 
@@ -114,15 +117,19 @@ impl SharedLimiter {
             );
             return self.fallback.check(client);
         }
-        let row = sqlx::query(SHARED_CHECK)
-            .bind(client)
-            .bind(current)
-            .bind(current - window)
-            .bind(window)
-            .bind(covered)
-            .bind(i64::from(self.limit))
-            .fetch_one(&self.pool)
-            .await;
+        let row = tokio::time::timeout(
+            SHARED_WAIT,
+            sqlx::query(SHARED_CHECK)
+                .bind(client)
+                .bind(current)
+                .bind(current - window)
+                .bind(window)
+                .bind(covered)
+                .bind(i64::from(self.limit))
+                .fetch_one(&self.pool),
+        )
+        .await
+        .unwrap_or(Err(sqlx::Error::PoolTimedOut));
         let row = match row {
             Ok(row) => row,
             Err(error) => {

@@ -101,11 +101,11 @@ impl Runtime {
 /// What a listing knows of a file: its size and modification time.
 type Seen = HashMap<PathBuf, (u64, Option<std::time::SystemTime>)>;
 
-fn list_plugins(folder: &std::path::Path) -> Seen {
-    let Ok(entries) = std::fs::read_dir(folder) else {
-        return Seen::new();
-    };
-    entries
+/// The folder's plugin files; `None` when it cannot be read (a network volume's blip must
+/// not look like every plugin removed).
+fn list_plugins(folder: &std::path::Path) -> Option<Seen> {
+    let entries = std::fs::read_dir(folder).ok()?;
+    let listed = entries
         .flatten()
         .map(|entry| entry.path())
         .filter(|path| path.extension().is_some_and(|e| e == "wasm"))
@@ -116,7 +116,8 @@ fn list_plugins(folder: &std::path::Path) -> Seen {
                 .is_file()
                 .then(|| (path, (metadata.len(), metadata.modified().ok())))
         })
-        .collect()
+        .collect();
+    Some(listed)
 }
 
 /// Every `every`, send the files that appeared, changed or went since the last listing.
@@ -128,11 +129,14 @@ async fn rescan(
     let listed = folder.clone();
     let mut seen = tokio::task::spawn_blocking(move || list_plugins(&listed))
         .await
+        .ok()
+        .flatten()
         .unwrap_or_default();
     loop {
         tokio::time::sleep(every).await;
         let listed = folder.clone();
-        let Ok(now) = tokio::task::spawn_blocking(move || list_plugins(&listed)).await else {
+        let Ok(Some(now)) = tokio::task::spawn_blocking(move || list_plugins(&listed)).await else {
+            tracing::warn!(folder = %folder.display(), "the plugins folder cannot be listed; trying again later");
             continue;
         };
         for (path, stamp) in &now {

@@ -596,8 +596,6 @@ pub fn is_plugin_file(path: &Path) -> bool {
     path.extension().is_some_and(|e| e == "wasm") && path.is_file()
 }
 
-/// Outgoing connections all calls may hold: the configured number, lowered to the share of
-/// open files the process plan gives them.
 /// Plugins' state: files in the data dir; in the shared PostgreSQL session store when several
 /// replicas run (the Kafka bus), so every replica's instance of a plugin sees the same state.
 fn plugin_state(config: &Config, data_dir: &std::path::Path) -> anyhow::Result<StateBackend> {
@@ -611,6 +609,8 @@ fn plugin_state(config: &Config, data_dir: &std::path::Path) -> anyhow::Result<S
     ))))
 }
 
+/// Outgoing connections all calls may hold: the configured number, lowered to the share of
+/// open files the process plan gives them.
 fn outgoing_connection_limit(config: &Config) -> usize {
     let plan = crate::process_limits::descriptor_plan();
     match config.runtime.max_outgoing_connections {

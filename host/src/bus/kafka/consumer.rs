@@ -133,22 +133,20 @@ impl ConsumerContext for GroupContext {
                     self.shared.hand_back(consumer, &partitions);
                 }
             }
-            // librdkafka then drops the whole assignment: so does the replica.
-            Rebalance::Error(error) => {
-                let partitions: Vec<i32> = self.shared.owned.lock().keys().copied().collect();
-                self.shared.drop_partitions(&partitions);
-                tracing::warn!(
-                    ?partitions,
-                    "rebalance failed ({error}); partitions dropped"
-                );
-            }
+            Rebalance::Error(error) => tracing::warn!("rebalance failed: {error}"),
             Rebalance::Assign(_) => {}
         }
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(list) => {
+                // librdkafka keeps an application pause across a revoke: a partition paused
+                // when it left must fetch again now it is back (`Pauses` pauses it again if
+                // it should be).
+                if let Err(error) = consumer.resume(list) {
+                    tracing::warn!("resuming assigned partitions: {error}");
+                }
                 let partitions = partitions_of(list, &self.shared.topic);
                 let mut owned = self.shared.owned.lock();
                 for partition in &partitions {
