@@ -126,12 +126,9 @@ async fn rescan(
     every: Duration,
     changed: tokio::sync::mpsc::UnboundedSender<PathBuf>,
 ) {
-    let listed = folder.clone();
-    let mut seen = tokio::task::spawn_blocking(move || list_plugins(&listed))
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or_default();
+    // Empty at first: the first look offers every file, so one swapped while the host was
+    // loading is not missed (an unchanged file loads as a no-op, by its digest).
+    let mut seen = Seen::new();
     loop {
         tokio::time::sleep(every).await;
         let listed = folder.clone();
