@@ -325,3 +325,24 @@ impl OtlpReceiver {
         }
     }
 }
+
+/// Make `subscriber` this thread's default until the guard drops, with every span the test
+/// reaches reported to it even when sibling tests of the binary run without a subscriber.
+///
+/// `tracing` caches each callsite's interest process-wide when the callsite is first reached.
+/// While a single dispatcher is registered, that interest is asked of the *reaching thread's*
+/// subscriber, so a sibling test thread with none would cache "never" for a span this test
+/// waits for. A process-wide default that wants nothing is installed once first: with two
+/// dispatchers registered, interest is the union over both, and the thread's own subscriber
+/// decides.
+pub fn set_thread_subscriber(
+    subscriber: impl tracing::Subscriber + Send + Sync + 'static,
+) -> tracing::subscriber::DefaultGuard {
+    static GLOBAL_DEFAULT: std::sync::Once = std::sync::Once::new();
+    GLOBAL_DEFAULT.call_once(|| {
+        // Another global default set earlier serves the same purpose.
+        let _ =
+            tracing::subscriber::set_global_default(tracing::subscriber::NoSubscriber::default());
+    });
+    tracing::subscriber::set_default(subscriber)
+}

@@ -485,7 +485,7 @@ async fn meta_traceparent_parents_the_tool_call_span() {
     let (subscriber, guard) =
         databot::telemetry::subscriber(Some(&settings), "warn").expect("exporter builds");
     // Current-thread runtime: every task of this test runs under this subscriber.
-    let _default = tracing::subscriber::set_default(subscriber);
+    let _default = databot_e2e::otlp::set_thread_subscriber(subscriber);
 
     let host = TestHost::start("", &["echo"]).await.unwrap();
     host.load_builtin("offline").await;

@@ -4,8 +4,8 @@
 //! attributes checked; W3C `traceparent` through the gateway; export off and an unreachable
 //! collector change nothing for the host; `/metrics` counts calls, latencies and budgets hit.
 //!
-//! Each test installs its subscriber for its own thread (`set_default`) and runs on a
-//! current-thread runtime, so every span of the test lands in its own receiver. Flushing blocks,
+//! Each test installs its subscriber for its own thread (`otlp::set_thread_subscriber`) and
+//! runs on a current-thread runtime, so every span of the test lands in its own receiver. Flushing blocks,
 //! so it runs on the blocking pool while the runtime keeps serving the exporter's connection.
 
 use std::time::Duration;
@@ -42,7 +42,7 @@ fn export_to(
     let (subscriber, guard) =
         databot::telemetry::subscriber(Some(&settings), "warn").expect("exporter builds");
     assert!(guard.endpoint().is_some());
-    let default = tracing::subscriber::set_default(subscriber);
+    let default = databot_e2e::otlp::set_thread_subscriber(subscriber);
     (guard, default)
 }
 
@@ -406,7 +406,7 @@ async fn without_configuration_nothing_is_exported_and_everything_works() {
     assert_eq!(TelemetryConfig::default().resolve(|_| None), Ok(None));
     let (subscriber, guard) = databot::telemetry::subscriber(None, "warn").expect("subscriber");
     assert!(guard.endpoint().is_none());
-    let _default = tracing::subscriber::set_default(subscriber);
+    let _default = databot_e2e::otlp::set_thread_subscriber(subscriber);
     let host = data_host().await;
     let agent = host.agent("offline", false).await;
     let outcome = agent

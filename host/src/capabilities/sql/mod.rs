@@ -27,6 +27,12 @@ use crate::contract::databot::plugin::sql;
 
 use super::StoreState;
 
+/// The dispatcher that drops the driver's own spans, built once: every new dispatcher makes
+/// `tracing` re-ask every callsite of the process for its interest under a global lock.
+static NO_SPANS: std::sync::LazyLock<tracing::Dispatch> = std::sync::LazyLock::new(|| {
+    tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default())
+});
+
 impl From<SqlError> for GuestError {
     fn from(error: SqlError) -> Self {
         let message = error.to_string();
@@ -138,7 +144,7 @@ impl sql::Host for StoreState {
         // run the driver without the host's spans so no span of this call outlives it.
         let outcome = match tracing::instrument::WithSubscriber::with_subscriber(
             run(&found, &statement, &params, max_rows, may_write),
-            tracing::subscriber::NoSubscriber::default(),
+            NO_SPANS.clone(),
         )
         .await
         {
