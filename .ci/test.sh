@@ -29,6 +29,8 @@ fi
 bash .ci/start-tansu.sh
 # The MCP tests drive the server with the official Python SDK (`mcp`, from PyPI).
 bash .ci/python-deps.sh
+# The console tests drive a real Chromium (Debian's, with chromedriver).
+bash .ci/browser-deps.sh
 
 cargo fmt --all --check
 cargo fmt --manifest-path plugins/Cargo.toml --all --check

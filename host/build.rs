@@ -1,5 +1,8 @@
-//! Builds the first-party plugins in `plugins/` as components; the binary embeds them.
+//! Builds the first-party plugins in `plugins/` as components and gathers the operator
+//! console's files; the binary embeds both.
 
+#[path = "build_console.rs"]
+mod build_console;
 #[path = "build_guests.rs"]
 mod build_guests;
 
@@ -9,6 +12,8 @@ fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("host/ is inside the workspace");
+    let out_dir = std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR");
+    build_console::embed_console(&root.join("host/console"), Path::new(&out_dir));
     let manifest = root.join("plugins/Cargo.toml");
     let members = workspace_members(&manifest);
     let members: Vec<&str> = members.iter().map(String::as_str).collect();

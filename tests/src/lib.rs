@@ -1,6 +1,7 @@
 //! Helpers shared by the end-to-end tests: fixture components, throwaway hosts, a tiny HTTP
 //! server on loopback.
 
+pub mod browser;
 pub mod chat_platforms;
 pub mod contained;
 pub mod http1;
@@ -719,9 +720,17 @@ pub mod memory {
 /// `component` with its plugin manifest renamed to `name`: a new `databot-manifest` custom
 /// section right after the header, which the host reads before the original one.
 pub fn with_manifest_name(component: &[u8], name: &str) -> Vec<u8> {
+    with_manifest(component, |manifest| manifest.name = name.to_owned())
+}
+
+/// `component` with its plugin manifest changed by `change` (as `with_manifest_name`).
+pub fn with_manifest(
+    component: &[u8],
+    change: impl FnOnce(&mut databot::runtime::manifest::Manifest),
+) -> Vec<u8> {
     let mut manifest =
         databot::runtime::manifest::read_manifest(component).expect("a plugin component");
-    manifest.name = name.to_owned();
+    change(&mut manifest);
     let payload = serde_json::to_vec(&manifest).expect("the manifest encodes");
     let mut out = component[..8].to_vec();
     out.extend_from_slice(&custom_section(

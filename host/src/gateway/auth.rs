@@ -111,6 +111,32 @@ impl ApiKeys {
             .map(|v| v.trim().to_owned())
     }
 
+    /// The configured principal called `name` (a console session names its principal).
+    pub fn principal_named(&self, name: &str) -> Option<Principal> {
+        self.keys
+            .iter()
+            .find(|key| key.principal.name == name)
+            .map(|key| key.principal.clone())
+    }
+
+    /// The secret console sessions are signed under: derived from every key and its role,
+    /// so it is unknown without all of them and changes whenever one does.
+    pub fn session_secret(&self) -> [u8; 32] {
+        let mut keys: Vec<([u8; 32], bool)> = self
+            .keys
+            .iter()
+            .map(|key| (key.digest, key.principal.admin))
+            .collect();
+        keys.sort_unstable();
+        let mut hasher = Sha256::new();
+        hasher.update(b"databot console session secret\0");
+        for (digest, admin) in keys {
+            hasher.update(digest);
+            hasher.update([u8::from(admin)]);
+        }
+        hasher.finalize().into()
+    }
+
     /// The principal of the key `presented` matches. Every key is compared, whichever matches.
     pub fn identify(&self, presented: &str) -> Option<Principal> {
         let presented = digest(presented);

@@ -25,6 +25,17 @@ impl TrustedProxies {
         self.networks.iter().any(|net| net.contains(&address))
     }
 
+    /// Whether a trusted proxy (`peer`) says the client reached it over HTTPS
+    /// (`X-Forwarded-Proto: https`).
+    pub fn forwarded_https(&self, peer: IpAddr, headers: &http::HeaderMap) -> bool {
+        self.trusts(peer)
+            && headers
+                .get("x-forwarded-proto")
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.split(',').next())
+                .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"))
+    }
+
     /// The client behind `peer`, as far as the trusted proxies vouch for it.
     pub fn client(&self, peer: IpAddr, headers: &http::HeaderMap) -> IpAddr {
         if !self.trusts(peer) {

@@ -28,7 +28,7 @@ pub async fn guard(
             .into_response();
     }
     let address = state.client_address(&request);
-    let principal = match authenticate(&state, request.headers(), address) {
+    let principal = match authenticate(&state, &request, address) {
         Ok(principal) => principal,
         Err(refused) => return refused.into_response(),
     };
@@ -74,6 +74,8 @@ enum AuthRefusal {
     LockedOut(Duration),
     Missing,
     Invalid,
+    /// A console session's request that changes something, without the console's header.
+    CrossSite,
 }
 
 impl IntoResponse for AuthRefusal {
@@ -96,6 +98,15 @@ impl IntoResponse for AuthRefusal {
                 "the API key is not valid",
             )
             .into_response(),
+            Self::CrossSite => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "console_header_missing",
+                format!(
+                    "a signed-in console request that changes something must send `{}: 1`",
+                    super::console::CSRF_HEADER
+                ),
+            )
+            .into_response(),
         }
     }
 }
@@ -103,18 +114,35 @@ impl IntoResponse for AuthRefusal {
 /// The principal of the request, or why it is refused.
 fn authenticate(
     state: &GatewayState,
-    headers: &http::HeaderMap,
+    request: &Request,
     address: IpAddr,
 ) -> Result<Principal, AuthRefusal> {
     if state.keys.is_empty() {
         return Ok(Principal::local());
     }
+    let headers = request.headers();
     let presented = ApiKeys::presented(headers);
     if let Some(principal) = presented
         .as_deref()
         .and_then(|key| state.keys.identify(key))
     {
         return Ok(principal);
+    }
+    // A console session (its cookie) stands for a key on the API, never on `/mcp`; a stale
+    // or forged cookie is no failed authentication (a restart or a key change makes them).
+    if presented.is_none()
+        && request.uri().path() != "/mcp"
+        && let Some(session) = state.console_session(headers)
+    {
+        let changes = !matches!(*request.method(), Method::GET | Method::HEAD);
+        let marked = headers
+            .get(super::console::CSRF_HEADER)
+            .is_some_and(|value| value.as_bytes() == b"1");
+        return if changes && !marked {
+            Err(AuthRefusal::CrossSite)
+        } else {
+            Ok(session.principal)
+        };
     }
     // Attempts during a lockout count too: a client that keeps failing stays locked out.
     let locked_out = state.auth_failures.locked_out(address);
@@ -128,7 +156,7 @@ fn authenticate(
 
 /// A request with a body (any POST, PUT or PATCH, or any request declaring a length or a
 /// transfer encoding) must say `Content-Type: application/json`.
-fn require_json(request: &Request) -> Result<(), ApiError> {
+pub(super) fn require_json(request: &Request) -> Result<(), ApiError> {
     let headers = request.headers();
     let declares_body = matches!(
         *request.method(),

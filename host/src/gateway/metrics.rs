@@ -145,6 +145,7 @@ mod tests {
             name: "x\"} 1\nforged 2".into(),
             kind: None,
             version: None,
+            description: None,
             source: "file".into(),
             digest: None,
             state: "refused".into(),

@@ -15,13 +15,15 @@
 //! stream endpoints, conversation ownership), `channels` (platform webhooks and channel
 //! status), `schedules` (the scheduled-job endpoints), `tool_groups` (listing and switching
 //! tool groups), `server` (listening, connections, body deadlines), `connections` (the cap and
-//! the waiting connections' deadlines), `metrics`.
+//! the waiting connections' deadlines), `metrics`, `console` (the operator console at `/ui`,
+//! its sign-in and the live activity stream `/api/v1/events`).
 
 mod auth;
 mod auth_failures;
 mod channels;
 mod client_address;
 mod connections;
+mod console;
 mod guard;
 mod messages;
 mod metrics;
@@ -69,6 +71,8 @@ pub struct GatewayState {
     /// Scheduled jobs (the `/api/v1/schedules` endpoints and their metrics), when opened.
     pub schedules: Option<crate::schedules::Schedules>,
     keys: ApiKeys,
+    /// Console sign-in sessions (signed under a secret derived from `keys`).
+    console: console::ConsoleSessions,
     same_origin: SameOrigin,
     auth_failures: AuthFailures,
     /// Channel webhooks that failed verification, per channel and address (the same limits).
@@ -108,6 +112,18 @@ impl GatewayState {
         self.trusted_proxies.client(peer, request.headers())
     }
 
+    /// Whether the client reached the gateway over HTTPS (through a trusted proxy that says
+    /// so): the console's cookie is then `Secure`.
+    fn reached_over_https(&self, request: &Request) -> bool {
+        request
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .is_some_and(|c| {
+                self.trusted_proxies
+                    .forwarded_https(c.0.ip(), request.headers())
+            })
+    }
+
     pub fn new(
         config: &GatewayConfig,
         runtime: Runtime,
@@ -130,6 +146,10 @@ impl GatewayState {
                 Limiter::Local(RateLimiter::new(config.rate_limit.requests, window))
             }
         });
+        let keys = ApiKeys::with_admins(
+            config.api_keys.iter().map(|k| k.expose()),
+            config.admin_keys.iter().map(|k| k.expose()),
+        );
         Arc::new(Self {
             runtime,
             bus,
@@ -137,10 +157,8 @@ impl GatewayState {
             provider,
             channels,
             schedules,
-            keys: ApiKeys::with_admins(
-                config.api_keys.iter().map(|k| k.expose()),
-                config.admin_keys.iter().map(|k| k.expose()),
-            ),
+            console: console::ConsoleSessions::new(&keys),
+            keys,
             same_origin: SameOrigin::new(config),
             auth_failures: AuthFailures::new(
                 config.auth_failures.max_failures,
@@ -223,6 +241,7 @@ pub fn router(state: Arc<GatewayState>, config: &GatewayConfig) -> anyhow::Resul
             "/api/v1/tool-groups/{name}/disable",
             post(tool_groups::disable),
         )
+        .route("/api/v1/events", get(console::live::events))
         .route("/metrics", get(metrics_text));
     // MCP over Streamable HTTP, behind the same guard as the API.
     let protected = if state.runtime.config().mcp.http {
@@ -241,6 +260,7 @@ pub fn router(state: Arc<GatewayState>, config: &GatewayConfig) -> anyhow::Resul
         // channel, the body capped per channel.
         .route("/channels/{name}", any(channels::webhook_root))
         .route("/channels/{name}/{*rest}", any(channels::webhook_path))
+        .merge(console::routes(state.clone()))
         .merge(protected)
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")

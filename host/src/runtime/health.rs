@@ -1,6 +1,7 @@
 //! Connector health: every connector checked in parallel, each answer cached for a while
 //! (30 s by default) per plugin revision, so status pages and the CLI do not hammer the
-//! services behind the connectors. A new revision is checked afresh.
+//! services behind the connectors. A new revision is checked afresh. A check whose answer
+//! differs from the connector's previous one is announced (`RuntimeEvent::HealthChanged`).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -74,7 +75,7 @@ impl Runtime {
                             Err(error) => ("unreachable".to_owned(), error.to_string()),
                         };
                         let at = Instant::now();
-                        cache.entries.lock().insert(
+                        let previous = cache.entries.lock().insert(
                             status.name.clone(),
                             Cached {
                                 digest,
@@ -83,6 +84,15 @@ impl Runtime {
                                 message: message.clone(),
                             },
                         );
+                        if previous.is_none_or(|previous| previous.status != state) {
+                            let _ = runtime
+                                .inner
+                                .events
+                                .send(super::RuntimeEvent::HealthChanged {
+                                    connector: status.name.clone(),
+                                    status: state.clone(),
+                                });
+                        }
                         (state, message, at)
                     }
                 };

@@ -54,9 +54,22 @@ use crate::config::{Budgets, Config};
 /// What changed in the set of loaded plugins (MCP `list_changed` and the CLI listen to this).
 #[derive(Debug, Clone)]
 pub enum RuntimeEvent {
-    Loaded { plugin: String, digest: String },
-    Removed { plugin: String },
-    Rejected { source: String, reason: String },
+    Loaded {
+        plugin: String,
+        digest: String,
+    },
+    Removed {
+        plugin: String,
+    },
+    Rejected {
+        source: String,
+        reason: String,
+    },
+    /// A connector's health answer differs from its previous one.
+    HealthChanged {
+        connector: String,
+        status: String,
+    },
 }
 
 /// One plugin name and everything that survives its revisions.

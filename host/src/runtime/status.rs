@@ -22,6 +22,8 @@ pub struct PluginStatus {
     pub name: String,
     pub kind: Option<String>,
     pub version: Option<String>,
+    /// The manifest's description (the author's words: shown as text, never markup).
+    pub description: Option<String>,
     pub source: String,
     pub digest: Option<String>,
     /// `ready`, `degraded` (a newer revision was refused; the old one serves) or `refused`.
@@ -42,6 +44,7 @@ impl PluginStatus {
             name: slot.name.clone(),
             kind: Some(revision.manifest.kind.as_str().to_owned()),
             version: Some(revision.manifest.version.clone()),
+            description: Some(revision.manifest.description.clone()),
             source: revision.source.to_string(),
             digest: Some(revision.digest.clone()),
             state: if last_error.is_some() {
@@ -67,6 +70,7 @@ impl PluginStatus {
                 .unwrap_or_default(),
             kind: None,
             version: None,
+            description: None,
             source: path.display().to_string(),
             digest: None,
             state: "refused".to_owned(),

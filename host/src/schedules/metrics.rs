@@ -10,18 +10,46 @@ use parking_lot::Mutex;
 use super::store::JobOrigin;
 use crate::telemetry::metrics::{Histogram, Labels, sample};
 
-#[derive(Default)]
 pub struct ScheduleMetrics {
     /// (job, outcome) -> runs
     runs: Mutex<BTreeMap<(String, &'static str), u64>>,
+    /// Every attempt's end, for live views (`watch`).
+    ended: tokio::sync::broadcast::Sender<RunEnded>,
     lag: Mutex<Histogram>,
     /// Deliveries that did not go out, by target kind.
     delivery_failures: Mutex<BTreeMap<&'static str, u64>>,
 }
 
+/// One attempt of a job ended.
+#[derive(Debug, Clone)]
+pub struct RunEnded {
+    pub job: String,
+    pub outcome: &'static str,
+}
+
+impl Default for ScheduleMetrics {
+    fn default() -> Self {
+        Self {
+            runs: Mutex::default(),
+            ended: tokio::sync::broadcast::channel(64).0,
+            lag: Mutex::default(),
+            delivery_failures: Mutex::default(),
+        }
+    }
+}
+
 impl ScheduleMetrics {
+    /// Attempts as they end (a slow reader misses some: it should read the history again).
+    pub fn watch(&self) -> tokio::sync::broadcast::Receiver<RunEnded> {
+        self.ended.subscribe()
+    }
+
     /// One attempt ended with `outcome` (`succeeded`, `failed`, `retrying`, `cancelled`, …).
     pub fn run(&self, job: &str, origin: JobOrigin, outcome: &'static str) {
+        let _ = self.ended.send(RunEnded {
+            job: job.to_owned(),
+            outcome,
+        });
         let job = match origin {
             JobOrigin::Agent => "agent",
             _ => job,

@@ -1,0 +1,141 @@
+// The console's shell: who is signed in (or the sign-in form), the page list, the page
+// chosen by the URL's fragment (#/chat, #/plugins, ...), and the live activity stream that
+// tells the open page to read its data again.
+
+import { h, show } from "./dom.js";
+import { get, call, ApiError } from "./api.js";
+import overview from "./pages/overview.js";
+import chat from "./pages/chat.js";
+import plugins from "./pages/plugins.js";
+import connectors from "./pages/connectors.js";
+import schedules from "./pages/schedules.js";
+
+const PAGES = [
+  ["overview", "Overview", overview],
+  ["chat", "Chat", chat],
+  ["plugins", "Plugins", plugins],
+  ["connectors", "Connectors & channels", connectors],
+  ["schedules", "Schedules", schedules],
+];
+
+const main = document.getElementById("main");
+const nav = document.getElementById("nav");
+const who = document.getElementById("who");
+const banner = document.getElementById("banner");
+
+let current = null; // what the open page returned: { refresh(kind, detail), stop() }
+let live = null;
+let routing = false;
+
+function route() {
+  const name = (location.hash.match(/^#\/([a-z]+)/) || [])[1] || "overview";
+  return PAGES.find(([key]) => key === name) ? name : "overview";
+}
+
+function render() {
+  const name = route();
+  for (const link of nav.querySelectorAll("a")) {
+    link.classList.toggle("active", link.dataset.page === name);
+  }
+  if (current && current.stop) current.stop();
+  const [, title, page] = PAGES.find(([key]) => key === name);
+  document.title = `${title} · databot console`;
+  main.replaceChildren();
+  current = page(main) || {};
+}
+
+function notice(message) {
+  if (!message) { banner.hidden = true; return; }
+  show(banner, message);
+  banner.hidden = false;
+}
+
+/** Follow `/api/v1/events`; each change makes the open page read its data again. */
+function follow() {
+  if (live) live.close();
+  live = new EventSource("/api/v1/events");
+  for (const kind of ["plugins", "connectors", "schedules", "resync"]) {
+    live.addEventListener(kind, (event) => {
+      let detail = {};
+      try { detail = JSON.parse(event.data); } catch { /* keep {} */ }
+      if (current && current.refresh) current.refresh(kind, detail);
+    });
+  }
+  live.addEventListener("hello", () => notice(null));
+  live.onerror = () => notice("Live updates interrupted; reconnecting…");
+}
+
+function signInForm(failure) {
+  nav.replaceChildren();
+  who.replaceChildren();
+  const key = h("input", { type: "password", name: "key", placeholder: "API key", autocomplete: "current-password", "aria-label": "API key" });
+  const error = h("p", { class: "error", role: "alert", "data-test": "signin-error" }, failure || "");
+  const submit = h("button", { class: "primary", type: "submit" }, "Sign in");
+  const form = h("form", { class: "card signin" },
+    h("h1", {}, "Sign in"),
+    h("p", { class: "muted" }, "Use an API key of this gateway. The console keeps a session cookie, not the key."),
+    key, h("p", {}, submit), error);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    submit.disabled = true;
+    try {
+      await call("POST", "/ui/session", { key: key.value });
+      key.value = "";
+      await // A session that ended (expired, signed out elsewhere, key removed) asks to sign in again.
+window.addEventListener("databot:unauthorized", () => {
+  if (live) live.close();
+  if (current && current.stop) current.stop();
+  current = null;
+  signInForm("Your session ended; sign in again.");
+});
+
+start();
+    } catch (failed) {
+      show(error, failed instanceof ApiError ? failed.message : String(failed));
+      submit.disabled = false;
+    }
+  });
+  show(main, form);
+  key.focus();
+}
+
+async function start() {
+  let session;
+  try {
+    session = await get("/ui/session");
+  } catch (failed) {
+    show(main, h("p", { class: "error" }, `The gateway did not answer: ${failed.message}`));
+    return;
+  }
+  if (!session.signed_in) { signInForm(); return; }
+  show(nav, PAGES.map(([key, title]) => h("a", { href: `#/${key}`, "data-page": key }, title)));
+  if (session.open) {
+    show(who, "open to loopback (no API keys)");
+  } else {
+    const out = h("button", { type: "button" }, "Sign out");
+    out.addEventListener("click", async () => {
+      await call("DELETE", "/ui/session").catch(() => {});
+      if (live) live.close();
+      if (current && current.stop) current.stop();
+      current = null;
+      signInForm();
+    });
+    show(who, h("span", { class: "mono" }, session.principal), session.admin ? " (operator)" : "", out);
+  }
+  if (!routing) {
+    routing = true;
+    window.addEventListener("hashchange", () => { if (nav.childElementCount) render(); });
+  }
+  render();
+  follow();
+}
+
+// A session that ended (expired, signed out elsewhere, key removed) asks to sign in again.
+window.addEventListener("databot:unauthorized", () => {
+  if (live) live.close();
+  if (current && current.stop) current.stop();
+  current = null;
+  signInForm("Your session ended; sign in again.");
+});
+
+start();
