@@ -31,6 +31,14 @@ fn files(dir: &Path, found: &mut Vec<PathBuf>) {
         .collect();
     entries.sort();
     for path in entries {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        // Editors' and systems' leftovers (`.DS_Store`, `.x.swp`, `x~`) are not the console's.
+        if name.starts_with('.') || name.ends_with('~') {
+            continue;
+        }
         if path.is_dir() {
             files(&path, found);
         } else {
@@ -63,7 +71,7 @@ pub fn embed_console(console: &Path, out_dir: &Path) {
         std::fs::write(&raw_file, &body).expect("writing OUT_DIR/console");
         std::fs::write(&gzip_file, &gzip).expect("writing OUT_DIR/console");
         table.push_str(&format!(
-            "    Asset {{ path: {relative:?}, content_type: {:?}, etag: \"\\\"{etag}\\\"\", body: include_bytes!({:?}), gzip: include_bytes!({:?}) }},\n",
+            "    Asset {{ path: {relative:?}, content_type: {:?}, etag: \"\\\"{etag}\\\"\", gzip_etag: \"\\\"{etag}-gz\\\"\", body: include_bytes!({:?}), gzip: include_bytes!({:?}) }},\n",
             content_type(path),
             raw_file.display().to_string(),
             gzip_file.display().to_string(),

@@ -5,7 +5,7 @@
 import { h, show } from "./dom.js";
 import { get, call, ApiError } from "./api.js";
 import overview from "./pages/overview.js";
-import chat from "./pages/chat.js";
+import chat, { forget as forgetChat } from "./pages/chat.js";
 import plugins from "./pages/plugins.js";
 import connectors from "./pages/connectors.js";
 import schedules from "./pages/schedules.js";
@@ -50,22 +50,54 @@ function notice(message) {
   banner.hidden = false;
 }
 
-/** Follow `/api/v1/events`; each change makes the open page read its data again. */
+/** Follow `/api/v1/events`; changes make the open page read its data again, at most once
+ *  per half second whatever their number. */
 function follow() {
   if (live) live.close();
-  live = new EventSource("/api/v1/events");
+  const stream = new EventSource("/api/v1/events");
+  live = stream;
+  const pending = new Set();
+  let timer = null;
   for (const kind of ["plugins", "connectors", "schedules", "resync"]) {
-    live.addEventListener(kind, (event) => {
-      let detail = {};
-      try { detail = JSON.parse(event.data); } catch { /* keep {} */ }
-      if (current && current.refresh) current.refresh(kind, detail);
+    stream.addEventListener(kind, () => {
+      pending.add(kind);
+      if (timer) return;
+      timer = setTimeout(() => {
+        timer = null;
+        const kinds = [...pending];
+        pending.clear();
+        const refresh = current && current.refresh;
+        if (!refresh) return;
+        if (kinds.includes("resync")) refresh("resync");
+        else for (const one of kinds) refresh(one);
+      }, 500);
     });
   }
-  live.addEventListener("hello", () => notice(null));
-  live.onerror = () => notice("Live updates interrupted; reconnecting…");
+  stream.addEventListener("hello", () => notice(null));
+  stream.onerror = async () => {
+    if (stream !== live) return;
+    notice("Live updates interrupted; reconnecting…");
+    if (stream.readyState !== EventSource.CLOSED) return; // the browser retries by itself
+    // Refused (a session that ended, too many streams): find out which before retrying.
+    try {
+      const session = await get("/ui/session");
+      if (!session.signed_in) { window.dispatchEvent(new CustomEvent("databot:unauthorized")); return; }
+    } catch { /* the gateway is away: retry */ }
+    setTimeout(() => { if (stream === live) follow(); }, 5000);
+  };
+}
+
+/** Leave the signed-in views: stop the live stream and the page, forget the chat. */
+function leave() {
+  if (live) live.close();
+  live = null;
+  if (current && current.stop) current.stop();
+  current = null;
+  forgetChat();
 }
 
 function signInForm(failure) {
+  notice(null);
   nav.replaceChildren();
   who.replaceChildren();
   const key = h("input", { type: "password", name: "key", placeholder: "API key", autocomplete: "current-password", "aria-label": "API key" });
@@ -81,15 +113,7 @@ function signInForm(failure) {
     try {
       await call("POST", "/ui/session", { key: key.value });
       key.value = "";
-      await // A session that ended (expired, signed out elsewhere, key removed) asks to sign in again.
-window.addEventListener("databot:unauthorized", () => {
-  if (live) live.close();
-  if (current && current.stop) current.stop();
-  current = null;
-  signInForm("Your session ended; sign in again.");
-});
-
-start();
+      await start();
     } catch (failed) {
       show(error, failed instanceof ApiError ? failed.message : String(failed));
       submit.disabled = false;
@@ -114,10 +138,13 @@ async function start() {
   } else {
     const out = h("button", { type: "button" }, "Sign out");
     out.addEventListener("click", async () => {
-      await call("DELETE", "/ui/session").catch(() => {});
-      if (live) live.close();
-      if (current && current.stop) current.stop();
-      current = null;
+      try {
+        await call("DELETE", "/ui/session");
+      } catch (failed) {
+        notice(`Signing out failed: ${failed.message}`);
+        return;
+      }
+      leave();
       signInForm();
     });
     show(who, h("span", { class: "mono" }, session.principal), session.admin ? " (operator)" : "", out);
@@ -132,9 +159,7 @@ async function start() {
 
 // A session that ended (expired, signed out elsewhere, key removed) asks to sign in again.
 window.addEventListener("databot:unauthorized", () => {
-  if (live) live.close();
-  if (current && current.stop) current.stop();
-  current = null;
+  leave();
   signInForm("Your session ended; sign in again.");
 });
 

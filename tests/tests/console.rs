@@ -88,11 +88,22 @@ async fn assets_headers_sign_in_and_the_console_header() {
         port,
         "GET",
         "/ui/assets/app.js",
-        &[("if-none-match", &etag)],
+        &[("accept-encoding", "gzip"), ("if-none-match", &etag)],
         "",
     )
     .await;
     assert_eq!((status, body.as_str()), (304, ""));
+    // The plain copy is another representation, with its own tag.
+    let (status, headers, _) = http_call(
+        port,
+        "GET",
+        "/ui/assets/app.js",
+        &[("if-none-match", &etag)],
+        "",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_ne!(header(&headers, "etag"), Some(etag.as_str()));
     let (status, _, _) = http_call(port, "GET", "/ui/assets/../../Cargo.toml", &[], "").await;
     assert_eq!(status, 404);
     let (status, _, _) = http_call(port, "GET", "/ui/assets/missing.js", &[], "").await;
@@ -367,4 +378,104 @@ async fn in_chromium_sign_in_chat_live_plugins_and_no_markup_from_data() {
         )
         .await;
     assert_eq!(after, 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_keeps_the_lockout_and_a_valid_key_always_passes() {
+    let host = TestHost::start("", &["echo"]).await.expect("host");
+    host.load_builtin("offline").await;
+    let yaml = format!(
+        "gateway:\n  api_keys: [\"{KEY}\"]\n  auth_failures:\n    max_failures: 3\n    window_seconds: 300\n"
+    );
+    let port = host.start_gateway("offline", &yaml).await;
+    let wrong = json!({ "key": "wrong-key-0123456789" }).to_string();
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let (status, _, _) = http_call(port, "POST", "/ui/session", &[JSON], &wrong).await;
+        statuses.push(status);
+    }
+    assert_eq!(
+        statuses,
+        [401, 401, 401, 429, 429],
+        "wrong keys lock the address out"
+    );
+    // The right key still signs in, and a sign-in lifts nothing: wrong keys stay refused.
+    let cookie = sign_in(port).await;
+    let (status, _, _) = http_call(port, "POST", "/ui/session", &[JSON], &wrong).await;
+    assert_eq!(status, 429);
+    let (status, _, _) = http_call(
+        port,
+        "GET",
+        "/api/v1/plugins",
+        &[("authorization", "Bearer wrong-key-0123456789")],
+        "",
+    )
+    .await;
+    assert_eq!(
+        status, 429,
+        "the API's lockout holds after a console sign-in"
+    );
+    // An ended session is not a failed authentication: it is told to sign in, not locked out.
+    let (status, _, _) = http_call(
+        port,
+        "DELETE",
+        "/ui/session",
+        &[("cookie", &cookie), ("x-databot-console", "1")],
+        "",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _, body) =
+        http_call(port, "GET", "/api/v1/plugins", &[("cookie", &cookie)], "").await;
+    assert_eq!(status, 401, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_activity_stream_says_hello_and_ends_with_its_session() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_host, port) = console_host().await;
+    let cookie = sign_in(port).await;
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let request =
+        format!("GET /api/v1/events HTTP/1.1\r\nhost: 127.0.0.1\r\ncookie: {cookie}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut seen = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("event: hello") {
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buffer))
+            .await
+            .expect("the stream starts")
+            .expect("read");
+        assert!(read > 0, "closed early: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buffer[..read]);
+    }
+    assert!(String::from_utf8_lossy(&seen).starts_with("HTTP/1.1 200"));
+    let (status, _, _) = http_call(
+        port,
+        "DELETE",
+        "/ui/session",
+        &[("cookie", &cookie), ("x-databot-console", "1")],
+        "",
+    )
+    .await;
+    assert_eq!(status, 200);
+    // The stream notices within its session check (10 s) and ends: the last chunk of the
+    // body (the connection itself may stay open for another request).
+    let ended = tokio::time::timeout(Duration::from_secs(25), async {
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(read) => {
+                    seen.extend_from_slice(&buffer[..read]);
+                    if seen.ends_with(b"\r\n0\r\n\r\n") {
+                        return;
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream outlived its session");
 }

@@ -5,6 +5,14 @@ import { h, show } from "../dom.js";
 import { stream } from "../api.js";
 
 let conversation = null; // kept while the console is open, so switching pages keeps the chat
+let inFlight = null; // the answer being streamed, if any
+
+/** Forget the conversation and stop its answer (signing out, a session that ended). */
+export function forget() {
+  if (inFlight) inFlight.abort();
+  inFlight = null;
+  conversation = null;
+}
 
 export default function chat(main) {
   conversation = conversation || { id: `console-${crypto.randomUUID()}`, log: [] };
@@ -16,11 +24,8 @@ export default function chat(main) {
   const form = h("form", {}, input, h("div", { class: "row" }, send, fresh, status));
   show(main, h("h1", {}, "Chat"), h("p", { class: "meta mono" }, "Conversation ", conversation.id), log, form);
   for (const node of conversation.log) log.append(node);
-  let controller = null;
-
   fresh.addEventListener("click", () => {
-    if (controller) controller.abort();
-    conversation = null;
+    forget();
     chat(main);
   });
   input.addEventListener("keydown", (event) => {
@@ -40,7 +45,8 @@ export default function chat(main) {
     const tools = new Map();
     const started = performance.now();
     show(status, "Thinking…");
-    controller = new AbortController();
+    const controller = new AbortController();
+    inFlight = controller;
     try {
       await stream("/api/v1/stream", { content, chat_id: conversation.id }, (name, raw) => {
         let event;
@@ -69,7 +75,7 @@ export default function chat(main) {
       show(status, "");
     } finally {
       send.disabled = false;
-      controller = null;
+      if (inFlight === controller) inFlight = null;
       input.focus();
     }
   });

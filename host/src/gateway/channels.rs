@@ -64,6 +64,11 @@ async fn webhook(
     let mut header_bytes = 0;
     let mut headers = Vec::with_capacity(parts.headers.len());
     for (header, value) in &parts.headers {
+        // The browser's cookies for this host (the console's session among them) are never
+        // the platform's: a channel plugin does not get them.
+        if header == http::header::COOKIE {
+            continue;
+        }
         let Ok(value) = value.to_str() else {
             continue;
         };

@@ -22,10 +22,8 @@ pub async fn guard(
     mut request: Request,
     next: Next,
 ) -> Response {
-    if let Err(refusal) = state.same_origin.check(request.headers(), request.uri()) {
-        tracing::debug!(code = refusal.code(), "{}", refusal.message());
-        return ApiError::new(StatusCode::FORBIDDEN, refusal.code(), refusal.message())
-            .into_response();
+    if let Some(refused) = host_or_origin_refusal(&state, &request) {
+        return refused;
     }
     let address = state.client_address(&request);
     let principal = match authenticate(&state, &request, address) {
@@ -128,30 +126,52 @@ fn authenticate(
     {
         return Ok(principal);
     }
-    // A console session (its cookie) stands for a key on the API, never on `/mcp`; a stale
-    // or forged cookie is no failed authentication (a restart or a key change makes them).
-    if presented.is_none()
-        && request.uri().path() != "/mcp"
-        && let Some(session) = state.console_session(headers)
-    {
-        let changes = !matches!(*request.method(), Method::GET | Method::HEAD);
-        let marked = headers
-            .get(super::console::CSRF_HEADER)
-            .is_some_and(|value| value.as_bytes() == b"1");
-        return if changes && !marked {
-            Err(AuthRefusal::CrossSite)
-        } else {
-            Ok(session.principal)
-        };
+    // A console session (its cookie) stands for a key on the API, never on `/mcp`.
+    if presented.is_none() && request.uri().path() != "/mcp" {
+        if let Some(session) = state.console_session(headers) {
+            let changes = !matches!(*request.method(), Method::GET | Method::HEAD);
+            return if changes && !super::console::carries_console_header(headers) {
+                Err(AuthRefusal::CrossSite)
+            } else {
+                Ok(session.principal)
+            };
+        }
+        // An expired or signed-out session guesses no key: it does not count as a failure
+        // (a console left open would otherwise lock its own address out).
+        if super::console::has_session_cookie(headers) {
+            return Err(AuthRefusal::Missing);
+        }
     }
-    // Attempts during a lockout count too: a client that keeps failing stays locked out.
+    Err(failed_authentication(state, address, presented.is_some()))
+}
+
+/// Count a failed authentication from `address` and say why it is refused (429 while the
+/// address is locked out: attempts during a lockout count too, so a client that keeps
+/// failing stays locked out).
+fn failed_authentication(state: &GatewayState, address: IpAddr, presented: bool) -> AuthRefusal {
     let locked_out = state.auth_failures.locked_out(address);
     state.auth_failures.failed(address);
-    Err(match (locked_out, presented) {
+    match (locked_out, presented) {
         (Some(retry_after), _) => AuthRefusal::LockedOut(retry_after),
-        (None, None) => AuthRefusal::Missing,
-        (None, Some(_)) => AuthRefusal::Invalid,
-    })
+        (None, false) => AuthRefusal::Missing,
+        (None, true) => AuthRefusal::Invalid,
+    }
+}
+
+/// A key presented outside the headers (the console's sign-in) that matched none: counted
+/// and refused as on the API.
+pub(super) fn refuse_key(state: &GatewayState, address: IpAddr) -> Response {
+    failed_authentication(state, address, true).into_response()
+}
+
+/// The refusal of the `Host` and `Origin` checks (403 with its code), if they refuse.
+pub(super) fn host_or_origin_refusal(state: &GatewayState, request: &Request) -> Option<Response> {
+    let refusal = state
+        .same_origin
+        .check(request.headers(), request.uri())
+        .err()?;
+    tracing::debug!(code = refusal.code(), "{}", refusal.message());
+    Some(ApiError::new(StatusCode::FORBIDDEN, refusal.code(), refusal.message()).into_response())
 }
 
 /// A request with a body (any POST, PUT or PATCH, or any request declaring a length or a

@@ -84,8 +84,11 @@ pub struct GatewayState {
     limiter: Option<Limiter>,
     metrics: Metrics,
     reply_timeout: Duration,
-    /// Ends the MCP sessions on `/mcp` when the gateway shuts down.
-    mcp_shutdown: tokio_util::sync::CancellationToken,
+    /// Cancelled when the gateway shuts down: ends the long-lived streams (MCP sessions on
+    /// `/mcp`, the activity stream `/api/v1/events`) that would otherwise hold it open.
+    shutdown: tokio_util::sync::CancellationToken,
+    /// Activity streams open, and when connector health was last looked at for them.
+    activity: Arc<console::live::ActivityStreams>,
 }
 
 impl GatewayState {
@@ -112,16 +115,22 @@ impl GatewayState {
         self.trusted_proxies.client(peer, request.headers())
     }
 
-    /// Whether the client reached the gateway over HTTPS (through a trusted proxy that says
-    /// so): the console's cookie is then `Secure`.
+    /// Whether the client reached the gateway over HTTPS: its page's `Origin` is `https://`,
+    /// or a trusted proxy says so. The console's cookie is then `Secure`.
     fn reached_over_https(&self, request: &Request) -> bool {
-        request
-            .extensions()
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .is_some_and(|c| {
-                self.trusted_proxies
-                    .forwarded_https(c.0.ip(), request.headers())
-            })
+        let https_page = request
+            .headers()
+            .get(header::ORIGIN)
+            .and_then(|origin| origin.to_str().ok())
+            .is_some_and(|origin| origin.starts_with("https://"));
+        https_page
+            || request
+                .extensions()
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .is_some_and(|c| {
+                    self.trusted_proxies
+                        .forwarded_https(c.0.ip(), request.headers())
+                })
     }
 
     pub fn new(
@@ -176,7 +185,8 @@ impl GatewayState {
             limiter,
             metrics: Metrics::default(),
             reply_timeout: Duration::from_secs(config.reply_timeout_seconds.max(1)),
-            mcp_shutdown: tokio_util::sync::CancellationToken::new(),
+            shutdown: tokio_util::sync::CancellationToken::new(),
+            activity: Arc::default(),
         })
     }
 }
@@ -247,7 +257,7 @@ pub fn router(state: Arc<GatewayState>, config: &GatewayConfig) -> anyhow::Resul
     let protected = if state.runtime.config().mcp.http {
         protected.route_service(
             "/mcp",
-            crate::mcp::http::service(&state.runtime, config, state.mcp_shutdown.clone()),
+            crate::mcp::http::service(&state.runtime, config, state.shutdown.clone()),
         )
     } else {
         protected

@@ -94,7 +94,7 @@ pub async fn serve_on(
     );
     tracing::debug!(max_connections = connections.limit(), "gateway serving");
     let body_timeout = Duration::from_secs(config.body_read_timeout_seconds);
-    let mcp_shutdown = state.mcp_shutdown.clone();
+    let long_streams = state.shutdown.clone();
     // The connections channels hold to their platforms live as long as the gateway serves.
     let channel_connections = CancellationToken::new();
     crate::channels::connections::start(&state.channels, &channel_connections);
@@ -131,8 +131,8 @@ pub async fn serve_on(
     }
     drop(listener);
     stop.cancel();
-    // Open MCP streams would otherwise hold the shutdown forever.
-    mcp_shutdown.cancel();
+    // Open MCP and activity streams would otherwise hold the shutdown forever.
+    long_streams.cancel();
     channel_connections.cancel();
     connections.all_closed().await;
     Ok(())

@@ -67,7 +67,7 @@ pub fn forward_runtime_events(runtime: &Runtime, registry: &Arc<PeerRegistry>) {
                     tracing::debug!(plugin = %plugin, "plugin set changed; notifying MCP peers");
                     true
                 }
-                Ok(RuntimeEvent::Rejected { .. } | RuntimeEvent::HealthChanged { .. }) => false,
+                Ok(RuntimeEvent::Rejected { .. }) => false,
                 // Missed events: something changed, say so once.
                 Err(RecvError::Lagged(_)) => true,
                 Err(RecvError::Closed) => return,

@@ -1,13 +1,14 @@
 //! Connector health: every connector checked in parallel, each answer cached for a while
 //! (30 s by default) per plugin revision, so status pages and the CLI do not hammer the
 //! services behind the connectors. A new revision is checked afresh. A check whose answer
-//! differs from the connector's previous one is announced (`RuntimeEvent::HealthChanged`).
+//! differs from the connector's previous one is announced (`Runtime::health_changes`).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use serde::Serialize;
+use tokio::sync::broadcast;
 
 use super::Runtime;
 use crate::contract::HealthStatus;
@@ -34,10 +35,26 @@ struct Cached {
     message: String,
 }
 
-/// Health answers by connector name.
-#[derive(Default)]
+/// A connector's health changed.
+#[derive(Debug, Clone)]
+pub struct HealthChange {
+    pub connector: String,
+    pub status: String,
+}
+
+/// Health answers by connector name, and their changes as they are seen.
 pub struct HealthCache {
     entries: Mutex<HashMap<String, Cached>>,
+    changes: broadcast::Sender<HealthChange>,
+}
+
+impl Default for HealthCache {
+    fn default() -> Self {
+        Self {
+            entries: Mutex::default(),
+            changes: broadcast::channel(64).0,
+        }
+    }
 }
 
 fn status_name(status: HealthStatus) -> &'static str {
@@ -50,6 +67,12 @@ fn status_name(status: HealthStatus) -> &'static str {
 }
 
 impl Runtime {
+    /// Connector health changes as checks see them (a slow reader misses some and should
+    /// read `connectors_health` again).
+    pub fn health_changes(&self) -> broadcast::Receiver<HealthChange> {
+        self.inner.health.changes.subscribe()
+    }
+
     /// Health of every loaded connector; answers younger than `max_age` are reused, the rest
     /// are checked concurrently.
     pub async fn connectors_health(&self, max_age: Duration) -> Vec<ConnectorHealth> {
@@ -84,14 +107,11 @@ impl Runtime {
                                 message: message.clone(),
                             },
                         );
-                        if previous.is_none_or(|previous| previous.status != state) {
-                            let _ = runtime
-                                .inner
-                                .events
-                                .send(super::RuntimeEvent::HealthChanged {
-                                    connector: status.name.clone(),
-                                    status: state.clone(),
-                                });
+                        if previous.is_some_and(|previous| previous.status != state) {
+                            let _ = cache.changes.send(HealthChange {
+                                connector: status.name.clone(),
+                                status: state.clone(),
+                            });
                         }
                         (state, message, at)
                     }

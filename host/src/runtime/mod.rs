@@ -38,7 +38,7 @@ use wasmtime::component::Linker;
 pub use self::breaker::{BreakerState, CircuitBreaker};
 pub use self::channel_calls::{ChannelReceipt, SendFailure};
 pub use self::error::{CallError, ErrorKind};
-pub use self::health::{ConnectorHealth, HEALTH_TTL};
+pub use self::health::{ConnectorHealth, HEALTH_TTL, HealthChange};
 pub use self::manifest::{Manifest, PluginKind, read_manifest};
 pub use self::revision::{PluginSource, Revision};
 pub use self::status::{PluginStatus, ToolInfo};
@@ -54,22 +54,9 @@ use crate::config::{Budgets, Config};
 /// What changed in the set of loaded plugins (MCP `list_changed` and the CLI listen to this).
 #[derive(Debug, Clone)]
 pub enum RuntimeEvent {
-    Loaded {
-        plugin: String,
-        digest: String,
-    },
-    Removed {
-        plugin: String,
-    },
-    Rejected {
-        source: String,
-        reason: String,
-    },
-    /// A connector's health answer differs from its previous one.
-    HealthChanged {
-        connector: String,
-        status: String,
-    },
+    Loaded { plugin: String, digest: String },
+    Removed { plugin: String },
+    Rejected { source: String, reason: String },
 }
 
 /// One plugin name and everything that survives its revisions.

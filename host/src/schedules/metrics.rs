@@ -20,10 +20,10 @@ pub struct ScheduleMetrics {
     delivery_failures: Mutex<BTreeMap<&'static str, u64>>,
 }
 
-/// One attempt of a job ended.
-#[derive(Debug, Clone)]
+/// One attempt of some job ended with this outcome. It names no job: every principal's live
+/// view hears of it, and each reads only the jobs it may see.
+#[derive(Debug, Clone, Copy)]
 pub struct RunEnded {
-    pub job: String,
     pub outcome: &'static str,
 }
 
@@ -46,10 +46,7 @@ impl ScheduleMetrics {
 
     /// One attempt ended with `outcome` (`succeeded`, `failed`, `retrying`, `cancelled`, …).
     pub fn run(&self, job: &str, origin: JobOrigin, outcome: &'static str) {
-        let _ = self.ended.send(RunEnded {
-            job: job.to_owned(),
-            outcome,
-        });
+        let _ = self.ended.send(RunEnded { outcome });
         let job = match origin {
             JobOrigin::Agent => "agent",
             _ => job,

@@ -14,8 +14,10 @@ pub struct Asset {
     /// Path below `host/console/`, with `/` separators.
     pub path: &'static str,
     pub content_type: &'static str,
-    /// Quoted, from the file's SHA-256.
+    /// Quoted, from the file's SHA-256; the gzip copy's is another (a strong tag names one
+    /// representation).
     pub etag: &'static str,
+    pub gzip_etag: &'static str,
     pub body: &'static [u8],
     pub gzip: &'static [u8],
 }
@@ -49,19 +51,22 @@ fn serve(path: &str, headers: &HeaderMap) -> Response {
     let Some(asset) = find(path) else {
         return not_found();
     };
+    let gzip = accepts_gzip(headers);
+    let (etag, body) = if gzip {
+        (asset.gzip_etag, asset.gzip)
+    } else {
+        (asset.etag, asset.body)
+    };
     let revalidated = headers
         .get_all(header::IF_NONE_MATCH)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
-        .any(|tag| tag.trim() == asset.etag || tag.trim() == "*");
-    let gzip = accepts_gzip(headers);
+        .any(|tag| tag.trim() == etag || tag.trim() == "*");
     let (status, body) = if revalidated {
         (StatusCode::NOT_MODIFIED, &[][..])
-    } else if gzip {
-        (StatusCode::OK, asset.gzip)
     } else {
-        (StatusCode::OK, asset.body)
+        (StatusCode::OK, body)
     };
     let mut response = (status, body).into_response();
     let out = response.headers_mut();
@@ -69,7 +74,7 @@ fn serve(path: &str, headers: &HeaderMap) -> Response {
         header::CONTENT_TYPE,
         HeaderValue::from_static(asset.content_type),
     );
-    out.insert(header::ETAG, HeaderValue::from_static(asset.etag));
+    out.insert(header::ETAG, HeaderValue::from_static(etag));
     out.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     out.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
     if gzip && !revalidated {
@@ -78,25 +83,33 @@ fn serve(path: &str, headers: &HeaderMap) -> Response {
     response
 }
 
-/// Whether `Accept-Encoding` takes gzip (not refused with `q=0`).
+/// Whether `Accept-Encoding` takes gzip: named (or `*`) without `q=0`, and not refused by
+/// name.
 fn accepts_gzip(headers: &HeaderMap) -> bool {
-    headers
+    let mut gzip = None;
+    let mut any = None;
+    for coding in headers
         .get_all(header::ACCEPT_ENCODING)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
-        .any(|coding| {
-            let mut parts = coding.split(';');
-            let name = parts.next().unwrap_or_default().trim();
-            let refused = parts.any(|param| {
-                param
-                    .trim()
-                    .strip_prefix("q=")
-                    .and_then(|q| q.trim().parse::<f32>().ok())
-                    .is_some_and(|q| q == 0.0)
-            });
-            (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
-        })
+    {
+        let mut parts = coding.split(';');
+        let name = parts.next().unwrap_or_default().trim();
+        let refused = parts.any(|param| {
+            param
+                .trim()
+                .strip_prefix("q=")
+                .and_then(|q| q.trim().parse::<f32>().ok())
+                .is_some_and(|q| q == 0.0)
+        });
+        if name.eq_ignore_ascii_case("gzip") {
+            gzip = Some(!refused);
+        } else if name == "*" {
+            any = Some(!refused);
+        }
+    }
+    gzip.or(any).unwrap_or(false)
 }
 
 #[cfg(test)]
@@ -110,6 +123,7 @@ mod tests {
         }
         for asset in ASSETS {
             assert!(asset.etag.starts_with('"') && asset.etag.ends_with('"'));
+            assert_ne!(asset.etag, asset.gzip_etag);
             assert!(!asset.content_type.is_empty(), "{}", asset.path);
             assert!(asset.gzip.len() <= asset.body.len() + 32, "{}", asset.path);
         }
@@ -128,6 +142,10 @@ mod tests {
         assert!(!accepts_gzip(&headers));
         headers.insert(header::ACCEPT_ENCODING, "identity".parse().unwrap());
         assert!(!accepts_gzip(&headers));
+        headers.insert(header::ACCEPT_ENCODING, "gzip;q=0, *".parse().unwrap());
+        assert!(!accepts_gzip(&headers), "refused by name");
+        headers.insert(header::ACCEPT_ENCODING, "*".parse().unwrap());
+        assert!(accepts_gzip(&headers));
     }
 
     #[test]

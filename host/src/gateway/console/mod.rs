@@ -24,7 +24,7 @@ use http::{HeaderValue, StatusCode, header};
 use serde::Deserialize;
 use serde_json::json;
 
-pub use self::session::{CSRF_HEADER, ConsoleSession, ConsoleSessions};
+pub use self::session::{CSRF_HEADER, ConsoleSession, ConsoleSessions, carries_console_header};
 use super::auth::Principal;
 use super::{ApiError, GatewayState};
 
@@ -46,6 +46,11 @@ pub fn routes(state: Arc<GatewayState>) -> Router<Arc<GatewayState>> {
         .layer(middleware::from_fn_with_state(state, console_guard))
 }
 
+/// Whether a request carries a console session cookie, valid or not.
+pub fn has_session_cookie(headers: &http::HeaderMap) -> bool {
+    session::cookie(headers, session::COOKIE).is_some()
+}
+
 impl GatewayState {
     /// The console session a request's cookie proves, if any.
     pub(super) fn console_session(&self, headers: &http::HeaderMap) -> Option<ConsoleSession> {
@@ -63,11 +68,9 @@ async fn console_guard(
     request: Request,
     next: Next,
 ) -> Response {
-    let mut response = match state.same_origin.check(request.headers(), request.uri()) {
-        Ok(()) => next.run(request).await,
-        Err(refusal) => {
-            ApiError::new(StatusCode::FORBIDDEN, refusal.code(), refusal.message()).into_response()
-        }
+    let mut response = match super::guard::host_or_origin_refusal(&state, &request) {
+        None => next.run(request).await,
+        Some(refused) => refused,
     };
     let headers = response.headers_mut();
     for (name, value) in [
@@ -112,8 +115,9 @@ struct SignIn {
     key: String,
 }
 
-/// Exchange an API key for a session cookie. Wrong keys count toward the address's lockout,
-/// as on the API.
+/// Exchange an API key for a session cookie. As on the API, a valid key is always accepted
+/// (a stranger sharing the address cannot lock its holder out), and a wrong one counts
+/// toward the address's lockout (429 once it is locked out).
 async fn sign_in(State(state): State<Arc<GatewayState>>, request: Request) -> Response {
     if let Err(refused) = super::guard::require_json(&request) {
         return refused.into_response();
@@ -126,14 +130,6 @@ async fn sign_in(State(state): State<Arc<GatewayState>>, request: Request) -> Re
         )
         .into_response();
     }
-    if let Some(retry_after) = state.auth_failures.locked_out(address) {
-        state.auth_failures.failed(address);
-        return super::guard::too_many(
-            "too_many_auth_failures",
-            "too many failed authentications from this address; retry later".to_owned(),
-            retry_after,
-        );
-    }
     let body = match axum::body::to_bytes(request.into_body(), 4096).await {
         Ok(body) => body,
         Err(_) => {
@@ -142,15 +138,8 @@ async fn sign_in(State(state): State<Arc<GatewayState>>, request: Request) -> Re
         }
     };
     let Some(principal) = parse_sign_in(&body).and_then(|key| state.keys.identify(&key)) else {
-        state.auth_failures.failed(address);
-        return ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_api_key",
-            "the API key is not valid",
-        )
-        .into_response();
+        return super::guard::refuse_key(&state, address);
     };
-    state.auth_failures.passed(address);
     let token = match state.console.issue(&principal) {
         Ok(token) => token,
         Err(error) => {
@@ -175,15 +164,13 @@ fn parse_sign_in(body: &Bytes) -> Option<String> {
         .map(|sign_in| sign_in.key.trim().to_owned())
 }
 
-/// Forget the session (on this replica) and delete the cookie. Needs the console's header,
-/// like every other request of a session that changes something.
+/// Sign the session's principal out (on this replica: every session of that key issued until
+/// now) and delete the cookie. Needs the console's header, like every other request of a
+/// session that changes something.
 async fn sign_out(State(state): State<Arc<GatewayState>>, request: Request) -> Response {
     let secure = state.reached_over_https(&request);
     let headers = request.headers();
-    if headers
-        .get(CSRF_HEADER)
-        .is_none_or(|value| value.as_bytes() != b"1")
-    {
+    if !carries_console_header(headers) {
         return ApiError::new(
             StatusCode::FORBIDDEN,
             "console_header_missing",
@@ -192,7 +179,7 @@ async fn sign_out(State(state): State<Arc<GatewayState>>, request: Request) -> R
         .into_response();
     }
     if let Some(session) = state.console_session(headers) {
-        state.console.revoke(&session);
+        state.console.sign_out(&session);
     }
     with_cookie(
         no_store(Json(json!({ "signed_in": false }))),

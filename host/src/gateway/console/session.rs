@@ -1,10 +1,11 @@
 //! Console sign-in sessions: an API key exchanged for a signed, expiring cookie.
 //!
-//! The cookie names the key's principal (never the key) and is signed with HMAC-SHA256 under
-//! a secret derived from every configured key, so every replica with the same keys accepts
-//! it without shared state, and removing or changing a key ends the sessions it opened (the
-//! principal must still be configured, with the same operator flag). Signing out forgets the
-//! session on this replica until it would have expired.
+//! The cookie names the key's principal (never the key) and when it was issued, and is signed
+//! with HMAC-SHA256 under a secret derived from every configured key, so every replica with
+//! the same keys accepts it without shared state, and removing or changing a key ends the
+//! sessions it opened (the principal must still be configured, with the same operator flag).
+//! Signing out ends, on this replica, every session of that principal issued until then: a
+//! bound of one entry per key, which no number of sign-ins can push out.
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -23,27 +24,32 @@ pub const LIFETIME: Duration = Duration::from_secs(12 * 3600);
 pub const CSRF_HEADER: &str = "x-databot-console";
 /// Longest cookie value read.
 const MAX_TOKEN: usize = 256;
-/// Signed-out sessions remembered at most (the oldest expiry is dropped first beyond it).
-const MAX_REVOKED: usize = 10_000;
 
 pub struct ConsoleSessions {
     key: hmac::Key,
-    /// Signed-out session nonces and when they would expire (seconds since the epoch).
-    revoked: Mutex<HashMap<String, u64>>,
+    /// Per principal: sessions issued at or before this time (ms) are signed out.
+    signed_out: Mutex<HashMap<String, u64>>,
 }
 
 /// A session the cookie proved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsoleSession {
     pub principal: Principal,
-    nonce: String,
-    expires: u64,
 }
 
-fn now_seconds() -> u64 {
+fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs())
+        .map_or(0, |elapsed| {
+            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+        })
+}
+
+/// Whether a request carries the console's header (`X-Databot-Console: 1`).
+pub fn carries_console_header(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(CSRF_HEADER)
+        .is_some_and(|value| value.as_bytes() == b"1")
 }
 
 impl ConsoleSessions {
@@ -52,7 +58,7 @@ impl ConsoleSessions {
     pub fn new(keys: &ApiKeys) -> Self {
         Self {
             key: hmac::Key::new(hmac::HMAC_SHA256, &keys.session_secret()),
-            revoked: Mutex::default(),
+            signed_out: Mutex::default(),
         }
     }
 
@@ -60,9 +66,11 @@ impl ConsoleSessions {
     pub fn issue(&self, principal: &Principal) -> Result<String, getrandom::Error> {
         let mut nonce = [0u8; 16];
         getrandom::fill(&mut nonce)?;
-        let expires = now_seconds() + LIFETIME.as_secs();
+        // Later than the principal's last sign-out here, even within the same millisecond.
+        let signed_out = self.signed_out.lock().get(principal.as_str()).copied();
+        let issued = now_ms().max(signed_out.map_or(0, |at| at + 1));
         let unsigned = format!(
-            "v1.{}.{}.{expires}.{}",
+            "v1.{}.{}.{issued}.{}",
             principal.as_str(),
             if principal.is_admin() { "a" } else { "u" },
             hex::encode(nonce)
@@ -81,7 +89,7 @@ impl ConsoleSessions {
         let tag = hex::decode(tag).ok()?;
         hmac::verify(&self.key, unsigned.as_bytes(), &tag).ok()?;
         let mut parts = unsigned.split('.');
-        let (Some("v1"), Some(name), Some(role), Some(expires), Some(nonce), None) = (
+        let (Some("v1"), Some(name), Some(role), Some(issued), Some(_nonce), None) = (
             parts.next(),
             parts.next(),
             parts.next(),
@@ -91,46 +99,44 @@ impl ConsoleSessions {
         ) else {
             return None;
         };
-        let expires: u64 = expires.parse().ok()?;
-        if expires <= now_seconds() || self.revoked.lock().contains_key(nonce) {
+        let issued: u64 = issued.parse().ok()?;
+        let lifetime = u64::try_from(LIFETIME.as_millis()).unwrap_or(u64::MAX);
+        if issued.saturating_add(lifetime) <= now_ms()
+            || self
+                .signed_out
+                .lock()
+                .get(name)
+                .is_some_and(|at| issued <= *at)
+        {
             return None;
         }
         let principal = keys.principal_named(name)?;
-        (principal.is_admin() == (role == "a")).then(|| ConsoleSession {
-            principal,
-            nonce: nonce.to_owned(),
-            expires,
-        })
+        (principal.is_admin() == (role == "a")).then_some(ConsoleSession { principal })
     }
 
-    /// Sign `session` out on this replica.
-    pub fn revoke(&self, session: &ConsoleSession) {
-        let now = now_seconds();
-        let mut revoked = self.revoked.lock();
-        revoked.retain(|_, expires| *expires > now);
-        if revoked.len() >= MAX_REVOKED
-            && let Some(oldest) = revoked
-                .iter()
-                .min_by_key(|(_, expires)| **expires)
-                .map(|(nonce, _)| nonce.clone())
-        {
-            revoked.remove(&oldest);
-        }
-        revoked.insert(session.nonce.clone(), session.expires);
+    /// Sign out, on this replica, every session of `session`'s principal issued until now.
+    pub fn sign_out(&self, session: &ConsoleSession) {
+        self.signed_out
+            .lock()
+            .insert(session.principal.as_str().to_owned(), now_ms());
     }
 }
 
-/// The value of cookie `name` in a request's `Cookie` headers.
+/// The value of cookie `name` in a request's `Cookie` headers; none when it is sent more
+/// than once (a page on another port of the same host may plant a second one with a
+/// narrower path: neither is believed).
 pub fn cookie<'h>(headers: &'h http::HeaderMap, name: &str) -> Option<&'h str> {
-    headers
+    let mut found = headers
         .get_all(http::header::COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(';'))
-        .find_map(|pair| {
+        .filter_map(|pair| {
             let (key, value) = pair.trim().split_once('=')?;
             (key == name).then_some(value)
-        })
+        });
+    let first = found.next()?;
+    found.next().is_none().then_some(first)
 }
 
 /// `Set-Cookie` for a session (`value`), or, with `None`, the one that deletes it. `secure`
@@ -204,19 +210,23 @@ mod tests {
         // Removing the key ends its sessions even under the old secret.
         assert!(sessions.verify(&token, &rotated).is_none());
         // Expired.
-        let unsigned = format!(
-            "v1.{}.u.{}.{}",
-            user.as_str(),
-            now_seconds() - 1,
-            "ab".repeat(16)
-        );
+        let issued = now_ms() - u64::try_from(LIFETIME.as_millis()).unwrap() - 1;
+        let unsigned = format!("v1.{}.u.{issued}.{}", user.as_str(), "ab".repeat(16));
         let tag = hmac::sign(&sessions.key, unsigned.as_bytes());
         let expired = format!("{unsigned}.{}", hex::encode(tag.as_ref()));
         assert!(sessions.verify(&expired, &keys).is_none());
-        // Signed out.
+        // Signed out: every earlier session of the key here, not a later one, not another key.
+        let admin = keys.identify(ADMIN).unwrap();
+        let admin_token = sessions.issue(&admin).unwrap();
         let session = sessions.verify(&token, &keys).unwrap();
-        sessions.revoke(&session);
+        sessions.sign_out(&session);
         assert!(sessions.verify(&token, &keys).is_none());
+        let again = sessions.issue(&user).unwrap();
+        assert!(
+            sessions.verify(&again, &keys).is_some(),
+            "signed in again at once"
+        );
+        assert!(sessions.verify(&admin_token, &keys).is_some());
     }
 
     #[test]
@@ -230,6 +240,16 @@ mod tests {
         assert_eq!(cookie(&headers, COOKIE), Some("tok"));
         assert_eq!(cookie(&headers, "b"), Some("2"));
         assert_eq!(cookie(&headers, "c"), None);
+        // A second session cookie (planted with a narrower path) makes neither count.
+        headers.append(
+            http::header::COOKIE,
+            "databot_session=planted".parse().unwrap(),
+        );
+        assert_eq!(cookie(&headers, COOKIE), None);
+        let mut marked = http::HeaderMap::new();
+        assert!(!carries_console_header(&marked));
+        marked.insert(CSRF_HEADER, "1".parse().unwrap());
+        assert!(carries_console_header(&marked));
         let set = set_cookie(Some("tok"), true);
         for flag in [
             "HttpOnly",
