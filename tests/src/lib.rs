@@ -596,14 +596,17 @@ pub fn sqlite_setup(path: &Path, sql: &str) -> std::io::Result<()> {
 /// The live PostgreSQL of every machine of this project (trust auth, database `test`).
 pub const POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
-/// A name no other test run uses at the same time: `PREFIX_PID_NANOS` (a valid SQL
-/// identifier when `prefix` is one).
+/// A name no other test run uses at the same time: `PREFIX_PID_NANOS_N` (a valid SQL
+/// identifier when `prefix` is one). `N` counts the calls of this process, so two tests that
+/// ask within one tick of a coarse clock still get different names.
 pub fn unique_name(prefix: &str) -> String {
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    format!("{prefix}_{}_{nanos}", std::process::id())
+    format!("{prefix}_{}_{nanos}_{call}", std::process::id())
 }
 
 /// Run set-up statements on the live PostgreSQL, in order; a failing one panics naming it.

@@ -303,17 +303,19 @@ impl ReplyRelay {
     /// `older_than` (all of them when `None`): the replies whose notification was lost.
     async fn catch_up(self: Arc<Self>, older_than: Option<Duration>) {
         let now = Instant::now();
-        let due: HashMap<String, String> = {
+        // Several waiters may wait for one message (a client that submitted it twice here).
+        let due: HashMap<String, Vec<String>> = {
             let mut waiting = self.waiting.lock();
             waiting.forget_abandoned();
-            waiting
-                .by_request
-                .iter()
-                .filter(|(_, waiter)| {
-                    older_than.is_none_or(|age| now.duration_since(waiter.since) >= age)
-                })
-                .map(|(request, waiter)| (waiter.message_id.clone(), request.clone()))
-                .collect()
+            let mut due: HashMap<String, Vec<String>> = HashMap::new();
+            for (request, waiter) in &waiting.by_request {
+                if older_than.is_none_or(|age| now.duration_since(waiter.since) >= age) {
+                    due.entry(waiter.message_id.clone())
+                        .or_default()
+                        .push(request.clone());
+                }
+            }
+            due
         };
         if due.is_empty() {
             return;
@@ -322,8 +324,8 @@ impl ReplyRelay {
         match self.outbox.replies_for(&ids).await {
             Ok(found) => {
                 for stored in found {
-                    if let Some(request) = due.get(&stored.message_id) {
-                        self.answer(request, stored).await;
+                    for request in due.get(&stored.message_id).into_iter().flatten() {
+                        self.answer(request, stored.clone()).await;
                     }
                 }
             }

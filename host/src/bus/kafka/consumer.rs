@@ -11,7 +11,8 @@
 //! new owner (a turn whose save was already under way may still commit: its processed record
 //! then keeps the new owner from answering it again). Fetching also pauses for one partition
 //! whose backlog is long, so one conversation does not hold the others up, and records older
-//! than the processed records are kept are refused.
+//! than the processed records are kept are refused. A record that does not follow the
+//! previous one of its partition is logged: the records between never reached this replica.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -56,6 +57,10 @@ struct Shared {
     in_flight: AtomicUsize,
     /// Revoked partitions wait this long for their turns.
     revoke_grace: Mutex<Duration>,
+    /// Per owned partition, the offset the next polled record should have: a record past it
+    /// means records were never delivered (the idempotent producer leaves no gaps), which is
+    /// logged.
+    expected: Mutex<HashMap<i32, i64>>,
 }
 
 impl Shared {
@@ -72,7 +77,9 @@ impl Shared {
     fn drop_partitions(&self, partitions: &[i32]) {
         let mut owned = self.owned.lock();
         let mut progress = self.progress.lock();
+        let mut expected = self.expected.lock();
         for partition in partitions {
+            expected.remove(partition);
             if let Some(token) = owned.remove(partition) {
                 token.cancel();
             }
@@ -91,7 +98,9 @@ impl Shared {
         {
             let mut owned = self.owned.lock();
             let mut progress = self.progress.lock();
+            let mut expected = self.expected.lock();
             for partition in partitions {
+                expected.remove(partition);
                 if let Some(token) = owned.remove(partition) {
                     token.cancel();
                 }
@@ -103,6 +112,13 @@ impl Shared {
                     );
                 }
             }
+        }
+        // Stored too: librdkafka commits a removed partition's stored offset once more as it
+        // lets it go, which must not be an older one.
+        if commits.count() > 0
+            && let Err(error) = consumer.store_offsets(&commits)
+        {
+            tracing::debug!("storing revoked partitions' offsets: {error}");
         }
         if commits.count() > 0
             && let Err(error) = consumer.commit(&commits, CommitMode::Sync)
@@ -119,7 +135,15 @@ struct GroupContext {
     shared: Arc<Shared>,
 }
 
-impl ClientContext for GroupContext {}
+impl ClientContext for GroupContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+        super::logged::forward_log(level, facility, message);
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        super::logged::forward_error(&error, reason);
+    }
+}
 
 impl ConsumerContext for GroupContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -149,8 +173,10 @@ impl ConsumerContext for GroupContext {
                 }
                 let partitions = partitions_of(list, &self.shared.topic);
                 let mut owned = self.shared.owned.lock();
+                let mut expected = self.shared.expected.lock();
                 for partition in &partitions {
                     owned.entry(*partition).or_default();
+                    expected.remove(partition);
                 }
                 tracing::info!(?partitions, "partitions assigned");
             }
@@ -198,8 +224,10 @@ impl Consumer {
             owned: Mutex::default(),
             in_flight: AtomicUsize::new(0),
             revoke_grace: Mutex::new(revoke_grace(config)),
+            expected: Mutex::default(),
         });
-        let mut client = super::client_config(config, replica, GROUP_DEFAULTS);
+        let mut client =
+            super::client_config(config, replica, super::ClientRole::Consumer, GROUP_DEFAULTS);
         client
             .set("group.id", &config.group)
             .set("enable.auto.commit", "true")
@@ -288,9 +316,18 @@ fn poll_loop(
                     .token(partition)
                     .filter(|token| !token.is_cancelled());
                 let decoded = decode(record.payload(), record.timestamp().to_millis(), keep);
+                if owner.is_some() {
+                    notice_gap(shared, partition, offset);
+                }
                 match (owner, decoded) {
                     // Polled from a partition this replica no longer owns.
-                    (None, _) => {}
+                    (None, _) => {
+                        tracing::debug!(
+                            partition,
+                            offset,
+                            "a record of a partition no longer owned was left to its owner"
+                        );
+                    }
                     (Some(owner), Ok(mut message)) => {
                         // The replica stops a turn whose partition it lost.
                         message.cancel_when_abandoned = true;
@@ -342,6 +379,23 @@ fn poll_loop(
         let _ = consumer.poll(Duration::from_millis(20));
     }
     tracing::info!("left the bus consumer group");
+}
+
+/// Log a record that does not follow the previous one of its partition (in this ownership):
+/// the records between were never delivered here.
+fn notice_gap(shared: &Shared, partition: i32, offset: i64) {
+    let mut expected = shared.expected.lock();
+    if let Some(next) = expected.get(&partition)
+        && offset > *next
+    {
+        tracing::warn!(
+            partition,
+            expected = *next,
+            received = offset,
+            "the bus consumer skipped records: they were not delivered to this replica"
+        );
+    }
+    expected.insert(partition, offset + 1);
 }
 
 /// How long a revoked partition's turns may run on: `REVOKE_GRACE`, the drain time, and half
@@ -490,6 +544,11 @@ async fn dispatch(
     {
         if owner.is_cancelled() {
             // Revoked since it was polled: the new owner runs it.
+            tracing::debug!(
+                partition,
+                offset,
+                "a message of a revoked partition was left to its new owner"
+            );
             shared.in_flight.fetch_sub(1, Ordering::AcqRel);
             continue;
         }

@@ -11,6 +11,7 @@
 //! and their processed records keep any from being answered twice.
 
 mod consumer;
+mod logged;
 mod offsets;
 
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use self::logged::LoggedContext;
 use super::outbox::{Outbox, ReplyAddress};
 use super::replies::{ReplyRelay, Waiter};
 use super::{
@@ -39,7 +41,7 @@ pub async fn ensure_topic(config: &KafkaBusConfig, replica: &str) {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     use rdkafka::client::DefaultClientContext;
     let admin: AdminClient<DefaultClientContext> =
-        match client_config(config, replica, &[]).create() {
+        match client_config(config, replica, ClientRole::Producer, &[]).create() {
             Ok(admin) => admin,
             Err(error) => {
                 tracing::warn!("creating a Kafka admin client: {error}");
@@ -82,7 +84,7 @@ const MAX_WAITING: usize = 10_000;
 pub struct KafkaBus {
     /// Replaced when librdkafka reports a fatal error (an idempotent producer that lost its
     /// sequence cannot send again).
-    producer: RwLock<Arc<FutureProducer>>,
+    producer: RwLock<Arc<FutureProducer<LoggedContext>>>,
     producer_config: ClientConfig,
     topic: String,
     replica: String,
@@ -94,9 +96,80 @@ pub struct KafkaBus {
 
 /// The librdkafka settings every client of the bus shares, `defaults` (the operator may
 /// override them), then the operator's properties.
+/// Which client a configuration is for: `bus.kafka.properties` holds settings of both, and
+/// each gets only those librdkafka accepts for it (another's would be logged as ignored).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ClientRole {
+    Consumer,
+    /// The producer and the admin client.
+    Producer,
+}
+
+/// librdkafka's consumer-only properties (`C` in its CONFIGURATION.md).
+const CONSUMER_ONLY: &[&str] = &[
+    "group.id",
+    "group.instance.id",
+    "group.protocol",
+    "group.protocol.type",
+    "group.remote.assignor",
+    "partition.assignment.strategy",
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "coordinator.query.interval.ms",
+    "max.poll.interval.ms",
+    "enable.auto.commit",
+    "auto.commit.interval.ms",
+    "enable.auto.offset.store",
+    "queued.min.messages",
+    "queued.max.messages.kbytes",
+    "fetch.wait.max.ms",
+    "fetch.queue.backoff.ms",
+    "fetch.message.max.bytes",
+    "max.partition.fetch.bytes",
+    "fetch.max.bytes",
+    "fetch.min.bytes",
+    "fetch.error.backoff.ms",
+    "isolation.level",
+    "consume.callback.max.messages",
+    "enable.partition.eof",
+    "check.crcs",
+    "auto.offset.reset",
+];
+
+/// librdkafka's producer-only properties (`P` in its CONFIGURATION.md).
+const PRODUCER_ONLY: &[&str] = &[
+    "transactional.id",
+    "transaction.timeout.ms",
+    "enable.idempotence",
+    "enable.gapless.guarantee",
+    "queue.buffering.max.messages",
+    "queue.buffering.max.kbytes",
+    "queue.buffering.max.ms",
+    "linger.ms",
+    "message.send.max.retries",
+    "retries",
+    "retry.backoff.ms",
+    "retry.backoff.max.ms",
+    "queue.buffering.backpressure.threshold",
+    "compression.codec",
+    "compression.type",
+    "compression.level",
+    "batch.num.messages",
+    "batch.size",
+    "delivery.report.only.error",
+    "sticky.partitioning.linger.ms",
+    "request.required.acks",
+    "acks",
+    "request.timeout.ms",
+    "message.timeout.ms",
+    "delivery.timeout.ms",
+    "partitioner",
+];
+
 fn client_config(
     config: &KafkaBusConfig,
     replica: &str,
+    role: ClientRole,
     defaults: &[(&str, &str)],
 ) -> ClientConfig {
     let mut client = ClientConfig::new();
@@ -109,8 +182,14 @@ fn client_config(
     for (key, value) in defaults {
         client.set(*key, *value);
     }
+    let other_role = match role {
+        ClientRole::Consumer => PRODUCER_ONLY,
+        ClientRole::Producer => CONSUMER_ONLY,
+    };
     for (key, value) in &config.properties {
-        client.set(key, value.expose());
+        if !other_role.contains(&key.as_str()) {
+            client.set(key, value.expose());
+        }
     }
     client
 }
@@ -124,7 +203,7 @@ impl KafkaBus {
         outbox: Outbox,
         stop: CancellationToken,
     ) -> anyhow::Result<Self> {
-        let mut producer_config = client_config(config, replica, &[]);
+        let mut producer_config = client_config(config, replica, ClientRole::Producer, &[]);
         producer_config
             .set("enable.idempotence", "true")
             .set("acks", "all")
@@ -133,8 +212,8 @@ impl KafkaBus {
                 "message.timeout.ms",
                 config.publish_timeout_ms.max(1).to_string(),
             );
-        let producer: FutureProducer = producer_config
-            .create()
+        let producer: FutureProducer<LoggedContext> = producer_config
+            .create_with_context(LoggedContext)
             .context("creating the Kafka producer of the bus")?;
         let producer = RwLock::new(Arc::new(producer));
         let relay = ReplyRelay::start(database_url, outbox, replica, stop)
@@ -153,7 +232,7 @@ impl KafkaBus {
     }
 
     /// A producer in a fatal state is replaced (once, by whoever sees it first).
-    fn replace_if_fatal(&self, failed: &Arc<FutureProducer>) {
+    fn replace_if_fatal(&self, failed: &Arc<FutureProducer<LoggedContext>>) {
         use rdkafka::producer::Producer;
         let Some((code, reason)) = failed.client().fatal_error() else {
             return;
@@ -162,7 +241,10 @@ impl KafkaBus {
         if !Arc::ptr_eq(&current, failed) {
             return;
         }
-        match self.producer_config.create::<FutureProducer>() {
+        match self
+            .producer_config
+            .create_with_context::<_, FutureProducer<LoggedContext>>(LoggedContext)
+        {
             Ok(fresh) => {
                 tracing::warn!(
                     "the bus producer failed for good ({code:?}: {reason}); replaced it"
