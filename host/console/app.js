@@ -23,7 +23,7 @@ const nav = document.getElementById("nav");
 const who = document.getElementById("who");
 const banner = document.getElementById("banner");
 
-let current = null; // what the open page returned: { refresh(kind, detail), stop() }
+let current = null; // what the open page returned: { refresh(kind), stop() }
 let live = null;
 let routing = false;
 

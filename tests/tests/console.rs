@@ -208,11 +208,24 @@ async fn assets_headers_sign_in_and_the_console_header() {
     assert_eq!(status, 401);
 }
 
+/// A screenshot of the window as `NAME.png` in `DATABOT_CONSOLE_SCREENSHOTS`, when it is set.
+async fn shoot(browser: &Browser, name: &str) {
+    if let Some(dir) = std::env::var_os("DATABOT_CONSOLE_SCREENSHOTS") {
+        let path = std::path::Path::new(&dir).join(format!("{name}.png"));
+        browser.screenshot(&path).await;
+    }
+}
+
+/// Open console page `page` from the navigation bar.
+async fn open(browser: &Browser, page: &str) {
+    let link = browser.find(&format!("nav a[data-page={page}]")).await;
+    browser.click(&link).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_chromium_sign_in_chat_live_plugins_and_no_markup_from_data() {
     let (host, port) = console_host().await;
     let _watcher = host.runtime.watch().expect("the plugins folder is watched");
-    let shots = std::env::var_os("DATABOT_CONSOLE_SCREENSHOTS").map(std::path::PathBuf::from);
     let browser = Browser::start(1280, 860).await;
     let base = format!("http://127.0.0.1:{port}/ui/");
     browser.goto(&base).await;
@@ -229,9 +242,7 @@ async fn in_chromium_sign_in_chat_live_plugins_and_no_markup_from_data() {
         })
         .await;
     assert!(browser.cookies().await.is_empty());
-    if let Some(dir) = &shots {
-        browser.screenshot(&dir.join("sign-in.png")).await;
-    }
+    shoot(&browser, "sign-in").await;
     browser.clear(&key_input).await;
     browser.type_into(&key_input, KEY).await;
     browser
@@ -259,14 +270,10 @@ async fn in_chromium_sign_in_chat_live_plugins_and_no_markup_from_data() {
             !t.is_empty()
         })
         .await;
-    if let Some(dir) = &shots {
-        browser.screenshot(&dir.join("overview.png")).await;
-    }
+    shoot(&browser, "overview").await;
 
     // A chat streams, shows the tool call with its arguments and result, all as text.
-    browser
-        .click(&browser.find("nav a[data-page=chat]").await)
-        .await;
+    open(&browser, "chat").await;
     let message = browser.find("textarea[name=message]").await;
     let command = format!("/echo {}", json!({ "text": PROBE }));
     browser.type_into(&message, &command).await;
@@ -291,15 +298,11 @@ async fn in_chromium_sign_in_chat_live_plugins_and_no_markup_from_data() {
         .text(&browser.find("[data-test=user-message]").await)
         .await;
     assert_eq!(user, command);
-    if let Some(dir) = &shots {
-        browser.screenshot(&dir.join("chat.png")).await;
-    }
+    shoot(&browser, "chat").await;
 
     // A plugin dropped into the watched folder appears without a reload; its description
     // (the author's words) is text.
-    browser
-        .click(&browser.find("nav a[data-page=plugins]").await)
-        .await;
+    open(&browser, "plugins").await;
     browser
         .wait_for_text("[data-test=plugins]", Duration::from_secs(10), |t| {
             t.contains("echo")
@@ -331,31 +334,21 @@ async fn in_chromium_sign_in_chat_live_plugins_and_no_markup_from_data() {
         .execute("return window.__same_page === true;", json!([]))
         .await;
     assert_eq!(same_page, true, "the page was not reloaded");
-    if let Some(dir) = &shots {
-        browser.screenshot(&dir.join("plugins.png")).await;
-    }
-    browser
-        .click(&browser.find("nav a[data-page=connectors]").await)
-        .await;
+    shoot(&browser, "plugins").await;
+    open(&browser, "connectors").await;
     browser
         .wait_for_text("[data-test=connectors]", Duration::from_secs(20), |t| {
             t.contains("probe_connector")
         })
         .await;
-    if let Some(dir) = &shots {
-        browser.screenshot(&dir.join("connectors.png")).await;
-    }
-    browser
-        .click(&browser.find("nav a[data-page=schedules]").await)
-        .await;
+    shoot(&browser, "connectors").await;
+    open(&browser, "schedules").await;
     browser
         .wait_for_text("[data-test=schedules]", Duration::from_secs(10), |t| {
             !t.is_empty()
         })
         .await;
-    if let Some(dir) = &shots {
-        browser.screenshot(&dir.join("schedules.png")).await;
-    }
+    shoot(&browser, "schedules").await;
 
     // None of the probes ran; no element came from data; no console errors on any page.
     let ran = browser

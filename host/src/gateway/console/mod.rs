@@ -46,9 +46,9 @@ pub fn routes(state: Arc<GatewayState>) -> Router<Arc<GatewayState>> {
         .layer(middleware::from_fn_with_state(state, console_guard))
 }
 
-/// Whether a request carries a console session cookie, valid or not.
+/// Whether a request carries a console session cookie, valid or not (or several).
 pub fn has_session_cookie(headers: &http::HeaderMap) -> bool {
-    session::cookie(headers, session::COOKIE).is_some()
+    session::sends_cookie(headers, session::COOKIE)
 }
 
 impl GatewayState {

@@ -126,17 +126,26 @@ impl ConsoleSessions {
 /// than once (a page on another port of the same host may plant a second one with a
 /// narrower path: neither is believed).
 pub fn cookie<'h>(headers: &'h http::HeaderMap, name: &str) -> Option<&'h str> {
-    let mut found = headers
+    let mut found = cookie_values(headers, name);
+    let first = found.next()?;
+    found.next().is_none().then_some(first)
+}
+
+/// Whether cookie `name` is sent at all (once or more).
+pub fn sends_cookie(headers: &http::HeaderMap, name: &str) -> bool {
+    cookie_values(headers, name).next().is_some()
+}
+
+fn cookie_values<'h>(headers: &'h http::HeaderMap, name: &str) -> impl Iterator<Item = &'h str> {
+    headers
         .get_all(http::header::COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(';'))
-        .filter_map(|pair| {
+        .filter_map(move |pair| {
             let (key, value) = pair.trim().split_once('=')?;
             (key == name).then_some(value)
-        });
-    let first = found.next()?;
-    found.next().is_none().then_some(first)
+        })
 }
 
 /// `Set-Cookie` for a session (`value`), or, with `None`, the one that deletes it. `secure`
@@ -246,6 +255,7 @@ mod tests {
             "databot_session=planted".parse().unwrap(),
         );
         assert_eq!(cookie(&headers, COOKIE), None);
+        assert!(sends_cookie(&headers, COOKIE) && !sends_cookie(&headers, "c"));
         let mut marked = http::HeaderMap::new();
         assert!(!carries_console_header(&marked));
         marked.insert(CSRF_HEADER, "1".parse().unwrap());
