@@ -1,5 +1,6 @@
 // The console's shell: who is signed in (or the sign-in form), the page list, the page
-// chosen by the URL's fragment (#/chat, #/plugins, ...), and the live activity stream that
+// chosen by the URL's fragment (#/chat, #/plugins, ...; `#/page/item` opens one item of a
+// page), and the live activity stream that
 // tells the open page to read its data again.
 
 import { h, show } from "./dom.js";
@@ -9,10 +10,16 @@ import chat, { forget as forgetChat } from "./pages/chat.js";
 import plugins from "./pages/plugins.js";
 import connectors from "./pages/connectors.js";
 import schedules from "./pages/schedules.js";
+import conversations from "./pages/conversations.js";
+import traces from "./pages/traces.js";
+import knowledge from "./pages/knowledge.js";
 
 const PAGES = [
   ["overview", "Overview", overview],
   ["chat", "Chat", chat],
+  ["conversations", "Conversations", conversations],
+  ["traces", "Traces", traces],
+  ["knowledge", "Knowledge", knowledge],
   ["plugins", "Plugins", plugins],
   ["connectors", "Connectors & channels", connectors],
   ["schedules", "Schedules", schedules],
@@ -28,12 +35,15 @@ let live = null;
 let routing = false;
 
 function route() {
-  const name = (location.hash.match(/^#\/([a-z]+)/) || [])[1] || "overview";
-  return PAGES.find(([key]) => key === name) ? name : "overview";
+  const [, name, item] = location.hash.match(/^#\/([a-z]+)(?:\/(.+))?$/) || [];
+  if (!PAGES.find(([key]) => key === name)) return ["overview", null];
+  let decoded = null;
+  try { decoded = item ? decodeURIComponent(item) : null; } catch { decoded = null; }
+  return [name, decoded];
 }
 
 function render() {
-  const name = route();
+  const [name, item] = route();
   for (const link of nav.querySelectorAll("a")) {
     link.classList.toggle("active", link.dataset.page === name);
   }
@@ -41,7 +51,7 @@ function render() {
   const [, title, page] = PAGES.find(([key]) => key === name);
   document.title = `${title} · databot console`;
   main.replaceChildren();
-  current = page(main) || {};
+  current = page(main, item) || {};
 }
 
 function notice(message) {

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use tokio::sync::mpsc;
 
-pub use databot_types::event::TurnEvent;
+pub use databot_types::event::{TurnEvent, TurnSummary};
 
 /// Bytes of events one turn's queue holds at most for its listener.
 pub const MAX_QUEUED_BYTES: usize = 1024 * 1024;
@@ -193,15 +193,13 @@ mod tests {
         }
         // Larger than the byte bound, after a full queue: still queued.
         let answer = "y".repeat(2 * MAX_QUEUED_BYTES);
-        sink.emit(TurnEvent::Done {
-            content: answer.clone(),
-        });
+        sink.emit(TurnEvent::done(answer.clone()));
         drop(sink);
         let mut last = None;
         while let Some(event) = receiver.recv().await {
             last = Some(event);
         }
-        assert_eq!(last, Some(TurnEvent::Done { content: answer }));
+        assert_eq!(last, Some(TurnEvent::done(answer)));
         assert_eq!(receiver.queued.bytes.load(Ordering::Relaxed), 0);
     }
 

@@ -1,5 +1,6 @@
 //! Tracing overhead on a tool call: the same call through the full path with OpenTelemetry
-//! export off (log formatter only, as `databot serve` runs by default) and on: the batch
+//! export off (log formatter only, as `databot serve` runs with `telemetry.recent_traces: 0`)
+//! and on: the batch
 //! exporter over gRPC to the in-test OTLP receiver (which decodes every export), and over
 //! HTTP/protobuf to a receiver that takes the bytes without decoding them (a collector on
 //! another machine). Target: export on costs <= 10%.
@@ -19,7 +20,8 @@
 //!
 //! A third export side sends both pipelines to an exporter that drops every batch: the host's
 //! own cost of spans (ids, sampling, queueing, the worker's conversion) without encoding,
-//! network or receiver.
+//! network or receiver. A fourth keeps the recent traces in memory with no endpoint (what
+//! `databot serve` does by default, for the console's waterfall).
 //!
 //! Environment: `DATABOT_BENCH_PIN=1` pins the calling thread to CPU 0 and every other thread
 //! to CPU 1 in the paired measurement (the scheduler then never runs the exporters or the
@@ -105,6 +107,11 @@ fn setup() -> Setup {
         opentelemetry_sdk::Resource::builder_empty().build(),
     )
     .expect("pipelines");
+    // No endpoint, the console's recent traces kept in memory (`serve`'s default).
+    let (recent, recent_guard) =
+        databot::telemetry::subscriber_keeping(None, 100, "info").expect("recent traces");
+    sides.push(("recent_traces", tracing::Dispatch::new(recent)));
+    guards.push(recent_guard);
     sides.push((
         "on_null_exporter",
         tracing::Dispatch::new(databot::telemetry::subscriber_with_export(

@@ -196,6 +196,17 @@ impl TestHost {
     /// `self.sessions("sessions")`, with the schedule endpoints over them (no scheduler runs
     /// the jobs).
     pub async fn start_gateway(&self, provider: &str, yaml: &str) -> u16 {
+        self.start_gateway_with(provider, yaml, None).await
+    }
+
+    /// `start_gateway`, showing `knowledge` at `/api/v1/knowledge` (as `serve` shows the
+    /// knowledge base its agent searches).
+    pub async fn start_gateway_with(
+        &self,
+        provider: &str,
+        yaml: &str,
+        knowledge: Option<Arc<databot::rag::Rag>>,
+    ) -> u16 {
         let config = Config::parse(yaml, "gateway.yaml", |_| None).expect("gateway config");
         let settings = databot::config::AgentConfig {
             provider: provider.to_owned(),
@@ -233,6 +244,9 @@ impl TestHost {
             provider.to_owned(),
             Some(schedules),
         );
+        if let Some(knowledge) = knowledge {
+            state.set_knowledge(knowledge);
+        }
         let socket = tokio::net::TcpSocket::new_v4().expect("socket");
         socket
             .bind("127.0.0.1:0".parse().expect("address"))

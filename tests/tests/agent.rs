@@ -92,6 +92,53 @@ async fn a_turn_with_a_tool_call_is_answered_and_persisted(agent: &Agent) {
         agent.sessions().usage(&session).await.unwrap().total_tokens,
         outcome.usage.total_tokens + second.usage.total_tokens
     );
+
+    // Each turn has its record, with its messages, tokens and tool calls.
+    let (turns, messages) = agent
+        .sessions()
+        .conversation_turns(&session, 10)
+        .await
+        .unwrap();
+    assert_eq!(turns.len(), 2);
+    assert_eq!((turns[0].first_seq, turns[0].messages), (1, 4));
+    assert_eq!((turns[1].first_seq, turns[1].messages), (5, 2));
+    assert_eq!(turns[0].record.tool_calls, 1);
+    assert_eq!(turns[0].record.iterations, 2);
+    assert_eq!(
+        turns[0].prompt_tokens as u64 + turns[0].completion_tokens as u64,
+        outcome.usage.total_tokens
+    );
+    assert!(turns[0].record.started_at_ms > 1_700_000_000_000);
+    assert!(turns[1].record.started_at_ms >= turns[0].record.started_at_ms);
+    assert_eq!(messages.len(), 6);
+    assert_eq!(messages[0].0, 1);
+    // Found by a word of a message (any case, `%` taken literally), listed with its totals.
+    let found = search(agent, "HELLO FROM THE TEST").await;
+    let this = found
+        .iter()
+        .find(|c| c.session_key == session)
+        .expect("found by its message");
+    assert_eq!((this.turns, this.tool_calls), (2, 1));
+    assert!(
+        !search(agent, "hello%from")
+            .await
+            .iter()
+            .any(|c| c.session_key == session),
+        "`%` is literal"
+    );
+    assert!(search(agent, &session).await.len() == 1);
+}
+
+async fn search(agent: &Agent, text: &str) -> Vec<databot::agent::sessions::ConversationSummary> {
+    agent
+        .sessions()
+        .conversations(&databot::agent::sessions::ConversationFilter {
+            search: Some(text),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
 }
 
 async fn tool_errors_are_fed_back_to_the_model(agent: &Agent) {

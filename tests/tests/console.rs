@@ -15,10 +15,29 @@ const JSON: (&str, &str) = ("content-type", "application/json");
 /// Markup that would run if the console ever parsed a value as HTML.
 const PROBE: &str = r#"<script>window.__xss=1</script><img src=x onerror="window.__xss=2">"><a href="javascript:window.__xss=3">x</a>"#;
 
+/// Keys of two principals that are not operators.
+const USER_A: &str = "console-user-a-0123456789";
+const USER_B: &str = "console-user-b-0123456789";
+
+/// Recent traces kept in memory by this test process's global subscriber, as `serve` keeps
+/// them (`telemetry.recent_traces`); installed once.
+fn keep_recent_traces() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let (subscriber, guard) =
+            databot::telemetry::subscriber_keeping(None, 50, "warn").expect("subscriber");
+        tracing::subscriber::set_global_default(subscriber).expect("the first global subscriber");
+        // Lives as long as the process: its pipelines feed the recent traces.
+        std::mem::forget(guard);
+    });
+}
+
 async fn console_host() -> (TestHost, u16) {
+    keep_recent_traces();
     let host = TestHost::start("", &["echo"]).await.expect("host");
     host.load_builtin("offline").await;
-    let yaml = format!("gateway:\n  api_keys: [\"{KEY}\"]\n");
+    let yaml =
+        format!("gateway:\n  api_keys: [\"{USER_A}\", \"{USER_B}\"]\n  admin_keys: [\"{KEY}\"]\n");
     let port = host.start_gateway("offline", &yaml).await;
     (host, port)
 }
@@ -222,8 +241,27 @@ async fn open(browser: &Browser, page: &str) {
     browser.click(&link).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn in_chromium_sign_in_chat_live_plugins_and_no_markup_from_data() {
+/// The browser test's steps make a future deeper than a test thread's stack holds in a debug
+/// build: it runs on a thread of its own with room for it.
+#[test]
+fn in_chromium_sign_in_chat_live_plugins_and_no_markup_from_data() {
+    std::thread::Builder::new()
+        .name("in-chromium".to_owned())
+        .stack_size(32 * 1024 * 1024)
+        .spawn(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("a runtime")
+                .block_on(in_chromium())
+        })
+        .expect("a thread")
+        .join()
+        .expect("the browser test passes");
+}
+
+async fn in_chromium() {
     let (host, port) = console_host().await;
     let _watcher = host.runtime.watch().expect("the plugins folder is watched");
     let browser = Browser::start(1280, 860).await;
@@ -299,6 +337,11 @@ async fn in_chromium_sign_in_chat_live_plugins_and_no_markup_from_data() {
         .await;
     assert_eq!(user, command);
     shoot(&browser, "chat").await;
+    browser
+        .wait_for_text("[data-test=turn-summary]", Duration::from_secs(10), |t| {
+            t.contains("tokens") && t.contains("1 tool call") && t.contains("trace")
+        })
+        .await;
 
     // A plugin dropped into the watched folder appears without a reload; its description
     // (the author's words) is text.
@@ -349,6 +392,8 @@ async fn in_chromium_sign_in_chat_live_plugins_and_no_markup_from_data() {
         })
         .await;
     shoot(&browser, "schedules").await;
+
+    conversations_and_traces_in_chromium(&host, &browser).await;
 
     // None of the probes ran; no element came from data; no console errors on any page.
     let ran = browser
@@ -471,4 +516,367 @@ async fn the_activity_stream_says_hello_and_ends_with_its_session() {
     })
     .await;
     assert!(ended.is_ok(), "the stream outlived its session");
+}
+
+/// `GET path` as the holder of `key`: status and JSON body.
+async fn get_as(port: u16, key: &str, path: &str) -> (u16, serde_json::Value) {
+    let bearer = format!("Bearer {key}");
+    let (status, _, body) = http_call(port, "GET", path, &[("authorization", &bearer)], "").await;
+    let json = serde_json::from_str(&body).unwrap_or_else(|_| json!({ "raw": body }));
+    (status, json)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conversations_turn_by_turn_and_traces_for_operators() {
+    let (host, port) = console_host().await;
+    // A streamed turn with a tool call: its last event says what the turn took.
+    let bearer = format!("Bearer {USER_A}");
+    let (status, _, stream) = http_call(
+        port,
+        "POST",
+        "/api/v1/stream",
+        &[JSON, ("authorization", &bearer)],
+        &json!({ "content": "/echo {\"text\": \"findable words\"}", "chat_id": "a-conv" })
+            .to_string(),
+    )
+    .await;
+    assert_eq!(status, 200, "{stream}");
+    let done = stream
+        .split("\n\n")
+        .find(|block| block.contains("event: done"))
+        .and_then(|block| block.lines().find_map(|l| l.strip_prefix("data: ")))
+        .expect("a done event");
+    let done: serde_json::Value = serde_json::from_str(done).expect("JSON");
+    let summary = &done["summary"];
+    assert_eq!(summary["tool_calls"], 1, "{done}");
+    assert!(summary["prompt_tokens"].as_u64().unwrap() > 0, "{done}");
+    let trace_id = summary["trace_id"].as_str().expect("a trace id").to_owned();
+    assert_eq!(trace_id.len(), 32);
+    // A channel's conversation whose key carries markup (platform ids are not the API's).
+    let channel_key = format!("slack:{PROBE}");
+    host.agent("offline", false)
+        .await
+        .turn(&channel_key, "hello from a channel", None)
+        .await
+        .expect("a turn");
+
+    // Each principal lists its own; the operator lists all, channels' included.
+    let keys = |listing: &serde_json::Value| -> Vec<String> {
+        listing["conversations"]
+            .as_array()
+            .expect("a list")
+            .iter()
+            .map(|c| c["session_key"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (status, mine) = get_as(port, USER_A, "/api/v1/conversations").await;
+    assert_eq!(status, 200, "{mine}");
+    assert_eq!(keys(&mine), ["api:a-conv"]);
+    assert_eq!(mine["conversations"][0]["turns"], 1);
+    assert_eq!(mine["conversations"][0]["tool_calls"], 1);
+    let (_, theirs) = get_as(port, USER_B, "/api/v1/conversations").await;
+    assert!(keys(&theirs).is_empty(), "{theirs}");
+    let (_, all) = get_as(port, KEY, "/api/v1/conversations").await;
+    assert_eq!(keys(&all), [channel_key.clone(), "api:a-conv".to_owned()]);
+    let (_, found) = get_as(port, KEY, "/api/v1/conversations?search=FINDABLE").await;
+    assert_eq!(keys(&found), ["api:a-conv"]);
+    let (_, paged) = get_as(port, KEY, "/api/v1/conversations?limit=1").await;
+    let before = paged["next_before"].as_i64().expect("a next page");
+    let (_, next) = get_as(
+        port,
+        KEY,
+        &format!("/api/v1/conversations?limit=1&before={before}"),
+    )
+    .await;
+    assert_eq!(keys(&next), ["api:a-conv"]);
+    let long = "x".repeat(201);
+    for bad in [
+        format!("/api/v1/conversations?search={long}"),
+        "/api/v1/conversations?sort=new".to_owned(),
+        "/api/v1/conversations?limit=many".to_owned(),
+    ] {
+        let (status, body) = get_as(port, KEY, &bad).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_request");
+    }
+
+    // One conversation turn by turn: messages, the tool call and its result, the trace.
+    let (status, shown) = get_as(port, USER_A, "/api/v1/conversations/api:a-conv").await;
+    assert_eq!(status, 200, "{shown}");
+    let turn = &shown["turns"][0];
+    assert_eq!(turn["turn"]["trace_id"], trace_id.as_str());
+    assert_eq!(turn["turn"]["tool_calls"], 1);
+    assert!(turn["turn"]["duration_ms"].as_i64().unwrap() >= 0);
+    let roles: Vec<&str> = turn["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["user", "assistant", "tool", "assistant"]);
+    assert_eq!(turn["messages"][1]["tool_calls"][0]["name"], "echo");
+    assert!(
+        turn["messages"][2]["content"]
+            .as_str()
+            .unwrap()
+            .contains("findable words")
+    );
+    // Another key's conversation, or a channel's, is not there for a non-operator.
+    for (key, path) in [
+        (USER_B, "/api/v1/conversations/api:a-conv".to_owned()),
+        (
+            USER_A,
+            format!("/api/v1/conversations/{}", encode(&channel_key)),
+        ),
+        (KEY, "/api/v1/conversations/api:nothing-here".to_owned()),
+    ] {
+        let (status, body) = get_as(port, key, &path).await;
+        assert_eq!(status, 404, "{path}: {body}");
+        assert_eq!(body["error"]["code"], "conversation_not_found");
+    }
+    let (status, channel) = get_as(
+        port,
+        KEY,
+        &format!("/api/v1/conversations/{}", encode(&channel_key)),
+    )
+    .await;
+    assert_eq!(status, 200, "{channel}");
+    assert_eq!(channel["session_key"], channel_key.as_str());
+    assert!(channel["owner"].is_null());
+
+    // The overview's activity: points every 10 s, and the turns saved in the last day.
+    let (status, activity) = get_as(port, USER_A, "/api/v1/activity").await;
+    assert_eq!(status, 200, "{activity}");
+    assert_eq!(activity["every_seconds"], 10);
+    assert!(activity["samples"].is_array());
+    assert_eq!(activity["last_24h"]["turns"], 2, "{activity}");
+    assert_eq!(activity["last_24h"]["tool_calls"], 1, "{activity}");
+
+    // Traces: operators only; the turn's trace has the turn, the model call and the tool.
+    let (status, refused) = get_as(port, USER_A, "/api/v1/traces").await;
+    assert_eq!(status, 403, "{refused}");
+    let mut names = Vec::new();
+    for _ in 0..50 {
+        let (status, trace) = get_as(port, KEY, &format!("/api/v1/traces/{trace_id}")).await;
+        if status == 200 {
+            names = trace["spans"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["name"].as_str().unwrap().to_owned())
+                .collect();
+            if names.iter().any(|n| n == "execute_tool echo") {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for expected in ["agent.turn", "execute_tool echo"] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} in {names:?}"
+        );
+    }
+    assert!(names.iter().any(|n| n.starts_with("chat")), "{names:?}");
+    let (status, listed) = get_as(port, KEY, "/api/v1/traces?turns=true").await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["recording"], true);
+    let turn_trace = listed["traces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["trace_id"] == trace_id.as_str())
+        .expect("the turn's trace is listed");
+    assert_eq!(turn_trace["root"], "agent.turn");
+    assert_eq!(turn_trace["session"], "api:a-conv");
+    let (status, _) = get_as(port, KEY, "/api/v1/traces/not-a-trace").await;
+    assert_eq!(status, 404);
+}
+
+/// A path segment with every byte outside A-Z a-z 0-9 `-._~` percent-encoded.
+fn encode(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// The conversations and traces pages after the chat of `in_chromium_...`.
+async fn conversations_and_traces_in_chromium(host: &TestHost, browser: &Browser) {
+    // Conversations: a channel's conversation whose key is markup is listed as text; the
+    // chat's conversation shows its turn with the tool call, and links to the trace.
+    let channel_key = format!("slack:{PROBE}");
+    host.agent("offline", false)
+        .await
+        .turn(&channel_key, "hello from a channel", None)
+        .await
+        .expect("a turn");
+    open(browser, "conversations").await;
+    browser
+        .wait_for_text("[data-test=conversations]", Duration::from_secs(10), |t| {
+            t.contains(&channel_key) && t.contains("api:console-")
+        })
+        .await;
+    shoot(browser, "conversations").await;
+    let mut chat_link = None;
+    let mut channel_link = None;
+    for link in browser.find_all("[data-test=conversations] a").await {
+        let text = browser.text(&link).await;
+        if text.starts_with("api:console-") {
+            chat_link = Some(link);
+        } else if text == channel_key {
+            channel_link = Some(link);
+        }
+    }
+    browser
+        .click(&channel_link.expect("the channel's conversation"))
+        .await;
+    browser
+        .wait_for_text("[data-test=conversation]", Duration::from_secs(10), |t| {
+            t.contains("hello from a channel")
+        })
+        .await;
+    let heading = browser.text(&browser.find("main h1").await).await;
+    assert_eq!(heading, channel_key);
+    open(browser, "conversations").await;
+    browser
+        .wait_for_text("[data-test=conversations]", Duration::from_secs(10), |t| {
+            t.contains("api:console-")
+        })
+        .await;
+    for link in browser.find_all("[data-test=conversations] a").await {
+        if browser.text(&link).await.starts_with("api:console-") {
+            chat_link = Some(link);
+        }
+    }
+    browser
+        .click(&chat_link.expect("the chat's conversation"))
+        .await;
+    browser
+        .wait_for_text("[data-test=conversation]", Duration::from_secs(10), |t| {
+            t.contains("echo")
+                && t.contains("tokens")
+                && t.contains("<script>window.__xss=1</script>")
+        })
+        .await;
+    shoot(browser, "conversation").await;
+
+    // The turn's trace as a waterfall: the turn, the model call, the tool call.
+    browser
+        .click(&browser.find("[data-test=turn] a").await)
+        .await;
+    browser
+        .wait_for_text("[data-test=waterfall]", Duration::from_secs(10), |t| {
+            t.contains("agent.turn") && t.contains("execute_tool echo")
+        })
+        .await;
+    browser.click(&browser.find("[data-test=span]").await).await;
+    browser
+        .wait_for_text("[data-test=span-detail]", Duration::from_secs(10), |t| {
+            t.contains("agent.turn") && t.contains("databot.session")
+        })
+        .await;
+    shoot(browser, "trace").await;
+    open(browser, "traces").await;
+    browser
+        .wait_for_text("[data-test=traces]", Duration::from_secs(10), |t| {
+            t.contains("agent.turn") && t.contains(&channel_key)
+        })
+        .await;
+    shoot(browser, "traces").await;
+    open(browser, "knowledge").await;
+    browser
+        .wait_for_text("[data-test=knowledge]", Duration::from_secs(10), |t| {
+            t.contains("no knowledge base")
+        })
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_knowledge_base_lists_its_sources_and_what_a_search_gets() {
+    let host = TestHost::start("rag: {provider: offline}", &["echo"])
+        .await
+        .expect("host");
+    host.load_builtin("offline").await;
+    let rag = std::sync::Arc::new(databot::rag::Rag::open(&host.runtime).expect("rag"));
+    let docs = tempfile::tempdir().expect("dir");
+    let doc = docs.path().join("freshness.md");
+    std::fs::write(
+        &doc,
+        "# Freshness\n\nThe orders table is refreshed every hour by the orders_hourly DAG.\n",
+    )
+    .expect("doc");
+    rag.ingest_paths(&[doc]).await.expect("ingest");
+    rag.remember_turn(
+        "api:private",
+        "what is the launch code",
+        "the launch code is 0000",
+    )
+    .await
+    .expect("remember");
+    let yaml = format!("gateway:\n  api_keys: [\"{USER_A}\"]\n  admin_keys: [\"{KEY}\"]\n");
+    let port = host.start_gateway_with("offline", &yaml, Some(rag)).await;
+
+    let (status, kb) = get_as(port, USER_A, "/api/v1/knowledge").await;
+    assert_eq!(status, 200, "{kb}");
+    assert_eq!(kb["enabled"], true);
+    assert!(kb["stats"]["chunks"].as_u64().unwrap() >= 2, "{kb}");
+    let sources: Vec<&str> = kb["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["source"].as_str().unwrap())
+        .collect();
+    assert!(sources.iter().any(|s| s.contains("freshness.md")), "{kb}");
+    assert!(
+        !sources.iter().any(|s| s.starts_with("conversation:")),
+        "remembered conversations are not sources: {kb}"
+    );
+
+    // The matches the agent would get: the document, never another conversation's turn.
+    let (status, found) = get_as(
+        port,
+        USER_A,
+        "/api/v1/knowledge/search?query=how%20often%20is%20the%20orders%20table%20refreshed",
+    )
+    .await;
+    assert_eq!(status, 200, "{found}");
+    assert!(
+        found["matches"][0]["source"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("freshness.md"),
+        "{found}"
+    );
+    let (_, private) = get_as(
+        port,
+        USER_A,
+        "/api/v1/knowledge/search?query=what%20is%20the%20launch%20code",
+    )
+    .await;
+    assert!(
+        !private.to_string().contains("0000"),
+        "a conversation's turn is not shown: {private}"
+    );
+    for bad in [
+        "/api/v1/knowledge/search",
+        "/api/v1/knowledge/search?query=",
+        "/api/v1/knowledge/search?query=x&k=3",
+    ] {
+        let (status, body) = get_as(port, USER_A, bad).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+
+    // A host without a knowledge base says so.
+    let (_bare, bare_port) = console_host().await;
+    let (status, bare) = get_as(bare_port, KEY, "/api/v1/knowledge").await;
+    assert_eq!((status, bare["enabled"].clone()), (200, json!(false)));
+    let (status, _) = get_as(bare_port, KEY, "/api/v1/knowledge/search?query=x").await;
+    assert_eq!(status, 404);
 }

@@ -351,13 +351,25 @@ async fn a_turn_and_its_processed_record_are_saved_together_or_not_at_all() {
     ];
     let record = receipt.record("hi", false).expect("record");
     sessions
-        .append_turn("api:chat", &turn, Usage::default(), Some(&record))
+        .append_turn(
+            "api:chat",
+            &turn,
+            Usage::default(),
+            &Default::default(),
+            Some(&record),
+        )
         .await
         .expect("the first answer is saved");
     // A second replica that ran the same message (a zombie after a rebalance) saves nothing.
     let late = receipt.record("hi again", false).expect("record");
     let refused = sessions
-        .append_turn("api:chat", &turn, Usage::default(), Some(&late))
+        .append_turn(
+            "api:chat",
+            &turn,
+            Usage::default(),
+            &Default::default(),
+            Some(&late),
+        )
         .await;
     assert!(refused.is_err(), "the same message is not answered twice");
     let history = sessions.history("api:chat").await.expect("history");

@@ -65,6 +65,7 @@ export default function chat(main) {
           if (output) show(output, event.data);
         } else if (name === "done") {
           show(text, event.data);
+          if (event.summary) answer.append(summary(event.summary));
         } else if (name === "error") {
           show(text, h("span", { class: "error" }, event.data));
         }
@@ -79,6 +80,15 @@ export default function chat(main) {
       input.focus();
     }
   });
+
+  function summary(s) {
+    const tokens = (s.prompt_tokens || 0) + (s.completion_tokens || 0);
+    return h("div", { class: "meta", "data-test": "turn-summary" },
+      s.specialist ? [h("strong", {}, s.specialist), " · "] : null,
+      `${tokens} tokens (${s.prompt_tokens || 0} in, ${s.completion_tokens || 0} out)`,
+      ` · ${s.tool_calls || 0} tool call${s.tool_calls === 1 ? "" : "s"}`,
+      s.trace_id ? [" · ", h("a", { href: `#/traces/${encodeURIComponent(s.trace_id)}` }, "trace")] : null);
+  }
 
   function add(node) {
     conversation.log.push(node);

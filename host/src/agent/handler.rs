@@ -43,8 +43,17 @@ impl MessageHandler for Agent {
                 &message.trace_context,
             )
             .await;
-        let (content, failed, transient) = match outcome {
-            Ok(outcome) => (outcome.content, false, false),
+        let (content, failed, transient, summary) = match outcome {
+            Ok(outcome) => {
+                let summary = crate::events::TurnSummary {
+                    specialist: outcome.specialist,
+                    prompt_tokens: outcome.usage.prompt_tokens,
+                    completion_tokens: outcome.usage.completion_tokens,
+                    tool_calls: outcome.tool_calls,
+                    trace_id: outcome.trace_id,
+                };
+                (outcome.content, false, false, Some(summary))
+            }
             Err(error) => {
                 tracing::error!(%session, "turn failed: {error}");
                 (
@@ -52,6 +61,7 @@ impl MessageHandler for Agent {
                     true,
                     // The session store was out of reach: worth running again.
                     matches!(&error, super::AgentError::Sessions(cause) if crate::bus::transient_store_error(cause)),
+                    None,
                 )
             }
         };
@@ -75,6 +85,7 @@ impl MessageHandler for Agent {
             } else {
                 TurnEvent::Done {
                     content: content.clone(),
+                    summary,
                 }
             });
         }

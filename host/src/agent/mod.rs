@@ -68,6 +68,8 @@ pub struct TurnOutcome {
     pub usage: Usage,
     pub iterations: u32,
     pub tool_calls: u32,
+    /// The trace of the turn, when spans were recorded.
+    pub trace_id: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -322,10 +324,16 @@ impl Agent {
         crate::telemetry::propagation::set_remote_parent(&span, |key| {
             crate::telemetry::propagation::lookup(trace_context, key)
         });
+        let started = std::time::Instant::now();
         let result = self
             .run_turn(conversation, user, events)
             .instrument(span.clone())
             .await;
+        self.runtime.metrics().turn(
+            started.elapsed(),
+            result.as_ref().map_or(0, |outcome| outcome.tool_calls),
+            result.is_err(),
+        );
         match &result {
             Ok(outcome) => {
                 span.record("databot.turn.iterations", i64::from(outcome.iterations));
@@ -353,6 +361,10 @@ impl Agent {
         let session_key = conversation.session_key.as_str();
         let memory_scope = memory_tool::scope_key(self.settings.memory_scope, conversation);
         let _writer = self.sessions.lock(session_key).await;
+        // The turn's own time starts once it may write: waiting for another turn of the
+        // conversation is not part of it.
+        let started_at_ms = crate::timing::now_ms();
+        let started = std::time::Instant::now();
         let memories = self
             .sessions
             .memories(&memory_scope, self.settings.memory_items)
@@ -446,17 +458,32 @@ impl Agent {
             ),
             None => None,
         };
+        let record = sessions::TurnRecord {
+            started_at_ms,
+            duration_ms: i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX),
+            specialist: specialist.map(|s| s.name.clone()),
+            iterations,
+            tool_calls,
+            trace_id: crate::telemetry::propagation::trace_id(&tracing::Span::current()),
+        };
         self.sessions
-            .append_turn(session_key, &messages[first_new..], usage, reply.as_ref())
+            .append_turn(
+                session_key,
+                &messages[first_new..],
+                usage,
+                &record,
+                reply.as_ref(),
+            )
             .await
             .map_err(AgentError::Sessions)?;
         self.remember(session_key, user, &content);
         Ok(TurnOutcome {
             content,
-            specialist: specialist.map(|s| s.name.clone()),
+            specialist: record.specialist,
             usage,
             iterations,
             tool_calls,
+            trace_id: record.trace_id,
         })
     }
 

@@ -64,7 +64,7 @@ impl Drop for SessionWriter {
     }
 }
 
-const SCHEMA: [&str; 7] = [
+const SCHEMA: [&str; 9] = [
     "CREATE TABLE IF NOT EXISTS databot_routes (
         session_key TEXT PRIMARY KEY,
         specialist TEXT NOT NULL)",
@@ -94,7 +94,36 @@ const SCHEMA: [&str; 7] = [
         seen_at BIGINT NOT NULL,
         PRIMARY KEY (channel, event_id))",
     "CREATE INDEX IF NOT EXISTS databot_channel_events_age ON databot_channel_events (channel, seen_at)",
+    "CREATE TABLE IF NOT EXISTS databot_turns (
+        session_key TEXT NOT NULL,
+        first_seq BIGINT NOT NULL,
+        messages BIGINT NOT NULL,
+        started_at BIGINT NOT NULL,
+        duration_ms BIGINT NOT NULL,
+        specialist TEXT,
+        prompt_tokens BIGINT NOT NULL,
+        completion_tokens BIGINT NOT NULL,
+        iterations BIGINT NOT NULL,
+        tool_calls BIGINT NOT NULL,
+        trace_id TEXT,
+        PRIMARY KEY (session_key, first_seq))",
+    "CREATE INDEX IF NOT EXISTS databot_turns_started ON databot_turns (started_at)",
 ];
+
+/// What a saved turn was, beside its messages: when it ran, how long, who answered, what it
+/// cost, and the trace that shows it (the console's conversation view).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct TurnRecord {
+    /// Milliseconds since the Unix epoch.
+    pub started_at_ms: i64,
+    pub duration_ms: i64,
+    /// The specialist that answered (`None` with the router off).
+    pub specialist: Option<String>,
+    pub iterations: u32,
+    pub tool_calls: u32,
+    /// The W3C trace id of the turn's span, when spans were recorded.
+    pub trace_id: Option<String>,
+}
 
 impl SessionStore {
     /// Connect (`sqlite://path`, `postgres://...`) and create the tables if missing.
@@ -236,33 +265,28 @@ impl SessionStore {
         Ok(messages)
     }
 
-    /// Append messages and add usage, atomically, in one round trip to the database. Once
-    /// started, the write finishes (or rolls back) even if the caller stops waiting, so a turn
-    /// is saved whole or not at all.
-    pub async fn append(
-        &self,
-        session_key: &str,
-        messages: &[ChatMessage],
-        usage: Usage,
-    ) -> anyhow::Result<()> {
-        self.append_turn(session_key, messages, usage, None).await
-    }
-
-    /// `append`, and record `reply` (the processed record of the message the turn answered)
-    /// in the same statement: both are saved or neither. A message
-    /// already answered (by another replica) makes the whole write fail. PostgreSQL only.
+    /// Append a turn's messages, add its usage and keep its `turn` record, atomically, in one
+    /// round trip to the database; with `reply` (the processed record of the message the turn
+    /// answered, PostgreSQL only) in the same statement: all are saved or none. A message
+    /// already answered (by another replica) makes the whole write fail. Once started, the
+    /// write finishes (or rolls back) even if the caller stops waiting, so a turn is saved
+    /// whole or not at all.
     pub async fn append_turn(
         &self,
         session_key: &str,
         messages: &[ChatMessage],
         usage: Usage,
+        turn: &TurnRecord,
         reply: Option<&crate::bus::outbox::ReplyRecord>,
     ) -> anyhow::Result<()> {
         if reply.is_some() && self.sqlite {
             anyhow::bail!("replies of a replicated bus are recorded in PostgreSQL only");
         }
         let statement = append_statement(messages.len(), self.sqlite, reply.is_some());
+        // A turn record needs the turn's messages (it names their first sequence number).
+        let with_turn = !messages.is_empty();
         let reply = reply.cloned();
+        let turn = turn.clone();
         let mut values = Vec::with_capacity(messages.len());
         for message in messages {
             values.push(serde_json::to_string(message)?);
@@ -280,6 +304,15 @@ impl SessionStore {
                 .bind(usage.total_tokens as i64);
             for value in values {
                 query = query.bind(value);
+            }
+            if with_turn {
+                query = query
+                    .bind(turn.started_at_ms)
+                    .bind(turn.duration_ms)
+                    .bind(turn.specialist)
+                    .bind(i64::from(turn.iterations))
+                    .bind(i64::from(turn.tool_calls))
+                    .bind(turn.trace_id);
             }
             if let Some(reply) = &reply {
                 query = reply.bind(query);
@@ -438,6 +471,168 @@ impl SessionStore {
         Ok(())
     }
 
+    /// The conversations with saved turns, most recently active first: those `owner` owns
+    /// (every conversation when `None`), whose key or messages contain `search` (any case),
+    /// last active before `before_ms` (for the next page), `limit` at most.
+    pub async fn conversations(
+        &self,
+        filter: &ConversationFilter<'_>,
+    ) -> anyhow::Result<Vec<ConversationSummary>> {
+        let mut conditions = Vec::new();
+        let mut next = 1;
+        let mut placeholder = || {
+            let p = format!("${next}");
+            next += 1;
+            p
+        };
+        if filter.owner.is_some() {
+            conditions.push(format!("c.owner = {}", placeholder()));
+        }
+        let pattern = filter.search.map(like_pattern);
+        if pattern.is_some() {
+            let p = placeholder();
+            conditions.push(format!(
+                "(LOWER(t.session_key) LIKE {p} ESCAPE '\\' OR t.session_key IN \
+                 (SELECT session_key FROM databot_messages WHERE LOWER(message) LIKE {p} ESCAPE '\\'))"
+            ));
+        }
+        let having = filter
+            .before_ms
+            .map(|_| format!(" HAVING MAX(t.started_at) < {}", placeholder()))
+            .unwrap_or_default();
+        let limit = placeholder();
+        let filter_sql = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", conditions.join(" AND "))
+        };
+        // Built from fixed fragments and placeholders only; every value is bound.
+        let statement = format!(
+            "SELECT t.session_key, MAX(c.owner), COUNT(*), MIN(t.started_at), MAX(t.started_at), \
+             CAST(SUM(t.prompt_tokens) AS BIGINT), CAST(SUM(t.completion_tokens) AS BIGINT), CAST(SUM(t.tool_calls) AS BIGINT) \
+             FROM databot_turns t LEFT JOIN databot_conversations c ON c.session_key = t.session_key\
+             {filter_sql} GROUP BY t.session_key{having} ORDER BY MAX(t.started_at) DESC LIMIT {limit}"
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(statement));
+        if let Some(owner) = filter.owner {
+            query = query.bind(owner.to_owned());
+        }
+        if let Some(pattern) = pattern {
+            query = query.bind(pattern);
+        }
+        if let Some(before) = filter.before_ms {
+            query = query.bind(before);
+        }
+        let rows = query
+            .bind(filter.limit as i64)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ConversationSummary {
+                    session_key: row.try_get(0)?,
+                    owner: row.try_get(1)?,
+                    turns: row.try_get(2)?,
+                    started_at_ms: row.try_get(3)?,
+                    last_active_ms: row.try_get(4)?,
+                    prompt_tokens: row.try_get(5)?,
+                    completion_tokens: row.try_get(6)?,
+                    tool_calls: row.try_get(7)?,
+                })
+            })
+            .collect()
+    }
+
+    /// The owner a conversation is bound to (`None`: a channel's conversation, bound to no
+    /// gateway principal, or no such conversation).
+    pub async fn conversation_owner(&self, session_key: &str) -> anyhow::Result<Option<String>> {
+        let row = sqlx::query("SELECT owner FROM databot_conversations WHERE session_key = $1")
+            .bind(session_key)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(row) => Some(row.try_get(0)?),
+            None => None,
+        })
+    }
+
+    /// The newest `limit` turns of a conversation (oldest first) and their messages, each
+    /// with its sequence number; empty when the conversation has none.
+    pub async fn conversation_turns(
+        &self,
+        session_key: &str,
+        limit: usize,
+    ) -> anyhow::Result<(Vec<StoredTurn>, Vec<(i64, ChatMessage)>)> {
+        let rows = sqlx::query(
+            "SELECT first_seq, messages, started_at, duration_ms, specialist, prompt_tokens, \
+             completion_tokens, iterations, tool_calls, trace_id FROM databot_turns \
+             WHERE session_key = $1 ORDER BY first_seq DESC LIMIT $2",
+        )
+        .bind(session_key)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut turns = rows
+            .iter()
+            .map(|row| {
+                Ok(StoredTurn {
+                    first_seq: row.try_get(0)?,
+                    messages: row.try_get(1)?,
+                    prompt_tokens: row.try_get(5)?,
+                    completion_tokens: row.try_get(6)?,
+                    record: TurnRecord {
+                        started_at_ms: row.try_get(2)?,
+                        duration_ms: row.try_get(3)?,
+                        specialist: row.try_get(4)?,
+                        iterations: u32::try_from(row.try_get::<i64, _>(7)?).unwrap_or(u32::MAX),
+                        tool_calls: u32::try_from(row.try_get::<i64, _>(8)?).unwrap_or(u32::MAX),
+                        trace_id: row.try_get(9)?,
+                    },
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        turns.reverse();
+        let Some(first) = turns.first().map(|turn| turn.first_seq) else {
+            return Ok((turns, Vec::new()));
+        };
+        let rows = sqlx::query(
+            "SELECT seq, message FROM databot_messages WHERE session_key = $1 AND seq >= $2 ORDER BY seq",
+        )
+        .bind(session_key)
+        .bind(first)
+        .fetch_all(&self.pool)
+        .await?;
+        let messages = rows
+            .iter()
+            .map(|row| {
+                let text: String = row.try_get(1)?;
+                let message =
+                    serde_json::from_str(&text).context("a stored message is not valid JSON")?;
+                Ok((row.try_get(0)?, message))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok((turns, messages))
+    }
+
+    /// Turns saved since `since_ms`, and what they had in common: for the console's overview.
+    pub async fn turn_totals(&self, since_ms: i64) -> anyhow::Result<TurnTotals> {
+        let row = sqlx::query(
+            "SELECT COUNT(*), COUNT(DISTINCT session_key), CAST(COALESCE(SUM(tool_calls), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(prompt_tokens + completion_tokens), 0) AS BIGINT), COALESCE(MAX(duration_ms), 0) \
+             FROM databot_turns WHERE started_at >= $1",
+        )
+        .bind(since_ms)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(TurnTotals {
+            turns: row.try_get(0)?,
+            conversations: row.try_get(1)?,
+            tool_calls: row.try_get(2)?,
+            tokens: row.try_get(3)?,
+            slowest_ms: row.try_get(4)?,
+        })
+    }
+
     /// Bind the conversation `session_key` to `owner` unless it is bound already. Returns the
     /// owner it is bound to: `owner`, or whoever claimed it first.
     pub async fn claim_conversation(
@@ -476,9 +671,11 @@ impl SessionStore {
 }
 
 /// The statement that saves a turn: `$1` the session, `$2`..`$4` the usage, `$5`.. the
-/// messages (numbered after the session's last), then the reply record's values when
-/// `with_reply`. PostgreSQL runs it as one statement (the inserts are data-modifying CTEs);
-/// SQLite, which has none, as one transaction of statements sent together.
+/// messages (numbered after the session's last), then (with messages) the turn record's
+/// `TURN_VALUES` values, then the reply record's values when `with_reply`. PostgreSQL runs it
+/// as one statement (the inserts are data-modifying CTEs, which all see the session's last
+/// sequence number from before); SQLite, which has none, as one transaction of statements
+/// sent together.
 fn append_statement(messages: usize, sqlite: bool, with_reply: bool) -> String {
     let usage = "INSERT INTO databot_usage (session_key, prompt_tokens, completion_tokens, total_tokens) \
          VALUES ($1, $2, $3, $4) \
@@ -487,6 +684,7 @@ fn append_statement(messages: usize, sqlite: bool, with_reply: bool) -> String {
            completion_tokens = databot_usage.completion_tokens + excluded.completion_tokens, \
            total_tokens = databot_usage.total_tokens + excluded.total_tokens";
     let mut ctes = Vec::new();
+    let mut next = messages + 5;
     if messages > 0 {
         let rows: Vec<String> = (0..messages)
             .map(|index| format!("({}, ${})", index + 1, index + 5))
@@ -497,18 +695,30 @@ fn append_statement(messages: usize, sqlite: bool, with_reply: bool) -> String {
              SELECT $1, last.seq + numbered.column1, numbered.column2 FROM last, (VALUES {}) AS numbered",
             rows.join(", ")
         );
+        let p = |offset: usize| format!("${}", next + offset);
+        let turn = format!(
+            "INSERT INTO databot_turns (session_key, first_seq, messages, started_at, duration_ms, \
+             specialist, prompt_tokens, completion_tokens, iterations, tool_calls, trace_id) \
+             SELECT $1, last.seq + 1, {messages}, {}, {}, {}, $2, $3, {}, {}, {} FROM last",
+            p(0),
+            p(1),
+            p(2),
+            p(3),
+            p(4),
+            p(5),
+        );
+        next += TURN_VALUES;
         if sqlite {
-            return format!("BEGIN IMMEDIATE; WITH {last} {insert}; {usage}; COMMIT");
+            return format!(
+                "BEGIN IMMEDIATE; WITH {last} {turn}; WITH {last} {insert}; {usage}; COMMIT"
+            );
         }
         ctes.push(last.to_owned());
         ctes.push(format!("inserted AS ({insert} RETURNING 1)"));
+        ctes.push(format!("turn AS ({turn} RETURNING 1)"));
     }
     if with_reply {
-        ctes.push(crate::bus::outbox::ReplyRecord::insert_cte(
-            messages + 5,
-            1,
-            false,
-        ));
+        ctes.push(crate::bus::outbox::ReplyRecord::insert_cte(next, 1, false));
     }
     if ctes.is_empty() {
         usage.to_owned()
@@ -516,6 +726,72 @@ fn append_statement(messages: usize, sqlite: bool, with_reply: bool) -> String {
         format!("WITH {} {usage}", ctes.join(", "))
     }
 }
+
+/// Which conversations `SessionStore::conversations` lists.
+#[derive(Debug, Clone, Default)]
+pub struct ConversationFilter<'a> {
+    /// Only this owner's (`None`: everyone's, channels' included).
+    pub owner: Option<&'a str>,
+    /// Text the key or a message contains, in any case.
+    pub search: Option<&'a str>,
+    /// Last active before this time (milliseconds since the epoch): the next page.
+    pub before_ms: Option<i64>,
+    pub limit: usize,
+}
+
+/// One conversation in a list.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ConversationSummary {
+    pub session_key: String,
+    /// The gateway principal it is bound to; `None` for a channel's conversation.
+    pub owner: Option<String>,
+    pub turns: i64,
+    pub started_at_ms: i64,
+    pub last_active_ms: i64,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub tool_calls: i64,
+}
+
+/// A saved turn as the conversation view shows it: its record and where its messages are.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StoredTurn {
+    /// Sequence number of its first message (the user's).
+    pub first_seq: i64,
+    pub messages: i64,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    #[serde(flatten)]
+    pub record: TurnRecord,
+}
+
+/// Turns saved in a period.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct TurnTotals {
+    pub turns: i64,
+    pub conversations: i64,
+    pub tool_calls: i64,
+    pub tokens: i64,
+    pub slowest_ms: i64,
+}
+
+/// `text` as a case-insensitive `LIKE` pattern matching it anywhere (`\` escapes `%`, `_`
+/// and itself).
+fn like_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+/// Values a turn record binds in `append_statement`.
+const TURN_VALUES: usize = 6;
 
 use crate::timing::now_ms;
 

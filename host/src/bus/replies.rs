@@ -277,9 +277,7 @@ impl ReplyRelay {
                     message: reply.content.clone(),
                 }
             } else {
-                TurnEvent::Done {
-                    content: reply.content.clone(),
-                }
+                TurnEvent::done(reply.content.clone())
             });
         }
         let handed = waiter.reply.send(reply).is_ok() || streamed;

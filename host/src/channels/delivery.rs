@@ -365,7 +365,7 @@ async fn stream(
             TurnEvent::ToolResult { name, ok, .. } => {
                 live.status = (!ok).then(|| format!("_`{name}` failed; going on…_"));
             }
-            TurnEvent::Done { content } => {
+            TurnEvent::Done { content, .. } => {
                 return Streamed::Finished {
                     text: content,
                     posted: live.into_posted(),

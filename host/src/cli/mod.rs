@@ -385,8 +385,9 @@ async fn serve(config: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
     schedules.sync_config(&config).await?;
     let mut agent =
         crate::agent::Agent::new(runtime.clone(), sessions.clone(), config.agent.clone());
-    if let Some(knowledge) = rag::start_for_serve(&runtime) {
-        agent = agent.with_rag(knowledge);
+    let knowledge = rag::start_for_serve(&runtime);
+    if let Some(knowledge) = &knowledge {
+        agent = agent.with_rag(knowledge.clone());
     }
     if config.schedules.agent.enabled {
         agent = agent.with_host_tool(Arc::new(crate::schedules::cron_tool::CronTool::new(
@@ -416,6 +417,9 @@ async fn serve(config: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
         config.agent.provider.clone(),
         Some(schedules.clone()),
     );
+    if let Some(knowledge) = knowledge {
+        state.set_knowledge(knowledge);
+    }
     if let Some(replicated) = &buses.replicated {
         tokio::spawn(crate::channels::stranded::relay(
             state.channels.clone(),

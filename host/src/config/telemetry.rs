@@ -65,7 +65,16 @@ pub struct TelemetryConfig {
     /// Time allowed for one export request, in milliseconds (default 10000).
     #[serde(default)]
     pub timeout_ms: Option<u64>,
+    /// Traces the host keeps in memory for the operator console's waterfall (default 100).
+    /// 0 keeps none; then, with no endpoint either, spans are not even built.
+    #[serde(default)]
+    pub recent_traces: Option<usize>,
 }
+
+/// Traces kept in memory unless `telemetry.recent_traces` says otherwise.
+pub const DEFAULT_RECENT_TRACES: usize = 100;
+/// The most `telemetry.recent_traces` may keep.
+pub const MAX_RECENT_TRACES: usize = 10_000;
 
 /// The settings export runs with, after YAML and environment are merged.
 #[derive(Debug, Clone, PartialEq)]
@@ -146,6 +155,13 @@ pub const DEFAULT_SERVICE_NAME: &str = "databot";
 const DEFAULT_TIMEOUT_MS: u64 = 10_000;
 
 impl TelemetryConfig {
+    /// How many recent traces to keep in memory (0: none), capped at `MAX_RECENT_TRACES`.
+    pub fn recent_traces(&self) -> usize {
+        self.recent_traces
+            .unwrap_or(DEFAULT_RECENT_TRACES)
+            .min(MAX_RECENT_TRACES)
+    }
+
     /// Merge with the environment (`env` looks a variable up). `Ok(None)`: export is off.
     pub fn resolve(
         &self,

@@ -120,7 +120,14 @@ fn sse_event(event: TurnEvent) -> Event {
         TurnEvent::Delta { text } => (text, None),
         TurnEvent::ToolStart { name, arguments } => (arguments.to_string(), Some(name)),
         TurnEvent::ToolResult { name, output, .. } => (output, Some(name)),
-        TurnEvent::Done { content } => (content, None),
+        TurnEvent::Done {
+            content,
+            summary: Some(summary),
+        } => {
+            let data = json!({ "data": content, "tool_name": null, "summary": summary });
+            return Event::default().event(name).data(data.to_string());
+        }
+        TurnEvent::Done { content, .. } => (content, None),
         TurnEvent::Error { message } => (message, None),
     };
     let data = json!({ "data": data, "tool_name": tool_name });

@@ -14,7 +14,9 @@
 //! (who the client is behind trusted proxies), `rate_limit`, `messages` (the message and
 //! stream endpoints, conversation ownership), `channels` (platform webhooks and channel
 //! status), `schedules` (the scheduled-job endpoints), `tool_groups` (listing and switching
-//! tool groups), `server` (listening, connections, body deadlines), `connections` (the cap and
+//! tool groups), `conversations` (browsing saved conversations turn by turn), `traces` (the
+//! recent traces kept in memory), `knowledge` (the knowledge base and what a search gets),
+//! `server` (listening, connections, body deadlines), `connections` (the cap and
 //! the waiting connections' deadlines), `metrics`, `console` (the operator console at `/ui`,
 //! its sign-in and the live activity stream `/api/v1/events`).
 
@@ -24,7 +26,9 @@ mod channels;
 mod client_address;
 mod connections;
 mod console;
+mod conversations;
 mod guard;
+mod knowledge;
 mod messages;
 mod metrics;
 mod rate_limit;
@@ -32,6 +36,7 @@ mod rebinding;
 mod schedules;
 mod server;
 mod tool_groups;
+mod traces;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -60,6 +65,10 @@ use crate::bus::Bus;
 use crate::config::GatewayConfig;
 use crate::runtime::{PluginKind, Runtime};
 
+/// How often the console's charts get a point, and how many they keep (an hour).
+const HISTORY_EVERY: Duration = Duration::from_secs(10);
+const HISTORY_KEEP: usize = 360;
+
 /// What the handlers share.
 pub struct GatewayState {
     pub runtime: Runtime,
@@ -70,6 +79,9 @@ pub struct GatewayState {
     pub channels: Arc<crate::channels::Channels>,
     /// Scheduled jobs (the `/api/v1/schedules` endpoints and their metrics), when opened.
     pub schedules: Option<crate::schedules::Schedules>,
+    /// The knowledge base the agent searches (`/api/v1/knowledge`), when `rag` is on; set
+    /// once by whoever built the agent (`set_knowledge`).
+    knowledge: std::sync::OnceLock<Arc<crate::rag::Rag>>,
     keys: ApiKeys,
     /// Console sign-in sessions (signed under a secret derived from `keys`).
     console: console::ConsoleSessions,
@@ -87,11 +99,19 @@ pub struct GatewayState {
     /// Cancelled when the gateway shuts down: ends the long-lived streams (MCP sessions on
     /// `/mcp`, the activity stream `/api/v1/events`) that would otherwise hold it open.
     shutdown: tokio_util::sync::CancellationToken,
+    /// The runtime's metrics over the last hour, for the console's charts.
+    history: Arc<crate::telemetry::history::MetricsHistory>,
     /// Activity streams open, and when connector health was last looked at for them.
     activity: Arc<console::live::ActivityStreams>,
 }
 
 impl GatewayState {
+    /// Show `rag` (the agent's knowledge base) at `/api/v1/knowledge`; only the first call
+    /// counts.
+    pub fn set_knowledge(&self, rag: Arc<crate::rag::Rag>) {
+        let _ = self.knowledge.set(rag);
+    }
+
     /// The unverified-webhook tally of channel `name`.
     fn channel_failures(&self, name: &str) -> Arc<AuthFailures> {
         let (max_failures, window) = self.failure_limits;
@@ -159,6 +179,11 @@ impl GatewayState {
             config.api_keys.iter().map(|k| k.expose()),
             config.admin_keys.iter().map(|k| k.expose()),
         );
+        let history = crate::telemetry::history::MetricsHistory::start(
+            runtime.metrics().clone(),
+            HISTORY_EVERY,
+            HISTORY_KEEP,
+        );
         Arc::new(Self {
             runtime,
             bus,
@@ -166,6 +191,8 @@ impl GatewayState {
             provider,
             channels,
             schedules,
+            knowledge: std::sync::OnceLock::new(),
+            history,
             console: console::ConsoleSessions::new(&keys),
             keys,
             same_origin: SameOrigin::new(config),
@@ -251,6 +278,13 @@ pub fn router(state: Arc<GatewayState>, config: &GatewayConfig) -> anyhow::Resul
             "/api/v1/tool-groups/{name}/disable",
             post(tool_groups::disable),
         )
+        .route("/api/v1/conversations", get(conversations::list))
+        .route("/api/v1/conversations/{key}", get(conversations::show))
+        .route("/api/v1/traces", get(traces::list))
+        .route("/api/v1/traces/{id}", get(traces::show))
+        .route("/api/v1/knowledge", get(knowledge::overview))
+        .route("/api/v1/knowledge/search", get(knowledge::search))
+        .route("/api/v1/activity", get(activity))
         .route("/api/v1/events", get(console::live::events))
         .route("/metrics", get(metrics_text));
     // MCP over Streamable HTTP, behind the same guard as the API.
@@ -346,6 +380,25 @@ async fn connectors(State(state): State<Arc<GatewayState>>) -> Response {
         .connectors_health(crate::runtime::HEALTH_TTL)
         .await;
     Json(json!({ "connectors": connectors })).into_response()
+}
+
+/// The runtime's activity over the last hour, one point per `HISTORY_EVERY`, and the turns
+/// saved in the last 24 hours (every replica's, from the session store).
+async fn activity(State(state): State<Arc<GatewayState>>) -> Response {
+    let day_ago = crate::timing::now_ms() - 24 * 3600 * 1000;
+    let saved = match state.sessions.turn_totals(day_ago).await {
+        Ok(totals) => Some(totals),
+        Err(error) => {
+            tracing::warn!("the session store could not count turns: {error:#}");
+            None
+        }
+    };
+    Json(json!({
+        "every_seconds": state.history.every().as_secs(),
+        "samples": state.history.samples(),
+        "last_24h": saved,
+    }))
+    .into_response()
 }
 
 async fn metrics_text(State(state): State<Arc<GatewayState>>) -> Response {

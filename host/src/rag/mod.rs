@@ -165,20 +165,51 @@ impl Rag {
         session: &str,
         query: &str,
     ) -> Result<Option<String>, RagError> {
+        let matches = self.matches_for(Some(session), query).await?;
+        Ok(format_context(&matches, self.settings.max_context_chars))
+    }
+
+    /// The matches `context_for` is made of, best first: a message `query` in conversation
+    /// `session` gets these (with no `session`, remembered turns only when shared).
+    pub async fn matches_for(
+        &self,
+        session: Option<&str>,
+        query: &str,
+    ) -> Result<Vec<Match>, RagError> {
         if self.settings.top_k == 0 || query.trim().is_empty() {
-            return Ok(None);
+            return Ok(Vec::new());
         }
-        let own = format!("{CONVERSATION_PREFIX}{session}");
+        let own = session.map(|session| format!("{CONVERSATION_PREFIX}{session}"));
         let shared = self.settings.share_conversations;
-        let matches: Vec<Match> = self
+        Ok(self
             .search(query, self.settings.top_k.saturating_mul(2), None)
             .await?
             .into_iter()
             .filter(|m| m.score >= self.settings.min_score)
-            .filter(|m| shared || !m.source.starts_with(CONVERSATION_PREFIX) || m.source == own)
+            .filter(|m| {
+                shared
+                    || !m.source.starts_with(CONVERSATION_PREFIX)
+                    || own.as_deref() == Some(m.source.as_str())
+            })
             .take(self.settings.top_k)
-            .collect();
-        Ok(format_context(&matches, self.settings.max_context_chars))
+            .collect())
+    }
+
+    /// The knowledge base's groups (a document, a connector's schemas) with their chunk
+    /// counts, `limit` at most, remembered conversations left out.
+    pub async fn sources(&self, limit: usize) -> Result<Vec<(String, usize)>, RagError> {
+        let mut sources = Vec::new();
+        for group in self.store.groups("").await? {
+            if group.starts_with(CONVERSATION_PREFIX) {
+                continue;
+            }
+            if sources.len() >= limit {
+                break;
+            }
+            let chunks = self.store.entries(&group).await?.len();
+            sources.push((group, chunks));
+        }
+        Ok(sources)
     }
 
     pub async fn stats(&self) -> Result<RagStats, RagError> {

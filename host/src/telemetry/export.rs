@@ -14,7 +14,13 @@ use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider,
 };
 
+use std::sync::Arc;
+
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{SpanData, SpanExporter as SpanExporterTrait};
+
 use super::call_export::CallExport;
+use super::recent::{RecentSpans, RecentTraces};
 use crate::config::{ExportBatch, OtlpProtocol, ResolvedTelemetry, SamplerSetting};
 
 /// Why export could not be set up.
@@ -50,43 +56,73 @@ pub fn redacted_endpoint(endpoint: &str) -> String {
     }
 }
 
-/// The export pipelines of one endpoint: the tracer provider behind the `tracing` layer and
-/// the call-span pipeline behind `CallSpan`.
+/// The pipelines spans go through: the tracer provider behind the `tracing` layer and the
+/// call-span pipeline behind `CallSpan`, to an endpoint and/or the recent-traces store.
 pub struct Pipelines {
     pub(super) provider: SdkTracerProvider,
     pub(super) calls: std::sync::Arc<CallExport>,
+    pub(super) recent: Option<Arc<RecentTraces>>,
 }
 
 impl Pipelines {
     /// Pipelines over two exporters to the same place (`spans` for the provider's batch
     /// processor, `calls` for the call-span worker), both sampling by `sampler` and batching
     /// by `batch`.
-    pub fn new<E: opentelemetry_sdk::trace::SpanExporter + 'static>(
+    pub fn new<E: SpanExporterTrait + 'static>(
         spans: E,
         calls: E,
         sampler: SamplerSetting,
         batch: ExportBatch,
         resource: Resource,
     ) -> Result<Self, ExportError> {
-        let calls = CallExport::start(calls, self::sampler(sampler), &resource, batch)
-            .map_err(ExportError::Thread)?;
-        let processor = BatchSpanProcessor::builder(spans)
-            .with_batch_config(
-                BatchConfigBuilder::default()
-                    .with_max_queue_size(batch.max_queue)
-                    .with_max_export_batch_size(batch.max_batch)
-                    .with_scheduled_delay(batch.schedule_delay)
+        Self::build(Some((spans, calls)), None, sampler, batch, resource)
+    }
+
+    /// Pipelines to `otlp`'s two exporters (as in `new`) when given, and into `recent` when
+    /// given: a span goes to both, sampled once.
+    pub fn build<E: SpanExporterTrait + 'static>(
+        otlp: Option<(E, E)>,
+        recent: Option<Arc<RecentTraces>>,
+        sampler: SamplerSetting,
+        batch: ExportBatch,
+        resource: Resource,
+    ) -> Result<Self, ExportError> {
+        let (spans, calls) = otlp.unzip();
+        let calls = CallExport::start(
+            Both {
+                otlp: calls,
+                recent: recent.clone(),
+            },
+            self::sampler(sampler),
+            &resource,
+            batch,
+        )
+        .map_err(ExportError::Thread)?;
+        let mut provider = SdkTracerProvider::builder();
+        if let Some(spans) = spans {
+            provider = provider.with_span_processor(
+                BatchSpanProcessor::builder(spans)
+                    .with_batch_config(
+                        BatchConfigBuilder::default()
+                            .with_max_queue_size(batch.max_queue)
+                            .with_max_export_batch_size(batch.max_batch)
+                            .with_scheduled_delay(batch.schedule_delay)
+                            .build(),
+                    )
                     .build(),
-            )
-            .build();
-        let provider = SdkTracerProvider::builder()
-            .with_span_processor(processor)
+            );
+        }
+        if let Some(recent) = &recent {
+            provider = provider.with_span_processor(RecentSpans(recent.clone()));
+        }
+        let provider = provider
             .with_sampler(self::sampler(sampler))
             .with_resource(resource)
             .build();
         Ok(Self {
             provider,
             calls: std::sync::Arc::new(calls),
+            recent,
         })
     }
 
@@ -116,13 +152,74 @@ impl Pipelines {
     }
 }
 
+/// The call-span worker's exporter: into the recent traces and to the endpoint, each when
+/// there is one.
+#[derive(Debug)]
+struct Both<E> {
+    otlp: Option<E>,
+    recent: Option<Arc<RecentTraces>>,
+}
+
+impl<E: SpanExporterTrait> SpanExporterTrait for Both<E> {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        if let Some(recent) = &self.recent {
+            for span in batch.iter().filter(|s| s.span_context.is_sampled()) {
+                recent.record(span);
+            }
+        }
+        match &self.otlp {
+            Some(otlp) => otlp.export(batch).await,
+            None => Ok(()),
+        }
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.otlp
+            .as_ref()
+            .map_or(Ok(()), |otlp| otlp.shutdown_with_timeout(timeout))
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.otlp
+            .as_ref()
+            .map_or(Ok(()), SpanExporterTrait::force_flush)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        if let Some(otlp) = &mut self.otlp {
+            otlp.set_resource(resource);
+        }
+    }
+}
+
+/// Pipelines into `recent` only (no endpoint): sampled always (a remote parent's decision
+/// followed), call spans handed over within a quarter of a second so a turn's waterfall is
+/// whole soon after it ends.
+pub fn recent_only(recent: Arc<RecentTraces>) -> Result<Pipelines, ExportError> {
+    Pipelines::build::<SpanExporter>(
+        None,
+        Some(recent),
+        SamplerSetting::ParentBasedAlwaysOn,
+        ExportBatch {
+            schedule_delay: Duration::from_millis(250),
+            ..ExportBatch::default()
+        },
+        Resource::builder_empty()
+            .with_service_name(crate::config::DEFAULT_SERVICE_NAME)
+            .build(),
+    )
+}
+
 /// Build the pipelines that export to the configured endpoint. Needs a Tokio runtime context
 /// for gRPC (the channels' workers run on it). Connecting is lazy: an unreachable collector is
 /// not an error here; failed exports are logged and dropped.
-pub fn pipelines(settings: &ResolvedTelemetry) -> Result<Pipelines, ExportError> {
-    Pipelines::new(
-        span_exporter(settings)?,
-        span_exporter(settings)?,
+pub fn pipelines(
+    settings: &ResolvedTelemetry,
+    recent: Option<Arc<RecentTraces>>,
+) -> Result<Pipelines, ExportError> {
+    Pipelines::build(
+        Some((span_exporter(settings)?, span_exporter(settings)?)),
+        recent,
         settings.sampler,
         settings.batch,
         resource(settings),

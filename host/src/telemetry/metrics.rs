@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -185,9 +186,68 @@ impl Inner {
 #[derive(Default)]
 pub struct RuntimeMetrics {
     inner: Mutex<Inner>,
+    /// The agent's turns, kept apart from the lock: one per turn, read every few seconds.
+    turns: TurnCounters,
+}
+
+#[derive(Default)]
+struct TurnCounters {
+    ok: AtomicU64,
+    failed: AtomicU64,
+    micros: AtomicU64,
+    tool_calls: AtomicU64,
+}
+
+/// Running totals since the process started, for sampling over time (`MetricsHistory`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Totals {
+    pub turns: u64,
+    pub failed_turns: u64,
+    /// Time spent in turns, in microseconds.
+    pub turn_micros: u64,
+    pub tool_calls: u64,
+    pub plugin_calls: u64,
+    pub plugin_failures: u64,
 }
 
 impl RuntimeMetrics {
+    /// One turn of the agent ended after `elapsed`, having asked for `tool_calls` calls.
+    pub fn turn(&self, elapsed: Duration, tool_calls: u32, failed: bool) {
+        let counter = if failed {
+            &self.turns.failed
+        } else {
+            &self.turns.ok
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.turns.micros.fetch_add(
+            u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        self.turns
+            .tool_calls
+            .fetch_add(u64::from(tool_calls), Ordering::Relaxed);
+    }
+
+    /// Every running total now.
+    pub fn totals(&self) -> Totals {
+        let (mut plugin_calls, mut plugin_failures) = (0, 0);
+        for ((_, outcome), count) in self.inner.lock().plugins.values().flat_map(|s| &s.calls) {
+            plugin_calls += count;
+            if *outcome != crate::telemetry::spans::OUTCOME_OK {
+                plugin_failures += count;
+            }
+        }
+        let failed_turns = self.turns.failed.load(Ordering::Relaxed);
+        Totals {
+            turns: self.turns.ok.load(Ordering::Relaxed) + failed_turns,
+            failed_turns,
+            turn_micros: self.turns.micros.load(Ordering::Relaxed),
+            tool_calls: self.turns.tool_calls.load(Ordering::Relaxed),
+            plugin_calls,
+            plugin_failures,
+        }
+    }
+
     /// One plugin call finished: `outcome` is `ok` or the error kind.
     pub fn plugin_call(
         &self,
@@ -258,6 +318,30 @@ impl RuntimeMetrics {
 
     /// Append every series in Prometheus text format.
     pub fn render(&self, out: &mut String) {
+        out.push_str("# HELP databot_agent_turns_total Turns of the agent (every channel, schedules included) by outcome.\n# TYPE databot_agent_turns_total counter\n");
+        for (outcome, counter) in [("ok", &self.turns.ok), ("failed", &self.turns.failed)] {
+            let labels = Labels::new().with("outcome", outcome);
+            sample(
+                out,
+                "databot_agent_turns_total",
+                &labels,
+                counter.load(Ordering::Relaxed),
+            );
+        }
+        out.push_str("# HELP databot_agent_turn_seconds_sum Time spent in turns.\n# TYPE databot_agent_turn_seconds_sum counter\n");
+        sample(
+            out,
+            "databot_agent_turn_seconds_sum",
+            &Labels::new(),
+            self.turns.micros.load(Ordering::Relaxed) as f64 / 1e6,
+        );
+        out.push_str("# HELP databot_agent_tool_calls_total Tool calls the model asked for.\n# TYPE databot_agent_tool_calls_total counter\n");
+        sample(
+            out,
+            "databot_agent_tool_calls_total",
+            &Labels::new(),
+            self.turns.tool_calls.load(Ordering::Relaxed),
+        );
         let inner = self.inner.lock();
         out.push_str("# HELP databot_plugin_invocations_total Plugin calls by plugin, operation and outcome (ok or the error kind).\n# TYPE databot_plugin_invocations_total counter\n");
         for (plugin, series) in &inner.plugins {

@@ -8,16 +8,20 @@
 //! histograms, labels escaped by construction), `log_format` (log fields with control
 //! characters escaped, so plugin-controlled text cannot forge log lines).
 //!
-//! With no endpoint configured there is no OpenTelemetry layer at all: the log formatter takes
-//! events only, so no layer is interested in spans and they are not built; nothing is exported
-//! or attempted.
+//! `recent` keeps the last traces in memory for the operator console (`telemetry.recent_traces`,
+//! on by default): spans then go through the same pipelines as for export, into memory. With no
+//! endpoint configured and `recent_traces: 0` there is no OpenTelemetry layer at all: the log
+//! formatter takes events only, so no layer is interested in spans and they are not built;
+//! nothing is exported or attempted.
 
 mod call_export;
 pub mod call_span;
 pub mod export;
+pub mod history;
 pub mod log_format;
 pub mod metrics;
 pub mod propagation;
+pub mod recent;
 pub mod spans;
 
 use opentelemetry::trace::TracerProvider as _;
@@ -32,6 +36,7 @@ pub use self::call_export::CallIdentity;
 pub use self::call_span::{CallSpan, CallTrace, child_span};
 pub use self::export::{ExportError, Pipelines};
 pub use self::metrics::{Budget, RuntimeMetrics};
+pub use self::recent::RecentTraces;
 use crate::config::{ResolvedTelemetry, TelemetryConfig};
 
 /// Keeps export running; flushes and shuts the exporters down when dropped (or on `shutdown`).
@@ -118,7 +123,22 @@ pub fn subscriber(
     settings: Option<&ResolvedTelemetry>,
     log_filter: &str,
 ) -> Result<(Box<dyn Subscriber + Send + Sync>, TelemetryGuard), ExportError> {
-    let export = settings.map(export::pipelines).transpose()?;
+    subscriber_keeping(settings, 0, log_filter)
+}
+
+/// `subscriber`, also keeping the last `recent_traces` traces in memory (`RecentTraces`)
+/// when that is more than 0.
+pub fn subscriber_keeping(
+    settings: Option<&ResolvedTelemetry>,
+    recent_traces: usize,
+    log_filter: &str,
+) -> Result<(Box<dyn Subscriber + Send + Sync>, TelemetryGuard), ExportError> {
+    let recent = (recent_traces > 0).then(|| RecentTraces::new(recent_traces));
+    let export = match (settings, recent) {
+        (Some(settings), recent) => Some(export::pipelines(settings, recent)?),
+        (None, Some(recent)) => Some(export::recent_only(recent)?),
+        (None, None) => None,
+    };
     let subscriber = subscriber_with_export(export.as_ref(), log_filter);
     Ok((
         subscriber,
@@ -146,11 +166,15 @@ pub fn subscriber_with_export(
         .with_filter(filter.and(filter_fn(|metadata| metadata.is_event())));
     let otel = export.map(|export| otel_layer(&export.provider));
     let calls = export.map(|export| call_span::export_tracer_layer(export.calls.clone()));
+    let recent = export
+        .and_then(|export| export.recent.clone())
+        .map(recent::handle_layer);
     Box::new(
         tracing_subscriber::registry()
             .with(fmt)
             .with(otel)
-            .with(calls),
+            .with(calls)
+            .with(recent),
     )
 }
 
@@ -170,7 +194,8 @@ pub fn init(config: &TelemetryConfig, log_filter: &str) -> Result<TelemetryGuard
     let settings = config
         .resolve(|name| std::env::var(name).ok())
         .map_err(ExportError::Config)?;
-    let (subscriber, guard) = subscriber(settings.as_ref(), log_filter)?;
+    let (subscriber, guard) =
+        subscriber_keeping(settings.as_ref(), config.recent_traces(), log_filter)?;
     if tracing::subscriber::set_global_default(subscriber).is_err() {
         // Someone (a test harness, an embedding program) installed one already: keep theirs
         // (dropping `guard` stops the pipelines built for nothing).

@@ -54,6 +54,20 @@ pub fn current_context(span: &tracing::Span) -> Vec<(String, String)> {
     pairs.0
 }
 
+/// The trace id of `span` in hex, when it is recorded (spans are built: export or the
+/// console's recent traces on); `None` otherwise.
+pub fn trace_id(span: &tracing::Span) -> Option<String> {
+    if span.is_disabled() {
+        return None;
+    }
+    use opentelemetry::trace::TraceContextExt as _;
+    let context = span.context();
+    let span_context = context.span().span_context().clone();
+    span_context
+        .is_valid()
+        .then(|| span_context.trace_id().to_string())
+}
+
 /// The W3C trace-context entries that `get` finds (HTTP headers, MCP `_meta`), as pairs to
 /// carry across the bus and hand to `set_remote_parent` later. Values are kept only when they
 /// are short printable ASCII; whether a `traceparent` is valid is decided on use.

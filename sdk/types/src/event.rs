@@ -23,13 +23,43 @@ pub enum TurnEvent {
         ok: bool,
         output: String,
     },
-    /// The turn ended with this answer (the last event of a turn that succeeded).
-    Done { content: String },
+    /// The turn ended with this answer (the last event of a turn that succeeded), and what
+    /// the turn took when the host knows it.
+    Done {
+        content: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        summary: Option<TurnSummary>,
+    },
     /// The turn failed; `message` says why in words fit for the user (the last event).
     Error { message: String },
 }
 
+/// Who answered a finished turn and what it took.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TurnSummary {
+    /// The specialist that answered (none with the router off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub specialist: Option<String>,
+    #[serde(default)]
+    pub prompt_tokens: u64,
+    #[serde(default)]
+    pub completion_tokens: u64,
+    #[serde(default)]
+    pub tool_calls: u32,
+    /// The turn's W3C trace id, when its spans were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+}
+
 impl TurnEvent {
+    /// The last event of a turn that answered `content`, without a summary.
+    pub fn done(content: impl Into<String>) -> Self {
+        Self::Done {
+            content: content.into(),
+            summary: None,
+        }
+    }
+
     /// The event's name, as in its JSON `type` (and the SSE `event:` field).
     pub fn name(&self) -> &'static str {
         match self {
@@ -52,7 +82,13 @@ impl TurnEvent {
             Self::Delta { text } => text.len(),
             Self::ToolStart { name, arguments } => name.len() + json_len(arguments),
             Self::ToolResult { name, output, .. } => name.len() + output.len(),
-            Self::Done { content } => content.len(),
+            Self::Done { content, summary } => {
+                content.len()
+                    + summary.as_ref().map_or(0, |s| {
+                        s.specialist.as_ref().map_or(0, String::len)
+                            + s.trace_id.as_ref().map_or(0, String::len)
+                    })
+            }
             Self::Error { message } => message.len(),
         }
     }
@@ -93,8 +129,16 @@ mod tests {
                 ok: true,
                 output: "x".into(),
             },
+            TurnEvent::done("done"),
             TurnEvent::Done {
                 content: "done".into(),
+                summary: Some(TurnSummary {
+                    specialist: Some("sql".into()),
+                    prompt_tokens: 3,
+                    completion_tokens: 4,
+                    tool_calls: 1,
+                    trace_id: None,
+                }),
             },
             TurnEvent::Error {
                 message: "no".into(),
