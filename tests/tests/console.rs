@@ -644,6 +644,18 @@ async fn conversations_turn_by_turn_and_traces_for_operators() {
     assert_eq!(channel["session_key"], channel_key.as_str());
     assert!(channel["owner"].is_null());
 
+    // Plugins show their budgets, what they were granted and their mean call time.
+    let (_, plugins) = get_as(port, KEY, "/api/v1/plugins").await;
+    let echo = plugins["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "echo")
+        .expect("echo");
+    assert!(echo["budgets"]["timeout_ms"].as_u64().unwrap() > 0, "{echo}");
+    assert!(echo["capabilities"].is_array(), "{echo}");
+    assert!(echo["mean_latency_ms"].as_f64().unwrap() > 0.0, "{echo}");
+
     // The overview's activity: points every 10 s, and the turns saved in the last day.
     let (status, activity) = get_as(port, USER_A, "/api/v1/activity").await;
     assert_eq!(status, 200, "{activity}");

@@ -1,5 +1,6 @@
 // Plugins: every loaded or refused plugin with its kind, version, digest, source, state,
-// breaker, calls and failures, and the reason a revision was refused; tool groups switched
+// breaker, calls, failures and mean latency, what it was granted and its budgets, and the
+// reason a revision was refused; tool groups switched
 // on and off at runtime.
 
 import { h, show, table, pill } from "../dom.js";
@@ -20,7 +21,14 @@ export default function plugins(main) {
       ["Description", (p) => p.description || ""],
       ["State", (p) => pill(p.state)],
       ["Breaker", (p) => (p.breaker ? pill(p.breaker) : "–")],
-      ["Calls", (p) => `${p.calls} (${p.failures} failed)`],
+      ["Calls", (p) => [`${p.calls} (${p.failures} failed)`,
+        p.mean_latency_ms != null ? h("div", { class: "meta" }, `mean ${p.mean_latency_ms.toFixed(2)} ms`) : null]],
+      ["Granted", (p) => (p.capabilities && p.capabilities.length
+        ? h("ul", { class: "plain" }, p.capabilities.map((c) => h("li", { class: "mono" }, c)))
+        : h("span", { class: "muted" }, "nothing"))],
+      ["Budgets", (p) => (p.budgets ? h("span", { class: "meta", "data-test": "budgets" },
+        `${p.budgets.timeout_ms} ms, ${p.budgets.memory_mb} MiB, ${p.budgets.max_concurrency} at once, ` +
+        `${p.budgets.max_output_bytes} B out, ${p.budgets.max_connections} connections`) : "–")],
       ["Revisions", (p) => p.revisions],
       ["Source", (p) => h("span", { class: "mono" }, p.source)],
       ["Digest", (p) => h("span", { class: "mono", title: p.digest || "" }, (p.digest || "–").slice(0, 12))],

@@ -68,6 +68,77 @@ pub struct PluginGrants {
 }
 
 impl PluginGrants {
+    /// What was granted, in words fit to show an operator: hosts, origins, connector,
+    /// database and topic names, folders, config keys; never a secret's or a token's value.
+    pub fn summary(&self) -> Vec<String> {
+        let join = |items: &[String]| items.join(", ");
+        let shown = |items: Vec<String>| items.join(", ");
+        let mut out = Vec::new();
+        if !self.http_allow.is_empty() {
+            let hosts = shown(self.http_allow.iter().map(ToString::to_string).collect());
+            let private = if self.allow_private {
+                " (private addresses allowed)"
+            } else {
+                ""
+            };
+            out.push(format!("http: {hosts}{private}"));
+        }
+        if !self.secrets.is_empty() || !self.tokens.is_empty() || !self.path_prefixes.is_empty()
+        {
+            let mut origins: Vec<String> = self
+                .secrets
+                .iter()
+                .map(|s| s.origin.to_string())
+                .chain(self.tokens.iter().map(|t| t.origin.to_string()))
+                .chain(self.path_prefixes.iter().map(|p| p.origin.to_string()))
+                .collect();
+            origins.sort();
+            origins.dedup();
+            out.push(format!("credentials injected by the host for: {}", join(&origins)));
+        }
+        for (label, names) in [
+            ("connectors", &self.connectors),
+            ("sql", &self.sql),
+            ("sql writes", &self.sql_write),
+            ("kafka", &self.kafka),
+            ("kafka produce", &self.kafka_produce),
+            ("vectors", &self.vectors),
+        ] {
+            if !names.is_empty() {
+                out.push(format!("{label}: {}", join(names)));
+            }
+        }
+        if !self.preopens.is_empty() {
+            let folders = shown(
+                self.preopens
+                    .iter()
+                    .map(|p| {
+                        let mode = match p.mode {
+                            FsMode::Ro => "read",
+                            FsMode::Rw => "read-write",
+                        };
+                        format!("{} ({mode})", p.guest)
+                    })
+                    .collect(),
+            );
+            out.push(format!("files: {folders}"));
+        }
+        if self.state {
+            out.push("state".to_owned());
+        }
+        if self.shell.is_some() {
+            out.push("shell".to_owned());
+        }
+        if !self.verify.is_empty() {
+            out.push("signature verification (keys kept by the host)".to_owned());
+        }
+        if !self.config.is_empty() {
+            let keys: Vec<String> = self.config.keys().cloned().collect();
+            out.push(format!("config: {}", join(&keys)));
+        }
+        out
+    }
+
     /// Resolve the grants of `plugin` (no section in config: nothing granted).
     pub fn from_config(config: &Config, plugin: &str) -> anyhow::Result<Self> {
         let section = config.plugin(plugin);
@@ -375,6 +446,11 @@ plugins:
         assert!(!b.matches(Some(Scheme::Http), "b.example.com", 9443));
         assert!(!b.matches(Some(Scheme::Https), "b.example.com", 443));
         assert!(!grants.may_reach_private("b.example.com", 9443));
+        // What an operator is shown names the origins, never the credentials.
+        let shown = grants.summary().join("\n");
+        assert!(shown.contains("https://a.example.com"), "{shown}");
+        assert!(shown.contains("https://b.example.com:9443"), "{shown}");
+        assert!(!shown.contains("t0k") && !shown.contains("k3y"), "{shown}");
         Ok(())
     }
 

@@ -203,7 +203,7 @@ impl Default for AgentConfig {
 }
 
 /// Limits applied to every call into a plugin.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Budgets {
     /// Wall-clock deadline of one call, in milliseconds.

@@ -155,6 +155,9 @@ mod tests {
             calls: 3,
             failures: 1,
             last_error: None,
+            budgets: None,
+            capabilities: Vec::new(),
+            mean_latency_ms: None,
         };
         let metrics = Metrics::default();
         metrics.record("/health", 200, Duration::from_millis(1));

@@ -455,7 +455,11 @@ impl Runtime {
             .plugins
             .read()
             .values()
-            .map(|slot| PluginStatus::of_slot(slot))
+            .map(|slot| {
+                let mut status = PluginStatus::of_slot(slot);
+                status.mean_latency_ms = self.inner.metrics.mean_latency_ms(&slot.name);
+                status
+            })
             .collect();
         out.extend(
             self.inner

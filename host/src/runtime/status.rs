@@ -34,6 +34,12 @@ pub struct PluginStatus {
     pub calls: u64,
     pub failures: u64,
     pub last_error: Option<String>,
+    /// The limits every call runs under.
+    pub budgets: Option<crate::config::Budgets>,
+    /// What it was granted (`PluginGrants::summary`: never a secret's value).
+    pub capabilities: Vec<String>,
+    /// Mean time of its calls so far, admission to result.
+    pub mean_latency_ms: Option<f64>,
 }
 
 impl PluginStatus {
@@ -59,6 +65,9 @@ impl PluginStatus {
             calls: slot.calls.load(Ordering::Relaxed),
             failures: slot.failures.load(Ordering::Relaxed),
             last_error,
+            budgets: Some(slot.budgets.clone()),
+            capabilities: slot.grants.summary(),
+            mean_latency_ms: None,
         }
     }
 
@@ -80,6 +89,9 @@ impl PluginStatus {
             calls: 0,
             failures: 0,
             last_error: Some(reason.to_owned()),
+            budgets: None,
+            capabilities: Vec::new(),
+            mean_latency_ms: None,
         }
     }
 }

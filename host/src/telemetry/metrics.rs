@@ -306,6 +306,17 @@ impl RuntimeMetrics {
         })
     }
 
+    /// The mean time of `plugin`'s calls so far, every operation together, in milliseconds.
+    pub fn mean_latency_ms(&self, plugin: &str) -> Option<f64> {
+        let inner = self.inner.lock();
+        let series = inner.plugins.get(plugin)?;
+        let (count, seconds) = series
+            .latency
+            .values()
+            .fold((0, 0.0), |(n, s), h| (n + h.count, s + h.sum));
+        (count > 0).then(|| seconds * 1000.0 / count as f64)
+    }
+
     /// Times `plugin` hit `budget`.
     pub fn budgets_hit(&self, plugin: &str, budget: Budget) -> u64 {
         self.inner
