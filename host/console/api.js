@@ -2,6 +2,9 @@
 // requests that change something must carry it), errors as exceptions with the server's
 // message, and server-sent events read from a streamed response.
 
+/** Who the console is signed in as: operators see traces, the knowledge base and grants. */
+export const viewer = { operator: false };
+
 export class ApiError extends Error {
   constructor(status, code, message) {
     super(message);

@@ -4,7 +4,7 @@
 // tells the open page to read its data again.
 
 import { h, show } from "./dom.js";
-import { get, call, ApiError } from "./api.js";
+import { get, call, ApiError, viewer } from "./api.js";
 import overview from "./pages/overview.js";
 import chat, { forget as forgetChat } from "./pages/chat.js";
 import plugins from "./pages/plugins.js";
@@ -13,6 +13,9 @@ import schedules from "./pages/schedules.js";
 import conversations from "./pages/conversations.js";
 import traces from "./pages/traces.js";
 import knowledge from "./pages/knowledge.js";
+
+/** Pages only an operator can read (their endpoints answer 403 to other keys). */
+const OPERATOR_PAGES = new Set(["traces", "knowledge"]);
 
 const PAGES = [
   ["overview", "Overview", overview],
@@ -142,7 +145,9 @@ async function start() {
     return;
   }
   if (!session.signed_in) { signInForm(); return; }
-  show(nav, PAGES.map(([key, title]) => h("a", { href: `#/${key}`, "data-page": key }, title)));
+  viewer.operator = Boolean(session.admin);
+  show(nav, PAGES.filter(([key]) => viewer.operator || !OPERATOR_PAGES.has(key))
+    .map(([key, title]) => h("a", { href: `#/${key}`, "data-page": key }, title)));
   if (session.open) {
     show(who, "open to loopback (no API keys)");
   } else {

@@ -5,7 +5,7 @@
 //! A gateway on loopback with no keys (the console is open to loopback, no sign-in), its
 //! SQLite session store seeded with 10,000 turns over 1,000 conversations (each turn a user
 //! message, a tool call, its result and an answer, as the agent saves them), and Debian's
-//! headless Chromium over WebDriver. Each round loads `/ui/` afresh (a blank page between) and
+//! headless Chromium over WebDriver. Each round loads `/ui/` afresh (the gateway's `/health` between) and
 //! reads the browser's own timings: first contentful paint, largest contentful paint, and the
 //! end of the last API answer the overview waits for. The medians over `ROUNDS` rounds are
 //! printed; the first round (cold browser cache) is printed on its own.
@@ -86,8 +86,11 @@ fn now_ms() -> i64 {
 /// The page's timings once `ready` (a CSS selector) shows text: first contentful paint,
 /// largest contentful paint, and the end of the last `/api/` answer, in milliseconds from the
 /// navigation's start.
-async fn load(browser: &Browser, url: &str, ready: &str) -> [f64; 3] {
-    browser.goto("about:blank").await;
+async fn load(browser: &Browser, port: u16, url: &str, ready: &str) -> [f64; 3] {
+    // Away from the console first, so each round is a whole new page load.
+    browser
+        .goto(&format!("http://127.0.0.1:{port}/health"))
+        .await;
     browser.goto(url).await;
     browser
         .wait_for_text(ready, Duration::from_secs(20), |t| {
@@ -194,10 +197,10 @@ fn main() {
             ("#/conversations", "[data-test=conversations]"),
         ] {
             let url = format!("http://127.0.0.1:{port}/ui/{page}");
-            let cold = load(&browser, &url, ready).await;
+            let cold = load(&browser, port, &url, ready).await;
             let (mut fcp, mut lcp, mut api) = (Vec::new(), Vec::new(), Vec::new());
             for _ in 0..rounds {
-                let [f, l, a] = load(&browser, &url, ready).await;
+                let [f, l, a] = load(&browser, port, &url, ready).await;
                 fcp.push(f);
                 lcp.push(l);
                 api.push(a);

@@ -581,11 +581,11 @@ async fn conversations_turn_by_turn_and_traces_for_operators() {
     let (_, found) = get_as(port, KEY, "/api/v1/conversations?search=FINDABLE").await;
     assert_eq!(keys(&found), ["api:a-conv"]);
     let (_, paged) = get_as(port, KEY, "/api/v1/conversations?limit=1").await;
-    let before = paged["next_before"].as_i64().expect("a next page");
+    let after = paged["next"].as_str().expect("a next page");
     let (_, next) = get_as(
         port,
         KEY,
-        &format!("/api/v1/conversations?limit=1&before={before}"),
+        &format!("/api/v1/conversations?limit=1&after={}", encode(after)),
     )
     .await;
     assert_eq!(keys(&next), ["api:a-conv"]);
@@ -594,6 +594,7 @@ async fn conversations_turn_by_turn_and_traces_for_operators() {
         format!("/api/v1/conversations?search={long}"),
         "/api/v1/conversations?sort=new".to_owned(),
         "/api/v1/conversations?limit=many".to_owned(),
+        "/api/v1/conversations?after=yesterday".to_owned(),
     ] {
         let (status, body) = get_as(port, KEY, &bad).await;
         assert_eq!(status, 400, "{bad}: {body}");
@@ -652,12 +653,26 @@ async fn conversations_turn_by_turn_and_traces_for_operators() {
         .iter()
         .find(|p| p["name"] == "echo")
         .expect("echo");
-    assert!(echo["budgets"]["timeout_ms"].as_u64().unwrap() > 0, "{echo}");
+    assert!(
+        echo["budgets"]["timeout_ms"].as_u64().unwrap() > 0,
+        "{echo}"
+    );
     assert!(echo["capabilities"].is_array(), "{echo}");
     assert!(echo["mean_latency_ms"].as_f64().unwrap() > 0.0, "{echo}");
+    let (_, plugins) = get_as(port, USER_A, "/api/v1/plugins").await;
+    for plugin in plugins["plugins"].as_array().unwrap() {
+        assert!(plugin["budgets"].is_null(), "{plugin}");
+        assert_eq!(plugin["capabilities"], json!([]), "{plugin}");
+    }
 
     // The overview's activity: points every 10 s, and the turns saved in the last day.
     let (status, activity) = get_as(port, USER_A, "/api/v1/activity").await;
+    assert_eq!(status, 200, "{activity}");
+    assert!(
+        activity["last_24h"].is_null(),
+        "every key's turns are the operator's view"
+    );
+    let (status, activity) = get_as(port, KEY, "/api/v1/activity").await;
     assert_eq!(status, 200, "{activity}");
     assert_eq!(activity["every_seconds"], 10);
     assert!(activity["samples"].is_array());
@@ -835,7 +850,12 @@ async fn the_knowledge_base_lists_its_sources_and_what_a_search_gets() {
     let yaml = format!("gateway:\n  api_keys: [\"{USER_A}\"]\n  admin_keys: [\"{KEY}\"]\n");
     let port = host.start_gateway_with("offline", &yaml, Some(rag)).await;
 
-    let (status, kb) = get_as(port, USER_A, "/api/v1/knowledge").await;
+    // The operator's: another key is refused.
+    for path in ["/api/v1/knowledge", "/api/v1/knowledge/search?query=orders"] {
+        let (status, body) = get_as(port, USER_A, path).await;
+        assert_eq!(status, 403, "{path}: {body}");
+    }
+    let (status, kb) = get_as(port, KEY, "/api/v1/knowledge").await;
     assert_eq!(status, 200, "{kb}");
     assert_eq!(kb["enabled"], true);
     assert!(kb["stats"]["chunks"].as_u64().unwrap() >= 2, "{kb}");
@@ -854,7 +874,7 @@ async fn the_knowledge_base_lists_its_sources_and_what_a_search_gets() {
     // The matches the agent would get: the document, never another conversation's turn.
     let (status, found) = get_as(
         port,
-        USER_A,
+        KEY,
         "/api/v1/knowledge/search?query=how%20often%20is%20the%20orders%20table%20refreshed",
     )
     .await;
@@ -868,7 +888,7 @@ async fn the_knowledge_base_lists_its_sources_and_what_a_search_gets() {
     );
     let (_, private) = get_as(
         port,
-        USER_A,
+        KEY,
         "/api/v1/knowledge/search?query=what%20is%20the%20launch%20code",
     )
     .await;
@@ -881,7 +901,7 @@ async fn the_knowledge_base_lists_its_sources_and_what_a_search_gets() {
         "/api/v1/knowledge/search?query=",
         "/api/v1/knowledge/search?query=x&k=3",
     ] {
-        let (status, body) = get_as(port, USER_A, bad).await;
+        let (status, body) = get_as(port, KEY, bad).await;
         assert_eq!(status, 400, "{bad}: {body}");
     }
 

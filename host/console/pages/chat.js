@@ -2,7 +2,7 @@
 // arguments) and are completed when they finish (with their output or error).
 
 import { h, show } from "../dom.js";
-import { stream } from "../api.js";
+import { stream, viewer } from "../api.js";
 
 let conversation = null; // kept while the console is open, so switching pages keeps the chat
 let inFlight = null; // the answer being streamed, if any
@@ -87,7 +87,7 @@ export default function chat(main) {
       s.specialist ? [h("strong", {}, s.specialist), " · "] : null,
       `${tokens} tokens (${s.prompt_tokens || 0} in, ${s.completion_tokens || 0} out)`,
       ` · ${s.tool_calls || 0} tool call${s.tool_calls === 1 ? "" : "s"}`,
-      s.trace_id ? [" · ", h("a", { href: `#/traces/${encodeURIComponent(s.trace_id)}` }, "trace")] : null);
+      s.trace_id && viewer.operator ? [" · ", h("a", { href: `#/traces/${encodeURIComponent(s.trace_id)}` }, "trace")] : null);
   }
 
   function add(node) {

@@ -3,7 +3,7 @@
 // call with its arguments and its result or error, and a link to the turn's trace.
 
 import { h, show, table, when } from "../dom.js";
-import { get } from "../api.js";
+import { get, viewer } from "../api.js";
 
 export default function conversations(main, key) {
   return key ? conversation(main, key) : list(main);
@@ -17,10 +17,10 @@ function list(main) {
   let timer = null;
   let shown = [];
 
-  async function load(before) {
+  async function load(after) {
     const query = new URLSearchParams({ limit: "50" });
     if (search.value.trim()) query.set("search", search.value.trim());
-    if (before) query.set("before", String(before));
+    if (after) query.set("after", after);
     let page;
     try {
       page = await get(`/api/v1/conversations?${query}`);
@@ -28,7 +28,7 @@ function list(main) {
       show(results, h("p", { class: "error" }, failed.message));
       return;
     }
-    shown = before ? shown.concat(page.conversations) : page.conversations;
+    shown = after ? shown.concat(page.conversations) : page.conversations;
     show(results, table([
       ["Conversation", (c) => h("a", { href: `#/conversations/${encodeURIComponent(c.session_key)}`, class: "mono" }, c.session_key)],
       ["Owner", (c) => h("span", { class: "mono" }, c.owner || "channel")],
@@ -37,8 +37,8 @@ function list(main) {
       ["Tokens", (c) => c.prompt_tokens + c.completion_tokens],
       ["Last active", (c) => when(c.last_active_ms)],
     ], shown, search.value.trim() ? "No conversation matches." : "No conversations yet."));
-    show(more, page.next_before
-      ? h("button", { type: "button", onclick: () => load(page.next_before) }, "More")
+    show(more, page.next
+      ? h("button", { type: "button", onclick: () => load(page.next) }, "More")
       : null);
   }
 
@@ -92,7 +92,7 @@ function turnCard(turn, messages) {
       turn.specialist ? [" · ", h("strong", {}, turn.specialist)] : null,
       ` · ${tokens} tokens (${turn.prompt_tokens} in, ${turn.completion_tokens} out)`,
       ` · ${turn.tool_calls} tool call${turn.tool_calls === 1 ? "" : "s"}`,
-      turn.trace_id ? [" · ", h("a", { href: `#/traces/${encodeURIComponent(turn.trace_id)}`, class: "mono" }, "trace")] : null),
+      turn.trace_id && viewer.operator ? [" · ", h("a", { href: `#/traces/${encodeURIComponent(turn.trace_id)}`, class: "mono" }, "trace")] : null),
     h("div", { class: "chat-log" }, parts));
 }
 

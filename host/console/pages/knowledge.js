@@ -59,5 +59,6 @@ export default function knowledge(main) {
   }
 
   load();
-  return { refresh: load };
+  // Not re-read on every live event: listing the sources reads the whole store.
+  return { refresh: (kind) => { if (kind === "resync") load(); } };
 }

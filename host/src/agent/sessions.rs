@@ -64,7 +64,7 @@ impl Drop for SessionWriter {
     }
 }
 
-const SCHEMA: [&str; 9] = [
+const SCHEMA: [&str; 10] = [
     "CREATE TABLE IF NOT EXISTS databot_routes (
         session_key TEXT PRIMARY KEY,
         specialist TEXT NOT NULL)",
@@ -108,6 +108,7 @@ const SCHEMA: [&str; 9] = [
         trace_id TEXT,
         PRIMARY KEY (session_key, first_seq))",
     "CREATE INDEX IF NOT EXISTS databot_turns_started ON databot_turns (started_at)",
+    "CREATE INDEX IF NOT EXISTS databot_conversations_owner ON databot_conversations (owner)",
 ];
 
 /// What a saved turn was, beside its messages: when it ran, how long, who answered, what it
@@ -473,7 +474,7 @@ impl SessionStore {
 
     /// The conversations with saved turns, most recently active first: those `owner` owns
     /// (every conversation when `None`), whose key or messages contain `search` (any case),
-    /// last active before `before_ms` (for the next page), `limit` at most.
+    /// after `after` in that order (the last one of the previous page), `limit` at most.
     pub async fn conversations(
         &self,
         filter: &ConversationFilter<'_>,
@@ -485,20 +486,37 @@ impl SessionStore {
             next += 1;
             p
         };
-        if filter.owner.is_some() {
-            conditions.push(format!("c.owner = {}", placeholder()));
+        let owner = filter.owner.map(|_| placeholder());
+        if let Some(owner) = &owner {
+            conditions.push(format!("c.owner = {owner}"));
         }
         let pattern = filter.search.map(like_pattern);
         if pattern.is_some() {
             let p = placeholder();
+            // An owner's search reads that owner's messages only (through the owner index).
+            let searched = match &owner {
+                Some(owner) => format!(
+                    "SELECT m.session_key FROM databot_conversations o \
+                     JOIN databot_messages m ON m.session_key = o.session_key \
+                     WHERE o.owner = {owner} AND LOWER(m.message) LIKE {p} ESCAPE '!'"
+                ),
+                None => format!(
+                    "SELECT session_key FROM databot_messages WHERE LOWER(message) LIKE {p} ESCAPE '!'"
+                ),
+            };
             conditions.push(format!(
-                "(LOWER(t.session_key) LIKE {p} ESCAPE '\\' OR t.session_key IN \
-                 (SELECT session_key FROM databot_messages WHERE LOWER(message) LIKE {p} ESCAPE '\\'))"
+                "(LOWER(t.session_key) LIKE {p} ESCAPE '!' OR t.session_key IN ({searched}))"
             ));
         }
+        // Strictly after the previous page's last: older, or as old with a smaller key.
         let having = filter
-            .before_ms
-            .map(|_| format!(" HAVING MAX(t.started_at) < {}", placeholder()))
+            .after
+            .map(|_| {
+                let (at, key) = (placeholder(), placeholder());
+                format!(
+                    " HAVING MAX(t.started_at) < {at} OR (MAX(t.started_at) = {at} AND t.session_key < {key})"
+                )
+            })
             .unwrap_or_default();
         let limit = placeholder();
         let filter_sql = if conditions.is_empty() {
@@ -511,7 +529,7 @@ impl SessionStore {
             "SELECT t.session_key, MAX(c.owner), COUNT(*), MIN(t.started_at), MAX(t.started_at), \
              CAST(SUM(t.prompt_tokens) AS BIGINT), CAST(SUM(t.completion_tokens) AS BIGINT), CAST(SUM(t.tool_calls) AS BIGINT) \
              FROM databot_turns t LEFT JOIN databot_conversations c ON c.session_key = t.session_key\
-             {filter_sql} GROUP BY t.session_key{having} ORDER BY MAX(t.started_at) DESC LIMIT {limit}"
+             {filter_sql} GROUP BY t.session_key{having} ORDER BY MAX(t.started_at) DESC, t.session_key DESC LIMIT {limit}"
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(statement));
         if let Some(owner) = filter.owner {
@@ -520,8 +538,8 @@ impl SessionStore {
         if let Some(pattern) = pattern {
             query = query.bind(pattern);
         }
-        if let Some(before) = filter.before_ms {
-            query = query.bind(before);
+        if let Some((at, key)) = filter.after {
+            query = query.bind(at).bind(key.to_owned());
         }
         let rows = query
             .bind(filter.limit as i64)
@@ -734,8 +752,9 @@ pub struct ConversationFilter<'a> {
     pub owner: Option<&'a str>,
     /// Text the key or a message contains, in any case.
     pub search: Option<&'a str>,
-    /// Last active before this time (milliseconds since the epoch): the next page.
-    pub before_ms: Option<i64>,
+    /// The last conversation of the previous page (its last activity, in milliseconds since
+    /// the epoch, and its key): the next page starts after it.
+    pub after: Option<(i64, &'a str)>,
     pub limit: usize,
 }
 
@@ -775,14 +794,14 @@ pub struct TurnTotals {
     pub slowest_ms: i64,
 }
 
-/// `text` as a case-insensitive `LIKE` pattern matching it anywhere (`\` escapes `%`, `_`
-/// and itself).
+/// `text` as a case-insensitive `LIKE` pattern matching it anywhere (`!` escapes `%`, `_`
+/// and itself: an escape every dialect takes alike, whatever its string settings).
 fn like_pattern(text: &str) -> String {
     let mut pattern = String::with_capacity(text.len() + 2);
     pattern.push('%');
     for c in text.to_lowercase().chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            pattern.push('\\');
+        if matches!(c, '%' | '_' | '!') {
+            pattern.push('!');
         }
         pattern.push(c);
     }
@@ -825,14 +844,15 @@ async fn adopt_unscoped_memories(pool: &AnyPool, sqlite: bool) -> anyhow::Result
 }
 
 /// A connection URL without its password, for messages.
-/// Forget a conversation, within the caller's transaction: its messages, usage, specialist,
-/// owner, and the memories of its `conversation` scope.
+/// Forget a conversation, within the caller's transaction: its messages, turn records, usage,
+/// specialist, owner, and the memories of its `conversation` scope.
 pub async fn delete_conversation_in(
     connection: &mut sqlx::AnyConnection,
     session_key: &str,
 ) -> anyhow::Result<()> {
     for table in [
         "databot_messages",
+        "databot_turns",
         "databot_usage",
         "databot_routes",
         "databot_conversations",
@@ -886,6 +906,30 @@ mod tests {
         );
         assert_eq!(redact_url("postgres://db/x?password=S"), "postgres://db/x");
         assert_eq!(redact_url("sqlite:///tmp/s.db"), "sqlite:///tmp/s.db");
+    }
+
+    #[tokio::test]
+    async fn a_deleted_conversation_starts_again_from_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("s.db").display());
+        let store = SessionStore::connect(&url).await.unwrap();
+        let turn = [
+            ChatMessage::text(crate::contract::chat::Role::User, "hi"),
+            ChatMessage::text(crate::contract::chat::Role::Assistant, "hello"),
+        ];
+        let record = TurnRecord::default();
+        let save = || store.append_turn("schedule:x", &turn, Usage::default(), &record, None);
+        save().await.unwrap();
+        let mut connection = store.pool().acquire().await.unwrap();
+        delete_conversation_in(&mut connection, "schedule:x")
+            .await
+            .unwrap();
+        drop(connection);
+        // A conversation of the same key (a job made again) saves its first turn anew.
+        save().await.unwrap();
+        let (turns, messages) = store.conversation_turns("schedule:x", 10).await.unwrap();
+        assert_eq!((turns.len(), messages.len()), (1, 2));
+        assert_eq!(turns[0].first_seq, 1);
     }
 
     #[tokio::test]

@@ -83,8 +83,7 @@ impl PluginGrants {
             };
             out.push(format!("http: {hosts}{private}"));
         }
-        if !self.secrets.is_empty() || !self.tokens.is_empty() || !self.path_prefixes.is_empty()
-        {
+        if !self.secrets.is_empty() || !self.tokens.is_empty() || !self.path_prefixes.is_empty() {
             let mut origins: Vec<String> = self
                 .secrets
                 .iter()
@@ -94,7 +93,10 @@ impl PluginGrants {
                 .collect();
             origins.sort();
             origins.dedup();
-            out.push(format!("credentials injected by the host for: {}", join(&origins)));
+            out.push(format!(
+                "credentials injected by the host for: {}",
+                join(&origins)
+            ));
         }
         for (label, names) in [
             ("connectors", &self.connectors),

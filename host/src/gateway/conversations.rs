@@ -24,7 +24,9 @@ const MAX_PAGE: usize = 200;
 /// Longest search text.
 const MAX_SEARCH: usize = 200;
 /// Turns of one conversation shown at most (the newest).
-const MAX_TURNS: usize = 200;
+const MAX_TURNS: usize = 50;
+/// Characters of one message's text (or a tool call's arguments) shown at most.
+const MAX_SHOWN_CHARS: usize = 8 * 1024;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -32,9 +34,9 @@ pub struct ListQuery {
     /// Text the conversation's key or one of its messages contains (any case).
     #[serde(default)]
     search: Option<String>,
-    /// Only conversations last active before this time (the previous page's `next_before`).
+    /// The previous page's `next`: the list goes on after it.
     #[serde(default)]
-    before: Option<i64>,
+    after: Option<String>,
     #[serde(default = "default_page")]
     limit: usize,
 }
@@ -61,10 +63,16 @@ pub async fn list(
         )));
     }
     let limit = query.limit.clamp(1, MAX_PAGE);
+    let after = match query.after.as_deref() {
+        None => None,
+        Some(cursor) => Some(parse_cursor(cursor).ok_or_else(|| {
+            ApiError::invalid_request("`after` is the `next` of a previous page")
+        })?),
+    };
     let filter = ConversationFilter {
         owner: (!principal.is_admin()).then_some(principal.as_str()),
         search,
-        before_ms: query.before,
+        after,
         limit,
     };
     let conversations = state
@@ -72,10 +80,20 @@ pub async fn list(
         .conversations(&filter)
         .await
         .map_err(store_error)?;
-    let next_before = (conversations.len() == limit)
-        .then(|| conversations.last().map(|c| c.last_active_ms))
+    let next = (conversations.len() == limit)
+        .then(|| {
+            conversations
+                .last()
+                .map(|c| format!("{}:{}", c.last_active_ms, c.session_key))
+        })
         .flatten();
-    Ok(Json(json!({ "conversations": conversations, "next_before": next_before })).into_response())
+    Ok(Json(json!({ "conversations": conversations, "next": next })).into_response())
+}
+
+/// A page cursor, `MS:KEY` (the key may hold `:` itself).
+fn parse_cursor(cursor: &str) -> Option<(i64, &str)> {
+    let (at, key) = cursor.split_once(':')?;
+    Some((at.parse().ok()?, key))
 }
 
 pub async fn show(
@@ -101,9 +119,36 @@ pub async fn show(
     }
     let turns: Vec<_> = grouped(turns, messages)
         .into_iter()
-        .map(|(turn, messages)| json!({ "turn": turn, "messages": messages }))
+        .map(|(turn, messages)| {
+            let messages: Vec<_> = messages.into_iter().map(shortened).collect();
+            json!({ "turn": turn, "messages": messages })
+        })
         .collect();
     Ok(Json(json!({ "session_key": session_key, "owner": owner, "turns": turns })).into_response())
+}
+
+/// `message` with its text and its tool calls' arguments cut to `MAX_SHOWN_CHARS`, so one
+/// answer stays small whatever the conversation holds.
+fn shortened(mut message: ChatMessage) -> ChatMessage {
+    if let Some(content) = &mut message.content {
+        cut(content);
+    }
+    for call in &mut message.tool_calls {
+        let mut arguments = call.arguments.to_string();
+        if arguments.len() > MAX_SHOWN_CHARS {
+            cut(&mut arguments);
+            call.arguments = serde_json::Value::String(arguments);
+        }
+    }
+    message
+}
+
+fn cut(text: &mut String) {
+    if let Some((index, _)) = text.char_indices().nth(MAX_SHOWN_CHARS) {
+        let total = text.chars().count();
+        text.truncate(index);
+        text.push_str(&format!("… [{} more characters]", total - MAX_SHOWN_CHARS));
+    }
 }
 
 /// Each turn with its messages (those numbered from its first for its count), in order.
@@ -178,5 +223,17 @@ mod tests {
             })
             .collect();
         assert_eq!(texts, vec![vec!["3", "4"], vec!["6", "7"]]);
+    }
+
+    #[test]
+    fn long_texts_are_shown_cut() {
+        let long = ChatMessage::text(Role::Tool, "é".repeat(MAX_SHOWN_CHARS + 10));
+        let shown = shortened(long).content.unwrap();
+        assert!(shown.starts_with(&"é".repeat(MAX_SHOWN_CHARS)));
+        assert!(shown.ends_with("… [10 more characters]"), "{shown}");
+        let short = shortened(ChatMessage::text(Role::User, "hi"))
+            .content
+            .unwrap();
+        assert_eq!(short, "hi");
     }
 }

@@ -2,31 +2,36 @@
 //! holds (chunks by kind, sources) and the matches the agent would get for a message, so an
 //! operator can see why an answer did or did not use a document.
 //!
-//! Remembered conversations are never listed as sources, and a search shows them only when
-//! `rag.share_conversations` lets every conversation see them anyway.
+//! Operators only. Remembered conversations are never listed as sources, and a search shows
+//! them only when `rag.share_conversations` lets every conversation see them anyway.
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::{Extension, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{ApiError, GatewayState};
+use super::{ApiError, GatewayState, Principal};
 
 /// Sources listed at most.
 const MAX_SOURCES: usize = 500;
 /// Longest search text.
 const MAX_QUERY: usize = 2000;
 
-pub async fn overview(State(state): State<Arc<GatewayState>>) -> Result<Response, ApiError> {
+pub async fn overview(
+    State(state): State<Arc<GatewayState>>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Response, ApiError> {
+    operator(&principal)?;
     let Some(rag) = state.knowledge.get() else {
         return Ok(Json(json!({ "enabled": false })).into_response());
     };
-    let stats = rag.stats().await.map_err(unavailable)?;
+    let mut stats = rag.stats().await.map_err(unavailable)?;
+    stats.store.location = crate::agent::sessions::redact_url(&stats.store.location);
     let sources = rag.sources(MAX_SOURCES).await.map_err(unavailable)?;
     let settings = rag.settings();
     Ok(Json(json!({
@@ -51,8 +56,10 @@ pub struct SearchQuery {
 
 pub async fn search(
     State(state): State<Arc<GatewayState>>,
+    Extension(principal): Extension<Principal>,
     query: Result<Query<SearchQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    operator(&principal)?;
     let Query(SearchQuery { query }) =
         query.map_err(|rejection| ApiError::invalid_request(rejection.body_text()))?;
     let Some(rag) = state.knowledge.get() else {
@@ -69,6 +76,20 @@ pub async fn search(
     }
     let matches = rag.matches_for(None, &query).await.map_err(unavailable)?;
     Ok(Json(json!({ "query": query, "matches": matches })).into_response())
+}
+
+/// The knowledge base is the operator's: its sources name files and services, and with
+/// `rag.share_conversations` its matches hold every principal's remembered turns.
+fn operator(principal: &Principal) -> Result<(), ApiError> {
+    if principal.is_admin() {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the knowledge base is for operators (a key in gateway.admin_keys)",
+        ))
+    }
 }
 
 fn unavailable(error: crate::rag::RagError) -> ApiError {

@@ -369,9 +369,20 @@ async fn ready(State(state): State<Arc<GatewayState>>) -> Response {
     (status, Json(body)).into_response()
 }
 
-async fn plugins(State(state): State<Arc<GatewayState>>) -> Response {
-    Json(json!({ "plugins": state.runtime.status(), "tools": state.runtime.tools() }))
-        .into_response()
+/// Plugin status and tools; what each plugin was granted and its budgets for operators only
+/// (they name internal hosts, databases, topics and folders).
+async fn plugins(
+    State(state): State<Arc<GatewayState>>,
+    axum::extract::Extension(principal): axum::extract::Extension<Principal>,
+) -> Response {
+    let mut status = state.runtime.status();
+    if !principal.is_admin() {
+        for plugin in &mut status {
+            plugin.capabilities.clear();
+            plugin.budgets = None;
+        }
+    }
+    Json(json!({ "plugins": status, "tools": state.runtime.tools() })).into_response()
 }
 
 async fn connectors(State(state): State<Arc<GatewayState>>) -> Response {
@@ -382,16 +393,24 @@ async fn connectors(State(state): State<Arc<GatewayState>>) -> Response {
     Json(json!({ "connectors": connectors })).into_response()
 }
 
-/// The runtime's activity over the last hour, one point per `HISTORY_EVERY`, and the turns
-/// saved in the last 24 hours (every replica's, from the session store).
-async fn activity(State(state): State<Arc<GatewayState>>) -> Response {
-    let day_ago = crate::timing::now_ms() - 24 * 3600 * 1000;
-    let saved = match state.sessions.turn_totals(day_ago).await {
-        Ok(totals) => Some(totals),
-        Err(error) => {
-            tracing::warn!("the session store could not count turns: {error:#}");
-            None
+/// The runtime's activity over the last hour, one point per `HISTORY_EVERY`, and for an
+/// operator the turns saved in the last 24 hours (every replica's, from the session store).
+async fn activity(
+    State(state): State<Arc<GatewayState>>,
+    axum::extract::Extension(principal): axum::extract::Extension<Principal>,
+) -> Response {
+    // Every principal's turns: an operator's view.
+    let saved = if principal.is_admin() {
+        let day_ago = crate::timing::now_ms() - 24 * 3600 * 1000;
+        match state.sessions.turn_totals(day_ago).await {
+            Ok(totals) => Some(totals),
+            Err(error) => {
+                tracing::debug!("the session store could not count turns: {error:#}");
+                None
+            }
         }
+    } else {
+        None
     };
     Json(json!({
         "every_seconds": state.history.every().as_secs(),

@@ -54,8 +54,8 @@ pub fn current_context(span: &tracing::Span) -> Vec<(String, String)> {
     pairs.0
 }
 
-/// The trace id of `span` in hex, when it is recorded (spans are built: export or the
-/// console's recent traces on); `None` otherwise.
+/// The trace id of `span` in hex, when it is recorded and sampled (spans are built: export
+/// or the console's recent traces on); `None` otherwise.
 pub fn trace_id(span: &tracing::Span) -> Option<String> {
     if span.is_disabled() {
         return None;
@@ -63,8 +63,7 @@ pub fn trace_id(span: &tracing::Span) -> Option<String> {
     use opentelemetry::trace::TraceContextExt as _;
     let context = span.context();
     let span_context = context.span().span_context().clone();
-    span_context
-        .is_valid()
+    (span_context.is_valid() && span_context.is_sampled())
         .then(|| span_context.trace_id().to_string())
 }
 

@@ -124,7 +124,10 @@ impl RecentTraces {
                 ring.traces.entry(trace_id).or_default()
             }
         };
-        if trace.spans.len() >= MAX_SPANS_PER_TRACE {
+        // A root (the turn's span, which ends last) is kept past the limit: without it the
+        // trace would have no root and no conversation.
+        let root = recorded.parent_span_id.is_none() || span.parent_span_is_remote;
+        if trace.spans.len() >= MAX_SPANS_PER_TRACE && !root {
             trace.dropped = trace.dropped.saturating_add(1);
             return;
         }
@@ -375,11 +378,16 @@ mod tests {
     #[test]
     fn a_trace_keeps_a_bounded_number_of_spans() {
         let recent = RecentTraces::new(4);
-        for id in 1..=(MAX_SPANS_PER_TRACE as u64 + 10) {
-            recent.record(&span(7, id, 0, "x"));
+        for id in 2..=(MAX_SPANS_PER_TRACE as u64 + 11) {
+            recent.record(&span(7, id, 1, "x"));
         }
         let detail = recent.trace(&TraceId::from(7u128).to_string()).unwrap();
         assert_eq!(detail.spans.len(), MAX_SPANS_PER_TRACE);
         assert_eq!(detail.dropped, 10);
+        // The root, which ends last, is kept all the same.
+        recent.record(&span(7, 1, 0, "agent.turn"));
+        let listed = recent.list(1, true);
+        assert_eq!(listed[0].root, "agent.turn");
+        assert_eq!(listed[0].session.as_deref(), Some("api:x"));
     }
 }
