@@ -64,3 +64,8 @@ export function when(ms) {
   const date = new Date(typeof ms === "number" ? ms : String(ms));
   return Number.isNaN(date.getTime()) ? String(ms) : date.toLocaleString();
 }
+
+/** A card with a `title`, a large `value` and a line of `detail`. */
+export function statCard(title, value, detail) {
+  return h("div", { class: "card" }, h("div", { class: "muted" }, title), h("div", { class: "stat" }, value), h("div", { class: "meta" }, detail));
+}

@@ -207,6 +207,20 @@ impl TestHost {
         yaml: &str,
         knowledge: Option<Arc<databot::rag::Rag>>,
     ) -> u16 {
+        self.start_gateway_until(provider, yaml, knowledge, std::future::pending())
+            .await
+            .0
+    }
+
+    /// `start_gateway_with`, shutting down when `shutdown` completes; the port and the task
+    /// that ends when the gateway has shut down (every connection closed).
+    pub async fn start_gateway_until(
+        &self,
+        provider: &str,
+        yaml: &str,
+        knowledge: Option<Arc<databot::rag::Rag>>,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> (u16, tokio::task::JoinHandle<anyhow::Result<()>>) {
         let config = Config::parse(yaml, "gateway.yaml", |_| None).expect("gateway config");
         let settings = databot::config::AgentConfig {
             provider: provider.to_owned(),
@@ -254,10 +268,10 @@ impl TestHost {
         let listener = socket.listen(4096).expect("listen");
         let port = listener.local_addr().expect("address").port();
         let gateway = config.gateway.clone();
-        tokio::spawn(async move {
-            databot::gateway::serve_on(listener, state, &gateway, std::future::pending()).await
+        let served = tokio::spawn(async move {
+            databot::gateway::serve_on(listener, state, &gateway, shutdown).await
         });
-        port
+        (port, served)
     }
 
     pub fn plugins_dir(&self) -> PathBuf {

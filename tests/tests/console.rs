@@ -262,7 +262,24 @@ fn in_chromium_sign_in_chat_live_plugins_and_no_markup_from_data() {
 }
 
 async fn in_chromium() {
-    let (host, port) = console_host().await;
+    keep_recent_traces();
+    let host = TestHost::start("rag: {provider: offline}", &["echo"])
+        .await
+        .expect("host");
+    host.load_builtin("offline").await;
+    // A knowledge base with one document, for the knowledge page.
+    let rag = std::sync::Arc::new(databot::rag::Rag::open(&host.runtime).expect("rag"));
+    let docs = tempfile::tempdir().expect("dir");
+    let doc = docs.path().join("freshness.md");
+    std::fs::write(
+        &doc,
+        "# Freshness\n\nThe orders table is refreshed every hour by the orders_hourly DAG.\n",
+    )
+    .expect("doc");
+    rag.ingest_paths(&[doc]).await.expect("ingest");
+    let yaml =
+        format!("gateway:\n  api_keys: [\"{USER_A}\", \"{USER_B}\"]\n  admin_keys: [\"{KEY}\"]\n");
+    let port = host.start_gateway_with("offline", &yaml, Some(rag)).await;
     let _watcher = host.runtime.watch().expect("the plugins folder is watched");
     let browser = Browser::start(1280, 860).await;
     let base = format!("http://127.0.0.1:{port}/ui/");
@@ -470,9 +487,34 @@ async fn sign_in_keeps_the_lockout_and_a_valid_key_always_passes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_activity_stream_says_hello_and_ends_with_its_session() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (_host, port) = console_host().await;
     let cookie = sign_in(port).await;
+    let (mut stream, mut seen) = activity_stream(port, &cookie)
+        .await
+        .expect("the stream opens");
+    let (status, _, _) = http_call(
+        port,
+        "DELETE",
+        "/ui/session",
+        &[("cookie", &cookie), ("x-databot-console", "1")],
+        "",
+    )
+    .await;
+    assert_eq!(status, 200);
+    // The stream notices within its session check (10 s) and ends.
+    assert!(
+        stream_ends(&mut stream, &mut seen, Duration::from_secs(25)).await,
+        "the stream outlived its session"
+    );
+}
+
+/// `GET /api/v1/events` with the session `cookie` on a connection of its own, read up to its
+/// `hello`: the connection and what was read, or the head of a refusal.
+async fn activity_stream(
+    port: u16,
+    cookie: &str,
+) -> Result<(tokio::net::TcpStream, Vec<u8>), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("connect");
@@ -484,24 +526,26 @@ async fn the_activity_stream_says_hello_and_ends_with_its_session() {
     while !String::from_utf8_lossy(&seen).contains("event: hello") {
         let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buffer))
             .await
-            .expect("the stream starts")
+            .expect("an answer")
             .expect("read");
-        assert!(read > 0, "closed early: {}", String::from_utf8_lossy(&seen));
         seen.extend_from_slice(&buffer[..read]);
+        let text = String::from_utf8_lossy(&seen);
+        if read == 0 || (text.contains("\r\n\r\n") && !text.starts_with("HTTP/1.1 200")) {
+            return Err(text.into_owned());
+        }
     }
-    assert!(String::from_utf8_lossy(&seen).starts_with("HTTP/1.1 200"));
-    let (status, _, _) = http_call(
-        port,
-        "DELETE",
-        "/ui/session",
-        &[("cookie", &cookie), ("x-databot-console", "1")],
-        "",
-    )
-    .await;
-    assert_eq!(status, 200);
-    // The stream notices within its session check (10 s) and ends: the last chunk of the
-    // body (the connection itself may stay open for another request).
-    let ended = tokio::time::timeout(Duration::from_secs(25), async {
+    Ok((stream, seen))
+}
+
+/// Whether the stream's body ends (its last chunk, or the connection closing) within `limit`.
+async fn stream_ends(
+    stream: &mut tokio::net::TcpStream,
+    seen: &mut Vec<u8>,
+    limit: Duration,
+) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buffer = [0u8; 4096];
+    tokio::time::timeout(limit, async {
         loop {
             match stream.read(&mut buffer).await {
                 Ok(0) | Err(_) => return,
@@ -514,8 +558,44 @@ async fn the_activity_stream_says_hello_and_ends_with_its_session() {
             }
         }
     })
-    .await;
-    assert!(ended.is_ok(), "the stream outlived its session");
+    .await
+    .is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn activity_streams_are_capped_per_key_and_end_when_the_gateway_shuts_down() {
+    keep_recent_traces();
+    let host = TestHost::start("", &["echo"]).await.expect("host");
+    host.load_builtin("offline").await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let yaml = format!("gateway:\n  api_keys: [\"{USER_A}\"]\n  admin_keys: [\"{KEY}\"]\n");
+    let (port, served) = host
+        .start_gateway_until("offline", &yaml, None, async move {
+            let _ = stopped.await;
+        })
+        .await;
+    let cookie = sign_in(port).await;
+    // Sixteen streams per key; the seventeenth is refused, and says why.
+    let mut streams = Vec::new();
+    for _ in 0..16 {
+        streams.push(activity_stream(port, &cookie).await.expect("room for it"));
+    }
+    let refused = activity_stream(port, &cookie)
+        .await
+        .expect_err("past the key's cap");
+    assert!(refused.starts_with("HTTP/1.1 429"), "{refused}");
+    assert!(refused.contains("activity streams per key"), "{refused}");
+
+    // Shutting down ends every open stream, and the gateway's task returns.
+    stop.send(()).expect("the gateway listens for it");
+    let finished = tokio::time::timeout(Duration::from_secs(15), served)
+        .await
+        .expect("the gateway shut down with streams open")
+        .expect("its task");
+    assert!(finished.is_ok(), "{finished:?}");
+    for (mut stream, mut seen) in streams {
+        assert!(stream_ends(&mut stream, &mut seen, Duration::from_secs(2)).await);
+    }
 }
 
 /// `GET path` as the holder of `key`: status and JSON body.
@@ -580,6 +660,11 @@ async fn conversations_turn_by_turn_and_traces_for_operators() {
     assert_eq!(keys(&all), [channel_key.clone(), "api:a-conv".to_owned()]);
     let (_, found) = get_as(port, KEY, "/api/v1/conversations?search=FINDABLE").await;
     assert_eq!(keys(&found), ["api:a-conv"]);
+    // An owner's search finds its own; another key's finds nothing of it.
+    let (_, found) = get_as(port, USER_A, "/api/v1/conversations?search=findable").await;
+    assert_eq!(keys(&found), ["api:a-conv"]);
+    let (_, found) = get_as(port, USER_B, "/api/v1/conversations?search=findable").await;
+    assert!(keys(&found).is_empty(), "{found}");
     let (_, paged) = get_as(port, KEY, "/api/v1/conversations?limit=1").await;
     let after = paged["next"].as_str().expect("a next page");
     let (_, next) = get_as(
@@ -734,6 +819,19 @@ fn encode(segment: &str) -> String {
         .collect()
 }
 
+/// The link of the listed conversation whose key `wanted` accepts.
+async fn conversation_link(
+    browser: &Browser,
+    wanted: impl Fn(&str) -> bool,
+) -> databot_e2e::browser::Element {
+    for link in browser.find_all("[data-test=conversations] a").await {
+        if wanted(&browser.text(&link).await) {
+            return link;
+        }
+    }
+    panic!("no such conversation is listed");
+}
+
 /// The conversations and traces pages after the chat of `in_chromium_...`.
 async fn conversations_and_traces_in_chromium(host: &TestHost, browser: &Browser) {
     // Conversations: a channel's conversation whose key is markup is listed as text; the
@@ -751,18 +849,8 @@ async fn conversations_and_traces_in_chromium(host: &TestHost, browser: &Browser
         })
         .await;
     shoot(browser, "conversations").await;
-    let mut chat_link = None;
-    let mut channel_link = None;
-    for link in browser.find_all("[data-test=conversations] a").await {
-        let text = browser.text(&link).await;
-        if text.starts_with("api:console-") {
-            chat_link = Some(link);
-        } else if text == channel_key {
-            channel_link = Some(link);
-        }
-    }
     browser
-        .click(&channel_link.expect("the channel's conversation"))
+        .click(&conversation_link(browser, |t| t == channel_key).await)
         .await;
     browser
         .wait_for_text("[data-test=conversation]", Duration::from_secs(10), |t| {
@@ -777,13 +865,8 @@ async fn conversations_and_traces_in_chromium(host: &TestHost, browser: &Browser
             t.contains("api:console-")
         })
         .await;
-    for link in browser.find_all("[data-test=conversations] a").await {
-        if browser.text(&link).await.starts_with("api:console-") {
-            chat_link = Some(link);
-        }
-    }
     browser
-        .click(&chat_link.expect("the chat's conversation"))
+        .click(&conversation_link(browser, |t| t.starts_with("api:console-")).await)
         .await;
     browser
         .wait_for_text("[data-test=conversation]", Duration::from_secs(10), |t| {
@@ -817,12 +900,29 @@ async fn conversations_and_traces_in_chromium(host: &TestHost, browser: &Browser
         })
         .await;
     shoot(browser, "traces").await;
+
+    // The knowledge base: its document as a source, and what a question would bring.
     open(browser, "knowledge").await;
     browser
         .wait_for_text("[data-test=knowledge]", Duration::from_secs(10), |t| {
-            t.contains("no knowledge base")
+            t.contains("freshness.md")
         })
         .await;
+    let query = browser.find("input[name=query]").await;
+    browser
+        .type_into(&query, "how often is the orders table refreshed?")
+        .await;
+    browser
+        .click(&browser.find("main form button[type=submit]").await)
+        .await;
+    browser
+        .wait_for_text(
+            "[data-test=knowledge-matches]",
+            Duration::from_secs(10),
+            |t| t.contains("orders_hourly") && t.contains("score"),
+        )
+        .await;
+    shoot(browser, "knowledge").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

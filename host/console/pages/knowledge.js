@@ -1,7 +1,7 @@
 // Knowledge base: what it holds (chunks by kind, each source with its chunk count) and a search
 // box that shows the matches the agent would be given for a message, with their scores.
 
-import { h, show, table } from "../dom.js";
+import { h, show, table, statCard } from "../dom.js";
 import { get } from "../api.js";
 
 export default function knowledge(main) {
@@ -27,9 +27,9 @@ export default function knowledge(main) {
     const stats = data.stats;
     show(summary,
       h("div", { class: "grid" },
-        card("Chunks", stats.chunks, `${stats.store} · ${stats.location}`),
-        Object.entries(stats.by_kind || {}).map(([kind, count]) => card(kind, count, "chunks")),
-        card("Per message", data.top_k, `score ≥ ${data.min_score}`)),
+        statCard("Chunks", stats.chunks, `${stats.store} · ${stats.location}`),
+        Object.entries(stats.by_kind || {}).map(([kind, count]) => statCard(kind, count, "chunks")),
+        statCard("Per message", data.top_k, `score ≥ ${data.min_score}`)),
       h("h2", {}, "Sources"),
       table([
         ["Source", (s) => h("span", { class: "mono" }, s.source)],
@@ -54,9 +54,6 @@ export default function knowledge(main) {
     }
   });
 
-  function card(title, value, detail) {
-    return h("div", { class: "card" }, h("div", { class: "muted" }, title), h("div", { class: "stat" }, value), h("div", { class: "meta" }, detail));
-  }
 
   load();
   // Not re-read on every live event: listing the sources reads the whole store.

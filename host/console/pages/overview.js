@@ -2,7 +2,7 @@
 // connectors, channels with errors, failing schedules), then counts of everything, then the
 // last hour's turns, tool calls, errors and turn time as charts (one point per 10 s).
 
-import { h, show, pill, when } from "../dom.js";
+import { h, show, pill, when, statCard } from "../dom.js";
 import { get } from "../api.js";
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -39,13 +39,13 @@ export default function overview(main) {
     const failures = plugins.plugins.reduce((sum, p) => sum + (p.failures || 0), 0);
     const next = jobs.jobs.filter((j) => j.next_run && !j.paused).map((j) => j.next_run).sort()[0];
     show(stats,
-      card("Plugins", plugins.plugins.length, `${plugins.tools.length} tools`),
-      card("Plugin calls", calls, `${failures} failed`),
-      card("Connectors", connectors.connectors.length,
+      statCard("Plugins", plugins.plugins.length, `${plugins.tools.length} tools`),
+      statCard("Plugin calls", calls, `${failures} failed`),
+      statCard("Connectors", connectors.connectors.length,
         `${connectors.connectors.filter((c) => c.status === "healthy").length} healthy`),
-      card("Channels", channels.channels.length,
+      statCard("Channels", channels.channels.length,
         `${channels.channels.reduce((sum, c) => sum + c.accepted, 0)} messages accepted`),
-      card("Schedules", jobs.jobs.length, next ? `next ${when(next)}` : "none due"));
+      statCard("Schedules", jobs.jobs.length, next ? `next ${when(next)}` : "none due"));
   }
 
   async function loadCharts() {
@@ -82,9 +82,6 @@ export default function overview(main) {
       h("div", { class: "meta" }, detail));
   }
 
-  function card(title, value, detail) {
-    return h("div", { class: "card" }, h("div", { class: "muted" }, title), h("div", { class: "stat" }, value), h("div", { class: "meta" }, detail));
-  }
 
   load().catch((error) => show(problems, h("p", { class: "error" }, error.message)));
   loadCharts().catch((error) => show(charts, h("p", { class: "error" }, error.message)));

@@ -351,14 +351,11 @@ impl SessionStore {
 
     /// The specialist currently handling a conversation.
     pub async fn route(&self, session_key: &str) -> anyhow::Result<Option<String>> {
-        let row = sqlx::query("SELECT specialist FROM databot_routes WHERE session_key = $1")
-            .bind(session_key)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(match row {
-            Some(row) => Some(row.try_get(0)?),
-            None => None,
-        })
+        self.text_of(
+            "SELECT specialist FROM databot_routes WHERE session_key = $1",
+            session_key,
+        )
+        .await
     }
 
     pub async fn set_route(&self, session_key: &str, specialist: &str) -> anyhow::Result<()> {
@@ -564,7 +561,20 @@ impl SessionStore {
     /// The owner a conversation is bound to (`None`: a channel's conversation, bound to no
     /// gateway principal, or no such conversation).
     pub async fn conversation_owner(&self, session_key: &str) -> anyhow::Result<Option<String>> {
-        let row = sqlx::query("SELECT owner FROM databot_conversations WHERE session_key = $1")
+        self.text_of(
+            "SELECT owner FROM databot_conversations WHERE session_key = $1",
+            session_key,
+        )
+        .await
+    }
+
+    /// The one text column `statement` selects for the session `$1`, if there is a row.
+    async fn text_of(
+        &self,
+        statement: &'static str,
+        session_key: &str,
+    ) -> anyhow::Result<Option<String>> {
+        let row = sqlx::query(statement)
             .bind(session_key)
             .fetch_optional(&self.pool)
             .await?;

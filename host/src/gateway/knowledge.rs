@@ -81,15 +81,7 @@ pub async fn search(
 /// The knowledge base is the operator's: its sources name files and services, and with
 /// `rag.share_conversations` its matches hold every principal's remembered turns.
 fn operator(principal: &Principal) -> Result<(), ApiError> {
-    if principal.is_admin() {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "the knowledge base is for operators (a key in gateway.admin_keys)",
-        ))
-    }
+    ApiError::unless_operator(principal, "the knowledge base is for operators")
 }
 
 fn unavailable(error: crate::rag::RagError) -> ApiError {

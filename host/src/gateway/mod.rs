@@ -232,6 +232,19 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
     }
 
+    /// 403 `forbidden` unless `principal` is an operator (`gateway.admin_keys`, or the local
+    /// principal); `what` says what only operators may do or see.
+    fn unless_operator(principal: &Principal, what: &str) -> Result<(), Self> {
+        if principal.is_admin() {
+            return Ok(());
+        }
+        Err(Self::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("{what} (a key in gateway.admin_keys)"),
+        ))
+    }
+
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,

@@ -40,13 +40,10 @@ async fn switch(
     name: String,
     enabled: bool,
 ) -> Result<Response, ApiError> {
-    if !principal.is_admin() {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "only an operator's key (gateway.admin_keys) turns tool groups on and off",
-        ));
-    }
+    ApiError::unless_operator(
+        principal,
+        "only an operator's key turns tool groups on and off",
+    )?;
     let not_saved = || {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,

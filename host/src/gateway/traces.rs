@@ -63,12 +63,6 @@ pub async fn show(
 
 /// The recent traces, for an operator; `None` when they are not kept.
 fn recording(principal: &Principal) -> Result<Option<Arc<RecentTraces>>, ApiError> {
-    if !principal.is_admin() {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "traces are for operators (a key in gateway.admin_keys)",
-        ));
-    }
+    ApiError::unless_operator(principal, "traces are for operators")?;
     Ok(RecentTraces::current())
 }

@@ -27,6 +27,7 @@ use rdkafka::{ClientContext, Message};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::gaps::{GapWatch, Verdict};
 use super::offsets::Progress;
 use crate::bus::outbox::{Outbox, ReplyAddress};
 use crate::bus::{Bus, BusError, Delivery, InboundMessage, MemoryBus};
@@ -48,6 +49,9 @@ const GROUP_DEFAULTS: &[(&str, &str)] = &[
     ("max.poll.interval.ms", "20000"),
 ];
 
+/// Longest wait for a seek back to skipped records (the poll thread waits for it).
+const SEEK_TIMEOUT: Duration = Duration::from_millis(500);
+
 /// State the polling thread, the rebalance callbacks and the turns share.
 struct Shared {
     topic: String,
@@ -57,10 +61,8 @@ struct Shared {
     in_flight: AtomicUsize,
     /// Revoked partitions wait this long for their turns.
     revoke_grace: Mutex<Duration>,
-    /// Per owned partition, the offset the next polled record should have: a record past it
-    /// means records were never delivered (the idempotent producer leaves no gaps), which is
-    /// logged.
-    expected: Mutex<HashMap<i32, i64>>,
+    /// Per owned partition, the offset the next polled record should have (`gaps`).
+    gaps: Mutex<GapWatch>,
 }
 
 impl Shared {
@@ -77,9 +79,9 @@ impl Shared {
     fn drop_partitions(&self, partitions: &[i32]) {
         let mut owned = self.owned.lock();
         let mut progress = self.progress.lock();
-        let mut expected = self.expected.lock();
+        let mut gaps = self.gaps.lock();
         for partition in partitions {
-            expected.remove(partition);
+            gaps.forget(*partition);
             if let Some(token) = owned.remove(partition) {
                 token.cancel();
             }
@@ -98,9 +100,9 @@ impl Shared {
         {
             let mut owned = self.owned.lock();
             let mut progress = self.progress.lock();
-            let mut expected = self.expected.lock();
+            let mut gaps = self.gaps.lock();
             for partition in partitions {
-                expected.remove(partition);
+                gaps.forget(*partition);
                 if let Some(token) = owned.remove(partition) {
                     token.cancel();
                 }
@@ -173,10 +175,10 @@ impl ConsumerContext for GroupContext {
                 }
                 let partitions = partitions_of(list, &self.shared.topic);
                 let mut owned = self.shared.owned.lock();
-                let mut expected = self.shared.expected.lock();
+                let mut gaps = self.shared.gaps.lock();
                 for partition in &partitions {
                     owned.entry(*partition).or_default();
-                    expected.remove(partition);
+                    gaps.forget(*partition);
                 }
                 tracing::info!(?partitions, "partitions assigned");
             }
@@ -224,7 +226,7 @@ impl Consumer {
             owned: Mutex::default(),
             in_flight: AtomicUsize::new(0),
             revoke_grace: Mutex::new(revoke_grace(config)),
-            expected: Mutex::default(),
+            gaps: Mutex::default(),
         });
         let mut client =
             super::client_config(config, replica, super::ClientRole::Consumer, GROUP_DEFAULTS);
@@ -315,10 +317,10 @@ fn poll_loop(
                 let owner = shared
                     .token(partition)
                     .filter(|token| !token.is_cancelled());
-                let decoded = decode(record.payload(), record.timestamp().to_millis(), keep);
-                if owner.is_some() {
-                    notice_gap(shared, partition, offset);
+                if owner.is_some() && refetched(consumer, shared, partition, offset) {
+                    continue;
                 }
+                let decoded = decode(record.payload(), record.timestamp().to_millis(), keep);
                 match (owner, decoded) {
                     // Polled from a partition this replica no longer owns.
                     (None, _) => {
@@ -381,21 +383,30 @@ fn poll_loop(
     tracing::info!("left the bus consumer group");
 }
 
-/// Log a record that does not follow the previous one of its partition (in this ownership):
-/// the records between were never delivered here.
-fn notice_gap(shared: &Shared, partition: i32, offset: i64) {
-    let mut expected = shared.expected.lock();
-    if let Some(next) = expected.get(&partition)
-        && offset > *next
-    {
-        tracing::warn!(
-            partition,
-            expected = *next,
-            received = offset,
-            "the bus consumer skipped records: they were not delivered to this replica"
-        );
+/// Whether the record at `offset` came before records of its partition that were skipped,
+/// and the partition was sent back to fetch them (the record then comes again after them).
+fn refetched(
+    consumer: &BaseConsumer<GroupContext>,
+    shared: &Shared,
+    partition: i32,
+    offset: i64,
+) -> bool {
+    let verdict = shared.gaps.lock().check(partition, offset, Instant::now());
+    let Verdict::Refetch(from) = verdict else {
+        return false;
+    };
+    match consumer.seek(&shared.topic, partition, Offset::Offset(from), SEEK_TIMEOUT) {
+        Ok(()) => true,
+        Err(error) => {
+            // Taking the record is better than stalling its partition.
+            tracing::warn!(
+                partition,
+                from,
+                "fetching skipped records again failed: {error}"
+            );
+            false
+        }
     }
-    expected.insert(partition, offset + 1);
 }
 
 /// How long a revoked partition's turns may run on: `REVOKE_GRACE`, the drain time, and half

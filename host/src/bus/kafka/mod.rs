@@ -11,6 +11,7 @@
 //! and their processed records keep any from being answered twice.
 
 mod consumer;
+mod gaps;
 mod logged;
 mod offsets;
 

@@ -247,6 +247,33 @@ mod tests {
     }
 
     #[test]
+    fn streams_are_bounded_in_all() {
+        let streams = Arc::new(ActivityStreams::default());
+        let names: Vec<String> = (0..MAX_STREAMS / MAX_STREAMS_PER_PRINCIPAL + 1)
+            .map(|n| format!("a key of the test number {n:04}"))
+            .collect();
+        let keys = crate::gateway::auth::ApiKeys::new(names.iter().map(String::as_str));
+        let principals: Vec<Principal> = names
+            .iter()
+            .map(|n| keys.identify(n).expect("a key"))
+            .collect();
+        let mut places = Vec::new();
+        for principal in &principals[..principals.len() - 1] {
+            for _ in 0..MAX_STREAMS_PER_PRINCIPAL {
+                places.push(streams.admit(principal).expect("room"));
+            }
+        }
+        assert_eq!(places.len(), MAX_STREAMS);
+        let fresh = principals.last().expect("one more key");
+        assert!(streams.admit(fresh).is_none(), "the cap over all keys");
+        places.pop();
+        assert!(
+            streams.admit(fresh).is_some(),
+            "a place given back is taken again"
+        );
+    }
+
+    #[test]
     fn health_is_looked_at_once_per_interval_over_all_streams() {
         let streams = ActivityStreams::default();
         assert!(streams.health_turn());
