@@ -20,12 +20,14 @@ const USER_A: &str = "console-user-a-0123456789";
 const USER_B: &str = "console-user-b-0123456789";
 
 /// Recent traces kept in memory by this test process's global subscriber, as `serve` keeps
-/// them (`telemetry.recent_traces`); installed once.
+/// them (`telemetry.recent_traces`); installed once. Room for every trace of the tests that
+/// run at once (plugin loads and embedding calls are traces too), so none pushes out the
+/// turn a test looks for.
 fn keep_recent_traces() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let (subscriber, guard) =
-            databot::telemetry::subscriber_keeping(None, 50, "warn").expect("subscriber");
+            databot::telemetry::subscriber_keeping(None, 2000, "warn").expect("subscriber");
         tracing::subscriber::set_global_default(subscriber).expect("the first global subscriber");
         // Lives as long as the process: its pipelines feed the recent traces.
         std::mem::forget(guard);
@@ -261,22 +263,28 @@ fn in_chromium_sign_in_chat_live_plugins_and_no_markup_from_data() {
         .expect("the browser test passes");
 }
 
-async fn in_chromium() {
-    keep_recent_traces();
+/// A host (echo, the offline provider) with a knowledge base holding one document,
+/// `freshness.md`, about the `orders` table.
+async fn host_with_knowledge() -> (TestHost, std::sync::Arc<databot::rag::Rag>) {
     let host = TestHost::start("rag: {provider: offline}", &["echo"])
         .await
         .expect("host");
     host.load_builtin("offline").await;
-    // A knowledge base with one document, for the knowledge page.
     let rag = std::sync::Arc::new(databot::rag::Rag::open(&host.runtime).expect("rag"));
-    let docs = tempfile::tempdir().expect("dir");
-    let doc = docs.path().join("freshness.md");
+    let doc = host.plugins_dir().with_file_name("freshness.md");
     std::fs::write(
         &doc,
         "# Freshness\n\nThe orders table is refreshed every hour by the orders_hourly DAG.\n",
     )
     .expect("doc");
     rag.ingest_paths(&[doc]).await.expect("ingest");
+    (host, rag)
+}
+
+async fn in_chromium() {
+    keep_recent_traces();
+    // A knowledge base with one document, for the knowledge page.
+    let (host, rag) = host_with_knowledge().await;
     let yaml =
         format!("gateway:\n  api_keys: [\"{USER_A}\", \"{USER_B}\"]\n  admin_keys: [\"{KEY}\"]\n");
     let port = host.start_gateway_with("offline", &yaml, Some(rag)).await;
@@ -927,19 +935,7 @@ async fn conversations_and_traces_in_chromium(host: &TestHost, browser: &Browser
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_knowledge_base_lists_its_sources_and_what_a_search_gets() {
-    let host = TestHost::start("rag: {provider: offline}", &["echo"])
-        .await
-        .expect("host");
-    host.load_builtin("offline").await;
-    let rag = std::sync::Arc::new(databot::rag::Rag::open(&host.runtime).expect("rag"));
-    let docs = tempfile::tempdir().expect("dir");
-    let doc = docs.path().join("freshness.md");
-    std::fs::write(
-        &doc,
-        "# Freshness\n\nThe orders table is refreshed every hour by the orders_hourly DAG.\n",
-    )
-    .expect("doc");
-    rag.ingest_paths(&[doc]).await.expect("ingest");
+    let (host, rag) = host_with_knowledge().await;
     rag.remember_turn(
         "api:private",
         "what is the launch code",

@@ -29,7 +29,7 @@ export default function knowledge(main) {
       h("div", { class: "grid" },
         statCard("Chunks", stats.chunks, `${stats.store} · ${stats.location}`),
         Object.entries(stats.by_kind || {}).map(([kind, count]) => statCard(kind, count, "chunks")),
-        statCard("Per message", data.top_k, `score ≥ ${data.min_score}`)),
+        statCard("Per message", data.top_k, `score ≥ ${Number(data.min_score.toFixed(3))}`)),
       h("h2", {}, "Sources"),
       table([
         ["Source", (s) => h("span", { class: "mono" }, s.source)],
