@@ -69,6 +69,14 @@ async fn sign_in(port: u16) -> String {
     cookie.split(';').next().expect("a pair").to_owned()
 }
 
+/// Sign the session of `cookie` out, as the console does; the status.
+async fn sign_out(port: u16, cookie: &str) -> u16 {
+    let headers = [("cookie", cookie), ("x-databot-console", "1")];
+    http_call(port, "DELETE", "/ui/session", &headers, "")
+        .await
+        .0
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn assets_headers_sign_in_and_the_console_header() {
     let (_host, port) = console_host().await;
@@ -479,15 +487,7 @@ async fn sign_in_keeps_the_lockout_and_a_valid_key_always_passes() {
         "the API's lockout holds after a console sign-in"
     );
     // An ended session is not a failed authentication: it is told to sign in, not locked out.
-    let (status, _, _) = http_call(
-        port,
-        "DELETE",
-        "/ui/session",
-        &[("cookie", &cookie), ("x-databot-console", "1")],
-        "",
-    )
-    .await;
-    assert_eq!(status, 200);
+    assert_eq!(sign_out(port, &cookie).await, 200);
     let (status, _, body) =
         http_call(port, "GET", "/api/v1/plugins", &[("cookie", &cookie)], "").await;
     assert_eq!(status, 401, "{body}");
@@ -500,15 +500,7 @@ async fn the_activity_stream_says_hello_and_ends_with_its_session() {
     let (mut stream, mut seen) = activity_stream(port, &cookie)
         .await
         .expect("the stream opens");
-    let (status, _, _) = http_call(
-        port,
-        "DELETE",
-        "/ui/session",
-        &[("cookie", &cookie), ("x-databot-console", "1")],
-        "",
-    )
-    .await;
-    assert_eq!(status, 200);
+    assert_eq!(sign_out(port, &cookie).await, 200);
     // The stream notices within its session check (10 s) and ends.
     assert!(
         stream_ends(&mut stream, &mut seen, Duration::from_secs(25)).await,
