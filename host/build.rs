@@ -1,10 +1,12 @@
 //! Builds the first-party plugins in `plugins/` as components and gathers the operator
-//! console's files; the binary embeds both.
+//! console's files and the plugin SDK's sources; the binary embeds all three.
 
 #[path = "build_console.rs"]
 mod build_console;
 #[path = "build_guests.rs"]
 mod build_guests;
+#[path = "build_sdk.rs"]
+mod build_sdk;
 
 use std::path::Path;
 
@@ -14,6 +16,7 @@ fn main() {
         .expect("host/ is inside the workspace");
     let out_dir = std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR");
     build_console::embed_console(&root.join("host/console"), Path::new(&out_dir));
+    build_sdk::embed_sdk(root, Path::new(&out_dir));
     let manifest = root.join("plugins/Cargo.toml");
     let members = workspace_members(&manifest);
     let members: Vec<&str> = members.iter().map(String::as_str).collect();

@@ -19,6 +19,7 @@ const LAYERS: &[&[&str]] = &[
     &["contract"],
     &["telemetry"],
     &["config"],
+    &["signature"],
     &[
         "events",
         "digest",

@@ -24,6 +24,7 @@
 //! - `telemetry`: tracing, OpenTelemetry export, trace-context propagation and metrics (any
 //!   layer above may record into it);
 //! - `config`: the operator's YAML configuration;
+//! - `signature`: publisher keys and plugin signatures (Ed25519 over a component's digest);
 //! - `events`, `digest`, `process_limits`, `net`, `timing`, `progress`: leaves (a turn's event
 //!   queue, from provider to listener; content digests; the open-file limit and its share-out;
 //!   TCP sockets without Nagle/delayed-ACK stalls; when a cron pattern, interval or instant is
@@ -46,6 +47,7 @@ pub mod progress;
 pub mod rag;
 pub mod runtime;
 pub mod schedules;
+pub mod signature;
 pub mod telemetry;
 pub mod timing;
 pub mod vectors;

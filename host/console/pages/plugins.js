@@ -1,4 +1,4 @@
-// Plugins: every loaded or refused plugin with its kind, version, digest, source, state,
+// Plugins: every loaded or refused plugin with its kind, version, digest, signer, source, state,
 // breaker, calls, failures and mean latency, what it was granted and its budgets, and the
 // reason a revision was refused; tool groups switched
 // on and off at runtime.
@@ -32,6 +32,9 @@ export default function plugins(main) {
       ["Revisions", (p) => p.revisions],
       ["Source", (p) => h("span", { class: "mono" }, p.source)],
       ["Digest", (p) => h("span", { class: "mono", title: p.digest || "" }, (p.digest || "–").slice(0, 12))],
+      ["Signer", (p) => (p.signer
+        ? h("span", { title: `key id ${p.signer.key_id}` }, p.signer.key)
+        : h("span", { class: "muted" }, "unsigned"))],
       ["Last error", (p) => (p.last_error ? h("span", { class: "error" }, p.last_error) : "")],
     ], status.plugins, "No plugins loaded."));
     show(groups, table([

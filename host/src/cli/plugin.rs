@@ -1,4 +1,4 @@
-//! `databot plugin list | inspect | new | build`.
+//! `databot plugin list | inspect | new | build | wit`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -40,6 +40,29 @@ pub enum PluginCommand {
         #[arg(default_value = ".")]
         path: PathBuf,
     },
+    /// Make a publisher key pair for signing plugins: KEYFILE (secret, mode 0600) and
+    /// KEYFILE.pub; prints the line for `runtime.trusted_keys`.
+    Keygen {
+        /// Where to write the secret key (the public one goes next to it, `.pub` added).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Sign a component with a publisher key: writes the detached signature FILE.sig, which
+    /// hosts listing the key in `runtime.trusted_keys` check as they load FILE.
+    Sign {
+        /// The `.wasm` file.
+        file: PathBuf,
+        /// The secret key file (`databot plugin keygen`).
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Print the plugin contract (WIT) this host implements, or write it into a folder, for
+    /// toolchains other than the Rust SDK (componentize-py, componentize-js, wit-bindgen).
+    Wit {
+        /// Write the contract's files into this folder instead of printing them.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -59,12 +82,12 @@ pub async fn run(command: PluginCommand, config: Option<&Path>) -> anyhow::Resul
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {
                 println!(
-                    "{:<20} {:<10} {:<9} {:<9} {:<10} SOURCE",
-                    "NAME", "KIND", "VERSION", "STATE", "BREAKER"
+                    "{:<20} {:<10} {:<9} {:<9} {:<10} {:<12} SOURCE",
+                    "NAME", "KIND", "VERSION", "STATE", "BREAKER", "SIGNER"
                 );
                 for plugin in &status {
                     println!(
-                        "{:<20} {:<10} {:<9} {:<9} {:<10} {}",
+                        "{:<20} {:<10} {:<9} {:<9} {:<10} {:<12} {}",
                         plugin.name,
                         plugin.kind.as_deref().unwrap_or("-"),
                         plugin.version.as_deref().unwrap_or("-"),
@@ -73,6 +96,7 @@ pub async fn run(command: PluginCommand, config: Option<&Path>) -> anyhow::Resul
                             .breaker
                             .map(|b| format!("{b:?}").to_lowercase())
                             .unwrap_or_else(|| "-".into()),
+                        plugin.signer.as_ref().map_or("-", |s| s.key.as_str()),
                         plugin.source
                     );
                     if let Some(error) = &plugin.last_error {
@@ -92,6 +116,24 @@ pub async fn run(command: PluginCommand, config: Option<&Path>) -> anyhow::Resul
                 kind_name(kind)
             );
             println!("build it with: databot plugin build {}", dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        PluginCommand::Keygen { out } => keygen(&out),
+        PluginCommand::Sign { file, key } => sign(&file, &key),
+        PluginCommand::Wit { out: Some(dir) } => {
+            super::scaffold::write_contract(&dir)?;
+            println!("wrote the databot contract to {}", dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        PluginCommand::Wit { out: None } => {
+            let files: Vec<_> = super::scaffold::contract().collect();
+            let [(_, text)] = files.as_slice() else {
+                bail!(
+                    "the contract has {} files: write them with --out DIR",
+                    files.len()
+                );
+            };
+            print!("{text}");
             Ok(ExitCode::SUCCESS)
         }
         PluginCommand::Build { path } => {
@@ -139,6 +181,7 @@ async fn inspect(file: &Path, config: Option<&Path>) -> anyhow::Result<ExitCode>
     let report = serde_json::json!({
         "manifest": manifest,
         "sha256": revision.digest,
+        "signer": revision.signer,
         "operations": revision.operations.iter().map(|op| serde_json::json!({
             "name": op.name,
             "description": op.description,
@@ -147,6 +190,61 @@ async fn inspect(file: &Path, config: Option<&Path>) -> anyhow::Result<ExitCode>
         "imports": component_imports(&runtime, &revision),
     });
     println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn keygen(out: &Path) -> anyhow::Result<ExitCode> {
+    use std::io::Write as _;
+    let public_path = crate::signature::public_key_path(out);
+    for path in [out, public_path.as_path()] {
+        if path.exists() {
+            bail!(
+                "{} exists; choose another name (a key is never overwritten)",
+                path.display()
+            );
+        }
+    }
+    let key = crate::signature::SecretKey::generate()?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+        .open(out)
+        .and_then(|mut file| file.write_all(key.to_text().as_bytes()))
+        .with_context(|| format!("writing {}", out.display()))?;
+    let public = key.public_key();
+    std::fs::write(&public_path, format!("{public}\n"))
+        .with_context(|| format!("writing {}", public_path.display()))?;
+    println!("secret key: {} (keep it private)", out.display());
+    println!(
+        "public key: {} (key id {})",
+        public_path.display(),
+        public.id()
+    );
+    println!("hosts that trust it list, in their config:");
+    println!("runtime:\n  trusted_keys:\n    PUBLISHER: \"{public}\"");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn sign(file: &Path, key: &Path) -> anyhow::Result<ExitCode> {
+    let key_text =
+        std::fs::read_to_string(key).with_context(|| format!("reading {}", key.display()))?;
+    let key = crate::signature::SecretKey::parse(&key_text)
+        .with_context(|| format!("{} is not a signing key", key.display()))?;
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    read_manifest(&bytes)
+        .with_context(|| format!("{} is not a loadable plugin", file.display()))?;
+    let digest = crate::digest::sha256_hex(&bytes);
+    let signature_path = crate::signature::signature_path(file);
+    std::fs::write(&signature_path, key.sign(&digest).to_text())
+        .with_context(|| format!("writing {}", signature_path.display()))?;
+    println!(
+        "signed {} (sha256 {digest}) with key id {}: {}",
+        file.display(),
+        key.public_key().id(),
+        signature_path.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,4 +1,7 @@
-//! `databot plugin new`: a plugin crate per kind that builds to a working component.
+//! `databot plugin new`: a plugin crate per kind that builds to a working component, and
+//! `databot plugin wit`: the contract for other toolchains. The SDK and the contract are the
+//! ones this binary was built with, carried inside it (`build_sdk.rs`), so a new crate builds
+//! on a machine with only this binary and Rust: nothing points back at a source tree.
 
 use std::path::Path;
 
@@ -6,16 +9,50 @@ use anyhow::{Context, bail};
 
 use super::plugin::{Kind, kind_name};
 
-/// The SDK dependency line: the source tree's SDK when this binary was built from one.
-fn sdk_dependency() -> String {
-    let source_sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk");
-    match source_sdk.canonicalize() {
-        Ok(path) => format!(
-            "databot-sdk = {{ path = {:?} }}",
-            path.display().to_string()
-        ),
-        Err(_) => format!("databot-sdk = \"{}\"", env!("CARGO_PKG_VERSION")),
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/sdk_files.rs"));
+}
+
+/// Where a new crate keeps its copy of the SDK (`sdk/`) and the contract (`wit/`).
+const VENDOR: &str = "vendor";
+
+/// The contract's files (`databot.wit`, ...) as `(file name, text)`.
+pub fn contract() -> impl Iterator<Item = (&'static str, &'static str)> {
+    embedded::SDK_FILES
+        .iter()
+        .filter_map(|(path, text)| path.strip_prefix("wit/").map(|name| (name, *text)))
+}
+
+/// Writes the contract's files into `dir`.
+pub fn write_contract(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for (name, text) in contract() {
+        let path = dir.join(name);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     }
+    Ok(())
+}
+
+/// Writes the SDK and the contract under `dir/vendor`.
+fn write_sdk(dir: &Path) -> anyhow::Result<()> {
+    let vendor = dir.join(VENDOR);
+    for (relative, text) in embedded::SDK_FILES {
+        let path = vendor.join(relative);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let readme = format!(
+        "The databot plugin SDK (`sdk/`) and contract (`wit/`) of databot {version}, written by \
+         `databot plugin new`.\nA newer databot writes newer copies: `databot plugin new` in a \
+         scratch folder, then replace this folder with its `{VENDOR}/`.\n`databot plugin wit \
+         --out DIR` writes the contract alone, for other toolchains.\n",
+        version = env!("CARGO_PKG_VERSION")
+    );
+    std::fs::write(vendor.join("README.md"), readme)?;
+    Ok(())
 }
 
 pub fn create(kind: Kind, name: &str, dir: &Path) -> anyhow::Result<()> {
@@ -43,7 +80,8 @@ edition = "2024"
 crate-type = ["cdylib"]
 
 [dependencies]
-{sdk}
+# The SDK this databot carries, written next to the crate (see vendor/README.md).
+databot-sdk = {{ path = "{VENDOR}/sdk" }}
 schemars = "1"
 serde = {{ version = "1", features = ["derive"] }}
 serde_json = "1"
@@ -55,10 +93,10 @@ codegen-units = 1
 
 # Keep this crate out of any enclosing workspace.
 [workspace]
-"#,
-        sdk = sdk_dependency()
+"#
     );
     std::fs::write(dir.join("Cargo.toml"), cargo_toml)?;
+    write_sdk(dir)?;
     std::fs::write(dir.join("src/lib.rs"), source(kind, name))?;
     std::fs::write(dir.join(".gitignore"), "/target\n")?;
     Ok(())

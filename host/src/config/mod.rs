@@ -100,6 +100,13 @@ impl Config {
             .budgets
             .validate()
             .map_err(|e| semantic(format!("runtime.budgets: {e}")))?;
+        let trusted = crate::signature::TrustedKeys::parse(&self.runtime.trusted_keys)
+            .map_err(|(name, e)| semantic(format!("runtime.trusted_keys.{name}: {e}")))?;
+        if self.runtime.require_signatures && trusted.is_empty() {
+            return Err(semantic(
+                "runtime.require_signatures is on but runtime.trusted_keys lists no key: no component file could load; list the publishers' keys (`databot plugin keygen` makes one)".to_owned(),
+            ));
+        }
         self.rag.validate().map_err(semantic)?;
         self.gateway.validate().map_err(semantic)?;
         self.schedules.validate().map_err(semantic)?;

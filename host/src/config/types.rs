@@ -71,6 +71,15 @@ pub struct RuntimeConfig {
     /// Unset: a quarter of the open-file limit (see `process_limits`), at most 16,384.
     #[serde(default)]
     pub max_outgoing_connections: Option<usize>,
+    /// Publisher keys whose signatures the host checks, by name: `acme: "ed25519:BASE64"`
+    /// (`databot plugin keygen` prints one). A component file's signature is `FILE.sig`.
+    #[serde(default)]
+    pub trusted_keys: std::collections::BTreeMap<String, String>,
+    /// Refuse every component file without a valid signature by a trusted key (built-in
+    /// plugins, part of the binary, are not checked). Off: a signature present is still
+    /// checked, and a failing one refused.
+    #[serde(default)]
+    pub require_signatures: bool,
 }
 
 impl Default for RuntimeConfig {
@@ -84,6 +93,8 @@ impl Default for RuntimeConfig {
             budgets: Budgets::default(),
             circuit_breaker: BreakerConfig::default(),
             max_outgoing_connections: None,
+            trusted_keys: Default::default(),
+            require_signatures: false,
         }
     }
 }

@@ -148,6 +148,7 @@ mod tests {
             description: None,
             source: "file".into(),
             digest: None,
+            signer: None,
             state: "refused".into(),
             breaker: None,
             operations: Vec::new(),

@@ -51,6 +51,8 @@ impl Runtime {
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
                 Ok(event) => {
                     for path in event.paths {
+                        // A signature added, changed or removed reloads its component.
+                        let path = crate::signature::signed_file(&path).unwrap_or(path);
                         if path.extension().is_some_and(|e| e == "wasm") {
                             let _ = sender.send(path);
                         }
@@ -98,8 +100,13 @@ impl Runtime {
     }
 }
 
-/// What a listing knows of a file: its size and modification time.
-type Seen = HashMap<PathBuf, (u64, Option<std::time::SystemTime>)>;
+/// What a listing knows of a file: its size and modification time, and its signature's.
+type Stamp = (
+    u64,
+    Option<std::time::SystemTime>,
+    Option<std::time::SystemTime>,
+);
+type Seen = HashMap<PathBuf, Stamp>;
 
 /// The folder's plugin files; `None` when it cannot be read (a network volume's blip must
 /// not look like every plugin removed).
@@ -112,9 +119,12 @@ fn list_plugins(folder: &std::path::Path) -> Option<Seen> {
         .filter_map(|path| {
             // Followed through symlinks: a ConfigMap's files are links into a swapped folder.
             let metadata = std::fs::metadata(&path).ok()?;
+            let signed = std::fs::metadata(crate::signature::signature_path(&path))
+                .and_then(|m| m.modified())
+                .ok();
             metadata
                 .is_file()
-                .then(|| (path, (metadata.len(), metadata.modified().ok())))
+                .then(|| (path, (metadata.len(), metadata.modified().ok(), signed)))
         })
         .collect();
     Some(listed)

@@ -170,6 +170,49 @@ impl Runtime {
         result
     }
 
+    /// The signer of a component file, checked against `runtime.trusted_keys`: its detached
+    /// signature (`FILE.sig`) must be valid for these bytes (`digest`). Unsigned is refused
+    /// under `runtime.require_signatures`; a signature that does not match is always refused
+    /// (the bytes were changed after signing); one by a key not listed, only when required.
+    /// Built-in plugins are part of the binary and not checked.
+    async fn check_signature(
+        &self,
+        source: &PluginSource,
+        digest: &str,
+    ) -> anyhow::Result<Option<crate::signature::Signer>> {
+        use crate::signature::Rejection;
+        let PluginSource::File(path) = source else {
+            return Ok(None);
+        };
+        let signature_path = crate::signature::signature_path(path);
+        let text = match tokio::fs::read_to_string(&signature_path).await {
+            Ok(text) => Some(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                return Err(anyhow!(
+                    "cannot read its signature {}: {e}",
+                    signature_path.display()
+                ));
+            }
+        };
+        let required = self.inner.config.runtime.require_signatures;
+        let trusted = &self.inner.trusted_keys;
+        if !required && (text.is_none() || trusted.is_empty()) {
+            return Ok(None);
+        }
+        match trusted.check(digest, text.as_deref()) {
+            Ok(signer) => Ok(Some(signer)),
+            Err(Rejection::UnknownKey { key_id, .. }) if !required => {
+                tracing::warn!(
+                    path = %path.display(),
+                    "signed by key id {key_id}, which runtime.trusted_keys does not list; loaded as unsigned"
+                );
+                Ok(None)
+            }
+            Err(rejection) => Err(anyhow!("signature check failed: {rejection}")),
+        }
+    }
+
     fn plugin_of_file(&self, path: &Path) -> Option<Arc<PluginSlot>> {
         self.inner
             .plugins
@@ -266,10 +309,11 @@ impl Runtime {
         load_span.record("databot.plugin.name", name.as_str());
         load_span.record("databot.plugin.kind", manifest.kind.as_str());
         load_span.record("databot.plugin.digest", digest.as_str());
+        let signer = self.check_signature(&source, &digest).await?;
         let mut replaces_builtin = false;
         if let Some(slot) = self.inner.plugins.read().get(&name) {
             let current = slot.current();
-            if current.digest == digest && current.source == source {
+            if current.digest == digest && current.source == source && current.signer == signer {
                 return Ok(current);
             }
             match (&current.source, &source) {
@@ -333,6 +377,7 @@ impl Runtime {
             },
         );
         let mut revision = Revision::new(manifest, digest, source, compiled_from, pre)?;
+        revision.signer = signer;
         let mut grants = PluginGrants::from_config(&self.inner.config, &name)?;
         if replaces_builtin {
             grants.secrets.clear();

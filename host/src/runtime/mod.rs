@@ -103,6 +103,8 @@ pub(crate) struct RuntimeInner {
     metrics: Arc<crate::telemetry::RuntimeMetrics>,
     /// Groups of tools an operator turns on and off at runtime.
     tool_groups: tool_groups::ToolGroups,
+    /// Publisher keys component files are checked against (`runtime.trusted_keys`).
+    trusted_keys: crate::signature::TrustedKeys,
     _ticker: EpochTicker,
 }
 
@@ -146,6 +148,8 @@ impl Runtime {
             &config.agent.tool_groups,
             Some(data_dir.join("tool_groups.json")),
         );
+        let trusted_keys = crate::signature::TrustedKeys::parse(&config.runtime.trusted_keys)
+            .map_err(|(name, e)| anyhow!("runtime.trusted_keys.{name}: {e}"))?;
         let ticker = EpochTicker::start(&engine);
         let inner = Arc::new(RuntimeInner {
             engine,
@@ -160,6 +164,7 @@ impl Runtime {
             health: health::HealthCache::default(),
             metrics: Arc::default(),
             tool_groups,
+            trusted_keys,
             _ticker: ticker,
         });
         let router: Arc<dyn ConnectorRouter> = Arc::new(RouterHandle(Arc::downgrade(&inner)));

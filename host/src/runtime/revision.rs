@@ -50,6 +50,8 @@ pub struct Revision {
     pub source: PluginSource,
     pub loaded_at: SystemTime,
     pub compiled_from: CompileSource,
+    /// Who signed it, when its signature was checked against a trusted key.
+    pub signer: Option<crate::signature::Signer>,
     pub pre: InstancePre<StoreState>,
     pub exports: KindExports,
     /// Tools (for tool plugins) or operations (for connectors), filled by `describe`.
@@ -102,6 +104,7 @@ impl Revision {
             source,
             loaded_at: SystemTime::now(),
             compiled_from,
+            signer: None,
             pre,
             exports,
             operations: Vec::new(),

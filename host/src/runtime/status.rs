@@ -26,6 +26,8 @@ pub struct PluginStatus {
     pub description: Option<String>,
     pub source: String,
     pub digest: Option<String>,
+    /// The trusted key that signed it (`runtime.trusted_keys`), when it is signed.
+    pub signer: Option<crate::signature::Signer>,
     /// `ready`, `degraded` (a newer revision was refused; the old one serves) or `refused`.
     pub state: String,
     pub breaker: Option<BreakerState>,
@@ -53,6 +55,7 @@ impl PluginStatus {
             description: Some(revision.manifest.description.clone()),
             source: revision.source.to_string(),
             digest: Some(revision.digest.clone()),
+            signer: revision.signer.clone(),
             state: if last_error.is_some() {
                 "degraded"
             } else {
@@ -82,6 +85,7 @@ impl PluginStatus {
             description: None,
             source: path.display().to_string(),
             digest: None,
+            signer: None,
             state: "refused".to_owned(),
             breaker: None,
             operations: Vec::new(),

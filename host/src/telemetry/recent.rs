@@ -3,8 +3,9 @@
 //!
 //! Fed by the same two pipelines as OTLP export: a span processor on the tracer provider (the
 //! host's `tracing` spans, taken as they end) and the call-span worker (plugin calls, in
-//! batches). Bounded three ways: traces kept (`telemetry.recent_traces`, the oldest go first),
-//! spans per trace, and spans in all; attribute values are cut short. With the setting at 0
+//! batches). Bounded three ways: traces kept (`telemetry.recent_traces` turns, and as many
+//! traces of other work kept apart so they never push a turn out), spans per trace, and spans
+//! in all; attribute values are cut short. With the setting at 0
 //! nothing here exists and, without OTLP export, no span is even built.
 //!
 //! The gateway finds the store through the current `tracing` dispatcher (`current`), as the
@@ -43,18 +44,165 @@ impl std::fmt::Debug for RecentTraces {
     }
 }
 
+/// The traces kept, in three groups so that a busy host's other traces (health checks,
+/// plugin loads, embedding calls) never push a turn out: turns (an `agent.turn` root, known
+/// from the moment it starts, so a running turn is one), other finished traces, and traces
+/// whose root is still running and not a turn's. Each group keeps `keep` traces; past the
+/// span limit the other traces go first, then the open ones; a turn gives way only to a turn.
+///
+/// The groups' queues are lazily cleaned: a trace that changes group (its root ends) or is
+/// removed leaves a stale entry behind, recognised by its sequence number and group and
+/// skipped when it reaches the front.
 #[derive(Default)]
 struct Ring {
     traces: HashMap<TraceId, Trace>,
-    /// Trace ids in the order their first span arrived.
-    order: VecDeque<TraceId>,
+    queues: [VecDeque<(u64, TraceId)>; 3],
+    /// Live traces in each group (the queues may hold stale entries too).
+    counts: [usize; 3],
+    next_seq: u64,
     spans: usize,
 }
 
-#[derive(Default)]
+/// A trace's group in the ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Group {
+    Turn = 0,
+    Other = 1,
+    Open = 2,
+}
+
 struct Trace {
+    /// When its first span arrived, in ring order: newer traces have larger numbers.
+    seq: u64,
+    group: Group,
     spans: Vec<RecordedSpan>,
     dropped: u32,
+}
+
+impl Ring {
+    fn push(&mut self, group: Group, seq: u64, id: TraceId) {
+        self.queues[group as usize].push_back((seq, id));
+        self.counts[group as usize] += 1;
+        // Stale entries are dropped at the front as they come; a queue mostly stale (traces
+        // that left the group out of order) is compacted so it stays bounded.
+        let queue = &self.queues[group as usize];
+        if queue.len() > 2 * self.counts[group as usize] + 64 {
+            let traces = &self.traces;
+            self.queues[group as usize].retain(|(seq, id)| is_live(traces, group, *seq, id));
+        }
+    }
+
+    /// The oldest live trace of `group`, stale entries before it dropped.
+    fn oldest(&mut self, group: Group) -> Option<(u64, TraceId)> {
+        let traces = &self.traces;
+        let queue = &mut self.queues[group as usize];
+        while let Some((seq, id)) = queue.front() {
+            if is_live(traces, group, *seq, id) {
+                return Some((*seq, *id));
+            }
+            queue.pop_front();
+        }
+        None
+    }
+
+    fn remove(&mut self, id: &TraceId) {
+        if let Some(gone) = self.traces.remove(id) {
+            self.spans -= gone.spans.len();
+            self.counts[gone.group as usize] -= 1;
+        }
+    }
+
+    /// Moves a trace into the group its root names: a turn when the root is a turn's (as it
+    /// starts or ends), another finished trace when any other root ends.
+    fn classify(&mut self, id: TraceId, turn: bool) {
+        let Some(trace) = self.traces.get_mut(&id) else {
+            return;
+        };
+        let to = if turn { Group::Turn } else { Group::Other };
+        // A turn stays a turn; another root of the same trace (several remote parents) does
+        // not change it back.
+        if trace.group == to || trace.group == Group::Turn {
+            return;
+        }
+        let (from, seq) = (trace.group, trace.seq);
+        trace.group = to;
+        self.counts[from as usize] -= 1;
+        self.push(to, seq, id);
+    }
+
+    /// The oldest live trace of `group` other than `current`.
+    fn oldest_except(&mut self, group: Group, current: &TraceId) -> Option<(u64, TraceId)> {
+        self.oldest(group)?;
+        let traces = &self.traces;
+        self.queues[group as usize]
+            .iter()
+            .find(|(seq, id)| id != current && is_live(traces, group, *seq, id))
+            .copied()
+    }
+
+    /// Drops traces until every group keeps at most `keep` and all spans fit; `current` is
+    /// the trace that just took a span (its root when `root`). Past the span limit a trace
+    /// that is not a turn never costs a turn its place: with no other or open trace left to
+    /// drop, its own newest span goes (the one before it when the newest is its root, which
+    /// is always kept).
+    fn evict(&mut self, keep: usize, current: TraceId, root: bool) {
+        for group in [Group::Turn, Group::Other, Group::Open] {
+            while self.counts[group as usize] > keep {
+                let Some((_, id)) = self.oldest(group) else {
+                    break;
+                };
+                self.remove(&id);
+            }
+        }
+        while self.spans > MAX_SPANS {
+            let victim = self
+                .oldest_except(Group::Other, &current)
+                .or_else(|| self.oldest_except(Group::Open, &current));
+            if let Some((_, id)) = victim {
+                self.remove(&id);
+                continue;
+            }
+            let Some(trace) = self.traces.get_mut(&current) else {
+                break;
+            };
+            if trace.group == Group::Turn {
+                match self.oldest_except(Group::Turn, &current) {
+                    Some((_, id)) => self.remove(&id),
+                    None => break,
+                }
+            } else if let Some(index) = trace.spans.len().checked_sub(1 + usize::from(root)) {
+                trace.spans.remove(index);
+                trace.dropped = trace.dropped.saturating_add(1);
+                self.spans -= 1;
+            } else {
+                break;
+            }
+        }
+    }
+
+    /// The trace `id`, made (as an open trace) if it is new.
+    fn entry(&mut self, id: TraceId) {
+        if !self.traces.contains_key(&id) {
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            self.traces.insert(
+                id,
+                Trace {
+                    seq,
+                    group: Group::Open,
+                    spans: Vec::new(),
+                    dropped: 0,
+                },
+            );
+            self.push(Group::Open, seq, id);
+        }
+    }
+}
+
+fn is_live(traces: &HashMap<TraceId, Trace>, group: Group, seq: u64, id: &TraceId) -> bool {
+    traces
+        .get(id)
+        .is_some_and(|trace| trace.seq == seq && trace.group == group)
 }
 
 /// One finished span, as the console shows it.
@@ -115,44 +263,53 @@ impl RecentTraces {
     pub fn record(&self, span: &SpanData) {
         let trace_id = span.span_context.trace_id();
         let recorded = RecordedSpan::of(span);
+        // A root: the turn's span (which ends last), or a span whose parent is in another
+        // process. It finishes its trace, and is kept past the per-trace limit: without it
+        // the trace would have no root and no conversation.
+        let root = recorded.parent_span_id.is_none() || span.parent_span_is_remote;
+        let turn = root && recorded.name == super::spans::AGENT_TURN;
         let mut ring = self.ring.lock();
         let ring = &mut *ring;
-        let trace = match ring.traces.get_mut(&trace_id) {
-            Some(trace) => trace,
-            None => {
-                ring.order.push_back(trace_id);
-                ring.traces.entry(trace_id).or_default()
-            }
+        ring.entry(trace_id);
+        let Some(trace) = ring.traces.get_mut(&trace_id) else {
+            return;
         };
-        // A root (the turn's span, which ends last) is kept past the limit: without it the
-        // trace would have no root and no conversation.
-        let root = recorded.parent_span_id.is_none() || span.parent_span_is_remote;
         if trace.spans.len() >= MAX_SPANS_PER_TRACE && !root {
             trace.dropped = trace.dropped.saturating_add(1);
             return;
         }
         trace.spans.push(recorded);
         ring.spans += 1;
-        while ring.order.len() > self.keep || (ring.spans > MAX_SPANS && ring.order.len() > 1) {
-            let Some(oldest) = ring.order.pop_front() else {
-                break;
-            };
-            if let Some(gone) = ring.traces.remove(&oldest) {
-                ring.spans -= gone.spans.len();
-            }
+        if root {
+            ring.classify(trace_id, turn);
         }
+        ring.evict(self.keep, trace_id, root);
     }
 
-    /// The newest traces first, `limit` at most; only turns (`agent.turn` roots) when
-    /// `turns_only`.
+    /// A turn's root span started (`trace_id`'s spans are a turn's from now on, so the
+    /// traces of other work never push it out while it runs).
+    pub fn turn_started(&self, trace_id: TraceId) {
+        let mut ring = self.ring.lock();
+        ring.entry(trace_id);
+        ring.classify(trace_id, true);
+        ring.evict(self.keep, trace_id, false);
+    }
+
+    /// The newest traces first (by their first span), `limit` at most; only turns
+    /// (`agent.turn` roots) when `turns_only`.
     pub fn list(&self, limit: usize, turns_only: bool) -> Vec<TraceSummary> {
         let ring = self.ring.lock();
-        ring.order
+        let mut newest: Vec<(u64, &TraceId)> = ring
+            .traces
             .iter()
-            .rev()
-            .filter_map(|id| ring.traces.get(id).map(|trace| summary(*id, trace)))
-            .filter(|summary| !turns_only || summary.root == super::spans::AGENT_TURN)
+            .filter(|(_, trace)| !turns_only || trace.group == Group::Turn)
+            .map(|(id, trace)| (trace.seq, id))
+            .collect();
+        newest.sort_unstable_by_key(|(seq, _)| std::cmp::Reverse(*seq));
+        newest
+            .into_iter()
             .take(limit)
+            .filter_map(|(_, id)| ring.traces.get(id).map(|trace| summary(*id, trace)))
             .collect()
     }
 
@@ -275,7 +432,25 @@ fn cut(mut text: String) -> String {
 pub(super) struct RecentSpans(pub(super) Arc<RecentTraces>);
 
 impl SpanProcessor for RecentSpans {
-    fn on_start(&self, _span: &mut opentelemetry_sdk::trace::Span, _cx: &opentelemetry::Context) {}
+    /// A root span of a turn marks its trace as a turn's as it starts. `tracing-opentelemetry`
+    /// starts a span when its first child needs it, so this happens before the turn's model
+    /// and tool calls end. Only roots are looked at (one per trace).
+    fn on_start(&self, span: &mut opentelemetry_sdk::trace::Span, cx: &opentelemetry::Context) {
+        use opentelemetry::trace::{Span as _, TraceContextExt as _};
+        let context = span.span_context();
+        let parent = cx.span();
+        let local_parent = parent.span_context().is_valid() && !parent.span_context().is_remote();
+        if local_parent || !context.is_sampled() {
+            return;
+        }
+        let trace_id = context.trace_id();
+        if span
+            .exported_data()
+            .is_some_and(|data| data.name == super::spans::AGENT_TURN)
+        {
+            self.0.turn_started(trace_id);
+        }
+    }
 
     fn on_end(&self, span: SpanData) {
         if span.span_context.is_sampled() {
@@ -339,9 +514,17 @@ mod tests {
         }
     }
 
+    fn ids(list: Vec<TraceSummary>) -> Vec<String> {
+        list.into_iter().map(|t| t.trace_id).collect()
+    }
+
+    fn id(trace: u128) -> String {
+        TraceId::from(trace).to_string()
+    }
+
     #[test]
     fn keeps_the_newest_traces_with_their_roots() {
-        let recent = RecentTraces::new(2);
+        let recent = RecentTraces::new(1);
         recent.record(&span(1, 2, 1, "chat"));
         recent.record(&span(1, 1, 0, "agent.turn"));
         recent.record(&span(2, 3, 0, "plugin.load"));
@@ -352,27 +535,95 @@ mod tests {
         assert_eq!(list[1].session.as_deref(), Some("api:x"));
         assert_eq!(list[1].spans, 2);
         assert_eq!(recent.list(10, true).len(), 1);
-        // A third trace pushes the oldest out.
+        // A second turn pushes the first out; the other trace stays.
         recent.record(&span(3, 4, 0, "agent.turn"));
-        let ids: Vec<String> = recent
-            .list(10, false)
-            .into_iter()
-            .map(|t| t.trace_id)
-            .collect();
-        assert_eq!(
-            ids,
-            [
-                TraceId::from(3u128).to_string(),
-                TraceId::from(2u128).to_string()
-            ]
-        );
-        assert!(recent.trace(&TraceId::from(1u128).to_string()).is_none());
-        let detail = recent.trace(&TraceId::from(3u128).to_string()).unwrap();
+        assert_eq!(ids(recent.list(10, false)), [id(3), id(2)]);
+        assert!(recent.trace(&id(1)).is_none());
+        let detail = recent.trace(&id(3)).unwrap();
         assert_eq!(detail.spans[0].name, "agent.turn");
         // Long values are cut.
         let text = &detail.spans[0].attributes[1].1;
         assert_eq!(text.chars().count(), MAX_VALUE_CHARS + 1);
         assert!(recent.trace("not hex").is_none());
+    }
+
+    #[test]
+    fn other_traces_never_push_a_turn_out() {
+        let recent = RecentTraces::new(3);
+        // A finished turn, and a turn still running (its model call ended, the turn not yet).
+        recent.record(&span(1, 2, 1, "chat"));
+        recent.record(&span(1, 1, 0, "agent.turn"));
+        recent.turn_started(TraceId::from(2u128));
+        recent.record(&span(2, 4, 3, "chat"));
+        // A flood of health checks and embedding calls.
+        for trace in 100..1_100u128 {
+            recent.record(&span(trace, 1, 0, "plugin.health"));
+        }
+        assert_eq!(ids(recent.list(10, true)), [id(2), id(1)]);
+        // The running turn kept its spans; its root ends now.
+        recent.record(&span(2, 3, 0, "agent.turn"));
+        assert_eq!(ids(recent.list(10, true)), [id(2), id(1)]);
+        assert_eq!(recent.trace(&id(2)).unwrap().spans.len(), 2);
+        // The other traces: the newest three.
+        let all = ids(recent.list(10, false));
+        assert_eq!(all, [id(1_099), id(1_098), id(1_097), id(2), id(1)]);
+        // The queues stayed bounded, stale entries and all.
+        let ring = recent.ring.lock();
+        assert!(ring.queues.iter().all(|queue| queue.len() <= 2 * 3 + 64));
+        assert_eq!(ring.counts, [2, 3, 0]);
+    }
+
+    #[test]
+    fn past_the_span_limit_other_traces_go_first() {
+        let recent = RecentTraces::new(1_000);
+        let per_trace = MAX_SPANS_PER_TRACE as u64;
+        // Turns fill all but half a trace's room.
+        let turns = (MAX_SPANS as u64 / per_trace) as u128;
+        for trace in 0..turns {
+            let spans = if trace == turns - 1 {
+                per_trace / 2
+            } else {
+                per_trace
+            };
+            for span_id in 2..=spans {
+                recent.record(&span(trace, span_id, 1, "chat"));
+            }
+            recent.record(&span(trace, 1, 0, "agent.turn"));
+        }
+        assert_eq!(recent.list(1_000, true).len(), turns as usize);
+        // Other traces fill what is left and then take each other's place, not the turns'.
+        for trace in 10_000..10_000 + 2 * per_trace as u128 {
+            recent.record(&span(trace, 1, 0, "plugin.health"));
+            for span_id in 2..=per_trace {
+                recent.record(&span(trace, span_id, 1, "wasm.call"));
+            }
+        }
+        assert_eq!(recent.list(1_000, true).len(), turns as usize);
+        assert!(recent.ring.lock().spans <= MAX_SPANS);
+        let newest_other = recent.list(1, false).remove(0);
+        assert_eq!(newest_other.root, "plugin.health");
+        let newest_other = recent.trace(&newest_other.trace_id).unwrap();
+        assert_eq!(newest_other.spans.len() as u64, per_trace / 2);
+        assert_eq!(newest_other.dropped as u64, per_trace / 2);
+        // One whose root ends last keeps it all the same.
+        for span_id in 2..=per_trace {
+            recent.record(&span(20_000, span_id, 1, "wasm.call"));
+        }
+        recent.record(&span(20_000, 1, 0, "plugin.health"));
+        let last = recent.trace(&id(20_000)).unwrap();
+        assert!(last.spans.iter().any(|s| s.name == "plugin.health"));
+        assert_eq!(recent.list(1_000, true).len(), turns as usize);
+        // A new turn past the limit pushes the oldest turn out when nothing else is left.
+        recent.turn_started(TraceId::from(50_000u128));
+        for span_id in 1..=per_trace {
+            recent.record(&span(50_000, span_id + 1, 1, "chat"));
+        }
+        recent.record(&span(50_000, 1, 0, "agent.turn"));
+        let listed = ids(recent.list(1_000, true));
+        assert_eq!(listed.len(), turns as usize);
+        assert_eq!(listed[0], id(50_000));
+        assert!(!listed.contains(&id(0)));
+        assert!(recent.ring.lock().spans <= MAX_SPANS);
     }
 
     #[test]
@@ -389,5 +640,36 @@ mod tests {
         let listed = recent.list(1, true);
         assert_eq!(listed[0].root, "agent.turn");
         assert_eq!(listed[0].session.as_deref(), Some("api:x"));
+    }
+
+    #[test]
+    fn a_turn_is_known_as_its_root_starts() {
+        use opentelemetry::trace::{TraceContextExt as _, Tracer as _, TracerProvider as _};
+        let recent = RecentTraces::new(1);
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+            .with_span_processor(RecentSpans(recent.clone()))
+            .build();
+        let tracer = provider.tracer("test");
+        let turn = tracer.start(crate::telemetry::spans::AGENT_TURN);
+        let turn_cx = opentelemetry::Context::current_with_span(turn);
+        let mut model_call = tracer.start_with_context("chat", &turn_cx);
+        opentelemetry::trace::Span::end(&mut model_call);
+        // Other work ends while the turn runs; the turn's model call stays.
+        // (each open while its call runs: unmarked, the turn would go as the oldest open one).
+        for _ in 0..5 {
+            let health = tracer.start("plugin.health");
+            let health_cx = opentelemetry::Context::current_with_span(health);
+            let mut call = tracer.start_with_context("wasm.call", &health_cx);
+            opentelemetry::trace::Span::end(&mut call);
+            health_cx.span().end();
+        }
+        let turn_id = turn_cx.span().span_context().trace_id().to_string();
+        assert_eq!(recent.trace(&turn_id).unwrap().spans.len(), 1);
+        turn_cx.span().end();
+        let listed = recent.list(10, true);
+        assert_eq!(ids(listed), std::slice::from_ref(&turn_id));
+        assert_eq!(recent.trace(&turn_id).unwrap().spans.len(), 2);
+        assert_eq!(recent.list(10, false).len(), 2);
+        assert_eq!(recent.list(10, false)[1].spans, 2);
     }
 }
