@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Python packages the end-to-end tests use as real peers: the official MCP SDK (`mcp`), and
+# Python packages the end-to-end tests use as real peers: the official MCP SDK (`mcp`),
+# componentize-py (Python plugins: `databot plugin new --lang python`, `python_plugins.rs`), and
 # Qdrant's engine (`qdrant-edge-py`) with Qdrant's gRPC protocol (`qdrant-client`, `grpcio`)
 # for `tests/qdrant/edge_server.py`. Idempotent: installs only what is missing or at another
 # version.
 set -eu
 export PIP_ROOT_USER_ACTION=ignore
 python="${PYTHON:-python3}"
-wanted="mcp==2.3.0 qdrant-edge-py==0.9.0 qdrant-client==1.20.0 grpcio==1.85.3"
+wanted="mcp==2.3.0 qdrant-edge-py==0.9.0 qdrant-client==1.20.0 grpcio==1.85.3 componentize-py==0.25.1"
 missing=""
 for pin in $wanted; do
   name=${pin%%==*}

@@ -162,9 +162,24 @@ pub struct Signature {
 }
 
 impl Signature {
+    /// Reads a `.sig` file's text. Errors never quote the text (it may be anything a
+    /// symlink points at), only say what is wrong.
     pub fn parse(text: &str) -> Result<Self, SignatureError> {
-        let signature: Self = serde_json::from_str(text)
-            .map_err(|e| SignatureError::BadSignatureFile(e.to_string()))?;
+        let signature: Self = serde_json::from_str(text).map_err(|_| {
+            SignatureError::BadSignatureFile(
+                "expected JSON {\"version\": 1, \"key_id\", \"signature\"}".into(),
+            )
+        })?;
+        let hex_id = signature.key_id.len() == 16
+            && signature
+                .key_id
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if !hex_id {
+            return Err(SignatureError::BadSignatureFile(
+                "its key id is not 16 lower-case hex digits".into(),
+            ));
+        }
         if signature.version != 1 {
             return Err(SignatureError::BadSignatureFile(format!(
                 "version {} (this host reads version 1)",
@@ -266,7 +281,11 @@ impl TrustedKeys {
         };
         let bytes = BASE64
             .decode(&signature.signature)
-            .map_err(|e| Rejection::Unreadable(format!("the signature is not base64: {e}")))?;
+            .ok()
+            .filter(|bytes| bytes.len() == 64)
+            .ok_or_else(|| {
+                Rejection::Unreadable("the signature is not 64 bytes in base64".to_owned())
+            })?;
         if !key.verifies(digest, &bytes) {
             return Err(Rejection::Mismatch {
                 key: name.clone(),
@@ -325,6 +344,21 @@ mod tests {
         assert!(unsigned.to_string().contains("`acme`"), "{unsigned}");
         assert!(matches!(
             keys.check(&digest, Some("{")),
+            Err(Rejection::Unreadable(_))
+        ));
+        // What a signature file holds is never quoted back (it may be another file's text).
+        let secret = keys
+            .check(&digest, Some("\"db-password-123\""))
+            .unwrap_err();
+        assert!(!secret.to_string().contains("db-password"), "{secret}");
+        let mut odd_id = acme.sign(&digest);
+        odd_id.key_id = "<script>".into();
+        let odd = keys.check(&digest, Some(&odd_id.to_text())).unwrap_err();
+        assert!(matches!(odd, Rejection::Unreadable(_)) && !odd.to_string().contains("<script>"));
+        let mut short = acme.sign(&digest);
+        short.signature = BASE64.encode([1u8; 10]);
+        assert!(matches!(
+            keys.check(&digest, Some(&short.to_text())),
             Err(Rejection::Unreadable(_))
         ));
     }

@@ -7,6 +7,7 @@ mod cron;
 mod init;
 pub mod plugin;
 mod progress;
+pub mod python_plugin;
 pub mod rag;
 pub mod scaffold;
 mod status;

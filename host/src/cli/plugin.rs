@@ -1,4 +1,4 @@
-//! `databot plugin list | inspect | new | build | wit`.
+//! `databot plugin list | inspect | new | build | package | keygen | sign | wit`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -28,6 +28,9 @@ pub enum PluginCommand {
         /// What the plugin is.
         #[arg(long, value_enum, default_value = "tool")]
         kind: Kind,
+        /// The language it is written in.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: Lang,
         /// Plugin name (lowercase letters, digits, `_`).
         name: String,
         /// Folder to create the crate in (default: ./NAME).
@@ -39,6 +42,19 @@ pub enum PluginCommand {
         /// The plugin crate's folder.
         #[arg(default_value = ".")]
         path: PathBuf,
+    },
+    /// Embed a manifest into a component built by another toolchain (componentize-py,
+    /// componentize-js, wit-bindgen), making it a plugin this host loads.
+    Package {
+        /// The component (`.wasm`) without a manifest.
+        file: PathBuf,
+        /// The manifest: JSON with `name`, `version`, `kind`, `description` and
+        /// `capabilities` (`contract` defaults to this host's).
+        #[arg(long)]
+        manifest: PathBuf,
+        /// Where to write the plugin (default: FILE itself, replaced atomically).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Make a publisher key pair for signing plugins: KEYFILE (secret, mode 0600) and
     /// KEYFILE.pub; prints the line for `runtime.trusted_keys`.
@@ -63,6 +79,14 @@ pub enum PluginCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Lang {
+    /// A crate on the Rust SDK.
+    Rust,
+    /// A componentize-py project (a tool).
+    Python,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -107,9 +131,20 @@ pub async fn run(command: PluginCommand, config: Option<&Path>) -> anyhow::Resul
             Ok(ExitCode::SUCCESS)
         }
         PluginCommand::Inspect { file } => inspect(&file, config).await,
-        PluginCommand::New { kind, name, dir } => {
+        PluginCommand::New {
+            kind,
+            lang,
+            name,
+            dir,
+        } => {
             let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
-            super::scaffold::create(kind, &name, &dir)?;
+            match lang {
+                Lang::Rust => super::scaffold::create(kind, &name, &dir)?,
+                Lang::Python => {
+                    super::scaffold::check_new(&name, &dir)?;
+                    super::python_plugin::create(kind, &name, &dir)?;
+                }
+            }
             println!(
                 "created {} ({} plugin `{name}`)",
                 dir.display(),
@@ -118,6 +153,11 @@ pub async fn run(command: PluginCommand, config: Option<&Path>) -> anyhow::Resul
             println!("build it with: databot plugin build {}", dir.display());
             Ok(ExitCode::SUCCESS)
         }
+        PluginCommand::Package {
+            file,
+            manifest,
+            out,
+        } => package(&file, &manifest, out.as_deref()),
         PluginCommand::Keygen { out } => keygen(&out),
         PluginCommand::Sign { file, key } => sign(&file, &key),
         PluginCommand::Wit { out: Some(dir) } => {
@@ -193,6 +233,45 @@ async fn inspect(file: &Path, config: Option<&Path>) -> anyhow::Result<ExitCode>
     Ok(ExitCode::SUCCESS)
 }
 
+fn package(file: &Path, manifest: &Path, out: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let json = std::fs::read_to_string(manifest)
+        .with_context(|| format!("reading {}", manifest.display()))?;
+    let packaged = crate::runtime::embed_manifest(&bytes, &json)
+        .with_context(|| format!("packaging {} with {}", file.display(), manifest.display()))?;
+    let out = out.unwrap_or(file);
+    write_replacing(out, &packaged)?;
+    let manifest = read_manifest(&packaged)?;
+    println!(
+        "{} ({} {} v{}, contract {})",
+        out.display(),
+        manifest.kind.as_str(),
+        manifest.name,
+        manifest.version,
+        manifest.contract
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes `path` through a new temporary file and a rename: a watcher of the folder never
+/// sees half a file, and a link planted at `path` is replaced, not followed.
+pub(super) fn write_replacing(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(format!(".partial-{}", std::process::id()));
+    let temporary = PathBuf::from(temporary);
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&temporary)
+        .and_then(|mut file| file.write_all(bytes))
+        .and_then(|()| std::fs::rename(&temporary, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    written.with_context(|| format!("writing {}", path.display()))
+}
+
 fn keygen(out: &Path) -> anyhow::Result<ExitCode> {
     use std::io::Write as _;
     let public_path = crate::signature::public_key_path(out);
@@ -214,7 +293,11 @@ fn keygen(out: &Path) -> anyhow::Result<ExitCode> {
         .and_then(|mut file| file.write_all(key.to_text().as_bytes()))
         .with_context(|| format!("writing {}", out.display()))?;
     let public = key.public_key();
-    std::fs::write(&public_path, format!("{public}\n"))
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&public_path)
+        .and_then(|mut file| file.write_all(format!("{public}\n").as_bytes()))
         .with_context(|| format!("writing {}", public_path.display()))?;
     println!("secret key: {} (keep it private)", out.display());
     println!(
@@ -237,8 +320,7 @@ fn sign(file: &Path, key: &Path) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("{} is not a loadable plugin", file.display()))?;
     let digest = crate::digest::sha256_hex(&bytes);
     let signature_path = crate::signature::signature_path(file);
-    std::fs::write(&signature_path, key.sign(&digest).to_text())
-        .with_context(|| format!("writing {}", signature_path.display()))?;
+    write_replacing(&signature_path, key.sign(&digest).to_text().as_bytes())?;
     println!(
         "signed {} (sha256 {digest}) with key id {}: {}",
         file.display(),
@@ -256,8 +338,13 @@ fn component_imports(runtime: &Runtime, revision: &crate::runtime::Revision) -> 
         .collect()
 }
 
-/// `cargo build --release --target wasm32-wasip2` in a plugin crate; returns the component.
+/// Builds the plugin in `path`: a Python project (`app.py`, `manifest.json`) with
+/// componentize-py, otherwise a crate with `cargo build --release --target wasm32-wasip2`.
+/// Returns the component.
 pub fn build(path: &Path) -> anyhow::Result<PathBuf> {
+    if super::python_plugin::is_python_plugin(path) {
+        return super::python_plugin::build(path);
+    }
     let manifest_path = path.join("Cargo.toml");
     let manifest_text = std::fs::read_to_string(&manifest_path)
         .with_context(|| format!("{} is not a plugin crate (no Cargo.toml)", path.display()))?;

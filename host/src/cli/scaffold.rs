@@ -55,17 +55,17 @@ fn write_sdk(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn create(kind: Kind, name: &str, dir: &Path) -> anyhow::Result<()> {
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-    {
-        bail!("plugin name `{name}` must be lowercase letters, digits and `_`");
-    }
+/// Refuses a name no manifest may carry and a folder that is not new or empty.
+pub fn check_new(name: &str, dir: &Path) -> anyhow::Result<()> {
+    crate::config::check_plugin_name(name).map_err(anyhow::Error::msg)?;
     if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
         bail!("{} exists and is not empty", dir.display());
     }
+    Ok(())
+}
+
+pub fn create(kind: Kind, name: &str, dir: &Path) -> anyhow::Result<()> {
+    check_new(name, dir)?;
     std::fs::create_dir_all(dir.join("src"))
         .with_context(|| format!("creating {}", dir.display()))?;
     let cargo_toml = format!(

@@ -184,20 +184,15 @@ impl Runtime {
         let PluginSource::File(path) = source else {
             return Ok(None);
         };
-        let signature_path = crate::signature::signature_path(path);
-        let text = match tokio::fs::read_to_string(&signature_path).await {
-            Ok(text) => Some(text),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => {
-                return Err(anyhow!(
-                    "cannot read its signature {}: {e}",
-                    signature_path.display()
-                ));
-            }
-        };
         let required = self.inner.config.runtime.require_signatures;
         let trusted = &self.inner.trusted_keys;
-        if !required && (text.is_none() || trusted.is_empty()) {
+        if !required && trusted.is_empty() {
+            // Nothing to check against: the signature file is not even opened.
+            return Ok(None);
+        }
+        let signature_path = crate::signature::signature_path(path);
+        let text = read_signature(&signature_path).await?;
+        if !required && text.is_none() {
             return Ok(None);
         }
         match trusted.check(digest, text.as_deref()) {
@@ -487,5 +482,66 @@ impl Runtime {
             digest: revision.digest.clone(),
         });
         Ok(revision)
+    }
+}
+
+/// The text of a detached signature file, `None` when there is none. Only a regular file of
+/// at most `MAX_SIGNATURE_BYTES` is read: a FIFO, a device or a huge file in the plugins
+/// folder must not stall or exhaust the loader.
+async fn read_signature(path: &Path) -> anyhow::Result<Option<String>> {
+    use tokio::io::AsyncReadExt as _;
+    const MAX_SIGNATURE_BYTES: u64 = 4096;
+    let metadata = match tokio::fs::metadata(path).await {
+        Ok(metadata) => metadata,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(anyhow!("cannot read its signature {}: {e}", path.display())),
+    };
+    if !metadata.is_file() || metadata.len() > MAX_SIGNATURE_BYTES {
+        return Err(anyhow!(
+            "its signature {} is not a signature file (a regular file of at most {MAX_SIGNATURE_BYTES} bytes)",
+            path.display()
+        ));
+    }
+    let mut text = String::new();
+    tokio::fs::File::open(path)
+        .await
+        .map(|file| file.take(MAX_SIGNATURE_BYTES))
+        .map_err(|e| anyhow!("cannot read its signature {}: {e}", path.display()))?
+        .read_to_string(&mut text)
+        .await
+        .map_err(|e| anyhow!("cannot read its signature {}: {e}", path.display()))?;
+    Ok(Some(text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_signature;
+
+    #[tokio::test]
+    async fn only_small_regular_files_are_read_as_signatures() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.wasm.sig");
+        assert!(read_signature(&missing).await.unwrap().is_none());
+        let regular = dir.path().join("x.wasm.sig");
+        std::fs::write(&regular, "{}").unwrap();
+        assert_eq!(
+            read_signature(&regular).await.unwrap().as_deref(),
+            Some("{}")
+        );
+        let huge = dir.path().join("huge.wasm.sig");
+        std::fs::write(&huge, vec![b'x'; 5000]).unwrap();
+        assert!(read_signature(&huge).await.is_err());
+        let folder = dir.path().join("folder.wasm.sig");
+        std::fs::create_dir(&folder).unwrap();
+        assert!(read_signature(&folder).await.is_err());
+        // A FIFO would block a reader until someone writes: refused without opening it.
+        let fifo = dir.path().join("fifo.wasm.sig");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let read = tokio::time::timeout(std::time::Duration::from_secs(5), read_signature(&fifo));
+        assert!(read.await.expect("no stall").is_err());
     }
 }

@@ -84,8 +84,8 @@ pub fn compatibility_line(version: &str) -> Option<String> {
     }
 }
 
-/// Read and check the manifest of component bytes without compiling or running them.
-pub fn read_manifest(bytes: &[u8]) -> Result<Manifest, ManifestError> {
+/// Checks that `bytes` are a component (not a core module, not something else).
+fn check_component(bytes: &[u8]) -> Result<(), ManifestError> {
     if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
         return Err(ManifestError::NotWasm);
     }
@@ -97,6 +97,11 @@ pub fn read_manifest(bytes: &[u8]) -> Result<Manifest, ManifestError> {
             "unknown WebAssembly encoding".into(),
         ));
     }
+    Ok(())
+}
+
+/// The first `databot-manifest` section's bytes, anywhere in the component.
+fn manifest_section(bytes: &[u8]) -> Result<Option<Vec<u8>>, ManifestError> {
     let mut found = None;
     for payload in wasmparser::Parser::new(0).parse_all(bytes) {
         let payload = payload.map_err(|e| ManifestError::Malformed(e.to_string()))?;
@@ -107,7 +112,13 @@ pub fn read_manifest(bytes: &[u8]) -> Result<Manifest, ManifestError> {
             found = Some(section.data().to_vec());
         }
     }
-    let data = found.ok_or(ManifestError::Missing)?;
+    Ok(found)
+}
+
+/// Read and check the manifest of component bytes without compiling or running them.
+pub fn read_manifest(bytes: &[u8]) -> Result<Manifest, ManifestError> {
+    check_component(bytes)?;
+    let data = manifest_section(bytes)?.ok_or(ManifestError::Missing)?;
     let manifest: Manifest =
         serde_json::from_slice(&data).map_err(|e| ManifestError::Invalid(e.to_string()))?;
     crate::config::check_plugin_name(&manifest.name).map_err(ManifestError::Invalid)?;
@@ -118,6 +129,57 @@ pub fn read_manifest(bytes: &[u8]) -> Result<Manifest, ManifestError> {
             found: manifest.contract,
             expected,
         }),
+    }
+}
+
+/// `bytes`, a component with no manifest yet, with `manifest_json` embedded as its
+/// `databot-manifest` section: how a component built by another toolchain (componentize-py,
+/// componentize-js, wit-bindgen in any language) becomes a plugin. The manifest is checked as
+/// a load would check it; a missing `contract` is this host's (the contract `databot plugin
+/// wit` gives). A component that already has a manifest is refused, never given two.
+pub fn embed_manifest(bytes: &[u8], manifest_json: &str) -> Result<Vec<u8>, ManifestError> {
+    check_component(bytes)?;
+    if manifest_section(bytes)?.is_some() {
+        return Err(ManifestError::Invalid(
+            "the component already has a databot-manifest section; package the build that has none"
+                .into(),
+        ));
+    }
+    let mut value: serde_json::Value =
+        serde_json::from_str(manifest_json).map_err(|e| ManifestError::Invalid(e.to_string()))?;
+    let Some(fields) = value.as_object_mut() else {
+        return Err(ManifestError::Invalid(
+            "the manifest must be a JSON object".into(),
+        ));
+    };
+    fields
+        .entry("contract")
+        .or_insert_with(|| CONTRACT_VERSION.into());
+    let manifest: Manifest =
+        serde_json::from_value(value).map_err(|e| ManifestError::Invalid(e.to_string()))?;
+    let json = serde_json::to_vec(&manifest).map_err(|e| ManifestError::Invalid(e.to_string()))?;
+    let mut section = Vec::new();
+    leb128(MANIFEST_SECTION.len(), &mut section);
+    section.extend_from_slice(MANIFEST_SECTION.as_bytes());
+    section.extend_from_slice(&json);
+    let mut packaged = bytes.to_vec();
+    packaged.push(0);
+    leb128(section.len(), &mut packaged);
+    packaged.extend(section);
+    read_manifest(&packaged)?;
+    Ok(packaged)
+}
+
+/// `n` as unsigned LEB128, the encoding of WebAssembly's sizes.
+fn leb128(mut n: usize, out: &mut Vec<u8>) {
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
     }
 }
 
@@ -135,24 +197,13 @@ mod tests {
 
     /// An empty component whose only section is a `databot-manifest` holding `json`.
     fn component_with_manifest(json: &str) -> Vec<u8> {
-        fn leb(mut n: usize, out: &mut Vec<u8>) {
-            loop {
-                let byte = (n & 0x7f) as u8;
-                n >>= 7;
-                if n == 0 {
-                    out.push(byte);
-                    return;
-                }
-                out.push(byte | 0x80);
-            }
-        }
         let mut payload = Vec::new();
-        leb(MANIFEST_SECTION.len(), &mut payload);
+        leb128(MANIFEST_SECTION.len(), &mut payload);
         payload.extend_from_slice(MANIFEST_SECTION.as_bytes());
         payload.extend_from_slice(json.as_bytes());
         let mut bytes = b"\0asm\x0d\x00\x01\x00".to_vec();
         bytes.push(0);
-        leb(payload.len(), &mut bytes);
+        leb128(payload.len(), &mut bytes);
         bytes.extend(payload);
         bytes
     }
@@ -205,6 +256,54 @@ mod tests {
         assert!(matches!(
             read_manifest(&core),
             Err(ManifestError::CoreModule)
+        ));
+    }
+
+    #[test]
+    fn a_manifest_is_embedded_once_and_checked() {
+        // The smallest component: its preamble.
+        let bare = b"\0asm\x0d\x00\x01\x00".to_vec();
+        assert!(matches!(read_manifest(&bare), Err(ManifestError::Missing)));
+        let json = r#"{"name": "py_tool", "version": "0.2.0", "kind": "tool", "description": "d", "capabilities": ["logging"]}"#;
+        let packaged = embed_manifest(&bare, json).unwrap();
+        let manifest = read_manifest(&packaged).unwrap();
+        assert_eq!(manifest.name, "py_tool");
+        assert_eq!(manifest.contract, CONTRACT_VERSION);
+        assert_eq!(manifest.capabilities, ["logging"]);
+        // Never two manifests.
+        let twice = embed_manifest(&packaged, json).unwrap_err().to_string();
+        assert!(twice.contains("already has"), "{twice}");
+        // The same checks as a load.
+        for (bad, expected) in [
+            (
+                r#"{"name": "Bad", "version": "1", "kind": "tool", "description": "d"}"#,
+                "plugin name",
+            ),
+            (
+                r#"{"name": "x", "version": "1", "kind": "robot", "description": "d"}"#,
+                "robot",
+            ),
+            (
+                r#"{"name": "x", "version": "1", "kind": "tool", "description": "d", "extra": 1}"#,
+                "extra",
+            ),
+            (
+                r#"{"name": "x", "version": "1", "kind": "tool", "description": "d", "contract": "9.0.0"}"#,
+                "9.0.0",
+            ),
+            ("[]", "JSON object"),
+            ("{", "EOF"),
+        ] {
+            let error = embed_manifest(&bare, bad).unwrap_err().to_string();
+            assert!(error.contains(expected), "{bad}: {error}");
+        }
+        assert!(matches!(
+            embed_manifest(b"\0asm\x01\x00\x00\x00", json),
+            Err(ManifestError::CoreModule)
+        ));
+        assert!(matches!(
+            embed_manifest(b"nope", json),
+            Err(ManifestError::NotWasm)
         ));
     }
 }

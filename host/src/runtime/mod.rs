@@ -39,7 +39,7 @@ pub use self::breaker::{BreakerState, CircuitBreaker};
 pub use self::channel_calls::{ChannelReceipt, SendFailure};
 pub use self::error::{CallError, ErrorKind};
 pub use self::health::{ConnectorHealth, HEALTH_TTL, HealthChange};
-pub use self::manifest::{Manifest, PluginKind, read_manifest};
+pub use self::manifest::{Manifest, PluginKind, embed_manifest, read_manifest};
 pub use self::revision::{PluginSource, Revision};
 pub use self::status::{PluginStatus, ToolInfo};
 

@@ -23,6 +23,9 @@ use tracing_subscriber::Layer;
 
 /// Spans one trace keeps at most (later ones are counted as dropped).
 const MAX_SPANS_PER_TRACE: usize = 256;
+/// Roots a full trace still takes past `MAX_SPANS_PER_TRACE` (its turn's span, which ends
+/// last); bounded, as several turns may share one trace (a client's `traceparent`).
+const MAX_EXTRA_ROOTS: usize = 8;
 /// Spans all traces keep at most: past it, the oldest traces go.
 const MAX_SPANS: usize = 16 * 1024;
 /// Attributes one span keeps at most.
@@ -142,9 +145,9 @@ impl Ring {
 
     /// Drops traces until every group keeps at most `keep` and all spans fit; `current` is
     /// the trace that just took a span (its root when `root`). Past the span limit a trace
-    /// that is not a turn never costs a turn its place: with no other or open trace left to
-    /// drop, its own newest span goes (the one before it when the newest is its root, which
-    /// is always kept).
+    /// never costs a newer turn its place: with no other or open trace left to drop, a turn
+    /// takes an older turn's place, and otherwise its own newest span goes (the one before it
+    /// when the newest is its root, which is kept).
     fn evict(&mut self, keep: usize, current: TraceId, root: bool) {
         for group in [Group::Turn, Group::Other, Group::Open] {
             while self.counts[group as usize] > keep {
@@ -162,15 +165,27 @@ impl Ring {
                 self.remove(&id);
                 continue;
             }
+            let Some((current_seq, current_group)) = self
+                .traces
+                .get(&current)
+                .map(|trace| (trace.seq, trace.group))
+            else {
+                break;
+            };
+            let older_turn = match current_group {
+                Group::Turn => self
+                    .oldest_except(Group::Turn, &current)
+                    .filter(|(seq, _)| *seq < current_seq),
+                _ => None,
+            };
+            if let Some((_, id)) = older_turn {
+                self.remove(&id);
+                continue;
+            }
             let Some(trace) = self.traces.get_mut(&current) else {
                 break;
             };
-            if trace.group == Group::Turn {
-                match self.oldest_except(Group::Turn, &current) {
-                    Some((_, id)) => self.remove(&id),
-                    None => break,
-                }
-            } else if let Some(index) = trace.spans.len().checked_sub(1 + usize::from(root)) {
+            if let Some(index) = trace.spans.len().checked_sub(1 + usize::from(root)) {
                 trace.spans.remove(index);
                 trace.dropped = trace.dropped.saturating_add(1);
                 self.spans -= 1;
@@ -274,7 +289,8 @@ impl RecentTraces {
         let Some(trace) = ring.traces.get_mut(&trace_id) else {
             return;
         };
-        if trace.spans.len() >= MAX_SPANS_PER_TRACE && !root {
+        let limit = MAX_SPANS_PER_TRACE + if root { MAX_EXTRA_ROOTS } else { 0 };
+        if trace.spans.len() >= limit {
             trace.dropped = trace.dropped.saturating_add(1);
             return;
         }
@@ -640,6 +656,12 @@ mod tests {
         let listed = recent.list(1, true);
         assert_eq!(listed[0].root, "agent.turn");
         assert_eq!(listed[0].session.as_deref(), Some("api:x"));
+        // Many turns sharing one trace (one client's traceparent) keep only a few more roots.
+        for id in 10_000..10_100 {
+            recent.record(&span(7, id, 0, "agent.turn"));
+        }
+        let detail = recent.trace(&TraceId::from(7u128).to_string()).unwrap();
+        assert_eq!(detail.spans.len(), MAX_SPANS_PER_TRACE + MAX_EXTRA_ROOTS);
     }
 
     #[test]
