@@ -24,10 +24,12 @@ fn content_type(path: &Path) -> &'static str {
     }
 }
 
-fn files(dir: &Path, found: &mut Vec<PathBuf>) {
+/// Every file below `dir`, sorted, leaving out editors' and systems' leftovers; shared with
+/// `build_sdk.rs`.
+pub fn files(dir: &Path, found: &mut Vec<PathBuf>) {
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
-        .map(|entry| entry.expect("a console folder entry").path())
+        .map(|entry| entry.expect("a folder entry").path())
         .collect();
     entries.sort();
     for path in entries {
@@ -35,7 +37,7 @@ fn files(dir: &Path, found: &mut Vec<PathBuf>) {
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or_default();
-        // Editors' and systems' leftovers (`.DS_Store`, `.x.swp`, `x~`) are not the console's.
+        // Editors' and systems' leftovers (`.DS_Store`, `.x.swp`, `x~`) are nobody's.
         if name.starts_with('.') || name.ends_with('~') {
             continue;
         }

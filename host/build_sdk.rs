@@ -5,7 +5,7 @@
 //! Listed in `OUT_DIR/sdk_files.rs` as `(path, text)`, paths relative to the written folder
 //! (`sdk/...`, `wit/...`: the SDK finds the contract at `../wit`, as in this repository).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// `key = value` lines of one `[table]` of a manifest, in order.
 fn table(manifest: &str, name: &str) -> Vec<(String, String)> {
@@ -67,28 +67,6 @@ fn standalone(manifest: &str, workspace: &str, path: &Path) -> String {
     out
 }
 
-fn files(dir: &Path, found: &mut Vec<PathBuf>) {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
-        .map(|entry| entry.expect("an SDK folder entry").path())
-        .collect();
-    entries.sort();
-    for path in entries {
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default();
-        if name.starts_with('.') || name.ends_with('~') || name == "target" {
-            continue;
-        }
-        if path.is_dir() {
-            files(&path, found);
-        } else if name == "Cargo.toml" || name.ends_with(".rs") || name.ends_with(".wit") {
-            found.push(path);
-        }
-    }
-}
-
 pub fn embed_sdk(root: &Path, out_dir: &Path) {
     let workspace =
         std::fs::read_to_string(root.join("Cargo.toml")).expect("the workspace manifest");
@@ -101,8 +79,15 @@ pub fn embed_sdk(root: &Path, out_dir: &Path) {
     for folder in ["sdk", "wit"] {
         println!("cargo:rerun-if-changed={}", root.join(folder).display());
         let mut found = Vec::new();
-        files(&root.join(folder), &mut found);
-        for path in found {
+        crate::build_console::files(&root.join(folder), &mut found);
+        let sources = found.into_iter().filter(|path| {
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            name == "Cargo.toml" || name.ends_with(".rs") || name.ends_with(".wit")
+        });
+        for path in sources {
             let relative = path.strip_prefix(root).expect("below the workspace");
             let relative = relative
                 .to_str()
