@@ -37,9 +37,10 @@ pub enum PluginCommand {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
-    /// Build a plugin crate to a component and check its manifest.
+    /// Build a plugin (a Rust crate, or a Python project from `new --lang python`) to a
+    /// component and check its manifest.
     Build {
-        /// The plugin crate's folder.
+        /// The plugin's folder.
         #[arg(default_value = ".")]
         path: PathBuf,
     },
