@@ -56,6 +56,9 @@ pub fn build(dir: &Path) -> anyhow::Result<PathBuf> {
     let (Some(name), Some(kind)) = (manifest["name"].as_str(), manifest["kind"].as_str()) else {
         bail!("{} needs `name` and `kind`", manifest_path.display());
     };
+    // The name becomes file names below: checked first, as a load would check it.
+    crate::config::check_plugin_name(name)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", manifest_path.display()))?;
     let build_dir = dir.join("build");
     std::fs::create_dir_all(&build_dir)
         .with_context(|| format!("creating {}", build_dir.display()))?;
